@@ -1,0 +1,6282 @@
+/* dbpool.h - v0.1.0 - event-loop-free connection pools for MySQL/MariaDB and Redis
+                       public domain or MIT, see the end of this file
+
+   A single-header C library: one *hub* drives the non-blocking state machine of
+   every connection of every pool under a single poll(), only while someone
+   waits. Queries and commands are *ops*, futures that settle exactly once.
+   Pools close gracefully: every op accepted is run and settled before the
+   sockets go.
+
+   QUICK START
+
+     Do this in *one* C file of your program:
+
+         #define DBPOOL_IMPLEMENTATION
+         #include "dbpool.h"
+
+     and link with `pkg-config --libs libmariadb hiredis`. Everywhere else,
+     include "dbpool.h" without the #define.
+
+         dbp_hub *hub = dbp_hub_open(NULL);
+         dbp_pool_config cfg;
+         dbp_pool_config_init(&cfg);
+         cfg.url = "mysql://app:secret@127.0.0.1:3306/app?max=8";
+         dbp_error err;
+         dbp_pool *db = dbp_pool_open(hub, &cfg, &err);
+         if (!db) { fprintf(stderr, "%s\n", err.message); return 1; }
+
+         dbp_value id = dbp_v_int(42);
+         dbp_op *op = dbp_query(db, "SELECT name FROM users WHERE id = ?", &id, 1, NULL);
+         if (dbp_op_wait(op, -1) == DBP_OK) {
+             const dbp_result *r = dbp_op_result(op);
+             if (r->nrows) printf("%.*s\n", (int)dbp_result_cell(r, 0, 0)->len, dbp_result_cell(r, 0, 0)->data);
+         } else {
+             fprintf(stderr, "%s\n", dbp_op_error(op)->message);
+         }
+         dbp_op_free(op);
+         dbp_op_free(dbp_pool_close(db, 5000)); // graceful: queued ops still run
+         dbp_hub_close(hub, 10000);            // drives the close, frees everything
+
+   CONTENTS
+
+     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBP_MALLOC...
+     Concepts                hub, pool, op, pinned connection, deadlines, errors
+     API                     result codes, values, configuration, hub, pool, ops,
+                             results, Redis replies, pub/sub, statistics, URLs
+     Implementation          behind DBPOOL_IMPLEMENTATION, sections marked
+                             "==== SECTION: name ====" so they can be grepped
+
+   COMPILE-TIME OPTIONS (define before including the implementation)
+
+     DBPOOL_STATIC           make every function static (one translation unit)
+     DBPOOL_NO_MYSQL         leave the MySQL/MariaDB backend out (no libmariadb)
+     DBPOOL_NO_REDIS         leave the Redis backend out (no hiredis)
+     DBP_MALLOC(n) DBP_REALLOC(p,n) DBP_FREE(p)
+                             the allocator; define all three or none
+     DBP_MAX_PARAMS          most `?` parameters in one statement (65535)
+     DBP_STREAM_BATCH        rows buffered per streaming op before the hub
+                             stops reading (256)
+
+   CONCEPTS
+
+     Hub.  Owns the pools of one thread and is the only place that waits: it
+     collects every connection's socket and wanted events, calls poll() once
+     with the nearest deadline as its timeout, and steps each ready connection.
+     It runs only inside dbp_op_wait(), dbp_hub_step() and dbp_hub_run(). A
+     program with its own loop asks for dbp_hub_fds() and calls
+     dbp_hub_process(). A hub and everything made from it belong to one thread;
+     two hubs in two threads never meet. There is no global state and no thread.
+
+     Pool.  Connections to one server (or one Redis Cluster), opened lazily up
+     to `max`, at least `min` kept warm, idle ones past `idle_timeout` closed,
+     each recycled after `max_lifetime` (a replacement is opened first). Ops
+     wait in a FIFO queue (bounded by `max_waiting`) for a free connection.
+     A connection that saw an I/O, timeout or protocol error is never handed
+     out again; a server error (duplicate key, syntax error, Redis -ERR) leaves
+     it usable. An idle connection that the server closed is dropped as soon as
+     poll() sees it, and one idle longer than `validate_after` is pinged before
+     it is used.
+
+     Op.  A query, a Redis command, an acquire, a ping, a close or a timer.
+     queued -> running -> fulfilled | rejected, exactly once. An op is accepted
+     at once (a usage mistake gives an op that is already rejected, so every
+     error has a place to live); it starts as soon as a connection is free.
+     The caller owns the op it gets back and frees it with dbp_op_free(); an
+     op freed while pending still runs to completion and frees itself.
+
+     Retries.  An op that was never sent when its connection died is retried
+     on a fresh connection. An op that was sent is rejected with DBP_ELOST
+     ("lost after send": it may or may not have run) unless it was marked
+     idempotent, which allows one retry. A write is never silently repeated.
+
+     Deadlines.  `acquire_timeout` covers time in the queue (including a
+     connect made for the op), `query_timeout` covers running, and an op's own
+     `timeout_ms` covers all of it. A MySQL query that runs past its deadline
+     is stopped on the server with KILL QUERY from a side connection; the
+     connection is kept if it is clean afterwards.
+
+     Close.  dbp_pool_close() accepts no new op ("pool is closing"), lets every
+     queued and running op finish and settle, then sends QUIT and closes every
+     socket. With a deadline, what is still queued at the deadline is rejected
+     and what still runs is cut off, each with DBP_ECANCELLED saying so.
+
+     Errors.  Every error lives on the object that failed: an op's dbp_error
+     has the result code, its kind (usage, connection, timeout, closed, sql,
+     redis, auth), the server's own code and SQLSTATE, whether the request was
+     sent, and a bounded message. No message ever contains a password.
+
+   EXAMPLES
+
+     tests/ holds small programs that use every part of this API against real
+     servers; bench/bench_mysql.c is a compact example of many ops in flight.
+*/
+
+#ifndef DBPOOL_H
+#define DBPOOL_H
+
+#define DBPOOL_VERSION_MAJOR 0
+#define DBPOOL_VERSION_MINOR 1
+#define DBPOOL_VERSION_PATCH 0
+#define DBPOOL_VERSION "0.1.0"
+
+#ifndef DBPDEF
+#  ifdef DBPOOL_STATIC
+#    define DBPDEF static
+#  else
+#    define DBPDEF extern
+#  endif
+#endif
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== Result codes ========================================================
+   One enum for every function. DBP_OK is 0, DBP_PENDING (not an error) is
+   positive, errors are negative and grouped; values are only ever appended. */
+typedef enum dbp_rc {
+    DBP_OK = 0,
+    DBP_PENDING = 1,            /* the op has not settled yet */
+
+    /* usage: the caller's mistake, caught before anything was sent */
+    DBP_EUSAGE = -1,            /* a bad argument or a call in the wrong state */
+    DBP_EURL = -2,              /* malformed URL */
+    DBP_EOPTION = -3,           /* unknown or invalid option */
+    DBP_EPARAM = -4,            /* wrong parameter count or an unusable value */
+    DBP_EUNSUPPORTED = -5,      /* asks for something this build cannot do */
+    DBP_ECROSSSLOT = -6,        /* Redis Cluster: keys hash to different slots */
+    DBP_ENOMEM = -7,            /* out of memory */
+
+    /* connection */
+    DBP_ECONNECT = -20,         /* could not connect (the message says why) */
+    DBP_EAUTH = -21,            /* the server refused the credentials */
+    DBP_ELOST = -22,            /* connection lost after the op was sent */
+    DBP_EPROTOCOL = -23,        /* the server sent something unparseable */
+    DBP_EQUEUE_FULL = -24,      /* max_waiting ops already queued */
+    DBP_EREDIRECT = -25,        /* Redis Cluster: too many redirections */
+
+    /* timeout */
+    DBP_ETIMEOUT = -40,         /* the op ran past its query timeout/deadline */
+    DBP_EACQUIRE_TIMEOUT = -41, /* no connection within the acquire timeout */
+
+    /* server */
+    DBP_ESQL = -60,             /* the server rejected the statement */
+    DBP_EREDIS = -61,           /* Redis replied with an error */
+
+    /* closed */
+    DBP_ECLOSED = -100,         /* the pool is closing or closed: not accepted */
+    DBP_ECANCELLED = -101       /* cut off by a close deadline */
+} dbp_rc;
+
+/* The kind of an error: what a caller usually branches on. */
+typedef enum dbp_kind {
+    DBP_KIND_NONE = 0,
+    DBP_KIND_USAGE,
+    DBP_KIND_CONNECTION,
+    DBP_KIND_TIMEOUT,
+    DBP_KIND_CLOSED,
+    DBP_KIND_SQL,
+    DBP_KIND_REDIS,
+    DBP_KIND_AUTH
+} dbp_kind;
+
+#define DBP_ERRMSG_MAX 320
+
+/* An error, kept on the object that failed. Plain data: copy it freely. */
+typedef struct dbp_error {
+    int rc;                      /* a dbp_rc; DBP_OK when there is no error */
+    int code;                    /* the server's own error code (MySQL errno), or 0 */
+    int sent;                    /* 1 when the request reached, or may have reached, the server */
+    char sqlstate[6];            /* MySQL SQLSTATE, "" when none */
+    char message[DBP_ERRMSG_MAX]; /* never contains a password */
+} dbp_error;
+
+/* Symbolic name of a result code: "DBP_ELOST". Never NULL. */
+DBPDEF const char *dbp_rc_name(int rc);
+/* One-line description of a result code. Never NULL. */
+DBPDEF const char *dbp_rc_string(int rc);
+/* The kind of a result code (DBP_KIND_NONE for DBP_OK and DBP_PENDING). */
+DBPDEF dbp_kind dbp_rc_kind(int rc);
+/* "usage", "connection", "timeout", "closed", "sql", "redis", "auth" ("" for none). */
+DBPDEF const char *dbp_kind_name(dbp_kind kind);
+
+/* ==== Handles ============================================================= */
+typedef struct dbp_hub dbp_hub;     /* the poll loop of one thread */
+typedef struct dbp_pool dbp_pool;   /* connections to one server or cluster */
+typedef struct dbp_op dbp_op;       /* one query, command, acquire, ping, close or timer */
+typedef struct dbp_conn dbp_conn;   /* a pinned connection, taken out of its pool */
+typedef struct dbp_sub dbp_sub;     /* a Redis pub/sub subscription */
+
+/* ==== Values (query parameters) ==========================================
+   Parameters are copied when the op is submitted: the caller's buffers may
+   be reused as soon as dbp_query() returns. */
+typedef enum dbp_type {
+    DBP_NULL = 0,
+    DBP_BOOL,
+    DBP_INT,      /* signed 64-bit */
+    DBP_UINT,     /* unsigned 64-bit */
+    DBP_DOUBLE,   /* NaN and infinities are rejected with DBP_EPARAM */
+    DBP_TEXT,     /* a string, escaped by the connection's charset */
+    DBP_BLOB      /* binary bytes, sent as a hex literal X'...' */
+} dbp_type;
+
+typedef struct dbp_value {
+    dbp_type type;
+    union {
+        int b;
+        long long i;
+        unsigned long long u;
+        double d;
+        struct { const char *data; size_t len; } s;
+    } v;
+} dbp_value;
+
+DBPDEF dbp_value dbp_v_null(void);
+DBPDEF dbp_value dbp_v_bool(int b);
+DBPDEF dbp_value dbp_v_int(long long i);
+DBPDEF dbp_value dbp_v_uint(unsigned long long u);
+DBPDEF dbp_value dbp_v_double(double d);
+/* A NUL-terminated string (len = strlen). */
+DBPDEF dbp_value dbp_v_text(const char *s);
+/* `len` bytes of text (may contain NUL). */
+DBPDEF dbp_value dbp_v_textn(const char *s, size_t len);
+/* `len` bytes of binary data. */
+DBPDEF dbp_value dbp_v_blob(const void *p, size_t len);
+
+/* ==== Configuration =======================================================
+   Fill with dbp_pool_config_init(), set what you need, pass to
+   dbp_pool_open(), which deep-copies it. Integer fields left at -1 and
+   string fields left NULL are "unset": the URL's query string decides, then
+   the default. An explicit field always wins over the URL. Durations here
+   are milliseconds (in URLs and Lua tables they are seconds). */
+
+/* Events delivered to a pool's hook, during a hub step. */
+typedef enum dbp_event_type {
+    DBP_EVENT_CONNECT = 1,  /* a connection was opened and initialised */
+    DBP_EVENT_ENQUEUE,      /* an op had to wait in the queue */
+    DBP_EVENT_ERROR,        /* a connection error, a dropped connection or a warning */
+    DBP_EVENT_SLOW          /* an op ran longer than slow_threshold */
+} dbp_event_type;
+
+typedef struct dbp_event {
+    dbp_event_type type;
+    const char *message;     /* human-readable, no password; valid during the call */
+    const dbp_error *error;  /* for DBP_EVENT_ERROR, else NULL */
+    long long duration_us;   /* SLOW: run time; CONNECT: connect time */
+    int conn_id;             /* the pool's number for the connection, 0 if none */
+    unsigned long server_id; /* MySQL thread id of the connection, 0 if none */
+    int waiting;             /* ENQUEUE: ops waiting now */
+} dbp_event;
+
+typedef void (*dbp_event_fn)(dbp_pool *pool, const dbp_event *ev, void *ud);
+
+typedef struct dbp_pool_config {
+    const char *url;        /* mysql://, redis://, redis-cluster://; NULL: DATABASE_URL,
+                               or REDIS_URL when `backend` is "redis" */
+    const char *backend;    /* "mysql" | "redis" | "redis-cluster": only needed without a URL */
+    /* connection, overriding the URL */
+    const char *host;
+    int port;
+    const char *user;
+    const char *password;
+    const char *database;   /* MySQL schema; Redis db number as text */
+    const char *socket;     /* MySQL unix socket path */
+    const char *charset;    /* MySQL, default "utf8mb4" */
+    const char *name;       /* client name (Redis CLIENT SETNAME, MySQL program_name) */
+    /* sizing */
+    int max;                /* most connections (10) */
+    int min;                /* connections kept open even when idle (0) */
+    int max_waiting;        /* most queued ops, 0 = unbounded (0) */
+    int max_blocking;       /* Redis: most connections for blocking commands (max) */
+    int pipeline;           /* Redis: most commands in flight per connection (1000) */
+    /* time, milliseconds; 0 turns a timeout off where noted */
+    int acquire_timeout_ms; /* waiting in the queue, connect included (30000) */
+    int connect_timeout_ms; /* one connection attempt (10000) */
+    int query_timeout_ms;   /* running one op, 0 = none (0) */
+    int idle_timeout_ms;    /* close idle connections beyond min, 0 = never (60000) */
+    int max_lifetime_ms;    /* recycle connections, 0 = never (1800000) */
+    int validate_after_ms;  /* ping before use when idle this long, 0 = never (1000) */
+    int keepalive_ms;       /* TCP keepalive idle time, 0 = off (30000) */
+    int backoff_min_ms;     /* reconnect backoff, first delay (100) */
+    int backoff_max_ms;     /* reconnect backoff, cap (5000) */
+    int slow_threshold_ms;  /* DBP_EVENT_SLOW above this, 0 = off (0) */
+    int close_timeout_ms;   /* bound for closes nobody waits on (dbp_pool_free, dbp_hub_close) (30000) */
+    /* statements run on every new connection before it is used (MySQL) */
+    const char *const *init;
+    int ninit;
+    /* TLS (MySQL) */
+    const char *ssl_mode;   /* DISABLED | PREFERRED | REQUIRED | VERIFY_CA | VERIFY_IDENTITY */
+    const char *ssl_ca;
+    const char *ssl_cert;
+    const char *ssl_key;
+    /* Redis Cluster */
+    const char *read_from;  /* "primary" | "replica" | "prefer_replica" */
+    int max_redirects;      /* per op (16) */
+    /* hook */
+    dbp_event_fn on_event;
+    void *event_ud;
+} dbp_pool_config;
+
+/* Fills every field with "unset". */
+DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg);
+/* Sets one option by the name it has in URLs and Lua tables ("max",
+   "connect_timeout", "ssl-mode", ...), from text; durations in seconds
+   (fractions allowed, or a "ms" suffix). `value` is borrowed like every
+   string of the struct. DBP_EOPTION names an unknown option or a bad value. */
+DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char *value,
+                               dbp_error *err);
+
+/* ==== Hub =================================================================
+   A hub belongs to one thread. Everything it made is driven by it. */
+
+/* Makes a hub. NULL on out-of-memory (err filled when given). */
+DBPDEF dbp_hub *dbp_hub_open(dbp_error *err);
+/* Closes every pool gracefully (each bounded by its close_timeout), drives
+   them until closed or until timeout_ms (-1: use the pools' bounds), then
+   frees the hub, its pools and every op still owned by it. Ops the caller
+   has not freed stay valid (settled) until dbp_op_free(). No-op on NULL. */
+DBPDEF void dbp_hub_close(dbp_hub *hub, int timeout_ms);
+/* One round: run due timers, poll() for at most timeout_ms (-1: until the
+   next deadline or event), step the ready connections, deliver callbacks.
+   Returns the number of ops settled in this round, or a negative dbp_rc. */
+DBPDEF int dbp_hub_step(dbp_hub *hub, int timeout_ms);
+/* Steps until no op is pending (DBP_OK) or timeout_ms passed (DBP_PENDING). */
+DBPDEF int dbp_hub_run(dbp_hub *hub, int timeout_ms);
+/* Number of ops accepted and not yet settled, pools' closes included. */
+DBPDEF int dbp_hub_pending(const dbp_hub *hub);
+/* A timer op: fulfilled after ms milliseconds. */
+DBPDEF dbp_op *dbp_hub_sleep(dbp_hub *hub, int ms);
+
+/* For programs with their own loop. dbp_hub_fds() fills up to `max` pollfd
+   entries (struct pollfd from <poll.h>, passed as void* so this header does
+   not need it), sets *timeout_ms to the time until the next deadline (-1:
+   none) and returns how many entries it needs (call again with more room if
+   that exceeds max). After your poll(), pass the same array, revents filled,
+   to dbp_hub_process(), which returns like dbp_hub_step(). Do not step the
+   hub between the two calls. */
+DBPDEF int dbp_hub_fds(dbp_hub *hub, void *pollfds, int max, int *timeout_ms);
+DBPDEF int dbp_hub_process(dbp_hub *hub, void *pollfds, int n);
+
+/* ==== Pool ================================================================ */
+
+/* Opens a pool (no connection is made until one is needed, or until `min`
+   asks for them). NULL on error, with err filled (never the password). */
+DBPDEF dbp_pool *dbp_pool_open(dbp_hub *hub, const dbp_pool_config *cfg, dbp_error *err);
+/* Starts a graceful close and returns an op that settles when the pool is
+   closed (fulfilled, or rejected with DBP_ECANCELLED when the deadline cut
+   ops off). timeout_ms -1: no deadline. Calling it again returns another op
+   for the same close. The pool handle stays valid until dbp_pool_free(). */
+DBPDEF dbp_op *dbp_pool_close(dbp_pool *pool, int timeout_ms);
+/* Releases the handle. A pool not yet closed is closed gracefully (bounded
+   by close_timeout) while the hub runs, and freed after. No-op on NULL. */
+DBPDEF void dbp_pool_free(dbp_pool *pool);
+/* "mysql://app@127.0.0.1:3306/app" style: never the password. Writes at most
+   n bytes including the NUL, returns the length it wanted. */
+DBPDEF size_t dbp_pool_describe(const dbp_pool *pool, char *buf, size_t n);
+/* "mysql", "redis" or "redis-cluster". */
+DBPDEF const char *dbp_pool_backend(const dbp_pool *pool);
+/* The server's version string from the latest connection ("" before any). */
+DBPDEF const char *dbp_pool_server_version(const dbp_pool *pool);
+/* The hub a pool belongs to. */
+DBPDEF dbp_hub *dbp_pool_hub(const dbp_pool *pool);
+/* Replaces the event hook (NULL to remove). */
+DBPDEF void dbp_pool_set_hook(dbp_pool *pool, dbp_event_fn fn, void *ud);
+
+/* Options of one op (NULL: all defaults). */
+typedef struct dbp_op_options {
+    int timeout_ms;   /* one deadline over queueing, connecting and running; 0 = none */
+    int idempotent;   /* 1: may be retried once after a connection lost after send */
+} dbp_op_options;
+
+/* ==== MySQL ops ===========================================================
+   `?` placeholders in sql are bound client-side, escaped by the charset of
+   the connection that runs the statement. A `?` inside a string literal, a
+   quoted identifier or a comment is not a placeholder. A count mismatch or
+   an unusable value gives an op already rejected with DBP_EPARAM; nothing
+   is sent. Several statements separated by `;` give several result sets. */
+
+/* Submits a query. Returns NULL only when out of memory. */
+DBPDEF dbp_op *dbp_query(dbp_pool *pool, const char *sql, const dbp_value *params,
+                         size_t nparams, const dbp_op_options *opts);
+/* Like dbp_query() with an explicit length (sql may contain NUL bytes). */
+DBPDEF dbp_op *dbp_queryn(dbp_pool *pool, const char *sql, size_t len, const dbp_value *params,
+                          size_t nparams, const dbp_op_options *opts);
+/* Submit and wait: returns the op's rc; *out (if not NULL) receives the op,
+   which the caller frees; with out NULL the op is freed here. */
+DBPDEF int dbp_exec(dbp_pool *pool, const char *sql, const dbp_value *params, size_t nparams,
+                    dbp_op **out);
+/* A streaming query (mysql_use_result): rows arrive in batches and memory
+   stays bounded whatever the size of the result. See dbp_op_fetch(). */
+DBPDEF dbp_op *dbp_query_stream(dbp_pool *pool, const char *sql, const dbp_value *params,
+                                size_t nparams, const dbp_op_options *opts);
+
+/* The bound SQL text a query would send, escaped without a connection
+   (the client default charset, backslash escapes). For tests and tools. The
+   returned string is the caller's, freed with dbp_free(). NULL on error, with
+   err set (DBP_EPARAM names the problem). */
+DBPDEF char *dbp_bind_sql(const char *sql, size_t len, const dbp_value *params, size_t nparams,
+                          size_t *out_len, dbp_error *err);
+/* Number of `?` placeholders in sql (see above for what does not count). */
+DBPDEF size_t dbp_count_params(const char *sql, size_t len);
+/* Frees memory handed out by this library (dbp_bind_sql). No-op on NULL. */
+DBPDEF void dbp_free(void *p);
+
+/* ==== Results (MySQL) =====================================================
+   Owned by the op until the op is freed (or taken with dbp_op_take_result,
+   then freed with dbp_result_free). One dbp_result per result set, chained
+   through `next`. */
+typedef struct dbp_field {
+    const char *name;
+    size_t name_len;
+    int type;              /* enum_field_types from mysql.h (MYSQL_TYPE_LONG, ...) */
+    unsigned flags;        /* UNSIGNED_FLAG, BINARY_FLAG, ... from mysql.h */
+    unsigned charsetnr;    /* 63 = binary */
+    unsigned decimals;
+} dbp_field;
+
+typedef struct dbp_cell {
+    const char *data;      /* NULL for SQL NULL; else `len` bytes plus a NUL */
+    size_t len;
+} dbp_cell;
+
+typedef struct dbp_result {
+    size_t ncols;
+    const dbp_field *fields;
+    size_t nrows;
+    const dbp_cell *cells;            /* row-major: cells[row * ncols + col] */
+    unsigned long long affected_rows;
+    unsigned long long insert_id;
+    unsigned warning_count;
+    const char *info;                 /* mysql_info(), "" when none */
+    struct dbp_result *next;          /* the next result set, or NULL */
+} dbp_result;
+
+/* The cell at (row, col); NULL when out of range. */
+DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col);
+/* Frees a taken result and the sets chained to it. No-op on NULL. */
+DBPDEF void dbp_result_free(dbp_result *r);
+
+/* ==== Redis ops ===========================================================
+   Commands are binary-safe argv; argvlen NULL means strlen of each. Many
+   commands may be in flight on one connection (replies come back in order).
+   Commands submitted before the hub next runs are written together.
+   MULTI/EXEC/WATCH/DISCARD/UNWATCH and SELECT are refused on a pool (use a
+   pinned connection); SUBSCRIBE and friends are refused (use dbp_subscribe);
+   blocking commands (BLPOP, BRPOP, BLMOVE, BZPOPMIN, XREAD ... BLOCK, WAIT,
+   ...) run on a connection of their own so they never stall the others. */
+DBPDEF dbp_op *dbp_call(dbp_pool *pool, int argc, const char *const *argv,
+                        const size_t *argvlen, const dbp_op_options *opts);
+
+typedef enum dbp_reply_type {
+    DBP_REPLY_STRING = 1,  /* bulk string: str/len, binary-safe */
+    DBP_REPLY_ARRAY = 2,   /* elements/element */
+    DBP_REPLY_INTEGER = 3, /* integer */
+    DBP_REPLY_NIL = 4,
+    DBP_REPLY_STATUS = 5,  /* +OK: str/len */
+    DBP_REPLY_ERROR = 6    /* -ERR inside an array (a top-level error rejects the op) */
+} dbp_reply_type;
+
+typedef struct dbp_reply {
+    dbp_reply_type type;
+    long long integer;
+    size_t len;
+    char *str;                   /* NUL-terminated as well */
+    size_t elements;
+    struct dbp_reply **element;
+} dbp_reply;
+
+/* Frees a taken reply tree with one call. No-op on NULL. */
+DBPDEF void dbp_reply_free(dbp_reply *r);
+
+/* ==== Ops ================================================================= */
+typedef enum dbp_state {
+    DBP_OP_QUEUED = 0,
+    DBP_OP_RUNNING,
+    DBP_OP_FULFILLED,
+    DBP_OP_REJECTED
+} dbp_state;
+
+/* Called when the op settles (and, for a streaming op, whenever new rows
+   are ready), from inside a hub step. Do not free the op in the callback;
+   submitting new ops from it is allowed. */
+typedef void (*dbp_settle_fn)(dbp_op *op, void *ud);
+
+/* Drives the op's hub until the op settles (returns its rc: DBP_OK or the
+   error) or timeout_ms passes (DBP_PENDING; -1 waits without limit). */
+DBPDEF int dbp_op_wait(dbp_op *op, int timeout_ms);
+/* Where the op is: queued, running, fulfilled or rejected. */
+DBPDEF dbp_state dbp_op_state(const dbp_op *op);
+/* DBP_PENDING while not settled, then DBP_OK or the error code. */
+DBPDEF int dbp_op_rc(const dbp_op *op);
+/* The error of a rejected op (rc DBP_OK otherwise). Never NULL. */
+DBPDEF const dbp_error *dbp_op_error(const dbp_op *op);
+/* MySQL result of a fulfilled query; NULL otherwise. */
+DBPDEF const dbp_result *dbp_op_result(const dbp_op *op);
+/* Takes the result out of the op: the caller frees it with dbp_result_free(). */
+DBPDEF dbp_result *dbp_op_take_result(dbp_op *op);
+/* Redis reply of a fulfilled command; NULL otherwise. */
+DBPDEF const dbp_reply *dbp_op_reply(const dbp_op *op);
+/* Takes the reply out of the op: the caller frees it with dbp_reply_free(). */
+DBPDEF dbp_reply *dbp_op_take_reply(dbp_op *op);
+/* The pinned connection of a fulfilled acquire op: the caller now owns it
+   and must release it. NULL when there is none or it was taken already. */
+DBPDEF dbp_conn *dbp_op_take_conn(dbp_op *op);
+/* Registers the callback (replacing any). If the op has already settled,
+   the callback runs at the next hub step. */
+DBPDEF void dbp_op_on_settle(dbp_op *op, dbp_settle_fn fn, void *ud);
+/* Timestamps in microseconds of the monotonic clock: submitted, started
+   (a connection began running it; 0 if never), settled (0 if not yet). */
+DBPDEF void dbp_op_times(const dbp_op *op, long long *submitted, long long *started,
+                         long long *settled);
+/* Releases the caller's reference. A pending op runs on and frees itself
+   when it settles (its callback is dropped). No-op on NULL. */
+DBPDEF void dbp_op_free(dbp_op *op);
+
+/* Streaming: after dbp_query_stream(), returns 1 and points *row at the
+   next row's ncols cells (valid until the next call), 0 at the end of the
+   result (the op is fulfilled), DBP_PENDING when no row is buffered yet
+   (wait on the op or step the hub), or the op's error code when it failed.
+   *ncols is set whenever known. The column descriptions are in
+   dbp_op_result(op)->fields once the first row or the end arrived. */
+DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols);
+/* Drives the hub until dbp_op_fetch() would not return DBP_PENDING, or
+   timeout_ms passes (DBP_PENDING). Returns DBP_OK otherwise. */
+DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms);
+
+/* ==== Pinned connections ==================================================
+   For transactions and anything that needs one session: acquire, run ops on
+   the connection (they run in order), release. A connection released inside
+   a MySQL transaction is rolled back first; a Redis connection left in
+   MULTI, WATCH or another database is reset or discarded. */
+
+/* An op that settles with a connection (dbp_op_take_conn). */
+DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *pool, const dbp_op_options *opts);
+DBPDEF dbp_op *dbp_conn_query(dbp_conn *conn, const char *sql, const dbp_value *params,
+                              size_t nparams, const dbp_op_options *opts);
+DBPDEF dbp_op *dbp_conn_call(dbp_conn *conn, int argc, const char *const *argv,
+                             const size_t *argvlen, const dbp_op_options *opts);
+/* Returns the connection to its pool once its ops have settled. No-op on NULL. */
+DBPDEF void dbp_conn_release(dbp_conn *conn);
+/* Closes the connection instead of returning it. No-op on NULL. */
+DBPDEF void dbp_conn_discard(dbp_conn *conn);
+/* 1 while the connection can still run ops (its socket is healthy). */
+DBPDEF int dbp_conn_ok(const dbp_conn *conn);
+/* MySQL thread id / Redis client id of the connection (0 if unknown). */
+DBPDEF unsigned long long dbp_conn_server_id(const dbp_conn *conn);
+
+/* ==== Ping ================================================================
+   Takes a connection (validating it) and makes one round trip. Fulfilled
+   with a one-row result (MySQL: "version") or a status reply (Redis: the
+   version in dbp_pool_server_version()). */
+DBPDEF dbp_op *dbp_pool_ping(dbp_pool *pool, const dbp_op_options *opts);
+
+/* ==== Pub/sub (Redis) =====================================================
+   A subscription owns one dedicated connection. After the connection drops
+   it reconnects with backoff and subscribes again to every channel and
+   pattern, then reports the gap through the pool's hook (DBP_EVENT_ERROR)
+   and through a DBP_MSG_RESUBSCRIBED message. */
+typedef enum dbp_msg_type {
+    DBP_MSG_MESSAGE = 1,    /* channel, payload */
+    DBP_MSG_PMESSAGE,       /* pattern, channel, payload */
+    DBP_MSG_SUBSCRIBED,     /* channel (or pattern) confirmed */
+    DBP_MSG_RESUBSCRIBED,   /* after a reconnect: messages in between may be lost */
+    DBP_MSG_ERROR           /* the subscription failed: payload says why */
+} dbp_msg_type;
+
+typedef struct dbp_message {
+    dbp_msg_type type;
+    const char *channel; size_t channel_len;
+    const char *pattern; size_t pattern_len;
+    const char *payload; size_t payload_len;
+} dbp_message;
+
+typedef void (*dbp_message_fn)(dbp_sub *sub, const dbp_message *msg, void *ud);
+
+/* Subscribes to channels and patterns (either list may be empty). The
+   strings are copied. NULL on error with err filled. */
+DBPDEF dbp_sub *dbp_subscribe(dbp_pool *pool, int nchannels, const char *const *channels,
+                              int npatterns, const char *const *patterns,
+                              dbp_message_fn fn, void *ud, dbp_error *err);
+/* Adds channels (patterns: 1) to a subscription. */
+DBPDEF int dbp_sub_add(dbp_sub *sub, int patterns, int n, const char *const *names);
+/* Unsubscribes and closes the connection; the callback is not called after
+   this returns. No-op on NULL. */
+DBPDEF void dbp_sub_close(dbp_sub *sub);
+/* Number of reconnects so far. */
+DBPDEF int dbp_sub_reconnects(const dbp_sub *sub);
+
+/* ==== Statistics ========================================================== */
+typedef struct dbp_stats {
+    int total, idle, busy, connecting, pinned, waiting;
+    int max;                          /* effective max (may be capped by the server) */
+    unsigned long long ops, fulfilled, rejected;
+    unsigned long long created, closed;
+    unsigned long long closed_idle, closed_lifetime, closed_error, closed_close, closed_dead;
+    unsigned long long errors, timeouts, retried, lost, connect_failures;
+    long long wait_p50_us, wait_p99_us, wait_max_us;   /* time in the queue */
+    long long run_p50_us, run_p99_us, run_max_us;      /* time on a connection */
+    long long server_wait_timeout;    /* seconds, MySQL wait_timeout / Redis timeout, -1 unknown */
+    long long server_max_connections; /* max_connections / maxclients, -1 unknown */
+    long long server_max_user_connections; /* -1 unknown, 0 none */
+} dbp_stats;
+
+/* Fills *st with a consistent snapshot. For a cluster pool: the sum over nodes. */
+DBPDEF void dbp_pool_stats(const dbp_pool *pool, dbp_stats *st);
+
+/* ==== Redis Cluster ====================================================== */
+typedef struct dbp_node_info {
+    char addr[64];          /* "host:port" */
+    int primary;            /* 1 primary, 0 replica */
+    int slots;              /* slots served (primaries) */
+    int slot_ranges;        /* number of ranges */
+    char primary_addr[64];  /* for replicas: their primary */
+    dbp_stats stats;
+} dbp_node_info;
+
+/* Fills up to max entries, returns how many nodes are known. */
+DBPDEF int dbp_cluster_nodes(const dbp_pool *pool, dbp_node_info *out, int max);
+/* The hash slot of a key: CRC16-XMODEM modulo 16384, {hash tags} honoured. */
+DBPDEF unsigned dbp_key_slot(const char *key, size_t len);
+
+/* ==== URLs ================================================================
+   mysql://user:pass@host:port/db?opt=v&...   redis://[user]:pass@host:port/db
+   redis-cluster://[user:]pass@h1:p1,h2:p2/?opt=v
+   Percent-decoding of every part, IPv6 in brackets, unix socket via
+   ?socket=. Pure: no I/O, no environment. */
+#define DBP_URL_MAX_HOSTS 64
+#define DBP_URL_MAX_OPTIONS 64
+
+typedef struct dbp_url {
+    char *scheme;                       /* "mysql", "redis", "redis-cluster" */
+    char *user, *password, *database;   /* NULL when absent */
+    int nhosts;
+    struct { char *host; int port; } hosts[DBP_URL_MAX_HOSTS]; /* port 0 when absent */
+    int noptions;
+    struct { char *key; char *value; } options[DBP_URL_MAX_OPTIONS];
+    char *buf_;                         /* storage of all the strings */
+} dbp_url;
+
+/* Parses url into *out (which the caller frees with dbp_url_free). Returns
+   DBP_OK or DBP_EURL with err naming the problem (never the password). */
+DBPDEF int dbp_url_parse(const char *url, dbp_url *out, dbp_error *err);
+DBPDEF void dbp_url_free(dbp_url *u);
+/* Writes the URL without its password. Returns the length wanted. */
+DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DBPOOL_H */
+
+/* ========================================================================== */
+/*                              IMPLEMENTATION                                */
+/* ========================================================================== */
+#ifdef DBPOOL_IMPLEMENTATION
+#ifndef DBPOOL_IMPLEMENTATION_ONCE
+#define DBPOOL_IMPLEMENTATION_ONCE
+
+/* ==== SECTION: platform ==== */
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
+#  error "dbpool.h: define _POSIX_C_SOURCE=200809L (or _GNU_SOURCE) before any include in the implementation file"
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef DBPOOL_NO_MYSQL
+#  include <mysql.h>
+#  include <errmsg.h>
+#endif
+#ifndef DBPOOL_NO_REDIS
+#  include <hiredis/read.h>
+#endif
+
+#if defined(DBP_MALLOC) && defined(DBP_REALLOC) && defined(DBP_FREE)
+#elif !defined(DBP_MALLOC) && !defined(DBP_REALLOC) && !defined(DBP_FREE)
+#  define DBP_MALLOC(n) malloc(n)
+#  define DBP_REALLOC(p, n) realloc(p, n)
+#  define DBP_FREE(p) free(p)
+#else
+#  error "dbpool.h: define all of DBP_MALLOC, DBP_REALLOC and DBP_FREE, or none"
+#endif
+
+#ifndef DBP_MAX_PARAMS
+#  define DBP_MAX_PARAMS 65535
+#endif
+#ifndef DBP_STREAM_BATCH
+#  define DBP_STREAM_BATCH 256
+#endif
+
+/* C-style casts compile as C and C++ alike; the macro marks every one. */
+#define DBP__CAST(T, x) ((T)(x))
+#define DBP__ALLOC(T, n) DBP__CAST(T *, dbp__calloc((n), sizeof(T)))
+#define DBP__UNUSED(x) ((void)(x))
+
+/* ==== SECTION: utilities ==== */
+
+/* calloc through the configured allocator, with the size product checked. */
+static void *dbp__calloc(size_t n, size_t size)
+{
+    void *p;
+    size_t total;
+    if (size && n > (size_t)-1 / size) return NULL;
+    total = n * size;
+    p = DBP_MALLOC(total > 0 ? total : 1);
+    if (p) memset(p, 0, total);
+    return p;
+}
+
+static char *dbp__strndup(const char *s, size_t n)
+{
+    char *p = DBP__CAST(char *, DBP_MALLOC(n + 1));
+    if (!p) return NULL;
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static char *dbp__strdup(const char *s) { return s ? dbp__strndup(s, strlen(s)) : NULL; }
+
+/* Monotonic clock. Milliseconds drive deadlines; microseconds measure ops. */
+static long long dbp__now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+static long long dbp__now_ms(void) { return dbp__now_us() / 1000; }
+
+/* A small xorshift generator for jitter; seeded per hub, never global. */
+static unsigned dbp__rand(unsigned long long *state)
+{
+    unsigned long long x = *state;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    *state = x;
+    return (unsigned)(x >> 32);
+}
+
+/* Intrusive doubly linked list: the owner embeds a dbp__link. */
+typedef struct dbp__link { struct dbp__link *prev, *next; } dbp__link;
+#define DBP__CONTAINER(ptr, T, member) DBP__CAST(T *, (void *)((char *)(ptr) - offsetof(T, member)))
+
+static void dbp__list_init(dbp__link *l) { l->prev = l->next = l; }
+static int dbp__list_empty(const dbp__link *l) { return l->next == l; }
+static int dbp__linked(const dbp__link *n) { return n->next != NULL && n->next != n; }
+static void dbp__list_insert_before(dbp__link *at, dbp__link *n)
+{
+    n->prev = at->prev; n->next = at;
+    at->prev->next = n; at->prev = n;
+}
+static void dbp__list_push(dbp__link *l, dbp__link *n) { dbp__list_insert_before(l, n); }
+static void dbp__list_unshift(dbp__link *l, dbp__link *n) { dbp__list_insert_before(l->next, n); }
+static void dbp__list_remove(dbp__link *n)
+{
+    if (!n->next) return;
+    n->prev->next = n->next; n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+
+/* A growable byte buffer with a read offset. */
+typedef struct dbp__buf { char *data; size_t len, cap, off; } dbp__buf;
+
+static int dbp__buf_reserve(dbp__buf *b, size_t extra)
+{
+    size_t need, cap;
+    char *p;
+    if (b->off && b->off == b->len) b->off = b->len = 0;
+    if (extra > (size_t)-1 - b->len - 1) return DBP_ENOMEM;
+    need = b->len + extra + 1;
+    if (need <= b->cap) return DBP_OK;
+    if (b->off > 0 && b->len - b->off + extra + 1 <= b->cap) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off; b->off = 0;
+        return DBP_OK;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        if (cap > (size_t)-1 / 2) { cap = need; break; }
+        cap *= 2;
+    }
+    p = DBP__CAST(char *, DBP_REALLOC(b->data, cap));
+    if (!p) return DBP_ENOMEM;
+    b->data = p; b->cap = cap;
+    return DBP_OK;
+}
+static int dbp__buf_add(dbp__buf *b, const void *p, size_t n)
+{
+    if (dbp__buf_reserve(b, n)) return DBP_ENOMEM;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n; b->data[b->len] = '\0';
+    return DBP_OK;
+}
+static int dbp__buf_adds(dbp__buf *b, const char *s) { return dbp__buf_add(b, s, strlen(s)); }
+static int dbp__buf_printf(dbp__buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    char tmp[64];
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return DBP_EUSAGE;
+    if ((size_t)n < sizeof tmp) return dbp__buf_add(b, tmp, (size_t)n);
+    if (dbp__buf_reserve(b, (size_t)n)) return DBP_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return DBP_OK;
+}
+static void dbp__buf_free(dbp__buf *b) { DBP_FREE(b->data); memset(b, 0, sizeof *b); }
+
+/* ==== SECTION: errors ==== */
+
+DBPDEF const char *dbp_rc_name(int rc)
+{
+    switch (rc) {
+    case DBP_OK: return "DBP_OK";
+    case DBP_PENDING: return "DBP_PENDING";
+    case DBP_EUSAGE: return "DBP_EUSAGE";
+    case DBP_EURL: return "DBP_EURL";
+    case DBP_EOPTION: return "DBP_EOPTION";
+    case DBP_EPARAM: return "DBP_EPARAM";
+    case DBP_EUNSUPPORTED: return "DBP_EUNSUPPORTED";
+    case DBP_ECROSSSLOT: return "DBP_ECROSSSLOT";
+    case DBP_ENOMEM: return "DBP_ENOMEM";
+    case DBP_ECONNECT: return "DBP_ECONNECT";
+    case DBP_EAUTH: return "DBP_EAUTH";
+    case DBP_ELOST: return "DBP_ELOST";
+    case DBP_EPROTOCOL: return "DBP_EPROTOCOL";
+    case DBP_EQUEUE_FULL: return "DBP_EQUEUE_FULL";
+    case DBP_EREDIRECT: return "DBP_EREDIRECT";
+    case DBP_ETIMEOUT: return "DBP_ETIMEOUT";
+    case DBP_EACQUIRE_TIMEOUT: return "DBP_EACQUIRE_TIMEOUT";
+    case DBP_ESQL: return "DBP_ESQL";
+    case DBP_EREDIS: return "DBP_EREDIS";
+    case DBP_ECLOSED: return "DBP_ECLOSED";
+    case DBP_ECANCELLED: return "DBP_ECANCELLED";
+    default: return "DBP_UNKNOWN";
+    }
+}
+
+DBPDEF const char *dbp_rc_string(int rc)
+{
+    switch (rc) {
+    case DBP_OK: return "success";
+    case DBP_PENDING: return "not settled yet";
+    case DBP_EUSAGE: return "invalid use of the API";
+    case DBP_EURL: return "malformed URL";
+    case DBP_EOPTION: return "unknown or invalid option";
+    case DBP_EPARAM: return "bad query parameters";
+    case DBP_EUNSUPPORTED: return "not supported by this build";
+    case DBP_ECROSSSLOT: return "keys hash to different cluster slots";
+    case DBP_ENOMEM: return "out of memory";
+    case DBP_ECONNECT: return "could not connect";
+    case DBP_EAUTH: return "authentication failed";
+    case DBP_ELOST: return "connection lost after the request was sent; it may or may not have run";
+    case DBP_EPROTOCOL: return "protocol error";
+    case DBP_EQUEUE_FULL: return "too many ops waiting (max_waiting)";
+    case DBP_EREDIRECT: return "too many cluster redirections";
+    case DBP_ETIMEOUT: return "timed out while running";
+    case DBP_EACQUIRE_TIMEOUT: return "no connection available in time";
+    case DBP_ESQL: return "SQL error";
+    case DBP_EREDIS: return "Redis error";
+    case DBP_ECLOSED: return "pool is closing or closed";
+    case DBP_ECANCELLED: return "cut off by the close deadline";
+    default: return "unknown result code";
+    }
+}
+
+DBPDEF dbp_kind dbp_rc_kind(int rc)
+{
+    switch (rc) {
+    case DBP_OK: case DBP_PENDING: return DBP_KIND_NONE;
+    case DBP_EUSAGE: case DBP_EURL: case DBP_EOPTION: case DBP_EPARAM:
+    case DBP_EUNSUPPORTED: case DBP_ECROSSSLOT: return DBP_KIND_USAGE;
+    case DBP_ETIMEOUT: case DBP_EACQUIRE_TIMEOUT: return DBP_KIND_TIMEOUT;
+    case DBP_ESQL: return DBP_KIND_SQL;
+    case DBP_EREDIS: case DBP_EREDIRECT: return DBP_KIND_REDIS;
+    case DBP_EAUTH: return DBP_KIND_AUTH;
+    case DBP_ECLOSED: case DBP_ECANCELLED: return DBP_KIND_CLOSED;
+    default: return DBP_KIND_CONNECTION;
+    }
+}
+
+DBPDEF const char *dbp_kind_name(dbp_kind kind)
+{
+    static const char *const names[] = { "", "usage", "connection", "timeout", "closed",
+                                         "sql", "redis", "auth" };
+    return (unsigned)kind < sizeof names / sizeof names[0] ? names[kind] : "";
+}
+
+static void dbp__err_clear(dbp_error *e)
+{
+    if (!e) return;
+    e->rc = DBP_OK; e->code = 0; e->sent = 0; e->sqlstate[0] = '\0'; e->message[0] = '\0';
+}
+
+/* Sets an error; the message is formatted and truncated to fit. */
+static int dbp__err_set(dbp_error *e, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    if (!e) return rc;
+    e->rc = rc; e->code = 0; e->sent = 0; e->sqlstate[0] = '\0';
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+
+/* Removes every occurrence of a secret from a message (drivers may echo one). */
+static void dbp__err_scrub(dbp_error *e, const char *secret)
+{
+    size_t n;
+    char *p;
+    if (!e || !secret || !*secret) return;
+    n = strlen(secret);
+    while ((p = strstr(e->message, secret)) != NULL) {
+        memset(p, '*', n < 3 ? n : 3);
+        memmove(p + (n < 3 ? n : 3), p + n, strlen(p + n) + 1);
+    }
+}
+
+/* ==== SECTION: values and the parameter binder ==== */
+
+DBPDEF dbp_value dbp_v_null(void) { dbp_value v; memset(&v, 0, sizeof v); v.type = DBP_NULL; return v; }
+DBPDEF dbp_value dbp_v_bool(int b) { dbp_value v = dbp_v_null(); v.type = DBP_BOOL; v.v.b = b != 0; return v; }
+DBPDEF dbp_value dbp_v_int(long long i) { dbp_value v = dbp_v_null(); v.type = DBP_INT; v.v.i = i; return v; }
+DBPDEF dbp_value dbp_v_uint(unsigned long long u) { dbp_value v = dbp_v_null(); v.type = DBP_UINT; v.v.u = u; return v; }
+DBPDEF dbp_value dbp_v_double(double d) { dbp_value v = dbp_v_null(); v.type = DBP_DOUBLE; v.v.d = d; return v; }
+DBPDEF dbp_value dbp_v_textn(const char *s, size_t len)
+{
+    dbp_value v = dbp_v_null();
+    v.type = DBP_TEXT; v.v.s.data = s ? s : ""; v.v.s.len = s ? len : 0;
+    return v;
+}
+DBPDEF dbp_value dbp_v_text(const char *s) { return dbp_v_textn(s, s ? strlen(s) : 0); }
+DBPDEF dbp_value dbp_v_blob(const void *p, size_t len)
+{
+    dbp_value v = dbp_v_textn(DBP__CAST(const char *, p), len);
+    v.type = DBP_BLOB;
+    return v;
+}
+
+DBPDEF void dbp_free(void *p) { DBP_FREE(p); }
+
+/* Walks sql the way the server's lexer splits it into code, quoted text and
+   comments, and calls fn at every `?` that is a placeholder. Backslash
+   escapes inside quotes are assumed (the server default). */
+typedef int (*dbp__ph_fn)(void *ud, size_t pos);
+
+static size_t dbp__scan_placeholders(const char *sql, size_t len, dbp__ph_fn fn, void *ud)
+{
+    size_t i = 0, n = 0;
+    while (i < len) {
+        char c = sql[i];
+        if (c == '\'' || c == '"' || c == '`') {
+            char q = c;
+            i++;
+            while (i < len) {
+                if (sql[i] == '\\' && q != '`') { i += 2; continue; }
+                if (sql[i] == q) {
+                    if (i + 1 < len && sql[i + 1] == q) { i += 2; continue; }
+                    break;
+                }
+                i++;
+            }
+            i++;
+        } else if (c == '#' || (c == '-' && i + 1 < len && sql[i + 1] == '-' &&
+                                (i + 2 >= len || sql[i + 2] == ' ' || sql[i + 2] == '\t' ||
+                                 sql[i + 2] == '\n' || sql[i + 2] == '\r'))) {
+            while (i < len && sql[i] != '\n') i++;
+        } else if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
+            i += 2;
+            while (i + 1 < len && !(sql[i] == '*' && sql[i + 1] == '/')) i++;
+            i += 2;
+        } else {
+            if (c == '?') {
+                if (fn && fn(ud, i)) return n;
+                n++;
+            }
+            i++;
+        }
+    }
+    return n;
+}
+
+DBPDEF size_t dbp_count_params(const char *sql, size_t len)
+{
+    return sql ? dbp__scan_placeholders(sql, len, NULL, NULL) : 0;
+}
+
+/* Escapes text for a quoted literal; writes at most 2*len bytes, returns the count. */
+typedef size_t (*dbp__escape_fn)(void *ud, char *to, const char *from, size_t len);
+
+static size_t dbp__escape_default(void *ud, char *to, const char *from, size_t len)
+{
+    size_t i, o = 0;
+    DBP__UNUSED(ud);
+    for (i = 0; i < len; i++) {
+        char e = 0;
+        switch (from[i]) {
+        case '\0': e = '0'; break;
+        case '\n': e = 'n'; break;
+        case '\r': e = 'r'; break;
+        case '\\': e = '\\'; break;
+        case '\'': e = '\''; break;
+        case '"': e = '"'; break;
+        case '\032': e = 'Z'; break;
+        default: break;
+        }
+        if (e) { to[o++] = '\\'; to[o++] = e; } else to[o++] = from[i];
+    }
+    return o;
+}
+
+/* Checks values before anything is sent: count and finite doubles. */
+static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n,
+                             dbp_error *err)
+{
+    size_t want = dbp__scan_placeholders(sql, len, NULL, NULL), i;
+    if (n > DBP_MAX_PARAMS)
+        return dbp__err_set(err, DBP_EPARAM, "too many parameters (%lu, at most %d)",
+                            (unsigned long)n, DBP_MAX_PARAMS);
+    if (want != n)
+        return dbp__err_set(err, DBP_EPARAM, "the statement has %lu placeholder%s but %lu parameter%s given",
+                            (unsigned long)want, want == 1 ? "" : "s", (unsigned long)n, n == 1 ? " was" : "s were");
+    for (i = 0; i < n; i++) {
+        switch (params[i].type) {
+        case DBP_NULL: case DBP_BOOL: case DBP_INT: case DBP_UINT: break;
+        case DBP_DOUBLE:
+            if (isnan(params[i].v.d) || isinf(params[i].v.d))
+                return dbp__err_set(err, DBP_EPARAM, "parameter %lu is %s: SQL has no such number",
+                                    (unsigned long)i + 1, isnan(params[i].v.d) ? "NaN" : "infinite");
+            break;
+        case DBP_TEXT: case DBP_BLOB:
+            if (!params[i].v.s.data && params[i].v.s.len)
+                return dbp__err_set(err, DBP_EPARAM, "parameter %lu has no data", (unsigned long)i + 1);
+            break;
+        default:
+            return dbp__err_set(err, DBP_EPARAM, "parameter %lu has an unknown type %d",
+                                (unsigned long)i + 1, (int)params[i].type);
+        }
+    }
+    return DBP_OK;
+}
+
+typedef struct dbp__bind_ctx {
+    const char *sql;
+    const dbp_value *params;
+    dbp__buf *out;
+    dbp__escape_fn escape;
+    void *escape_ud;
+    size_t last, idx;
+    int rc;
+} dbp__bind_ctx;
+
+static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn escape, void *ud)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i;
+    char num[40];
+    switch (v->type) {
+    case DBP_NULL: return dbp__buf_adds(out, "NULL");
+    case DBP_BOOL: return dbp__buf_adds(out, v->v.b ? "TRUE" : "FALSE");
+    case DBP_INT: return dbp__buf_printf(out, "%lld", v->v.i);
+    case DBP_UINT: return dbp__buf_printf(out, "%llu", v->v.u);
+    case DBP_DOUBLE: {
+        /* Shortest text that reads back as the same double; the e0 suffix
+           makes the server read a DOUBLE literal, not an exact DECIMAL. */
+        int prec;
+        for (prec = 15; prec <= 17; prec++) {
+            snprintf(num, sizeof num, "%.*g", prec, v->v.d);
+            if (strtod(num, NULL) == v->v.d) break;
+        }
+        if (!strchr(num, 'e') && !strchr(num, 'E')) strcat(num, "e0");
+        return dbp__buf_adds(out, num);
+    }
+    case DBP_TEXT:
+        if (v->v.s.len > ((size_t)-1 - 3) / 2) return DBP_ENOMEM;
+        if (dbp__buf_reserve(out, v->v.s.len * 2 + 2)) return DBP_ENOMEM;
+        out->data[out->len++] = '\'';
+        out->len += escape(ud, out->data + out->len, v->v.s.data, v->v.s.len);
+        out->data[out->len++] = '\'';
+        out->data[out->len] = '\0';
+        return DBP_OK;
+    case DBP_BLOB:
+        if (v->v.s.len > ((size_t)-1 - 4) / 2) return DBP_ENOMEM;
+        if (dbp__buf_reserve(out, v->v.s.len * 2 + 3)) return DBP_ENOMEM;
+        out->data[out->len++] = 'X';
+        out->data[out->len++] = '\'';
+        for (i = 0; i < v->v.s.len; i++) {
+            unsigned char c = (unsigned char)v->v.s.data[i];
+            out->data[out->len++] = hex[c >> 4];
+            out->data[out->len++] = hex[c & 15];
+        }
+        out->data[out->len++] = '\'';
+        out->data[out->len] = '\0';
+        return DBP_OK;
+    default: return DBP_EPARAM;
+    }
+}
+
+static int dbp__bind_cb(void *ud, size_t pos)
+{
+    dbp__bind_ctx *b = DBP__CAST(dbp__bind_ctx *, ud);
+    if (dbp__buf_add(b->out, b->sql + b->last, pos - b->last) ||
+        dbp__bind_value(b->out, &b->params[b->idx], b->escape, b->escape_ud)) {
+        b->rc = DBP_ENOMEM;
+        return 1;
+    }
+    b->idx++;
+    b->last = pos + 1;
+    return 0;
+}
+
+/* Binds params into sql, appending to out. Values must have been checked. */
+static int dbp__bind(const char *sql, size_t len, const dbp_value *params, dbp__buf *out,
+                     dbp__escape_fn escape, void *ud)
+{
+    dbp__bind_ctx b;
+    memset(&b, 0, sizeof b);
+    b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
+    dbp__scan_placeholders(sql, len, dbp__bind_cb, &b);
+    if (b.rc) return b.rc;
+    return dbp__buf_add(out, sql + b.last, len - b.last);
+}
+
+DBPDEF char *dbp_bind_sql(const char *sql, size_t len, const dbp_value *params, size_t nparams,
+                          size_t *out_len, dbp_error *err)
+{
+    dbp__buf out;
+    int rc;
+    memset(&out, 0, sizeof out);
+    dbp__err_clear(err);
+    if (!sql) { dbp__err_set(err, DBP_EUSAGE, "sql is NULL"); return NULL; }
+    if (nparams && !params) { dbp__err_set(err, DBP_EUSAGE, "params is NULL"); return NULL; }
+    if (dbp__check_params(sql, len, params, nparams, err)) return NULL;
+    rc = dbp__bind(sql, len, params, &out, dbp__escape_default, NULL);
+    if (rc == DBP_OK && !out.data) rc = dbp__buf_add(&out, "", 0);
+    if (rc) { dbp__buf_free(&out); dbp__err_set(err, rc, "out of memory"); return NULL; }
+    if (out_len) *out_len = out.len;
+    return out.data;
+}
+
+/* Deep copy of parameters in one allocation, so an op owns its values. */
+static dbp_value *dbp__params_copy(const dbp_value *params, size_t n)
+{
+    size_t i, bytes = 0, head;
+    dbp_value *copy;
+    char *p;
+    if (!n) return NULL;
+    for (i = 0; i < n; i++)
+        if (params[i].type == DBP_TEXT || params[i].type == DBP_BLOB) {
+            if (params[i].v.s.len > (size_t)-1 / 2 - bytes) return NULL;
+            bytes += params[i].v.s.len + 1;
+        }
+    if (n > ((size_t)-1 / 2) / sizeof(dbp_value)) return NULL;
+    head = n * sizeof(dbp_value);
+    copy = DBP__CAST(dbp_value *, DBP_MALLOC(head + bytes + 1));
+    if (!copy) return NULL;
+    memcpy(copy, params, head);
+    p = DBP__CAST(char *, copy) + head;
+    for (i = 0; i < n; i++)
+        if (copy[i].type == DBP_TEXT || copy[i].type == DBP_BLOB) {
+            if (copy[i].v.s.len) memcpy(p, copy[i].v.s.data, copy[i].v.s.len);
+            p[copy[i].v.s.len] = '\0';
+            copy[i].v.s.data = p;
+            p += copy[i].v.s.len + 1;
+        }
+    return copy;
+}
+
+/* ==== SECTION: URLs ==== */
+
+static int dbp__hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into dst (NUL-terminated); -1 on a bad escape. */
+static int dbp__pct_decode(const char *s, size_t n, char *dst, size_t *outn)
+{
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= n) return -1;
+            h = dbp__hexval((unsigned char)s[i + 1]);
+            l = dbp__hexval((unsigned char)s[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            dst[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            dst[o++] = s[i];
+        }
+    }
+    dst[o] = '\0';
+    if (outn) *outn = o;
+    return 0;
+}
+
+/* Where the password of a URL lies: [*start, *end). 0 when there is none. */
+static int dbp__url_password_span(const char *url, size_t *start, size_t *end)
+{
+    const char *p = strstr(url, "://"), *auth, *at = NULL, *q, *colon;
+    if (!p) return 0;
+    auth = p + 3;
+    for (q = auth; *q && *q != '/' && *q != '?' && *q != '#'; q++)
+        if (*q == '@') at = q;
+    if (!at) {
+        /* No '@' before the path: a password with an unencoded '/', '?' or
+           '#' may hide the real one further on. Take the last '@' at all. */
+        for (q = auth; *q; q++) if (*q == '@') at = q;
+        if (!at) return 0;
+    }
+    colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
+    if (!colon) return 0;
+    *start = (size_t)(colon + 1 - url);
+    *end = (size_t)(at - url);
+    return 1;
+}
+
+DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n)
+{
+    size_t s = 0, e = 0, len, want;
+    dbp__buf b;
+    memset(&b, 0, sizeof b);
+    if (!url) url = "";
+    len = strlen(url);
+    if (dbp__url_password_span(url, &s, &e) && e > s) {
+        if (dbp__buf_add(&b, url, s) || dbp__buf_adds(&b, "***") || dbp__buf_add(&b, url + e, len - e)) {
+            dbp__buf_free(&b);
+            if (n) buf[0] = '\0';
+            return 0;
+        }
+    } else if (dbp__buf_add(&b, url, len)) {
+        if (n) buf[0] = '\0';
+        return 0;
+    }
+    want = b.len;
+    if (n) {
+        size_t c = want < n - 1 ? want : n - 1;
+        memcpy(buf, b.data, c);
+        buf[c] = '\0';
+    }
+    dbp__buf_free(&b);
+    return want;
+}
+
+DBPDEF void dbp_url_free(dbp_url *u)
+{
+    if (!u) return;
+    DBP_FREE(u->buf_);
+    memset(u, 0, sizeof *u);
+}
+
+static int dbp__url_fail(dbp_url *u, dbp_error *err, const char *what)
+{
+    dbp_url_free(u);
+    return dbp__err_set(err, DBP_EURL, "malformed URL: %s", what);
+}
+
+DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
+{
+    const char *p, *end, *auth, *auth_end, *at = NULL, *q, *path, *query;
+    char *w;
+    size_t len, i;
+    dbp__err_clear(err);
+    if (!u) return dbp__err_set(err, DBP_EUSAGE, "no output for the parsed URL");
+    memset(u, 0, sizeof *u);
+    if (!url) return dbp__url_fail(u, err, "no URL given");
+    len = strlen(url);
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c < 0x20 || c == 0x7f) return dbp__url_fail(u, err, "control character in URL");
+        if (c == '#') return dbp__url_fail(u, err, "'#' is not allowed (percent-encode it as %23)");
+    }
+    /* Every decoded string is shorter than the URL: one buffer holds them all. */
+    u->buf_ = DBP__CAST(char *, DBP_MALLOC(len * 2 + 16));
+    if (!u->buf_) { dbp_url_free(u); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+    w = u->buf_;
+    p = strstr(url, "://");
+    if (!p || p == url) return dbp__url_fail(u, err, "expected scheme://... (e.g. mysql://user@host/db)");
+    for (q = url; q < p; q++)
+        if (!(( *q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '+' || *q == '-' || *q == '.'))
+            return dbp__url_fail(u, err, "invalid character in scheme");
+    u->scheme = w;
+    for (q = url; q < p; q++) *w++ = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+    *w++ = '\0';
+    auth = p + 3;
+    end = url + len;
+    /* The authority ends at the first '/' or '?' after the last '@' (so an
+       unencoded '@' in a password still parses), else at the first one. */
+    for (q = auth; q < end; q++) if (*q == '@') at = q;
+    q = at ? at + 1 : auth;
+    while (q < end && *q != '/' && *q != '?') q++;
+    auth_end = q;
+    if (at) {
+        const char *colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
+        const char *uend = colon ? colon : at;
+        size_t n;
+        u->user = w;
+        if (dbp__pct_decode(auth, (size_t)(uend - auth), w, &n))
+            return dbp__url_fail(u, err, "bad percent-escape in the user name");
+        w += n + 1;
+        if (n == 0) u->user = NULL;
+        if (colon) {
+            u->password = w;
+            if (dbp__pct_decode(colon + 1, (size_t)(at - colon - 1), w, &n))
+                return dbp__url_fail(u, err, "bad percent-escape in the password");
+            w += n + 1;
+        }
+    }
+    /* host list */
+    q = at ? at + 1 : auth;
+    while (q < auth_end || (q == auth_end && u->nhosts == 0)) {
+        const char *hs = q, *he, *ps = NULL, *pe;
+        size_t n;
+        if (u->nhosts >= DBP_URL_MAX_HOSTS) return dbp__url_fail(u, err, "too many hosts");
+        if (q < auth_end && *q == '[') {
+            he = (const char *)memchr(q, ']', (size_t)(auth_end - q));
+            if (!he) return dbp__url_fail(u, err, "unterminated '[' in an IPv6 host");
+            hs = q + 1;
+            q = he + 1;
+            if (q < auth_end && *q != ':' && *q != ',') return dbp__url_fail(u, err, "unexpected text after ']'");
+        } else {
+            while (q < auth_end && *q != ':' && *q != ',') q++;
+            he = q;
+        }
+        if (q < auth_end && *q == ':') {
+            ps = ++q;
+            while (q < auth_end && *q != ',') q++;
+        }
+        pe = q;
+        u->hosts[u->nhosts].host = w;
+        if (dbp__pct_decode(hs, (size_t)(he - hs), w, &n))
+            return dbp__url_fail(u, err, "bad percent-escape in a host");
+        for (i = 0; i < n; i++)
+            if (w[i] == ' ' || w[i] == '/' || w[i] == '@' || w[i] == '[' || w[i] == ']')
+                return dbp__url_fail(u, err, "invalid character in a host name");
+        w += n + 1;
+        if (ps) {
+            long port = 0;
+            if (ps == pe) return dbp__url_fail(u, err, "empty port");
+            for (q = ps; q < pe; q++) {
+                if (*q < '0' || *q > '9') return dbp__url_fail(u, err, "port is not a number");
+                port = port * 10 + (*q - '0');
+                if (port > 65535) return dbp__url_fail(u, err, "port out of range (1-65535)");
+            }
+            if (port == 0) return dbp__url_fail(u, err, "port out of range (1-65535)");
+            u->hosts[u->nhosts].port = (int)port;
+            q = pe;
+        }
+        u->nhosts++;
+        if (q < auth_end && *q == ',') {
+            q++;
+            if (q == auth_end) return dbp__url_fail(u, err, "empty host after ','");
+            continue;
+        }
+        break;
+    }
+    if (u->nhosts > 1)
+        for (i = 0; i < (size_t)u->nhosts; i++)
+            if (!u->hosts[i].host[0]) return dbp__url_fail(u, err, "empty host in a host list");
+    path = auth_end;
+    query = (const char *)memchr(path, '?', (size_t)(end - path));
+    if (!query) query = end;
+    if (path < query && *path == '/') {
+        size_t n;
+        if (query - path > 1) {
+            u->database = w;
+            if (dbp__pct_decode(path + 1, (size_t)(query - path - 1), w, &n))
+                return dbp__url_fail(u, err, "bad percent-escape in the database name");
+            if (memchr(w, '/', n)) return dbp__url_fail(u, err, "'/' in the database name");
+            w += n + 1;
+        }
+    } else if (path < query) {
+        return dbp__url_fail(u, err, "unexpected text after the host");
+    }
+    if (query < end) {
+        q = query + 1;
+        while (q < end) {
+            const char *ks = q, *ke, *vs, *ve;
+            size_t n;
+            while (q < end && *q != '&') q++;
+            ve = q;
+            if (ve == ks) { q++; continue; }
+            ke = (const char *)memchr(ks, '=', (size_t)(ve - ks));
+            if (!ke) { ke = ve; vs = ve; } else vs = ke + 1;
+            if (ke == ks) return dbp__url_fail(u, err, "option without a name in the query string");
+            if (u->noptions >= DBP_URL_MAX_OPTIONS) return dbp__url_fail(u, err, "too many options");
+            u->options[u->noptions].key = w;
+            if (dbp__pct_decode(ks, (size_t)(ke - ks), w, &n))
+                return dbp__url_fail(u, err, "bad percent-escape in an option name");
+            w += n + 1;
+            u->options[u->noptions].value = w;
+            if (dbp__pct_decode(vs, (size_t)(ve - vs), w, &n))
+                return dbp__url_fail(u, err, "bad percent-escape in an option value");
+            w += n + 1;
+            u->noptions++;
+            if (q < end) q++;
+        }
+    }
+    return DBP_OK;
+}
+
+/* ==== SECTION: settings ==== */
+
+enum { DBP__BK_MYSQL = 1, DBP__BK_REDIS = 2, DBP__BK_CLUSTER = 3 };
+enum { DBP__SSL_UNSET = 0, DBP__SSL_DISABLED, DBP__SSL_PREFERRED, DBP__SSL_REQUIRED,
+       DBP__SSL_VERIFY_CA, DBP__SSL_VERIFY_IDENTITY };
+enum { DBP__READ_PRIMARY = 0, DBP__READ_REPLICA, DBP__READ_PREFER_REPLICA };
+
+DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg)
+{
+    if (!cfg) return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->port = -1;
+    cfg->max = cfg->min = cfg->max_waiting = cfg->max_blocking = cfg->pipeline = -1;
+    cfg->acquire_timeout_ms = cfg->connect_timeout_ms = cfg->query_timeout_ms = -1;
+    cfg->idle_timeout_ms = cfg->max_lifetime_ms = cfg->validate_after_ms = -1;
+    cfg->keepalive_ms = cfg->backoff_min_ms = cfg->backoff_max_ms = -1;
+    cfg->slow_threshold_ms = cfg->close_timeout_ms = cfg->max_redirects = -1;
+    cfg->ninit = -1;
+}
+
+enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR };
+enum { DBP__FOR_ALL = 7, DBP__FOR_MYSQL = 1, DBP__FOR_REDIS = 2, DBP__FOR_CLUSTER = 4 };
+
+typedef struct dbp__option {
+    const char *name;
+    int kind;
+    size_t off;
+    int min;        /* smallest accepted count / ms */
+    int scope;      /* DBP__FOR_* bits */
+} dbp__option;
+
+#define DBP__OPT(n, k, f, m, sc) { n, k, offsetof(dbp_pool_config, f), m, sc }
+static const dbp__option dbp__options[] = {
+    DBP__OPT("max", DBP__OPT_COUNT, max, 1, DBP__FOR_ALL),
+    DBP__OPT("min", DBP__OPT_COUNT, min, 0, DBP__FOR_ALL),
+    DBP__OPT("max_waiting", DBP__OPT_COUNT, max_waiting, 0, DBP__FOR_ALL),
+    DBP__OPT("max_blocking", DBP__OPT_COUNT, max_blocking, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER),
+    DBP__OPT("pipeline", DBP__OPT_COUNT, pipeline, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER),
+    DBP__OPT("acquire_timeout", DBP__OPT_MS, acquire_timeout_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("connect_timeout", DBP__OPT_MS, connect_timeout_ms, 1, DBP__FOR_ALL),
+    DBP__OPT("query_timeout", DBP__OPT_MS, query_timeout_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("idle_timeout", DBP__OPT_MS, idle_timeout_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("max_lifetime", DBP__OPT_MS, max_lifetime_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("validate_after", DBP__OPT_MS, validate_after_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("keepalive", DBP__OPT_MS, keepalive_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("backoff_min", DBP__OPT_MS, backoff_min_ms, 1, DBP__FOR_ALL),
+    DBP__OPT("backoff_max", DBP__OPT_MS, backoff_max_ms, 1, DBP__FOR_ALL),
+    DBP__OPT("slow_threshold", DBP__OPT_MS, slow_threshold_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("close_timeout", DBP__OPT_MS, close_timeout_ms, 0, DBP__FOR_ALL),
+    DBP__OPT("max_redirects", DBP__OPT_COUNT, max_redirects, 1, DBP__FOR_CLUSTER),
+    DBP__OPT("charset", DBP__OPT_STR, charset, 0, DBP__FOR_MYSQL),
+    DBP__OPT("name", DBP__OPT_STR, name, 0, DBP__FOR_ALL),
+    DBP__OPT("socket", DBP__OPT_STR, socket, 0, DBP__FOR_MYSQL),
+    DBP__OPT("ssl-mode", DBP__OPT_STR, ssl_mode, 0, DBP__FOR_MYSQL),
+    DBP__OPT("ssl-ca", DBP__OPT_STR, ssl_ca, 0, DBP__FOR_MYSQL),
+    DBP__OPT("ssl-cert", DBP__OPT_STR, ssl_cert, 0, DBP__FOR_MYSQL),
+    DBP__OPT("ssl-key", DBP__OPT_STR, ssl_key, 0, DBP__FOR_MYSQL),
+    DBP__OPT("read_from", DBP__OPT_STR, read_from, 0, DBP__FOR_CLUSTER)
+};
+#undef DBP__OPT
+
+/* Parses a count: decimal digits only, within [min, INT_MAX]. */
+static int dbp__parse_count(const char *v, int min, int *out)
+{
+    long long n = 0;
+    const char *p = v;
+    if (!*p) return -1;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        n = n * 10 + (*p - '0');
+        if (n > INT_MAX) return -1;
+    }
+    if (n < min) return -1;
+    *out = (int)n;
+    return 0;
+}
+
+/* Parses a duration: seconds ("2", "0.25", "1.5s") or milliseconds ("250ms"). */
+static int dbp__parse_ms(const char *v, int min, int *out)
+{
+    char *end;
+    double d;
+    if (!*v || *v == '-' || *v == '+' || *v == ' ') return -1;
+    errno = 0;
+    d = strtod(v, &end);
+    if (errno || end == v || isnan(d) || isinf(d) || d < 0) return -1;
+    if (strcmp(end, "ms") == 0) ;
+    else if (*end == '\0' || strcmp(end, "s") == 0) d *= 1000.0;
+    else return -1;
+    if (d > (double)INT_MAX) return -1;
+    *out = (int)(d + 0.5);
+    if (d > 0 && *out == 0) *out = 1;
+    if (*out < min) return -1;
+    return 0;
+}
+
+static const dbp__option *dbp__option_find(const char *key)
+{
+    size_t i;
+    char norm[40];
+    size_t n = strlen(key);
+    if (n >= sizeof norm) return NULL;
+    /* "ssl_mode" and "ssl-mode" are the same option; so are "max-waiting" and "max_waiting". */
+    for (i = 0; i <= n; i++) norm[i] = key[i];
+    for (i = 0; i < sizeof dbp__options / sizeof dbp__options[0]; i++) {
+        const char *a = dbp__options[i].name, *b = norm;
+        while (*a && (*a == *b || ((*a == '-' || *a == '_') && (*b == '-' || *b == '_')))) { a++; b++; }
+        if (!*a && !*b) return &dbp__options[i];
+    }
+    return NULL;
+}
+
+DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char *value,
+                               dbp_error *err)
+{
+    const dbp__option *o;
+    dbp__err_clear(err);
+    if (!cfg || !key) return dbp__err_set(err, DBP_EUSAGE, "no config or no option name");
+    if (!value) value = "";
+    if (strcmp(key, "init") == 0)
+        return dbp__err_set(err, DBP_EOPTION, "option 'init' takes a list: set cfg.init/cfg.ninit");
+    o = dbp__option_find(key);
+    if (!o) return dbp__err_set(err, DBP_EOPTION, "unknown option '%.64s'", key);
+    switch (o->kind) {
+    case DBP__OPT_COUNT: {
+        int n;
+        if (dbp__parse_count(value, o->min, &n))
+            return dbp__err_set(err, DBP_EOPTION, "option '%s' must be an integer >= %d, got '%.40s'",
+                                o->name, o->min, value);
+        *DBP__CAST(int *, (void *)((char *)cfg + o->off)) = n;
+        return DBP_OK;
+    }
+    case DBP__OPT_MS: {
+        int n;
+        if (dbp__parse_ms(value, o->min, &n))
+            return dbp__err_set(err, DBP_EOPTION,
+                                "option '%s' must be a duration in seconds (e.g. 2, 0.5, 250ms)%s, got '%.40s'",
+                                o->name, o->min > 0 ? " above 0" : "", value);
+        *DBP__CAST(int *, (void *)((char *)cfg + o->off)) = n;
+        return DBP_OK;
+    }
+    default:
+        *DBP__CAST(const char **, (void *)((char *)cfg + o->off)) = value;
+        return DBP_OK;
+    }
+}
+
+/* Everything a pool needs, resolved and owned. */
+typedef struct dbp__settings {
+    int backend;
+    char *host;              /* NULL: localhost / unix socket default */
+    int port;
+    char *user, *password, *database, *socket, *charset, *name;
+    int nseeds;
+    char **seed_hosts;       /* cluster seeds */
+    int *seed_ports;
+    int redis_db;
+    int max, min, max_waiting, max_blocking, pipeline;
+    int acquire_timeout, connect_timeout, query_timeout, idle_timeout, max_lifetime;
+    int validate_after, keepalive, backoff_min, backoff_max, slow_threshold, close_timeout;
+    char **init;
+    int ninit;
+    int ssl_mode;
+    char *ssl_ca, *ssl_cert, *ssl_key;
+    int read_from;
+    int max_redirects;
+} dbp__settings;
+
+static void dbp__settings_free(dbp__settings *s)
+{
+    int i;
+    if (!s) return;
+    DBP_FREE(s->host); DBP_FREE(s->user); DBP_FREE(s->password); DBP_FREE(s->database);
+    DBP_FREE(s->socket); DBP_FREE(s->charset); DBP_FREE(s->name);
+    for (i = 0; i < s->nseeds; i++) DBP_FREE(s->seed_hosts[i]);
+    DBP_FREE(s->seed_hosts); DBP_FREE(s->seed_ports);
+    for (i = 0; i < s->ninit; i++) DBP_FREE(s->init[i]);
+    DBP_FREE(s->init);
+    DBP_FREE(s->ssl_ca); DBP_FREE(s->ssl_cert); DBP_FREE(s->ssl_key);
+    memset(s, 0, sizeof *s);
+}
+
+/* A deep copy of settings, for the node pools of a cluster. */
+static int dbp__settings_copy(dbp__settings *dst, const dbp__settings *src)
+{
+    int i;
+    *dst = *src;
+    dst->host = dbp__strdup(src->host); dst->user = dbp__strdup(src->user);
+    dst->password = dbp__strdup(src->password); dst->database = dbp__strdup(src->database);
+    dst->socket = dbp__strdup(src->socket); dst->charset = dbp__strdup(src->charset);
+    dst->name = dbp__strdup(src->name);
+    dst->ssl_ca = dbp__strdup(src->ssl_ca); dst->ssl_cert = dbp__strdup(src->ssl_cert);
+    dst->ssl_key = dbp__strdup(src->ssl_key);
+    dst->nseeds = 0; dst->seed_hosts = NULL; dst->seed_ports = NULL;
+    dst->ninit = 0;
+    dst->init = src->ninit ? DBP__ALLOC(char *, (size_t)src->ninit) : NULL;
+    if ((src->host && !dst->host) || (src->user && !dst->user) || (src->password && !dst->password) ||
+        (src->database && !dst->database) || (src->socket && !dst->socket) ||
+        (src->charset && !dst->charset) || (src->name && !dst->name) ||
+        (src->ssl_ca && !dst->ssl_ca) || (src->ssl_cert && !dst->ssl_cert) ||
+        (src->ssl_key && !dst->ssl_key) || (src->ninit && !dst->init)) {
+        dbp__settings_free(dst);
+        return DBP_ENOMEM;
+    }
+    for (i = 0; i < src->ninit; i++) {
+        dst->init[i] = dbp__strdup(src->init[i]);
+        if (!dst->init[i]) { dbp__settings_free(dst); return DBP_ENOMEM; }
+        dst->ninit++;
+    }
+    return DBP_OK;
+}
+
+static int dbp__settings_str(char **dst, const char *explicit_v, const char *url_v, const char *def)
+{
+    const char *v = explicit_v ? explicit_v : url_v ? url_v : def;
+    *dst = NULL;
+    if (!v) return DBP_OK;
+    *dst = dbp__strdup(v);
+    return *dst ? DBP_OK : DBP_ENOMEM;
+}
+
+static int dbp__pick(int explicit_v, int url_v, int def) { return explicit_v >= 0 ? explicit_v : url_v >= 0 ? url_v : def; }
+
+/* Resolves defaults <- URL (and its query string) <- explicit fields. Pure
+   but for the DATABASE_URL / REDIS_URL fallback. */
+static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, dbp_error *err)
+{
+    dbp_url u;
+    dbp_pool_config uc;
+    const char *url = cfg->url, *init_url[DBP_URL_MAX_OPTIONS];
+    int ninit_url = 0, i, rc = DBP_OK, scope;
+    memset(s, 0, sizeof *s);
+    memset(&u, 0, sizeof u);
+    dbp_pool_config_init(&uc);
+    if (!url && !cfg->host && !cfg->socket) {
+        int want_redis = cfg->backend && strncmp(cfg->backend, "redis", 5) == 0;
+        url = getenv(want_redis ? "REDIS_URL" : "DATABASE_URL");
+        if (!url || !*url)
+            return dbp__err_set(err, DBP_EURL, "no URL given and %s is not set",
+                                want_redis ? "REDIS_URL" : "DATABASE_URL");
+    }
+    if (url) {
+        if (dbp_url_parse(url, &u, err)) return DBP_EURL;
+        if (strcmp(u.scheme, "mysql") == 0 || strcmp(u.scheme, "mariadb") == 0) s->backend = DBP__BK_MYSQL;
+        else if (strcmp(u.scheme, "redis") == 0) s->backend = DBP__BK_REDIS;
+        else if (strcmp(u.scheme, "redis-cluster") == 0) s->backend = DBP__BK_CLUSTER;
+        else if (strcmp(u.scheme, "rediss") == 0 || strcmp(u.scheme, "rediss-cluster") == 0) {
+            dbp_url_free(&u);
+            return dbp__err_set(err, DBP_EUNSUPPORTED,
+                                "TLS to Redis (rediss://) is not supported: this build uses hiredis 0.14, "
+                                "which has no TLS; refusing rather than sending in clear");
+        } else {
+            dbp__err_set(err, DBP_EURL, "unknown scheme '%.20s' (expected mysql://, redis:// or redis-cluster://)",
+                         u.scheme);
+            dbp_url_free(&u);
+            return DBP_EURL;
+        }
+    } else {
+        const char *b = cfg->backend ? cfg->backend : "mysql";
+        s->backend = strcmp(b, "redis") == 0 ? DBP__BK_REDIS :
+                     strcmp(b, "redis-cluster") == 0 ? DBP__BK_CLUSTER :
+                     strcmp(b, "mysql") == 0 ? DBP__BK_MYSQL : 0;
+        if (!s->backend) return dbp__err_set(err, DBP_EOPTION, "unknown backend '%.20s'", b);
+    }
+    scope = s->backend == DBP__BK_MYSQL ? DBP__FOR_MYSQL : s->backend == DBP__BK_REDIS ? DBP__FOR_REDIS : DBP__FOR_CLUSTER;
+#ifdef DBPOOL_NO_MYSQL
+    if (s->backend == DBP__BK_MYSQL) { dbp_url_free(&u); return dbp__err_set(err, DBP_EUNSUPPORTED, "built without MySQL (DBPOOL_NO_MYSQL)"); }
+#endif
+#ifdef DBPOOL_NO_REDIS
+    if (s->backend != DBP__BK_MYSQL) { dbp_url_free(&u); return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)"); }
+#endif
+    for (i = 0; i < u.noptions; i++) {
+        const dbp__option *o;
+        if (strcmp(u.options[i].key, "init") == 0) {
+            if (s->backend != DBP__BK_MYSQL) { rc = dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only"); goto fail; }
+            init_url[ninit_url++] = u.options[i].value;
+            continue;
+        }
+        o = dbp__option_find(u.options[i].key);
+        if (o && !(o->scope & scope)) {
+            rc = dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to %s", o->name, u.scheme);
+            goto fail;
+        }
+        if ((rc = dbp_pool_config_set(&uc, u.options[i].key, u.options[i].value, err)) != DBP_OK) {
+            if (err) {
+                size_t n = strlen(err->message);
+                if (n + 14 < sizeof err->message) memcpy(err->message + n, " (in the URL)", 14);
+            }
+            goto fail;
+        }
+    }
+    /* explicit option fields must fit the backend too */
+    {
+        static const struct { size_t off; const char *name; int scope; } so[] = {
+            { offsetof(dbp_pool_config, charset), "charset", DBP__FOR_MYSQL },
+            { offsetof(dbp_pool_config, socket), "socket", DBP__FOR_MYSQL },
+            { offsetof(dbp_pool_config, ssl_mode), "ssl-mode", DBP__FOR_MYSQL },
+            { offsetof(dbp_pool_config, read_from), "read_from", DBP__FOR_CLUSTER }
+        };
+        size_t k;
+        for (k = 0; k < sizeof so / sizeof so[0]; k++)
+            if (*DBP__CAST(const char *const *, (const void *)((const char *)cfg + so[k].off)) && !(so[k].scope & scope)) {
+                rc = dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to this backend", so[k].name);
+                goto fail;
+            }
+        if (cfg->ninit > 0 && s->backend != DBP__BK_MYSQL) {
+            rc = dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only");
+            goto fail;
+        }
+    }
+    /* connection target */
+    if (s->backend == DBP__BK_CLUSTER) {
+        int n = u.nhosts, k;
+        if (cfg->host) n = 1;
+        s->seed_hosts = DBP__ALLOC(char *, (size_t)(n ? n : 1));
+        s->seed_ports = DBP__ALLOC(int, (size_t)(n ? n : 1));
+        if (!s->seed_hosts || !s->seed_ports) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
+        for (k = 0; k < n; k++) {
+            const char *h = cfg->host ? cfg->host : u.hosts[k].host;
+            int p = cfg->host ? (cfg->port > 0 ? cfg->port : 6379) : (u.hosts[k].port ? u.hosts[k].port : 6379);
+            if (!h || !*h) { rc = dbp__err_set(err, DBP_EURL, "malformed URL: a cluster seed has no host"); goto fail; }
+            s->seed_hosts[k] = dbp__strdup(h);
+            if (!s->seed_hosts[k]) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
+            s->seed_ports[k] = p;
+            s->nseeds++;
+        }
+        if (!s->nseeds) { rc = dbp__err_set(err, DBP_EURL, "malformed URL: no cluster seed nodes"); goto fail; }
+    } else if (u.nhosts > 1) {
+        rc = dbp__err_set(err, DBP_EURL, "malformed URL: several hosts are only allowed with redis-cluster://");
+        goto fail;
+    }
+    if ((rc = dbp__settings_str(&s->host, cfg->host, u.nhosts && u.hosts[0].host[0] ? u.hosts[0].host : NULL, NULL)) ||
+        (rc = dbp__settings_str(&s->user, cfg->user, u.user, NULL)) ||
+        (rc = dbp__settings_str(&s->password, cfg->password, u.password, NULL)) ||
+        (rc = dbp__settings_str(&s->database, cfg->database, u.database, NULL)) ||
+        (rc = dbp__settings_str(&s->socket, cfg->socket, uc.socket, NULL)) ||
+        (rc = dbp__settings_str(&s->charset, cfg->charset, uc.charset, s->backend == DBP__BK_MYSQL ? "utf8mb4" : NULL)) ||
+        (rc = dbp__settings_str(&s->name, cfg->name, uc.name, NULL)) ||
+        (rc = dbp__settings_str(&s->ssl_ca, cfg->ssl_ca, uc.ssl_ca, NULL)) ||
+        (rc = dbp__settings_str(&s->ssl_cert, cfg->ssl_cert, uc.ssl_cert, NULL)) ||
+        (rc = dbp__settings_str(&s->ssl_key, cfg->ssl_key, uc.ssl_key, NULL))) {
+        rc = dbp__err_set(err, DBP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    s->port = cfg->port > 0 ? cfg->port : (u.nhosts && u.hosts[0].port) ? u.hosts[0].port :
+              s->backend == DBP__BK_MYSQL ? 3306 : 6379;
+    if (s->backend != DBP__BK_MYSQL) {
+        if (s->database) {
+            int db;
+            if (dbp__parse_count(s->database, 0, &db)) {
+                rc = dbp__err_set(err, DBP_EURL, "malformed URL: the Redis database must be a number, got '%.20s'", s->database);
+                goto fail;
+            }
+            if (s->backend == DBP__BK_CLUSTER && db != 0) {
+                rc = dbp__err_set(err, DBP_EURL, "malformed URL: Redis Cluster has only database 0");
+                goto fail;
+            }
+            s->redis_db = db;
+        }
+        if (s->user && !s->password) {
+            rc = dbp__err_set(err, DBP_EURL, "malformed URL: a Redis user needs a password (redis://user:password@host)");
+            goto fail;
+        }
+    }
+    /* numbers */
+    s->max = dbp__pick(cfg->max, uc.max, 10);
+    s->min = dbp__pick(cfg->min, uc.min, 0);
+    s->max_waiting = dbp__pick(cfg->max_waiting, uc.max_waiting, 0);
+    s->max_blocking = dbp__pick(cfg->max_blocking, uc.max_blocking, s->max);
+    s->pipeline = dbp__pick(cfg->pipeline, uc.pipeline, 1000);
+    s->acquire_timeout = dbp__pick(cfg->acquire_timeout_ms, uc.acquire_timeout_ms, 30000);
+    s->connect_timeout = dbp__pick(cfg->connect_timeout_ms, uc.connect_timeout_ms, 10000);
+    s->query_timeout = dbp__pick(cfg->query_timeout_ms, uc.query_timeout_ms, 0);
+    s->idle_timeout = dbp__pick(cfg->idle_timeout_ms, uc.idle_timeout_ms, 60000);
+    s->max_lifetime = dbp__pick(cfg->max_lifetime_ms, uc.max_lifetime_ms, 1800000);
+    s->validate_after = dbp__pick(cfg->validate_after_ms, uc.validate_after_ms, 1000);
+    s->keepalive = dbp__pick(cfg->keepalive_ms, uc.keepalive_ms, 30000);
+    s->backoff_min = dbp__pick(cfg->backoff_min_ms, uc.backoff_min_ms, 100);
+    s->backoff_max = dbp__pick(cfg->backoff_max_ms, uc.backoff_max_ms, 5000);
+    s->slow_threshold = dbp__pick(cfg->slow_threshold_ms, uc.slow_threshold_ms, 0);
+    s->close_timeout = dbp__pick(cfg->close_timeout_ms, uc.close_timeout_ms, 30000);
+    s->max_redirects = dbp__pick(cfg->max_redirects, uc.max_redirects, 16);
+    if (s->max < 1) { rc = dbp__err_set(err, DBP_EOPTION, "option 'max' must be at least 1"); goto fail; }
+    if (s->min > s->max) { rc = dbp__err_set(err, DBP_EOPTION, "option 'min' (%d) exceeds 'max' (%d)", s->min, s->max); goto fail; }
+    if (s->connect_timeout < 1) { rc = dbp__err_set(err, DBP_EOPTION, "option 'connect_timeout' must be above 0"); goto fail; }
+    if (s->backoff_min > s->backoff_max) s->backoff_max = s->backoff_min;
+    if (s->max_blocking < 1 || s->pipeline < 1 || s->backoff_min < 1 || s->max_redirects < 1) {
+        rc = dbp__err_set(err, DBP_EOPTION, "options 'max_blocking', 'pipeline', 'backoff_min' and 'max_redirects' must be at least 1");
+        goto fail;
+    }
+    {
+        const char *m = cfg->ssl_mode ? cfg->ssl_mode : uc.ssl_mode;
+        static const char *const modes[] = { "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY" };
+        s->ssl_mode = DBP__SSL_UNSET;
+        if (m) {
+            int k;
+            for (k = 0; k < 5; k++) {
+                const char *a = modes[k], *b = m;
+                while (*a && (*a == *b || *a == *b - 32 || (*a == '_' && *b == '-'))) { a++; b++; }
+                if (!*a && !*b) { s->ssl_mode = k + 1; break; }
+            }
+            if (!s->ssl_mode) {
+                rc = dbp__err_set(err, DBP_EOPTION, "option 'ssl-mode' must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY, got '%.32s'", m);
+                goto fail;
+            }
+        } else if (s->ssl_ca) {
+            s->ssl_mode = DBP__SSL_VERIFY_CA;
+        }
+        if ((s->ssl_mode == DBP__SSL_VERIFY_CA || s->ssl_mode == DBP__SSL_VERIFY_IDENTITY) && !s->ssl_ca) {
+            rc = dbp__err_set(err, DBP_EOPTION, "ssl-mode %s needs ssl-ca", modes[s->ssl_mode - 1]);
+            goto fail;
+        }
+    }
+    {
+        const char *r = cfg->read_from ? cfg->read_from : uc.read_from;
+        s->read_from = DBP__READ_PRIMARY;
+        if (r) {
+            if (strcmp(r, "primary") == 0 || strcmp(r, "master") == 0) s->read_from = DBP__READ_PRIMARY;
+            else if (strcmp(r, "replica") == 0 || strcmp(r, "slave") == 0) s->read_from = DBP__READ_REPLICA;
+            else if (strcmp(r, "prefer_replica") == 0 || strcmp(r, "prefer-replica") == 0) s->read_from = DBP__READ_PREFER_REPLICA;
+            else { rc = dbp__err_set(err, DBP_EOPTION, "option 'read_from' must be primary, replica or prefer_replica, got '%.32s'", r); goto fail; }
+        }
+    }
+    {
+        const char *const *src = cfg->ninit >= 0 ? cfg->init : init_url;
+        int n = cfg->ninit >= 0 ? cfg->ninit : ninit_url;
+        if (n > 0 && !src) { rc = dbp__err_set(err, DBP_EUSAGE, "cfg.ninit is set but cfg.init is NULL"); goto fail; }
+        if (n > 0) {
+            s->init = DBP__ALLOC(char *, (size_t)n);
+            if (!s->init) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
+            for (i = 0; i < n; i++) {
+                if (!src[i]) { rc = dbp__err_set(err, DBP_EUSAGE, "init statement %d is NULL", i + 1); goto fail; }
+                s->init[i] = dbp__strdup(src[i]);
+                if (!s->init[i]) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
+                s->ninit++;
+            }
+        }
+    }
+    dbp_url_free(&u);
+    return DBP_OK;
+fail:
+    if (err && s->password) dbp__err_scrub(err, s->password);
+    if (err && u.password) dbp__err_scrub(err, u.password);
+    dbp__settings_free(s);
+    dbp_url_free(&u);
+    return rc ? rc : DBP_EUSAGE;
+}
+
+/* ==== SECTION: core structures ==== */
+
+/* A hub timer: embedded in ops, connections and pools; kept in a binary heap. */
+typedef struct dbp__timer {
+    long long at;                       /* ms of the monotonic clock */
+    int idx;                            /* heap index, -1 when not armed */
+    void (*fire)(struct dbp__timer *t);
+} dbp__timer;
+
+/* Latency histogram: 8 sub-buckets per power of two, microseconds. Bounded
+   memory whatever the number of samples; percentiles within 12.5%. */
+#define DBP__HIST_BUCKETS 320
+typedef struct dbp__hist {
+    unsigned long long count[DBP__HIST_BUCKETS];
+    unsigned long long n;
+    long long max;
+} dbp__hist;
+
+enum { DBP__OP_QUERY = 1, DBP__OP_STREAM, DBP__OP_CALL, DBP__OP_ACQUIRE, DBP__OP_PING,
+       DBP__OP_CLOSE, DBP__OP_SLEEP, DBP__OP_KILL, DBP__OP_CLUSTER };
+
+enum {
+    DBP__OF_CALLER = 1u << 0,      /* the caller holds a reference */
+    DBP__OF_IDEMPOTENT = 1u << 1,
+    DBP__OF_SENT = 1u << 2,        /* the request reached, or may have reached, the server */
+    DBP__OF_RETRIED_SENT = 1u << 3,
+    DBP__OF_BLOCKING = 1u << 4,    /* Redis blocking command: a connection of its own */
+    DBP__OF_NOTIFY = 1u << 5,      /* in the hub's notify list */
+    DBP__OF_ZOMBIE = 1u << 6,      /* settled by a timeout; its reply will be discarded */
+    DBP__OF_SIDE_OK = 1u << 7,     /* may open a connection beyond max (KILL QUERY) */
+    DBP__OF_ASKING = 1u << 8,      /* Redis Cluster: send ASKING first */
+    DBP__OF_READONLY = 1u << 9,    /* Redis Cluster: may go to a replica */
+    DBP__OF_CANCEL = 1u << 10,     /* stream abandoned by its caller */
+    DBP__OF_WAITED = 1u << 11      /* counted as waiting in the queue */
+};
+
+typedef struct dbp__stream dbp__stream;
+
+struct dbp_op {
+    dbp__link link;                /* pool queue, connection op list, pin queue */
+    dbp__link notify;              /* hub notify list */
+    dbp__link all;                 /* hub list of every live op */
+    dbp__timer timer;
+    dbp_hub *hub;
+    dbp_pool *pool;
+    dbp_conn *conn;                /* running on */
+    dbp_conn *pin;                 /* submitted to a pinned connection */
+    int type;
+    int state;
+    unsigned flags;
+    int retries;
+    int redirects;
+    long long t_submit, t_start, t_settle;   /* us */
+    long long deadline;            /* ms, the op's own; 0 none */
+    long long acquire_deadline;    /* ms; 0 none */
+    int query_timeout;             /* ms; 0 none */
+    /* request */
+    char *sql;
+    size_t sql_len;
+    dbp_value *params;
+    size_t nparams;
+    char *req;                     /* Redis: the command in RESP */
+    size_t req_len;
+    unsigned long long out_end;    /* Redis: stream offset just past this command */
+    char cmd[24];                  /* Redis: upper-case command name */
+    int slot;                      /* Redis Cluster: -1 keyless */
+    unsigned long long kill_id;    /* DBP__OP_KILL: the thread to stop */
+    /* outcome */
+    dbp_result *result;
+    dbp_reply *reply;
+    dbp_conn *acquired;
+    dbp__stream *stream;
+    dbp_error err;
+    dbp_settle_fn cb;
+    void *cb_ud;
+    void (*done)(dbp_op *op);      /* internal continuation, run in the notify phase */
+    void *ctx;
+};
+
+enum { DBP__CS_CONNECTING = 1, DBP__CS_INIT, DBP__CS_IDLE, DBP__CS_BUSY, DBP__CS_VALIDATING,
+       DBP__CS_CLOSING, DBP__CS_DEAD };
+
+enum {
+    DBP__CF_PINNED = 1u << 0,
+    DBP__CF_BROKEN = 1u << 1,      /* never hand out again: close when its ops are done */
+    DBP__CF_BLOCKING = 1u << 2,    /* Redis: the class for blocking commands */
+    DBP__CF_SUB = 1u << 3,         /* Redis: owned by a subscription */
+    DBP__CF_RETIRING = 1u << 4,    /* lifetime over: close once idle */
+    DBP__CF_KILLING = 1u << 5,     /* MySQL: its query timed out; KILL QUERY under way */
+    DBP__CF_RELEASE = 1u << 6,     /* pinned: release once its ops are done */
+    DBP__CF_DISCARD = 1u << 7,     /* pinned: discard once its ops are done */
+    DBP__CF_SUSPECT = 1u << 8,     /* Redis: a timed-out reply is outstanding */
+    DBP__CF_TLS = 1u << 9,
+    DBP__CF_REPLACED = 1u << 10,   /* a replacement was opened for its retirement */
+    DBP__CF_REPLICA = 1u << 11     /* Redis Cluster: READONLY sent */
+};
+
+struct dbp_conn {
+    dbp__link link;                /* pool->conns */
+    dbp__link idle_link;           /* pool->idle or pool->idle_blocking */
+    dbp_pool *pool;
+    int id;
+    int state;
+    unsigned flags;
+    int fd;
+    short events;                  /* poll events wanted now */
+    dbp__timer timer;              /* backend deadline: connect, KILL grace, QUIT, reply grace */
+    dbp__timer htimer;             /* housekeeping: idle timeout, lifetime, keepalive */
+    long long created_ms, idle_since_ms, expires_ms, connect_started_us;
+    dbp__link ops;                 /* running ops, in order */
+    int nops;
+    dbp__link pinq;                /* pinned: ops waiting their turn */
+    dbp_op *pending;               /* op waiting for a validation ping */
+    dbp_op *pin_op;                /* the acquire op that handed it out (until taken) */
+    unsigned long long server_id;
+    dbp_error err;
+    dbp_sub *sub;
+    void *be;                      /* backend state */
+};
+
+/* What a backend provides; the pool engine is the same for all. */
+typedef struct dbp__backend {
+    const char *name;
+    int (*conn_open)(dbp_conn *c);               /* start connecting; error: c->err set */
+    void (*conn_io)(dbp_conn *c, int revents);   /* poll events, or DBP__EV_TIMER */
+    void (*op_start)(dbp_conn *c, dbp_op *op);   /* run op on a ready connection */
+    void (*op_timeout)(dbp_conn *c, dbp_op *op); /* op ran past its deadline */
+    void (*validate)(dbp_conn *c);               /* ping c->pending's connection */
+    void (*quit)(dbp_conn *c);                   /* graceful close: QUIT, then dead */
+    void (*abort)(dbp_conn *c);                  /* close without waiting; frees backend state */
+    void (*flush)(dbp_conn *c);                  /* before poll: write what is queued */
+    int (*idle_dead)(dbp_conn *c, int revents);  /* 1 when an idle socket's event means death */
+    void (*release)(dbp_conn *c);                /* pinned conn back: reset session if dirty, then idle */
+} dbp__backend;
+
+#define DBP__EV_TIMER 0x4000
+
+enum { DBP__PS_OPEN = 1, DBP__PS_CLOSING, DBP__PS_CLOSED };
+
+typedef struct dbp__cluster dbp__cluster;
+
+struct dbp_pool {
+    dbp__link link;                /* hub->pools */
+    dbp_hub *hub;
+    const dbp__backend *bk;
+    dbp__settings s;
+    int state;
+    int freed;                     /* the handle was released */
+    int internal;                  /* a node pool of a cluster */
+    dbp__link conns, idle, idle_blocking, queue, subs, close_ops;
+    int nqueue, nconns, nblocking, nconnecting, npinned;
+    int next_conn_id;
+    int cap;                       /* max as limited by the server, 0 none */
+    int fail_streak;
+    int fatal;                     /* the last connect failed in a way retrying cannot fix */
+    long long next_connect_ms;     /* backoff: no connect before */
+    dbp_error last_connect_err;
+    dbp__timer timer;              /* backoff end, maintenance, close deadline */
+    long long close_deadline;      /* ms, 0 none */
+    int close_cut;                 /* the deadline cut ops off */
+    char version[64];
+    long long srv_wait_timeout, srv_max_conn, srv_max_user_conn;
+    int limits_read;
+    char describe[160];
+    /* statistics */
+    unsigned long long st_ops, st_fulfilled, st_rejected, st_created, st_closed;
+    unsigned long long st_closed_idle, st_closed_lifetime, st_closed_error, st_closed_close, st_closed_dead;
+    unsigned long long st_errors, st_timeouts, st_retried, st_lost, st_connect_failures;
+    dbp__hist h_wait, h_run;
+    dbp_event_fn hook;
+    void *hook_ud;
+    dbp__cluster *cluster;
+    dbp_pool *parent;              /* node pools: the cluster pool */
+};
+
+struct dbp_hub {
+    dbp__link pools;
+    dbp__timer **heap;
+    int nheap, capheap;
+    dbp__link notify;
+    dbp__link all_ops;
+    dbp__link graveyard;           /* dead connections, freed at the end of a step */
+    int pending;
+    unsigned long long rng;
+    struct pollfd *pfd;
+    dbp_conn **pconn;
+    int npfd, cappfd;
+    int in_notify;
+    int closing;
+};
+
+/* ==== SECTION: timers ==== */
+
+static void dbp__heap_swap(dbp_hub *h, int a, int b)
+{
+    dbp__timer *t = h->heap[a];
+    h->heap[a] = h->heap[b]; h->heap[b] = t;
+    h->heap[a]->idx = a; h->heap[b]->idx = b;
+}
+static void dbp__heap_up(dbp_hub *h, int i)
+{
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (h->heap[p]->at <= h->heap[i]->at) break;
+        dbp__heap_swap(h, p, i);
+        i = p;
+    }
+}
+static void dbp__heap_down(dbp_hub *h, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->nheap && h->heap[l]->at < h->heap[m]->at) m = l;
+        if (r < h->nheap && h->heap[r]->at < h->heap[m]->at) m = r;
+        if (m == i) break;
+        dbp__heap_swap(h, i, m);
+        i = m;
+    }
+}
+static void dbp__timer_init(dbp__timer *t, void (*fire)(dbp__timer *))
+{
+    t->at = 0; t->idx = -1; t->fire = fire;
+}
+static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
+{
+    int i = t->idx;
+    if (i < 0) return;
+    h->nheap--;
+    if (i != h->nheap) {
+        h->heap[i] = h->heap[h->nheap];
+        h->heap[i]->idx = i;
+        dbp__heap_down(h, i);
+        dbp__heap_up(h, i);
+    }
+    t->idx = -1;
+    t->at = 0;
+}
+/* Arms (or re-arms) a timer. Fails only when the heap cannot grow. */
+static int dbp__timer_set(dbp_hub *h, dbp__timer *t, long long at_ms)
+{
+    if (t->idx >= 0) {
+        t->at = at_ms;
+        dbp__heap_down(h, t->idx);
+        dbp__heap_up(h, t->idx);
+        return DBP_OK;
+    }
+    if (h->nheap == h->capheap) {
+        int cap = h->capheap ? h->capheap * 2 : 64;
+        dbp__timer **p = DBP__CAST(dbp__timer **, DBP_REALLOC(h->heap, (size_t)cap * sizeof *p));
+        if (!p) return DBP_ENOMEM;
+        h->heap = p; h->capheap = cap;
+    }
+    t->at = at_ms;
+    t->idx = h->nheap;
+    h->heap[h->nheap++] = t;
+    dbp__heap_up(h, t->idx);
+    return DBP_OK;
+}
+/* Arms a timer only if that makes it fire earlier (or it is not armed). */
+static void dbp__timer_min(dbp_hub *h, dbp__timer *t, long long at_ms)
+{
+    if (t->idx < 0 || at_ms < t->at) dbp__timer_set(h, t, at_ms);
+}
+
+/* ==== SECTION: histogram ==== */
+
+static int dbp__hist_bucket(long long v)
+{
+    int e = 0;
+    unsigned long long x;
+    if (v < 8) return v < 0 ? 0 : (int)v;
+    x = (unsigned long long)v;
+    while (x >> (e + 1)) e++;
+    {
+        int idx = (e - 2) * 8 + (int)((x >> (e - 3)) & 7);
+        return idx < DBP__HIST_BUCKETS ? idx : DBP__HIST_BUCKETS - 1;
+    }
+}
+static long long dbp__hist_upper(int idx)
+{
+    int e, sub;
+    if (idx < 8) return idx;
+    e = idx / 8 + 2; sub = idx % 8;
+    return ((long long)(8 + sub + 1) << (e - 3)) - 1;
+}
+static void dbp__hist_add(dbp__hist *h, long long v)
+{
+    h->count[dbp__hist_bucket(v)]++;
+    h->n++;
+    if (v > h->max) h->max = v;
+}
+static long long dbp__hist_pct(const dbp__hist *h, double p)
+{
+    unsigned long long want, acc = 0;
+    int i;
+    if (!h->n) return 0;
+    want = (unsigned long long)(p * (double)h->n + 0.999999);
+    if (want < 1) want = 1;
+    for (i = 0; i < DBP__HIST_BUCKETS; i++) {
+        acc += h->count[i];
+        if (acc >= want) {
+            long long u = dbp__hist_upper(i);
+            return u < h->max ? u : h->max;
+        }
+    }
+    return h->max;
+}
+
+/* ==== SECTION: ops ==== */
+
+static void dbp__op_timer_fire(dbp__timer *t);
+
+static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+{
+    dbp_op *op = DBP__ALLOC(dbp_op, 1);
+    if (!op) return NULL;
+    op->hub = hub;
+    op->pool = pool;
+    op->type = type;
+    op->state = DBP_OP_QUEUED;
+    op->flags = DBP__OF_CALLER;
+    op->slot = -1;
+    op->t_submit = dbp__now_us();
+    dbp__timer_init(&op->timer, dbp__op_timer_fire);
+    dbp__list_push(&hub->all_ops, &op->all);
+    hub->pending++;
+    return op;
+}
+
+static void dbp__stream_free(dbp__stream *s);
+
+static void dbp__op_destroy(dbp_op *op)
+{
+    if (op->hub) {
+        dbp__timer_clear(op->hub, &op->timer);
+        dbp__list_remove(&op->all);
+        dbp__list_remove(&op->notify);
+    }
+    DBP_FREE(op->sql);
+    DBP_FREE(op->params);
+    DBP_FREE(op->req);
+    dbp_result_free(op->result);
+    dbp_reply_free(op->reply);
+    dbp__stream_free(op->stream);
+    if (op->acquired) dbp_conn_release(op->acquired);
+    DBP_FREE(op);
+}
+
+static int dbp__op_settled(const dbp_op *op) { return op->state >= DBP_OP_FULFILLED; }
+
+/* Frees the op when nobody needs it any more: not held by the caller,
+   settled, not waiting for its notification, not a zombie in a pipeline. */
+static void dbp__op_maybe_free(dbp_op *op)
+{
+    if (op->flags & (DBP__OF_CALLER | DBP__OF_NOTIFY | DBP__OF_ZOMBIE)) return;
+    if (!dbp__op_settled(op)) return;
+    if (op->conn || dbp__linked(&op->link)) return;
+    dbp__op_destroy(op);
+}
+
+static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op);
+
+/* Settles an op exactly once. The caller has unlinked it from queues. */
+static void dbp__op_settle(dbp_op *op, int rc)
+{
+    dbp_hub *h = op->hub;
+    if (dbp__op_settled(op)) return;
+    op->state = rc == DBP_OK ? DBP_OP_FULFILLED : DBP_OP_REJECTED;
+    op->err.rc = rc;
+    op->t_settle = dbp__now_us();
+    if (h) {
+        dbp__timer_clear(h, &op->timer);
+        h->pending--;
+    }
+    if (op->pool) dbp__pool_op_settled(op->pool, op);
+    if (h && (op->cb || op->done) && !(op->flags & DBP__OF_NOTIFY)) {
+        op->flags |= DBP__OF_NOTIFY;
+        dbp__list_push(&h->notify, &op->notify);
+    }
+}
+
+/* Rejects an op with a formatted message. */
+static void dbp__op_fail(dbp_op *op, int rc, int sent, const char *fmt, ...)
+{
+    va_list ap;
+    if (dbp__op_settled(op)) return;
+    op->err.rc = rc;
+    op->err.code = 0;
+    op->err.sqlstate[0] = '\0';
+    op->err.sent = sent;
+    va_start(ap, fmt);
+    vsnprintf(op->err.message, sizeof op->err.message, fmt, ap);
+    va_end(ap);
+    dbp__op_settle(op, rc);
+}
+
+/* Rejects an op with a copy of an error, keeping its code and SQLSTATE. */
+static void dbp__op_fail_err(dbp_op *op, const dbp_error *e, int rc, int sent)
+{
+    if (dbp__op_settled(op)) return;
+    op->err = *e;
+    op->err.rc = rc;
+    op->err.sent = sent;
+    dbp__op_settle(op, rc);
+}
+
+DBPDEF dbp_state dbp_op_state(const dbp_op *op) { return op ? (dbp_state)op->state : DBP_OP_REJECTED; }
+DBPDEF int dbp_op_rc(const dbp_op *op)
+{
+    if (!op) return DBP_EUSAGE;
+    return dbp__op_settled(op) ? op->err.rc : DBP_PENDING;
+}
+DBPDEF const dbp_error *dbp_op_error(const dbp_op *op)
+{
+    return &op->err;
+}
+DBPDEF const dbp_result *dbp_op_result(const dbp_op *op)
+{
+    return op && op->state == DBP_OP_FULFILLED ? op->result : NULL;
+}
+DBPDEF dbp_result *dbp_op_take_result(dbp_op *op)
+{
+    dbp_result *r;
+    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
+    r = op->result; op->result = NULL;
+    return r;
+}
+DBPDEF const dbp_reply *dbp_op_reply(const dbp_op *op)
+{
+    return op && op->state == DBP_OP_FULFILLED ? op->reply : NULL;
+}
+DBPDEF dbp_reply *dbp_op_take_reply(dbp_op *op)
+{
+    dbp_reply *r;
+    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
+    r = op->reply; op->reply = NULL;
+    return r;
+}
+DBPDEF dbp_conn *dbp_op_take_conn(dbp_op *op)
+{
+    dbp_conn *c;
+    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
+    c = op->acquired; op->acquired = NULL;
+    if (c) c->pin_op = NULL;
+    return c;
+}
+DBPDEF void dbp_op_on_settle(dbp_op *op, dbp_settle_fn fn, void *ud)
+{
+    if (!op) return;
+    op->cb = fn; op->cb_ud = ud;
+    if (fn && dbp__op_settled(op) && op->hub && !(op->flags & DBP__OF_NOTIFY)) {
+        op->flags |= DBP__OF_NOTIFY;
+        dbp__list_push(&op->hub->notify, &op->notify);
+    }
+}
+DBPDEF void dbp_op_times(const dbp_op *op, long long *submitted, long long *started, long long *settled)
+{
+    if (submitted) *submitted = op ? op->t_submit : 0;
+    if (started) *started = op ? op->t_start : 0;
+    if (settled) *settled = op ? op->t_settle : 0;
+}
+
+/* ==== SECTION: pool engine ==== */
+
+static void dbp__pool_dispatch(dbp_pool *p);
+static void dbp__pool_check_closed(dbp_pool *p);
+static void dbp__sub_ready(dbp_conn *c);
+static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
+static void dbp__conn_close(dbp_conn *c, int reason);
+static void dbp__pool_timer_fire(dbp__timer *t);
+static void dbp__conn_timer_fire(dbp__timer *t);
+static void dbp__conn_htimer_fire(dbp__timer *t);
+static void dbp__conn_arm_housekeeping(dbp_conn *c);
+static void dbp__pinned_next(dbp_conn *c);
+
+enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_POOL, DBP__CLOSE_DEAD,
+       DBP__CLOSE_SURPLUS };
+
+static long long dbp__ms_now(void) { return dbp__now_ms(); }
+
+static void dbp__emit(dbp_pool *p, dbp_event_type type, const char *message, const dbp_error *e,
+                      long long dur, const dbp_conn *c)
+{
+    dbp_event ev;
+    dbp_pool *target = p->parent ? p->parent : p;
+    char msg[DBP_ERRMSG_MAX + 96];
+    if (!target->hook) return;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    if (p->parent) {
+        /* node pools of a cluster speak through the cluster's hook, naming the node */
+        snprintf(msg, sizeof msg, "%s:%d: %s", p->s.host ? p->s.host : "", p->s.port, message ? message : "");
+        ev.message = msg;
+    } else {
+        ev.message = message ? message : "";
+    }
+    ev.error = e;
+    ev.duration_us = dur;
+    ev.conn_id = c ? c->id : 0;
+    ev.server_id = c ? (unsigned long)c->server_id : 0;
+    ev.waiting = p->nqueue;
+    target->hook(target, &ev, target->hook_ud);
+}
+
+static void dbp__warn(dbp_pool *p, const char *fmt, ...)
+{
+    dbp_error e;
+    va_list ap;
+    dbp__err_clear(&e);
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, NULL);
+}
+
+static int dbp__pool_max(const dbp_pool *p)
+{
+    return p->cap > 0 && p->cap < p->s.max ? p->cap : p->s.max;
+}
+
+/* Statistics at settle time. */
+static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op)
+{
+    if (op->type == DBP__OP_CLOSE || op->type == DBP__OP_SLEEP || op->type == DBP__OP_KILL) return;
+    p->st_ops++;
+    if (op->state == DBP_OP_FULFILLED) {
+        p->st_fulfilled++;
+    } else {
+        p->st_rejected++;
+        switch (op->err.rc) {
+        case DBP_ETIMEOUT: case DBP_EACQUIRE_TIMEOUT: p->st_timeouts++; p->st_errors++; break;
+        case DBP_ELOST: p->st_lost++; p->st_errors++; break;
+        case DBP_ESQL: case DBP_EREDIS: case DBP_EPARAM: case DBP_EUSAGE: case DBP_ECROSSSLOT: break;
+        default: p->st_errors++; break;
+        }
+    }
+    if (op->t_start) {
+        long long run = op->t_settle - op->t_start;
+        dbp__hist_add(&p->h_run, run);
+        if (p->s.slow_threshold > 0 && run >= (long long)p->s.slow_threshold * 1000 &&
+            op->state == DBP_OP_FULFILLED) {
+            char msg[200];
+            if (op->sql)
+                snprintf(msg, sizeof msg, "slow query (%.3f s): %.120s", (double)run / 1e6, op->sql);
+            else
+                snprintf(msg, sizeof msg, "slow command (%.3f s): %s", (double)run / 1e6, op->cmd);
+            dbp__emit(p, DBP_EVENT_SLOW, msg, NULL, run, op->conn);
+        }
+    }
+}
+
+/* The deadline that applies to an op in the queue. */
+static long long dbp__op_queue_deadline(const dbp_op *op)
+{
+    long long d = op->acquire_deadline;
+    if (op->deadline && (!d || op->deadline < d)) d = op->deadline;
+    return d;
+}
+
+/* The deadline that applies to an op while it runs. */
+static long long dbp__op_run_deadline(const dbp_op *op)
+{
+    long long d = op->query_timeout > 0 ? dbp__ms_now() + op->query_timeout : 0;
+    if (op->deadline && (!d || op->deadline < d)) d = op->deadline;
+    return d;
+}
+
+static void dbp__op_arm(dbp_op *op, long long at)
+{
+    if (!op->hub) return;
+    if (at) dbp__timer_set(op->hub, &op->timer, at);
+    else dbp__timer_clear(op->hub, &op->timer);
+}
+
+/* Puts an op in the pool's queue (front: a retry keeps its place). */
+static void dbp__queue_op(dbp_pool *p, dbp_op *op, int front)
+{
+    op->state = DBP_OP_QUEUED;
+    op->conn = NULL;
+    if (front) dbp__list_unshift(&p->queue, &op->link);
+    else dbp__list_push(&p->queue, &op->link);
+    p->nqueue++;
+    dbp__op_arm(op, dbp__op_queue_deadline(op));
+}
+
+static void dbp__unqueue_op(dbp_pool *p, dbp_op *op)
+{
+    dbp__list_remove(&op->link);
+    p->nqueue--;
+}
+
+/* The op leaves the queue for a connection. */
+static void dbp__op_begin(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    op->conn = c;
+    op->state = DBP_OP_RUNNING;
+    if (!op->t_start) {
+        op->t_start = dbp__now_us();
+        dbp__hist_add(&p->h_wait, op->t_start - op->t_submit);
+    }
+    dbp__op_arm(op, dbp__op_run_deadline(op));
+    dbp__list_push(&c->ops, &op->link);
+    c->nops++;
+    c->state = DBP__CS_BUSY;
+    dbp__list_remove(&c->idle_link);
+    dbp__timer_clear(p->hub, &c->htimer);
+    p->bk->op_start(c, op);
+}
+
+/* A backend is done with an op on a connection (settled or to be retried). */
+static void dbp__conn_unlink_op(dbp_conn *c, dbp_op *op)
+{
+    if (op->conn != c) return;
+    dbp__list_remove(&op->link);
+    c->nops--;
+    op->conn = NULL;
+}
+
+/* Decides the fate of an op whose connection died under it: retried when it
+   was never sent (or is idempotent and not yet retried after a send), else
+   rejected as lost after send. */
+static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why)
+{
+    int sent = (op->flags & DBP__OF_SENT) != 0;
+    if (dbp__op_settled(op)) return;
+    if (op->pin) {
+        /* a pinned session is gone with its connection: nothing can be retried */
+        dbp__op_fail(op, sent ? DBP_ELOST : DBP_ECONNECT, sent,
+                     sent ? "connection lost after the request was sent; it may or may not have run (%s)"
+                          : "the pinned connection was lost (%s)", why->message);
+        return;
+    }
+    if (p->state != DBP__PS_CLOSED && op->type != DBP__OP_STREAM &&
+        ((!sent && op->retries < 3) ||
+         (sent && (op->flags & DBP__OF_IDEMPOTENT) && !(op->flags & DBP__OF_RETRIED_SENT)))) {
+        if (sent) op->flags |= DBP__OF_RETRIED_SENT;
+        op->flags &= ~DBP__OF_SENT;
+        op->retries++;
+        p->st_retried++;
+        dbp__queue_op(p, op, 1);
+        return;
+    }
+    if (sent)
+        dbp__op_fail(op, DBP_ELOST, 1,
+                     "connection lost after the request was sent; it may or may not have run (%s)", why->message);
+    else
+        dbp__op_fail_err(op, why, why->rc ? why->rc : DBP_ECONNECT, 0);
+}
+
+static void dbp__conn_free(dbp_conn *c)
+{
+    dbp_hub *h = c->pool->hub;
+    dbp__timer_clear(h, &c->timer);
+    dbp__timer_clear(h, &c->htimer);
+    DBP_FREE(c);
+}
+
+/* Takes a dead connection out of its pool; it is freed at the end of the step. */
+static void dbp__conn_bury(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    dbp_hub *h = p->hub;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) p->nconnecting--;
+    if (c->flags & DBP__CF_PINNED) p->npinned--;
+    if (!(c->flags & DBP__CF_SUB)) {
+        if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
+    }
+    c->state = DBP__CS_DEAD;
+    c->fd = -1;
+    c->events = 0;
+    dbp__list_remove(&c->idle_link);
+    dbp__list_remove(&c->link);
+    dbp__timer_clear(h, &c->timer);
+    dbp__timer_clear(h, &c->htimer);
+    if (c->server_id || reason == DBP__CLOSE_POOL || reason == DBP__CLOSE_IDLE) {
+        p->st_closed++;
+        switch (reason) {
+        case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
+        case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
+        case DBP__CLOSE_ERROR: p->st_closed_error++; break;
+        case DBP__CLOSE_POOL: p->st_closed_close++; break;
+        default: p->st_closed_dead++; break;
+        }
+    }
+    dbp__list_push(&h->graveyard, &c->link);
+}
+
+/* Backoff after a failed connect: capped exponential with jitter. */
+static void dbp__pool_backoff(dbp_pool *p)
+{
+    long long d = p->s.backoff_min;
+    int i;
+    for (i = 1; i < p->fail_streak && d < p->s.backoff_max; i++) d *= 2;
+    if (d > p->s.backoff_max || p->fatal) d = p->s.backoff_max;
+    /* full jitter over the upper half: never a thundering herd, never zero */
+    d = d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
+    p->next_connect_ms = dbp__ms_now() + d;
+    dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
+}
+
+/* A connection failed: while connecting (a connect error) or later (I/O).
+   Its ops are retried or rejected, it is buried, the pool carries on. */
+static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
+{
+    dbp_pool *p = c->pool;
+    dbp_error e = *why;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->pool->s.password) dbp__err_scrub(&e, c->pool->s.password);
+    c->err = e;
+    if (p->bk->abort) p->bk->abort(c);
+    if (connecting) {
+        p->fail_streak++;
+        p->st_connect_failures++;
+        p->last_connect_err = e;
+        p->fatal = e.rc == DBP_EAUTH || e.rc == DBP_EUNSUPPORTED || e.code == -1;
+        dbp__pool_backoff(p);
+        dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
+    } else if (!(c->flags & DBP__CF_SUB)) {
+        dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
+    }
+    dbp__conn_bury(c, connecting ? DBP__CLOSE_DEAD : DBP__CLOSE_ERROR);
+    if (c->sub) dbp__sub_lost(c, &e);
+    if (c->pending) {
+        dbp_op *op = c->pending;
+        c->pending = NULL;
+        op->conn = NULL;
+        /* never sent: back to the front of the queue */
+        op->retries++;
+        dbp__queue_op(p, op, 1);
+    }
+    while (!dbp__list_empty(&c->ops)) {
+        dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
+        dbp__conn_unlink_op(c, op);
+        if (op->flags & DBP__OF_ZOMBIE) {
+            op->flags &= ~DBP__OF_ZOMBIE;
+            dbp__op_maybe_free(op);
+            continue;
+        }
+        dbp__op_orphaned(p, op, &e);
+    }
+    while (!dbp__list_empty(&c->pinq)) {
+        dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        dbp__op_orphaned(p, op, &e);
+    }
+    if (c->pin_op) {
+        /* handed out but not taken yet: the acquire is redone */
+        dbp_op *op = c->pin_op;
+        c->pin_op = NULL;
+        if (op->acquired == c) op->acquired = NULL;
+    }
+    if (p->fatal && connecting && p->nconns + p->nblocking == 0) {
+        /* retrying cannot fix a wrong password or a refused TLS handshake:
+           fail the waiting ops now rather than at their deadlines */
+        while (!dbp__list_empty(&p->queue)) {
+            dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+            dbp__unqueue_op(p, op);
+            dbp__op_fail_err(op, &e, e.rc ? e.rc : DBP_ECONNECT, 0);
+        }
+    }
+    dbp__pool_dispatch(p);
+    dbp__pool_check_closed(p);
+}
+
+/* The backend finished connecting and initialising a connection. */
+static void dbp__conn_ready(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    long long took = dbp__now_us() - c->connect_started_us;
+    char msg[96];
+    p->nconnecting--;
+    p->fail_streak = 0;
+    p->fatal = 0;
+    p->st_created++;
+    c->state = DBP__CS_IDLE;
+    c->idle_since_ms = dbp__ms_now();
+    if (p->s.max_lifetime > 0) {
+        /* up to 10% negative jitter so connections made together do not expire together */
+        long long life = p->s.max_lifetime;
+        long long jitter = (long long)(dbp__rand(&p->hub->rng) % (unsigned)(life / 10 + 1));
+        c->expires_ms = c->created_ms + life - jitter;
+    }
+    snprintf(msg, sizeof msg, "connection %d opened in %.1f ms", c->id, (double)took / 1000.0);
+    if (c->flags & DBP__CF_SUB) {
+        dbp__sub_ready(c);
+        return;
+    }
+    dbp__emit(p, DBP_EVENT_CONNECT, msg, NULL, took, c);
+    /* a new connection retires one whose lifetime is ending */
+    {
+        dbp__link *l;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *o = DBP__CONTAINER(l, dbp_conn, link);
+            if (o != c && (o->flags & DBP__CF_REPLACED) && !(o->flags & DBP__CF_RETIRING)) {
+                o->flags |= DBP__CF_RETIRING;
+                if (o->state == DBP__CS_IDLE) { dbp__conn_close(o, DBP__CLOSE_LIFETIME); }
+                break;
+            }
+        }
+    }
+    if (c->flags & DBP__CF_BLOCKING) dbp__list_push(&p->idle_blocking, &c->idle_link);
+    else dbp__list_push(&p->idle, &c->idle_link);
+    dbp__conn_arm_housekeeping(c);
+    dbp__pool_dispatch(p);
+    dbp__pool_check_closed(p);
+}
+
+/* Graceful close of one connection (QUIT), or at once when it cannot. */
+static void dbp__conn_close(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
+    dbp__list_remove(&c->idle_link);
+    dbp__timer_clear(p->hub, &c->htimer);
+    if (c->state == DBP__CS_IDLE && p->bk->quit) {
+        /* counted as gone now: the QUIT finishes on its own */
+        if (c->flags & DBP__CF_PINNED) { p->npinned--; c->flags &= ~DBP__CF_PINNED; }
+        c->state = DBP__CS_CLOSING;
+        p->st_closed++;
+        switch (reason) {
+        case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
+        case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
+        case DBP__CLOSE_POOL: p->st_closed_close++; break;
+        default: p->st_closed_error++; break;
+        }
+        if (!(c->flags & DBP__CF_SUB)) {
+            if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
+        }
+        dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + 2000);
+        p->bk->quit(c);
+        return;
+    }
+    {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ECANCELLED, "connection closed");
+        if (p->bk->abort) p->bk->abort(c);
+        dbp__conn_bury(c, reason);
+        while (!dbp__list_empty(&c->ops)) {
+            dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
+            dbp__conn_unlink_op(c, op);
+            if (op->flags & DBP__OF_ZOMBIE) { op->flags &= ~DBP__OF_ZOMBIE; dbp__op_maybe_free(op); continue; }
+            dbp__op_fail(op, DBP_ECANCELLED, (op->flags & DBP__OF_SENT) != 0,
+                         "the pool's close deadline cut the op off while it ran%s",
+                         (op->flags & DBP__OF_SENT) ? "; it may or may not have run" : "");
+        }
+    }
+}
+
+/* A connection in CLOSING finished its QUIT (or gave up). */
+static void dbp__conn_closed(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    dbp_hub *h = p->hub;
+    if (c->state == DBP__CS_DEAD) return;
+    if (p->bk->abort) p->bk->abort(c);
+    c->state = DBP__CS_DEAD;
+    c->fd = -1;
+    c->events = 0;
+    dbp__list_remove(&c->link);
+    dbp__timer_clear(h, &c->timer);
+    dbp__timer_clear(h, &c->htimer);
+    dbp__list_push(&h->graveyard, &c->link);
+    dbp__pool_check_closed(p);
+}
+
+/* A connection has no more work: back to idle, or closed, or next pinned op. */
+static void dbp__conn_idle(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
+    if (c->nops > 0) return;
+    if (c->flags & DBP__CF_KILLING) return;
+    c->state = DBP__CS_IDLE;
+    c->idle_since_ms = dbp__ms_now();
+    if (c->flags & DBP__CF_SUB) return;
+    if (c->flags & DBP__CF_PINNED) {
+        if (!dbp__list_empty(&c->pinq)) { dbp__pinned_next(c); return; }
+        if (c->flags & DBP__CF_DISCARD) {
+            c->flags &= ~DBP__CF_DISCARD;
+            p->npinned--; c->flags &= ~DBP__CF_PINNED;
+            dbp__conn_close(c, DBP__CLOSE_ERROR);
+            dbp__pool_dispatch(p);
+            dbp__pool_check_closed(p);
+            return;
+        }
+        if (c->flags & DBP__CF_RELEASE) {
+            c->flags &= ~DBP__CF_RELEASE;
+            if (p->bk->release) { p->bk->release(c); return; }
+            p->npinned--; c->flags &= ~DBP__CF_PINNED;
+        } else {
+            return; /* still pinned: waits for its owner */
+        }
+    }
+    if ((c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING)) ||
+        (p->state != DBP__PS_OPEN && dbp__list_empty(&p->queue)) ||
+        (!(c->flags & DBP__CF_BLOCKING) && p->nconns > dbp__pool_max(p) && dbp__list_empty(&p->queue))) {
+        dbp__conn_close(c, (c->flags & DBP__CF_RETIRING) ? DBP__CLOSE_LIFETIME :
+                           (c->flags & DBP__CF_BROKEN) ? DBP__CLOSE_ERROR :
+                           p->state != DBP__PS_OPEN ? DBP__CLOSE_POOL : DBP__CLOSE_SURPLUS);
+        dbp__pool_dispatch(p);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    dbp__list_remove(&c->idle_link);
+    /* LIFO: the most recently used connection goes out first, so the others
+       can reach idle_timeout when traffic drops */
+    if (c->flags & DBP__CF_BLOCKING) dbp__list_unshift(&p->idle_blocking, &c->idle_link);
+    else dbp__list_unshift(&p->idle, &c->idle_link);
+    dbp__conn_arm_housekeeping(c);
+    dbp__pool_dispatch(p);
+}
+
+static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
+{
+    dbp_conn *c = DBP__ALLOC(dbp_conn, 1);
+    if (!c) return NULL;
+    c->pool = p;
+    c->id = ++p->next_conn_id;
+    c->flags = flags;
+    c->fd = -1;
+    c->state = DBP__CS_CONNECTING;
+    c->created_ms = dbp__ms_now();
+    c->connect_started_us = dbp__now_us();
+    dbp__timer_init(&c->timer, dbp__conn_timer_fire);
+    dbp__timer_init(&c->htimer, dbp__conn_htimer_fire);
+    dbp__list_init(&c->ops);
+    dbp__list_init(&c->pinq);
+    c->idle_link.next = c->idle_link.prev = NULL;
+    return c;
+}
+
+/* Opens one more connection (of the blocking class when asked). */
+static dbp_conn *dbp__pool_open_conn(dbp_pool *p, unsigned flags)
+{
+    dbp_conn *c = dbp__conn_new(p, flags);
+    if (!c) return NULL;
+    dbp__list_push(&p->conns, &c->link);
+    if (!(flags & DBP__CF_SUB)) {
+        if (flags & DBP__CF_BLOCKING) p->nblocking++; else p->nconns++;
+    }
+    p->nconnecting++;
+    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + p->s.connect_timeout);
+    if (p->bk->conn_open(c) != DBP_OK) {
+        dbp_error e = c->err;
+        dbp__conn_failed(c, &e, 1);
+        return NULL;
+    }
+    return c;
+}
+
+/* Whether an idle connection must be pinged before use. */
+static int dbp__needs_validation(const dbp_pool *p, const dbp_conn *c)
+{
+    return p->s.validate_after > 0 && dbp__ms_now() - c->idle_since_ms >= p->s.validate_after;
+}
+
+/* Hands an op to an idle connection, validating it first when it has been idle a while. */
+static void dbp__conn_take(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
+        dbp__list_remove(&c->idle_link);
+        dbp__timer_clear(p->hub, &c->htimer);
+        c->pending = op;
+        op->conn = c;
+        c->state = DBP__CS_VALIDATING;
+        p->bk->validate(c);
+        return;
+    }
+    dbp__op_begin(c, op);
+}
+
+/* The validation ping of c finished: run the op that waited for it. */
+static void dbp__conn_validated(dbp_conn *c)
+{
+    dbp_op *op = c->pending;
+    c->pending = NULL;
+    c->state = DBP__CS_IDLE;
+    if (!op) { dbp__conn_idle(c); return; }
+    op->conn = NULL;
+    dbp__op_begin(c, op);
+}
+
+/* Settles an acquire op with a pinned connection. */
+static void dbp__acquire_done(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    dbp__list_remove(&c->idle_link);
+    dbp__timer_clear(p->hub, &c->htimer);
+    c->flags |= DBP__CF_PINNED;
+    p->npinned++;
+    c->state = DBP__CS_IDLE;
+    c->pin_op = op;
+    op->acquired = c;
+    if (!op->t_start) {
+        op->t_start = dbp__now_us();
+        dbp__hist_add(&p->h_wait, op->t_start - op->t_submit);
+    }
+    dbp__op_settle(op, DBP_OK);
+}
+
+static int dbp__redis_conn_available(const dbp_pool *p, const dbp_conn *c)
+{
+    return (c->state == DBP__CS_IDLE || c->state == DBP__CS_BUSY) &&
+           !(c->flags & (DBP__CF_PINNED | DBP__CF_BLOCKING | DBP__CF_SUB | DBP__CF_BROKEN |
+                         DBP__CF_RETIRING | DBP__CF_SUSPECT)) &&
+           c->nops < p->s.pipeline && !c->pending;
+}
+
+/* Finds a connection for the op at the head of the queue, or NULL. */
+static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
+{
+    dbp__link *l;
+    if (op->flags & DBP__OF_BLOCKING) {
+        if (dbp__list_empty(&p->idle_blocking)) return NULL;
+        return DBP__CONTAINER(p->idle_blocking.next, dbp_conn, idle_link);
+    }
+    if (p->s.backend == DBP__BK_MYSQL || op->type == DBP__OP_ACQUIRE) {
+        for (l = p->idle.next; l != &p->idle; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, idle_link);
+            if (c->state == DBP__CS_IDLE && c->nops == 0) return c;
+        }
+        return NULL;
+    }
+    /* Redis: the ready connection with the fewest commands in flight */
+    {
+        dbp_conn *best = NULL;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            if (dbp__redis_conn_available(p, c) && (!best || c->nops < best->nops)) {
+                best = c;
+                if (c->nops == 0) break;
+            }
+        }
+        return best;
+    }
+}
+
+/* Assigns queued ops to connections and opens connections as needed. */
+static void dbp__pool_dispatch(dbp_pool *p)
+{
+    long long now;
+    int guard = 0;
+    while (!dbp__list_empty(&p->queue)) {
+        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+        dbp_conn *c = dbp__pool_pick(p, op);
+        if (!c) break;
+        dbp__unqueue_op(p, op);
+        if (op->type == DBP__OP_ACQUIRE) {
+            if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
+                dbp__conn_take(c, op);
+            } else {
+                dbp__acquire_done(c, op);
+            }
+        } else {
+            dbp__conn_take(c, op);
+        }
+        if (++guard > 1000000) break;
+    }
+    if (dbp__list_empty(&p->queue) || p->state == DBP__PS_CLOSED) return;
+    /* Grow: one new connection per waiting op not yet covered by one being
+       opened, up to max (the blocking class has its own max). */
+    now = dbp__ms_now();
+    if (now < p->next_connect_ms) {
+        dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
+        return;
+    }
+    {
+        int want_normal = 0, want_blocking = 0, connecting_normal = 0, connecting_blocking = 0, side = 0;
+        dbp__link *l;
+        for (l = p->queue.next; l != &p->queue; l = l->next) {
+            dbp_op *op = DBP__CONTAINER(l, dbp_op, link);
+            if (op->flags & DBP__OF_BLOCKING) want_blocking++;
+            else { want_normal++; if (op->flags & DBP__OF_SIDE_OK) side = 1; }
+            if (want_normal > dbp__pool_max(p) + 1 && want_blocking > p->s.max_blocking) break;
+        }
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            if (c->state != DBP__CS_CONNECTING && c->state != DBP__CS_INIT) continue;
+            if (c->flags & DBP__CF_SUB) continue;
+            if (c->flags & DBP__CF_BLOCKING) connecting_blocking++; else connecting_normal++;
+        }
+        if (p->s.backend != DBP__BK_MYSQL && want_normal > 0) {
+            /* a Redis connection takes many commands: grow only when every
+               ready connection is busy */
+            int busy_all = 1;
+            for (l = p->conns.next; l != &p->conns; l = l->next) {
+                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+                if (dbp__redis_conn_available(p, c)) { busy_all = 0; break; }
+            }
+            if (!busy_all) want_normal = 0;
+        }
+        while (want_normal > connecting_normal &&
+               (p->nconns < dbp__pool_max(p) || (side && p->nconns < dbp__pool_max(p) + 1))) {
+            if (!dbp__pool_open_conn(p, 0)) return;
+            connecting_normal++;
+            side = 0;
+        }
+        while (want_blocking > connecting_blocking && p->nblocking < p->s.max_blocking) {
+            if (!dbp__pool_open_conn(p, DBP__CF_BLOCKING)) return;
+            connecting_blocking++;
+        }
+    }
+}
+
+/* Accepts an op into the pool. */
+static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
+{
+    if (p->state != DBP__PS_OPEN) {
+        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted",
+                     p->state == DBP__PS_CLOSING ? "closing" : "closed");
+        return op;
+    }
+    if (p->s.max_waiting > 0 && p->nqueue >= p->s.max_waiting && !(op->flags & DBP__OF_SIDE_OK)) {
+        /* an op that can start at once does not count against the bound */
+        dbp_conn *c = dbp__pool_pick(p, op);
+        if (!c) {
+            dbp__op_fail(op, DBP_EQUEUE_FULL, 0, "%d ops already waiting (max_waiting); op refused",
+                         p->nqueue);
+            return op;
+        }
+    }
+    if (p->fatal && p->nconns + p->nblocking == 0 && dbp__ms_now() < p->next_connect_ms) {
+        /* the last connect failed for a reason retrying cannot fix: fail fast
+           until the backoff allows the next attempt */
+        dbp__op_fail_err(op, &p->last_connect_err,
+                         p->last_connect_err.rc ? p->last_connect_err.rc : DBP_ECONNECT, 0);
+        return op;
+    }
+    if (p->s.acquire_timeout > 0) op->acquire_deadline = dbp__ms_now() + p->s.acquire_timeout;
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    dbp__queue_op(p, op, (op->flags & DBP__OF_SIDE_OK) != 0);
+    dbp__pool_dispatch(p);
+    if (op->state == DBP_OP_QUEUED && !(op->flags & DBP__OF_SIDE_OK)) {
+        dbp__emit(p, DBP_EVENT_ENQUEUE, "op waiting for a connection", NULL, 0, NULL);
+    }
+    return op;
+}
+
+/* An op's deadline passed. */
+static void dbp__op_timer_fire(dbp__timer *t)
+{
+    dbp_op *op = DBP__CONTAINER(t, dbp_op, timer);
+    dbp_pool *p = op->pool;
+    long long now = dbp__ms_now();
+    if (op->type == DBP__OP_SLEEP) { dbp__op_settle(op, DBP_OK); return; }
+    if (dbp__op_settled(op)) return;
+    if (op->state == DBP_OP_QUEUED) {
+        int own = op->deadline && op->deadline <= now + 1;
+        if (op->conn && op->conn->pending == op) {
+            /* waiting for a validation ping: the connection is suspect */
+            dbp_conn *c = op->conn;
+            dbp_error e;
+            c->pending = NULL;
+            op->conn = NULL;
+            dbp__err_set(&e, DBP_ETIMEOUT, "validation ping timed out");
+            dbp__conn_failed(c, &e, 0);
+            if (dbp__op_settled(op) || op->state != DBP_OP_QUEUED) return;
+        }
+        if (dbp__linked(&op->link)) {
+            if (op->pin) dbp__list_remove(&op->link);
+            else dbp__unqueue_op(p, op);
+        }
+        if (own)
+            dbp__op_fail(op, DBP_ETIMEOUT, 0, "deadline of %.3f s expired while waiting for a connection%s%s",
+                         (double)(op->deadline - op->t_submit / 1000) / 1000.0,
+                         p->last_connect_err.message[0] && p->nconns == 0 ? "; last connect error: " : "",
+                         p->last_connect_err.message[0] && p->nconns == 0 ? p->last_connect_err.message : "");
+        else
+            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no connection within %.3f s (acquire_timeout)%s%s",
+                         (double)p->s.acquire_timeout / 1000.0,
+                         p->last_connect_err.message[0] && p->nconns == 0 ? "; last connect error: " : "",
+                         p->last_connect_err.message[0] && p->nconns == 0 ? p->last_connect_err.message : "");
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (op->state == DBP_OP_RUNNING && op->conn) {
+        p->bk->op_timeout(op->conn, op);
+        return;
+    }
+}
+
+/* A connection's backend deadline passed. */
+static void dbp__conn_timer_fire(dbp__timer *t)
+{
+    dbp_conn *c = DBP__CONTAINER(t, dbp_conn, timer);
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
+    c->pool->bk->conn_io(c, DBP__EV_TIMER);
+}
+
+/* Housekeeping of an idle connection: idle timeout, lifetime, keepalive. */
+static void dbp__conn_arm_housekeeping(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    long long at = 0;
+    if (c->state != DBP__CS_IDLE || (c->flags & (DBP__CF_PINNED | DBP__CF_SUB))) return;
+    if (p->s.idle_timeout > 0) at = c->idle_since_ms + p->s.idle_timeout;
+    if (c->expires_ms) {
+        long long pre = c->expires_ms - (p->s.connect_timeout < 30000 ? p->s.connect_timeout : 30000);
+        long long when = (c->flags & DBP__CF_REPLACED) ? c->expires_ms : pre;
+        if (!at || when < at) at = when;
+    }
+    if (p->srv_wait_timeout > 0) {
+        /* keep the server's idle timer from firing: ping at half of it */
+        long long ka = c->idle_since_ms + p->srv_wait_timeout * 500;
+        if (!at || ka < at) at = ka;
+    }
+    if (at) dbp__timer_set(p->hub, &c->htimer, at < c->idle_since_ms + 1 ? c->idle_since_ms + 1 : at);
+}
+
+static void dbp__conn_htimer_fire(dbp__timer *t)
+{
+    dbp_conn *c = DBP__CONTAINER(t, dbp_conn, htimer);
+    dbp_pool *p = c->pool;
+    long long now = dbp__ms_now();
+    if (c->state != DBP__CS_IDLE || (c->flags & DBP__CF_PINNED)) return;
+    if (c->expires_ms && now >= c->expires_ms) {
+        c->flags |= DBP__CF_RETIRING;
+        dbp__conn_close(c, DBP__CLOSE_LIFETIME);
+        dbp__pool_dispatch(p);
+        return;
+    }
+    if (c->expires_ms && !(c->flags & DBP__CF_REPLACED) &&
+        now >= c->expires_ms - (p->s.connect_timeout < 30000 ? p->s.connect_timeout : 30000)) {
+        /* make before break: open the replacement now, retire this one when it is ready */
+        c->flags |= DBP__CF_REPLACED;
+        if (p->nconns < dbp__pool_max(p) && p->state == DBP__PS_OPEN &&
+            !(c->flags & DBP__CF_BLOCKING)) {
+            dbp__pool_open_conn(p, 0);
+        }
+        dbp__conn_arm_housekeeping(c);
+        return;
+    }
+    if (p->s.idle_timeout > 0 && now - c->idle_since_ms >= p->s.idle_timeout &&
+        (c->flags & DBP__CF_BLOCKING ? 1 : p->nconns > p->s.min)) {
+        dbp__conn_close(c, DBP__CLOSE_IDLE);
+        return;
+    }
+    if (p->srv_wait_timeout > 0 && now - c->idle_since_ms >= p->srv_wait_timeout * 500 &&
+        p->bk->validate) {
+        /* keepalive ping of a connection kept open for min */
+        dbp__list_remove(&c->idle_link);
+        c->state = DBP__CS_VALIDATING;
+        c->pending = NULL;
+        p->bk->validate(c);
+        return;
+    }
+    dbp__conn_arm_housekeeping(c);
+}
+
+/* Keeps min connections open and the close deadline honoured. */
+static void dbp__pool_maintain(dbp_pool *p)
+{
+    long long now = dbp__ms_now();
+    if (p->state == DBP__PS_OPEN && p->nconns < p->s.min) {
+        if (now < p->next_connect_ms) {
+            dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
+        } else {
+            int connecting = 0;
+            dbp__link *l;
+            for (l = p->conns.next; l != &p->conns; l = l->next) {
+                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+                if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB)) connecting++;
+            }
+            if (connecting == 0) dbp__pool_open_conn(p, 0);
+        }
+    }
+}
+
+static void dbp__sub_pool_closing(dbp_pool *p);
+static void dbp__pool_finish_close(dbp_pool *p);
+static void dbp__sub_ready(dbp_conn *c);
+static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
+
+static void dbp__pool_cut(dbp_pool *p)
+{
+    dbp__link *l, *next;
+    p->close_cut = 0;
+    while (!dbp__list_empty(&p->queue)) {
+        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+        dbp__unqueue_op(p, op);
+        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+        p->close_cut++;
+    }
+    for (l = p->conns.next; l != &p->conns; l = next) {
+        dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+        next = l->next;
+        if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); continue; }
+        if (c->nops || c->pending || !dbp__list_empty(&c->pinq) || (c->flags & DBP__CF_PINNED)) p->close_cut++;
+        if (c->pending) {
+            dbp_op *op = c->pending;
+            c->pending = NULL; op->conn = NULL;
+            dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+        }
+        while (!dbp__list_empty(&c->pinq)) {
+            dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+            dbp__list_remove(&op->link);
+            dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+        }
+        c->state = c->state == DBP__CS_IDLE ? DBP__CS_BUSY : c->state; /* no QUIT: cut */
+        dbp__conn_close(c, DBP__CLOSE_POOL);
+    }
+    dbp__sub_pool_closing(p);
+}
+
+static void dbp__pool_timer_fire(dbp__timer *t)
+{
+    dbp_pool *p = DBP__CONTAINER(t, dbp_pool, timer);
+    long long now = dbp__ms_now();
+    if (p->state == DBP__PS_CLOSING && p->close_deadline && now >= p->close_deadline) {
+        dbp__pool_cut(p);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (p->state == DBP__PS_CLOSED) return;
+    dbp__pool_dispatch(p);
+    dbp__pool_maintain(p);
+    if (p->state == DBP__PS_CLOSING && p->close_deadline) dbp__timer_min(p->hub, &p->timer, p->close_deadline);
+}
+
+/* Starts closing: idle connections quit now, the rest when their work is done. */
+static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms)
+{
+    dbp__link *l, *next;
+    long long now = dbp__ms_now();
+    if (p->state == DBP__PS_OPEN) {
+        p->state = DBP__PS_CLOSING;
+        dbp__sub_pool_closing(p);
+    }
+    if (timeout_ms >= 0 && p->state == DBP__PS_CLOSING) {
+        long long d = now + timeout_ms;
+        if (!p->close_deadline || d < p->close_deadline) p->close_deadline = d;
+        dbp__timer_min(p->hub, &p->timer, p->close_deadline);
+    }
+    if (dbp__list_empty(&p->queue)) {
+        for (l = p->conns.next; l != &p->conns; l = next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            next = l->next;
+            if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)))
+                dbp__conn_close(c, DBP__CLOSE_POOL);
+            else if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) {
+                /* nothing waits for it any more */
+                dbp_error e;
+                if (c->flags & DBP__CF_SUB) continue;
+                dbp__err_set(&e, DBP_ECLOSED, "pool closed while connecting");
+                if (p->bk->abort) p->bk->abort(c);
+                dbp__conn_bury(c, DBP__CLOSE_POOL);
+            }
+        }
+    }
+    dbp__pool_check_closed(p);
+}
+
+static int dbp__cluster_busy(const dbp_pool *p);
+
+/* Finishes the close when nothing is left: settles the close ops. */
+static void dbp__pool_check_closed(dbp_pool *p)
+{
+    if (p->state != DBP__PS_CLOSING) return;
+    if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) {
+        /* idle connections with an empty queue have nothing left to do */
+        if (dbp__list_empty(&p->queue)) {
+            dbp__link *l, *next;
+            for (l = p->conns.next; l != &p->conns; l = next) {
+                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+                next = l->next;
+                if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)) && !c->nops)
+                    dbp__conn_close(c, DBP__CLOSE_POOL);
+            }
+        }
+        return;
+    }
+    if (p->cluster && dbp__cluster_busy(p)) return;
+    dbp__pool_finish_close(p);
+}
+
+static void dbp__pool_destroy(dbp_pool *p);
+
+static void dbp__pool_finish_close(dbp_pool *p)
+{
+    p->state = DBP__PS_CLOSED;
+    dbp__timer_clear(p->hub, &p->timer);
+    while (!dbp__list_empty(&p->close_ops)) {
+        dbp_op *op = DBP__CONTAINER(p->close_ops.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        if (p->close_cut)
+            dbp__op_fail(op, DBP_ECANCELLED, 0, "pool closed; the close deadline cut off %d op%s or connection%s",
+                         p->close_cut, p->close_cut == 1 ? "" : "s", p->close_cut == 1 ? "" : "s");
+        else
+            dbp__op_settle(op, DBP_OK);
+    }
+    if (p->parent && p->parent->state == DBP__PS_CLOSING) dbp__pool_check_closed(p->parent);
+}
+
+/* Ops on a pinned connection run one after another (MySQL) or pipelined (Redis). */
+static void dbp__pinned_next(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    while (!dbp__list_empty(&c->pinq) && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING &&
+           !(c->flags & DBP__CF_KILLING)) {
+        dbp_op *op;
+        if (p->s.backend == DBP__BK_MYSQL && c->nops > 0) return;
+        if (p->s.backend != DBP__BK_MYSQL && c->nops >= p->s.pipeline) return;
+        op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        dbp__op_begin(c, op);
+    }
+}
+
+static dbp_op *dbp__pinned_submit(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    op->pin = c;
+    if (c->state == DBP__CS_DEAD || !(c->flags & DBP__CF_PINNED)) {
+        dbp__op_fail_err(op, &c->err, c->err.rc ? c->err.rc : DBP_ECONNECT, 0);
+        if (!c->err.rc) snprintf(op->err.message, sizeof op->err.message, "the pinned connection is closed");
+        return op;
+    }
+    if (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD)) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "the pinned connection was released");
+        return op;
+    }
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    op->state = DBP_OP_QUEUED;
+    dbp__list_push(&c->pinq, &op->link);
+    if (op->deadline) dbp__op_arm(op, op->deadline);
+    if (c->state == DBP__CS_IDLE || (p->s.backend != DBP__BK_MYSQL && c->state == DBP__CS_BUSY))
+        dbp__pinned_next(c);
+    return op;
+}
+
+/* ==== SECTION: hub ==== */
+
+DBPDEF dbp_hub *dbp_hub_open(dbp_error *err)
+{
+    dbp_hub *h = DBP__ALLOC(dbp_hub, 1);
+    dbp__err_clear(err);
+    if (!h) { dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    dbp__list_init(&h->pools);
+    dbp__list_init(&h->notify);
+    dbp__list_init(&h->all_ops);
+    dbp__list_init(&h->graveyard);
+    h->rng = (unsigned long long)dbp__now_us() ^ ((unsigned long long)(size_t)h << 16) ^ 0x9E3779B97F4A7C15ULL;
+    if (!h->rng) h->rng = 1;
+    return h;
+}
+
+DBPDEF int dbp_hub_pending(const dbp_hub *h) { return h ? h->pending : 0; }
+
+/* Runs callbacks of settled ops; they may submit new ops. */
+static int dbp__hub_notify(dbp_hub *h)
+{
+    int n = 0;
+    if (h->in_notify) return 0;
+    h->in_notify = 1;
+    while (!dbp__list_empty(&h->notify)) {
+        dbp_op *op = DBP__CONTAINER(h->notify.next, dbp_op, notify);
+        dbp__list_remove(&op->notify);
+        op->flags &= ~DBP__OF_NOTIFY;
+        if (op->done) op->done(op);
+        if (op->cb) op->cb(op, op->cb_ud);
+        dbp__op_maybe_free(op);
+        n++;
+    }
+    h->in_notify = 0;
+    return n;
+}
+
+static void dbp__hub_bury(dbp_hub *h)
+{
+    while (!dbp__list_empty(&h->graveyard)) {
+        dbp_conn *c = DBP__CONTAINER(h->graveyard.next, dbp_conn, link);
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+    }
+}
+
+static void dbp__hub_timers(dbp_hub *h)
+{
+    long long now = dbp__ms_now();
+    int guard = 0;
+    while (h->nheap > 0 && h->heap[0]->at <= now && guard++ < 100000) {
+        dbp__timer *t = h->heap[0];
+        dbp__timer_clear(h, t);
+        t->fire(t);
+    }
+}
+
+/* Before poll: flush queued writes, collect fds; returns how many. */
+static int dbp__hub_collect(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int max)
+{
+    dbp__link *pl, *cl;
+    int n = 0;
+    for (pl = h->pools.next; pl != &h->pools; pl = pl->next) {
+        dbp_pool *p = DBP__CONTAINER(pl, dbp_pool, link);
+        for (cl = p->conns.next; cl != &p->conns; cl = cl->next) {
+            dbp_conn *c = DBP__CONTAINER(cl, dbp_conn, link);
+            if (c->state == DBP__CS_DEAD) continue;
+            if (p->bk->flush) p->bk->flush(c);
+            if (c->state == DBP__CS_DEAD || c->fd < 0 || !c->events) continue;
+            if (n < max) {
+                pfd[n].fd = c->fd;
+                pfd[n].events = c->events;
+                pfd[n].revents = 0;
+                pc[n] = c;
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+static int dbp__hub_grow(dbp_hub *h, int need)
+{
+    struct pollfd *pfd;
+    dbp_conn **pc;
+    int cap;
+    if (need <= h->cappfd) return DBP_OK;
+    cap = h->cappfd ? h->cappfd : 32;
+    while (cap < need) cap *= 2;
+    pfd = DBP__CAST(struct pollfd *, DBP_REALLOC(h->pfd, (size_t)cap * sizeof *pfd));
+    if (!pfd) return DBP_ENOMEM;
+    h->pfd = pfd;
+    pc = DBP__CAST(dbp_conn **, DBP_REALLOC(h->pconn, (size_t)cap * sizeof *pc));
+    if (!pc) return DBP_ENOMEM;
+    h->pconn = pc;
+    h->cappfd = cap;
+    return DBP_OK;
+}
+
+/* Milliseconds until the nearest timer (-1: none), at most `limit` (-1: none). */
+static int dbp__hub_timeout(const dbp_hub *h, int limit)
+{
+    long long d;
+    if (!dbp__list_empty(&h->notify)) return 0;
+    if (h->nheap == 0) return limit;
+    d = h->heap[0]->at - dbp__ms_now();
+    if (d < 0) d = 0;
+    if (d > INT_MAX) d = INT_MAX;
+    if (limit >= 0 && d > limit) d = limit;
+    return (int)d;
+}
+
+static int dbp__hub_dispatch_events(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        dbp_conn *c = pc[i];
+        if (!pfd[i].revents) continue;
+        /* a connection buried earlier in this round may have been reached */
+        if (c->state == DBP__CS_DEAD || c->fd != pfd[i].fd) continue;
+        c->pool->bk->conn_io(c, pfd[i].revents);
+    }
+    dbp__hub_timers(h);
+    {
+        int settled = dbp__hub_notify(h);
+        dbp__hub_bury(h);
+        return settled;
+    }
+}
+
+DBPDEF int dbp_hub_step(dbp_hub *h, int timeout_ms)
+{
+    int n, rc, to;
+    if (!h) return DBP_EUSAGE;
+    dbp__hub_timers(h);
+    n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    if (n > h->cappfd) {
+        if (dbp__hub_grow(h, n)) return DBP_ENOMEM;
+        n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    }
+    to = dbp__hub_timeout(h, timeout_ms);
+    rc = poll(h->pfd, (nfds_t)n, to);
+    if (rc < 0 && errno != EINTR) return DBP_EUSAGE;
+    if (rc < 0) n = 0;
+    return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);
+}
+
+DBPDEF int dbp_hub_fds(dbp_hub *h, void *pollfds, int max, int *timeout_ms)
+{
+    int n;
+    if (!h) return DBP_EUSAGE;
+    dbp__hub_timers(h);
+    dbp__hub_notify(h);
+    n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    if (n > h->cappfd) {
+        if (dbp__hub_grow(h, n)) return DBP_ENOMEM;
+        n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    }
+    h->npfd = n;
+    if (pollfds && max > 0) memcpy(pollfds, h->pfd, (size_t)(n < max ? n : max) * sizeof(struct pollfd));
+    if (timeout_ms) *timeout_ms = dbp__hub_timeout(h, -1);
+    return n;
+}
+
+DBPDEF int dbp_hub_process(dbp_hub *h, void *pollfds, int n)
+{
+    struct pollfd *user = DBP__CAST(struct pollfd *, pollfds);
+    int i;
+    if (!h) return DBP_EUSAGE;
+    if (n > h->npfd) n = h->npfd;
+    for (i = 0; i < n; i++) {
+        /* match by fd: the caller may have reordered nothing, but be safe */
+        if (user && h->pfd[i].fd == user[i].fd) h->pfd[i].revents = user[i].revents;
+        else h->pfd[i].revents = 0;
+    }
+    h->npfd = 0;
+    return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);
+}
+
+DBPDEF int dbp_hub_run(dbp_hub *h, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    if (!h) return DBP_EUSAGE;
+    dbp__hub_notify(h);
+    while (h->pending > 0 || !dbp__list_empty(&h->notify)) {
+        int left = -1, rc;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)(l > INT_MAX ? INT_MAX : l);
+        }
+        rc = dbp_hub_step(h, left);
+        if (rc < 0) return rc;
+    }
+    return DBP_OK;
+}
+
+DBPDEF int dbp_op_wait(dbp_op *op, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    if (!op) return DBP_EUSAGE;
+    while (!dbp__op_settled(op)) {
+        int left = -1, rc;
+        if (!op->hub) return DBP_EUSAGE;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)(l > INT_MAX ? INT_MAX : l);
+        }
+        rc = dbp_hub_step(op->hub, left);
+        if (rc < 0) return rc;
+    }
+    if (op->hub) dbp__hub_notify(op->hub);
+    return op->err.rc;
+}
+
+DBPDEF dbp_op *dbp_hub_sleep(dbp_hub *h, int ms)
+{
+    dbp_op *op;
+    if (!h) return NULL;
+    op = dbp__op_new(h, NULL, DBP__OP_SLEEP);
+    if (!op) return NULL;
+    op->state = DBP_OP_RUNNING;
+    if (dbp__timer_set(h, &op->timer, dbp__ms_now() + (ms > 0 ? ms : 0))) {
+        dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory");
+    }
+    return op;
+}
+
+DBPDEF void dbp_op_free(dbp_op *op)
+{
+    if (!op) return;
+    if (!(op->flags & DBP__OF_CALLER)) return;
+    op->flags &= ~DBP__OF_CALLER;
+    op->cb = NULL;
+    op->cb_ud = NULL;
+    if (!op->hub) { dbp__op_destroy(op); return; }
+    if (op->type == DBP__OP_SLEEP && !dbp__op_settled(op)) {
+        dbp__timer_clear(op->hub, &op->timer);
+        op->state = DBP_OP_REJECTED;
+        op->err.rc = DBP_ECANCELLED;
+        op->hub->pending--;
+    }
+    if (op->type == DBP__OP_STREAM && op->state == DBP_OP_RUNNING) op->flags |= DBP__OF_CANCEL;
+    if (op->type == DBP__OP_ACQUIRE && op->acquired && dbp__op_settled(op)) {
+        /* nobody took the connection: it goes back */
+        dbp_conn *c = op->acquired;
+        op->acquired = NULL;
+        c->pin_op = NULL;
+        dbp_conn_release(c);
+    }
+    dbp__op_maybe_free(op);
+}
+
+/* ==== SECTION: pool API ==== */
+
+static const dbp__backend *dbp__backend_for(int backend);
+static int dbp__cluster_open(dbp_pool *p, dbp_error *err);
+static void dbp__cluster_free(dbp_pool *p);
+
+static void dbp__pool_describe_init(dbp_pool *p)
+{
+    const dbp__settings *s = &p->s;
+    const char *scheme = s->backend == DBP__BK_MYSQL ? "mysql" : s->backend == DBP__BK_REDIS ? "redis" : "redis-cluster";
+    int n;
+    if (s->backend == DBP__BK_CLUSTER) {
+        int i;
+        size_t off;
+        n = snprintf(p->describe, sizeof p->describe, "%s://%s%s", scheme, s->user ? s->user : "", s->user ? "@" : "");
+        off = n > 0 && (size_t)n < sizeof p->describe ? (size_t)n : sizeof p->describe - 1;
+        for (i = 0; i < s->nseeds && off < sizeof p->describe - 1; i++) {
+            n = snprintf(p->describe + off, sizeof p->describe - off, "%s%s:%d", i ? "," : "", s->seed_hosts[i], s->seed_ports[i]);
+            if (n < 0) break;
+            off += (size_t)n;
+        }
+        if (off < sizeof p->describe - 1) snprintf(p->describe + off, sizeof p->describe - off, "/");
+        return;
+    }
+    if (s->socket && !s->host)
+        snprintf(p->describe, sizeof p->describe, "%s://%s%s%s/%s", scheme, s->user ? s->user : "",
+                 s->user ? "@" : "", "localhost", s->database ? s->database : "");
+    else
+        snprintf(p->describe, sizeof p->describe, "%s://%s%s%s%s%s:%d/%s", scheme, s->user ? s->user : "",
+                 s->user ? "@" : "", s->host && strchr(s->host, ':') ? "[" : "",
+                 s->host ? s->host : "localhost", s->host && strchr(s->host, ':') ? "]" : "", s->port,
+                 s->backend == DBP__BK_MYSQL ? (s->database ? s->database : "") : "");
+    if (s->backend == DBP__BK_REDIS) {
+        size_t off = strlen(p->describe);
+        snprintf(p->describe + off, sizeof p->describe - off, "%d", s->redis_db);
+    }
+}
+
+static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
+{
+    dbp_pool *p = DBP__ALLOC(dbp_pool, 1);
+    if (!p) { dbp__settings_free(s); dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    p->hub = hub;
+    p->s = *s;
+    p->state = DBP__PS_OPEN;
+    p->bk = dbp__backend_for(s->backend);
+    p->srv_wait_timeout = p->srv_max_conn = p->srv_max_user_conn = -1;
+    dbp__list_init(&p->conns);
+    dbp__list_init(&p->idle);
+    dbp__list_init(&p->idle_blocking);
+    dbp__list_init(&p->queue);
+    dbp__list_init(&p->subs);
+    dbp__list_init(&p->close_ops);
+    dbp__timer_init(&p->timer, dbp__pool_timer_fire);
+    dbp__pool_describe_init(p);
+    dbp__list_push(&hub->pools, &p->link);
+    return p;
+}
+
+DBPDEF dbp_pool *dbp_pool_open(dbp_hub *hub, const dbp_pool_config *cfg, dbp_error *err)
+{
+    dbp__settings s;
+    dbp_pool_config def;
+    dbp_pool *p;
+    dbp__err_clear(err);
+    if (!hub) { dbp__err_set(err, DBP_EUSAGE, "no hub"); return NULL; }
+    if (!cfg) { dbp_pool_config_init(&def); cfg = &def; }
+    if (dbp__settings_resolve(cfg, &s, err) != DBP_OK) return NULL;
+    p = dbp__pool_make(hub, &s, err);
+    if (!p) return NULL;
+    p->hook = cfg->on_event;
+    p->hook_ud = cfg->event_ud;
+    if (p->s.backend == DBP__BK_CLUSTER) {
+        if (dbp__cluster_open(p, err) != DBP_OK) {
+            dbp__list_remove(&p->link);
+            dbp__settings_free(&p->s);
+            DBP_FREE(p);
+            return NULL;
+        }
+    } else if (p->s.min > 0) {
+        dbp__pool_maintain(p);
+    }
+    return p;
+}
+
+DBPDEF dbp_op *dbp_pool_close(dbp_pool *p, int timeout_ms)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_CLOSE);
+    if (!op) return NULL;
+    if (p->state == DBP__PS_CLOSED) {
+        if (p->close_cut) dbp__op_fail(op, DBP_ECANCELLED, 0, "pool closed; the close deadline cut off %d op%s",
+                                       p->close_cut, p->close_cut == 1 ? "" : "s");
+        else dbp__op_settle(op, DBP_OK);
+        return op;
+    }
+    op->state = DBP_OP_RUNNING;
+    dbp__list_push(&p->close_ops, &op->link);
+    dbp__pool_begin_close(p, timeout_ms);
+    return op;
+}
+
+static void dbp__pool_destroy(dbp_pool *p)
+{
+    dbp_hub *h = p->hub;
+    dbp__timer_clear(h, &p->timer);
+    while (!dbp__list_empty(&p->conns)) {
+        dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
+        if (p->bk->abort) p->bk->abort(c);
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+    }
+    if (p->cluster) dbp__cluster_free(p);
+    dbp__list_remove(&p->link);
+    dbp__settings_free(&p->s);
+    DBP_FREE(p);
+}
+
+/* Frees pools that are closed and released. */
+static void dbp__hub_reap(dbp_hub *h)
+{
+    dbp__link *l, *next;
+    for (l = h->pools.next; l != &h->pools; l = next) {
+        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+        next = l->next;
+        if (p->freed && p->state == DBP__PS_CLOSED && !p->parent) {
+            dbp__hub_bury(h);
+            dbp__pool_destroy(p);
+        }
+    }
+}
+
+DBPDEF void dbp_pool_free(dbp_pool *p)
+{
+    if (!p) return;
+    p->freed = 1;
+    if (p->state == DBP__PS_OPEN) {
+        dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
+        dbp_op_free(op);
+    }
+    if (p->state == DBP__PS_CLOSED && !p->hub->in_notify) dbp__hub_reap(p->hub);
+}
+
+DBPDEF void dbp_hub_close(dbp_hub *h, int timeout_ms)
+{
+    dbp__link *l, *next;
+    long long end;
+    if (!h) return;
+    h->closing = 1;
+    for (l = h->pools.next; l != &h->pools; l = l->next) {
+        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+        if (p->state == DBP__PS_OPEN && !p->parent) {
+            dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
+            dbp_op_free(op);
+        }
+    }
+    end = dbp__ms_now() + (timeout_ms >= 0 ? timeout_ms : 0);
+    for (;;) {
+        int open = 0;
+        for (l = h->pools.next; l != &h->pools; l = l->next) {
+            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+            if (p->state != DBP__PS_CLOSED) open = 1;
+        }
+        if (!open && h->pending == 0) break;
+        if (timeout_ms >= 0 && dbp__ms_now() >= end) break;
+        if (dbp_hub_step(h, timeout_ms >= 0 ? (int)(end - dbp__ms_now() > 0 ? end - dbp__ms_now() : 0) : 100) < 0) break;
+    }
+    /* whatever is left is cut off */
+    for (l = h->pools.next; l != &h->pools; l = l->next) {
+        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+        if (p->state != DBP__PS_CLOSED) { dbp__pool_cut(p); p->state = DBP__PS_CLOSING; dbp__pool_finish_close(p); }
+    }
+    dbp__hub_notify(h);
+    dbp__hub_bury(h);
+    for (l = h->pools.next; l != &h->pools; l = next) {
+        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+        next = l->next;
+        if (p->parent) continue;
+        dbp__pool_destroy(p);
+    }
+    while (!dbp__list_empty(&h->pools)) dbp__pool_destroy(DBP__CONTAINER(h->pools.next, dbp_pool, link));
+    /* ops still held by the caller stay readable; the rest go */
+    while (!dbp__list_empty(&h->all_ops)) {
+        dbp_op *op = DBP__CONTAINER(h->all_ops.next, dbp_op, all);
+        dbp__list_remove(&op->all);
+        dbp__list_remove(&op->notify);
+        dbp__timer_clear(h, &op->timer);
+        op->flags &= ~(DBP__OF_NOTIFY | DBP__OF_ZOMBIE);
+        dbp__list_remove(&op->link);
+        op->conn = NULL;
+        op->pool = NULL;
+        op->hub = NULL;
+        if (!dbp__op_settled(op)) {
+            op->state = DBP_OP_REJECTED;
+            dbp__err_set(&op->err, DBP_ECANCELLED, "the hub was closed before the op settled");
+        }
+        if (op->acquired) { op->acquired = NULL; }
+        if (!(op->flags & DBP__OF_CALLER)) dbp__op_destroy(op);
+    }
+    DBP_FREE(h->heap);
+    DBP_FREE(h->pfd);
+    DBP_FREE(h->pconn);
+    DBP_FREE(h);
+}
+
+DBPDEF size_t dbp_pool_describe(const dbp_pool *p, char *buf, size_t n)
+{
+    size_t len;
+    if (!p) { if (n) buf[0] = '\0'; return 0; }
+    len = strlen(p->describe);
+    if (n) {
+        size_t c = len < n - 1 ? len : n - 1;
+        memcpy(buf, p->describe, c);
+        buf[c] = '\0';
+    }
+    return len;
+}
+
+DBPDEF const char *dbp_pool_backend(const dbp_pool *p)
+{
+    if (!p) return "";
+    return p->s.backend == DBP__BK_MYSQL ? "mysql" : p->s.backend == DBP__BK_REDIS ? "redis" : "redis-cluster";
+}
+DBPDEF const char *dbp_pool_server_version(const dbp_pool *p) { return p ? p->version : ""; }
+DBPDEF dbp_hub *dbp_pool_hub(const dbp_pool *p) { return p ? p->hub : NULL; }
+DBPDEF void dbp_pool_set_hook(dbp_pool *p, dbp_event_fn fn, void *ud) { if (p) { p->hook = fn; p->hook_ud = ud; } }
+
+static void dbp__stats_one(const dbp_pool *p, dbp_stats *st)
+{
+    dbp__link *l;
+    for (l = p->conns.next; l != &p->conns; l = l->next) {
+        const dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+        if (c->flags & DBP__CF_SUB) continue;
+        switch (c->state) {
+        case DBP__CS_CONNECTING: case DBP__CS_INIT: st->connecting++; st->total++; break;
+        case DBP__CS_IDLE:
+            st->total++;
+            if (c->flags & DBP__CF_PINNED) st->pinned++; else st->idle++;
+            break;
+        case DBP__CS_BUSY: case DBP__CS_VALIDATING:
+            st->total++;
+            if (c->flags & DBP__CF_PINNED) st->pinned++; else st->busy++;
+            break;
+        default: break;
+        }
+    }
+    st->waiting += p->nqueue;
+    st->max += dbp__pool_max(p);
+    st->ops += p->st_ops; st->fulfilled += p->st_fulfilled; st->rejected += p->st_rejected;
+    st->created += p->st_created; st->closed += p->st_closed;
+    st->closed_idle += p->st_closed_idle; st->closed_lifetime += p->st_closed_lifetime;
+    st->closed_error += p->st_closed_error; st->closed_close += p->st_closed_close;
+    st->closed_dead += p->st_closed_dead;
+    st->errors += p->st_errors; st->timeouts += p->st_timeouts; st->retried += p->st_retried;
+    st->lost += p->st_lost; st->connect_failures += p->st_connect_failures;
+}
+
+DBPDEF void dbp_pool_stats(const dbp_pool *p, dbp_stats *st)
+{
+    dbp__hist wait, run;
+    int i;
+    if (!st) return;
+    memset(st, 0, sizeof *st);
+    st->server_wait_timeout = st->server_max_connections = st->server_max_user_connections = -1;
+    if (!p) return;
+    memcpy(&wait, &p->h_wait, sizeof wait);
+    memcpy(&run, &p->h_run, sizeof run);
+    dbp__stats_one(p, st);
+    if (p->cluster) {
+        dbp__link *l;
+        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
+            const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
+            if (n->parent != p) continue;
+            dbp__stats_one(n, st);
+            for (i = 0; i < DBP__HIST_BUCKETS; i++) { wait.count[i] += n->h_wait.count[i]; run.count[i] += n->h_run.count[i]; }
+            wait.n += n->h_wait.n; run.n += n->h_run.n;
+            if (n->h_wait.max > wait.max) wait.max = n->h_wait.max;
+            if (n->h_run.max > run.max) run.max = n->h_run.max;
+        }
+        /* the cluster pool counts routed ops; node pools count them again */
+        st->ops = p->st_ops; st->fulfilled = p->st_fulfilled; st->rejected = p->st_rejected;
+    }
+    st->wait_p50_us = dbp__hist_pct(&wait, 0.50);
+    st->wait_p99_us = dbp__hist_pct(&wait, 0.99);
+    st->wait_max_us = wait.max;
+    st->run_p50_us = dbp__hist_pct(&run, 0.50);
+    st->run_p99_us = dbp__hist_pct(&run, 0.99);
+    st->run_max_us = run.max;
+    st->server_wait_timeout = p->srv_wait_timeout;
+    st->server_max_connections = p->srv_max_conn;
+    st->server_max_user_connections = p->srv_max_user_conn;
+}
+
+static void dbp__op_apply_options(dbp_op *op, const dbp_op_options *o)
+{
+    if (!o) return;
+    if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+    if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+}
+
+DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *p, const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_ACQUIRE);
+    if (!op) return NULL;
+    dbp__op_apply_options(op, o);
+    if (p->cluster) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "a Redis Cluster pool has no single connection to pin; use a node-specific key routing instead");
+        return op;
+    }
+    return dbp__pool_submit(p, op);
+}
+
+DBPDEF void dbp_conn_release(dbp_conn *c)
+{
+    if (!c || !(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) {
+        if (c && c->state == DBP__CS_DEAD) { /* its pool already buried it */ }
+        return;
+    }
+    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
+    c->flags |= DBP__CF_RELEASE;
+    if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
+}
+
+DBPDEF void dbp_conn_discard(dbp_conn *c)
+{
+    if (!c || !(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
+    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
+    c->flags |= DBP__CF_DISCARD;
+    if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
+}
+
+DBPDEF int dbp_conn_ok(const dbp_conn *c)
+{
+    return c && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING && !(c->flags & DBP__CF_BROKEN);
+}
+
+DBPDEF unsigned long long dbp_conn_server_id(const dbp_conn *c) { return c ? c->server_id : 0; }
+
+DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_PING);
+    if (!op) return NULL;
+    dbp__op_apply_options(op, o);
+    if (p->cluster) {
+        static const char *const argv[] = { "PING" };
+        dbp_op_free(op);
+        return dbp_call(p, 1, argv, NULL, o);
+    }
+    return dbp__pool_submit(p, op);
+}
+
+/* ==== SECTION: sockets ==== */
+
+/* An idle connection is owed nothing: readable means EOF or a farewell
+   from the server. With TLS a late session ticket may arrive, so only a
+   hang-up counts. */
+static int dbp__idle_socket_dead(dbp_conn *c, int revents)
+{
+    char b;
+    ssize_t n;
+    if (revents & (POLLERR | POLLHUP | POLLNVAL)) return 1;
+#ifdef POLLRDHUP
+    if (revents & POLLRDHUP) return 1;
+#endif
+    if (c->flags & DBP__CF_TLS) return 0;
+    /* an idle connection gets nothing unless the server is closing it */
+    n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    return 1;
+}
+
+/* ==== SECTION: results ==== */
+
+/* A result set as handed out, with what keeps its cells alive. */
+typedef struct dbp__result {
+    dbp_result pub;
+    void *res;            /* MYSQL_RES of a stored result, freed with it */
+    dbp_field *fields;
+    dbp_cell *cells;
+    char *arena;          /* copied text (streamed header, info) */
+} dbp__result;
+
+DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col)
+{
+    if (!r || row >= r->nrows || col >= r->ncols) return NULL;
+    return &r->cells[row * r->ncols + col];
+}
+
+DBPDEF void dbp_result_free(dbp_result *r)
+{
+    while (r) {
+        dbp_result *next = r->next;
+        dbp__result *x = DBP__CAST(dbp__result *, (void *)r);
+#ifndef DBPOOL_NO_MYSQL
+        if (x->res) mysql_free_result(DBP__CAST(MYSQL_RES *, x->res));
+#endif
+        DBP_FREE(x->fields);
+        DBP_FREE(x->cells);
+        DBP_FREE(x->arena);
+        DBP_FREE(x);
+        r = next;
+    }
+}
+
+/* Streaming state: the header of the result and one batch of copied rows. */
+struct dbp__stream {
+    dbp__result *head;         /* fields, counts; cells unused */
+    size_t ncols;
+    dbp_cell *rows;            /* batch: nrows * ncols cells */
+    size_t nrows, cap, pos;
+    dbp__buf data;             /* the batch's bytes */
+    int eof;                   /* the server sent the last row */
+    int paused;                /* the batch is full: reading waits for the consumer */
+    size_t total;
+};
+
+static void dbp__stream_free(dbp__stream *s)
+{
+    if (!s) return;
+    dbp_result_free(s->head ? &s->head->pub : NULL);
+    DBP_FREE(s->rows);
+    dbp__buf_free(&s->data);
+    DBP_FREE(s);
+}
+
+#ifndef DBPOOL_NO_MYSQL
+/* ==== SECTION: MySQL backend ==== */
+
+enum { DBP__MY_NONE = 0, DBP__MY_CONNECT, DBP__MY_QUERY, DBP__MY_STORE, DBP__MY_NEXT, DBP__MY_FETCH,
+       DBP__MY_FREE, DBP__MY_PING, DBP__MY_CLOSE, DBP__MY_PAUSED, DBP__MY_KILLWAIT };
+/* what the statement under way is for */
+enum { DBP__MP_USER = 1, DBP__MP_STEP, DBP__MP_DISCARD, DBP__MP_VALIDATE };
+/* internal statements */
+enum { DBP__MS_INIT = 1, DBP__MS_LIMITS, DBP__MS_CLEAR_KILL, DBP__MS_ROLLBACK };
+/* what follows the internal statements */
+enum { DBP__MA_READY = 1, DBP__MA_IDLE, DBP__MA_RELEASE };
+
+#define DBP__MY_MAX_STEPS 70
+
+typedef struct dbp__my {
+    MYSQL *m;
+    int phase, started, purpose;
+    int r_int;
+    my_bool r_bool;
+    MYSQL *r_conn;
+    MYSQL_RES *r_res;
+    MYSQL_ROW r_row;
+    dbp__buf sql;
+    MYSQL_RES *res;                 /* result being streamed or freed */
+    dbp_result *head, **tail;       /* result sets of the query under way */
+    dbp_op *op;                     /* the user op under way, NULL when discarded */
+    dbp_op *kill_op;
+    int steps[DBP__MY_MAX_STEPS], nsteps, stepi, step_kind, step_arg, after;
+    long long kill_started_ms;
+} dbp__my;
+
+#define DBP__MY(c) DBP__CAST(dbp__my *, (c)->be)
+
+static int dbp__my_is_client_error(unsigned e) { return e >= 2000 && e < 3000; }
+/* Server errors after which the session is gone. */
+static int dbp__my_is_fatal_server_error(unsigned e) { return e == 1927 || e == 1053 || e == 1152 || e == 4031; }
+
+static void dbp__my_error(dbp_conn *c, dbp_error *e, int rc, const char *prefix)
+{
+    dbp__my *my = DBP__MY(c);
+    const char *msg = my && my->m ? mysql_error(my->m) : "";
+    e->rc = rc;
+    e->code = my && my->m ? (int)mysql_errno(my->m) : 0;
+    e->sent = 0;
+    snprintf(e->sqlstate, sizeof e->sqlstate, "%s", my && my->m ? mysql_sqlstate(my->m) : "");
+    if (strcmp(e->sqlstate, "00000") == 0) e->sqlstate[0] = '\0';
+    snprintf(e->message, sizeof e->message, "%s%s%s", prefix ? prefix : "", prefix && *prefix ? ": " : "",
+             msg && *msg ? msg : "unknown error");
+    if (c->pool->s.password) dbp__err_scrub(e, c->pool->s.password);
+}
+
+/* One call of the non-blocking API for the current phase: start or continue. */
+static int dbp__my_call(dbp_conn *c, int ev)
+{
+    dbp__my *my = DBP__MY(c);
+    const dbp__settings *s = &c->pool->s;
+    int st = 0, cont = my->started;
+    my->started = 1;
+    switch (my->phase) {
+    case DBP__MY_CONNECT:
+        st = cont ? mysql_real_connect_cont(&my->r_conn, my->m, ev)
+                  : mysql_real_connect_start(&my->r_conn, my->m, s->socket && !s->host ? "localhost" : (s->host ? s->host : "localhost"),
+                                             s->user, s->password, s->database, (unsigned)s->port, s->socket,
+                                             CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS);
+        break;
+    case DBP__MY_QUERY:
+        st = cont ? mysql_real_query_cont(&my->r_int, my->m, ev)
+                  : mysql_real_query_start(&my->r_int, my->m, my->sql.data ? my->sql.data : "", (unsigned long)my->sql.len);
+        break;
+    case DBP__MY_STORE:
+        st = cont ? mysql_store_result_cont(&my->r_res, my->m, ev) : mysql_store_result_start(&my->r_res, my->m);
+        break;
+    case DBP__MY_NEXT:
+        st = cont ? mysql_next_result_cont(&my->r_int, my->m, ev) : mysql_next_result_start(&my->r_int, my->m);
+        break;
+    case DBP__MY_FETCH:
+        st = cont ? mysql_fetch_row_cont(&my->r_row, my->res, ev) : mysql_fetch_row_start(&my->r_row, my->res);
+        break;
+    case DBP__MY_FREE:
+        st = cont ? mysql_free_result_cont(my->res, ev) : mysql_free_result_start(my->res);
+        break;
+    case DBP__MY_PING:
+        st = cont ? mysql_ping_cont(&my->r_int, my->m, ev) : mysql_ping_start(&my->r_int, my->m);
+        break;
+    case DBP__MY_CLOSE:
+        st = cont ? mysql_close_cont(my->m, ev) : mysql_close_start(my->m);
+        break;
+    default:
+        my->started = 0;
+        return 0;
+    }
+    if (!st) my->started = 0;
+    return st;
+}
+
+/* Translates what the library waits for into poll events and a timer. */
+static void dbp__my_wait(dbp_conn *c, int st)
+{
+    dbp__my *my = DBP__MY(c);
+    short ev = 0;
+    c->fd = (int)mysql_get_socket(my->m);
+    if (st & MYSQL_WAIT_READ) ev |= POLLIN;
+    if (st & MYSQL_WAIT_WRITE) ev |= POLLOUT;
+    if (st & MYSQL_WAIT_EXCEPT) ev |= POLLPRI;
+    c->events = ev;
+    if (st & MYSQL_WAIT_TIMEOUT) {
+        long long at = dbp__ms_now() + mysql_get_timeout_value_ms(my->m);
+        if (c->timer.idx < 0 || at < c->timer.at) dbp__timer_set(c->pool->hub, &c->timer, at);
+    }
+}
+
+static void dbp__my_set_keepalive(int fd, int ms)
+{
+    int on = 1;
+    if (fd < 0) return;
+    if (ms > 0) {
+        int idle = ms / 1000 > 0 ? ms / 1000 : 1, intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+#ifdef TCP_KEEPIDLE
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#endif
+#ifdef TCP_USER_TIMEOUT
+        {
+            /* unacknowledged data for this long means the peer is gone (a silent blackhole) */
+            unsigned ut = (unsigned)(idle + intvl * cnt) * 1000u;
+            setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+        }
+#endif
+    }
+}
+
+static void dbp__my_run(dbp_conn *c, int ev);
+
+static int dbp__my_open(dbp_conn *c)
+{
+    dbp__my *my = DBP__ALLOC(dbp__my, 1);
+    const dbp__settings *s = &c->pool->s;
+    unsigned int timeout;
+    if (!my) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
+    c->be = my;
+    my->tail = &my->head;
+    my->m = mysql_init(NULL);
+    if (!my->m) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory (mysql_init)");
+    mysql_options(my->m, MYSQL_OPT_NONBLOCK, 0);
+    if (s->charset) mysql_options(my->m, MYSQL_SET_CHARSET_NAME, s->charset);
+    timeout = (unsigned)(s->connect_timeout + 999) / 1000;
+    mysql_options(my->m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    {
+        unsigned proto = s->socket && !s->host ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
+        if (!s->socket || s->host) mysql_options(my->m, MYSQL_OPT_PROTOCOL, &proto);
+    }
+    if (s->name) mysql_optionsv(my->m, MYSQL_OPT_CONNECT_ATTR_ADD, "program_name", s->name);
+    if (s->ssl_mode >= DBP__SSL_PREFERRED) {
+        my_bool yes = 1;
+        if (s->ssl_ca) mysql_options(my->m, MYSQL_OPT_SSL_CA, s->ssl_ca);
+        if (s->ssl_cert) mysql_options(my->m, MYSQL_OPT_SSL_CERT, s->ssl_cert);
+        if (s->ssl_key) mysql_options(my->m, MYSQL_OPT_SSL_KEY, s->ssl_key);
+        if (s->ssl_mode >= DBP__SSL_REQUIRED) mysql_options(my->m, MYSQL_OPT_SSL_ENFORCE, &yes);
+        /* Connector/C 3.3 verifies the chain and the host name together */
+        if (s->ssl_mode >= DBP__SSL_VERIFY_CA) mysql_options(my->m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &yes);
+    }
+    my->phase = DBP__MY_CONNECT;
+    my->started = 0;
+    c->state = DBP__CS_CONNECTING;
+    dbp__my_run(c, 0);
+    return DBP_OK;
+}
+
+/* Stops whatever call is suspended and frees the handle, without blocking. */
+static void dbp__my_abort(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    int i;
+    if (!my) return;
+    if (my->m) {
+        int fd = (int)mysql_get_socket(my->m);
+        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+        for (i = 0; i < 32 && my->started; i++) {
+            int st = dbp__my_call(c, MYSQL_WAIT_TIMEOUT);
+            if (!st) break;
+        }
+        if (my->phase == DBP__MY_CLOSE && !my->started) my->m = NULL; /* mysql_close_cont freed it */
+        if (my->res) { mysql_free_result(my->res); my->res = NULL; }
+        if (my->m) mysql_close(my->m);
+        my->m = NULL;
+    }
+    if (my->kill_op) { my->kill_op->ctx = NULL; my->kill_op = NULL; }
+    dbp_result_free(my->head);
+    dbp__buf_free(&my->sql);
+    DBP_FREE(my);
+    c->be = NULL;
+    c->fd = -1;
+    c->events = 0;
+}
+
+/* Queues an internal statement to run before the connection is next ready. */
+static void dbp__my_step_add(dbp_conn *c, int kind, int arg)
+{
+    dbp__my *my = DBP__MY(c);
+    if (my->nsteps < DBP__MY_MAX_STEPS) { my->steps[my->nsteps++] = kind | (arg << 8); }
+}
+
+static void dbp__my_next_step(dbp_conn *c);
+
+static void dbp__my_steps_start(dbp_conn *c, int after)
+{
+    dbp__my *my = DBP__MY(c);
+    my->after = after;
+    my->stepi = 0;
+    dbp__my_next_step(c);
+}
+
+static void dbp__my_start_query(dbp_conn *c, int purpose)
+{
+    dbp__my *my = DBP__MY(c);
+    my->purpose = purpose;
+    my->phase = DBP__MY_QUERY;
+    my->started = 0;
+    dbp__my_run(c, 0);
+}
+
+/* Runs the next internal statement, or moves on when there are none left. */
+static void dbp__my_next_step(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    const dbp__settings *s = &c->pool->s;
+    if (my->stepi >= my->nsteps) {
+        int after = my->after;
+        my->nsteps = my->stepi = 0;
+        my->phase = DBP__MY_NONE;
+        my->purpose = 0;
+        c->events = 0;
+        if (after == DBP__MA_READY) {
+            dbp__conn_ready(c);
+        } else if (after == DBP__MA_RELEASE) {
+            dbp_pool *p = c->pool;
+            p->npinned--;
+            c->flags &= ~DBP__CF_PINNED;
+            dbp__conn_idle(c);
+        } else {
+            c->flags &= ~DBP__CF_KILLING;
+            dbp__timer_clear(c->pool->hub, &c->timer);
+            dbp__conn_idle(c);
+        }
+        return;
+    }
+    my->step_kind = my->steps[my->stepi] & 0xff;
+    my->step_arg = my->steps[my->stepi] >> 8;
+    my->stepi++;
+    my->sql.len = my->sql.off = 0;
+    switch (my->step_kind) {
+    case DBP__MS_INIT: dbp__buf_adds(&my->sql, s->init[my->step_arg]); break;
+    case DBP__MS_LIMITS:
+        dbp__buf_adds(&my->sql, "SELECT @@wait_timeout, @@max_connections, @@max_user_connections");
+        break;
+    case DBP__MS_CLEAR_KILL: dbp__buf_adds(&my->sql, "DO 0"); break;
+    case DBP__MS_ROLLBACK: dbp__buf_adds(&my->sql, "ROLLBACK"); break;
+    default: break;
+    }
+    if (!my->sql.data) {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory");
+        dbp__conn_failed(c, &e, c->state == DBP__CS_INIT);
+        return;
+    }
+    dbp__my_start_query(c, DBP__MP_STEP);
+}
+
+/* The server's limits, read once per pool. */
+static void dbp__my_read_limits(dbp_conn *c, MYSQL_RES *res)
+{
+    dbp_pool *p = c->pool;
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (!row) return;
+    p->srv_wait_timeout = row[0] ? atoll(row[0]) : -1;
+    p->srv_max_conn = row[1] ? atoll(row[1]) : -1;
+    p->srv_max_user_conn = row[2] ? atoll(row[2]) : -1;
+    p->limits_read = 1;
+    if (p->srv_max_user_conn > 0 && p->s.max > p->srv_max_user_conn) {
+        p->cap = (int)p->srv_max_user_conn;
+        dbp__warn(p, "max=%d but the server allows this user %lld connections (max_user_connections); the pool will use at most %d",
+                  p->s.max, p->srv_max_user_conn, p->cap);
+    }
+    if (p->srv_max_conn > 0 && p->s.max > p->srv_max_conn) {
+        dbp__warn(p, "max=%d exceeds the server's max_connections=%lld", p->s.max, p->srv_max_conn);
+    }
+    if (p->srv_wait_timeout > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= p->srv_wait_timeout * 1000) {
+        /* close idle connections before the server does */
+        p->s.idle_timeout = (int)(p->srv_wait_timeout * 1000 * 3 / 4);
+        if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
+    }
+}
+
+/* The user op under way is done: settle it and free the connection. */
+static void dbp__my_op_finish(dbp_conn *c, int rc, const dbp_error *e)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_op *op = my->op;
+    my->op = NULL;
+    my->phase = DBP__MY_NONE;
+    my->purpose = 0;
+    c->events = 0;
+    if (op) {
+        dbp__conn_unlink_op(c, op);
+        if (rc == DBP_OK) {
+            op->result = my->head;
+            my->head = NULL;
+            dbp__op_settle(op, DBP_OK);
+        } else {
+            dbp__op_fail_err(op, e, rc, (op->flags & DBP__OF_SENT) != 0);
+        }
+    }
+    dbp_result_free(my->head);
+    my->head = NULL;
+    my->tail = &my->head;
+    if (c->flags & DBP__CF_KILLING) {
+        /* the killed statement has ended; wait for the KILL itself, then clear its flag */
+        if (my->kill_op) { my->phase = DBP__MY_KILLWAIT; return; }
+        my->nsteps = 0;
+        dbp__my_step_add(c, DBP__MS_CLEAR_KILL, 0);
+        dbp__my_steps_start(c, DBP__MA_IDLE);
+        return;
+    }
+    dbp__conn_idle(c);
+}
+
+/* A client-side error on a running statement: the connection is gone. */
+static void dbp__my_broken(dbp_conn *c, int during_send)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_error e;
+    dbp_op *op = my->op;
+    dbp__my_error(c, &e, DBP_ECONNECT, "connection lost");
+    if (op && !during_send) op->flags |= DBP__OF_SENT;
+    if (op && during_send && e.code != CR_SERVER_GONE_ERROR) op->flags |= DBP__OF_SENT;
+    my->op = NULL;
+    dbp__conn_failed(c, &e, 0);
+}
+
+/* Builds a dbp_result from a stored MYSQL_RES (or a statement without rows). */
+static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp__result *r = DBP__ALLOC(dbp__result, 1);
+    const char *info;
+    if (!r) return NULL;
+    r->pub.affected_rows = (unsigned long long)mysql_affected_rows(my->m);
+    r->pub.insert_id = (unsigned long long)mysql_insert_id(my->m);
+    r->pub.warning_count = mysql_warning_count(my->m);
+    info = mysql_info(my->m);
+    r->arena = dbp__strdup(info ? info : "");
+    if (!r->arena) { DBP_FREE(r); return NULL; }
+    r->pub.info = r->arena;
+    if (res) {
+        unsigned i, nf = mysql_num_fields(res);
+        my_ulonglong nr = mysql_num_rows(res);
+        MYSQL_FIELD *f = mysql_fetch_fields(res);
+        size_t row = 0;
+        r->res = res;
+        r->pub.ncols = nf;
+        r->pub.nrows = (size_t)nr;
+        r->fields = DBP__ALLOC(dbp_field, nf ? nf : 1);
+        r->cells = nr && nf ? DBP__ALLOC(dbp_cell, (size_t)nr * nf) : NULL;
+        if (!r->fields || (nr && nf && !r->cells)) { dbp_result_free(&r->pub); return NULL; }
+        for (i = 0; i < nf; i++) {
+            r->fields[i].name = f[i].name;
+            r->fields[i].name_len = f[i].name_length;
+            r->fields[i].type = (int)f[i].type;
+            r->fields[i].flags = f[i].flags;
+            r->fields[i].charsetnr = f[i].charsetnr;
+            r->fields[i].decimals = f[i].decimals;
+        }
+        for (;;) {
+            MYSQL_ROW rw = mysql_fetch_row(res);
+            unsigned long *len;
+            if (!rw || row >= (size_t)nr) break;
+            len = mysql_fetch_lengths(res);
+            for (i = 0; i < nf; i++) {
+                r->cells[row * nf + i].data = rw[i];
+                r->cells[row * nf + i].len = rw[i] ? len[i] : 0;
+            }
+            row++;
+        }
+        r->pub.fields = r->fields;
+        r->pub.cells = r->cells;
+    }
+    return r;
+}
+
+/* Streaming: copies one row into the batch. */
+static int dbp__stream_add_row(dbp__stream *s, MYSQL_ROW row, unsigned long *len)
+{
+    size_t i, base;
+    if (s->nrows == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        dbp_cell *p;
+        if (cap > (size_t)-1 / (s->ncols ? s->ncols : 1) / sizeof(dbp_cell)) return DBP_ENOMEM;
+        p = DBP__CAST(dbp_cell *, DBP_REALLOC(s->rows, cap * (s->ncols ? s->ncols : 1) * sizeof(dbp_cell)));
+        if (!p) return DBP_ENOMEM;
+        s->rows = p; s->cap = cap;
+    }
+    base = s->nrows * s->ncols;
+    for (i = 0; i < s->ncols; i++) {
+        if (!row[i]) {
+            s->rows[base + i].data = NULL;
+            s->rows[base + i].len = 0;
+        } else {
+            /* offsets now, pointers once the batch is complete (the buffer may move) */
+            s->rows[base + i].data = DBP__CAST(const char *, (void *)(size_t)(s->data.len + 1));
+            s->rows[base + i].len = len[i];
+            if (dbp__buf_add(&s->data, row[i], len[i]) || dbp__buf_add(&s->data, "", 1)) return DBP_ENOMEM;
+        }
+    }
+    s->nrows++;
+    s->total++;
+    return DBP_OK;
+}
+
+static void dbp__stream_fix(dbp__stream *s)
+{
+    size_t i, n = s->nrows * s->ncols;
+    for (i = 0; i < n; i++)
+        if (s->rows[i].data) s->rows[i].data = s->data.data + ((size_t)s->rows[i].data - 1);
+}
+
+static void dbp__stream_notify(dbp_op *op)
+{
+    dbp_hub *h = op->hub;
+    if (h && op->cb && !(op->flags & DBP__OF_NOTIFY)) {
+        op->flags |= DBP__OF_NOTIFY;
+        dbp__list_push(&h->notify, &op->notify);
+    }
+}
+
+/* Header of a streamed result: column descriptions, copied. */
+static int dbp__my_stream_begin(dbp_conn *c, dbp_op *op)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp__stream *s = DBP__ALLOC(dbp__stream, 1);
+    dbp__result *r;
+    unsigned i, nf;
+    MYSQL_FIELD *f;
+    size_t bytes = 1, off = 0;
+    if (!s) return DBP_ENOMEM;
+    op->stream = s;
+    nf = mysql_num_fields(my->res);
+    f = mysql_fetch_fields(my->res);
+    s->ncols = nf;
+    r = DBP__ALLOC(dbp__result, 1);
+    if (!r) return DBP_ENOMEM;
+    s->head = r;
+    for (i = 0; i < nf; i++) bytes += f[i].name_length + 1;
+    r->arena = DBP__CAST(char *, DBP_MALLOC(bytes));
+    r->fields = DBP__ALLOC(dbp_field, nf ? nf : 1);
+    if (!r->arena || !r->fields) return DBP_ENOMEM;
+    for (i = 0; i < nf; i++) {
+        memcpy(r->arena + off, f[i].name, f[i].name_length);
+        r->arena[off + f[i].name_length] = '\0';
+        r->fields[i].name = r->arena + off;
+        r->fields[i].name_len = f[i].name_length;
+        r->fields[i].type = (int)f[i].type;
+        r->fields[i].flags = f[i].flags;
+        r->fields[i].charsetnr = f[i].charsetnr;
+        r->fields[i].decimals = f[i].decimals;
+        off += f[i].name_length + 1;
+    }
+    r->arena[off] = '\0';
+    r->pub.info = r->arena + off;
+    r->pub.ncols = nf;
+    r->pub.fields = r->fields;
+    op->result = NULL;
+    return DBP_OK;
+}
+
+/* Escapes with the connection's charset (and NO_BACKSLASH_ESCAPES when set). */
+static size_t dbp__my_escape(void *ud, char *to, const char *from, size_t len)
+{
+    return (size_t)mysql_real_escape_string(DBP__CAST(MYSQL *, ud), to, from, (unsigned long)len);
+}
+
+static void dbp__my_op_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__my *my = DBP__MY(c);
+    my->op = op;
+    if (op->type == DBP__OP_PING) {
+        my->purpose = DBP__MP_USER;
+        my->phase = DBP__MY_PING;
+        my->started = 0;
+        op->flags |= DBP__OF_SENT;
+        dbp__my_run(c, 0);
+        return;
+    }
+    if (op->type == DBP__OP_KILL) {
+        my->sql.len = my->sql.off = 0;
+        if (dbp__buf_printf(&my->sql, "KILL QUERY %llu", op->kill_id)) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory");
+            dbp__my_op_finish(c, DBP_ENOMEM, &e);
+            return;
+        }
+        dbp__my_start_query(c, DBP__MP_USER);
+        return;
+    }
+    /* bind on this connection: its charset and sql_mode decide the escaping */
+    my->sql.len = my->sql.off = 0;
+    if (dbp__buf_reserve(&my->sql, op->sql_len + 16) ||
+        dbp__bind(op->sql, op->sql_len, op->params, &my->sql, dbp__my_escape, my->m) != DBP_OK) {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
+        dbp__my_op_finish(c, DBP_ENOMEM, &e);
+        return;
+    }
+    dbp__my_start_query(c, DBP__MP_USER);
+}
+
+/* What happens when the current call completes. Returns 1 to stop running. */
+static int dbp__my_finish(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_pool *p = c->pool;
+    dbp_error e;
+    switch (my->phase) {
+    case DBP__MY_CONNECT:
+        dbp__timer_clear(p->hub, &c->timer);
+        if (!my->r_conn) {
+            unsigned code = mysql_errno(my->m);
+            int rc = (code == 1045 || code == 1044 || code == 1698 || code == 1251) ? DBP_EAUTH : DBP_ECONNECT;
+            dbp__my_error(c, &e, rc, rc == DBP_EAUTH ? "authentication failed" : "could not connect");
+            /* errors retrying cannot fix: fail waiting ops at once */
+            if (code == 1049 || code == CR_SSL_CONNECTION_ERROR || code == 2026) e.code = (int)code, e.rc = DBP_ECONNECT;
+            if (code == 1049 || code == 2026) { p->fatal = 1; }
+            if (code == 1040 || code == 1203 || code == 1226) {
+                /* the server is full: use the connections we have */
+                if (p->nconns - 1 > 0) {
+                    p->cap = p->nconns - 1;
+                    dbp__warn(p, "the server refused connection %d (%s); the pool will use at most %d",
+                              c->id, mysql_error(my->m), p->cap);
+                }
+            }
+            {
+                int fatal_now = code == 1049 || code == 2026;
+                dbp__conn_failed(c, &e, 1);
+                if (fatal_now) p->fatal = 1;
+            }
+            return 1;
+        }
+        c->fd = (int)mysql_get_socket(my->m);
+        c->server_id = mysql_thread_id(my->m);
+        if (mysql_get_ssl_cipher(my->m)) c->flags |= DBP__CF_TLS;
+        if (!p->s.socket || p->s.host) dbp__my_set_keepalive(c->fd, p->s.keepalive);
+        snprintf(p->version, sizeof p->version, "%s", mysql_get_server_info(my->m));
+        c->state = DBP__CS_INIT;
+        {
+            int i;
+            my->nsteps = 0;
+            for (i = 0; i < p->s.ninit; i++) dbp__my_step_add(c, DBP__MS_INIT, i);
+            if (!p->limits_read) dbp__my_step_add(c, DBP__MS_LIMITS, 0);
+        }
+        dbp__my_steps_start(c, DBP__MA_READY);
+        return 1;
+
+    case DBP__MY_QUERY:
+        if (my->r_int) {
+            unsigned code = mysql_errno(my->m);
+            if (my->purpose == DBP__MP_STEP) {
+                if (my->step_kind == DBP__MS_INIT) {
+                    char pre[64];
+                    snprintf(pre, sizeof pre, "init statement %d failed", my->step_arg + 1);
+                    dbp__my_error(c, &e, DBP_ECONNECT, pre);
+                    e.code = -1; /* a configuration error: retrying will not help */
+                    dbp__conn_failed(c, &e, 1);
+                    return 1;
+                }
+                if (dbp__my_is_client_error(code)) { dbp__my_broken(c, 0); return 1; }
+                if (my->step_kind == DBP__MS_ROLLBACK) { dbp__my_broken(c, 0); return 1; }
+                dbp__my_next_step(c);
+                return 1;
+            }
+            if (dbp__my_is_client_error(code) || dbp__my_is_fatal_server_error(code)) {
+                dbp__my_broken(c, 1);
+                return 1;
+            }
+            if (my->op) my->op->flags |= DBP__OF_SENT;
+            dbp__my_error(c, &e, DBP_ESQL, NULL);
+            e.sent = 1;
+            dbp__my_op_finish(c, DBP_ESQL, &e);
+            return 1;
+        }
+        if (my->op) my->op->flags |= DBP__OF_SENT;
+        if (my->purpose == DBP__MP_USER && my->op && my->op->type == DBP__OP_STREAM && mysql_field_count(my->m) > 0) {
+            my->res = mysql_use_result(my->m);
+            if (!my->res || dbp__my_stream_begin(c, my->op) != DBP_OK) {
+                dbp__err_set(&e, DBP_ENOMEM, "out of memory starting the stream");
+                /* the rows must still be read off the wire */
+                dbp__my_op_finish(c, DBP_ENOMEM, &e);
+                c->flags |= DBP__CF_BROKEN;
+                return 1;
+            }
+            /* the statement ran: from here only the op's own deadline applies */
+            dbp__op_arm(my->op, my->op->deadline);
+            dbp__stream_notify(my->op);
+            my->phase = DBP__MY_FETCH;
+            return 0;
+        }
+        my->phase = DBP__MY_STORE;
+        return 0;
+
+    case DBP__MY_STORE:
+        if (!my->r_res && mysql_field_count(my->m) > 0) {
+            unsigned code = mysql_errno(my->m);
+            if (dbp__my_is_client_error(code)) { dbp__my_broken(c, 0); return 1; }
+            if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
+            dbp__my_error(c, &e, DBP_ESQL, NULL);
+            e.sent = 1;
+            dbp__my_op_finish(c, DBP_ESQL, &e);
+            return 1;
+        }
+        if (my->purpose == DBP__MP_STEP) {
+            if (my->step_kind == DBP__MS_LIMITS) dbp__my_read_limits(c, my->r_res);
+            if (my->r_res) mysql_free_result(my->r_res);
+        } else if (my->purpose == DBP__MP_DISCARD) {
+            if (my->r_res) mysql_free_result(my->r_res);
+        } else {
+            dbp__result *r = dbp__my_make_result(c, my->r_res);
+            if (!r) {
+                if (my->r_res) mysql_free_result(my->r_res);
+                dbp__err_set(&e, DBP_ENOMEM, "out of memory storing the result");
+                e.sent = 1;
+                if (mysql_more_results(my->m)) c->flags |= DBP__CF_BROKEN;
+                dbp__my_op_finish(c, DBP_ENOMEM, &e);
+                return 1;
+            }
+            *my->tail = &r->pub;
+            my->tail = &r->pub.next;
+        }
+        my->r_res = NULL;
+        if (mysql_more_results(my->m)) { my->phase = DBP__MY_NEXT; return 0; }
+        if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
+        if (my->purpose == DBP__MP_DISCARD) { dbp__my_op_finish(c, DBP_OK, NULL); return 1; }
+        if (my->op && my->op->type == DBP__OP_STREAM) {
+            /* a stream whose statement returned no rows: an empty header */
+            dbp_op *op = my->op;
+            if (!op->stream) {
+                op->stream = DBP__ALLOC(dbp__stream, 1);
+                if (op->stream) { op->stream->head = DBP__CAST(dbp__result *, (void *)my->head); my->head = NULL; my->tail = &my->head; op->stream->eof = 1; }
+            }
+        }
+        dbp__my_op_finish(c, DBP_OK, NULL);
+        return 1;
+
+    case DBP__MY_NEXT:
+        if (my->r_int == 0) { my->phase = DBP__MY_STORE; return 0; }
+        if (my->r_int < 0) {
+            if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
+            dbp__my_op_finish(c, DBP_OK, NULL);
+            return 1;
+        }
+        {
+            unsigned code = mysql_errno(my->m);
+            if (dbp__my_is_client_error(code) || dbp__my_is_fatal_server_error(code)) { dbp__my_broken(c, 0); return 1; }
+            if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
+            dbp__my_error(c, &e, DBP_ESQL, "a later statement failed");
+            e.sent = 1;
+            dbp__my_op_finish(c, DBP_ESQL, &e);
+            return 1;
+        }
+
+    case DBP__MY_FETCH: {
+        dbp_op *op = my->op;
+        if (!my->r_row) {
+            unsigned code = mysql_errno(my->m);
+            if (code) {
+                if (dbp__my_is_client_error(code)) {
+                    my->res = NULL; /* freed with the handle */
+                    dbp__my_broken(c, 0);
+                    return 1;
+                }
+                dbp__my_error(c, &e, DBP_ESQL, "while streaming rows");
+                e.sent = 1;
+                mysql_free_result(my->res);
+                my->res = NULL;
+                dbp__my_op_finish(c, DBP_ESQL, &e);
+                return 1;
+            }
+            /* end of rows: no I/O left in freeing the result */
+            mysql_free_result(my->res);
+            my->res = NULL;
+            if (op && op->stream) {
+                op->stream->eof = 1;
+                op->stream->head->pub.affected_rows = op->stream->total;
+                op->stream->head->pub.warning_count = mysql_warning_count(my->m);
+                dbp__stream_fix(op->stream);
+            }
+            if (mysql_more_results(my->m)) {
+                /* later result sets of a streamed multi-statement are read and dropped */
+                my->purpose = DBP__MP_DISCARD;
+                if (op) {
+                    dbp__conn_unlink_op(c, op);
+                    my->op = NULL;
+                    dbp__op_settle(op, DBP_OK);
+                    dbp__stream_notify(op);
+                }
+                my->phase = DBP__MY_NEXT;
+                return 0;
+            }
+            if (op) {
+                dbp__conn_unlink_op(c, op);
+                my->op = NULL;
+                dbp__op_settle(op, DBP_OK);
+            }
+            my->phase = DBP__MY_NONE;
+            my->purpose = 0;
+            c->events = 0;
+            dbp__conn_idle(c);
+            return 1;
+        }
+        if (my->purpose == DBP__MP_DISCARD || !op || (op->flags & DBP__OF_CANCEL)) return 0;
+        if (dbp__stream_add_row(op->stream, my->r_row, mysql_fetch_lengths(my->res)) != DBP_OK) {
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory buffering streamed rows");
+            e.sent = 1;
+            dbp__conn_unlink_op(c, op);
+            my->op = NULL;
+            dbp__op_fail_err(op, &e, DBP_ENOMEM, 1);
+            my->purpose = DBP__MP_DISCARD;
+            return 0;
+        }
+        if (op->stream->nrows >= DBP_STREAM_BATCH || op->stream->data.len >= 4u << 20) {
+            /* bounded memory: stop reading until the consumer has taken the batch */
+            dbp__stream_fix(op->stream);
+            op->stream->paused = 1;
+            my->phase = DBP__MY_PAUSED;
+            c->events = 0;
+            dbp__stream_notify(op);
+            return 1;
+        }
+        return 0;
+    }
+
+    case DBP__MY_FREE:
+        my->res = NULL;
+        my->phase = DBP__MY_NONE;
+        if (mysql_more_results(my->m)) { my->purpose = DBP__MP_DISCARD; my->phase = DBP__MY_NEXT; return 0; }
+        dbp__my_op_finish(c, DBP_OK, NULL);
+        return 1;
+
+    case DBP__MY_PING:
+        if (my->r_int) {
+            dbp__my_error(c, &e, DBP_ECONNECT, "ping failed");
+            if (my->purpose == DBP__MP_VALIDATE) { dbp__conn_failed(c, &e, 0); return 1; }
+            dbp__my_broken(c, 1);
+            return 1;
+        }
+        if (my->purpose == DBP__MP_VALIDATE) {
+            my->phase = DBP__MY_NONE;
+            my->purpose = 0;
+            c->events = 0;
+            dbp__timer_clear(p->hub, &c->timer);
+            dbp__conn_validated(c);
+            return 1;
+        }
+        dbp__my_op_finish(c, DBP_OK, NULL);
+        return 1;
+
+    case DBP__MY_CLOSE:
+        my->m = NULL; /* mysql_close_cont freed it */
+        dbp__conn_closed(c);
+        return 1;
+
+    default:
+        return 1;
+    }
+}
+
+/* Drives the current phase as far as it goes without blocking. */
+static void dbp__my_run(dbp_conn *c, int ev)
+{
+    int guard = 0;
+    while (c->be && c->state != DBP__CS_DEAD && guard++ < 1000000) {
+        dbp__my *my = DBP__MY(c);
+        int st;
+        if (my->phase == DBP__MY_NONE || my->phase == DBP__MY_PAUSED || my->phase == DBP__MY_KILLWAIT) return;
+        st = dbp__my_call(c, ev);
+        if (st) { dbp__my_wait(c, st); return; }
+        ev = 0;
+        if (dbp__my_finish(c)) return;
+    }
+}
+
+
+static void dbp__my_conn_io(dbp_conn *c, int revents)
+{
+    dbp__my *my = DBP__MY(c);
+    int ev = 0;
+    if (!my) return;
+    if (revents == DBP__EV_TIMER) {
+        dbp_error e;
+        if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) {
+            dbp__err_set(&e, DBP_ECONNECT, "could not connect to %s within %.1f s (connect_timeout)",
+                         c->pool->describe, c->pool->s.connect_timeout / 1000.0);
+            dbp__conn_failed(c, &e, 1);
+            return;
+        }
+        if (c->flags & DBP__CF_KILLING) {
+            dbp__err_set(&e, DBP_ETIMEOUT, "the statement did not stop within %.1f s of KILL QUERY; connection closed",
+                         (double)(dbp__ms_now() - my->kill_started_ms) / 1000.0);
+            dbp__conn_failed(c, &e, 0);
+            return;
+        }
+        if (c->state == DBP__CS_VALIDATING) {
+            dbp__err_set(&e, DBP_ETIMEOUT, "validation ping got no answer");
+            dbp__conn_failed(c, &e, 0);
+            return;
+        }
+        if (my->started) { dbp__my_run(c, MYSQL_WAIT_TIMEOUT); return; }
+        return;
+    }
+    if (c->state == DBP__CS_IDLE && my->phase == DBP__MY_NONE) {
+        if (dbp__idle_socket_dead(c, revents)) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ECONNECT, "the server closed idle connection %d", c->id);
+            dbp__conn_failed(c, &e, 0);
+        }
+        return;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR)) ev |= MYSQL_WAIT_READ;
+    if (revents & (POLLOUT | POLLHUP | POLLERR)) ev |= MYSQL_WAIT_WRITE;
+    if (revents & POLLPRI) ev |= MYSQL_WAIT_EXCEPT;
+    dbp__my_run(c, ev);
+}
+
+static void dbp__my_kill_done(dbp_op *kop)
+{
+    dbp_conn *c = DBP__CAST(dbp_conn *, kop->ctx);
+    dbp__my *my;
+    if (!c || c->state == DBP__CS_DEAD || !c->be) return;
+    my = DBP__MY(c);
+    if (my->kill_op != kop) return;
+    my->kill_op = NULL;
+    if (my->phase == DBP__MY_KILLWAIT) {
+        my->nsteps = 0;
+        dbp__my_step_add(c, DBP__MS_CLEAR_KILL, 0);
+        dbp__my_steps_start(c, DBP__MA_IDLE);
+    }
+}
+
+/* A statement ran past its deadline: reject it now, stop it on the server
+   from another connection, keep this connection if it comes back clean. */
+static void dbp__my_op_timeout(dbp_conn *c, dbp_op *op)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_pool *p = c->pool;
+    double secs = op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0;
+    dbp_op *k;
+    if (!my || my->op != op) return;
+    dbp__conn_unlink_op(c, op);
+    my->op = NULL;
+    if (op->type == DBP__OP_STREAM && my->phase == DBP__MY_PAUSED) {
+        /* the consumer is slow, not the server: just end the stream */
+        op->flags |= DBP__OF_CANCEL;
+    }
+    dbp__op_fail(op, DBP_ETIMEOUT, (op->flags & DBP__OF_SENT) != 0,
+                 "%s ran past its deadline (%.3f s); stopped with KILL QUERY on the server",
+                 op->type == DBP__OP_PING ? "ping" : "query", secs);
+    if (my->phase == DBP__MY_PAUSED) {
+        my->purpose = DBP__MP_DISCARD;
+        my->phase = DBP__MY_FREE;
+        my->started = 0;
+        dbp__my_run(c, 0);
+        return;
+    }
+    my->purpose = DBP__MP_DISCARD;
+    c->flags |= DBP__CF_KILLING;
+    my->kill_started_ms = dbp__ms_now();
+    dbp__timer_set(p->hub, &c->timer, my->kill_started_ms + (p->s.connect_timeout > 2000 ? p->s.connect_timeout : 2000) + 1000);
+    k = dbp__op_new(p->hub, p, DBP__OP_KILL);
+    if (!k) return; /* the grace timer will close the connection */
+    k->flags &= ~DBP__OF_CALLER;
+    k->flags |= DBP__OF_SIDE_OK;
+    k->kill_id = c->server_id;
+    k->done = dbp__my_kill_done;
+    k->ctx = c;
+    my->kill_op = k;
+    if (p->state != DBP__PS_OPEN) {
+        /* a closing pool still stops runaway statements */
+        k->acquire_deadline = dbp__ms_now() + p->s.connect_timeout;
+        dbp__queue_op(p, k, 1);
+        dbp__pool_dispatch(p);
+    } else {
+        dbp__pool_submit(p, k);
+    }
+}
+
+static void dbp__my_validate(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    my->purpose = DBP__MP_VALIDATE;
+    my->phase = DBP__MY_PING;
+    my->started = 0;
+    dbp__timer_set(c->pool->hub, &c->timer, dbp__ms_now() + c->pool->s.connect_timeout);
+    dbp__my_run(c, 0);
+}
+
+static void dbp__my_quit(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    if (!my || !my->m) { dbp__conn_closed(c); return; }
+    my->phase = DBP__MY_CLOSE;
+    my->started = 0;
+    dbp__my_run(c, 0);
+}
+
+static void dbp__my_release(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    if (my && my->m && (my->m->server_status & SERVER_STATUS_IN_TRANS)) {
+        /* a transaction left open by its owner never reaches the next one */
+        my->nsteps = 0;
+        dbp__my_step_add(c, DBP__MS_ROLLBACK, 0);
+        c->state = DBP__CS_BUSY;
+        dbp__my_steps_start(c, DBP__MA_RELEASE);
+        return;
+    }
+    c->pool->npinned--;
+    c->flags &= ~DBP__CF_PINNED;
+    dbp__conn_idle(c);
+}
+
+/* Streaming consumer side. */
+static void dbp__my_stream_resume(dbp_op *op)
+{
+    dbp_conn *c = op->conn;
+    dbp__my *my;
+    if (!c || !c->be || op->pool->s.backend != DBP__BK_MYSQL) return;
+    my = DBP__MY(c);
+    if (my->phase != DBP__MY_PAUSED) return;
+    op->stream->paused = 0;
+    my->phase = DBP__MY_FETCH;
+    my->started = 0;
+    dbp__my_run(c, 0);
+}
+
+static const dbp__backend dbp__mysql_backend = {
+    "mysql", dbp__my_open, dbp__my_conn_io, dbp__my_op_start, dbp__my_op_timeout, dbp__my_validate,
+    dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release
+};
+#endif /* DBPOOL_NO_MYSQL */
+
+/* ==== SECTION: Redis replies ==== */
+
+DBPDEF void dbp_reply_free(dbp_reply *r)
+{
+    size_t i;
+    if (!r) return;
+    if (r->element) {
+        for (i = 0; i < r->elements; i++) dbp_reply_free(r->element[i]);
+        DBP_FREE(r->element);
+    }
+    DBP_FREE(r);
+}
+
+/* Formats a command as RESP straight into a buffer: binary-safe, one copy,
+   every allocation through DBP_MALLOC. (hiredis' redisFormatCommandArgv would
+   do the same through its own allocator and an extra copy.) */
+static int dbp__resp_format(dbp__buf *out, int argc, const char *const *argv, const size_t *lens)
+{
+    int i;
+    if (dbp__buf_printf(out, "*%d\r\n", argc)) return DBP_ENOMEM;
+    for (i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        if (dbp__buf_printf(out, "$%lu\r\n", (unsigned long)n) || dbp__buf_add(out, argv[i], n) ||
+            dbp__buf_add(out, "\r\n", 2))
+            return DBP_ENOMEM;
+    }
+    return DBP_OK;
+}
+
+#ifndef DBPOOL_NO_REDIS
+/* ==== SECTION: Redis backend ==== */
+
+/* hiredis builds our reply tree directly, through these. */
+static dbp_reply *dbp__reply_new(const redisReadTask *task, int type, size_t strlen_)
+{
+    dbp_reply *r;
+    if (strlen_ > (size_t)-1 - sizeof(dbp_reply) - 1) return NULL;
+    r = DBP__CAST(dbp_reply *, dbp__calloc(1, sizeof(dbp_reply) + strlen_ + 1));
+    if (!r) return NULL;
+    r->type = (dbp_reply_type)type;
+    r->str = DBP__CAST(char *, (void *)(r + 1));
+    if (task->parent) {
+        dbp_reply *parent = DBP__CAST(dbp_reply *, task->parent->obj);
+        if ((size_t)task->idx < parent->elements) parent->element[task->idx] = r;
+    }
+    return r;
+}
+static void *dbp__rd_string(const redisReadTask *task, char *str, size_t len)
+{
+    dbp_reply *r = dbp__reply_new(task, task->type, len);
+    if (!r) return NULL;
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+static void *dbp__rd_array(const redisReadTask *task, int n)
+{
+    dbp_reply *r = dbp__reply_new(task, DBP_REPLY_ARRAY, 0);
+    if (!r) return NULL;
+    if (n > 0) {
+        r->element = DBP__ALLOC(dbp_reply *, (size_t)n);
+        if (!r->element) {
+            if (task->parent) {
+                dbp_reply *parent = DBP__CAST(dbp_reply *, task->parent->obj);
+                if ((size_t)task->idx < parent->elements) parent->element[task->idx] = NULL;
+            }
+            DBP_FREE(r);
+            return NULL;
+        }
+    }
+    r->elements = n > 0 ? (size_t)n : 0;
+    return r;
+}
+static void *dbp__rd_integer(const redisReadTask *task, long long v)
+{
+    dbp_reply *r = dbp__reply_new(task, DBP_REPLY_INTEGER, 0);
+    if (r) r->integer = v;
+    return r;
+}
+static void *dbp__rd_nil(const redisReadTask *task)
+{
+    return dbp__reply_new(task, DBP_REPLY_NIL, 0);
+}
+static void dbp__rd_free(void *p) { dbp_reply_free(DBP__CAST(dbp_reply *, p)); }
+
+static redisReplyObjectFunctions dbp__rd_fns = {
+    dbp__rd_string, dbp__rd_array, dbp__rd_integer, dbp__rd_nil, dbp__rd_free
+};
+
+/* Internal replies a connection expects before (or instead of) user ops. */
+enum { DBP__RI_AUTH = 1, DBP__RI_SELECT, DBP__RI_SETNAME, DBP__RI_READONLY, DBP__RI_INFO,
+       DBP__RI_CFG_TIMEOUT, DBP__RI_CFG_MAXCLIENTS, DBP__RI_PING, DBP__RI_VALIDATE, DBP__RI_QUIT,
+       DBP__RI_SUBSCRIBE, DBP__RI_DISCARD, DBP__RI_UNWATCH };
+enum { DBP__RP_CONNECT = 1, DBP__RP_READY, DBP__RP_QUIT };
+/* session state a pinned connection may leave behind */
+enum { DBP__RS_MULTI = 1, DBP__RS_WATCH = 2, DBP__RS_DB = 4 };
+
+#define DBP__RD_MAX_INTERNAL 16
+
+typedef struct dbp__rd {
+    redisReader *reader;
+    dbp__buf out;
+    unsigned long long written, appended;
+    int phase;
+    int internal[DBP__RD_MAX_INTERNAL];
+    int ninternal, ihead;
+    unsigned dirty;
+    int connect_fatal;
+} dbp__rd;
+
+#define DBP__RD(c) DBP__CAST(dbp__rd *, (c)->be)
+
+static void dbp__rd_fail(dbp_conn *c, int rc, const char *fmt, ...)
+{
+    dbp_error e;
+    va_list ap;
+    int connecting = c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT;
+    dbp__err_clear(&e);
+    e.rc = rc;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
+    if (DBP__RD(c) && DBP__RD(c)->connect_fatal) e.code = -1;
+    dbp__conn_failed(c, &e, connecting);
+}
+
+static int dbp__rd_internal_push(dbp_conn *c, int kind, int argc, const char *const *argv, const size_t *lens)
+{
+    dbp__rd *rd = DBP__RD(c);
+    size_t before = rd->out.len;
+    if (rd->ninternal >= DBP__RD_MAX_INTERNAL) return DBP_EUSAGE;
+    if (dbp__resp_format(&rd->out, argc, argv, lens)) return DBP_ENOMEM;
+    rd->appended += rd->out.len - before;
+    rd->internal[(rd->ihead + rd->ninternal) % DBP__RD_MAX_INTERNAL] = kind;
+    rd->ninternal++;
+    c->events |= POLLOUT;
+    return DBP_OK;
+}
+
+/* The commands that make a fresh socket a usable connection. */
+static int dbp__rd_handshake(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    const dbp__settings *s = &p->s;
+    int rc = DBP_OK;
+    if (s->password) {
+        const char *argv[3];
+        int n = 0;
+        argv[n++] = "AUTH";
+        if (s->user) argv[n++] = s->user;
+        argv[n++] = s->password;
+        rc |= dbp__rd_internal_push(c, DBP__RI_AUTH, n, argv, NULL);
+    }
+    if (s->redis_db && !(c->flags & DBP__CF_SUB)) {
+        char db[16];
+        const char *argv[2];
+        snprintf(db, sizeof db, "%d", s->redis_db);
+        argv[0] = "SELECT"; argv[1] = db;
+        rc |= dbp__rd_internal_push(c, DBP__RI_SELECT, 2, argv, NULL);
+    }
+    if (s->name) {
+        const char *argv[3];
+        argv[0] = "CLIENT"; argv[1] = "SETNAME"; argv[2] = s->name;
+        rc |= dbp__rd_internal_push(c, DBP__RI_SETNAME, 3, argv, NULL);
+    }
+    if (c->flags & DBP__CF_REPLICA) {
+        const char *argv[1];
+        argv[0] = "READONLY";
+        rc |= dbp__rd_internal_push(c, DBP__RI_READONLY, 1, argv, NULL);
+    }
+    if (!p->limits_read && !(c->flags & DBP__CF_SUB)) {
+        const char *a1[2], *a2[3], *a3[3];
+        a1[0] = "INFO"; a1[1] = "server";
+        a2[0] = "CONFIG"; a2[1] = "GET"; a2[2] = "timeout";
+        a3[0] = "CONFIG"; a3[1] = "GET"; a3[2] = "maxclients";
+        rc |= dbp__rd_internal_push(c, DBP__RI_INFO, 2, a1, NULL);
+        rc |= dbp__rd_internal_push(c, DBP__RI_CFG_TIMEOUT, 3, a2, NULL);
+        rc |= dbp__rd_internal_push(c, DBP__RI_CFG_MAXCLIENTS, 3, a3, NULL);
+        p->limits_read = 1;
+    } else {
+        /* one round trip proves the credentials even without AUTH */
+        const char *argv[1];
+        argv[0] = "PING";
+        rc |= dbp__rd_internal_push(c, DBP__RI_PING, 1, argv, NULL);
+    }
+    return rc;
+}
+
+static void dbp__rd_set_socket_options(int fd, int keepalive_ms, int tcp)
+{
+    int on = 1;
+    if (!tcp) return;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+#ifndef DBPOOL_NO_MYSQL
+    dbp__my_set_keepalive(fd, keepalive_ms);
+#else
+    if (keepalive_ms > 0) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+#endif
+}
+
+/* Resolves host:port; a numeric address needs no DNS. */
+static int dbp__resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len, dbp_error *err)
+{
+    struct addrinfo hints, *res = NULL;
+    char ps[16];
+    int rc;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    snprintf(ps, sizeof ps, "%d", port);
+    rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc == EAI_NONAME) {
+        /* a host name: this lookup blocks (as in every driver without an async resolver) */
+        hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+        rc = getaddrinfo(host, ps, &hints, &res);
+    }
+    if (rc || !res) {
+        if (res) freeaddrinfo(res);
+        return dbp__err_set(err, DBP_ECONNECT, "cannot resolve host '%.100s': %s", host, gai_strerror(rc));
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    return DBP_OK;
+}
+
+/* Starts a non-blocking TCP (or unix) connect. */
+static int dbp__tcp_connect(const char *host, int port, int keepalive_ms, int *out_fd, dbp_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    int fd, tcp = 1, rc;
+    memset(&ss, 0, sizeof ss);
+    if (host && host[0] == '/') {
+        struct sockaddr_un *un = DBP__CAST(struct sockaddr_un *, (void *)&ss);
+        if (strlen(host) >= sizeof un->sun_path) return dbp__err_set(err, DBP_EURL, "unix socket path too long");
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, host);
+        len = (socklen_t)sizeof *un;
+        tcp = 0;
+    } else if ((rc = dbp__resolve(host ? host : "127.0.0.1", port, &ss, &len, err)) != DBP_OK) {
+        return rc;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return dbp__err_set(err, DBP_ECONNECT, "socket(): %s", strerror(errno));
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        rc = errno;
+        close(fd);
+        return dbp__err_set(err, DBP_ECONNECT, "fcntl(): %s", strerror(rc));
+    }
+    dbp__rd_set_socket_options(fd, keepalive_ms, tcp);
+    if (connect(fd, DBP__CAST(struct sockaddr *, (void *)&ss), len) < 0 && errno != EINPROGRESS) {
+        rc = errno;
+        close(fd);
+        return dbp__err_set(err, DBP_ECONNECT, "could not connect to %.100s:%d: %s", host ? host : "", port, strerror(rc));
+    }
+    *out_fd = fd;
+    return DBP_OK;
+}
+
+static int dbp__rd_open(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    dbp__rd *rd = DBP__ALLOC(dbp__rd, 1);
+    int fd = -1;
+    if (!rd) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
+    c->be = rd;
+    rd->reader = redisReaderCreateWithFunctions(&dbp__rd_fns);
+    if (!rd->reader) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory (redis reader)");
+    if (dbp__tcp_connect(p->s.host ? p->s.host : "127.0.0.1", p->s.port, p->s.keepalive, &fd, &c->err) != DBP_OK)
+        return c->err.rc;
+    c->fd = fd;
+    rd->phase = DBP__RP_CONNECT;
+    c->events = POLLOUT;
+    c->state = DBP__CS_CONNECTING;
+    if (dbp__rd_handshake(c) != DBP_OK) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
+    c->events = POLLOUT;
+    return DBP_OK;
+}
+
+static void dbp__rd_abort(dbp_conn *c)
+{
+    dbp__rd *rd = DBP__RD(c);
+    if (!rd) return;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    if (rd->reader) redisReaderFree(rd->reader);
+    dbp__buf_free(&rd->out);
+    DBP_FREE(rd);
+    c->be = NULL;
+    c->events = 0;
+}
+
+/* Writes what is queued; keeps POLLOUT while something is left. */
+static int dbp__rd_write(dbp_conn *c)
+{
+    dbp__rd *rd = DBP__RD(c);
+    int guard = 0;
+    while (rd->out.off < rd->out.len && guard++ < 64) {
+        ssize_t n = send(c->fd, rd->out.data + rd->out.off, rd->out.len - rd->out.off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            dbp__rd_fail(c, DBP_ECONNECT, "write failed: %s", strerror(errno));
+            return -1;
+        }
+        rd->out.off += (size_t)n;
+        rd->written += (unsigned long long)n;
+    }
+    if (rd->out.off == rd->out.len) {
+        rd->out.off = rd->out.len = 0;
+        c->events &= (short)~POLLOUT;
+    } else {
+        c->events |= POLLOUT;
+    }
+    return 0;
+}
+
+static void dbp__rd_flush(dbp_conn *c)
+{
+    dbp__rd *rd = DBP__RD(c);
+    if (!rd || rd->phase != DBP__RP_READY || c->fd < 0) return;
+    if (rd->out.off < rd->out.len) dbp__rd_write(c);
+}
+
+static void dbp__sub_push(dbp_conn *c, dbp_reply *r);
+static void dbp__sub_ready(dbp_conn *c);
+
+static long long dbp__info_field(const char *info, const char *key, char *val, size_t n)
+{
+    const char *p = strstr(info, key);
+    size_t i = 0;
+    if (!p) return -1;
+    p += strlen(key);
+    while (p[i] && p[i] != '\r' && p[i] != '\n' && i + 1 < n) { val[i] = p[i]; i++; }
+    val[i] = '\0';
+    return 0;
+}
+
+/* An internal reply arrived. Returns -1 when the connection was failed. */
+static int dbp__rd_internal_reply(dbp_conn *c, int kind, dbp_reply *r)
+{
+    dbp_pool *p = c->pool;
+    int err = r->type == DBP_REPLY_ERROR;
+    switch (kind) {
+    case DBP__RI_AUTH:
+        if (err) {
+            DBP__RD(c)->connect_fatal = 1;
+            dbp__rd_fail(c, DBP_EAUTH, "authentication failed: %.200s", r->str);
+            return -1;
+        }
+        return 0;
+    case DBP__RI_SELECT: case DBP__RI_PING: case DBP__RI_INFO: case DBP__RI_SETNAME: case DBP__RI_READONLY:
+        if (err && (strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0)) {
+            DBP__RD(c)->connect_fatal = 1;
+            dbp__rd_fail(c, DBP_EAUTH, "the server requires authentication: %.200s", r->str);
+            return -1;
+        }
+        if (err && kind == DBP__RI_SELECT) {
+            DBP__RD(c)->connect_fatal = 1;
+            dbp__rd_fail(c, DBP_ECONNECT, "SELECT %d failed: %.200s", p->s.redis_db, r->str);
+            return -1;
+        }
+        if (err && kind == DBP__RI_READONLY) {
+            dbp__rd_fail(c, DBP_ECONNECT, "READONLY failed: %.200s", r->str);
+            return -1;
+        }
+        if (kind == DBP__RI_INFO && r->type == DBP_REPLY_STRING) {
+            char v[64];
+            if (dbp__info_field(r->str, "redis_version:", v, sizeof v) == 0)
+                snprintf(p->version, sizeof p->version, "%s", v);
+        }
+        return 0;
+    case DBP__RI_CFG_TIMEOUT: case DBP__RI_CFG_MAXCLIENTS:
+        /* CONFIG may be forbidden by ACLs: then the limits stay unknown */
+        if (r->type == DBP_REPLY_ARRAY && r->elements == 2 && r->element[1] &&
+            r->element[1]->type == DBP_REPLY_STRING) {
+            long long v = atoll(r->element[1]->str);
+            if (kind == DBP__RI_CFG_TIMEOUT) {
+                p->srv_wait_timeout = v;
+                if (v > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= v * 1000) {
+                    p->s.idle_timeout = (int)(v * 1000 * 3 / 4);
+                    if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
+                }
+            } else {
+                p->srv_max_conn = v;
+                if (v > 0 && p->s.max > v) dbp__warn(p, "max=%d exceeds the server's maxclients=%lld", p->s.max, v);
+            }
+        }
+        return 0;
+    case DBP__RI_VALIDATE:
+        if (err) { dbp__rd_fail(c, DBP_ECONNECT, "validation ping failed: %.200s", r->str); return -1; }
+        dbp__timer_clear(p->hub, &c->timer);
+        dbp__conn_validated(c);
+        return 0;
+    case DBP__RI_QUIT:
+        dbp__conn_closed(c);
+        return -1;
+    case DBP__RI_DISCARD: case DBP__RI_UNWATCH:
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* A reply for the op at the head of the pipeline. */
+static void dbp__rd_op_reply(dbp_conn *c, dbp_op *op, dbp_reply *r)
+{
+    dbp__rd *rd = DBP__RD(c);
+    if (op->flags & DBP__OF_ZOMBIE) {
+        dbp__conn_unlink_op(c, op);
+        op->flags &= ~DBP__OF_ZOMBIE;
+        dbp_reply_free(r);
+        dbp__op_maybe_free(op);
+        /* the late reply came back: the connection is in step again */
+        if (!(c->nops) || !(DBP__CONTAINER(c->ops.next, dbp_op, link)->flags & DBP__OF_ZOMBIE)) {
+            dbp__link *l;
+            int zombies = 0;
+            for (l = c->ops.next; l != &c->ops; l = l->next)
+                if (DBP__CONTAINER(l, dbp_op, link)->flags & DBP__OF_ZOMBIE) zombies++;
+            if (!zombies) { c->flags &= ~DBP__CF_SUSPECT; dbp__timer_clear(c->pool->hub, &c->timer); }
+        }
+        return;
+    }
+    dbp__conn_unlink_op(c, op);
+    op->flags |= DBP__OF_SENT;
+    if (op->pin) {
+        /* session state a pinned connection may carry back to the pool */
+        if (strcmp(op->cmd, "MULTI") == 0 && r->type != DBP_REPLY_ERROR) rd->dirty |= DBP__RS_MULTI;
+        else if (strcmp(op->cmd, "EXEC") == 0 || strcmp(op->cmd, "DISCARD") == 0) rd->dirty &= ~(unsigned)(DBP__RS_MULTI | DBP__RS_WATCH);
+        else if (strcmp(op->cmd, "WATCH") == 0 && r->type != DBP_REPLY_ERROR) rd->dirty |= DBP__RS_WATCH;
+        else if (strcmp(op->cmd, "UNWATCH") == 0) rd->dirty &= ~(unsigned)DBP__RS_WATCH;
+        else if (strcmp(op->cmd, "SELECT") == 0 && r->type != DBP_REPLY_ERROR) rd->dirty |= DBP__RS_DB;
+    }
+    if (r->type == DBP_REPLY_ERROR) {
+        op->err.code = 0;
+        op->err.sqlstate[0] = '\0';
+        op->err.sent = 1;
+        snprintf(op->err.message, sizeof op->err.message, "%s", r->str);
+        dbp_reply_free(r);
+        dbp__op_settle(op, DBP_EREDIS);
+    } else {
+        op->reply = r;
+        dbp__op_settle(op, DBP_OK);
+    }
+}
+
+/* Reads what arrived and hands every complete reply to its owner. */
+static void dbp__rd_read(dbp_conn *c)
+{
+    char buf[65536];
+    int guard;
+    for (guard = 0; guard < 64; guard++) {
+        dbp__rd *rd = DBP__RD(c);
+        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) { dbp__rd_fail(c, DBP_ECONNECT, "the server closed the connection"); return; }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            dbp__rd_fail(c, DBP_ECONNECT, "read failed: %s", strerror(errno));
+            return;
+        }
+        if (redisReaderFeed(rd->reader, buf, (size_t)n) != REDIS_OK) {
+            dbp__rd_fail(c, DBP_EPROTOCOL, "protocol error: %s", rd->reader->errstr);
+            return;
+        }
+        for (;;) {
+            void *obj = NULL;
+            dbp_reply *r;
+            rd = DBP__RD(c);
+            if (!rd || c->state == DBP__CS_DEAD) return;
+            if (redisReaderGetReply(rd->reader, &obj) != REDIS_OK) {
+                dbp__rd_fail(c, DBP_EPROTOCOL, "protocol error: %s", rd->reader->errstr[0] ? rd->reader->errstr : "out of memory");
+                return;
+            }
+            if (!obj) break;
+            r = DBP__CAST(dbp_reply *, obj);
+            if (rd->ninternal > 0) {
+                int kind = rd->internal[rd->ihead];
+                rd->ihead = (rd->ihead + 1) % DBP__RD_MAX_INTERNAL;
+                rd->ninternal--;
+                if (kind == DBP__RI_SUBSCRIBE) {
+                    dbp__sub_push(c, r);
+                    continue;
+                }
+                if (dbp__rd_internal_reply(c, kind, r) < 0) { dbp_reply_free(r); return; }
+                dbp_reply_free(r);
+                rd = DBP__RD(c);
+                if (rd->ninternal == 0 && c->state == DBP__CS_INIT) {
+                    dbp__timer_clear(c->pool->hub, &c->timer);
+                    dbp__conn_ready(c);
+                    if (c->state == DBP__CS_DEAD) return;
+                }
+                continue;
+            }
+            if (c->flags & DBP__CF_SUB) { dbp__sub_push(c, r); continue; }
+            if (dbp__list_empty(&c->ops)) {
+                dbp_reply_free(r);
+                dbp__rd_fail(c, DBP_EPROTOCOL, "protocol error: a reply nobody asked for");
+                return;
+            }
+            {
+                dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
+                if ((op->flags & DBP__OF_ASKING) && op->ctx == NULL) {
+                    /* the +OK of the ASKING sent in front of this command */
+                    op->ctx = (void *)op;
+                    dbp_reply_free(r);
+                    continue;
+                }
+                dbp__rd_op_reply(c, op, r);
+            }
+            if (c->state == DBP__CS_DEAD) return;
+            if (c->nops == 0 && c->state == DBP__CS_BUSY) {
+                dbp__conn_idle(c);
+                if (c->state == DBP__CS_DEAD) return;
+            }
+        }
+    }
+}
+
+static void dbp__rd_conn_io(dbp_conn *c, int revents)
+{
+    dbp__rd *rd = DBP__RD(c);
+    if (!rd) return;
+    if (revents == DBP__EV_TIMER) {
+        if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT)
+            dbp__rd_fail(c, DBP_ECONNECT, "could not connect to %s:%d within %.1f s (connect_timeout)",
+                         c->pool->s.host ? c->pool->s.host : "127.0.0.1", c->pool->s.port,
+                         c->pool->s.connect_timeout / 1000.0);
+        else if (c->state == DBP__CS_VALIDATING)
+            dbp__rd_fail(c, DBP_ETIMEOUT, "validation ping got no answer");
+        else if (c->flags & DBP__CF_SUSPECT)
+            dbp__rd_fail(c, DBP_ETIMEOUT, "no reply from the server for a command that timed out; connection closed");
+        return;
+    }
+    if (rd->phase == DBP__RP_CONNECT) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (!(revents & (POLLOUT | POLLERR | POLLHUP))) return;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        if (err) {
+            dbp__rd_fail(c, DBP_ECONNECT, "could not connect to %s:%d: %s",
+                         c->pool->s.host ? c->pool->s.host : "127.0.0.1", c->pool->s.port, strerror(err));
+            return;
+        }
+        rd->phase = DBP__RP_READY;
+        c->state = DBP__CS_INIT;
+        c->events = POLLIN;
+        if (dbp__rd_write(c) < 0) return;
+        return;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (c->state == DBP__CS_IDLE && !(c->flags & DBP__CF_SUB) && rd->ninternal == 0 && dbp__list_empty(&c->ops)) {
+            /* nothing is owed to an idle connection: data or EOF means it is gone */
+            if (dbp__idle_socket_dead(c, revents)) {
+                dbp__rd_fail(c, DBP_ECONNECT, "the server closed idle connection %d", c->id);
+            }
+            return;
+        }
+        dbp__rd_read(c);
+        if (c->state == DBP__CS_DEAD || !c->be) return;
+    }
+    if ((revents & POLLOUT) && c->state != DBP__CS_DEAD) dbp__rd_write(c);
+    if (c->state != DBP__CS_DEAD) c->events |= POLLIN;
+}
+
+static void dbp__rd_op_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__rd *rd = DBP__RD(c);
+    size_t before = rd->out.len;
+    if (op->flags & DBP__OF_ASKING) {
+        op->ctx = NULL;
+        if (dbp__buf_add(&rd->out, "*1\r\n$6\r\nASKING\r\n", 16)) goto oom;
+    }
+    if (op->type == DBP__OP_PING) {
+        if (dbp__buf_add(&rd->out, "*1\r\n$4\r\nPING\r\n", 14)) goto oom;
+    } else if (dbp__buf_add(&rd->out, op->req, op->req_len)) {
+        goto oom;
+    }
+    rd->appended += rd->out.len - before;
+    op->out_end = rd->appended;
+    /* written together with the others submitted before the hub runs */
+    c->events |= POLLOUT | POLLIN;
+    return;
+oom:
+    rd->out.len = before;
+    dbp__conn_unlink_op(c, op);
+    dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory queueing the command");
+    if (c->nops == 0) dbp__conn_idle(c);
+}
+
+/* A command ran past its deadline: rejected now; its reply, when it comes,
+   is dropped. A connection that stays silent is closed. */
+static void dbp__rd_op_timeout(dbp_conn *c, dbp_op *op)
+{
+    dbp__rd *rd = DBP__RD(c);
+    long long grace = op->query_timeout > 1000 ? op->query_timeout : 1000;
+    int sent = rd && op->out_end && op->out_end <= rd->written + (rd->out.len - rd->out.off) ? 1 : 0;
+    sent = rd && rd->written >= op->out_end - op->req_len ? 1 : sent;
+    op->flags |= DBP__OF_ZOMBIE;
+    dbp__op_fail(op, DBP_ETIMEOUT, sent, "command %s got no reply within its deadline (%.3f s)", op->cmd,
+                 op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0.0);
+    c->flags |= DBP__CF_SUSPECT;
+    dbp__timer_min(c->pool->hub, &c->timer, dbp__ms_now() + grace);
+}
+
+static void dbp__rd_validate(dbp_conn *c)
+{
+    static const char *const argv[] = { "PING" };
+    if (dbp__rd_internal_push(c, DBP__RI_VALIDATE, 1, argv, NULL) != DBP_OK) {
+        dbp__rd_fail(c, DBP_ENOMEM, "out of memory");
+        return;
+    }
+    dbp__timer_set(c->pool->hub, &c->timer, dbp__ms_now() + c->pool->s.connect_timeout);
+}
+
+static void dbp__rd_quit(dbp_conn *c)
+{
+    static const char *const argv[] = { "QUIT" };
+    dbp__rd *rd = DBP__RD(c);
+    if (!rd || rd->phase != DBP__RP_READY || dbp__rd_internal_push(c, DBP__RI_QUIT, 1, argv, NULL) != DBP_OK) {
+        dbp__conn_closed(c);
+        return;
+    }
+    dbp__rd_write(c);
+}
+
+static void dbp__rd_release(dbp_conn *c)
+{
+    dbp__rd *rd = DBP__RD(c);
+    dbp_pool *p = c->pool;
+    p->npinned--;
+    c->flags &= ~DBP__CF_PINNED;
+    if (rd && rd->dirty) {
+        /* MULTI, WATCH or another database left behind: start afresh */
+        rd->dirty = 0;
+        dbp__conn_close(c, DBP__CLOSE_ERROR);
+        dbp__pool_dispatch(p);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    dbp__conn_idle(c);
+}
+
+static const dbp__backend dbp__redis_backend = {
+    "redis", dbp__rd_open, dbp__rd_conn_io, dbp__rd_op_start, dbp__rd_op_timeout, dbp__rd_validate,
+    dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release
+};
+
+/* ==== SECTION: pub/sub ==== */
+
+struct dbp_sub {
+    dbp__link link;             /* pool->subs */
+    dbp_pool *pool;
+    dbp_conn *conn;
+    char **names;
+    size_t *lens;
+    int *pattern;
+    int n, cap;
+    dbp_message_fn fn;
+    void *ud;
+    int reconnects, fail_streak;
+    int ended;                  /* the pool closed under it, or dbp_sub_close */
+    int in_cb, free_later;
+    int ever_ready;
+    long long down_since_us;
+    dbp__timer timer;           /* reconnect backoff */
+};
+
+static void dbp__sub_deliver(dbp_sub *s, dbp_msg_type type, const char *ch, size_t chn, const char *pat,
+                             size_t patn, const char *pl, size_t pln)
+{
+    dbp_message m;
+    if (!s->fn || s->ended) return;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    m.channel = ch; m.channel_len = chn;
+    m.pattern = pat; m.pattern_len = patn;
+    m.payload = pl; m.payload_len = pln;
+    s->in_cb++;
+    s->fn(s, &m, s->ud);
+    s->in_cb--;
+}
+
+static void dbp__sub_free(dbp_sub *s)
+{
+    int i;
+    if (s->pool) dbp__timer_clear(s->pool->hub, &s->timer);
+    dbp__list_remove(&s->link);
+    for (i = 0; i < s->n; i++) DBP_FREE(s->names[i]);
+    DBP_FREE(s->names); DBP_FREE(s->lens); DBP_FREE(s->pattern);
+    DBP_FREE(s);
+}
+
+/* Queues (P)SUBSCRIBE for names [from, s->n) on the subscription's connection. */
+static int dbp__sub_send(dbp_sub *s, int from)
+{
+    dbp_conn *c = s->conn;
+    dbp__rd *rd;
+    int k;
+    if (!c || !c->be || c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) return DBP_OK;
+    rd = DBP__RD(c);
+    for (k = 0; k < 2; k++) {
+        int i, cnt = 0;
+        size_t before = rd->out.len;
+        for (i = from; i < s->n; i++) if (s->pattern[i] == k) cnt++;
+        if (!cnt) continue;
+        if (dbp__buf_printf(&rd->out, "*%d\r\n$%d\r\n%s\r\n", cnt + 1, k ? 10 : 9, k ? "PSUBSCRIBE" : "SUBSCRIBE"))
+            return DBP_ENOMEM;
+        for (i = from; i < s->n; i++) {
+            if (s->pattern[i] != k) continue;
+            if (dbp__buf_printf(&rd->out, "$%lu\r\n", (unsigned long)s->lens[i]) ||
+                dbp__buf_add(&rd->out, s->names[i], s->lens[i]) || dbp__buf_add(&rd->out, "\r\n", 2))
+                return DBP_ENOMEM;
+        }
+        rd->appended += rd->out.len - before;
+    }
+    c->events |= POLLOUT | POLLIN;
+    return DBP_OK;
+}
+
+static void dbp__sub_connect(dbp_sub *s);
+
+static void dbp__sub_timer_fire(dbp__timer *t)
+{
+    dbp_sub *s = DBP__CONTAINER(t, dbp_sub, timer);
+    if (!s->ended && !s->conn) dbp__sub_connect(s);
+}
+
+static void dbp__sub_connect(dbp_sub *s)
+{
+    dbp_pool *p = s->pool;
+    dbp_conn *c = dbp__conn_new(p, DBP__CF_SUB);
+    if (!c) { dbp__timer_set(p->hub, &s->timer, dbp__ms_now() + p->s.backoff_max); return; }
+    c->sub = s;
+    s->conn = c;
+    dbp__list_push(&p->conns, &c->link);
+    p->nconnecting++;
+    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + p->s.connect_timeout);
+    if (p->bk->conn_open(c) != DBP_OK) {
+        dbp_error e = c->err;
+        dbp__conn_failed(c, &e, 1);
+    }
+}
+
+/* The subscription's connection is ready: subscribe to everything again. */
+static void dbp__sub_ready(dbp_conn *c)
+{
+    dbp_sub *s = c->sub;
+    if (!s) return;
+    s->fail_streak = 0;
+    c->events = POLLIN;
+    if (dbp__sub_send(s, 0) != DBP_OK) {
+        dbp__rd_fail(c, DBP_ENOMEM, "out of memory subscribing");
+        return;
+    }
+    dbp__rd_write(c);
+    if (s->ever_ready) {
+        char msg[160];
+        double gap = (double)(dbp__now_us() - s->down_since_us) / 1e6;
+        s->reconnects++;
+        snprintf(msg, sizeof msg, "subscription restored after %.3f s; messages published in between were not received", gap);
+        dbp__emit(s->pool, DBP_EVENT_ERROR, msg, NULL, (long long)(gap * 1e6), c);
+        dbp__sub_deliver(s, DBP_MSG_RESUBSCRIBED, NULL, 0, NULL, 0, msg, strlen(msg));
+    }
+    s->ever_ready = 1;
+}
+
+/* The subscription's connection died: reconnect with backoff. */
+static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
+{
+    dbp_sub *s = c->sub;
+    dbp_pool *p;
+    long long d;
+    int i;
+    if (!s) return;
+    p = s->pool;
+    c->sub = NULL;
+    if (s->conn == c) s->conn = NULL;
+    if (s->ended) return;
+    if (s->ever_ready && s->fail_streak == 0) {
+        char msg[DBP_ERRMSG_MAX + 64];
+        s->down_since_us = dbp__now_us();
+        snprintf(msg, sizeof msg, "subscription connection lost (%s); reconnecting", e->message);
+        dbp__emit(p, DBP_EVENT_ERROR, msg, e, 0, NULL);
+    }
+    s->fail_streak++;
+    if (e->rc == DBP_EAUTH && !s->ever_ready) {
+        s->ended = 1;
+        dbp__sub_deliver(s, DBP_MSG_ERROR, NULL, 0, NULL, 0, e->message, strlen(e->message));
+        return;
+    }
+    d = p->s.backoff_min;
+    for (i = 1; i < s->fail_streak && d < p->s.backoff_max; i++) d *= 2;
+    if (d > p->s.backoff_max) d = p->s.backoff_max;
+    d = d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
+    dbp__timer_set(p->hub, &s->timer, dbp__ms_now() + d);
+}
+
+/* A push on a subscription connection. */
+static void dbp__sub_push(dbp_conn *c, dbp_reply *r)
+{
+    dbp_sub *s = c->sub;
+    dbp_reply **e;
+    if (!s || r->type != DBP_REPLY_ARRAY || r->elements < 3) { dbp_reply_free(r); return; }
+    e = r->element;
+    if (e[0]->type != DBP_REPLY_STRING) { dbp_reply_free(r); return; }
+    if (strcmp(e[0]->str, "message") == 0 && r->elements == 3)
+        dbp__sub_deliver(s, DBP_MSG_MESSAGE, e[1]->str, e[1]->len, NULL, 0, e[2]->str, e[2]->len);
+    else if (strcmp(e[0]->str, "pmessage") == 0 && r->elements == 4)
+        dbp__sub_deliver(s, DBP_MSG_PMESSAGE, e[2]->str, e[2]->len, e[1]->str, e[1]->len, e[3]->str, e[3]->len);
+    else if (strcmp(e[0]->str, "subscribe") == 0 || strcmp(e[0]->str, "psubscribe") == 0)
+        dbp__sub_deliver(s, DBP_MSG_SUBSCRIBED, e[1]->str, e[1]->len, NULL, 0, NULL, 0);
+    dbp_reply_free(r);
+    if (s->free_later && !s->in_cb) {
+        /* closed from its own callback */
+        dbp_conn *sc = s->conn;
+        s->conn = NULL;
+        if (sc) { sc->sub = NULL; dbp__conn_close(sc, DBP__CLOSE_POOL); }
+        dbp__sub_free(s);
+    }
+}
+
+/* The pool is closing: subscriptions end with it. */
+static void dbp__sub_pool_closing(dbp_pool *p)
+{
+    while (!dbp__list_empty(&p->subs)) {
+        dbp_sub *s = DBP__CONTAINER(p->subs.next, dbp_sub, link);
+        dbp_conn *c = s->conn;
+        s->ended = 1;
+        dbp__list_remove(&s->link);
+        dbp__timer_clear(p->hub, &s->timer);
+        s->conn = NULL;
+        if (c) {
+            c->sub = NULL;
+            if (c->state == DBP__CS_IDLE) dbp__conn_close(c, DBP__CLOSE_POOL);
+            else { if (p->bk->abort) p->bk->abort(c); dbp__conn_bury(c, DBP__CLOSE_POOL); }
+        }
+    }
+}
+
+static int dbp__sub_add_names(dbp_sub *s, int pattern, int n, const char *const *names)
+{
+    int i;
+    if (n < 0 || (n > 0 && !names)) return DBP_EUSAGE;
+    if (s->n + n > s->cap) {
+        int cap = s->cap ? s->cap : 8;
+        char **nn; size_t *nl; int *np;
+        while (cap < s->n + n) cap *= 2;
+        nn = DBP__CAST(char **, DBP_REALLOC(s->names, (size_t)cap * sizeof *nn));
+        if (!nn) return DBP_ENOMEM;
+        s->names = nn;
+        nl = DBP__CAST(size_t *, DBP_REALLOC(s->lens, (size_t)cap * sizeof *nl));
+        if (!nl) return DBP_ENOMEM;
+        s->lens = nl;
+        np = DBP__CAST(int *, DBP_REALLOC(s->pattern, (size_t)cap * sizeof *np));
+        if (!np) return DBP_ENOMEM;
+        s->pattern = np;
+        s->cap = cap;
+    }
+    for (i = 0; i < n; i++) {
+        if (!names[i]) return DBP_EUSAGE;
+        s->names[s->n] = dbp__strdup(names[i]);
+        if (!s->names[s->n]) return DBP_ENOMEM;
+        s->lens[s->n] = strlen(names[i]);
+        s->pattern[s->n] = pattern;
+        s->n++;
+    }
+    return DBP_OK;
+}
+
+DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *channels, int npatterns,
+                              const char *const *patterns, dbp_message_fn fn, void *ud, dbp_error *err)
+{
+    dbp_sub *s;
+    int rc;
+    dbp__err_clear(err);
+    if (!p) { dbp__err_set(err, DBP_EUSAGE, "no pool"); return NULL; }
+    if (p->s.backend == DBP__BK_MYSQL) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis pool"); return NULL; }
+    if (p->state != DBP__PS_OPEN) { dbp__err_set(err, DBP_ECLOSED, "pool is closing or closed"); return NULL; }
+    if (nchannels + npatterns <= 0) { dbp__err_set(err, DBP_EUSAGE, "subscribe to at least one channel or pattern"); return NULL; }
+    if (p->cluster) {
+        /* classic pub/sub is broadcast to every node: any node will do */
+        dbp_pool *node = NULL;
+        dbp__link *l;
+        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
+            dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
+            if (n->parent == p && n->state == DBP__PS_OPEN) { node = n; break; }
+        }
+        if (!node) { dbp__err_set(err, DBP_ECONNECT, "no cluster node known yet"); return NULL; }
+        p = node;
+    }
+    s = DBP__ALLOC(dbp_sub, 1);
+    if (!s) { dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    s->pool = p;
+    s->fn = fn;
+    s->ud = ud;
+    dbp__timer_init(&s->timer, dbp__sub_timer_fire);
+    dbp__list_push(&p->subs, &s->link);
+    if ((rc = dbp__sub_add_names(s, 0, nchannels, channels)) != DBP_OK ||
+        (rc = dbp__sub_add_names(s, 1, npatterns, patterns)) != DBP_OK) {
+        dbp__sub_free(s);
+        dbp__err_set(err, rc, rc == DBP_ENOMEM ? "out of memory" : "a channel name is NULL");
+        return NULL;
+    }
+    dbp__sub_connect(s);
+    return s;
+}
+
+DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names)
+{
+    int from, rc;
+    if (!s || s->ended) return DBP_EUSAGE;
+    from = s->n;
+    if ((rc = dbp__sub_add_names(s, patterns ? 1 : 0, n, names)) != DBP_OK) return rc;
+    return dbp__sub_send(s, from);
+}
+
+DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { return s ? s->reconnects : 0; }
+
+DBPDEF void dbp_sub_close(dbp_sub *s)
+{
+    dbp_conn *c;
+    if (!s) return;
+    s->ended = 1;
+    s->fn = NULL;
+    if (s->in_cb) { s->free_later = 1; return; }
+    c = s->conn;
+    s->conn = NULL;
+    if (c && c->state != DBP__CS_DEAD) {
+        c->sub = NULL;
+        if (c->state == DBP__CS_IDLE) dbp__conn_close(c, DBP__CLOSE_POOL);
+        else { if (c->pool->bk->abort) c->pool->bk->abort(c); dbp__conn_bury(c, DBP__CLOSE_POOL); }
+        dbp__pool_check_closed(c->pool);
+    }
+    dbp__sub_free(s);
+}
+#else
+static void dbp__sub_pool_closing(dbp_pool *p) { DBP__UNUSED(p); }
+static void dbp__sub_ready(dbp_conn *c) { DBP__UNUSED(c); }
+static void dbp__sub_lost(dbp_conn *c, const dbp_error *e) { DBP__UNUSED(c); DBP__UNUSED(e); }
+DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *channels, int npatterns,
+                              const char *const *patterns, dbp_message_fn fn, void *ud, dbp_error *err)
+{
+    DBP__UNUSED(p); DBP__UNUSED(nchannels); DBP__UNUSED(channels); DBP__UNUSED(npatterns);
+    DBP__UNUSED(patterns); DBP__UNUSED(fn); DBP__UNUSED(ud);
+    dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
+    return NULL;
+}
+DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names)
+{ DBP__UNUSED(s); DBP__UNUSED(patterns); DBP__UNUSED(n); DBP__UNUSED(names); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { DBP__UNUSED(s); return 0; }
+DBPDEF void dbp_sub_close(dbp_sub *s) { DBP__UNUSED(s); }
+#endif /* DBPOOL_NO_REDIS */
+
+/* ==== SECTION: Redis commands ==== */
+
+/* Upper-cases the command name into op->cmd. */
+static void dbp__cmd_name(dbp_op *op, const char *name, size_t n)
+{
+    size_t i;
+    if (n >= sizeof op->cmd) n = sizeof op->cmd - 1;
+    for (i = 0; i < n; i++) op->cmd[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    op->cmd[n] = '\0';
+}
+
+static int dbp__cmd_is(const dbp_op *op, const char *const *list)
+{
+    for (; *list; list++) if (strcmp(op->cmd, *list) == 0) return 1;
+    return 0;
+}
+
+static int dbp__ieq(const char *a, size_t n, const char *b)
+{
+    size_t i;
+    if (strlen(b) != n) return 0;
+    for (i = 0; i < n; i++) {
+        char x = a[i] >= 'a' && a[i] <= 'z' ? (char)(a[i] - 32) : a[i];
+        if (x != b[i]) return 0;
+    }
+    return 1;
+}
+
+/* Seconds a blocking command may block (-1: not blocking, 0: forever). */
+static double dbp__blocking_seconds(const dbp_op *op, int argc, const char *const *argv, const size_t *lens)
+{
+    static const char *const last_arg[] = { "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX", NULL };
+    static const char *const first_arg[] = { "BLMPOP", "BZMPOP", NULL };
+    char tmp[32];
+    int i;
+    if (dbp__cmd_is(op, last_arg) && argc >= 2) {
+        size_t n = lens[argc - 1] < sizeof tmp - 1 ? lens[argc - 1] : sizeof tmp - 1;
+        memcpy(tmp, argv[argc - 1], n); tmp[n] = '\0';
+        return atof(tmp);
+    }
+    if (dbp__cmd_is(op, first_arg) && argc >= 2) {
+        size_t n = lens[1] < sizeof tmp - 1 ? lens[1] : sizeof tmp - 1;
+        memcpy(tmp, argv[1], n); tmp[n] = '\0';
+        return atof(tmp);
+    }
+    if ((strcmp(op->cmd, "XREAD") == 0 || strcmp(op->cmd, "XREADGROUP") == 0)) {
+        for (i = 1; i + 1 < argc; i++)
+            if (dbp__ieq(argv[i], lens[i], "BLOCK")) {
+                size_t n = lens[i + 1] < sizeof tmp - 1 ? lens[i + 1] : sizeof tmp - 1;
+                memcpy(tmp, argv[i + 1], n); tmp[n] = '\0';
+                return atof(tmp) / 1000.0;
+            }
+        return -1;
+    }
+    if ((strcmp(op->cmd, "WAIT") == 0 || strcmp(op->cmd, "WAITAOF") == 0) && argc >= 3) {
+        size_t n = lens[argc - 1] < sizeof tmp - 1 ? lens[argc - 1] : sizeof tmp - 1;
+        memcpy(tmp, argv[argc - 1], n); tmp[n] = '\0';
+        return atof(tmp) / 1000.0;
+    }
+    return -1;
+}
+
+static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens);
+
+/* Builds a Redis command op; refuses what cannot run on a shared connection. */
+static dbp_op *dbp__call_make(dbp_hub *hub, dbp_pool *p, int pinned, int argc, const char *const *argv,
+                              const size_t *argvlen, const dbp_op_options *o, size_t *lens_buf_fallback)
+{
+    static const char *const need_pin[] = { "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", NULL };
+    static const char *const never[] = { "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
+                                         "SUNSUBSCRIBE", "MONITOR", "QUIT", "RESET", "HELLO", "SYNC", "PSYNC", NULL };
+    dbp_op *op = dbp__op_new(hub, p, DBP__OP_CALL);
+    dbp__buf b;
+    const size_t *lens = argvlen;
+    int i;
+    double block;
+    DBP__UNUSED(lens_buf_fallback);
+    if (!op) return NULL;
+    if (o) {
+        if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+        if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+    }
+    if (p->s.backend == DBP__BK_MYSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "call() needs a Redis pool; use query() for SQL"); return op; }
+    if (argc <= 0 || !argv) { dbp__op_fail(op, DBP_EUSAGE, 0, "a command needs at least its name"); return op; }
+    for (i = 0; i < argc; i++)
+        if (!argv[i]) { dbp__op_fail(op, DBP_EUSAGE, 0, "argument %d is NULL", i + 1); return op; }
+    if (!lens) {
+        size_t *l = DBP__ALLOC(size_t, (size_t)argc);
+        if (!l) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
+        for (i = 0; i < argc; i++) l[i] = strlen(argv[i]);
+        lens = l;
+    }
+    dbp__cmd_name(op, argv[0], lens[0]);
+    if (dbp__cmd_is(op, never)) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "%s cannot run on a pooled connection%s", op->cmd,
+                     strstr(op->cmd, "SUBSCRIBE") ? "; use subscribe()" : "");
+        goto out;
+    }
+    if (strcmp(op->cmd, "CLIENT") == 0 && argc >= 2 && dbp__ieq(argv[1], lens[1], "REPLY")) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "CLIENT REPLY would break the pipeline and is refused");
+        goto out;
+    }
+    if (!pinned && dbp__cmd_is(op, need_pin)) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "%s needs one connection for the whole session: use a pinned connection (acquire() or transaction())", op->cmd);
+        goto out;
+    }
+    block = dbp__blocking_seconds(op, argc, argv, lens);
+    if (block >= 0 && !pinned) {
+        op->flags |= DBP__OF_BLOCKING;
+        /* the query timeout runs after the block time; blocking forever means no timeout */
+        op->query_timeout = block == 0 ? -1 : (int)(block * 1000.0) + (p->s.query_timeout > 0 ? p->s.query_timeout : 0);
+    }
+    memset(&b, 0, sizeof b);
+    if (dbp__resp_format(&b, argc, argv, lens)) {
+        dbp__buf_free(&b);
+        dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory");
+        goto out;
+    }
+    op->req = b.data;
+    op->req_len = b.len;
+    if (p->cluster && dbp__cluster_route(p, op, argc, argv, lens) != DBP_OK) goto out;
+out:
+    if (lens != argvlen) DBP_FREE(DBP__CAST(void *, (void *)lens));
+    return op;
+}
+
+static void dbp__cluster_submit(dbp_pool *p, dbp_op *op);
+
+DBPDEF dbp_op *dbp_call(dbp_pool *p, int argc, const char *const *argv, const size_t *argvlen,
+                        const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__call_make(p->hub, p, 0, argc, argv, argvlen, o, NULL);
+    if (!op || dbp__op_settled(op)) return op;
+    if (op->query_timeout < 0) op->query_timeout = 0; else if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    if (op->query_timeout == 0 && (op->flags & DBP__OF_BLOCKING)) op->query_timeout = -1;
+    if (p->cluster) { dbp__cluster_submit(p, op); return op; }
+    dbp__pool_submit(p, op);
+    if (op->query_timeout < 0) op->query_timeout = 0;
+    return op;
+}
+
+DBPDEF dbp_op *dbp_conn_call(dbp_conn *c, int argc, const char *const *argv, const size_t *argvlen,
+                             const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!c) return NULL;
+    op = dbp__call_make(c->pool->hub, c->pool, 1, argc, argv, argvlen, o, NULL);
+    if (!op || dbp__op_settled(op)) return op;
+    if (op->query_timeout < 0) op->query_timeout = 0;
+    return dbp__pinned_submit(c, op);
+}
+
+/* ==== SECTION: MySQL ops ==== */
+
+static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
+                               size_t n, const dbp_op_options *o)
+{
+    dbp_op *op = dbp__op_new(p->hub, p, type);
+    if (!op) return NULL;
+    if (o) {
+        if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+        if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+    }
+    if (p->s.backend != DBP__BK_MYSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
+    if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
+    if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
+    if (dbp__check_params(sql, len, params, n, &op->err) != DBP_OK) {
+        dbp__op_settle(op, op->err.rc);
+        return op;
+    }
+    op->sql = dbp__strndup(sql, len);
+    op->sql_len = len;
+    op->params = dbp__params_copy(params, n);
+    op->nparams = n;
+    if (!op->sql || (n && !op->params)) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
+    return op;
+}
+
+DBPDEF dbp_op *dbp_queryn(dbp_pool *p, const char *sql, size_t len, const dbp_value *params, size_t n,
+                          const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__query_make(p, DBP__OP_QUERY, sql, len, params, n, o);
+    if (!op || dbp__op_settled(op)) return op;
+    return dbp__pool_submit(p, op);
+}
+
+DBPDEF dbp_op *dbp_query(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, const dbp_op_options *o)
+{
+    return dbp_queryn(p, sql, sql ? strlen(sql) : 0, params, n, o);
+}
+
+DBPDEF dbp_op *dbp_query_stream(dbp_pool *p, const char *sql, const dbp_value *params, size_t n,
+                                const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__query_make(p, DBP__OP_STREAM, sql, sql ? strlen(sql) : 0, params, n, o);
+    if (!op || dbp__op_settled(op)) return op;
+    return dbp__pool_submit(p, op);
+}
+
+DBPDEF dbp_op *dbp_conn_query(dbp_conn *c, const char *sql, const dbp_value *params, size_t n,
+                              const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!c) return NULL;
+    op = dbp__query_make(c->pool, DBP__OP_QUERY, sql, sql ? strlen(sql) : 0, params, n, o);
+    if (!op || dbp__op_settled(op)) return op;
+    return dbp__pinned_submit(c, op);
+}
+
+DBPDEF int dbp_exec(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, dbp_op **out)
+{
+    dbp_op *op = dbp_query(p, sql, params, n, NULL);
+    int rc;
+    if (out) *out = op;
+    if (!op) return p ? DBP_ENOMEM : DBP_EUSAGE;
+    rc = dbp_op_wait(op, -1);
+    if (!out) dbp_op_free(op);
+    return rc;
+}
+
+DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols)
+{
+    dbp__stream *s;
+    if (!op || op->type != DBP__OP_STREAM) return DBP_EUSAGE;
+    s = op->stream;
+    if (s && ncols) *ncols = s->ncols;
+    if (s && s->pos < s->nrows && (s->paused || s->eof)) {
+        if (row) *row = &s->rows[s->pos * s->ncols];
+        s->pos++;
+        return 1;
+    }
+    if (s && s->pos >= s->nrows && s->nrows) {
+        /* the batch is used up: let the connection read the next one */
+        s->pos = s->nrows = 0;
+        s->data.len = s->data.off = 0;
+        if (!s->eof) {
+#ifndef DBPOOL_NO_MYSQL
+            dbp__my_stream_resume(op);
+#endif
+        }
+    }
+    if (op->state == DBP_OP_REJECTED) return op->err.rc;
+    if (op->state == DBP_OP_FULFILLED && (!s || s->eof)) {
+        if (s && s->pos < s->nrows) { if (row) *row = &s->rows[s->pos * s->ncols]; s->pos++; return 1; }
+        return 0;
+    }
+    return DBP_PENDING;
+}
+
+DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    if (!op || op->type != DBP__OP_STREAM) return DBP_EUSAGE;
+    for (;;) {
+        dbp__stream *s = op->stream;
+        int left = -1;
+        if (dbp__op_settled(op)) return DBP_OK;
+        if (s && (s->paused || s->eof) && s->pos < s->nrows) return DBP_OK;
+        if (s && s->pos >= s->nrows && s->nrows) return DBP_OK; /* fetch will resume */
+        if (!op->hub) return DBP_EUSAGE;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)l;
+        }
+        if (dbp_hub_step(op->hub, left) < 0) return DBP_EUSAGE;
+    }
+}
+
+/* ==== SECTION: backends table ==== */
+
+static const dbp__backend *dbp__backend_for(int backend)
+{
+    switch (backend) {
+#ifndef DBPOOL_NO_MYSQL
+    case DBP__BK_MYSQL: return &dbp__mysql_backend;
+#endif
+#ifndef DBPOOL_NO_REDIS
+    case DBP__BK_REDIS: case DBP__BK_CLUSTER: return &dbp__redis_backend;
+#endif
+    default: return NULL;
+    }
+}
+
+/* ==== SECTION: Redis Cluster ==== */
+
+DBPDEF unsigned dbp_key_slot(const char *key, size_t len)
+{
+    size_t s, e;
+    unsigned crc = 0;
+    size_t i;
+    /* hash only the part inside the first {...}, when it is not empty */
+    for (s = 0; s < len && key[s] != '{'; s++) ;
+    if (s < len) {
+        for (e = s + 1; e < len && key[e] != '}'; e++) ;
+        if (e < len && e != s + 1) { key += s + 1; len = e - s - 1; }
+    }
+    for (i = 0; i < len; i++) {
+        int b;
+        crc ^= (unsigned)(unsigned char)key[i] << 8;
+        for (b = 0; b < 8; b++) crc = (crc & 0x8000) ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc & 16383;
+}
+
+static int dbp__cluster_open(dbp_pool *p, dbp_error *err)
+{
+    DBP__UNUSED(p);
+    return dbp__err_set(err, DBP_EUNSUPPORTED, "Redis Cluster is not built yet");
+}
+static void dbp__cluster_free(dbp_pool *p) { DBP__UNUSED(p); }
+static int dbp__cluster_busy(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
+static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens)
+{
+    DBP__UNUSED(p); DBP__UNUSED(op); DBP__UNUSED(argc); DBP__UNUSED(argv); DBP__UNUSED(lens);
+    return DBP_OK;
+}
+static void dbp__cluster_submit(dbp_pool *p, dbp_op *op) { dbp__pool_submit(p, op); }
+DBPDEF int dbp_cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+{
+    DBP__UNUSED(p); DBP__UNUSED(out); DBP__UNUSED(max);
+    return 0;
+}
+
+#endif /* DBPOOL_IMPLEMENTATION_ONCE */
+#endif /* DBPOOL_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the dbpool authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+------------------------------------------------------------------------------
+*/

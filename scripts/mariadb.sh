@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# Throwaway MariaDB server for tests and benchmarks.
+#
+#   scripts/mariadb.sh start|stop|restart|status|kill
+#
+# State lives in ${DBPOOL_RUN_DIR:-<repo>/.run}/mariadb; the server listens on
+# 127.0.0.1 (and 127.0.0.2 when this MariaDB can bind several addresses), port
+# ${DBPOOL_MYSQL_PORT:-23306}, with TLS from a test CA generated on first use
+# (tls/ca.pem; tls/other-ca.pem is an unrelated CA, the "wrong CA" of tests).
+# The first start creates database dbpool_test and the accounts:
+#   dbpool@127.0.0.1, dbpool@localhost   ALL on dbpool_test.*, PROCESS,
+#                                        CONNECTION ADMIN (KILL any query)
+#   limited@127.0.0.1                    ALL on dbpool_test.*, at most 3
+#                                        connections
+#   root@127.0.0.1                       everything, WITH GRANT OPTION
+#   root@localhost (socket)              unix_socket or the root password
+# The address tests may use as a host name the certificate does not cover is
+# written to alt_host (empty if the server could not bind a second address).
+# scripts/servers.sh env prints the URLs and credentials tests use.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+RUN_DIR="${DBPOOL_RUN_DIR:-$REPO/.run}"
+[[ "$RUN_DIR" == /* ]] || RUN_DIR="$PWD/$RUN_DIR"
+STATE="$RUN_DIR/mariadb"
+PORT="${DBPOOL_MYSQL_PORT:-23306}"
+DATADIR="$STATE/data"
+SOCKET="$STATE/mysqld.sock"
+PIDFILE="$STATE/mysqld.pid"
+ERRLOG="$STATE/error.log"
+TLS="$STATE/tls"
+ALT_HOST_FILE="$STATE/alt_host"
+PROVISIONED="$STATE/provisioned"
+
+# Accounts (scripts/servers.sh prints the same values).
+APP_USER=dbpool
+APP_PASS='p@ss:w0rd 1'
+LIMITED_USER=limited
+LIMITED_PASS='lim:it@1'
+ROOT_PASS='root:pw@1'
+DATABASE=dbpool_test
+
+START_TIMEOUT=60
+STOP_TIMEOUT=30
+
+log() { printf 'mariadb: %s\n' "$*" >&2; }
+
+die() {
+    log "$*"
+    exit 1
+}
+
+# Last lines of the error log, for failures.
+show_log() {
+    if [[ -f "$ERRLOG" ]]; then
+        log "last lines of $ERRLOG:"
+        tail -n 40 "$ERRLOG" >&2 || true
+    fi
+}
+
+# Prints the server's pid when it is running (and is a mariadbd).
+running_pid() {
+    local pid comm
+    [[ -f "$PIDFILE" ]] || return 1
+    pid="$(tr -dc '0-9' <"$PIDFILE")"
+    [[ -n "$pid" ]] || return 1
+    alive "$pid" || return 1
+    comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
+    case "$comm" in
+        mariadbd | mysqld) ;;
+        *) return 1 ;;
+    esac
+    printf '%s\n' "$pid"
+}
+
+# Runs the mariadb client as root over the socket. root@localhost accepts
+# unix_socket authentication (when we are the OS user root) or its password;
+# try both so the script works however the account was left.
+root_sql() {
+    if mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot \
+        --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1; then
+        mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot \
+            --batch --skip-column-names
+    else
+        mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot \
+            --password="$ROOT_PASS" --batch --skip-column-names
+    fi
+}
+
+# A test CA, a server certificate for 127.0.0.1/localhost signed by it, and a
+# second, unrelated CA that tests use as the "wrong CA".
+make_tls() {
+    if [[ -s "$TLS/ca.pem" && -s "$TLS/server-cert.pem" && -s "$TLS/server-key.pem" &&
+        -s "$TLS/other-ca.pem" ]]; then
+        return 0
+    fi
+    command -v openssl >/dev/null || die "openssl not found (run scripts/deps.sh)"
+    log "generating test certificates in $TLS"
+    local tmp
+    tmp="$(mktemp -d "$STATE/tls.XXXXXX")"
+    (
+        cd "$tmp"
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -keyout ca-key.pem -out ca.pem -subj '/CN=dbpool test CA' \
+            -addext 'basicConstraints=critical,CA:TRUE' \
+            -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -keyout other-ca-key.pem -out other-ca.pem -subj '/CN=dbpool other test CA' \
+            -addext 'basicConstraints=critical,CA:TRUE' \
+            -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
+        openssl req -new -newkey rsa:2048 -nodes -sha256 \
+            -keyout server-key.pem -out server.csr -subj '/CN=localhost' 2>/dev/null
+        cat >server-ext.cnf <<'EOF'
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+EOF
+        openssl x509 -req -sha256 -days 3650 -in server.csr \
+            -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -extfile server-ext.cnf -out server-cert.pem 2>/dev/null
+        openssl verify -CAfile ca.pem server-cert.pem >/dev/null
+        rm -f server.csr server-ext.cnf ca.srl
+        chmod 600 ./*-key.pem
+    ) || {
+        rm -rf "$tmp"
+        die "certificate generation failed"
+    }
+    rm -rf "$TLS"
+    mv "$tmp" "$TLS"
+    chmod 755 "$TLS"
+}
+
+# 10.11 and later accept a comma-separated list of addresses.
+supports_multi_bind() {
+    local ver major minor
+    ver="$(mariadbd --version 2>/dev/null | sed -n 's/.*Ver \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p')"
+    [[ -n "$ver" ]] || return 1
+    major="${ver%%.*}"
+    minor="${ver#*.}"
+    ((major > 10 || (major == 10 && minor >= 11)))
+}
+
+# True when something accepts TCP connections on HOST:PORT.
+tcp_open() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+user_opt=()
+if [[ "$(id -u)" -eq 0 ]]; then
+    # mariadbd refuses to run as root unless told to.
+    user_opt=(--user=root)
+else
+    user_opt=(--user="$(id -un)")
+fi
+
+init_datadir() {
+    [[ -d "$DATADIR/mysql" ]] && return 0
+    command -v mariadb-install-db >/dev/null || die "mariadb-install-db not found (run scripts/deps.sh)"
+    log "initialising $DATADIR"
+    rm -rf "$DATADIR" "$PROVISIONED"
+    # mariadb-install-db breaks on a path with a space (an unquoted chown);
+    # then initialise in a temporary directory and move it in place.
+    local target="$DATADIR"
+    if [[ "$DATADIR" =~ [^A-Za-z0-9_./+-] ]]; then
+        target="$(mktemp -d "${TMPDIR:-/tmp}/dbpool-mariadb.XXXXXX")"
+    fi
+    mkdir -p "$target"
+    if ! mariadb-install-db --no-defaults --datadir="$target" "${user_opt[@]}" \
+        --auth-root-authentication-method=normal --skip-test-db \
+        >"$STATE/install-db.log" 2>&1; then
+        cat "$STATE/install-db.log" >&2
+        rm -rf "$target"
+        die "mariadb-install-db failed"
+    fi
+    if [[ "$target" != "$DATADIR" ]]; then
+        mv "$target" "$DATADIR"
+    fi
+}
+
+provision() {
+    [[ -f "$PROVISIONED" ]] && return 0
+    log "creating database $DATABASE and test accounts"
+    local alt
+    alt="$(cat "$ALT_HOST_FILE" 2>/dev/null || true)"
+    {
+        cat <<EOF
+CREATE DATABASE IF NOT EXISTS \`$DATABASE\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('$ROOT_PASS');
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '$ROOT_PASS';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+EOF
+        # The application and limited users, from 127.0.0.1, the socket
+        # (localhost) and the alternative loopback address if it is bound.
+        local host
+        for host in 127.0.0.1 localhost ${alt:+"$alt"}; do
+            cat <<EOF
+CREATE USER IF NOT EXISTS '$APP_USER'@'$host';
+ALTER USER '$APP_USER'@'$host' IDENTIFIED BY '$APP_PASS';
+GRANT ALL PRIVILEGES ON \`$DATABASE\`.* TO '$APP_USER'@'$host';
+GRANT PROCESS, CONNECTION ADMIN ON *.* TO '$APP_USER'@'$host';
+EOF
+        done
+        for host in 127.0.0.1 ${alt:+"$alt"}; do
+            cat <<EOF
+CREATE USER IF NOT EXISTS '$LIMITED_USER'@'$host';
+ALTER USER '$LIMITED_USER'@'$host' IDENTIFIED BY '$LIMITED_PASS' WITH MAX_USER_CONNECTIONS 3;
+GRANT ALL PRIVILEGES ON \`$DATABASE\`.* TO '$LIMITED_USER'@'$host';
+EOF
+        done
+        echo 'FLUSH PRIVILEGES;'
+    } | root_sql || die "provisioning failed"
+    # mariadb-install-db also made password-less root@<hostname> and
+    # root@::1 (and, on some versions, anonymous users, which would let a
+    # wrong user name log in): drop them.
+    root_sql <<'EOF' | root_sql || die "dropping default accounts failed"
+SELECT CONCAT('DROP USER ', QUOTE(user), '@', QUOTE(host), ';') FROM mysql.user
+ WHERE (user = 'root' AND host NOT IN ('localhost', '127.0.0.1')) OR user = '';
+EOF
+    touch "$PROVISIONED"
+}
+
+do_start() {
+    local pid
+    mkdir -p "$STATE"
+    if pid="$(running_pid)"; then
+        log "already running (pid $pid, port $PORT)"
+        return 0
+    fi
+    command -v mariadbd >/dev/null || die "mariadbd not found (run scripts/deps.sh)"
+    rm -f "$PIDFILE"
+    make_tls
+    init_datadir
+
+    local bind=127.0.0.1 alt=
+    if supports_multi_bind; then
+        bind=127.0.0.1,127.0.0.2
+        alt=127.0.0.2
+    fi
+
+    log "starting on 127.0.0.1:$PORT${alt:+ and $alt:$PORT}"
+    : >>"$ERRLOG"
+    local log_start
+    log_start="$(wc -c <"$ERRLOG")"
+    # setsid: not in the caller's process group, so a Ctrl-C aimed at a test
+    # run does not take the server down halfway through a query.
+    setsid mariadbd --no-defaults "${user_opt[@]}" \
+        --datadir="$DATADIR" \
+        --port="$PORT" \
+        --bind-address="$bind" \
+        --socket="$SOCKET" \
+        --pid-file="$PIDFILE" \
+        --log-error="$ERRLOG" \
+        --skip-name-resolve \
+        --max-connections=200 \
+        --innodb-buffer-pool-size=128M \
+        --innodb-log-file-size=48M \
+        --innodb-flush-log-at-trx-commit=2 \
+        --skip-log-bin \
+        --character-set-server=utf8mb4 \
+        --collation-server=utf8mb4_unicode_ci \
+        --ssl-ca="$TLS/ca.pem" \
+        --ssl-cert="$TLS/server-cert.pem" \
+        --ssl-key="$TLS/server-key.pem" \
+        </dev/null >"$STATE/mariadbd.out" 2>&1 &
+    local child=$!
+
+    local deadline=$((SECONDS + START_TIMEOUT))
+    # ping succeeds as soon as the server answers, even if root's
+    # authentication fails; the server opens its TCP and socket listeners
+    # together, just before it is ready.
+    until timeout 10 mariadb-admin --no-defaults --protocol=socket --socket="$SOCKET" \
+        -uroot --connect-timeout=2 ping >/dev/null 2>&1; do
+        if ! alive "$child"; then
+            log "mariadbd exited during startup"
+            tail -c "+$((log_start + 1))" "$ERRLOG" | tail -n 40 >&2 || true
+            tail -n 20 "$STATE/mariadbd.out" >&2 2>/dev/null || true
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            log "not accepting connections after ${START_TIMEOUT}s"
+            show_log
+            kill -KILL "$child" 2>/dev/null || true
+            exit 1
+        fi
+        sleep 0.2
+    done
+
+    if [[ -n "$alt" ]] && ! tcp_open "$alt" "$PORT"; then
+        log "warning: $alt:$PORT is not listening; no alternative host for tests"
+        alt=
+    fi
+    printf '%s\n' "$alt" >"$ALT_HOST_FILE"
+
+    provision
+    log "ready (pid $(running_pid || echo "$child"))"
+}
+
+# True while PID is a live process. A daemon's parent is init (or whatever
+# reaps orphans here), which may leave it a zombie for a while: that is gone.
+alive() {
+    local stat
+    kill -0 "$1" 2>/dev/null || return 1
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ "${stat:0:1}" != Z ]]
+}
+
+wait_gone() {
+    local pid="$1" timeout="$2"
+    local deadline=$((SECONDS + timeout))
+    while alive "$pid"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}
+
+do_stop() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        log "not running"
+        rm -f "$PIDFILE"
+        return 0
+    fi
+    log "stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
+        log "still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || die "pid $pid does not die"
+    fi
+    rm -f "$PIDFILE"
+}
+
+do_kill() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        log "not running"
+        return 0
+    fi
+    log "killing (SIGKILL pid $pid)"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || die "pid $pid does not die"
+}
+
+do_status() {
+    local pid
+    if pid="$(running_pid)"; then
+        echo "mariadb: running (pid $pid, port $PORT, socket $SOCKET)"
+        return 0
+    fi
+    echo "mariadb: not running"
+    return 3
+}
+
+case "${1:-}" in
+    start) do_start ;;
+    stop) do_stop ;;
+    restart)
+        do_stop
+        do_start
+        ;;
+    status) do_status ;;
+    kill) do_kill ;;
+    *)
+        echo "usage: $0 start|stop|restart|status|kill" >&2
+        exit 2
+        ;;
+esac

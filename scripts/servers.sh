@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The test servers, together.
+#
+#   scripts/servers.sh start|stop|status|env [mysql|redis|cluster|all]
+#
+# start/stop/status call scripts/mariadb.sh, scripts/redis.sh and
+# scripts/redis-cluster.sh. env prints shell-quoted export lines for the tests:
+#
+#   eval "$(scripts/servers.sh env)"
+#
+# Ports and the state directory follow DBPOOL_MYSQL_PORT, DBPOOL_REDIS_PORT,
+# DBPOOL_CLUSTER_BASE_PORT and DBPOOL_RUN_DIR, like the individual scripts.
+set -euo pipefail
+
+SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+RUN_DIR="${DBPOOL_RUN_DIR:-$REPO/.run}"
+[[ "$RUN_DIR" == /* ]] || RUN_DIR="$PWD/$RUN_DIR"
+MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
+REDIS_PORT="${DBPOOL_REDIS_PORT:-26379}"
+CLUSTER_BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
+
+# Same values as in the individual scripts.
+MYSQL_USER=dbpool
+MYSQL_PASSWORD='p@ss:w0rd 1'
+MYSQL_LIMITED_USER=limited
+MYSQL_LIMITED_PASSWORD='lim:it@1'
+MYSQL_ROOT_PASSWORD='root:pw@1'
+MYSQL_DATABASE=dbpool_test
+REDIS_PASSWORD='r3d:s@pw'
+REDIS_ACL_USER=dbpool
+REDIS_ACL_PASSWORD='acl:p@ss'
+CLUSTER_PASSWORD='cl@ster: pw'
+
+usage() {
+    echo "usage: $0 start|stop|status|env [mysql|redis|cluster|all]" >&2
+    exit 2
+}
+
+# Percent-encodes everything but RFC 3986 unreserved characters.
+urlencode() {
+    local s="$1" out="" c i
+    local LC_ALL=C
+    for ((i = 0; i < ${#s}; i++)); do
+        c="${s:i:1}"
+        case "$c" in
+            [A-Za-z0-9._~-]) out+="$c" ;;
+            *) out+="$(printf '%%%02X' "'$c")" ;;
+        esac
+    done
+    printf '%s' "$out"
+}
+
+# export NAME='value', quoted for any POSIX shell.
+emit() {
+    local v="$2"
+    v="${v//\'/\'\\\'\'}"
+    printf "export %s='%s'\n" "$1" "$v"
+}
+
+env_mysql() {
+    local state="$RUN_DIR/mariadb" alt=""
+    [[ -f "$state/alt_host" ]] && alt="$(<"$state/alt_host")"
+    local hostport="127.0.0.1:$MYSQL_PORT"
+    emit DBPOOL_TEST_MYSQL_URL "mysql://$MYSQL_USER:$(urlencode "$MYSQL_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_ROOT_URL "mysql://root:$(urlencode "$MYSQL_ROOT_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_LIMITED_URL "mysql://$MYSQL_LIMITED_USER:$(urlencode "$MYSQL_LIMITED_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_PASSWORD "$MYSQL_PASSWORD"
+    emit DBPOOL_TEST_MYSQL_PORT "$MYSQL_PORT"
+    emit DBPOOL_TEST_MYSQL_SOCKET "$state/mysqld.sock"
+    emit DBPOOL_TEST_MYSQL_CA "$state/tls/ca.pem"
+    emit DBPOOL_TEST_MYSQL_OTHER_CA "$state/tls/other-ca.pem"
+    emit DBPOOL_TEST_MYSQL_ALT_HOST "$alt"
+}
+
+env_redis() {
+    local hostport="127.0.0.1:$REDIS_PORT"
+    emit DBPOOL_TEST_REDIS_URL "redis://:$(urlencode "$REDIS_PASSWORD")@$hostport/0"
+    emit DBPOOL_TEST_REDIS_ACL_URL "redis://$REDIS_ACL_USER:$(urlencode "$REDIS_ACL_PASSWORD")@$hostport/0"
+    emit DBPOOL_TEST_REDIS_PASSWORD "$REDIS_PASSWORD"
+    emit DBPOOL_TEST_REDIS_PORT "$REDIS_PORT"
+}
+
+env_cluster() {
+    local ports=() i
+    for ((i = 0; i < 6; i++)); do
+        ports+=("$((CLUSTER_BASE_PORT + i))")
+    done
+    emit DBPOOL_TEST_CLUSTER_URL "redis-cluster://:$(urlencode "$CLUSTER_PASSWORD")@127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}/"
+    emit DBPOOL_TEST_CLUSTER_PASSWORD "$CLUSTER_PASSWORD"
+    emit DBPOOL_TEST_CLUSTER_PORTS "${ports[*]}"
+}
+
+[[ $# -ge 1 && $# -le 2 ]] || usage
+cmd="$1"
+what="${2:-all}"
+case "$what" in
+    mysql | redis | cluster) parts=("$what") ;;
+    all) parts=(mysql redis cluster) ;;
+    *) usage ;;
+esac
+
+script_for() {
+    case "$1" in
+        mysql) echo "$SCRIPTS/mariadb.sh" ;;
+        redis) echo "$SCRIPTS/redis.sh" ;;
+        cluster) echo "$SCRIPTS/redis-cluster.sh" ;;
+    esac
+}
+
+case "$cmd" in
+    start)
+        for p in "${parts[@]}"; do
+            "$(script_for "$p")" start
+        done
+        ;;
+    stop)
+        # Stop everything asked for, even if one of them fails.
+        rc=0
+        for ((i = ${#parts[@]} - 1; i >= 0; i--)); do
+            "$(script_for "${parts[i]}")" stop || rc=1
+        done
+        exit "$rc"
+        ;;
+    status)
+        rc=0
+        for p in "${parts[@]}"; do
+            "$(script_for "$p")" status || rc=3
+        done
+        exit "$rc"
+        ;;
+    env)
+        for p in "${parts[@]}"; do
+            "env_$p"
+        done
+        emit DBPOOL_RUN_DIR "$RUN_DIR"
+        emit DBPOOL_REPO "$REPO"
+        ;;
+    *) usage ;;
+esac
