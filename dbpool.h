@@ -139,6 +139,7 @@ extern "C" {
 typedef enum dbp_rc {
     DBP_OK = 0,
     DBP_PENDING = 1,            /* the op has not settled yet */
+    DBP_ROW = 2,                /* dbp_op_fetch(): a row is ready */
 
     /* usage: the caller's mistake, caught before anything was sent */
     DBP_EUSAGE = -1,            /* a bad argument or a call in the wrong state */
@@ -534,9 +535,9 @@ DBPDEF void dbp_op_times(const dbp_op *op, long long *submitted, long long *star
    when it settles (its callback is dropped). No-op on NULL. */
 DBPDEF void dbp_op_free(dbp_op *op);
 
-/* Streaming: after dbp_query_stream(), returns 1 and points *row at the
-   next row's ncols cells (valid until the next call), 0 at the end of the
-   result (the op is fulfilled), DBP_PENDING when no row is buffered yet
+/* Streaming: after dbp_query_stream(), returns DBP_ROW and points *row at
+   the next row's ncols cells (valid until the next call), DBP_OK at the end
+   of the result (the op is fulfilled), DBP_PENDING when no row is buffered yet
    (wait on the op or step the hub), or the op's error code when it failed.
    *ncols is set whenever known. The column descriptions are in
    dbp_op_result(op)->fields once the first row or the end arrived. */
@@ -853,6 +854,7 @@ DBPDEF const char *dbp_rc_name(int rc)
     switch (rc) {
     case DBP_OK: return "DBP_OK";
     case DBP_PENDING: return "DBP_PENDING";
+    case DBP_ROW: return "DBP_ROW";
     case DBP_EUSAGE: return "DBP_EUSAGE";
     case DBP_EURL: return "DBP_EURL";
     case DBP_EOPTION: return "DBP_EOPTION";
@@ -881,6 +883,7 @@ DBPDEF const char *dbp_rc_string(int rc)
     switch (rc) {
     case DBP_OK: return "success";
     case DBP_PENDING: return "not settled yet";
+    case DBP_ROW: return "a row is ready";
     case DBP_EUSAGE: return "invalid use of the API";
     case DBP_EURL: return "malformed URL";
     case DBP_EOPTION: return "unknown or invalid option";
@@ -907,7 +910,7 @@ DBPDEF const char *dbp_rc_string(int rc)
 DBPDEF dbp_kind dbp_rc_kind(int rc)
 {
     switch (rc) {
-    case DBP_OK: case DBP_PENDING: return DBP_KIND_NONE;
+    case DBP_OK: case DBP_PENDING: case DBP_ROW: return DBP_KIND_NONE;
     case DBP_EUSAGE: case DBP_EURL: case DBP_EOPTION: case DBP_EPARAM:
     case DBP_EUNSUPPORTED: case DBP_ECROSSSLOT: return DBP_KIND_USAGE;
     case DBP_ETIMEOUT: case DBP_EACQUIRE_TIMEOUT: return DBP_KIND_TIMEOUT;
@@ -1240,20 +1243,16 @@ static int dbp__pct_decode(const char *s, size_t n, char *dst, size_t *outn)
     return 0;
 }
 
-/* Where the password of a URL lies: [*start, *end). 0 when there is none. */
+/* Where the password of a URL lies: [*start, *end). 0 when there is none.
+   Redaction errs on the side of hiding: the userinfo ends at the last '@'
+   anywhere, so a password with an unencoded '/', '?' or '@' stays hidden. */
 static int dbp__url_password_span(const char *url, size_t *start, size_t *end)
 {
     const char *p = strstr(url, "://"), *auth, *at = NULL, *q, *colon;
     if (!p) return 0;
     auth = p + 3;
-    for (q = auth; *q && *q != '/' && *q != '?' && *q != '#'; q++)
-        if (*q == '@') at = q;
-    if (!at) {
-        /* No '@' before the path: a password with an unencoded '/', '?' or
-           '#' may hide the real one further on. Take the last '@' at all. */
-        for (q = auth; *q; q++) if (*q == '@') at = q;
-        if (!at) return 0;
-    }
+    for (q = auth; *q; q++) if (*q == '@') at = q;
+    if (!at) return 0;
     colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
     if (!colon) return 0;
     *start = (size_t)(colon + 1 - url);
@@ -1331,9 +1330,9 @@ DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
     *w++ = '\0';
     auth = p + 3;
     end = url + len;
-    /* The authority ends at the first '/' or '?' after the last '@' (so an
-       unencoded '@' in a password still parses), else at the first one. */
-    for (q = auth; q < end; q++) if (*q == '@') at = q;
+    /* The userinfo ends at the last '@' before the query string, so an
+       unencoded '@' or '/' in a password still parses (a '?' must be %3F). */
+    for (q = auth; q < end && *q != '?'; q++) if (*q == '@') at = q;
     q = at ? at + 1 : auth;
     while (q < end && *q != '/' && *q != '?') q++;
     auth_end = q;
@@ -1626,36 +1625,6 @@ static void dbp__settings_free(dbp__settings *s)
     DBP_FREE(s->init);
     DBP_FREE(s->ssl_ca); DBP_FREE(s->ssl_cert); DBP_FREE(s->ssl_key);
     memset(s, 0, sizeof *s);
-}
-
-/* A deep copy of settings, for the node pools of a cluster. */
-static int dbp__settings_copy(dbp__settings *dst, const dbp__settings *src)
-{
-    int i;
-    *dst = *src;
-    dst->host = dbp__strdup(src->host); dst->user = dbp__strdup(src->user);
-    dst->password = dbp__strdup(src->password); dst->database = dbp__strdup(src->database);
-    dst->socket = dbp__strdup(src->socket); dst->charset = dbp__strdup(src->charset);
-    dst->name = dbp__strdup(src->name);
-    dst->ssl_ca = dbp__strdup(src->ssl_ca); dst->ssl_cert = dbp__strdup(src->ssl_cert);
-    dst->ssl_key = dbp__strdup(src->ssl_key);
-    dst->nseeds = 0; dst->seed_hosts = NULL; dst->seed_ports = NULL;
-    dst->ninit = 0;
-    dst->init = src->ninit ? DBP__ALLOC(char *, (size_t)src->ninit) : NULL;
-    if ((src->host && !dst->host) || (src->user && !dst->user) || (src->password && !dst->password) ||
-        (src->database && !dst->database) || (src->socket && !dst->socket) ||
-        (src->charset && !dst->charset) || (src->name && !dst->name) ||
-        (src->ssl_ca && !dst->ssl_ca) || (src->ssl_cert && !dst->ssl_cert) ||
-        (src->ssl_key && !dst->ssl_key) || (src->ninit && !dst->init)) {
-        dbp__settings_free(dst);
-        return DBP_ENOMEM;
-    }
-    for (i = 0; i < src->ninit; i++) {
-        dst->init[i] = dbp__strdup(src->init[i]);
-        if (!dst->init[i]) { dbp__settings_free(dst); return DBP_ENOMEM; }
-        dst->ninit++;
-    }
-    return DBP_OK;
 }
 
 static int dbp__settings_str(char **dst, const char *explicit_v, const char *url_v, const char *def)
@@ -1988,7 +1957,8 @@ enum {
     DBP__CF_SUSPECT = 1u << 8,     /* Redis: a timed-out reply is outstanding */
     DBP__CF_TLS = 1u << 9,
     DBP__CF_REPLACED = 1u << 10,   /* a replacement was opened for its retirement */
-    DBP__CF_REPLICA = 1u << 11     /* Redis Cluster: READONLY sent */
+    DBP__CF_REPLICA = 1u << 11,    /* Redis Cluster: READONLY sent */
+    DBP__CF_OPENED = 1u << 12      /* it was ready once: its close counts in the statistics */
 };
 
 struct dbp_conn {
@@ -2205,6 +2175,10 @@ static long long dbp__hist_pct(const dbp__hist *h, double p)
 /* ==== SECTION: ops ==== */
 
 static void dbp__op_timer_fire(dbp__timer *t);
+#ifndef DBPOOL_NO_MYSQL
+static void dbp__my_stream_cancel(dbp_op *op);
+static void dbp__my_stream_resume(dbp_op *op);
+#endif
 
 static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
 {
@@ -2363,6 +2337,8 @@ static void dbp__pool_check_closed(dbp_pool *p);
 static void dbp__sub_ready(dbp_conn *c);
 static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
 static void dbp__conn_close(dbp_conn *c, int reason);
+static void dbp__conn_kill(dbp_conn *c, int reason);
+static void dbp__conn_closed(dbp_conn *c);
 static void dbp__pool_timer_fire(dbp__timer *t);
 static void dbp__conn_timer_fire(dbp__timer *t);
 static void dbp__conn_htimer_fire(dbp__timer *t);
@@ -2570,7 +2546,7 @@ static void dbp__conn_bury(dbp_conn *c, int reason)
     dbp__list_remove(&c->link);
     dbp__timer_clear(h, &c->timer);
     dbp__timer_clear(h, &c->htimer);
-    if (c->server_id || reason == DBP__CLOSE_POOL || reason == DBP__CLOSE_IDLE) {
+    if (c->flags & DBP__CF_OPENED) {
         p->st_closed++;
         switch (reason) {
         case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
@@ -2670,6 +2646,7 @@ static void dbp__conn_ready(dbp_conn *c)
     p->fail_streak = 0;
     p->fatal = 0;
     p->st_created++;
+    c->flags |= DBP__CF_OPENED;
     c->state = DBP__CS_IDLE;
     c->idle_since_ms = dbp__ms_now();
     if (p->s.max_lifetime > 0) {
@@ -2703,17 +2680,48 @@ static void dbp__conn_ready(dbp_conn *c)
     dbp__pool_check_closed(p);
 }
 
-/* Graceful close of one connection (QUIT), or at once when it cannot. */
+/* Closes a connection at once, without QUIT; ops still on it are cut off. */
+static void dbp__conn_kill(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
+    if (p->bk->abort) p->bk->abort(c);
+    dbp__conn_bury(c, reason);
+    if (c->pending) {
+        dbp_op *op = c->pending;
+        c->pending = NULL;
+        op->conn = NULL;
+        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+    }
+    while (!dbp__list_empty(&c->ops)) {
+        dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
+        dbp__conn_unlink_op(c, op);
+        if (op->flags & DBP__OF_ZOMBIE) { op->flags &= ~DBP__OF_ZOMBIE; dbp__op_maybe_free(op); continue; }
+        dbp__op_fail(op, DBP_ECANCELLED, (op->flags & DBP__OF_SENT) != 0,
+                     "the pool's close deadline cut the op off while it ran%s",
+                     (op->flags & DBP__OF_SENT) ? "; it may or may not have run" : "");
+    }
+    while (!dbp__list_empty(&c->pinq)) {
+        dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+    }
+    if (c->sub) dbp__sub_lost(c, &c->err);
+}
+
+/* Graceful close of one connection (QUIT) when it is idle, else at once. */
 static void dbp__conn_close(dbp_conn *c, int reason)
 {
     dbp_pool *p = c->pool;
     if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
+    if (c->state != DBP__CS_IDLE || !p->bk->quit) { dbp__conn_kill(c, reason); return; }
     dbp__list_remove(&c->idle_link);
     dbp__timer_clear(p->hub, &c->htimer);
-    if (c->state == DBP__CS_IDLE && p->bk->quit) {
-        /* counted as gone now: the QUIT finishes on its own */
-        if (c->flags & DBP__CF_PINNED) { p->npinned--; c->flags &= ~DBP__CF_PINNED; }
-        c->state = DBP__CS_CLOSING;
+    /* counted as gone now: the QUIT finishes on its own */
+    if (c->flags & DBP__CF_PINNED) { p->npinned--; c->flags &= ~DBP__CF_PINNED; }
+    c->state = DBP__CS_CLOSING;
+    if (c->flags & DBP__CF_OPENED) {
         p->st_closed++;
         switch (reason) {
         case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
@@ -2721,26 +2729,31 @@ static void dbp__conn_close(dbp_conn *c, int reason)
         case DBP__CLOSE_POOL: p->st_closed_close++; break;
         default: p->st_closed_error++; break;
         }
-        if (!(c->flags & DBP__CF_SUB)) {
-            if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
-        }
-        dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + 2000);
-        p->bk->quit(c);
-        return;
     }
-    {
-        dbp_error e;
-        dbp__err_set(&e, DBP_ECANCELLED, "connection closed");
-        if (p->bk->abort) p->bk->abort(c);
-        dbp__conn_bury(c, reason);
-        while (!dbp__list_empty(&c->ops)) {
-            dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
-            dbp__conn_unlink_op(c, op);
-            if (op->flags & DBP__OF_ZOMBIE) { op->flags &= ~DBP__OF_ZOMBIE; dbp__op_maybe_free(op); continue; }
-            dbp__op_fail(op, DBP_ECANCELLED, (op->flags & DBP__OF_SENT) != 0,
-                         "the pool's close deadline cut the op off while it ran%s",
-                         (op->flags & DBP__OF_SENT) ? "; it may or may not have run" : "");
+    if (!(c->flags & DBP__CF_SUB)) {
+        if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
+    }
+    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + 2000);
+    p->bk->quit(c);
+}
+
+/* Closes the idle connections of a pool that has nothing left for them.
+   Closing one may settle ops and close others: rescan from the head. */
+static void dbp__pool_close_idle(dbp_pool *p)
+{
+    int guard = 0;
+    while (guard++ < 100000) {
+        dbp__link *l;
+        dbp_conn *found = NULL;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)) && !c->nops) { found = c; break; }
+            if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB) &&
+                dbp__list_empty(&p->queue)) { found = c; break; }
         }
+        if (!found) return;
+        if (found->state == DBP__CS_IDLE) dbp__conn_close(found, DBP__CLOSE_POOL);
+        else dbp__conn_kill(found, DBP__CLOSE_POOL);
     }
 }
 
@@ -3062,13 +3075,13 @@ static void dbp__op_timer_fire(dbp__timer *t)
         if (own)
             dbp__op_fail(op, DBP_ETIMEOUT, 0, "deadline of %.3f s expired while waiting for a connection%s%s",
                          (double)(op->deadline - op->t_submit / 1000) / 1000.0,
-                         p->last_connect_err.message[0] && p->nconns == 0 ? "; last connect error: " : "",
-                         p->last_connect_err.message[0] && p->nconns == 0 ? p->last_connect_err.message : "");
+                         p->fail_streak > 0 ? "; last connect error: " : "",
+                         p->fail_streak > 0 ? p->last_connect_err.message : "");
         else
             dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no connection within %.3f s (acquire_timeout)%s%s",
                          (double)p->s.acquire_timeout / 1000.0,
-                         p->last_connect_err.message[0] && p->nconns == 0 ? "; last connect error: " : "",
-                         p->last_connect_err.message[0] && p->nconns == 0 ? p->last_connect_err.message : "");
+                         p->fail_streak > 0 ? "; last connect error: " : "",
+                         p->fail_streak > 0 ? p->last_connect_err.message : "");
         dbp__pool_check_closed(p);
         return;
     }
@@ -3173,7 +3186,7 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
 
 static void dbp__pool_cut(dbp_pool *p)
 {
-    dbp__link *l, *next;
+    int guard = 0;
     p->close_cut = 0;
     while (!dbp__list_empty(&p->queue)) {
         dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
@@ -3181,25 +3194,14 @@ static void dbp__pool_cut(dbp_pool *p)
         dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
         p->close_cut++;
     }
-    for (l = p->conns.next; l != &p->conns; l = next) {
-        dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-        next = l->next;
-        if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); continue; }
-        if (c->nops || c->pending || !dbp__list_empty(&c->pinq) || (c->flags & DBP__CF_PINNED)) p->close_cut++;
-        if (c->pending) {
-            dbp_op *op = c->pending;
-            c->pending = NULL; op->conn = NULL;
-            dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
-        }
-        while (!dbp__list_empty(&c->pinq)) {
-            dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
-            dbp__list_remove(&op->link);
-            dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
-        }
-        c->state = c->state == DBP__CS_IDLE ? DBP__CS_BUSY : c->state; /* no QUIT: cut */
-        dbp__conn_close(c, DBP__CLOSE_POOL);
-    }
     dbp__sub_pool_closing(p);
+    while (!dbp__list_empty(&p->conns) && guard++ < 100000) {
+        dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
+        if (c->state != DBP__CS_CLOSING &&
+            (c->nops || c->pending || !dbp__list_empty(&c->pinq) || (c->flags & DBP__CF_PINNED)))
+            p->close_cut++;
+        dbp__conn_kill(c, DBP__CLOSE_POOL);
+    }
 }
 
 static void dbp__pool_timer_fire(dbp__timer *t)
@@ -3220,7 +3222,6 @@ static void dbp__pool_timer_fire(dbp__timer *t)
 /* Starts closing: idle connections quit now, the rest when their work is done. */
 static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms)
 {
-    dbp__link *l, *next;
     long long now = dbp__ms_now();
     if (p->state == DBP__PS_OPEN) {
         p->state = DBP__PS_CLOSING;
@@ -3231,22 +3232,7 @@ static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms)
         if (!p->close_deadline || d < p->close_deadline) p->close_deadline = d;
         dbp__timer_min(p->hub, &p->timer, p->close_deadline);
     }
-    if (dbp__list_empty(&p->queue)) {
-        for (l = p->conns.next; l != &p->conns; l = next) {
-            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-            next = l->next;
-            if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)))
-                dbp__conn_close(c, DBP__CLOSE_POOL);
-            else if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) {
-                /* nothing waits for it any more */
-                dbp_error e;
-                if (c->flags & DBP__CF_SUB) continue;
-                dbp__err_set(&e, DBP_ECLOSED, "pool closed while connecting");
-                if (p->bk->abort) p->bk->abort(c);
-                dbp__conn_bury(c, DBP__CLOSE_POOL);
-            }
-        }
-    }
+    if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
     dbp__pool_check_closed(p);
 }
 
@@ -3258,16 +3244,8 @@ static void dbp__pool_check_closed(dbp_pool *p)
     if (p->state != DBP__PS_CLOSING) return;
     if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) {
         /* idle connections with an empty queue have nothing left to do */
-        if (dbp__list_empty(&p->queue)) {
-            dbp__link *l, *next;
-            for (l = p->conns.next; l != &p->conns; l = next) {
-                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-                next = l->next;
-                if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)) && !c->nops)
-                    dbp__conn_close(c, DBP__CLOSE_POOL);
-            }
-        }
-        return;
+        if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
+        if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) return;
     }
     if (p->cluster && dbp__cluster_busy(p)) return;
     dbp__pool_finish_close(p);
@@ -3571,7 +3549,12 @@ DBPDEF void dbp_op_free(dbp_op *op)
         op->err.rc = DBP_ECANCELLED;
         op->hub->pending--;
     }
-    if (op->type == DBP__OP_STREAM && op->state == DBP_OP_RUNNING) op->flags |= DBP__OF_CANCEL;
+    if (op->type == DBP__OP_STREAM && op->state == DBP_OP_RUNNING) {
+        op->flags |= DBP__OF_CANCEL;
+#ifndef DBPOOL_NO_MYSQL
+        dbp__my_stream_cancel(op);
+#endif
+    }
     if (op->type == DBP__OP_ACQUIRE && op->acquired && dbp__op_settled(op)) {
         /* nobody took the connection: it goes back */
         dbp_conn *c = op->acquired;
@@ -4229,6 +4212,8 @@ static void dbp__my_steps_start(dbp_conn *c, int after)
 static void dbp__my_start_query(dbp_conn *c, int purpose)
 {
     dbp__my *my = DBP__MY(c);
+    /* from here the server may run it; only a failed write proves it did not */
+    if (purpose == DBP__MP_USER && my->op) my->op->flags |= DBP__OF_SENT;
     my->purpose = purpose;
     my->phase = DBP__MY_QUERY;
     my->started = 0;
@@ -4347,8 +4332,8 @@ static void dbp__my_broken(dbp_conn *c, int during_send)
     dbp_error e;
     dbp_op *op = my->op;
     dbp__my_error(c, &e, DBP_ECONNECT, "connection lost");
-    if (op && !during_send) op->flags |= DBP__OF_SENT;
-    if (op && during_send && e.code != CR_SERVER_GONE_ERROR) op->flags |= DBP__OF_SENT;
+    /* "server has gone away" while writing: the statement never got there */
+    if (op && during_send && e.code == CR_SERVER_GONE_ERROR) op->flags &= ~DBP__OF_SENT;
     my->op = NULL;
     dbp__conn_failed(c, &e, 0);
 }
@@ -4939,6 +4924,20 @@ static void dbp__my_release(dbp_conn *c)
     c->pool->npinned--;
     c->flags &= ~DBP__CF_PINNED;
     dbp__conn_idle(c);
+}
+
+/* The stream's caller let it go: read the rest off the wire and drop it. */
+static void dbp__my_stream_cancel(dbp_op *op)
+{
+    dbp_conn *c = op->conn;
+    dbp__my *my;
+    if (!c || !c->be || op->pool->s.backend != DBP__BK_MYSQL) return;
+    my = DBP__MY(c);
+    if (my->op != op || my->phase != DBP__MY_PAUSED) return;
+    my->purpose = DBP__MP_DISCARD;
+    my->phase = DBP__MY_FREE;
+    my->started = 0;
+    dbp__my_run(c, 0);
 }
 
 /* Streaming consumer side. */
@@ -6153,7 +6152,7 @@ DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols)
     if (s && s->pos < s->nrows && (s->paused || s->eof)) {
         if (row) *row = &s->rows[s->pos * s->ncols];
         s->pos++;
-        return 1;
+        return DBP_ROW;
     }
     if (s && s->pos >= s->nrows && s->nrows) {
         /* the batch is used up: let the connection read the next one */
@@ -6163,13 +6162,16 @@ DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols)
 #ifndef DBPOOL_NO_MYSQL
             dbp__my_stream_resume(op);
 #endif
+            /* what was already in the socket may have arrived, up to the end */
+            if (s->pos < s->nrows && (s->paused || s->eof)) {
+                if (row) *row = &s->rows[s->pos * s->ncols];
+                s->pos++;
+                return DBP_ROW;
+            }
         }
     }
     if (op->state == DBP_OP_REJECTED) return op->err.rc;
-    if (op->state == DBP_OP_FULFILLED && (!s || s->eof)) {
-        if (s && s->pos < s->nrows) { if (row) *row = &s->rows[s->pos * s->ncols]; s->pos++; return 1; }
-        return 0;
-    }
+    if (op->state == DBP_OP_FULFILLED && (!s || s->eof)) return DBP_OK;
     return DBP_PENDING;
 }
 

@@ -1,0 +1,71 @@
+# dbpool: build, test, bench, install.
+#   make            the Lua module, the C tests, the benchmarks
+#   make test       start the test servers, run every test (plain build), stop them
+#   make test-checked   the same under AddressSanitizer+UBSan and Valgrind
+#   make bench      the benchmarks against their peers (servers started too)
+#   make install    dbpool.h, the Lua module and the dbpool command
+CC ?= cc
+PKGS := libmariadb hiredis lua5.4
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+DB_LIBS := $(shell pkg-config --libs libmariadb hiredis) -lm
+WARN := -Wall -Wextra -Wpedantic
+CFLAGS ?= -O2 -g
+BUILD := build
+PROVE := prove --exec '' --timer --merge
+
+C_TESTS := $(patsubst tests/%.c,%,$(filter-out tests/faultproxy.c,$(wildcard tests/test_*.c)))
+LUA_TESTS := $(sort $(wildcard tests/lua/*.lua))
+
+PREFIX ?= /usr/local
+LUA_LMOD ?= $(PREFIX)/share/lua/5.4
+LUA_CMOD ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
+
+.PHONY: all tests lua bench test test-plain test-checked test-asan test-valgrind clean install check-header
+all: tests lua $(BUILD)/tests/faultproxy
+
+tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+
+$(BUILD)/tests/%.t: tests/%.c dbpool.h tests/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
+$(BUILD)/tests/faultproxy: tests/faultproxy.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) -O2 -o $@ $<
+
+# The checked builds: one binary per test, instrumented.
+$(BUILD)/asan/tests/%.t: tests/%.c dbpool.h tests/tap.h
+	@mkdir -p $(dir $@)
+	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
+# The header alone, warning-free as C99 and as C++, with each backend left out.
+check-header:
+	@mkdir -p $(BUILD)
+	@printf '#define _POSIX_C_SOURCE 200809L\n#define DBPOOL_IMPLEMENTATION\n#include "dbpool.h"\nint main(void){return 0;}\n' > $(BUILD)/hdr.c
+	$(CC) -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	cp $(BUILD)/hdr.c $(BUILD)/hdr.cpp
+	c++ -std=c++11 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.cpp -o $(BUILD)/hdr.o
+	clang -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+
+test: all check-header
+	scripts/with-servers.sh $(MAKE) --no-print-directory test-plain
+
+test-plain:
+	$(PROVE) $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS)
+
+test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS)))
+	scripts/with-servers.sh $(MAKE) --no-print-directory test-asan test-valgrind
+
+test-asan:
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PROVE) $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS)))
+
+VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+test-valgrind:
+	$(PROVE) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+
+clean:
+	rm -rf $(BUILD)
