@@ -29,6 +29,18 @@ $(BUILD)/tests/%.t: tests/%.c dbpool.h tests/tap.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
+lua: $(BUILD)/lua/dbpool/core.so
+
+$(BUILD)/lua/dbpool/core.so: lua/dbpool_core.c dbpool.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(CFLAGS) -shared -fPIC -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
+# The module built with AddressSanitizer, for the checked Lua runs (LD_PRELOAD libasan).
+$(BUILD)/asan/lua/dbpool/core.so: lua/dbpool_core.c dbpool.h
+	@mkdir -p $(dir $@)
+	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -shared -fPIC \
+	  -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
 $(BUILD)/tests/faultproxy: tests/faultproxy.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) -O2 -o $@ $<
@@ -66,6 +78,19 @@ test-asan:
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
 test-valgrind:
 	$(PROVE) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+
+install: lua
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(PREFIX)/bin
+	install -m 644 dbpool.h $(DESTDIR)$(PREFIX)/include/dbpool.h
+	install -m 644 lua/dbpool.lua $(DESTDIR)$(LUA_LMOD)/dbpool.lua
+	install -m 755 $(BUILD)/lua/dbpool/core.so $(DESTDIR)$(LUA_CMOD)/dbpool/core.so
+	if [ -d lua/dbpool ]; then install -d $(DESTDIR)$(LUA_LMOD)/dbpool && \
+	  for f in $$(cd lua && find dbpool -name '*.lua'); do install -D -m 644 lua/$$f $(DESTDIR)$(LUA_LMOD)/$$f; done; fi
+	if [ -f scripts/dbpool ]; then install -m 755 scripts/dbpool $(DESTDIR)$(PREFIX)/bin/dbpool; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/dbpool.h $(DESTDIR)$(LUA_LMOD)/dbpool.lua $(DESTDIR)$(PREFIX)/bin/dbpool
+	rm -rf $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(LUA_LMOD)/dbpool
 
 clean:
 	rm -rf $(BUILD)

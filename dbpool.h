@@ -121,7 +121,11 @@
 
 #ifndef DBPDEF
 #  ifdef DBPOOL_STATIC
-#    define DBPDEF static
+#    if defined(__GNUC__) || defined(__clang__)
+#      define DBPDEF static __attribute__((unused))
+#    else
+#      define DBPDEF static
+#    endif
 #  else
 #    define DBPDEF extern
 #  endif
@@ -349,6 +353,10 @@ DBPDEF int dbp_hub_run(dbp_hub *hub, int timeout_ms);
 DBPDEF int dbp_hub_pending(const dbp_hub *hub);
 /* A timer op: fulfilled after ms milliseconds. */
 DBPDEF dbp_op *dbp_hub_sleep(dbp_hub *hub, int ms);
+/* Also watches fd (e.g. a signalfd or a self-pipe) in every poll(): when it
+   is readable, the step returns early so the caller can look. The hub never
+   reads it. -1 removes it. */
+DBPDEF void dbp_hub_set_wakeup_fd(dbp_hub *hub, int fd);
 
 /* For programs with their own loop. dbp_hub_fds() fills up to `max` pollfd
    entries (struct pollfd from <poll.h>, passed as void* so this header does
@@ -2053,6 +2061,7 @@ struct dbp_hub {
     int npfd, cappfd;
     int in_notify;
     int closing;
+    int wakeup_fd;
 };
 
 /* ==== SECTION: timers ==== */
@@ -3317,12 +3326,14 @@ DBPDEF dbp_hub *dbp_hub_open(dbp_error *err)
     dbp__list_init(&h->notify);
     dbp__list_init(&h->all_ops);
     dbp__list_init(&h->graveyard);
+    h->wakeup_fd = -1;
     h->rng = (unsigned long long)dbp__now_us() ^ ((unsigned long long)(size_t)h << 16) ^ 0x9E3779B97F4A7C15ULL;
     if (!h->rng) h->rng = 1;
     return h;
 }
 
 DBPDEF int dbp_hub_pending(const dbp_hub *h) { return h ? h->pending : 0; }
+DBPDEF void dbp_hub_set_wakeup_fd(dbp_hub *h, int fd) { if (h) h->wakeup_fd = fd; }
 
 /* Runs callbacks of settled ops; they may submit new ops. */
 static int dbp__hub_notify(dbp_hub *h)
@@ -3447,7 +3458,15 @@ DBPDEF int dbp_hub_step(dbp_hub *h, int timeout_ms)
         n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
     }
     to = dbp__hub_timeout(h, timeout_ms);
-    rc = poll(h->pfd, (nfds_t)n, to);
+    if (h->wakeup_fd >= 0) {
+        if (dbp__hub_grow(h, n + 1)) return DBP_ENOMEM;
+        h->pfd[n].fd = h->wakeup_fd;
+        h->pfd[n].events = POLLIN;
+        h->pfd[n].revents = 0;
+        rc = poll(h->pfd, (nfds_t)n + 1, to);
+    } else {
+        rc = poll(h->pfd, (nfds_t)n, to);
+    }
     if (rc < 0 && errno != EINTR) return DBP_EUSAGE;
     if (rc < 0) n = 0;
     return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);

@@ -1,0 +1,799 @@
+-- dbpool: MySQL/MariaDB and Redis pools for Lua 5.4, where every query is a
+-- promise that a coroutine can await.
+--
+--   local dbpool = require "dbpool"
+--   local db = dbpool.open(os.getenv("DATABASE_URL"), { max = 8 })
+--   dbpool.run(function()
+--     local rows = db:query("SELECT id, name FROM users WHERE id > ?", { 10 }):await()
+--   end)
+--
+-- The C core (dbpool.core) drives the connections; this file holds what calls
+-- user functions: the task scheduler, promises and their combinators,
+-- transactions, streaming iterators, event hooks and Redis method sugar.
+local core = require "dbpool.core"
+
+local pack, unpack = table.pack, table.unpack
+local co_create, co_resume, co_yield, co_running, co_status =
+    coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+local type, setmetatable, getmetatable, pcall, xpcall, error, select, next =
+    type, setmetatable, getmetatable, pcall, xpcall, error, select, next
+local traceback = debug.traceback
+
+local M = {
+    _VERSION = "dbpool " .. core.version,
+    null = core.null,
+}
+
+---------------------------------------------------------------------------
+-- Errors: tables with kind, code, sqlstate, message, sent, name
+---------------------------------------------------------------------------
+local Error = {}
+Error.__index = Error
+
+function Error.__tostring(e)
+    local s = "dbpool " .. tostring(e.kind or "?") .. " error: " .. tostring(e.message or "")
+    if e.code or e.sqlstate then
+        s = s .. " (" .. (e.code and ("code " .. e.code) or "")
+            .. ((e.code and e.sqlstate) and ", " or "")
+            .. (e.sqlstate and ("SQLSTATE " .. e.sqlstate) or "") .. ")"
+    end
+    if e.traceback then s = s .. "\n" .. e.traceback end
+    return s
+end
+
+local function new_error(kind, message, fields)
+    local e = { kind = kind, message = message, sent = false }
+    if fields then for k, v in pairs(fields) do e[k] = v end end
+    return setmetatable(e, Error)
+end
+
+local function copy_error(e)
+    if getmetatable(e) ~= Error then return e end
+    local c = {}
+    for k, v in pairs(e) do c[k] = v end
+    return setmetatable(c, Error)
+end
+
+local function usage(message) return new_error("usage", message, { name = "DBP_EUSAGE" }) end
+
+function M.is_error(v) return getmetatable(v) == Error end
+M.error = new_error
+
+---------------------------------------------------------------------------
+-- Promises
+---------------------------------------------------------------------------
+local Promise = {}
+Promise.__index = Promise
+core.set_metatables(Promise, Error)
+
+local function is_promise(v) return getmetatable(v) == Promise end
+M.is_promise = is_promise
+
+-- scheduler state (one per Lua state: this module is loaded once per state)
+local ready, ready_head, ready_tail = {}, 1, 0   -- coroutines to resume
+local tasks = setmetatable({}, { __mode = "k" })  -- coroutine -> its promise
+local ntasks = 0
+local unhandled = {}                              -- rejected promises nobody handled
+local AWAIT = setmetatable({}, { __tostring = function() return "dbpool.await" end })
+
+local function push_ready(co)
+    ready_tail = ready_tail + 1
+    ready[ready_tail] = co
+end
+
+local function new_promise() return setmetatable({ _state = "pending" }, Promise) end
+
+-- Wakes everything that waits on p (it has just settled).
+local function wake(p)
+    local sw = p._swait
+    if sw then
+        p._swait = nil
+        for i = 1, #sw do push_ready(sw[i]) end
+    end
+    local w = p._waiters
+    if w then
+        p._waiters = nil
+        for i = 1, #w do
+            local x = w[i]
+            if type(x) == "thread" then push_ready(x) else x(p) end
+        end
+    elseif p._state == "rejected" and not p._handled then
+        unhandled[p] = true
+    end
+end
+
+local function settle(p, state, value, values)
+    if p._state ~= "pending" then return end
+    p._state, p._value, p._values = state, value, values
+    wake(p)
+end
+local function fulfill(p, v) settle(p, "fulfilled", v) end
+local function reject(p, e) settle(p, "rejected", e) end
+
+-- Calls fn(p) once p has settled (at once if it has). Counts as handling it.
+local function when_settled(p, fn)
+    p._handled = true
+    unhandled[p] = nil
+    if p._state ~= "pending" then fn(p) return end
+    local w = p._waiters
+    if not w then w = {}; p._waiters = w end
+    w[#w + 1] = fn
+end
+
+-- A stream (or an op settled by the core) made progress.
+local function on_core_promise(p)
+    if p._state == "pending" then
+        local sw = p._swait
+        if sw then
+            p._swait = nil
+            for i = 1, #sw do push_ready(sw[i]) end
+        end
+        return
+    end
+    wake(p)
+end
+
+local pools = setmetatable({}, { __mode = "k" })          -- wrapper -> true, for run()'s final close
+local pool_by_ud = setmetatable({}, { __mode = "kv" })    -- core userdata -> wrapper
+local sub_by_id = setmetatable({}, { __mode = "v" })      -- lightuserdata -> Sub wrapper
+local nsubs = 0
+local dispatch_events
+
+-- Resumes ready tasks until none is ready (bounded so I/O is never starved).
+local function run_ready()
+    local budget = 100000
+    while ready_head <= ready_tail and budget > 0 do
+        local co = ready[ready_head]
+        ready[ready_head] = nil
+        ready_head = ready_head + 1
+        budget = budget - 1
+        if co_status(co) == "suspended" then
+            local ok, err = co_resume(co)
+            if not ok then
+                -- a task body never raises (it runs under xpcall); this is a bug
+                io.stderr:write("dbpool: internal error in a task: ", tostring(err), "\n")
+            end
+        end
+    end
+    if ready_head > ready_tail then ready_head, ready_tail = 1, 0 end
+end
+
+-- One round: ready tasks, then the hub (waiting only when nothing is ready).
+local function step(block)
+    run_ready()
+    local pending = core.pending()
+    local timeout = 0
+    if block and ready_head > ready_tail then
+        if pending > 0 then timeout = -1
+        elseif nsubs > 0 then timeout = 1
+        else timeout = 0 end
+    end
+    local settled, events = core.step(timeout)
+    for i = 1, #settled do on_core_promise(settled[i]) end
+    if events then dispatch_events(events) end
+    run_ready()
+    return #settled
+end
+
+local function in_task()
+    local co, main = co_running()
+    if main then return nil end
+    return tasks[co] and co or nil
+end
+
+-- Waits for p: yields inside a task, drives the hub anywhere else.
+local function wait(p)
+    if p._state ~= "pending" then return end
+    local co = in_task()
+    if co then
+        repeat
+            local w = p._waiters
+            if not w then w = {}; p._waiters = w end
+            w[#w + 1] = co
+            co_yield(AWAIT)
+        until p._state ~= "pending"
+    else
+        local idle = 0
+        while p._state == "pending" do
+            if step(true) == 0 and ready_head > ready_tail and core.pending() == 0 and nsubs == 0 then
+                idle = idle + 1
+                if idle > 2 and p._state == "pending" then
+                    error(usage("await would wait forever: the promise cannot settle (nothing is pending)"), 3)
+                end
+            end
+        end
+    end
+end
+
+-- promise:await() -> the value, or raises the op's error.
+function Promise:await()
+    wait(self)
+    self._handled = true
+    unhandled[self] = nil
+    if self._state == "fulfilled" then
+        local v = self._values
+        if v then return unpack(v, 1, v.n) end
+        return self._value
+    end
+    error(copy_error(self._value), 0)
+end
+
+-- promise:result() -> true, value | false, err
+function Promise:result()
+    wait(self)
+    self._handled = true
+    unhandled[self] = nil
+    if self._state == "fulfilled" then
+        local v = self._values
+        if v then return true, unpack(v, 1, v.n) end
+        return true, self._value
+    end
+    return false, self._value
+end
+
+function Promise:status() return self._state end
+
+local spawn
+
+-- promise:next(on_ok, on_err) -> a new promise, settled by the handler's outcome
+function Promise:next(on_ok, on_err)
+    local p2 = new_promise()
+    when_settled(self, function(p)
+        local fn = p._state == "fulfilled" and on_ok or on_err
+        if not fn then
+            if p._state == "fulfilled" then settle(p2, "fulfilled", p._value, p._values)
+            else reject(p2, p._value) end
+            return
+        end
+        local arg = p._value
+        spawn(function()
+            local r = pack(fn(arg))
+            if r.n == 1 and is_promise(r[1]) then return r[1]:await() end
+            return unpack(r, 1, r.n)
+        end):next_raw(p2)
+    end)
+    return p2
+end
+
+-- Settles p2 like self (internal chaining, no task).
+function Promise:next_raw(p2)
+    when_settled(self, function(p)
+        if p._state == "fulfilled" then settle(p2, "fulfilled", p._value, p._values)
+        else reject(p2, p._value) end
+    end)
+end
+
+Promise.__tostring = function(p) return "dbpool.promise (" .. p._state .. ")" end
+
+local function value_of(p)
+    if p._values then return p._values[1] end
+    return p._value
+end
+
+function M.all(list)
+    local p, n = new_promise(), #list
+    local results, left = { n = n }, n
+    if n == 0 then fulfill(p, results) return p end
+    for i = 1, n do
+        local q = list[i]
+        if not is_promise(q) then error(usage("dbpool.all: item " .. i .. " is not a promise"), 2) end
+        when_settled(q, function(x)
+            if p._state ~= "pending" then return end
+            if x._state == "fulfilled" then
+                results[i] = value_of(x)
+                left = left - 1
+                if left == 0 then fulfill(p, results) end
+            else
+                reject(p, x._value)
+            end
+        end)
+    end
+    return p
+end
+
+function M.all_settled(list)
+    local p, n = new_promise(), #list
+    local results, left = { n = n }, n
+    if n == 0 then fulfill(p, results) return p end
+    for i = 1, n do
+        local q = list[i]
+        if not is_promise(q) then error(usage("dbpool.all_settled: item " .. i .. " is not a promise"), 2) end
+        when_settled(q, function(x)
+            if x._state == "fulfilled" then
+                results[i] = { status = "fulfilled", value = value_of(x) }
+            else
+                results[i] = { status = "rejected", reason = x._value }
+            end
+            left = left - 1
+            if left == 0 then fulfill(p, results) end
+        end)
+    end
+    return p
+end
+
+function M.race(list)
+    local p = new_promise()
+    for i = 1, #list do
+        local q = list[i]
+        if not is_promise(q) then error(usage("dbpool.race: item " .. i .. " is not a promise"), 2) end
+        when_settled(q, function(x)
+            if p._state ~= "pending" then return end
+            if x._state == "fulfilled" then settle(p, "fulfilled", x._value, x._values)
+            else reject(p, x._value) end
+        end)
+    end
+    return p
+end
+
+function M.sleep(seconds)
+    if type(seconds) ~= "number" or seconds ~= seconds then error(usage("dbpool.sleep: seconds must be a number"), 2) end
+    return core.sleep(seconds)
+end
+
+-- A resolved or rejected promise, for code that builds its own.
+function M.resolved(v) local p = new_promise(); fulfill(p, v); return p end
+function M.rejected(e) local p = new_promise(); reject(p, e); return p end
+
+---------------------------------------------------------------------------
+-- Tasks
+---------------------------------------------------------------------------
+local function task_handler(e)
+    if getmetatable(e) == Error then
+        if not e.traceback then
+            e = copy_error(e)
+            e.traceback = traceback("", 2):gsub("^\n", "")
+        end
+        return e
+    end
+    if type(e) == "table" then return e end
+    return traceback(tostring(e), 2)
+end
+
+function spawn(fn, ...)
+    if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+        error(usage("dbpool.spawn: expected a function"), 2)
+    end
+    local p = new_promise()
+    local args = pack(...)
+    local co
+    co = co_create(function()
+        local r = pack(xpcall(fn, task_handler, unpack(args, 1, args.n)))
+        tasks[co] = nil
+        ntasks = ntasks - 1
+        if r[1] then
+            local vals = { n = r.n - 1 }
+            for i = 2, r.n do vals[i - 1] = r[i] end
+            settle(p, "fulfilled", vals[1], vals)
+        else
+            reject(p, r[2])
+        end
+    end)
+    tasks[co] = p
+    ntasks = ntasks + 1
+    push_ready(co)
+    return p
+end
+M.spawn = spawn
+
+-- dbpool.map(iterable, fn, {concurrency = n}) -> promise of the results, in input order.
+-- iterable: a list, or an iterator function (such as pool:rows(...)).
+function M.map(iterable, fn, opts)
+    local n = opts and opts.concurrency or 8
+    if type(n) ~= "number" or n < 1 or n ~= math.floor(n) then
+        error(usage("dbpool.map: concurrency must be a positive integer"), 2)
+    end
+    if type(fn) ~= "function" then error(usage("dbpool.map: expected a function"), 2) end
+    local pull
+    local count = 0
+    if type(iterable) == "table" then
+        local len = #iterable
+        pull = function()
+            if count >= len then return nil end
+            count = count + 1
+            return count, iterable[count]
+        end
+    elseif type(iterable) == "function" then
+        local done = false
+        pull = function()
+            if done then return nil end
+            local item = iterable()
+            if item == nil then done = true return nil end
+            count = count + 1
+            return count, item
+        end
+    else
+        error(usage("dbpool.map: expected a list or an iterator function"), 2)
+    end
+    local results, first_err, stop = {}, nil, false
+    local function worker()
+        while not stop do
+            local ok, idx, item = pcall(pull)
+            if not ok then
+                if not first_err then first_err = idx end
+                stop = true
+                break
+            end
+            if idx == nil then break end
+            local ok2, r = pcall(fn, item, idx)
+            if ok2 and is_promise(r) then ok2, r = pcall(r.await, r) end
+            if ok2 then
+                results[idx] = r
+            else
+                if not first_err then first_err = r end
+                stop = true -- no new work; what runs settles
+            end
+        end
+    end
+    local workers = {}
+    for k = 1, n do workers[k] = spawn(worker) end
+    return spawn(function()
+        for k = 1, n do workers[k]:await() end
+        if first_err then error(first_err, 0) end
+        results.n = count
+        return results
+    end)
+end
+
+---------------------------------------------------------------------------
+-- Pools
+---------------------------------------------------------------------------
+local Pool, Conn, Sub = {}, {}, {}
+local pool_methods, conn_methods = {}, {}
+local sugar_cache = {}
+
+local function redis_sugar(k)
+    local f = sugar_cache[k]
+    if not f then
+        local cmd = k:upper()
+        f = function(self, ...) return self:call(cmd, ...) end
+        sugar_cache[k] = f
+    end
+    return f
+end
+
+Pool.__index = function(self, k)
+    local m = pool_methods[k]
+    if m then return m end
+    if type(k) == "string" and self._backend ~= "mysql" and k:match("^%a[%w_]*$") then return redis_sugar(k) end
+    return nil
+end
+
+Conn.__index = function(self, k)
+    local m = conn_methods[k]
+    if m then return m end
+    if type(k) == "string" and self._backend ~= "mysql" and k:match("^%a[%w_]*$") then return redis_sugar(k) end
+    return nil
+end
+
+-- dbpool.open(url [, opts]) -> pool. Without a URL: DATABASE_URL (or
+-- REDIS_URL with opts.backend = "redis").
+function M.open(url, opts)
+    if url ~= nil and type(url) ~= "string" then error(usage("dbpool.open: the URL must be a string"), 2) end
+    if opts ~= nil and type(opts) ~= "table" then error(usage("dbpool.open: options must be a table"), 2) end
+    local ok, ud = pcall(core.open, url, opts)
+    if not ok then error(ud, 2) end
+    local desc, backend = ud:describe()
+    local self = setmetatable({ _c = ud, _backend = backend, _desc = desc, _handlers = {} }, Pool)
+    pools[self] = true
+    pool_by_ud[ud] = self
+    return self
+end
+
+local function check_open(self, what)
+    if self._c:state() ~= "open" then
+        error(new_error("closed", "pool is " .. self._c:state() .. ": " .. what .. " refused", { name = "DBP_ECLOSED" }), 3)
+    end
+end
+
+function pool_methods:query(sql, params, opts)
+    if type(sql) ~= "string" then error(usage("query: the SQL must be a string"), 2) end
+    local ok, p = pcall(self._c.query, self._c, sql, params, opts)
+    if not ok then error(p, 2) end
+    return p
+end
+
+function pool_methods:call(...)
+    local ok, p = pcall(self._c.call, self._c, ...)
+    if not ok then error(p, 2) end
+    return p
+end
+
+function pool_methods:stats() return self._c:stats() end
+function pool_methods:nodes() return self._c:nodes() end
+
+function pool_methods:ping(opts)
+    local op = self._c:ping(opts)
+    local p = new_promise()
+    local c = self._c
+    when_settled(op, function(q)
+        if q._state == "fulfilled" then
+            local _, started, settled = q._op:times()
+            local _, _, version = c:describe()
+            fulfill(p, { rtt = settled - started, version = version, backend = self._backend })
+        else
+            reject(p, q._value)
+        end
+    end)
+    return p
+end
+
+function pool_methods:close(opts)
+    local timeout = type(opts) == "table" and opts.timeout or (type(opts) == "number" and opts) or nil
+    if self._c:state() == "released" then return M.resolved(true) end
+    local ok, p = pcall(self._c.close, self._c, timeout)
+    if not ok then error(p, 2) end
+    return p
+end
+
+function pool_methods:on(event, fn)
+    if type(fn) ~= "function" then error(usage("on: expected a function"), 2) end
+    local ok = { connect = true, enqueue = true, error = true, slow = true }
+    if not ok[event] then error(usage("on: unknown event '" .. tostring(event) .. "' (connect, enqueue, error, slow)"), 2) end
+    local list = self._handlers[event] or {}
+    list[#list + 1] = fn
+    self._handlers[event] = list
+    return self
+end
+
+local function call_handlers(list, ...)
+    for i = 1, #list do
+        local ok, err = pcall(list[i], ...)
+        if not ok then io.stderr:write("dbpool: an event handler failed: ", tostring(err), "\n") end
+    end
+end
+
+function dispatch_events(events)
+    for i = 1, #events do
+        local ev = events[i]
+        if ev.sub then
+            local s = sub_by_id[ev.sub]
+            if s and s._handler then
+                local h = s._handler
+                if ev.type == "message" then
+                    spawn(h, ev.channel, ev.message)
+                elseif ev.type == "pmessage" then
+                    spawn(h, ev.channel, ev.message, ev.pattern)
+                elseif ev.type == "resubscribed" and s._on_gap then
+                    spawn(s._on_gap, ev.message)
+                elseif ev.type == "error" then
+                    s._error = ev.message
+                end
+            end
+        else
+            local pool = ev.pool and pool_by_ud[ev.pool]
+            if pool then
+                local kind = ev.event == "leak" and "error" or ev.event
+                local list = pool._handlers[kind]
+                if list then
+                    call_handlers(list, ev)
+                elseif ev.event == "leak" then
+                    io.stderr:write("dbpool: ", ev.message, ev.where and ("; acquired at:\n" .. ev.where) or "", "\n")
+                end
+            end
+        end
+    end
+end
+
+function Pool:__tostring()
+    local st = self._c:state()
+    if st ~= "open" then return "dbpool.pool " .. self._desc .. " (" .. st .. ")" end
+    local s = self._c:stats()
+    return ("dbpool.pool %s (total %d, idle %d, busy %d, waiting %d)"):format(self._desc, s.total, s.idle, s.busy, s.waiting)
+end
+
+function Pool:__close()
+    if self._c:state() == "open" then self:close():await() end
+end
+
+-- pool:acquire([opts]) -> promise of a pinned connection (release it, or use <close>)
+function pool_methods:acquire(opts)
+    local op = self._c:acquire(opts)
+    local p = new_promise()
+    local where = traceback("acquired", 2)
+    local backend = self._backend
+    when_settled(op, function(q)
+        if q._state == "fulfilled" then
+            local ud = core.take_conn(q._op)
+            ud:set_where(where)
+            fulfill(p, setmetatable({ _c = ud, _backend = backend }, Conn))
+        else
+            reject(p, q._value)
+        end
+    end)
+    return p
+end
+
+function conn_methods:query(sql, params, opts)
+    local ok, p = pcall(self._c.query, self._c, sql, params, opts)
+    if not ok then error(p, 2) end
+    return p
+end
+function conn_methods:call(...)
+    local ok, p = pcall(self._c.call, self._c, ...)
+    if not ok then error(p, 2) end
+    return p
+end
+function conn_methods:release() self._c:release() end
+function conn_methods:discard() self._c:discard() end
+function conn_methods:in_transaction() return self._c:in_transaction() end
+function conn_methods:id() return self._c:id() end
+Conn.__close = function(self) self._c:release() end
+Conn.__tostring = function(self) return "dbpool.conn (" .. self._backend .. ")" end
+
+local in_tx = setmetatable({}, { __mode = "k" })
+
+-- pool:transaction(function(tx) ... end [, opts]) -> the function's results.
+-- MySQL: BEGIN, COMMIT on return, ROLLBACK on error (re-raised).
+-- Redis: MULTI, the function queues commands, EXEC; returns EXEC's replies.
+function pool_methods:transaction(fn, opts)
+    if type(fn) ~= "function" then error(usage("transaction: expected a function"), 2) end
+    local co = co_running()
+    if in_tx[co] then error(usage("transaction: nested use in the same task is not allowed"), 2) end
+    local tx = self:acquire(opts):await()
+    in_tx[co] = true
+    local mysql = self._backend == "mysql"
+    local r
+    local ok, err = pcall(function()
+        if mysql then tx:query("BEGIN"):await() else tx:call("MULTI"):await() end
+        r = pack(fn(tx))
+        if mysql then
+            tx:query("COMMIT"):await()
+        else
+            r = pack(tx:call("EXEC"):await())
+        end
+    end)
+    in_tx[co] = nil
+    if not ok then
+        local rb = mysql and tx._c:ok() and tx:query("ROLLBACK") or (not mysql and tx._c:ok() and tx:call("DISCARD"))
+        if rb then rb:result() end
+        if tx._c:ok() and not tx:in_transaction() then tx:release() else tx:discard() end
+        error(err, 0)
+    end
+    tx:release()
+    return unpack(r, 1, r.n)
+end
+
+-- pool:rows(sql, params [, opts]): for row in db:rows(...) do ... end
+-- streams a result with bounded memory; breaking out of the loop ends it.
+function pool_methods:rows(sql, params, opts)
+    if type(sql) ~= "string" then error(usage("rows: the SQL must be a string"), 2) end
+    local ok, p = pcall(self._c.stream, self._c, sql, params, opts)
+    if not ok then error(p, 2) end
+    local op, cache, done = p._op, {}, false
+    p._handled = true
+    local function iter()
+        if done then return nil end
+        while true do
+            local st, row = op:fetch(cache)
+            if st == "row" then return row end
+            done = true
+            if st == "done" then return nil end
+            if st == "error" then error(row, 2) end
+            done = false
+            local co = in_task()
+            if co then
+                local sw = p._swait
+                if not sw then sw = {}; p._swait = sw end
+                sw[#sw + 1] = co
+                co_yield(AWAIT)
+            else
+                step(true)
+            end
+        end
+    end
+    local closer = setmetatable({}, { __close = function()
+        if not done then done = true; op:cancel() end
+    end })
+    return iter, nil, nil, closer
+end
+
+-- pool:subscribe(channels, handler) / pool:psubscribe(patterns, handler) -> subscription
+local function subscribe(self, channels, patterns, handler)
+    if type(handler) ~= "function" then error(usage("subscribe: expected a handler function"), 3) end
+    local ok, ud = pcall(self._c.subscribe, self._c, channels, patterns)
+    if not ok then error(ud, 3) end
+    local s = setmetatable({ _c = ud, _handler = handler, _pool = self }, Sub)
+    sub_by_id[ud:id()] = s
+    nsubs = nsubs + 1
+    return s
+end
+function pool_methods:subscribe(channels, handler)
+    if type(channels) == "string" then channels = { channels } end
+    return subscribe(self, channels, {}, handler)
+end
+function pool_methods:psubscribe(patterns, handler)
+    if type(patterns) == "string" then patterns = { patterns } end
+    return subscribe(self, {}, patterns, handler)
+end
+
+Sub.__index = Sub
+function Sub:unsubscribe()
+    if self._c then
+        sub_by_id[self._c:id()] = nil
+        self._c:close()
+        self._c = nil
+        nsubs = nsubs - 1
+    end
+end
+Sub.close = Sub.unsubscribe
+Sub.__close = Sub.unsubscribe
+function Sub:reconnects() return self._c and self._c:reconnects() or 0 end
+function Sub:on_gap(fn) self._on_gap = fn; return self end
+
+---------------------------------------------------------------------------
+-- run
+---------------------------------------------------------------------------
+local running = false
+
+local function unhandled_error()
+    local list = {}
+    for p in pairs(unhandled) do if not p._handled then list[#list + 1] = p end end
+    if #list == 0 then return nil end
+    table.sort(list, function(a, b) return tostring(a._value) < tostring(b._value) end)
+    local first = list[1]._value
+    unhandled = {}
+    return new_error(first.kind or "usage",
+        ("%d op%s failed and nobody awaited %s; the first: %s"):format(#list, #list == 1 and "" or "s",
+            #list == 1 and "it" or "them", tostring(first.message or first)),
+        { name = first.name, code = first.code, sqlstate = first.sqlstate, sent = first.sent })
+end
+
+-- Closes every pool gracefully and waits for the closes.
+local function close_all(timeout)
+    local closing = {}
+    for pool in pairs(pools) do
+        if pool._c:state() == "open" then closing[#closing + 1] = pool:close({ timeout = timeout }) end
+    end
+    for i = 1, #closing do closing[i]:result() end
+end
+
+-- dbpool.run(fn, ...) runs fn as a task, drives until it and everything it
+-- spawned have settled, closes every pool gracefully, and returns fn's
+-- results or re-raises its error (with the traceback of where it began).
+function M.run(fn, ...)
+    if in_task() then error(usage("dbpool.run: already inside a task; use dbpool.spawn"), 2) end
+    if running then error(usage("dbpool.run cannot be nested"), 2) end
+    running = true
+    local main = spawn(fn, ...)
+    local ok, err = pcall(function()
+        while true do
+            if main._state ~= "pending" and ntasks == 0 and ready_head > ready_tail then
+                local pending, queued = core.pending()
+                if pending == 0 and not queued then break end
+            end
+            if M._stop_hook and M._stop_hook() then break end
+            step(true)
+        end
+    end)
+    main._handled = true
+    unhandled[main] = nil
+    local cerr
+    local cok = pcall(close_all, M._drain_timeout)
+    running = false
+    if not ok then error(err, 0) end
+    if main._state == "rejected" then error(main._value, 0) end
+    if main._state == "pending" then
+        error(new_error("closed", "stopped before the main task finished", { name = "DBP_ECANCELLED" }), 0)
+    end
+    cerr = unhandled_error()
+    if cerr then error(cerr, 0) end
+    if not cok then error(new_error("closed", "closing the pools failed"), 0) end
+    local v = main._values
+    return unpack(v, 1, v.n)
+end
+
+-- For the dbpool command: drive once (bounded wait), and the scheduler's state.
+function M._step(block) return step(block) end
+function M._counts() return ntasks, core.pending() end
+function M._close_all(timeout) return close_all(timeout) end
+M._core = core
+
+-- A script that never calls run() or close() still loses nothing: when the
+-- state closes, the core drives pending ops to settlement before the pools
+-- go. Failures nobody awaited are reported here.
+M._sentinel = setmetatable({}, { __gc = function()
+    local e = unhandled_error()
+    if e then io.stderr:write("dbpool: ", tostring(e.message), "\n") end
+end })
+
+return M

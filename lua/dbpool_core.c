@@ -1,0 +1,1504 @@
+/* dbpool.core - the C half of the Lua module `dbpool`.
+
+   A thin layer over dbpool.h: one hub per lua_State (kept in the registry),
+   pools, ops, pinned connections and subscriptions as userdata, and value
+   conversion. Everything that calls user functions (tasks, promises'
+   callbacks, transactions, map) lives in lua/dbpool.lua, where pcall may
+   yield. Nothing here keeps Lua state in C statics.
+
+   The hub never calls Lua: op callbacks, pool events and pub/sub messages
+   are queued in C and handed to Lua by core.step(), after the hub's round. */
+#define _POSIX_C_SOURCE 200809L
+#define DBPOOL_IMPLEMENTATION
+#define DBPOOL_STATIC
+#include "../dbpool.h"
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#define HUB_KEY "dbpool.hub"
+#define POOLS_KEY "dbpool.pools"        /* weak: lpool* -> pool userdata */
+#define PROMISE_MT_KEY "dbpool.promise_mt"
+#define ERROR_MT_KEY "dbpool.error_mt"
+#define POOL_MT "dbpool.pool"
+#define OP_MT "dbpool.op"
+#define CONN_MT "dbpool.conn"
+#define SUB_MT "dbpool.sub"
+#define HUB_MT "dbpool.hubud"
+
+enum { BK_MYSQL = 1, BK_REDIS = 2 };
+
+typedef struct lhub lhub;
+
+typedef struct lpool {
+    dbp_pool *p;
+    lhub *h;
+    int backend;
+    struct lpool *next;
+} lpool;
+
+typedef struct lop {
+    dbp_op *op;
+    lhub *h;
+    lpool *pool;
+    int backend;
+    int ref;                     /* strong ref to this userdata until Lua saw it settle */
+    int queued;                  /* in the hub's ready list */
+    struct lop *next_ready;
+} lop;
+
+typedef struct lconn {
+    dbp_conn *c;
+    lhub *h;
+    lpool *pool;
+    int backend;
+    struct lconn *next;
+} lconn;
+
+typedef struct lsub {
+    dbp_sub *s;
+    lhub *h;
+    lpool *pool;
+    struct lsub *next;
+} lsub;
+
+/* An event or a pub/sub message, copied out of the hub's round. */
+typedef struct lmsg {
+    struct lmsg *next;
+    int is_message;
+    lpool *pool;
+    lsub *sub;
+    int type;
+    long long duration_us;
+    int conn_id;
+    dbp_error err;
+    int has_err;
+    size_t n1, n2, n3;
+    char *s1, *s2, *s3;          /* message / channel / pattern / payload */
+} lmsg;
+
+struct lhub {
+    dbp_hub *hub;
+    lop *ready_head, *ready_tail;
+    lmsg *msg_head, *msg_tail;
+    lpool *pools;
+    lconn *conns;
+    lsub *subs;
+    int closed;
+    int nmsgs;
+    /* SIGINT/SIGTERM for the dbpool command, read from a signalfd */
+    int sigfd;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static lhub *get_hub(lua_State *L)
+{
+    lhub *h;
+    lua_getfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+    h = (lhub *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!h || h->closed || !h->hub) luaL_error(L, "dbpool: the module's hub is closed");
+    return h;
+}
+
+static void push_error(lua_State *L, const dbp_error *e)
+{
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, dbp_kind_name(dbp_rc_kind(e->rc)));
+    lua_setfield(L, -2, "kind");
+    if (e->code) { lua_pushinteger(L, e->code); lua_setfield(L, -2, "code"); }
+    if (e->sqlstate[0]) { lua_pushstring(L, e->sqlstate); lua_setfield(L, -2, "sqlstate"); }
+    lua_pushstring(L, e->message);
+    lua_setfield(L, -2, "message");
+    lua_pushboolean(L, e->sent);
+    lua_setfield(L, -2, "sent");
+    lua_pushstring(L, dbp_rc_name(e->rc));
+    lua_setfield(L, -2, "name");
+    lua_getfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+    lua_setmetatable(L, -2);
+}
+
+/* Raises a usage error table (kind "usage") at the call. */
+static int usage_error(lua_State *L, int rc, const char *fmt, ...)
+{
+    dbp_error e;
+    va_list ap;
+    memset(&e, 0, sizeof e);
+    e.rc = rc;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    push_error(L, &e);
+    return lua_error(L);
+}
+
+/* ---- value conversion ---------------------------------------------------- */
+
+static int is_int_type(int t)
+{
+    return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_LONG ||
+           t == MYSQL_TYPE_INT24 || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
+}
+
+static void push_cell(lua_State *L, const dbp_field *f, const dbp_cell *c)
+{
+    if (!c->data) { lua_pushlightuserdata(L, NULL); return; }
+    if (is_int_type(f->type)) {
+        char *end;
+        errno = 0;
+        if ((f->flags & UNSIGNED_FLAG) && f->type == MYSQL_TYPE_LONGLONG) {
+            unsigned long long u = strtoull(c->data, &end, 10);
+            if (errno == 0 && *end == '\0' && u <= (unsigned long long)LLONG_MAX) lua_pushinteger(L, (lua_Integer)u);
+            else lua_pushlstring(L, c->data, c->len); /* beyond 2^63-1 stays a string */
+            return;
+        }
+        {
+            long long v = strtoll(c->data, &end, 10);
+            if (errno == 0 && *end == '\0') { lua_pushinteger(L, (lua_Integer)v); return; }
+        }
+    } else if (f->type == MYSQL_TYPE_FLOAT || f->type == MYSQL_TYPE_DOUBLE) {
+        lua_pushnumber(L, strtod(c->data, NULL));
+        return;
+    }
+    /* DECIMAL, dates and times, text and binary: strings */
+    lua_pushlstring(L, c->data, c->len);
+}
+
+/* A row as {column = value}. */
+static void push_row(lua_State *L, const dbp_field *fields, size_t ncols, const dbp_cell *cells, int names_idx)
+{
+    size_t j;
+    lua_createtable(L, 0, (int)ncols);
+    for (j = 0; j < ncols; j++) {
+        lua_rawgeti(L, names_idx, (lua_Integer)j + 1);
+        push_cell(L, &fields[j], &cells[j]);
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_columns(lua_State *L, const dbp_field *fields, size_t ncols)
+{
+    size_t j;
+    lua_createtable(L, (int)ncols, 0);
+    for (j = 0; j < ncols; j++) {
+        lua_pushlstring(L, fields[j].name, fields[j].name_len);
+        lua_rawseti(L, -2, (lua_Integer)j + 1);
+    }
+}
+
+static void push_one_result(lua_State *L, const dbp_result *r)
+{
+    size_t i;
+    int names;
+    lua_createtable(L, (int)r->nrows, 4);
+    push_columns(L, r->fields, r->ncols);
+    names = lua_gettop(L);
+    for (i = 0; i < r->nrows; i++) {
+        push_row(L, r->fields, r->ncols, &r->cells[i * r->ncols], names);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "columns");
+    lua_pushinteger(L, (lua_Integer)r->affected_rows);
+    lua_setfield(L, -2, "affected_rows");
+    lua_pushinteger(L, (lua_Integer)r->insert_id);
+    lua_setfield(L, -2, "insert_id");
+    lua_pushinteger(L, (lua_Integer)r->warning_count);
+    lua_setfield(L, -2, "warning_count");
+    if (r->info && *r->info) { lua_pushstring(L, r->info); lua_setfield(L, -2, "info"); }
+}
+
+/* The first result set, with `results` listing every set when there are several. */
+static void push_result(lua_State *L, const dbp_result *r)
+{
+    if (!r) { lua_createtable(L, 0, 0); return; }
+    push_one_result(L, r);
+    if (r->next) {
+        const dbp_result *x;
+        int i = 2;
+        lua_createtable(L, 2, 0);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, 1);
+        for (x = r->next; x; x = x->next) {
+            push_one_result(L, x);
+            lua_rawseti(L, -2, i++);
+        }
+        lua_setfield(L, -2, "results");
+    }
+}
+
+static void push_reply(lua_State *L, const dbp_reply *r, int depth)
+{
+    size_t i;
+    if (!r) { lua_pushlightuserdata(L, NULL); return; }
+    luaL_checkstack(L, 4, "reply nested too deeply");
+    switch (r->type) {
+    case DBP_REPLY_STRING: case DBP_REPLY_STATUS: lua_pushlstring(L, r->str, r->len); break;
+    case DBP_REPLY_INTEGER: lua_pushinteger(L, (lua_Integer)r->integer); break;
+    case DBP_REPLY_NIL: lua_pushlightuserdata(L, NULL); break;
+    case DBP_REPLY_ERROR: {
+        /* an error inside an array (EXEC): an error object in its place */
+        dbp_error e;
+        memset(&e, 0, sizeof e);
+        e.rc = DBP_EREDIS;
+        e.sent = 1;
+        snprintf(e.message, sizeof e.message, "%s", r->str);
+        push_error(L, &e);
+        break;
+    }
+    case DBP_REPLY_ARRAY:
+        lua_createtable(L, (int)r->elements, 0);
+        for (i = 0; i < r->elements; i++) {
+            push_reply(L, r->element[i], depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    default: lua_pushlightuserdata(L, NULL); break;
+    }
+}
+
+/* ---- hub callbacks (no Lua inside) ---------------------------------------- */
+
+static void op_ready(dbp_op *op, void *ud)
+{
+    lop *o = (lop *)ud;
+    (void)op;
+    if (o->queued) return;
+    o->queued = 1;
+    o->next_ready = NULL;
+    if (o->h->ready_tail) o->h->ready_tail->next_ready = o; else o->h->ready_head = o;
+    o->h->ready_tail = o;
+}
+
+static void msg_push(lhub *h, lmsg *m)
+{
+    if (h->nmsgs > 100000) { free(m->s1); free(m->s2); free(m->s3); free(m); return; } /* nobody drives: bounded */
+    m->next = NULL;
+    if (h->msg_tail) h->msg_tail->next = m; else h->msg_head = m;
+    h->msg_tail = m;
+    h->nmsgs++;
+}
+
+static char *copy_bytes(const char *s, size_t n)
+{
+    char *p = (char *)malloc(n + 1);
+    if (!p) return NULL;
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static void pool_event(dbp_pool *p, const dbp_event *ev, void *ud)
+{
+    lpool *lp = (lpool *)ud;
+    lmsg *m = (lmsg *)calloc(1, sizeof *m);
+    (void)p;
+    if (!m) return;
+    m->pool = lp;
+    m->type = (int)ev->type;
+    m->duration_us = ev->duration_us;
+    m->conn_id = ev->conn_id;
+    m->n1 = ev->message ? strlen(ev->message) : 0;
+    m->s1 = copy_bytes(ev->message ? ev->message : "", m->n1);
+    if (ev->error) { m->err = *ev->error; m->has_err = 1; }
+    msg_push(lp->h, m);
+}
+
+static void sub_message(dbp_sub *s, const dbp_message *msg, void *ud)
+{
+    lsub *ls = (lsub *)ud;
+    lmsg *m = (lmsg *)calloc(1, sizeof *m);
+    (void)s;
+    if (!m) return;
+    m->is_message = 1;
+    m->sub = ls;
+    m->type = (int)msg->type;
+    m->s1 = copy_bytes(msg->channel ? msg->channel : "", m->n1 = msg->channel_len);
+    m->s2 = copy_bytes(msg->payload ? msg->payload : "", m->n2 = msg->payload_len);
+    m->s3 = msg->pattern ? copy_bytes(msg->pattern, m->n3 = msg->pattern_len) : NULL;
+    msg_push(ls->h, m);
+}
+
+/* ---- promises ------------------------------------------------------------- */
+
+/* Writes a settled op's outcome into its promise table (at index pi). */
+static void settle_promise(lua_State *L, lop *o, int pi)
+{
+    dbp_op *op = o->op;
+    if (dbp_op_state(op) == DBP_OP_FULFILLED) {
+        lua_pushliteral(L, "fulfilled");
+        lua_setfield(L, pi, "_state");
+        if (o->backend == BK_MYSQL) {
+            const dbp_result *r = dbp_op_result(op);
+            push_result(L, r);
+        } else if (o->backend == BK_REDIS) {
+            push_reply(L, dbp_op_reply(op), 0);
+        } else {
+            lua_pushboolean(L, 1);
+        }
+        lua_setfield(L, pi, "_value");
+    } else {
+        lua_pushliteral(L, "rejected");
+        lua_setfield(L, pi, "_state");
+        push_error(L, dbp_op_error(op));
+        lua_setfield(L, pi, "_value");
+    }
+}
+
+/* Makes the op userdata and its promise; returns with the promise on top. */
+static lop *new_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
+{
+    lop *o;
+    if (!op) luaL_error(L, "dbpool: out of memory");
+    o = (lop *)lua_newuserdatauv(L, sizeof *o, 1);
+    memset(o, 0, sizeof *o);
+    o->op = op;
+    o->h = h;
+    o->pool = lp;
+    o->backend = backend;
+    o->ref = LUA_NOREF;
+    luaL_setmetatable(L, OP_MT);
+    lua_createtable(L, 0, 4);                    /* the promise */
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "_op");
+    lua_getfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, -3, 1);                 /* op -> promise */
+    if (dbp_op_state(op) >= DBP_OP_FULFILLED && !dbp_op_result(op) && !dbp_op_reply(op)) {
+        /* settled at submit (refused): the promise is settled already */
+        settle_promise(L, o, lua_gettop(L));
+        lua_remove(L, -2);
+        return o;
+    }
+    lua_pushliteral(L, "pending");
+    lua_setfield(L, -2, "_state");
+    lua_pushvalue(L, -2);
+    o->ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* alive until Lua saw it settle */
+    dbp_op_on_settle(op, op_ready, o);
+    lua_remove(L, -2);                           /* leave the promise */
+    return o;
+}
+
+static int l_op_gc(lua_State *L)
+{
+    lop *o = (lop *)luaL_checkudata(L, 1, OP_MT);
+    if (o->op) {
+        dbp_op_on_settle(o->op, NULL, NULL);
+        dbp_op_free(o->op);
+        o->op = NULL;
+    }
+    return 0;
+}
+
+static lop *check_op(lua_State *L, int i)
+{
+    lop *o = (lop *)luaL_checkudata(L, i, OP_MT);
+    if (!o->op) luaL_error(L, "dbpool: op is gone");
+    return o;
+}
+
+/* op:times() -> submitted, started, settled (seconds of the monotonic clock, 0 if not yet) */
+static int l_op_times(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    long long a, b, c;
+    dbp_op_times(o->op, &a, &b, &c);
+    lua_pushnumber(L, (double)a / 1e6);
+    lua_pushnumber(L, b ? (double)b / 1e6 : 0);
+    lua_pushnumber(L, c ? (double)c / 1e6 : 0);
+    return 3;
+}
+
+/* stream: op:fetch() -> "row", row | "pending" | "done" | "error", err */
+static int l_op_fetch(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    const dbp_cell *row = NULL;
+    size_t ncols = 0;
+    int rc = dbp_op_fetch(o->op, &row, &ncols);
+    if (rc == DBP_ROW) {
+        const dbp_result *head = o->op->stream ? &o->op->stream->head->pub : NULL;
+        int names;
+        lua_pushliteral(L, "row");
+        /* column names are cached in the op's uservalue-side table at index 2 */
+        if (lua_getfield(L, 2, "_names") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            push_columns(L, head->fields, head->ncols);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, 2, "_names");
+        }
+        names = lua_gettop(L);
+        push_row(L, head->fields, head->ncols, row, names);
+        lua_remove(L, names);
+        return 2;
+    }
+    if (rc == DBP_PENDING) { lua_pushliteral(L, "pending"); return 1; }
+    if (rc == DBP_OK) { lua_pushliteral(L, "done"); return 1; }
+    lua_pushliteral(L, "error");
+    push_error(L, dbp_op_error(o->op));
+    return 2;
+}
+
+/* op:cancel(): a stream abandoned by its consumer */
+static int l_op_cancel(lua_State *L)
+{
+    lop *o = (lop *)luaL_checkudata(L, 1, OP_MT);
+    if (o->op && o->ref != LUA_NOREF) {
+        /* abandoned by its consumer: free the C op (it drains on its own) */
+        dbp_op_on_settle(o->op, NULL, NULL);
+        luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+        o->ref = LUA_NOREF;
+        dbp_op_free(o->op);
+        o->op = NULL;
+    }
+    return 0;
+}
+
+static const luaL_Reg op_methods[] = {
+    { "times", l_op_times },
+    { "fetch", l_op_fetch },
+    { "cancel", l_op_cancel },
+    { NULL, NULL }
+};
+
+/* ---- pools ------------------------------------------------------------------ */
+
+static lpool *check_pool(lua_State *L, int i)
+{
+    lpool *lp = (lpool *)luaL_checkudata(L, i, POOL_MT);
+    if (!lp->p) usage_error(L, DBP_ECLOSED, "the pool is closed and released");
+    return lp;
+}
+
+/* Reads an options table into the config. The strings stay referenced by
+   the table; the init list is copied to a userdata left on the stack. */
+static void read_options(lua_State *L, int t, dbp_pool_config *cfg)
+{
+    dbp_error e;
+    if (lua_getfield(L, t, "init") != LUA_TNIL) {
+        int n, i;
+        const char **arr;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_replace(L, -2);
+        }
+        if (!lua_istable(L, -1)) usage_error(L, DBP_EOPTION, "option 'init' must be a string or a list of strings");
+        n = (int)lua_rawlen(L, -1);
+        arr = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 1);
+        lua_pushvalue(L, -2);
+        lua_setiuservalue(L, -2, 1); /* the list stays alive with the array */
+        for (i = 0; i < n; i++) {
+            lua_rawgeti(L, -2, i + 1);
+            if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "init statement %d is not a string", i + 1);
+            arr[i] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        cfg->init = arr;
+        cfg->ninit = n;
+        lua_remove(L, -2); /* leave the array userdata on the stack */
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *key;
+        char num[64];
+        const char *val = NULL;
+        if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 1); continue; }
+        key = lua_tostring(L, -2);
+        if (strcmp(key, "init") == 0 || strcmp(key, "timeout") == 0) { lua_pop(L, 1); continue; }
+        if (strcmp(key, "backend") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "option 'backend' must be a string");
+            cfg->backend = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            continue;
+        }
+        switch (lua_type(L, -1)) {
+        case LUA_TSTRING: val = lua_tostring(L, -1); break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, -1)) snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
+            else snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, -1));
+            val = num;
+            break;
+        case LUA_TBOOLEAN: val = lua_toboolean(L, -1) ? "1" : "0"; break;
+        default: usage_error(L, DBP_EOPTION, "option '%s' has an unusable value (%s)", key, luaL_typename(L, -1));
+        }
+        if (dbp_pool_config_set(cfg, key, val, &e) != DBP_OK) {
+            push_error(L, &e);
+            lua_error(L);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* core.open(url, opts) -> pool userdata */
+static int l_open(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    const char *url = luaL_optstring(L, 1, NULL);
+    dbp_pool_config cfg;
+    dbp_error e;
+    lpool *lp;
+    dbp_pool_config_init(&cfg);
+    cfg.url = url;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        read_options(L, 2, &cfg);
+    }
+    lp = (lpool *)lua_newuserdatauv(L, sizeof *lp, 1);
+    memset(lp, 0, sizeof *lp);
+    luaL_setmetatable(L, POOL_MT);
+    cfg.on_event = pool_event;
+    cfg.event_ud = lp;
+    lp->p = dbp_pool_open(h->hub, &cfg, &e);
+    if (!lp->p) { push_error(L, &e); return lua_error(L); }
+    lp->h = h;
+    lp->backend = strcmp(dbp_pool_backend(lp->p), "mysql") == 0 ? BK_MYSQL : BK_REDIS;
+    lp->next = h->pools;
+    h->pools = lp;
+    lua_getfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, lp);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int l_pool_gc(lua_State *L)
+{
+    lpool *lp = (lpool *)luaL_checkudata(L, 1, POOL_MT);
+    if (lp->p && lp->h && !lp->h->closed) {
+        /* not closed by its owner: closed gracefully while the hub runs */
+        dbp_pool_set_hook(lp->p, NULL, NULL);
+        dbp_pool_free(lp->p);
+    }
+    lp->p = NULL;
+    if (lp->h) {
+        lpool **pp;
+        for (pp = &lp->h->pools; *pp; pp = &(*pp)->next) if (*pp == lp) { *pp = lp->next; break; }
+        /* events still queued for this pool are dropped when delivered */
+        {
+            lmsg *m;
+            for (m = lp->h->msg_head; m; m = m->next) if (m->pool == lp) m->pool = NULL;
+        }
+    }
+    return 0;
+}
+
+/* Converts Lua parameters into dbp_values (strings borrowed from the stack). */
+static dbp_value *read_params(lua_State *L, int t, size_t *n_out)
+{
+    size_t n, i;
+    dbp_value *v;
+    if (lua_isnoneornil(L, t)) { *n_out = 0; return NULL; }
+    if (!lua_istable(L, t)) usage_error(L, DBP_EPARAM, "parameters must be a table (a list), got %s", luaL_typename(L, t));
+    lua_getfield(L, t, "n");
+    n = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)lua_rawlen(L, t);
+    lua_pop(L, 1);
+    if (n > DBP_MAX_PARAMS) usage_error(L, DBP_EPARAM, "too many parameters (%lu)", (unsigned long)n);
+    v = (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * (n ? n : 1), 0);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        switch (lua_type(L, -1)) {
+        case LUA_TNIL: v[i] = dbp_v_null(); break;
+        case LUA_TLIGHTUSERDATA:
+            if (lua_touserdata(L, -1) != NULL) usage_error(L, DBP_EPARAM, "parameter %lu is a light userdata", (unsigned long)i + 1);
+            v[i] = dbp_v_null();
+            break;
+        case LUA_TBOOLEAN: v[i] = dbp_v_bool(lua_toboolean(L, -1)); break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, -1)) v[i] = dbp_v_int((long long)lua_tointeger(L, -1));
+            else {
+                double d = (double)lua_tonumber(L, -1);
+                if (d != d) usage_error(L, DBP_EPARAM, "parameter %lu is NaN: SQL has no such number", (unsigned long)i + 1);
+                if (d - d != 0) usage_error(L, DBP_EPARAM, "parameter %lu is infinite: SQL has no such number", (unsigned long)i + 1);
+                v[i] = dbp_v_double(d);
+            }
+            break;
+        case LUA_TSTRING: {
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            v[i] = dbp_v_textn(s, len);
+            /* bytes that are not UTF-8 go as a binary literal, never mangled by a charset */
+            {
+                const unsigned char *p = (const unsigned char *)s, *end = p + len;
+                while (p < end) {
+                    unsigned c = *p;
+                    size_t k, need = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : 9;
+                    if (need == 9 || (size_t)(end - p) <= need) { if (need) { v[i].type = DBP_BLOB; break; } }
+                    for (k = 1; k <= need; k++) if ((p[k] & 0xC0) != 0x80) { v[i].type = DBP_BLOB; break; }
+                    if (v[i].type == DBP_BLOB) break;
+                    p += need + 1;
+                }
+            }
+            break;
+        }
+        default:
+            usage_error(L, DBP_EPARAM, "parameter %lu is a %s: use numbers, strings, booleans or dbpool.null",
+                        (unsigned long)i + 1, luaL_typename(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+    /* the strings stay referenced from the caller's table until the op copied them */
+    *n_out = n;
+    return v;
+}
+
+static void read_op_options(lua_State *L, int t, dbp_op_options *o)
+{
+    memset(o, 0, sizeof *o);
+    if (lua_isnoneornil(L, t)) return;
+    luaL_checktype(L, t, LUA_TTABLE);
+    if (lua_getfield(L, t, "timeout") != LUA_TNIL) {
+        double s = luaL_checknumber(L, -1);
+        if (!(s > 0)) usage_error(L, DBP_EOPTION, "timeout must be a number of seconds above 0");
+        o->timeout_ms = (int)(s * 1000.0 + 0.5);
+        if (o->timeout_ms < 1) o->timeout_ms = 1;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "idempotent") != LUA_TNIL) o->idempotent = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+}
+
+/* A usage error found by the library at submit raises at the call. */
+static void raise_if_usage(lua_State *L, dbp_op *op)
+{
+    if (op && dbp_op_state(op) == DBP_OP_REJECTED && dbp_rc_kind(dbp_op_rc(op)) == DBP_KIND_USAGE) {
+        dbp_error e = *dbp_op_error(op);
+        dbp_op_free(op);
+        push_error(L, &e);
+        lua_error(L);
+    }
+}
+
+/* pool:query(sql, params, opts) -> promise */
+static int l_pool_query(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    size_t len, n;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    dbp_value *v = read_params(L, 3, &n);
+    dbp_op_options o;
+    dbp_op *op;
+    read_op_options(L, 4, &o);
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL pool; use call() for Redis");
+    op = dbp_queryn(lp->p, sql, len, v, n, &o);
+    raise_if_usage(L, op);
+    new_op(L, lp->h, lp, op, BK_MYSQL);
+    return 1;
+}
+
+/* pool:stream(sql, params, opts) -> promise (settles at the end of the rows) */
+static int l_pool_stream(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    size_t n;
+    const char *sql = luaL_checkstring(L, 2);
+    dbp_value *v = read_params(L, 3, &n);
+    dbp_op_options o;
+    dbp_op *op;
+    read_op_options(L, 4, &o);
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "rows() needs a MySQL pool");
+    op = dbp_query_stream(lp->p, sql, v, n, &o);
+    raise_if_usage(L, op);
+    new_op(L, lp->h, lp, op, 0);
+    return 1;
+}
+
+/* Reads argv from stack slots [first, top], or from a list at `first`. Every
+   argument is left as a string on the stack while the call copies it. */
+static int read_argv(lua_State *L, int first, const char ***argv_out, size_t **lens_out)
+{
+    int top = lua_gettop(L), argc, i, from_table = lua_istable(L, first);
+    const char **argv;
+    size_t *lens;
+    if (from_table) {
+        lua_getfield(L, first, "n");
+        argc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, first);
+        lua_pop(L, 1);
+    } else {
+        argc = top - first + 1;
+    }
+    if (argc < 1) usage_error(L, DBP_EUSAGE, "a command needs at least its name");
+    argv = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)argc, 0);
+    lens = (size_t *)lua_newuserdatauv(L, sizeof(size_t) * (size_t)argc, 0);
+    luaL_checkstack(L, argc + 8, "too many command arguments");
+    for (i = 0; i < argc; i++) {
+        int t;
+        if (from_table) lua_rawgeti(L, first, i + 1); else lua_pushvalue(L, first + i);
+        t = lua_type(L, -1);
+        if (t == LUA_TNUMBER) {
+            /* integers exactly; floats with every digit */
+            if (lua_isinteger(L, -1)) {
+                lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
+            } else {
+                char num[64];
+                double d = lua_tonumber(L, -1);
+                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "argument %d is not a finite number", i + 1);
+                snprintf(num, sizeof num, "%.17g", d);
+                lua_pushstring(L, num);
+            }
+            lua_remove(L, -2);
+        } else if (t != LUA_TSTRING) {
+            usage_error(L, DBP_EPARAM, "argument %d is a %s: commands take strings and numbers", i + 1, lua_typename(L, t));
+        }
+        argv[i] = lua_tolstring(L, -1, &lens[i]);
+    }
+    *argv_out = argv;
+    *lens_out = lens;
+    return argc;
+}
+
+/* pool:call(name, ...) or pool:call({name, ...}, opts) -> promise */
+static int l_pool_call(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    const char **argv;
+    size_t *lens;
+    dbp_op_options o;
+    int argc;
+    dbp_op *op;
+    memset(&o, 0, sizeof o);
+    if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call() needs a Redis pool; use query() for SQL");
+    if (lua_istable(L, 2)) {
+        read_op_options(L, 3, &o);
+        lua_settop(L, 2);
+    }
+    argc = read_argv(L, 2, &argv, &lens);
+    op = dbp_call(lp->p, argc, argv, lens, &o);
+    raise_if_usage(L, op);
+    new_op(L, lp->h, lp, op, BK_REDIS);
+    return 1;
+}
+
+static int l_pool_ping(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    dbp_op_options o;
+    dbp_op *op;
+    read_op_options(L, 2, &o);
+    op = dbp_pool_ping(lp->p, &o);
+    new_op(L, lp->h, lp, op, 0);
+    return 1;
+}
+
+/* pool:close(timeout_seconds_or_nil) -> promise */
+static int l_pool_close(lua_State *L)
+{
+    lpool *lp = (lpool *)luaL_checkudata(L, 1, POOL_MT);
+    int ms = -1;
+    if (!lp->p) usage_error(L, DBP_ECLOSED, "the pool is closed and released");
+    if (!lua_isnoneornil(L, 2)) {
+        double s = luaL_checknumber(L, 2);
+        ms = s <= 0 ? 0 : (int)(s * 1000.0 + 0.5);
+    }
+    new_op(L, lp->h, lp, dbp_pool_close(lp->p, ms), 0);
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, long long v) { lua_pushinteger(L, (lua_Integer)v); lua_setfield(L, -2, k); }
+static void set_secs(lua_State *L, const char *k, long long us) { lua_pushnumber(L, (double)us / 1e6); lua_setfield(L, -2, k); }
+
+static void push_stats(lua_State *L, const dbp_stats *st)
+{
+    lua_createtable(L, 0, 32);
+    set_int(L, "total", st->total); set_int(L, "idle", st->idle); set_int(L, "busy", st->busy);
+    set_int(L, "connecting", st->connecting); set_int(L, "pinned", st->pinned); set_int(L, "waiting", st->waiting);
+    set_int(L, "max", st->max);
+    set_int(L, "ops", (long long)st->ops); set_int(L, "fulfilled", (long long)st->fulfilled);
+    set_int(L, "rejected", (long long)st->rejected);
+    set_int(L, "created", (long long)st->created); set_int(L, "closed", (long long)st->closed);
+    set_int(L, "closed_idle", (long long)st->closed_idle); set_int(L, "closed_lifetime", (long long)st->closed_lifetime);
+    set_int(L, "closed_error", (long long)st->closed_error); set_int(L, "closed_close", (long long)st->closed_close);
+    set_int(L, "closed_dead", (long long)st->closed_dead);
+    set_int(L, "errors", (long long)st->errors); set_int(L, "timeouts", (long long)st->timeouts);
+    set_int(L, "retried", (long long)st->retried); set_int(L, "lost", (long long)st->lost);
+    set_int(L, "connect_failures", (long long)st->connect_failures);
+    set_secs(L, "wait_p50", st->wait_p50_us); set_secs(L, "wait_p99", st->wait_p99_us); set_secs(L, "wait_max", st->wait_max_us);
+    set_secs(L, "run_p50", st->run_p50_us); set_secs(L, "run_p99", st->run_p99_us); set_secs(L, "run_max", st->run_max_us);
+    if (st->server_wait_timeout >= 0) set_int(L, "server_wait_timeout", st->server_wait_timeout);
+    if (st->server_max_connections >= 0) set_int(L, "server_max_connections", st->server_max_connections);
+    if (st->server_max_user_connections >= 0) set_int(L, "server_max_user_connections", st->server_max_user_connections);
+}
+
+static int l_pool_stats(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    dbp_stats st;
+    dbp_pool_stats(lp->p, &st);
+    push_stats(L, &st);
+    return 1;
+}
+
+static int l_pool_nodes(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    dbp_node_info info[64];
+    int n = dbp_cluster_nodes(lp->p, info, 64), i;
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n && i < 64; i++) {
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, info[i].addr); lua_setfield(L, -2, "addr");
+        lua_pushstring(L, info[i].primary ? "primary" : "replica"); lua_setfield(L, -2, "role");
+        set_int(L, "slots", info[i].slots);
+        set_int(L, "slot_ranges", info[i].slot_ranges);
+        if (!info[i].primary) { lua_pushstring(L, info[i].primary_addr); lua_setfield(L, -2, "primary"); }
+        push_stats(L, &info[i].stats);
+        lua_setfield(L, -2, "stats");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int l_pool_describe(lua_State *L)
+{
+    lpool *lp = (lpool *)luaL_checkudata(L, 1, POOL_MT);
+    char buf[200];
+    if (!lp->p) { lua_pushliteral(L, "(closed)"); return 1; }
+    dbp_pool_describe(lp->p, buf, sizeof buf);
+    lua_pushstring(L, buf);
+    lua_pushstring(L, dbp_pool_backend(lp->p));
+    lua_pushstring(L, dbp_pool_server_version(lp->p));
+    return 3;
+}
+
+/* pool:closed() -> true once close finished (or the pool was released) */
+static int l_pool_state(lua_State *L)
+{
+    lpool *lp = (lpool *)luaL_checkudata(L, 1, POOL_MT);
+    if (!lp->p) lua_pushliteral(L, "released");
+    else lua_pushstring(L, lp->p->state == DBP__PS_OPEN ? "open" : lp->p->state == DBP__PS_CLOSING ? "closing" : "closed");
+    return 1;
+}
+
+/* ---- pinned connections ------------------------------------------------------ */
+
+static int l_pool_acquire(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    dbp_op_options o;
+    read_op_options(L, 2, &o);
+    new_op(L, lp->h, lp, dbp_pool_acquire(lp->p, &o), 0);
+    return 1;
+}
+
+/* core.take_conn(promise_op) -> conn userdata (after an acquire fulfilled) */
+static int l_take_conn(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    dbp_conn *c = dbp_op_take_conn(o->op);
+    lconn *lc;
+    if (!c) usage_error(L, DBP_EUSAGE, "no connection to take");
+    lc = (lconn *)lua_newuserdatauv(L, sizeof *lc, 1);
+    lc->c = c;
+    lc->h = o->h;
+    lc->pool = o->pool;
+    lc->backend = o->pool ? o->pool->backend : 0;
+    lc->next = o->h->conns;
+    o->h->conns = lc;
+    luaL_setmetatable(L, CONN_MT);
+    return 1;
+}
+
+static lconn *check_conn(lua_State *L, int i)
+{
+    lconn *lc = (lconn *)luaL_checkudata(L, i, CONN_MT);
+    if (!lc->c) usage_error(L, DBP_EUSAGE, "the pinned connection was released");
+    return lc;
+}
+
+static int l_conn_query(lua_State *L)
+{
+    lconn *lc = check_conn(L, 1);
+    size_t n;
+    const char *sql = luaL_checkstring(L, 2);
+    dbp_value *v = read_params(L, 3, &n);
+    dbp_op_options o;
+    dbp_op *op;
+    read_op_options(L, 4, &o);
+    if (lc->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL connection; use call() for Redis");
+    op = dbp_conn_query(lc->c, sql, v, n, &o);
+    raise_if_usage(L, op);
+    new_op(L, lc->h, lc->pool, op, BK_MYSQL);
+    return 1;
+}
+
+static int l_conn_call(lua_State *L)
+{
+    lconn *lc = check_conn(L, 1);
+    const char **argv;
+    size_t *lens;
+    dbp_op_options o;
+    int argc;
+    dbp_op *op;
+    memset(&o, 0, sizeof o);
+    if (lc->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call() needs a Redis connection");
+    if (lua_istable(L, 2)) { read_op_options(L, 3, &o); lua_settop(L, 2); }
+    argc = read_argv(L, 2, &argv, &lens);
+    op = dbp_conn_call(lc->c, argc, argv, lens, &o);
+    raise_if_usage(L, op);
+    new_op(L, lc->h, lc->pool, op, BK_REDIS);
+    return 1;
+}
+
+static void conn_unlist(lconn *lc)
+{
+    lconn **pp;
+    if (!lc->h) return;
+    for (pp = &lc->h->conns; *pp; pp = &(*pp)->next) if (*pp == lc) { *pp = lc->next; break; }
+}
+
+/* conn:release() / conn:discard(); idempotent */
+static int conn_end(lua_State *L, int discard)
+{
+    lconn *lc = (lconn *)luaL_checkudata(L, 1, CONN_MT);
+    if (lc->c && lc->h && !lc->h->closed) {
+        if (discard) dbp_conn_discard(lc->c); else dbp_conn_release(lc->c);
+    }
+    lc->c = NULL;
+    conn_unlist(lc);
+    return 0;
+}
+static int l_conn_release(lua_State *L) { return conn_end(L, 0); }
+static int l_conn_discard(lua_State *L) { return conn_end(L, 1); }
+
+/* conn:in_transaction() -> whether a MySQL transaction or Redis MULTI is open */
+static int l_conn_busy_state(lua_State *L)
+{
+    lconn *lc = check_conn(L, 1);
+    int in_tx = 0;
+#ifndef DBPOOL_NO_MYSQL
+    if (lc->backend == BK_MYSQL && lc->c->be) {
+        dbp__my *my = DBP__MY(lc->c);
+        in_tx = my->m && (my->m->server_status & SERVER_STATUS_IN_TRANS);
+    }
+#endif
+#ifndef DBPOOL_NO_REDIS
+    if (lc->backend == BK_REDIS && lc->c->be) in_tx = (DBP__RD(lc->c)->dirty & DBP__RS_MULTI) != 0;
+#endif
+    lua_pushboolean(L, in_tx);
+    return 1;
+}
+
+/* conn:set_where(traceback): kept for the leak report */
+static int l_conn_set_where(lua_State *L)
+{
+    luaL_checkudata(L, 1, CONN_MT);
+    luaL_checkstring(L, 2);
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 1);
+    return 0;
+}
+
+static int l_conn_ok(lua_State *L)
+{
+    lconn *lc = (lconn *)luaL_checkudata(L, 1, CONN_MT);
+    lua_pushboolean(L, lc->c && dbp_conn_ok(lc->c));
+    return 1;
+}
+
+static int l_conn_id(lua_State *L)
+{
+    lconn *lc = check_conn(L, 1);
+    lua_pushinteger(L, (lua_Integer)dbp_conn_server_id(lc->c));
+    return 1;
+}
+
+/* __gc: a pinned connection nobody released. Lua reports the leak (it knows
+   where it was acquired); here it goes back, or is discarded mid-transaction. */
+static int l_conn_gc(lua_State *L)
+{
+    lconn *lc = (lconn *)luaL_checkudata(L, 1, CONN_MT);
+    if (lc->c && lc->h && !lc->h->closed) {
+        int in_tx = 0;
+#ifndef DBPOOL_NO_MYSQL
+        if (lc->backend == BK_MYSQL && lc->c->be) {
+            dbp__my *my = DBP__MY(lc->c);
+            in_tx = my->m && (my->m->server_status & SERVER_STATUS_IN_TRANS);
+        }
+#endif
+#ifndef DBPOOL_NO_REDIS
+        if (lc->backend == BK_REDIS && lc->c->be) in_tx = DBP__RD(lc->c)->dirty != 0;
+#endif
+        if (lc->pool && lc->pool->p) {
+            /* reported through the pool's error hook, with where it was acquired */
+            lmsg *m = (lmsg *)calloc(1, sizeof *m);
+            const char *where = NULL;
+            char msg[256];
+            size_t wn = 0;
+            if (lua_getiuservalue(L, 1, 1) == LUA_TSTRING) where = lua_tolstring(L, -1, &wn);
+            snprintf(msg, sizeof msg, "a pinned connection was garbage-collected without release(); %s",
+                     in_tx ? "it was in a transaction and is discarded" : "it went back to the pool");
+            if (m) {
+                m->pool = lc->pool;
+                m->type = -1;
+                m->n1 = strlen(msg);
+                m->s1 = copy_bytes(msg, m->n1);
+                if (where) m->s2 = copy_bytes(where, m->n2 = wn);
+                msg_push(lc->h, m);
+            }
+            lua_pop(L, 1);
+        }
+        if (in_tx) dbp_conn_discard(lc->c); else dbp_conn_release(lc->c);
+    }
+    lc->c = NULL;
+    conn_unlist(lc);
+    return 0;
+}
+
+/* ---- pub/sub --------------------------------------------------------------------- */
+
+static int l_pool_subscribe(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    int nch, npat, i;
+    const char **ch, **pat;
+    dbp_error e;
+    lsub *ls;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "subscribe() needs a Redis pool");
+    nch = (int)lua_rawlen(L, 2);
+    npat = (int)lua_rawlen(L, 3);
+    ch = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nch + 1), 0);
+    pat = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(npat + 1), 0);
+    for (i = 0; i < nch; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        if (!lua_isstring(L, -1)) usage_error(L, DBP_EUSAGE, "channel %d is not a string", i + 1);
+        ch[i] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* kept alive by the caller's table */
+    }
+    for (i = 0; i < npat; i++) {
+        lua_rawgeti(L, 3, i + 1);
+        if (!lua_isstring(L, -1)) usage_error(L, DBP_EUSAGE, "pattern %d is not a string", i + 1);
+        pat[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    ls = (lsub *)lua_newuserdatauv(L, sizeof *ls, 1);
+    memset(ls, 0, sizeof *ls);
+    luaL_setmetatable(L, SUB_MT);
+    ls->s = dbp_subscribe(lp->p, nch, ch, npat, pat, sub_message, ls, &e);
+    if (!ls->s) { push_error(L, &e); return lua_error(L); }
+    ls->h = lp->h;
+    ls->pool = lp;
+    ls->next = lp->h->subs;
+    lp->h->subs = ls;
+    return 1;
+}
+
+static void sub_unlist(lsub *ls)
+{
+    lsub **pp;
+    if (!ls->h) return;
+    for (pp = &ls->h->subs; *pp; pp = &(*pp)->next) if (*pp == ls) { *pp = ls->next; break; }
+    {
+        lmsg *m;
+        for (m = ls->h->msg_head; m; m = m->next) if (m->sub == ls) m->sub = NULL;
+    }
+}
+
+static int l_sub_close(lua_State *L)
+{
+    lsub *ls = (lsub *)luaL_checkudata(L, 1, SUB_MT);
+    if (ls->s && ls->h && !ls->h->closed) dbp_sub_close(ls->s);
+    ls->s = NULL;
+    sub_unlist(ls);
+    return 0;
+}
+
+/* sub:id() -> the key its messages carry */
+static int l_sub_id(lua_State *L)
+{
+    lsub *ls = (lsub *)luaL_checkudata(L, 1, SUB_MT);
+    lua_pushlightuserdata(L, ls);
+    return 1;
+}
+
+static int l_sub_reconnects(lua_State *L)
+{
+    lsub *ls = (lsub *)luaL_checkudata(L, 1, SUB_MT);
+    lua_pushinteger(L, ls->s ? dbp_sub_reconnects(ls->s) : 0);
+    return 1;
+}
+
+/* ---- the hub --------------------------------------------------------------------- */
+
+static void free_msgs(lhub *h)
+{
+    while (h->msg_head) {
+        lmsg *m = h->msg_head;
+        h->msg_head = m->next;
+        free(m->s1); free(m->s2); free(m->s3); free(m);
+    }
+    h->msg_tail = NULL;
+    h->nmsgs = 0;
+}
+
+static const char *event_name(int t)
+{
+    switch (t) {
+    case DBP_EVENT_CONNECT: return "connect";
+    case DBP_EVENT_ENQUEUE: return "enqueue";
+    case DBP_EVENT_SLOW: return "slow";
+    case -1: return "leak";
+    default: return "error";
+    }
+}
+
+static const char *msg_name(int t)
+{
+    switch (t) {
+    case DBP_MSG_MESSAGE: return "message";
+    case DBP_MSG_PMESSAGE: return "pmessage";
+    case DBP_MSG_SUBSCRIBED: return "subscribed";
+    case DBP_MSG_RESUBSCRIBED: return "resubscribed";
+    default: return "error";
+    }
+}
+
+/* Pushes the settled promises (and events, messages) gathered so far. */
+static int deliver(lua_State *L, lhub *h)
+{
+    int n = 0;
+    lua_newtable(L);
+    while (h->ready_head) {
+        lop *o = h->ready_head;
+        h->ready_head = o->next_ready;
+        if (!h->ready_head) h->ready_tail = NULL;
+        o->queued = 0;
+        if (o->ref == LUA_NOREF) continue;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);      /* the op userdata */
+        lua_getiuservalue(L, -1, 1);                     /* its promise */
+        if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
+            settle_promise(L, o, lua_gettop(L));
+            luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+            o->ref = LUA_NOREF;
+        }
+        lua_rawseti(L, -3, ++n);
+        lua_pop(L, 1);
+    }
+    if (h->msg_head) {
+        int k = 0;
+        lua_newtable(L);
+        while (h->msg_head) {
+            lmsg *m = h->msg_head;
+            h->msg_head = m->next;
+            if (!h->msg_head) h->msg_tail = NULL;
+            h->nmsgs--;
+            if (m->is_message ? (m->sub != NULL) : (m->pool != NULL)) {
+                lua_createtable(L, 0, 6);
+                if (m->is_message) {
+                    lua_pushlightuserdata(L, m->sub); lua_setfield(L, -2, "sub");
+                    lua_pushstring(L, msg_name(m->type)); lua_setfield(L, -2, "type");
+                    lua_pushlstring(L, m->s1, m->n1); lua_setfield(L, -2, "channel");
+                    lua_pushlstring(L, m->s2, m->n2); lua_setfield(L, -2, "message");
+                    if (m->s3) { lua_pushlstring(L, m->s3, m->n3); lua_setfield(L, -2, "pattern"); }
+                } else {
+                    lua_getfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
+                    lua_rawgetp(L, -1, m->pool);
+                    lua_setfield(L, -3, "pool");
+                    lua_pop(L, 1);
+                    lua_pushstring(L, event_name(m->type)); lua_setfield(L, -2, "event");
+                    lua_pushlstring(L, m->s1, m->n1); lua_setfield(L, -2, "message");
+                    if (m->duration_us) { lua_pushnumber(L, (double)m->duration_us / 1e6); lua_setfield(L, -2, "duration"); }
+                    if (m->conn_id) { lua_pushinteger(L, m->conn_id); lua_setfield(L, -2, "conn"); }
+                    if (m->has_err) { push_error(L, &m->err); lua_setfield(L, -2, "error"); }
+                    if (m->s2) { lua_pushlstring(L, m->s2, m->n2); lua_setfield(L, -2, "where"); }
+                }
+                lua_rawseti(L, -2, ++k);
+            }
+            free(m->s1); free(m->s2); free(m->s3); free(m);
+        }
+    } else {
+        lua_pushnil(L);
+    }
+    return 2;
+}
+
+/* core.step(timeout_seconds) -> settled promises, events|nil */
+static int l_step(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    double t = luaL_optnumber(L, 1, -1);
+    int ms = t < 0 ? -1 : (int)(t * 1000.0 + 0.5);
+    if (!h->ready_head && !h->msg_head) {
+        int rc = dbp_hub_step(h->hub, ms);
+        if (rc < 0 && rc != DBP_PENDING) return usage_error(L, rc, "the hub failed: %s", dbp_rc_string(rc));
+    }
+    return deliver(L, h);
+}
+
+static int l_pending(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    lua_pushinteger(L, dbp_hub_pending(h->hub));
+    lua_pushboolean(L, h->ready_head != NULL || h->msg_head != NULL);
+    return 2;
+}
+
+/* core.sleep(seconds) -> promise */
+static int l_sleep(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    double s = luaL_checknumber(L, 1);
+    int ms = s <= 0 ? 0 : (s > 2e9 / 1000 ? 2000000000 : (int)(s * 1000.0 + 0.5));
+    new_op(L, h, NULL, dbp_hub_sleep(h->hub, ms), 0);
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (double)dbp__now_us() / 1e6);
+    return 1;
+}
+
+static int l_redact(lua_State *L)
+{
+    const char *url = luaL_checkstring(L, 1);
+    char buf[1024];
+    dbp_url_redact(url, buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_parse_url(lua_State *L)
+{
+    const char *url = luaL_checkstring(L, 1);
+    dbp_url u;
+    dbp_error e;
+    int i;
+    if (dbp_url_parse(url, &u, &e) != DBP_OK) { lua_pushnil(L); push_error(L, &e); return 2; }
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, u.scheme); lua_setfield(L, -2, "scheme");
+    if (u.user) { lua_pushstring(L, u.user); lua_setfield(L, -2, "user"); }
+    if (u.database) { lua_pushstring(L, u.database); lua_setfield(L, -2, "database"); }
+    lua_pushboolean(L, u.password != NULL); lua_setfield(L, -2, "has_password");
+    lua_createtable(L, u.nhosts, 0);
+    for (i = 0; i < u.nhosts; i++) {
+        lua_pushfstring(L, "%s:%d", u.hosts[i].host, u.hosts[i].port);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "hosts");
+    dbp_url_free(&u);
+    return 1;
+}
+
+/* Closes the hub: drives pending ops to settlement (bounded by each pool's
+   close_timeout), then frees everything. Runs at lua_close, or by hand. */
+static void hub_shutdown(lhub *h)
+{
+    lpool *lp;
+    lconn *lc;
+    lsub *ls;
+    if (h->closed) return;
+    h->closed = 1;
+    /* ops already settled or queued for Lua: nobody will look now */
+    while (h->ready_head) {
+        lop *o = h->ready_head;
+        h->ready_head = o->next_ready;
+        o->queued = 0;
+    }
+    h->ready_tail = NULL;
+    for (lp = h->pools; lp; lp = lp->next) if (lp->p) dbp_pool_set_hook(lp->p, NULL, NULL);
+    dbp_hub_close(h->hub, -1);
+    h->hub = NULL;
+    for (lp = h->pools; lp; lp = lp->next) { lp->p = NULL; lp->h = NULL; }
+    for (lc = h->conns; lc; lc = lc->next) { lc->c = NULL; lc->h = NULL; }
+    for (ls = h->subs; ls; ls = ls->next) { ls->s = NULL; ls->h = NULL; }
+    h->pools = NULL; h->conns = NULL; h->subs = NULL;
+    free_msgs(h);
+    if (h->sigfd >= 0) { close(h->sigfd); h->sigfd = -1; }
+}
+
+static int l_hub_gc(lua_State *L)
+{
+    lhub *h = (lhub *)lua_touserdata(L, 1);
+    if (h) hub_shutdown(h);
+    return 0;
+}
+
+/* core.shutdown(): what lua_close does, on demand (dbpool.run's end does not need it) */
+static int l_shutdown(lua_State *L)
+{
+    lhub *h;
+    lua_getfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+    h = (lhub *)lua_touserdata(L, -1);
+    if (h) hub_shutdown(h);
+    return 0;
+}
+
+/* ---- signals, for the dbpool command ------------------------------------------------
+   SIGINT and SIGTERM are blocked and read from a signalfd that the hub also
+   watches, so a signal wakes a waiting poll() and no handler or C static is
+   needed. */
+
+/* core.trap_signals() starts catching SIGINT and SIGTERM */
+static int l_trap_signals(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (h->sigfd < 0) {
+        if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return luaL_error(L, "dbpool: sigprocmask: %s", strerror(errno));
+        h->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (h->sigfd < 0) return luaL_error(L, "dbpool: signalfd: %s", strerror(errno));
+        dbp_hub_set_wakeup_fd(h->hub, h->sigfd);
+    }
+    return 0;
+}
+
+/* core.signals() -> list of the signal names caught since the last call */
+static int l_signals(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    struct signalfd_siginfo si;
+    int n = 0;
+    lua_newtable(L);
+    if (h->sigfd < 0) return 1;
+    while (read(h->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        lua_pushstring(L, si.ssi_signo == SIGINT ? "SIGINT" : si.ssi_signo == SIGTERM ? "SIGTERM" : "signal");
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+/* core.exit_now(code): _exit for a second signal, without running finalizers */
+static int l_exit_now(lua_State *L)
+{
+    fflush(stdout);
+    fflush(stderr);
+    _exit((int)luaL_optinteger(L, 1, 1));
+    return 0;
+}
+
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+/* core.set_metatables(promise_mt, error_mt) - given by the Lua layer */
+static int l_set_metatables(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+    return 0;
+}
+
+static const luaL_Reg pool_methods[] = {
+    { "query", l_pool_query },
+    { "stream", l_pool_stream },
+    { "call", l_pool_call },
+    { "ping", l_pool_ping },
+    { "close", l_pool_close },
+    { "stats", l_pool_stats },
+    { "nodes", l_pool_nodes },
+    { "describe", l_pool_describe },
+    { "state", l_pool_state },
+    { "acquire", l_pool_acquire },
+    { "subscribe", l_pool_subscribe },
+    { NULL, NULL }
+};
+
+static const luaL_Reg conn_methods[] = {
+    { "query", l_conn_query },
+    { "call", l_conn_call },
+    { "release", l_conn_release },
+    { "discard", l_conn_discard },
+    { "in_transaction", l_conn_busy_state },
+    { "ok", l_conn_ok },
+    { "set_where", l_conn_set_where },
+    { "id", l_conn_id },
+    { NULL, NULL }
+};
+
+static const luaL_Reg sub_methods[] = {
+    { "close", l_sub_close },
+    { "reconnects", l_sub_reconnects },
+    { "id", l_sub_id },
+    { NULL, NULL }
+};
+
+static const luaL_Reg core_funcs[] = {
+    { "open", l_open },
+    { "step", l_step },
+    { "pending", l_pending },
+    { "sleep", l_sleep },
+    { "now", l_now },
+    { "take_conn", l_take_conn },
+    { "redact", l_redact },
+    { "parse_url", l_parse_url },
+    { "shutdown", l_shutdown },
+    { "trap_signals", l_trap_signals },
+    { "signals", l_signals },
+    { "exit_now", l_exit_now },
+    { "isatty", l_isatty },
+    { "set_metatables", l_set_metatables },
+    { NULL, NULL }
+};
+
+static void make_mt(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    if (gc) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}
+
+int luaopen_dbpool_core(lua_State *L)
+{
+    lhub *h;
+    dbp_error e;
+    lua_getfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        h = (lhub *)lua_newuserdatauv(L, sizeof *h, 0);
+        memset(h, 0, sizeof *h);
+        h->sigfd = -1;
+        h->hub = dbp_hub_open(&e);
+        if (!h->hub) return luaL_error(L, "dbpool: %s", e.message);
+        luaL_newmetatable(L, HUB_MT);
+        lua_pushcfunction(L, l_hub_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
+        lua_setfield(L, LUA_REGISTRYINDEX, HUB_KEY);
+        /* the hub's finalizer must run after every pool's: it is made first */
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "v");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_setfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
+        lua_newtable(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+        lua_newtable(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+    } else {
+        lua_pop(L, 1);
+    }
+    make_mt(L, POOL_MT, pool_methods, l_pool_gc);
+    make_mt(L, OP_MT, op_methods, l_op_gc);
+    make_mt(L, CONN_MT, conn_methods, l_conn_gc);
+    make_mt(L, SUB_MT, sub_methods, l_sub_close);
+    luaL_newlib(L, core_funcs);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_pushliteral(L, DBPOOL_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}
