@@ -92,5 +92,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/dbpool.h $(DESTDIR)$(LUA_LMOD)/dbpool.lua $(DESTDIR)$(PREFIX)/bin/dbpool
 	rm -rf $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(LUA_LMOD)/dbpool
 
+bench: all
+	scripts/with-servers.sh bench/run.sh
+
 clean:
 	rm -rf $(BUILD)

@@ -782,6 +782,9 @@ function M.run(fn, ...)
     return unpack(v, 1, v.n)
 end
 
+-- dbpool.progress(total, label) -> a progress reporter (see lua/dbpool/progress.lua)
+function M.progress(...) return require("dbpool.progress").new(...) end
+
 -- For the dbpool command: drive once (bounded wait), and the scheduler's state.
 function M._step(block) return step(block) end
 function M._counts() return ntasks, core.pending() end
