@@ -2022,7 +2022,8 @@ struct dbp_pool {
     int freed;                     /* the handle was released */
     int internal;                  /* a node pool of a cluster */
     dbp__link conns, idle, idle_blocking, queue, subs, close_ops;
-    int nqueue, nconns, nblocking, nconnecting, npinned;
+    int nqueue, nqueue_blocking, nconns, nblocking, nconnecting, npinned;
+    int in_dispatch;
     int next_conn_id;
     int cap;                       /* max as limited by the server, 0 none */
     int fail_streak;
@@ -2461,6 +2462,7 @@ static void dbp__queue_op(dbp_pool *p, dbp_op *op, int front)
     if (front) dbp__list_unshift(&p->queue, &op->link);
     else dbp__list_push(&p->queue, &op->link);
     p->nqueue++;
+    if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking++;
     dbp__op_arm(op, dbp__op_queue_deadline(op));
 }
 
@@ -2468,6 +2470,7 @@ static void dbp__unqueue_op(dbp_pool *p, dbp_op *op)
 {
     dbp__list_remove(&op->link);
     p->nqueue--;
+    if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking--;
 }
 
 /* The op leaves the queue for a connection. */
@@ -2956,15 +2959,35 @@ static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
     }
 }
 
+/* A connection with nothing in flight is owed nothing: if its socket is
+   readable (EOF, or a farewell from the server) it died while idle, perhaps
+   since the last poll. Checked before the first write, so a dead socket is
+   dropped and its ops stay unsent (go-sql-driver's check, PR #934). */
+static int dbp__conn_dead_before_write(dbp_conn *c)
+{
+    dbp_error e;
+    if (c->fd < 0 || c->state != DBP__CS_IDLE || c->nops || !c->pool->bk->idle_dead) return 0;
+    if (!c->pool->bk->idle_dead(c, 0)) return 0;
+    dbp__err_set(&e, DBP_ECONNECT, "the server closed idle connection %d", c->id);
+    dbp__conn_failed(c, &e, 0);
+    return 1;
+}
+
 /* Assigns queued ops to connections and opens connections as needed. */
 static void dbp__pool_dispatch(dbp_pool *p)
 {
     long long now;
     int guard = 0;
+    if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
+    p->in_dispatch = 1;
     while (!dbp__list_empty(&p->queue)) {
         dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
         dbp_conn *c = dbp__pool_pick(p, op);
         if (!c) break;
+        if (dbp__conn_dead_before_write(c)) {
+            if (++guard > 1000000) break;
+            continue;
+        }
         dbp__unqueue_op(p, op);
         if (op->type == DBP__OP_ACQUIRE) {
             if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
@@ -2977,6 +3000,7 @@ static void dbp__pool_dispatch(dbp_pool *p)
         }
         if (++guard > 1000000) break;
     }
+    p->in_dispatch = 0;
     if (dbp__list_empty(&p->queue) || p->state == DBP__PS_CLOSED) return;
     /* Grow: one new connection per waiting op not yet covered by one being
        opened, up to max (the blocking class has its own max). */
@@ -2986,14 +3010,11 @@ static void dbp__pool_dispatch(dbp_pool *p)
         return;
     }
     {
-        int want_normal = 0, want_blocking = 0, connecting_normal = 0, connecting_blocking = 0, side = 0;
+        int want_normal = p->nqueue - p->nqueue_blocking, want_blocking = p->nqueue_blocking;
+        int connecting_normal = 0, connecting_blocking = 0;
+        /* a KILL QUERY waits at the head and may use one connection beyond max */
+        int side = (DBP__CONTAINER(p->queue.next, dbp_op, link)->flags & DBP__OF_SIDE_OK) != 0;
         dbp__link *l;
-        for (l = p->queue.next; l != &p->queue; l = l->next) {
-            dbp_op *op = DBP__CONTAINER(l, dbp_op, link);
-            if (op->flags & DBP__OF_BLOCKING) want_blocking++;
-            else { want_normal++; if (op->flags & DBP__OF_SIDE_OK) side = 1; }
-            if (want_normal > dbp__pool_max(p) + 1 && want_blocking > p->s.max_blocking) break;
-        }
         for (l = p->conns.next; l != &p->conns; l = l->next) {
             dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
             if (c->state != DBP__CS_CONNECTING && c->state != DBP__CS_INIT) continue;
@@ -5264,7 +5285,14 @@ static int dbp__rd_open(dbp_conn *c)
 static void dbp__rd_abort(dbp_conn *c)
 {
     dbp__rd *rd = DBP__RD(c);
+    dbp__link *l;
     if (!rd) return;
+    /* a command written in full may have run; one cut off mid-write cannot have */
+    for (l = c->ops.next; l != &c->ops; l = l->next) {
+        dbp_op *op = DBP__CONTAINER(l, dbp_op, link);
+        if (op->out_end && op->out_end <= rd->written) op->flags |= DBP__OF_SENT;
+        else op->flags &= ~DBP__OF_SENT;
+    }
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     if (rd->reader) redisReaderFree(rd->reader);
@@ -5279,6 +5307,14 @@ static int dbp__rd_write(dbp_conn *c)
 {
     dbp__rd *rd = DBP__RD(c);
     int guard = 0;
+    if (rd->out.off < rd->out.len && rd->ninternal == 0 && !(c->flags & DBP__CF_SUB) &&
+        (dbp__list_empty(&c->ops) || DBP__CONTAINER(c->ops.next, dbp_op, link)->out_end > rd->written) &&
+        c->state != DBP__CS_INIT && dbp__idle_socket_dead(c, 0)) {
+        /* every command written so far was answered, yet the socket is
+           readable: the server closed it; what is queued was never sent */
+        dbp__rd_fail(c, DBP_ECONNECT, "the server closed connection %d before the next command was written", c->id);
+        return -1;
+    }
     while (rd->out.off < rd->out.len && guard++ < 64) {
         ssize_t n = send(c->fd, rd->out.data + rd->out.off, rd->out.len - rd->out.off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
@@ -5501,6 +5537,15 @@ static void dbp__rd_read(dbp_conn *c)
     }
 }
 
+/* Replies freed pipeline slots: queued ops may go out on this connection. */
+static void dbp__rd_refill(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->flags & DBP__CF_PINNED) { if (!dbp__list_empty(&c->pinq)) dbp__pinned_next(c); return; }
+    if (!dbp__list_empty(&p->queue) && c->nops < p->s.pipeline) dbp__pool_dispatch(p);
+}
+
 static void dbp__rd_conn_io(dbp_conn *c, int revents)
 {
     dbp__rd *rd = DBP__RD(c);
@@ -5542,6 +5587,8 @@ static void dbp__rd_conn_io(dbp_conn *c, int revents)
         }
         dbp__rd_read(c);
         if (c->state == DBP__CS_DEAD || !c->be) return;
+        dbp__rd_refill(c);
+        if (c->state == DBP__CS_DEAD || !c->be) return;
     }
     if ((revents & POLLOUT) && c->state != DBP__CS_DEAD) dbp__rd_write(c);
     if (c->state != DBP__CS_DEAD) c->events |= POLLIN;
@@ -5578,8 +5625,7 @@ static void dbp__rd_op_timeout(dbp_conn *c, dbp_op *op)
 {
     dbp__rd *rd = DBP__RD(c);
     long long grace = op->query_timeout > 1000 ? op->query_timeout : 1000;
-    int sent = rd && op->out_end && op->out_end <= rd->written + (rd->out.len - rd->out.off) ? 1 : 0;
-    sent = rd && rd->written >= op->out_end - op->req_len ? 1 : sent;
+    int sent = rd && op->out_end && op->out_end <= rd->written;
     op->flags |= DBP__OF_ZOMBIE;
     dbp__op_fail(op, DBP_ETIMEOUT, sent, "command %s got no reply within its deadline (%.3f s)", op->cmd,
                  op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0.0);
@@ -6045,8 +6091,9 @@ static dbp_op *dbp__call_make(dbp_hub *hub, dbp_pool *p, int pinned, int argc, c
     block = dbp__blocking_seconds(op, argc, argv, lens);
     if (block >= 0 && !pinned) {
         op->flags |= DBP__OF_BLOCKING;
-        /* the query timeout runs after the block time; blocking forever means no timeout */
-        op->query_timeout = block == 0 ? -1 : (int)(block * 1000.0) + (p->s.query_timeout > 0 ? p->s.query_timeout : 0);
+        /* the deadline is the block time plus the query timeout (or a second:
+           the server answers exactly at the block time); forever means none */
+        op->query_timeout = block == 0 ? -1 : (int)(block * 1000.0) + (p->s.query_timeout > 0 ? p->s.query_timeout : 1000);
     }
     memset(&b, 0, sizeof b);
     if (dbp__resp_format(&b, argc, argv, lens)) {

@@ -532,6 +532,7 @@ function pool_methods:on(event, fn)
     local list = self._handlers[event] or {}
     list[#list + 1] = fn
     self._handlers[event] = list
+    self._c:listen(event)
     return self
 end
 

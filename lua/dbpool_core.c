@@ -36,6 +36,7 @@ typedef struct lpool {
     dbp_pool *p;
     lhub *h;
     int backend;
+    unsigned events;             /* bit per dbp_event_type Lua listens to */
     struct lpool *next;
 } lpool;
 
@@ -293,8 +294,11 @@ static char *copy_bytes(const char *s, size_t n)
 static void pool_event(dbp_pool *p, const dbp_event *ev, void *ud)
 {
     lpool *lp = (lpool *)ud;
-    lmsg *m = (lmsg *)calloc(1, sizeof *m);
+    lmsg *m;
     (void)p;
+    /* nobody listens: nothing to copy (errors always go, for leaks and warnings) */
+    if (ev->type != DBP_EVENT_ERROR && !(lp->events & (1u << ev->type))) return;
+    m = (lmsg *)calloc(1, sizeof *m);
     if (!m) return;
     m->pool = lp;
     m->type = (int)ev->type;
@@ -866,6 +870,18 @@ static int l_pool_describe(lua_State *L)
     return 3;
 }
 
+/* pool:listen(event_name): Lua has a handler for it */
+static int l_pool_listen(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    if (strcmp(name, "connect") == 0) lp->events |= 1u << DBP_EVENT_CONNECT;
+    else if (strcmp(name, "enqueue") == 0) lp->events |= 1u << DBP_EVENT_ENQUEUE;
+    else if (strcmp(name, "slow") == 0) lp->events |= 1u << DBP_EVENT_SLOW;
+    else if (strcmp(name, "error") == 0) lp->events |= 1u << DBP_EVENT_ERROR;
+    return 0;
+}
+
 /* pool:closed() -> true once close finished (or the pool was released) */
 static int l_pool_state(lua_State *L)
 {
@@ -1405,6 +1421,7 @@ static const luaL_Reg pool_methods[] = {
     { "nodes", l_pool_nodes },
     { "describe", l_pool_describe },
     { "state", l_pool_state },
+    { "listen", l_pool_listen },
     { "acquire", l_pool_acquire },
     { "subscribe", l_pool_subscribe },
     { NULL, NULL }

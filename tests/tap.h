@@ -45,6 +45,7 @@ static void diag(const char *fmt, ...)
     (ok((long long)(got) == (long long)(want), __VA_ARGS__) ? 1 : \
      (diag("  got %lld, want %lld", (long long)(got), (long long)(want)), 0))
 
+static int tap_str_eq(const char *got, const char *want) __attribute__((unused));
 static int tap_str_eq(const char *got, const char *want)
 {
     if (got && strcmp(got, want) == 0) return 1;
