@@ -2354,6 +2354,7 @@ static void dbp__conn_timer_fire(dbp__timer *t);
 static void dbp__conn_htimer_fire(dbp__timer *t);
 static void dbp__conn_arm_housekeeping(dbp_conn *c);
 static void dbp__pinned_next(dbp_conn *c);
+static void dbp__pool_maintain(dbp_pool *p);
 
 enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_POOL, DBP__CLOSE_DEAD,
        DBP__CLOSE_SURPLUS };
@@ -2569,6 +2570,8 @@ static void dbp__conn_bury(dbp_conn *c, int reason)
         }
     }
     dbp__list_push(&h->graveyard, &c->link);
+    if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
+        dbp__timer_min(h, &p->timer, dbp__ms_now()); /* keep min warm: replace it */
 }
 
 /* Backoff after a failed connect: capped exponential with jitter. */
@@ -2689,6 +2692,7 @@ static void dbp__conn_ready(dbp_conn *c)
     else dbp__list_push(&p->idle, &c->idle_link);
     dbp__conn_arm_housekeeping(c);
     dbp__pool_dispatch(p);
+    if (p->nconns < p->s.min) dbp__pool_maintain(p);
     dbp__pool_check_closed(p);
 }
 
@@ -2746,6 +2750,8 @@ static void dbp__conn_close(dbp_conn *c, int reason)
         if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
     }
     dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + 2000);
+    if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
+        dbp__timer_min(p->hub, &p->timer, dbp__ms_now());
     p->bk->quit(c);
 }
 
@@ -3031,6 +3037,11 @@ static void dbp__pool_dispatch(dbp_pool *p)
             }
             if (!busy_all) want_normal = 0;
         }
+        /* Until one connection has come up, open one at a time: a wrong
+           password then fails once, and the server's limits are known
+           before the pool grows into them. */
+        if (!p->st_created && (connecting_normal + connecting_blocking) > 0) return;
+        if (!p->st_created && want_normal > 1) want_normal = 1;
         while (want_normal > connecting_normal &&
                (p->nconns < dbp__pool_max(p) || (side && p->nconns < dbp__pool_max(p) + 1))) {
             if (!dbp__pool_open_conn(p, 0)) return;
@@ -3198,13 +3209,16 @@ static void dbp__pool_maintain(dbp_pool *p)
         if (now < p->next_connect_ms) {
             dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
         } else {
-            int connecting = 0;
+            int connecting = 0, guard = 0;
             dbp__link *l;
             for (l = p->conns.next; l != &p->conns; l = l->next) {
                 dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
                 if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB)) connecting++;
             }
-            if (connecting == 0) dbp__pool_open_conn(p, 0);
+            /* the first alone (see dispatch), then the rest of min together */
+            if (!p->st_created) { if (connecting == 0) dbp__pool_open_conn(p, 0); }
+            else while (p->nconns < p->s.min && p->state == DBP__PS_OPEN && guard++ < 1000)
+                if (!dbp__pool_open_conn(p, 0)) break;
         }
     }
 }
@@ -4570,13 +4584,16 @@ static int dbp__my_finish(dbp_conn *c)
             /* errors retrying cannot fix: fail waiting ops at once */
             if (code == 1049 || code == CR_SSL_CONNECTION_ERROR || code == 2026) e.code = (int)code, e.rc = DBP_ECONNECT;
             if (code == 1049 || code == 2026) { p->fatal = 1; }
-            if (code == 1040 || code == 1203 || code == 1226) {
-                /* the server is full: use the connections we have */
-                if (p->nconns - 1 > 0) {
-                    p->cap = p->nconns - 1;
-                    dbp__warn(p, "the server refused connection %d (%s); the pool will use at most %d",
-                              c->id, mysql_error(my->m), p->cap);
-                }
+            if ((code == 1040 || code == 1203 || code == 1226) && p->nconns - 1 > 0) {
+                /* the server is full: use the connections we have, no backoff */
+                dbp_error full;
+                p->cap = p->nconns - 1;
+                dbp__my_error(c, &full, DBP_ECONNECT, "the server refused one more connection");
+                dbp__warn(p, "%s; the pool will use at most %d", full.message, p->cap);
+                if (p->bk->abort) p->bk->abort(c);
+                dbp__conn_bury(c, DBP__CLOSE_DEAD);
+                dbp__pool_dispatch(p);
+                return 1;
             }
             {
                 int fatal_now = code == 1049 || code == 2026;
