@@ -636,11 +636,11 @@ DBPDEF void dbp_pool_stats(const dbp_pool *pool, dbp_stats *st);
 
 /* ==== Redis Cluster ====================================================== */
 typedef struct dbp_node_info {
-    char addr[64];          /* "host:port" */
+    char addr[80];          /* "host:port" */
     int primary;            /* 1 primary, 0 replica */
     int slots;              /* slots served (primaries) */
     int slot_ranges;        /* number of ranges */
-    char primary_addr[64];  /* for replicas: their primary */
+    char primary_addr[80];  /* for replicas: their primary */
     dbp_stats stats;
 } dbp_node_info;
 
@@ -1619,6 +1619,7 @@ typedef struct dbp__settings {
     char *ssl_ca, *ssl_cert, *ssl_key;
     int read_from;
     int max_redirects;
+    int readonly;            /* a cluster replica's node pool: READONLY on every connection */
 } dbp__settings;
 
 static void dbp__settings_free(dbp__settings *s)
@@ -1904,7 +1905,8 @@ enum {
     DBP__OF_ASKING = 1u << 8,      /* Redis Cluster: send ASKING first */
     DBP__OF_READONLY = 1u << 9,    /* Redis Cluster: may go to a replica */
     DBP__OF_CANCEL = 1u << 10,     /* stream abandoned by its caller */
-    DBP__OF_WAITED = 1u << 11      /* counted as waiting in the queue */
+    DBP__OF_WAITED = 1u << 11,     /* counted as waiting in the queue */
+    DBP__OF_BORROWED = 1u << 12    /* req belongs to another op (a cluster child) */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2218,7 +2220,7 @@ static void dbp__op_destroy(dbp_op *op)
     }
     DBP_FREE(op->sql);
     DBP_FREE(op->params);
-    DBP_FREE(op->req);
+    if (!(op->flags & DBP__OF_BORROWED)) DBP_FREE(op->req);
     dbp_result_free(op->result);
     dbp_reply_free(op->reply);
     dbp__stream_free(op->stream);
@@ -2253,6 +2255,11 @@ static void dbp__op_settle(dbp_op *op, int rc)
         h->pending--;
     }
     if (op->pool) dbp__pool_op_settled(op->pool, op);
+    if (op->pool && op->pool->cluster && op->ctx) {
+        /* a routed op settled before its node op: the node op must not come back to it */
+        DBP__CAST(dbp_op *, op->ctx)->ctx = NULL;
+        op->ctx = NULL;
+    }
     if (h && (op->cb || op->done) && !(op->flags & DBP__OF_NOTIFY)) {
         op->flags |= DBP__OF_NOTIFY;
         dbp__list_push(&h->notify, &op->notify);
@@ -2355,6 +2362,11 @@ static void dbp__conn_htimer_fire(dbp__timer *t);
 static void dbp__conn_arm_housekeeping(dbp_conn *c);
 static void dbp__pinned_next(dbp_conn *c);
 static void dbp__pool_maintain(dbp_pool *p);
+static void dbp__cluster_dispatch(dbp_pool *p);
+static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms);
+#ifndef DBPOOL_NO_REDIS
+static dbp_pool *dbp__cluster_any_node(dbp_pool *p, dbp_pool *not_this);
+#endif
 
 enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_POOL, DBP__CLOSE_DEAD,
        DBP__CLOSE_SURPLUS };
@@ -2638,7 +2650,7 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
         c->pin_op = NULL;
         if (op->acquired == c) op->acquired = NULL;
     }
-    if (p->fatal && connecting && p->nconns + p->nblocking == 0) {
+    if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
         /* retrying cannot fix a wrong password or a refused TLS handshake:
            fail the waiting ops now rather than at their deadlines */
         while (!dbp__list_empty(&p->queue)) {
@@ -2984,6 +2996,7 @@ static void dbp__pool_dispatch(dbp_pool *p)
 {
     long long now;
     int guard = 0;
+    if (p->cluster) { dbp__cluster_dispatch(p); return; }
     if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
     p->in_dispatch = 1;
     while (!dbp__list_empty(&p->queue)) {
@@ -3072,7 +3085,8 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
             return op;
         }
     }
-    if (p->fatal && p->nconns + p->nblocking == 0 && dbp__ms_now() < p->next_connect_ms) {
+    if ((p->fatal || (p->parent && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
+        dbp__ms_now() < p->next_connect_ms && !(op->flags & DBP__OF_SIDE_OK)) {
         /* the last connect failed for a reason retrying cannot fix: fail fast
            until the backoff allows the next attempt */
         dbp__op_fail_err(op, &p->last_connect_err,
@@ -3090,6 +3104,9 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
 }
 
 /* An op's deadline passed. */
+static const char *dbp__cluster_last_error(const dbp_pool *p);
+static int dbp__cluster_running(const dbp_pool *p);
+
 static void dbp__op_timer_fire(dbp__timer *t)
 {
     dbp_op *op = DBP__CONTAINER(t, dbp_op, timer);
@@ -3097,6 +3114,13 @@ static void dbp__op_timer_fire(dbp__timer *t)
     long long now = dbp__ms_now();
     if (op->type == DBP__OP_SLEEP) { dbp__op_settle(op, DBP_OK); return; }
     if (dbp__op_settled(op)) return;
+    if (p->cluster && op->state == DBP_OP_RUNNING && !op->ctx) {
+        /* a routed op's retry delay is over: route it again */
+        op->state = DBP_OP_QUEUED;
+        dbp__queue_op(p, op, 1);
+        dbp__cluster_dispatch(p);
+        return;
+    }
     if (op->state == DBP_OP_QUEUED) {
         int own = op->deadline && op->deadline <= now + 1;
         if (op->conn && op->conn->pending == op) {
@@ -3118,6 +3142,9 @@ static void dbp__op_timer_fire(dbp__timer *t)
                          (double)(op->deadline - op->t_submit / 1000) / 1000.0,
                          p->fail_streak > 0 ? "; last connect error: " : "",
                          p->fail_streak > 0 ? p->last_connect_err.message : "");
+        else if (p->cluster)
+            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no cluster node took the command within %.3f s (acquire_timeout); last error: %s",
+                         (double)p->s.acquire_timeout / 1000.0, p->cluster ? dbp__cluster_last_error(p) : "");
         else
             dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no connection within %.3f s (acquire_timeout)%s%s",
                          (double)p->s.acquire_timeout / 1000.0,
@@ -3239,6 +3266,11 @@ static void dbp__pool_cut(dbp_pool *p)
         p->close_cut++;
     }
     dbp__sub_pool_closing(p);
+    if (p->cluster) {
+        /* what runs on the nodes is cut there; routed ops hear it from their node ops */
+        p->close_cut += dbp__cluster_running(p);
+        dbp__cluster_close_nodes(p, 0);
+    }
     while (!dbp__list_empty(&p->conns) && guard++ < 100000) {
         dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
         if (c->state != DBP__CS_CLOSING &&
@@ -3291,7 +3323,11 @@ static void dbp__pool_check_closed(dbp_pool *p)
         if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
         if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) return;
     }
-    if (p->cluster && dbp__cluster_busy(p)) return;
+    if (p->cluster) {
+        if (!dbp__cluster_running(p))
+            dbp__cluster_close_nodes(p, p->close_deadline ? (int)(p->close_deadline - dbp__ms_now() > 0 ? p->close_deadline - dbp__ms_now() : 0) : -1);
+        if (dbp__cluster_busy(p)) return;
+    }
     dbp__pool_finish_close(p);
 }
 
@@ -3741,13 +3777,19 @@ static void dbp__pool_destroy(dbp_pool *p)
 /* Frees pools that are closed and released. */
 static void dbp__hub_reap(dbp_hub *h)
 {
-    dbp__link *l, *next;
-    for (l = h->pools.next; l != &h->pools; l = next) {
-        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-        next = l->next;
-        if (p->freed && p->state == DBP__PS_CLOSED && !p->parent) {
-            dbp__hub_bury(h);
-            dbp__pool_destroy(p);
+    int again = 1;
+    /* destroying a cluster pool destroys its node pools too: rescan each time */
+    while (again) {
+        dbp__link *l;
+        again = 0;
+        for (l = h->pools.next; l != &h->pools; l = l->next) {
+            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+            if (p->freed && p->state == DBP__PS_CLOSED && !p->parent) {
+                dbp__hub_bury(h);
+                dbp__pool_destroy(p);
+                again = 1;
+                break;
+            }
         }
     }
 }
@@ -3765,7 +3807,7 @@ DBPDEF void dbp_pool_free(dbp_pool *p)
 
 DBPDEF void dbp_hub_close(dbp_hub *h, int timeout_ms)
 {
-    dbp__link *l, *next;
+    dbp__link *l;
     long long end;
     if (!h) return;
     h->closing = 1;
@@ -3794,11 +3836,14 @@ DBPDEF void dbp_hub_close(dbp_hub *h, int timeout_ms)
     }
     dbp__hub_notify(h);
     dbp__hub_bury(h);
-    for (l = h->pools.next; l != &h->pools; l = next) {
-        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-        next = l->next;
-        if (p->parent) continue;
-        dbp__pool_destroy(p);
+    for (;;) {
+        dbp_pool *top = NULL;
+        for (l = h->pools.next; l != &h->pools; l = l->next) {
+            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+            if (!p->parent) { top = p; break; }
+        }
+        if (!top) break;
+        dbp__pool_destroy(top); /* with its node pools, if a cluster */
     }
     while (!dbp__list_empty(&h->pools)) dbp__pool_destroy(DBP__CONTAINER(h->pools.next, dbp_pool, link));
     /* ops still held by the caller stay readable; the rest go */
@@ -3843,7 +3888,17 @@ DBPDEF const char *dbp_pool_backend(const dbp_pool *p)
     if (!p) return "";
     return p->s.backend == DBP__BK_MYSQL ? "mysql" : p->s.backend == DBP__BK_REDIS ? "redis" : "redis-cluster";
 }
-DBPDEF const char *dbp_pool_server_version(const dbp_pool *p) { return p ? p->version : ""; }
+DBPDEF const char *dbp_pool_server_version(const dbp_pool *p)
+{
+    dbp__link *l;
+    if (!p) return "";
+    if (p->cluster && !p->version[0])
+        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
+            const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
+            if (n->parent == p && n->version[0]) return n->version;
+        }
+    return p->version;
+}
 DBPDEF dbp_hub *dbp_pool_hub(const dbp_pool *p) { return p ? p->hub : NULL; }
 DBPDEF void dbp_pool_set_hook(dbp_pool *p, dbp_event_fn fn, void *ud) { if (p) { p->hook = fn; p->hook_ud = ud; } }
 
@@ -5288,6 +5343,7 @@ static int dbp__rd_open(dbp_conn *c)
     c->be = rd;
     rd->reader = redisReaderCreateWithFunctions(&dbp__rd_fns);
     if (!rd->reader) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory (redis reader)");
+    if (p->s.readonly && !(c->flags & DBP__CF_SUB)) c->flags |= DBP__CF_REPLICA;
     if (dbp__tcp_connect(p->s.host ? p->s.host : "127.0.0.1", p->s.port, p->s.keepalive, &fd, &c->err) != DBP_OK)
         return c->err.rc;
     c->fd = fd;
@@ -5836,6 +5892,17 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
         dbp__sub_deliver(s, DBP_MSG_ERROR, NULL, 0, NULL, 0, e->message, strlen(e->message));
         return;
     }
+    if (p->parent && p->parent->cluster) {
+        /* a cluster node went away: messages are broadcast, so any other node will do */
+        dbp_pool *np = dbp__cluster_any_node(p->parent, p);
+        if (np) {
+            dbp__timer_clear(p->hub, &s->timer);
+            dbp__list_remove(&s->link);
+            dbp__list_push(&np->subs, &s->link);
+            s->pool = np;
+            p = np;
+        }
+    }
     d = p->s.backoff_min;
     for (i = 1; i < s->fail_streak && d < p->s.backoff_max; i++) d *= 2;
     if (d > p->s.backoff_max) d = p->s.backoff_max;
@@ -6314,24 +6381,768 @@ DBPDEF unsigned dbp_key_slot(const char *key, size_t len)
     return crc & 16383;
 }
 
-static int dbp__cluster_open(dbp_pool *p, dbp_error *err)
+#ifndef DBPOOL_NO_REDIS
+/* A node of the cluster: a pool of its own under the cluster pool. */
+typedef struct dbp__cnode {
+    dbp_pool *pool;
+    char host[64];
+    int port;
+    int primary;          /* role in the latest map */
+    int primary_of;       /* replicas: their primary's index */
+    int nslots, nranges;
+    int in_map;
+    int seed;
+} dbp__cnode;
+
+struct dbp__cluster {
+    dbp__cnode *nodes;
+    int nnodes, cap;
+    short slots[16384];   /* primary node of each slot, -1 when unassigned */
+    int have_map;
+    dbp_op *refresh_op;   /* the one CLUSTER SLOTS under way (single flight) */
+    long long last_refresh_ms;
+    int refresh_pending;  /* wanted while rate-limited */
+    int refresh_from;     /* rotates over the nodes */
+    int refresh_failures;
+    int rr;               /* round robin: keyless commands, replicas */
+    int running;          /* routed ops whose node op is under way */
+    dbp_error last_err;
+    dbp__timer rtimer;
+    dbp_pool *pool;       /* the cluster pool */
+};
+
+static const char *dbp__cluster_last_error(const dbp_pool *p)
 {
-    DBP__UNUSED(p);
-    return dbp__err_set(err, DBP_EUNSUPPORTED, "Redis Cluster is not built yet");
+    return p->cluster ? p->cluster->last_err.message : "";
 }
-static void dbp__cluster_free(dbp_pool *p) { DBP__UNUSED(p); }
-static int dbp__cluster_busy(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
-static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens)
+
+/* Routed ops (and a map refresh) still under way on the nodes. */
+static int dbp__cluster_running(const dbp_pool *p)
 {
-    DBP__UNUSED(p); DBP__UNUSED(op); DBP__UNUSED(argc); DBP__UNUSED(argv); DBP__UNUSED(lens);
+    return p->cluster ? p->cluster->running + (p->cluster->refresh_op ? 1 : 0) : 0;
+}
+
+/* A deep copy of settings for a node pool at host:port. */
+static int dbp__settings_for_node(dbp__settings *dst, const dbp__settings *src, const char *host, int port, int readonly)
+{
+    memset(dst, 0, sizeof *dst);
+    *dst = *src;
+    dst->backend = DBP__BK_REDIS;
+    dst->host = dbp__strdup(host);
+    dst->port = port;
+    dst->user = dbp__strdup(src->user);
+    dst->password = dbp__strdup(src->password);
+    dst->name = dbp__strdup(src->name);
+    dst->database = NULL; dst->socket = NULL; dst->charset = NULL;
+    dst->ssl_ca = dst->ssl_cert = dst->ssl_key = NULL;
+    dst->nseeds = 0; dst->seed_hosts = NULL; dst->seed_ports = NULL;
+    dst->init = NULL; dst->ninit = 0;
+    dst->redis_db = 0;
+    dst->readonly = readonly;
+    if (!dst->host || (src->user && !dst->user) || (src->password && !dst->password) || (src->name && !dst->name)) {
+        dbp__settings_free(dst);
+        return DBP_ENOMEM;
+    }
     return DBP_OK;
 }
-static void dbp__cluster_submit(dbp_pool *p, dbp_op *op) { dbp__pool_submit(p, op); }
-DBPDEF int dbp_cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+
+static void dbp__cluster_rtimer_fire(dbp__timer *t);
+static void dbp__cluster_dispatch(dbp_pool *p);
+static void dbp__cluster_refresh(dbp_pool *p, int exclude);
+
+/* Finds the node host:port, or adds it with a pool of its own. -1 on OOM. */
+static int dbp__cluster_node(dbp_pool *p, const char *host, int port, int readonly)
 {
-    DBP__UNUSED(p); DBP__UNUSED(out); DBP__UNUSED(max);
+    dbp__cluster *cl = p->cluster;
+    dbp__settings s;
+    dbp_error e;
+    dbp_pool *np;
+    int i;
+    for (i = 0; i < cl->nnodes; i++)
+        if (cl->nodes[i].port == port && strcmp(cl->nodes[i].host, host) == 0) {
+            dbp__cnode *n = &cl->nodes[i];
+            if (n->pool && n->pool->s.readonly != readonly && n->pool->state == DBP__PS_OPEN) {
+                /* its role changed (failover): connections get READONLY, or not, from now on */
+                dbp__link *l;
+                n->pool->s.readonly = readonly;
+                for (l = n->pool->conns.next; l != &n->pool->conns; l = l->next) {
+                    dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+                    if (!(c->flags & DBP__CF_SUB)) c->flags |= DBP__CF_RETIRING;
+                    if (c->state == DBP__CS_IDLE && !(c->flags & DBP__CF_SUB)) { dbp__conn_close(c, DBP__CLOSE_LIFETIME); break; }
+                }
+            }
+            return i;
+        }
+    if (strlen(host) >= sizeof cl->nodes[0].host) return -1;
+    if (cl->nnodes == cl->cap) {
+        int cap = cl->cap ? cl->cap * 2 : 8;
+        dbp__cnode *nn = DBP__CAST(dbp__cnode *, DBP_REALLOC(cl->nodes, (size_t)cap * sizeof *nn));
+        if (!nn) return -1;
+        cl->nodes = nn;
+        cl->cap = cap;
+    }
+    if (dbp__settings_for_node(&s, &p->s, host, port, readonly) != DBP_OK) return -1;
+    np = dbp__pool_make(p->hub, &s, &e);
+    if (!np) return -1;
+    np->parent = p;
+    np->internal = 1;
+    i = cl->nnodes++;
+    memset(&cl->nodes[i], 0, sizeof cl->nodes[i]);
+    cl->nodes[i].pool = np;
+    snprintf(cl->nodes[i].host, sizeof cl->nodes[i].host, "%s", host);
+    cl->nodes[i].port = port;
+    cl->nodes[i].primary_of = -1;
+    return i;
+}
+
+static int dbp__cluster_open(dbp_pool *p, dbp_error *err)
+{
+    dbp__cluster *cl = DBP__ALLOC(dbp__cluster, 1);
+    int i;
+    if (!cl) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    p->cluster = cl;
+    cl->pool = p;
+    for (i = 0; i < 16384; i++) cl->slots[i] = -1;
+    dbp__timer_init(&cl->rtimer, dbp__cluster_rtimer_fire);
+    for (i = 0; i < p->s.nseeds; i++) {
+        int k = dbp__cluster_node(p, p->s.seed_hosts[i], p->s.seed_ports[i], 0);
+        if (k < 0) { dbp__cluster_free(p); p->cluster = NULL; return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+        cl->nodes[k].seed = 1;
+    }
+    dbp__err_set(&cl->last_err, DBP_ECONNECT, "the cluster map was not read yet");
+    dbp__cluster_refresh(p, -1);
+    return DBP_OK;
+}
+
+static void dbp__cluster_free(dbp_pool *p)
+{
+    dbp__cluster *cl = p->cluster;
+    int i;
+    if (!cl) return;
+    dbp__timer_clear(p->hub, &cl->rtimer);
+    if (cl->refresh_op) cl->refresh_op->ctx = NULL;
+    for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool) dbp__pool_destroy(cl->nodes[i].pool);
+    DBP_FREE(cl->nodes);
+    DBP_FREE(cl);
+    p->cluster = NULL;
+}
+
+static int dbp__cluster_busy(const dbp_pool *p)
+{
+    dbp__cluster *cl = p->cluster;
+    int i;
+    if (!cl) return 0;
+    if (cl->running > 0 || cl->refresh_op) return 1;
+    for (i = 0; i < cl->nnodes; i++)
+        if (cl->nodes[i].pool && cl->nodes[i].pool->state != DBP__PS_CLOSED) return 1;
     return 0;
 }
+
+/* The cluster pool has no more work: its node pools close. */
+static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms)
+{
+    dbp__cluster *cl = p->cluster;
+    int i;
+    for (i = 0; i < cl->nnodes; i++) {
+        dbp_pool *np = cl->nodes[i].pool;
+        if (np && np->state != DBP__PS_CLOSED) dbp__pool_begin_close(np, timeout_ms);
+    }
+}
+
+/* ---- keys and slots ---- */
+
+enum { DBP__K_RO = 1,       /* read-only: may go to a replica */
+       DBP__K_EVAL = 2,     /* keys after numkeys at argv[2] */
+       DBP__K_NUMKEYS1 = 4, /* numkeys at argv[1], keys follow */
+       DBP__K_NUMKEYS2 = 8, /* numkeys at argv[2], keys follow (after a first key or a timeout) */
+       DBP__K_STREAMS = 16, /* keys after STREAMS, half of the rest */
+       DBP__K_KEYLESS = 32 };
+
+typedef struct dbp__keyspec { const char *name; signed char first, last, step; unsigned char flags; } dbp__keyspec;
+
+/* first/last/step as COMMAND INFO gives them (last < 0 counts from the end). */
+static const dbp__keyspec dbp__keyspecs[] = {
+    { "APPEND", 1, 1, 1, 0 }, { "BITCOUNT", 1, 1, 1, 1 }, { "BITOP", 2, -1, 1, 0 }, { "BITPOS", 1, 1, 1, 1 },
+    { "BLMOVE", 1, 2, 1, 0 }, { "BLMPOP", 0, 0, 0, 8 }, { "BLPOP", 1, -2, 1, 0 }, { "BRPOP", 1, -2, 1, 0 },
+    { "BRPOPLPUSH", 1, 2, 1, 0 }, { "BZMPOP", 0, 0, 0, 8 }, { "BZPOPMAX", 1, -2, 1, 0 }, { "BZPOPMIN", 1, -2, 1, 0 },
+    { "COPY", 1, 2, 1, 0 }, { "DBSIZE", 0, 0, 0, 32 }, { "DECR", 1, 1, 1, 0 }, { "DECRBY", 1, 1, 1, 0 },
+    { "DEL", 1, -1, 1, 0 }, { "DUMP", 1, 1, 1, 1 }, { "ECHO", 0, 0, 0, 32 }, { "EVAL", 0, 0, 0, 2 },
+    { "EVALSHA", 0, 0, 0, 2 }, { "EVALSHA_RO", 0, 0, 0, 3 }, { "EVAL_RO", 0, 0, 0, 3 }, { "EXISTS", 1, -1, 1, 1 },
+    { "EXPIRE", 1, 1, 1, 0 }, { "EXPIREAT", 1, 1, 1, 0 }, { "EXPIRETIME", 1, 1, 1, 1 }, { "FCALL", 0, 0, 0, 2 },
+    { "FCALL_RO", 0, 0, 0, 3 }, { "GEOADD", 1, 1, 1, 0 }, { "GEODIST", 1, 1, 1, 1 }, { "GEOHASH", 1, 1, 1, 1 },
+    { "GEOPOS", 1, 1, 1, 1 }, { "GEOSEARCH", 1, 1, 1, 1 }, { "GET", 1, 1, 1, 1 }, { "GETBIT", 1, 1, 1, 1 },
+    { "GETDEL", 1, 1, 1, 0 }, { "GETEX", 1, 1, 1, 0 }, { "GETRANGE", 1, 1, 1, 1 }, { "GETSET", 1, 1, 1, 0 },
+    { "HDEL", 1, 1, 1, 0 }, { "HEXISTS", 1, 1, 1, 1 }, { "HGET", 1, 1, 1, 1 }, { "HGETALL", 1, 1, 1, 1 },
+    { "HINCRBY", 1, 1, 1, 0 }, { "HINCRBYFLOAT", 1, 1, 1, 0 }, { "HKEYS", 1, 1, 1, 1 }, { "HLEN", 1, 1, 1, 1 },
+    { "HMGET", 1, 1, 1, 1 }, { "HMSET", 1, 1, 1, 0 }, { "HRANDFIELD", 1, 1, 1, 1 }, { "HSCAN", 1, 1, 1, 1 },
+    { "HSET", 1, 1, 1, 0 }, { "HSETNX", 1, 1, 1, 0 }, { "HSTRLEN", 1, 1, 1, 1 }, { "HVALS", 1, 1, 1, 1 },
+    { "INCR", 1, 1, 1, 0 }, { "INCRBY", 1, 1, 1, 0 }, { "INCRBYFLOAT", 1, 1, 1, 0 }, { "INFO", 0, 0, 0, 32 },
+    { "LINDEX", 1, 1, 1, 1 }, { "LINSERT", 1, 1, 1, 0 }, { "LLEN", 1, 1, 1, 1 }, { "LMOVE", 1, 2, 1, 0 },
+    { "LMPOP", 0, 0, 0, 4 }, { "LPOP", 1, 1, 1, 0 }, { "LPOS", 1, 1, 1, 1 }, { "LPUSH", 1, 1, 1, 0 },
+    { "LPUSHX", 1, 1, 1, 0 }, { "LRANGE", 1, 1, 1, 1 }, { "LREM", 1, 1, 1, 0 }, { "LSET", 1, 1, 1, 0 },
+    { "LTRIM", 1, 1, 1, 0 }, { "MGET", 1, -1, 1, 1 }, { "MSET", 1, -1, 2, 0 }, { "MSETNX", 1, -1, 2, 0 },
+    { "PERSIST", 1, 1, 1, 0 }, { "PEXPIRE", 1, 1, 1, 0 }, { "PEXPIREAT", 1, 1, 1, 0 }, { "PFADD", 1, 1, 1, 0 },
+    { "PFCOUNT", 1, -1, 1, 1 }, { "PFMERGE", 1, -1, 1, 0 }, { "PING", 0, 0, 0, 32 }, { "PSETEX", 1, 1, 1, 0 },
+    { "PTTL", 1, 1, 1, 1 }, { "PUBLISH", 0, 0, 0, 32 }, { "RANDOMKEY", 0, 0, 0, 32 }, { "RENAME", 1, 2, 1, 0 },
+    { "RENAMENX", 1, 2, 1, 0 }, { "RPOP", 1, 1, 1, 0 }, { "RPOPLPUSH", 1, 2, 1, 0 }, { "RPUSH", 1, 1, 1, 0 },
+    { "RPUSHX", 1, 1, 1, 0 }, { "SADD", 1, 1, 1, 0 }, { "SCARD", 1, 1, 1, 1 }, { "SDIFF", 1, -1, 1, 1 },
+    { "SDIFFSTORE", 1, -1, 1, 0 }, { "SET", 1, 1, 1, 0 }, { "SETBIT", 1, 1, 1, 0 }, { "SETEX", 1, 1, 1, 0 },
+    { "SETNX", 1, 1, 1, 0 }, { "SETRANGE", 1, 1, 1, 0 }, { "SINTER", 1, -1, 1, 1 }, { "SINTERCARD", 0, 0, 0, 5 },
+    { "SINTERSTORE", 1, -1, 1, 0 }, { "SISMEMBER", 1, 1, 1, 1 }, { "SMEMBERS", 1, 1, 1, 1 },
+    { "SMISMEMBER", 1, 1, 1, 1 }, { "SMOVE", 1, 2, 1, 0 }, { "SORT", 1, 1, 1, 0 }, { "SORT_RO", 1, 1, 1, 1 },
+    { "SPOP", 1, 1, 1, 0 }, { "SRANDMEMBER", 1, 1, 1, 1 }, { "SREM", 1, 1, 1, 0 }, { "SSCAN", 1, 1, 1, 1 },
+    { "STRLEN", 1, 1, 1, 1 }, { "SUNION", 1, -1, 1, 1 }, { "SUNIONSTORE", 1, -1, 1, 0 }, { "TIME", 0, 0, 0, 32 },
+    { "TOUCH", 1, -1, 1, 1 }, { "TTL", 1, 1, 1, 1 }, { "TYPE", 1, 1, 1, 1 }, { "UNLINK", 1, -1, 1, 0 },
+    { "XACK", 1, 1, 1, 0 }, { "XADD", 1, 1, 1, 0 }, { "XAUTOCLAIM", 1, 1, 1, 0 }, { "XCLAIM", 1, 1, 1, 0 },
+    { "XDEL", 1, 1, 1, 0 }, { "XLEN", 1, 1, 1, 1 }, { "XPENDING", 1, 1, 1, 1 }, { "XRANGE", 1, 1, 1, 1 },
+    { "XREAD", 0, 0, 0, 17 }, { "XREADGROUP", 0, 0, 0, 16 }, { "XREVRANGE", 1, 1, 1, 1 }, { "XTRIM", 1, 1, 1, 0 },
+    { "ZADD", 1, 1, 1, 0 }, { "ZCARD", 1, 1, 1, 1 }, { "ZCOUNT", 1, 1, 1, 1 }, { "ZDIFF", 0, 0, 0, 5 },
+    { "ZDIFFSTORE", 1, 1, 1, 8 }, { "ZINCRBY", 1, 1, 1, 0 }, { "ZINTER", 0, 0, 0, 5 }, { "ZINTERCARD", 0, 0, 0, 5 },
+    { "ZINTERSTORE", 1, 1, 1, 8 }, { "ZLEXCOUNT", 1, 1, 1, 1 }, { "ZMPOP", 0, 0, 0, 4 }, { "ZMSCORE", 1, 1, 1, 1 },
+    { "ZPOPMAX", 1, 1, 1, 0 }, { "ZPOPMIN", 1, 1, 1, 0 }, { "ZRANDMEMBER", 1, 1, 1, 1 }, { "ZRANGE", 1, 1, 1, 1 },
+    { "ZRANGEBYLEX", 1, 1, 1, 1 }, { "ZRANGEBYSCORE", 1, 1, 1, 1 }, { "ZRANGESTORE", 1, 2, 1, 0 },
+    { "ZRANK", 1, 1, 1, 1 }, { "ZREM", 1, 1, 1, 0 }, { "ZREMRANGEBYLEX", 1, 1, 1, 0 },
+    { "ZREMRANGEBYRANK", 1, 1, 1, 0 }, { "ZREMRANGEBYSCORE", 1, 1, 1, 0 }, { "ZREVRANGE", 1, 1, 1, 1 },
+    { "ZREVRANGEBYLEX", 1, 1, 1, 1 }, { "ZREVRANGEBYSCORE", 1, 1, 1, 1 }, { "ZREVRANK", 1, 1, 1, 1 },
+    { "ZSCAN", 1, 1, 1, 1 }, { "ZSCORE", 1, 1, 1, 1 }, { "ZUNION", 0, 0, 0, 5 }, { "ZUNIONSTORE", 1, 1, 1, 8 }
+};
+
+static const dbp__keyspec *dbp__keyspec_find(const char *cmd)
+{
+    size_t lo = 0, hi = sizeof dbp__keyspecs / sizeof dbp__keyspecs[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(cmd, dbp__keyspecs[mid].name);
+        if (c == 0) return &dbp__keyspecs[mid];
+        if (c < 0) hi = mid; else lo = mid + 1;
+    }
+    return NULL;
+}
+
+static long dbp__argl(const char *s, size_t n)
+{
+    char tmp[24];
+    if (n >= sizeof tmp) return -1;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return strtol(tmp, NULL, 10);
+}
+
+/* Collects the slots of the keys; -1 when there are none, -2 when unknown
+   (ask the server), -3 on keys in different slots (a usage error, set). */
+static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens)
+{
+    const dbp__keyspec *ks = dbp__keyspec_find(op->cmd);
+    int first = 0, last = -1, step = 1, i, slot = -1, other = -1;
+    DBP__UNUSED(p);
+    op->slot = -2;
+    if (!ks) return DBP_OK; /* COMMAND GETKEYS will tell */
+    if (ks->flags & DBP__K_RO) op->flags |= DBP__OF_READONLY;
+    if (ks->flags & DBP__K_KEYLESS) { op->slot = -1; return DBP_OK; }
+    if (ks->flags & DBP__K_EVAL) {
+        long nk = argc > 2 ? dbp__argl(argv[2], lens[2]) : -1;
+        if (nk < 0 || 3 + nk > argc) return DBP_OK;
+        if (nk == 0) { op->slot = -1; return DBP_OK; }
+        first = 3; last = 2 + (int)nk;
+    } else if (ks->flags & (DBP__K_NUMKEYS1 | DBP__K_NUMKEYS2)) {
+        int at = (ks->flags & DBP__K_NUMKEYS1) ? 1 : 2;
+        long nk = argc > at ? dbp__argl(argv[at], lens[at]) : -1;
+        if (nk <= 0 || at + 1 + nk > argc) return DBP_OK;
+        first = at + 1; last = at + (int)nk;
+        if (ks->first == 1 && (ks->flags & DBP__K_NUMKEYS2)) {
+            /* a destination key first (ZUNIONSTORE dest numkeys k...) */
+            slot = (int)dbp_key_slot(argv[1], lens[1]);
+        }
+    } else if (ks->flags & DBP__K_STREAMS) {
+        int s = -1, n;
+        for (i = 1; i < argc; i++) if (dbp__ieq(argv[i], lens[i], "STREAMS")) { s = i; break; }
+        if (s < 0 || (argc - s - 1) % 2 || argc - s - 1 == 0) return DBP_OK;
+        n = (argc - s - 1) / 2;
+        first = s + 1; last = s + n;
+    } else {
+        first = ks->first;
+        last = ks->last < 0 ? argc + ks->last : ks->last;
+        step = ks->step;
+    }
+    if (first < 1 || first >= argc) { op->slot = -1; return DBP_OK; }
+    if (last >= argc) last = argc - 1;
+    for (i = first; i <= last; i += step) {
+        int sl = (int)dbp_key_slot(argv[i], lens[i]);
+        if (slot < 0) slot = sl;
+        else if (sl != slot) { other = sl; break; }
+    }
+    if (other >= 0) {
+        dbp__op_fail(op, DBP_ECROSSSLOT, 0, "%s: its keys hash to different cluster slots (%d and %d); use {hash tags} to keep them together",
+                     op->cmd, slot, other);
+        return DBP_ECROSSSLOT;
+    }
+    op->slot = slot;
+    return DBP_OK;
+}
+
+/* ---- routing ---- */
+
+static void dbp__cluster_child_done(dbp_op *child);
+
+/* Picks the node for an op: its slot's primary, or a replica for reads when asked. */
+static int dbp__cluster_pick(dbp_pool *p, const dbp_op *op)
+{
+    dbp__cluster *cl = p->cluster;
+    int prim, i;
+    if (op->slot < 0) {
+        /* keyless: any primary, in turn */
+        for (i = 0; i < cl->nnodes; i++) {
+            int k = (cl->rr++ & 0x7fffffff) % cl->nnodes;
+            if (cl->nodes[k].primary && cl->nodes[k].in_map) return k;
+        }
+        for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool && cl->nodes[i].pool->state == DBP__PS_OPEN) return i;
+        return -1;
+    }
+    prim = cl->slots[op->slot];
+    if (prim < 0) return -1;
+    if ((op->flags & DBP__OF_READONLY) && p->s.read_from != DBP__READ_PRIMARY) {
+        int cand[16], n = 0;
+        for (i = 0; i < cl->nnodes && n < 16; i++)
+            if (cl->nodes[i].in_map && !cl->nodes[i].primary && cl->nodes[i].primary_of == prim) cand[n++] = i;
+        if (n) return cand[(cl->rr++ & 0x7fffffff) % n];
+    }
+    return prim;
+}
+
+/* Sends a routed op to a node: a child op on the node's pool carries it. */
+static void dbp__cluster_send(dbp_pool *p, dbp_op *top, int node, int asking)
+{
+    dbp__cluster *cl = p->cluster;
+    dbp_pool *np = cl->nodes[node].pool;
+    dbp_op *child = dbp__op_new(p->hub, np, DBP__OP_CALL);
+    if (!child) { dbp__op_fail(top, DBP_ENOMEM, 0, "out of memory routing the command"); return; }
+    child->flags = (top->flags & (DBP__OF_IDEMPOTENT | DBP__OF_BLOCKING)) | (asking ? DBP__OF_ASKING : 0);
+    child->req = top->req;           /* borrowed: the top op owns it */
+    child->req_len = top->req_len;
+    child->flags |= DBP__OF_BORROWED;
+    memcpy(child->cmd, top->cmd, sizeof child->cmd);
+    child->slot = top->slot;
+    child->deadline = top->deadline ? top->deadline : top->acquire_deadline;
+    child->query_timeout = top->query_timeout;
+    child->done = dbp__cluster_child_done;
+    child->ctx = top;
+    top->ctx = child;
+    top->state = DBP_OP_RUNNING;
+    if (!top->t_start) top->t_start = dbp__now_us();
+    dbp__timer_clear(p->hub, &top->timer);
+    cl->running++;
+    if (np->state != DBP__PS_OPEN) {
+        dbp__op_fail(child, DBP_ECLOSED, 0, "node %s:%d left the cluster map", cl->nodes[node].host, cl->nodes[node].port);
+        return;
+    }
+    dbp__pool_submit(np, child);
+    if (!dbp__op_settled(child) && child->acquire_deadline && child->deadline && child->deadline < child->acquire_deadline)
+        child->acquire_deadline = child->deadline;
+}
+
+/* Routes what waits in the cluster pool's queue. */
+static void dbp__cluster_dispatch(dbp_pool *p)
+{
+    dbp__cluster *cl = p->cluster;
+    dbp__link *l, *next;
+    if (!cl || !cl->have_map) return;
+    for (l = p->queue.next; l != &p->queue; l = next) {
+        dbp_op *op = DBP__CONTAINER(l, dbp_op, link);
+        int node;
+        next = l->next;
+        if (op->slot == -2) {
+            /* unknown key positions: ask a node (COMMAND GETKEYS), then route */
+            if (op->ctx) continue;
+            node = dbp__cluster_pick(p, op);
+            if (node < 0) continue;
+            {
+                dbp_pool *np = cl->nodes[node].pool;
+                dbp_op *ask = dbp__op_new(p->hub, np, DBP__OP_CALL);
+                dbp__buf b;
+                const char *rest;
+                long argc;
+                if (!ask) continue;
+                memset(&b, 0, sizeof b);
+                argc = strtol(op->req + 1, NULL, 10);
+                rest = strstr(op->req, "\r\n") + 2;
+                if (dbp__buf_printf(&b, "*%ld\r\n$7\r\nCOMMAND\r\n$7\r\nGETKEYS\r\n", argc + 2) ||
+                    dbp__buf_add(&b, rest, op->req_len - (size_t)(rest - op->req))) {
+                    dbp__buf_free(&b);
+                    ask->flags &= ~DBP__OF_CALLER;
+                    dbp__op_fail(ask, DBP_ENOMEM, 0, "out of memory");
+                    continue;
+                }
+                ask->req = b.data;
+                ask->req_len = b.len;
+                ask->flags &= ~DBP__OF_CALLER;
+                snprintf(ask->cmd, sizeof ask->cmd, "COMMAND");
+                ask->done = dbp__cluster_child_done;
+                ask->ctx = op;
+                ask->kill_id = 1; /* marks a GETKEYS */
+                op->ctx = ask;
+                cl->running++;
+                dbp__pool_submit(np, ask);
+            }
+            continue;
+        }
+        node = dbp__cluster_pick(p, op);
+        if (node < 0) {
+            if (!cl->refresh_op) dbp__cluster_refresh(p, -1);
+            continue;
+        }
+        dbp__unqueue_op(p, op);
+        dbp__cluster_send(p, op, node, 0);
+    }
+}
+
+static void dbp__cluster_submit(dbp_pool *p, dbp_op *op)
+{
+    if (p->state != DBP__PS_OPEN) {
+        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted", p->state == DBP__PS_CLOSING ? "closing" : "closed");
+        return;
+    }
+    op->acquire_deadline = dbp__ms_now() + (p->s.acquire_timeout > 0 ? p->s.acquire_timeout : 30000);
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    dbp__queue_op(p, op, 0);
+    dbp__cluster_dispatch(p);
+}
+
+/* Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into slot, host, port. */
+static int dbp__parse_redirect(const char *msg, int *slot, char *host, size_t hn, int *port, const char *def_host)
+{
+    const char *p = strchr(msg, ' '), *colon;
+    char *end;
+    long s;
+    size_t n;
+    if (!p) return -1;
+    s = strtol(p + 1, &end, 10);
+    if (end == p + 1 || *end != ' ' || s < 0 || s > 16383) return -1;
+    colon = strrchr(end + 1, ':');
+    if (!colon) return -1;
+    n = (size_t)(colon - (end + 1));
+    if (n == 0) { snprintf(host, hn, "%s", def_host); }
+    else {
+        if (n >= hn) return -1;
+        memcpy(host, end + 1, n);
+        host[n] = '\0';
+    }
+    *port = (int)strtol(colon + 1, NULL, 10);
+    if (*port <= 0 || *port > 65535) return -1;
+    *slot = (int)s;
+    return 0;
+}
+
+/* Tries a routed op again after a short, growing delay (never past its deadline). */
+static void dbp__cluster_retry_later(dbp_pool *p, dbp_op *top, const dbp_error *why)
+{
+    long long now = dbp__ms_now(), end = top->deadline ? top->deadline : top->acquire_deadline, delay;
+    int k;
+    p->cluster->last_err = *why;
+    if (now >= end) {
+        dbp__op_fail(top, why->rc == DBP_EREDIS ? DBP_EREDIS : DBP_ETIMEOUT, 0,
+                     "no cluster node could take the command before its deadline; last error: %s", why->message);
+        return;
+    }
+    top->retries++;
+    for (delay = 50, k = 1; k < top->retries && delay < 1000; k++) delay *= 2;
+    if (delay > 1000) delay = 1000;
+    if (now + delay > end) delay = end - now;
+    top->state = DBP_OP_RUNNING;
+    dbp__timer_set(p->hub, &top->timer, now + delay);
+}
+
+/* A node op came back: hand its outcome to the routed op, or redirect. */
+static void dbp__cluster_child_done(dbp_op *child)
+{
+    dbp_op *top = DBP__CAST(dbp_op *, child->ctx);
+    dbp_pool *p;
+    dbp__cluster *cl;
+    const dbp_error *e = &child->err;
+    int from_node = -1, i;
+    if (!top) return;
+    p = top->pool;
+    cl = p->cluster;
+    cl->running--;
+    top->ctx = NULL;
+    child->ctx = NULL;
+    for (i = 0; cl && i < cl->nnodes; i++) if (cl->nodes[i].pool == child->pool) from_node = i;
+    if (dbp__op_settled(top)) { dbp__pool_check_closed(p); return; }
+    if (child->kill_id == 1) {
+        /* COMMAND GETKEYS answered: route by those keys */
+        const dbp_reply *r = child->reply;
+        if (child->state == DBP_OP_FULFILLED && r && r->type == DBP_REPLY_ARRAY) {
+            int slot = -1;
+            size_t k;
+            for (k = 0; k < r->elements; k++) {
+                int sl = (int)dbp_key_slot(r->element[k]->str, r->element[k]->len);
+                if (slot >= 0 && sl != slot) {
+                    dbp__unqueue_op(p, top);
+                    dbp__op_fail(top, DBP_ECROSSSLOT, 0, "%s: its keys hash to different cluster slots (%d and %d)", top->cmd, slot, sl);
+                    dbp__pool_check_closed(p);
+                    return;
+                }
+                slot = sl;
+            }
+            top->slot = r->elements ? slot : -1;
+        } else if (child->state == DBP_OP_REJECTED && e->rc == DBP_EREDIS) {
+            top->slot = -1; /* "The command has no key arguments" (or unknown: the node will say) */
+        } else {
+            dbp__unqueue_op(p, top);
+            dbp__cluster_retry_later(p, top, e);
+            return;
+        }
+        dbp__cluster_dispatch(p);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (child->state == DBP_OP_FULFILLED) {
+        top->reply = child->reply;
+        child->reply = NULL;
+        top->flags |= DBP__OF_SENT;
+        dbp__op_settle(top, DBP_OK);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (e->rc == DBP_EREDIS) {
+        const char *m = e->message;
+        char host[64];
+        int slot, port;
+        if ((strncmp(m, "MOVED ", 6) == 0 || strncmp(m, "ASK ", 4) == 0) &&
+            dbp__parse_redirect(m, &slot, host, sizeof host, &port, from_node >= 0 ? cl->nodes[from_node].host : "127.0.0.1") == 0) {
+            int ask = m[0] == 'A', node;
+            if (++top->redirects > p->s.max_redirects) {
+                dbp__op_fail(top, DBP_EREDIRECT, 1, "too many cluster redirections (%d, max_redirects): the last was %s",
+                             top->redirects - 1, m);
+                dbp__pool_check_closed(p);
+                return;
+            }
+            node = dbp__cluster_node(p, host, port, 0);
+            if (node < 0) { dbp__op_fail(top, DBP_ENOMEM, 0, "out of memory"); return; }
+            if (!ask) {
+                /* the slot has moved (and others with it, usually): patch, then refresh */
+                cl->slots[slot] = (short)node;
+                cl->nodes[node].primary = 1;
+                cl->nodes[node].in_map = 1;
+                dbp__cluster_refresh(p, -1);
+            }
+            dbp__cluster_send(p, top, node, ask);
+            return;
+        }
+        if (strncmp(m, "TRYAGAIN", 8) == 0) { dbp__cluster_retry_later(p, top, e); return; }
+        if (strncmp(m, "CLUSTERDOWN", 11) == 0 || strncmp(m, "LOADING", 7) == 0 || strncmp(m, "MASTERDOWN", 10) == 0 ||
+            strncmp(m, "READONLY", 8) == 0) {
+            dbp__cluster_refresh(p, from_node);
+            dbp__cluster_retry_later(p, top, e);
+            return;
+        }
+        dbp__op_fail_err(top, e, DBP_EREDIS, 1);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (!e->sent && (e->rc == DBP_ECONNECT || e->rc == DBP_EACQUIRE_TIMEOUT || e->rc == DBP_ECLOSED)) {
+        /* the node is unreachable (or left the map): the map may have changed */
+        if (p->state == DBP__PS_OPEN || e->rc != DBP_ECLOSED) {
+            dbp__cluster_refresh(p, from_node);
+            dbp__cluster_retry_later(p, top, e);
+            return;
+        }
+    }
+    dbp__op_fail_err(top, e, e->rc, e->sent);
+    dbp__pool_check_closed(p);
+}
+
+/* ---- the map ---- */
+
+static void dbp__cluster_slots_done(dbp_op *op);
+
+static void dbp__cluster_refresh(dbp_pool *p, int exclude)
+{
+    dbp__cluster *cl = p->cluster;
+    long long now = dbp__ms_now();
+    int i, node = -1;
+    static const char req[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+    dbp_op *op;
+    if (!cl || cl->refresh_op || p->state == DBP__PS_CLOSED) return;
+    if (cl->last_refresh_ms && now - cl->last_refresh_ms < 100) {
+        /* rate-limited: at most ten a second */
+        cl->refresh_pending = 1;
+        dbp__timer_min(p->hub, &cl->rtimer, cl->last_refresh_ms + 100);
+        return;
+    }
+    for (i = 0; i < cl->nnodes; i++) {
+        int k = (cl->refresh_from++ & 0x7fffffff) % cl->nnodes;
+        dbp__cnode *n = &cl->nodes[k];
+        if (k == exclude || !n->pool || n->pool->state != DBP__PS_OPEN) continue;
+        if (!n->in_map && !n->seed && cl->have_map) continue;
+        node = k;
+        break;
+    }
+    if (node < 0) node = exclude >= 0 && cl->nodes[exclude].pool && cl->nodes[exclude].pool->state == DBP__PS_OPEN ? exclude : -1;
+    if (node < 0) return;
+    op = dbp__op_new(p->hub, cl->nodes[node].pool, DBP__OP_CALL);
+    if (!op) return;
+    op->flags &= ~DBP__OF_CALLER;
+    op->req = DBP__CAST(char *, (void *)req);
+    op->req_len = sizeof req - 1;
+    op->flags |= DBP__OF_BORROWED;
+    snprintf(op->cmd, sizeof op->cmd, "CLUSTER");
+    op->done = dbp__cluster_slots_done;
+    op->ctx = p;
+    op->deadline = now + p->s.connect_timeout + 1000;
+    cl->refresh_op = op;
+    cl->last_refresh_ms = now;
+    cl->refresh_pending = 0;
+    dbp__pool_submit(cl->nodes[node].pool, op);
+}
+
+static void dbp__cluster_rtimer_fire(dbp__timer *t)
+{
+    dbp__cluster *cl = DBP__CONTAINER(t, dbp__cluster, rtimer);
+    if (cl->refresh_pending || !cl->have_map) dbp__cluster_refresh(cl->pool, -1);
+}
+
+static void dbp__cluster_slots_done(dbp_op *op)
+{
+    dbp_pool *p = DBP__CAST(dbp_pool *, op->ctx);
+    dbp__cluster *cl;
+    const dbp_reply *r = op->reply;
+    int asked = -1, i;
+    size_t k;
+    if (!p || !p->cluster) return;
+    cl = p->cluster;
+    if (cl->refresh_op == op) cl->refresh_op = NULL;
+    for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool == op->pool) asked = i;
+    if (op->state != DBP_OP_FULFILLED || !r || r->type != DBP_REPLY_ARRAY || r->elements == 0) {
+        dbp_error e = op->err;
+        if (op->state == DBP_OP_FULFILLED) dbp__err_set(&e, DBP_EPROTOCOL, "CLUSTER SLOTS gave no slots (is this a cluster?)");
+        if (e.rc == DBP_EAUTH) {
+            /* a wrong password is wrong on every node: fail what waits now */
+            cl->last_err = e;
+            while (!dbp__list_empty(&p->queue)) {
+                dbp_op *w = DBP__CONTAINER(p->queue.next, dbp_op, link);
+                dbp__unqueue_op(p, w);
+                dbp__op_fail_err(w, &e, DBP_EAUTH, 0);
+            }
+            p->fatal = 1;
+            p->last_connect_err = e;
+            p->next_connect_ms = dbp__ms_now() + p->s.backoff_max;
+            dbp__pool_check_closed(p);
+            return;
+        }
+        {
+            char msg[DBP_ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "reading the cluster map from %s:%d failed: %.200s",
+                     asked >= 0 ? cl->nodes[asked].host : "?", asked >= 0 ? cl->nodes[asked].port : 0, e.message);
+            dbp__err_set(&cl->last_err, e.rc ? e.rc : DBP_ECONNECT, "%s", msg);
+            p->last_connect_err = cl->last_err;
+            p->fail_streak++;
+        }
+        if (++cl->refresh_failures < cl->nnodes * 2) {
+            cl->last_refresh_ms = 0;
+            dbp__cluster_refresh(p, asked);
+        } else {
+            /* every node failed: try again after a backoff, seeds included */
+            cl->refresh_failures = 0;
+            cl->refresh_pending = 1;
+            dbp__timer_min(p->hub, &cl->rtimer, dbp__ms_now() + p->s.backoff_max);
+        }
+        dbp__pool_check_closed(p);
+        return;
+    }
+    cl->refresh_failures = 0;
+    p->fail_streak = 0;
+    p->fatal = 0;
+    for (i = 0; i < cl->nnodes; i++) { cl->nodes[i].in_map = 0; cl->nodes[i].nslots = cl->nodes[i].nranges = 0; }
+    for (i = 0; i < 16384; i++) cl->slots[i] = -1;
+    for (k = 0; k < r->elements; k++) {
+        const dbp_reply *ent = r->element[k];
+        long long lo, hi, s;
+        int prim = -1;
+        size_t j;
+        if (!ent || ent->type != DBP_REPLY_ARRAY || ent->elements < 3) continue;
+        lo = ent->element[0]->integer;
+        hi = ent->element[1]->integer;
+        if (lo < 0 || hi > 16383 || lo > hi) continue;
+        for (j = 2; j < ent->elements; j++) {
+            const dbp_reply *nd = ent->element[j];
+            const char *host;
+            int port, idx;
+            if (!nd || nd->type != DBP_REPLY_ARRAY || nd->elements < 2 || nd->element[0]->type != DBP_REPLY_STRING) continue;
+            host = nd->element[0]->str;
+            if (!host[0] || strcmp(host, "?") == 0) host = asked >= 0 ? cl->nodes[asked].host : "127.0.0.1";
+            port = (int)nd->element[1]->integer;
+            idx = dbp__cluster_node(p, host, port, j > 2);
+            if (idx < 0) continue;
+            cl->nodes[idx].in_map = 1;
+            if (j == 2) {
+                prim = idx;
+                cl->nodes[idx].primary = 1;
+                cl->nodes[idx].primary_of = -1;
+                cl->nodes[idx].nslots += (int)(hi - lo + 1);
+                cl->nodes[idx].nranges++;
+            } else {
+                cl->nodes[idx].primary = 0;
+                cl->nodes[idx].primary_of = prim;
+            }
+        }
+        if (prim >= 0) for (s = lo; s <= hi; s++) cl->slots[s] = (short)prim;
+    }
+    cl->have_map = 1;
+    if (cl->refresh_pending) dbp__timer_min(p->hub, &cl->rtimer, cl->last_refresh_ms + 100);
+    dbp__cluster_dispatch(p);
+    dbp__pool_check_closed(p);
+}
+
+/* A node pool for subscriptions: any node in the map, in turn. */
+static dbp_pool *dbp__cluster_any_node(dbp_pool *p, dbp_pool *not_this)
+{
+    dbp__cluster *cl = p->cluster;
+    int i;
+    if (!cl) return NULL;
+    for (i = 0; i < cl->nnodes; i++) {
+        int k = (cl->rr++ & 0x7fffffff) % cl->nnodes;
+        dbp_pool *np = cl->nodes[k].pool;
+        if (np && np != not_this && np->state == DBP__PS_OPEN && (cl->nodes[k].in_map || !cl->have_map)) return np;
+    }
+    return NULL;
+}
+
+DBPDEF int dbp_cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+{
+    dbp__cluster *cl = p ? p->cluster : NULL;
+    int i, n = 0;
+    if (!cl) return 0;
+    for (i = 0; i < cl->nnodes; i++) {
+        const dbp__cnode *nd = &cl->nodes[i];
+        if (!nd->in_map) continue;
+        if (out && n < max) {
+            memset(&out[n], 0, sizeof out[n]);
+            snprintf(out[n].addr, sizeof out[n].addr, "%s:%d", nd->host, nd->port);
+            out[n].primary = nd->primary;
+            out[n].slots = nd->nslots;
+            out[n].slot_ranges = nd->nranges;
+            if (!nd->primary && nd->primary_of >= 0)
+                snprintf(out[n].primary_addr, sizeof out[n].primary_addr, "%s:%d",
+                         cl->nodes[nd->primary_of].host, cl->nodes[nd->primary_of].port);
+            dbp_pool_stats(nd->pool, &out[n].stats);
+        }
+        n++;
+    }
+    return n;
+}
+#else
+static int dbp__cluster_open(dbp_pool *p, dbp_error *err) { DBP__UNUSED(p); return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis"); }
+static void dbp__cluster_free(dbp_pool *p) { DBP__UNUSED(p); }
+static int dbp__cluster_busy(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
+static const char *dbp__cluster_last_error(const dbp_pool *p) { DBP__UNUSED(p); return ""; }
+static int dbp__cluster_running(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
+static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens)
+{ DBP__UNUSED(p); DBP__UNUSED(op); DBP__UNUSED(argc); DBP__UNUSED(argv); DBP__UNUSED(lens); return DBP_OK; }
+static void dbp__cluster_submit(dbp_pool *p, dbp_op *op) { dbp__pool_submit(p, op); }
+static void dbp__cluster_dispatch(dbp_pool *p) { DBP__UNUSED(p); }
+static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms) { DBP__UNUSED(p); DBP__UNUSED(timeout_ms); }
+DBPDEF int dbp_cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max) { DBP__UNUSED(p); DBP__UNUSED(out); DBP__UNUSED(max); return 0; }
+#endif
 
 #endif /* DBPOOL_IMPLEMENTATION_ONCE */
 #endif /* DBPOOL_IMPLEMENTATION */
