@@ -1,0 +1,115 @@
+-- bench_cluster.lua - SET and GET throughput from Lua through the Redis
+-- Cluster pool (redis-cluster://, three primaries) against the single-node
+-- Redis pool, in one run, with the same client code: batches of K promises
+-- submitted, then awaited (automatic pipelining; the cluster pool splits
+-- each batch per node).
+--
+--   lua5.4 bench/bench_cluster.lua    (under scripts/with-servers.sh; bench/run.sh does it)
+--
+-- Environment: DBPOOL_TEST_CLUSTER_URL, DBPOOL_TEST_REDIS_URL;
+-- BENCH_CLUSTER_N (SETs, then as many GETs, 200000; 20000 with
+-- BENCH_QUICK=1), BENCH_CLUSTER_KEYS (10000), BENCH_CLUSTER_POOL (4: `max`,
+-- per node for the cluster), BENCH_CLUSTER_INFLIGHT (2000),
+-- BENCH_MAX_SECONDS (120).
+--
+-- While the cluster pool cannot be opened (or refuses ops as unsupported)
+-- this prints "cluster: not available (<the error>)" and exits 0, so that
+-- bench/run.sh keeps working until the cluster client lands.
+local U = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/bench_util.lua")
+local dbpool = require "dbpool"
+
+local G = "lua-cluster"
+local cluster_url = os.getenv("DBPOOL_TEST_CLUSTER_URL")
+local single_url = U.need_env("DBPOOL_TEST_REDIS_URL")
+local N = U.count("BENCH_CLUSTER_N", 200000, 20000)
+local NKEYS = U.env_int("BENCH_CLUSTER_KEYS", 10000)
+local POOL = U.env_int("BENCH_CLUSTER_POOL", 4)
+local K = U.env_int("BENCH_CLUSTER_INFLIGHT", 2000)
+local MAX_S = U.max_seconds
+
+local function not_available(why)
+    print("cluster: not available (" .. tostring(why):gsub("\n.*", "") .. ")")
+    U.info(G, "cluster: not available")
+    os.exit(0)
+end
+
+if not cluster_url or cluster_url == "" then not_available("DBPOOL_TEST_CLUSTER_URL is not set") end
+
+local ok, cl = pcall(dbpool.open, cluster_url, { max = POOL })
+if not ok then not_available(cl) end
+do -- a first op: the pool may open lazily and fail here
+    local ok2, err = cl:call("SET", "bench:c:probe", "xxx"):result()
+    if not ok2 then
+        local e = type(err) == "table" and err or {}
+        if e.name == "DBP_EUNSUPPORTED" or (e.message or ""):find("not built", 1, true) then
+            pcall(function() cl:close():await() end)
+            not_available(err)
+        end
+        io.stderr:write("bench_cluster: the cluster pool opened but its first SET failed: ", tostring(err), "\n")
+        os.exit(1)
+    end
+end
+local single = dbpool.open(single_url, { max = POOL })
+
+local keys = {}
+for i, k in ipairs(U.ids(N, NKEYS)) do keys[i] = "bench:c:" .. (k - 1) end
+local errors = 0
+print(string.format("bench_cluster: %d SETs then %d GETs over %d keys of 3 bytes, batches of %d", N, N, NKEYS, K))
+
+-- One measured pass: cmd "SET" or "GET" over keys[1..n]; returns count, seconds, capped.
+local function pass(pool, cmd, n)
+    local t0, capped = U.now(), false
+    local i, batch = 0, {}
+    while i < n do
+        if U.now() - t0 > MAX_S then capped = true break end
+        local m = math.min(K, n - i)
+        if cmd == "SET" then
+            for j = 1, m do batch[j] = pool:call("SET", keys[i + j], "xxx") end
+        else
+            for j = 1, m do batch[j] = pool:call("GET", keys[i + j]) end
+        end
+        for j = 1, m do
+            local okj, v = batch[j]:result()
+            if not okj or (cmd == "GET" and v ~= "xxx") then
+                errors = errors + 1
+                if errors <= 3 then io.stderr:write("bench_cluster: ", cmd, " ", keys[i + j], ": ", tostring(v), "\n") end
+            end
+        end
+        i = i + m
+    end
+    return i, U.now() - t0, capped
+end
+
+local rates = {}
+for _, side in ipairs({ { "single", single }, { "cluster", cl } }) do
+    local name, pool = side[1], side[2]
+    local warm = math.min(N, 5000)
+    pass(pool, "SET", warm)
+    collectgarbage()
+    for _, cmd in ipairs({ "SET", "GET" }) do
+        local n, secs, capped = pass(pool, cmd, N)
+        rates[name .. cmd] = U.rate(G, name .. "_" .. cmd:lower() .. "_pool" .. POOL, n, secs, "op/s", capped,
+            name == "cluster" and "redis-cluster://, 3 primaries, max " .. POOL .. " per node" or "redis://, one server")
+    end
+end
+
+do
+    local okn, nodes = pcall(function() return cl:nodes() end)
+    if okn and type(nodes) == "table" then
+        local prim = 0
+        for _, nd in ipairs(nodes) do if nd.primary == true or nd.role == "primary" then prim = prim + 1 end end
+        U.info(G, "cluster: %d nodes known, %d primaries", #nodes, prim)
+    end
+end
+cl:close():await()
+single:close():await()
+
+for _, cmd in ipairs({ "SET", "GET" }) do
+    local c, s = rates["cluster" .. cmd], rates["single" .. cmd]
+    if c and s and s > 0 then U.ratio(G, "cluster_" .. cmd:lower() .. "/single_" .. cmd:lower(), c / s) end
+end
+
+if errors > 0 then
+    io.stderr:write("bench_cluster: ", errors, " ops failed or returned a wrong value\n")
+    os.exit(1)
+end
