@@ -1,0 +1,661 @@
+-- dbpool.cli.repl_core: the REPL without a terminal (as in hoelzro/lua-repl).
+--
+-- It is fed one line at a time and hands back what to show; it never reads
+-- or writes a terminal, so tests drive it with scripted lines:
+--
+--   local repl = require("dbpool.cli.repl_core").new{}
+--   repl:connect("db", url)
+--   local out, err = repl:feed("SELECT 1;")
+--   repl:prompt()          -- "db> ", "  -> " while a statement continues
+--   repl:take_history()    -- what may go to the history file (redacted)
+--   repl.done              -- true after \q
+--   repl:close()
+--
+-- Each connection is a pool plus one pinned connection the REPL's statements
+-- run on, so session state (USE, SET @x, BEGIN...COMMIT, temporary tables,
+-- Redis SELECT and MULTI) behaves as in the mysql client and redis-cli. Lua
+-- lines see the pools themselves.
+local dbpool = require "dbpool"
+local util = require "dbpool.cli.util"
+local sql = require "dbpool.cli.sql"
+local render = require "dbpool.cli.render"
+
+local M = {}
+local Repl = {}
+Repl.__index = Repl
+
+local now = dbpool._core.now
+
+local HELP = [[
+SQL (MySQL connection): end statements with ';' (or \G for vertical rows).
+Redis connection: commands as in redis-cli, e.g.  SET k "a b"  /  HGETALL h
+Lua: '= EXPR' or 'lua CODE'; pools by name (db, redis, ...), dbpool, null;
+     returned promises are awaited.
+
+\connect NAME URL   open a connection and use it     \use NAME      switch
+\connect NAME       switch to NAME                    \list          connections
+\disconnect NAME    close a connection                \ping [NAME]   round trip, version
+\stats [NAME]       pool statistics                   \timing [on|off]
+\x                  toggle vertical results           \null TEXT     how NULL is shown
+\c                  clear the statement being typed   \help          this text
+\q                  quit (also quit, exit, Ctrl-D)
+]]
+
+-- Redis commands the REPL will not send: they turn a connection into a stream
+-- or make its replies stop matching its commands.
+local REDIS_REFUSED = {
+    SUBSCRIBE = "use Lua: lua sub = redis:subscribe('ch', function(ch, msg) print(ch, msg) end)",
+    PSUBSCRIBE = "use Lua: lua sub = redis:psubscribe('p*', function(ch, msg) print(ch, msg) end)",
+    SSUBSCRIBE = "not supported in the REPL",
+    MONITOR = "not supported in the REPL (use redis-cli monitor)",
+    SYNC = "not supported in the REPL", PSYNC = "not supported in the REPL",
+}
+
+-- Lines that may set a password are kept out of the history entirely (as
+-- the mysql client's default histignore "*IDENTIFIED*:*PASSWORD*" does).
+local HIST_IGNORE = { "identified", "password", "requirepass", "masterauth", "acl%s+setuser" }
+
+local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+local function errtext(e)
+    if type(e) == "table" then
+        if e.kind == "sql" and e.code then
+            return ("ERROR %d (%s): %s"):format(e.code, e.sqlstate or "HY000", tostring(e.message))
+        end
+        if e.kind == "redis" then return "(error) " .. tostring(e.message) end
+        if e.message then return "ERROR: " .. tostring(e.message) end
+    end
+    return "ERROR: " .. tostring(e)
+end
+
+-- new{ batch = false, width = 0, timing = false, null = "NULL", probe_timeout = 5 }
+function M.new(opts)
+    opts = opts or {}
+    local self = setmetatable({
+        conns = {}, order = {}, current = nil,
+        buffer = "", delimiter = ";", hist_lines = {}, history = {},
+        lua_buf = nil,
+        timing = opts.timing or false,
+        batch = opts.batch or false,
+        width = opts.width or 0,
+        vertical = false,
+        null = opts.null or "NULL",
+        probe_timeout = opts.probe_timeout or 5,
+        nerrors = 0,
+        done = false,
+    }, Repl)
+    self.env = setmetatable({}, { __index = function(_, k)
+        local c = self.conns[k]
+        if c then return c.pool end
+        if k == "dbpool" then return dbpool end
+        if k == "null" then return dbpool.null end
+        if k == "print" then return self.print end
+        return _G[k]
+    end })
+    -- print() in Lua lines: into the REPL's output, in order with the rest
+    self.print = function(...)
+        local parts = {}
+        for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+        local text = table.concat(parts, "\t") .. "\n"
+        if self.printing then self:_say(self.printing, text) else io.stdout:write(text) end
+    end
+    return self
+end
+
+---------------------------------------------------------------------------
+-- Connections
+---------------------------------------------------------------------------
+
+-- A default name for a URL's connection: db, db2 ... / redis, redis2 ...
+function Repl:default_name(url)
+    local scheme = tostring(url):match("^(%a[%w+.-]*)://") or "db"
+    local base = scheme == "mysql" and "db" or (scheme == "redis-cluster" and "cluster") or (scheme == "redis" and "redis") or scheme
+    local name, k = base, 1
+    while self.conns[name] do k = k + 1; name = base .. k end
+    return name
+end
+
+-- connect(name, url) -> ok, message. Opens the pool and pins the REPL's
+-- session connection (so a wrong password or a dead server shows at once).
+function Repl:connect(name, url)
+    if not name:match("^[%a_][%w_]*$") then
+        return false, ("ERROR: '%s' is not a usable name (letters, digits, _)"):format(name)
+    end
+    util.add_url_secrets(url)
+    local ok, pool = pcall(dbpool.open, url, {})
+    if not ok then return false, errtext(pool) end
+    local c = { name = name, url = util.redact(url), pool = pool, backend = pool._backend }
+    -- while the REPL waits for a session, the first failed connect ends the wait
+    pool:on("error", function(ev)
+        if c.watch then c.failed = c.failed or ev.error or { kind = "connection", message = ev.message } end
+    end)
+    local sok, serr = self:session(c)
+    if not sok then
+        pcall(function() pool:close({ timeout = 0 }):result() end)
+        return false, errtext(serr)
+    end
+    local old = self.conns[name]
+    if old then self:disconnect(name) end
+    self.conns[name] = c
+    self.order[#self.order + 1] = name
+    self.current = name
+    local _, _, version = pool._c:describe()
+    return true, ("Connected to %s as '%s' (%s%s)."):format(c.url, name, c.backend,
+        version and version ~= "" and (" " .. version) or "")
+end
+
+function Repl:disconnect(name)
+    local c = self.conns[name]
+    if not c then return false end
+    if c.conn then pcall(function() c.conn:discard() end) c.conn = nil end
+    pcall(function() c.pool:close({ timeout = 2 }):result() end)
+    self.conns[name] = nil
+    for i, n in ipairs(self.order) do if n == name then table.remove(self.order, i) break end end
+    if self.current == name then self.current = self.order[1] end
+    return true
+end
+
+-- The pinned connection of c (a fresh one when the old one died).
+-- Fails fast: a refused connect is an answer, not something to wait 30 s for.
+function Repl:session(c)
+    if c.backend == "redis-cluster" then return true, c.pool end -- routed per key: no pinning
+    if c.conn then
+        if c.conn._c:ok() then return true, c.conn end
+        pcall(function() c.conn:discard() end)
+        c.conn = nil
+        c.lost = true
+    end
+    c.failed, c.watch = nil, true
+    local p = c.pool:acquire({ timeout = self.probe_timeout })
+    while p:status() == "pending" and not c.failed do dbpool._step(true) end
+    c.watch = false
+    local failed = c.failed
+    if p:status() == "pending" then
+        -- the acquire is abandoned: when it settles, its connection goes back
+        p:next(function(conn) conn:release() end, function() end)
+        return false, failed
+    end
+    local ok, conn = p:result()
+    if not ok then return false, conn end
+    c.conn = conn
+    c.in_multi = false
+    return true, conn
+end
+
+function Repl:close()
+    for _, name in ipairs({ table.unpack(self.order) }) do self:disconnect(name) end
+end
+
+---------------------------------------------------------------------------
+-- Output helpers
+---------------------------------------------------------------------------
+local function Out()
+    return { out = {}, err = {} }
+end
+
+function Repl:_error(o, text)
+    self.nerrors = self.nerrors + 1
+    o.err[#o.err + 1] = util.scrub(text) .. "\n"
+end
+
+function Repl:_say(o, text)
+    o.out[#o.out + 1] = text
+end
+
+---------------------------------------------------------------------------
+-- History
+---------------------------------------------------------------------------
+
+-- The form of an input that may be stored: URLs redacted, known passwords
+-- taken out, and nil for lines that may carry a password in another form.
+function M.history_entry(text)
+    local lower = text:lower()
+    for _, pat in ipairs(HIST_IGNORE) do
+        if lower:find(pat) then return nil end
+    end
+    local first = lower:match("^%s*(%S+)")
+    if first == "auth" or first == "hello" or first == "migrate" and lower:find("%sauth2?%s") then return nil end
+    local c = text:match("^%s*\\connect%s+(.*)$")
+    if c then
+        local name, url = c:match("^(%S+)%s+(%S+)")
+        if not url and c:find("://", 1, true) then url = trim(c) name = nil end
+        if url then
+            text = "\\connect " .. (name and (name .. " ") or "") .. util.redact(url)
+        end
+    end
+    return util.scrub(text)
+end
+
+function Repl:_remember(text)
+    local e = M.history_entry(text)
+    if e and e ~= "" then self.history[#self.history + 1] = e end
+end
+
+-- Entries completed since the last call.
+function Repl:take_history()
+    local h = self.history
+    self.history = {}
+    return h
+end
+
+---------------------------------------------------------------------------
+-- Prompt
+---------------------------------------------------------------------------
+function Repl:prompt()
+    local name = self.current or "dbpool"
+    local main = name .. "> "
+    local pad = function(s) return (" "):rep(math.max(#main - #s, 0)) .. s end
+    if self.lua_buf then return pad(">> ") end
+    if self.buffer ~= "" then
+        local _, _, open = sql.split(self.buffer, self.delimiter)
+        if open == "/*" then return pad("/*> ") end
+        if open then return pad(open .. "> ") end
+        return pad("-> ")
+    end
+    return main
+end
+
+---------------------------------------------------------------------------
+-- Evaluation
+---------------------------------------------------------------------------
+
+-- Awaits promises among the values (a Lua line's results).
+local function settle_values(r)
+    for i = 1, r.n do
+        if dbpool.is_promise(r[i]) then
+            local ok, v = r[i]:result()
+            if not ok then error(v, 0) end
+            r[i] = v
+        end
+    end
+    return r
+end
+
+function Repl:_lua(o, code)
+    local fn, err = load("return " .. code, "=lua", "t", self.env)
+    if not fn then fn, err = load(code, "=lua", "t", self.env) end
+    if not fn then
+        if err:match("<eof>$") then
+            self.lua_buf = code
+            return
+        end
+        return self:_error(o, "ERROR: " .. err)
+    end
+    local t0 = now()
+    self.printing = o
+    local check = self.check_interrupt
+    if check then
+        -- Ctrl-C ends a Lua line, even one that computes or awaits at length
+        debug.sethook(function()
+            local sig = check()
+            if sig then self.interrupted = sig error("interrupted (" .. sig .. ")", 0) end
+        end, "", 10000)
+    end
+    local r = table.pack(xpcall(function() return settle_values(table.pack(fn())) end, function(e)
+        if type(e) == "table" then return e end
+        return tostring(e)
+    end))
+    if check then debug.sethook() end
+    self.printing = nil
+    local dt = now() - t0
+    if not r[1] then
+        local e = r[2]
+        if type(e) == "string" then e = e:match("^[^\n]*") end -- the message; a one-liner needs no traceback
+        return self:_error(o, type(e) == "table" and errtext(e) or ("ERROR: " .. e))
+    end
+    local vals = r[2]
+    if vals.n > 0 then self.env._ = vals[1] end
+    local texts = {}
+    for i = 1, vals.n do
+        local v = vals[i]
+        if type(v) == "table" and v.columns and getmetatable(v) == nil then
+            texts[#texts + 1] = render.result(v, self:_render_opts(nil, dt, false))
+        elseif render.is_null(v) and v ~= nil then
+            texts[#texts + 1] = "null\n"
+        else
+            texts[#texts + 1] = render.lua(v) .. "\n"
+        end
+    end
+    if #texts > 0 then self:_say(o, table.concat(texts)) end
+    if self.timing then self:_say(o, ("(%.3f sec)\n"):format(dt)) end
+end
+
+-- Waits for p. With check_interrupt (the front end's Ctrl-C), an interrupt
+-- calls cancel() (KILL QUERY, or dropping the connection) and the wait goes
+-- on a few seconds for the op to settle before it is abandoned.
+function Repl:_await(p, cancel)
+    local check = self.check_interrupt
+    if check then
+        local deadline
+        while p:status() == "pending" do
+            dbpool._step(true)
+            local sig = check()
+            if sig and not deadline then
+                self.interrupted = sig
+                deadline = now() + 3
+                if cancel then pcall(cancel) end
+            end
+            if deadline and now() > deadline then
+                p:next(nil, function() end) -- settles later; nobody needs it
+                return false, { kind = "closed", message = "interrupted; the statement was abandoned" }
+            end
+        end
+    end
+    return p:result()
+end
+
+function Repl:_render_opts(term, elapsed, vertical)
+    return {
+        vertical = vertical or self.vertical,
+        batch = self.batch,
+        null = self.null,
+        width = self.width,
+        timing = self.timing,
+        elapsed = elapsed,
+    }
+end
+
+function Repl:_run_sql(o, c, stmt)
+    local ok, conn = self:session(c)
+    if not ok then return self:_error(o, errtext(conn)) end
+    if c.lost then
+        c.lost = nil
+        self:_say(o, "(the connection was lost; reconnected: session state such as USE, variables and open transactions is gone)\n")
+    end
+    local t0 = now()
+    local qok, p = pcall(conn.query, conn, stmt.sql)
+    local res = p
+    if qok then
+        qok, res = self:_await(p, function()
+            -- as the mysql client does on Ctrl-C: stop the statement on the server
+            local id = conn:id()
+            if id and id > 0 then c.pool:query("KILL QUERY " .. id):next(nil, function() end) end
+        end)
+    end
+    local dt = now() - t0
+    if not qok then return self:_error(o, errtext(res)) end
+    local vertical = stmt.term == "\\G"
+    self:_say(o, render.result(res, self:_render_opts(stmt.term, dt, vertical)))
+end
+
+function Repl:_redis(o, c, line)
+    local argv, err = render.redis_split(line)
+    if not argv then return self:_error(o, "(error) " .. err) end
+    if #argv == 0 then return end
+    local cmd = argv[1]:upper()
+    local why = REDIS_REFUSED[cmd]
+    if not why and cmd == "HELLO" and argv[2] == "3" then why = "RESP3 is not supported; HELLO 2 is" end
+    if not why and cmd == "CLIENT" and tostring(argv[2]):upper() == "REPLY" then why = "not supported in the REPL" end
+    if why then return self:_error(o, ("(error) %s: %s"):format(cmd, why)) end
+    local ok, target = self:session(c)
+    if not ok then return self:_error(o, errtext(target)) end
+    if c.lost then
+        c.lost = nil
+        self:_say(o, "(the connection was lost; reconnected: SELECT and MULTI state is gone)\n")
+    end
+    local t0 = now()
+    local rok, p = pcall(target.call, target, argv)
+    local reply = p
+    if rok then
+        rok, reply = self:_await(p, function()
+            -- a Redis command cannot be stopped: drop the connection under it
+            if c.conn then c.conn:discard() c.conn = nil c.lost = true end
+        end)
+    end
+    local dt = now() - t0
+    if rok then
+        if cmd == "MULTI" then c.in_multi = true end
+        self:_say(o, render.redis(reply, render.redis_status(argv, reply, c.in_multi and cmd ~= "MULTI")))
+        if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
+    else
+        if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
+        self:_error(o, errtext(reply))
+    end
+    if self.timing then self:_say(o, ("(%.3f sec)\n"):format(dt)) end
+end
+
+---------------------------------------------------------------------------
+-- Backslash commands
+---------------------------------------------------------------------------
+local COMMANDS = {}
+
+COMMANDS["connect"] = function(self, o, args)
+    local name, url = args[1], args[2]
+    if not name then return self:_error(o, "ERROR: usage: \\connect NAME URL (or \\connect NAME to switch)") end
+    if not url and name:find("://", 1, true) then url, name = name, self:default_name(name) end
+    if not url then
+        if not self.conns[name] then return self:_error(o, ("ERROR: no connection named '%s' (\\list shows them)"):format(name)) end
+        self.current = name
+        return self:_say(o, ("Using '%s' (%s).\n"):format(name, self.conns[name].url))
+    end
+    local ok, msg = self:connect(name, url)
+    if ok then self:_say(o, msg .. "\n") else self:_error(o, msg) end
+end
+
+COMMANDS["use"] = function(self, o, args)
+    local name = args[1]
+    if not name or not self.conns[name] then
+        return self:_error(o, ("ERROR: no connection named '%s' (\\list shows them)"):format(tostring(name)))
+    end
+    self.current = name
+    self:_say(o, ("Using '%s' (%s).\n"):format(name, self.conns[name].url))
+end
+COMMANDS["u"] = COMMANDS["use"]
+
+COMMANDS["list"] = function(self, o)
+    if #self.order == 0 then return self:_say(o, "No connections. \\connect NAME URL opens one.\n") end
+    local res = { columns = { "", "name", "backend", "url" } }
+    for _, n in ipairs(self.order) do
+        local c = self.conns[n]
+        res[#res + 1] = { [""] = n == self.current and "*" or "", name = n, backend = c.backend, url = c.url }
+    end
+    self:_say(o, render.table(res))
+end
+COMMANDS["l"] = COMMANDS["list"]
+
+COMMANDS["disconnect"] = function(self, o, args)
+    local name = args[1] or self.current
+    if not name or not self:disconnect(name) then
+        return self:_error(o, ("ERROR: no connection named '%s'"):format(tostring(name)))
+    end
+    self:_say(o, ("Closed '%s'.%s\n"):format(name, self.current and (" Using '" .. self.current .. "'.") or ""))
+end
+
+COMMANDS["timing"] = function(self, o, args)
+    local a = args[1] and args[1]:lower()
+    if a == "on" then self.timing = true elseif a == "off" then self.timing = false
+    elseif a == nil then self.timing = not self.timing
+    else return self:_error(o, "ERROR: usage: \\timing [on|off]") end
+    self:_say(o, "Timing is " .. (self.timing and "on" or "off") .. ".\n")
+end
+
+COMMANDS["x"] = function(self, o)
+    self.vertical = not self.vertical
+    self:_say(o, "Vertical display is " .. (self.vertical and "on" or "off") .. ".\n")
+end
+
+COMMANDS["null"] = function(self, o, args, rest)
+    if rest == "" then return self:_error(o, "ERROR: usage: \\null TEXT") end
+    self.null = rest
+    self:_say(o, ("NULL is shown as '%s'.\n"):format(rest))
+end
+
+local function pick(self, o, name)
+    name = name or self.current
+    local c = name and self.conns[name]
+    if not c then self:_error(o, name and ("ERROR: no connection named '" .. name .. "'") or "ERROR: no connection (\\connect NAME URL)") end
+    return c
+end
+
+COMMANDS["stats"] = function(self, o, args)
+    local c = pick(self, o, args[1])
+    if not c then return end
+    local s = c.pool:stats()
+    local ms = function(x) return ("%.3f ms"):format((x or 0) * 1000) end
+    local rows = { columns = { "stat", "value" } }
+    local function add(k, v) rows[#rows + 1] = { stat = k, value = v } end
+    add("connections", ("%d (idle %d, busy %d, connecting %d, pinned %d; max %d)"):format(
+        s.total, s.idle, s.busy, s.connecting, s.pinned, s.max))
+    add("waiting", s.waiting)
+    add("ops", ("%d (fulfilled %d, rejected %d)"):format(s.ops, s.fulfilled, s.rejected))
+    add("errors", ("%d (timeouts %d, retried %d, lost %d, connect failures %d)"):format(
+        s.errors, s.timeouts, s.retried, s.lost, s.connect_failures))
+    add("created / closed", ("%d / %d"):format(s.created, s.closed))
+    add("wait p50 / p99 / max", ms(s.wait_p50) .. " / " .. ms(s.wait_p99) .. " / " .. ms(s.wait_max))
+    add("run p50 / p99 / max", ms(s.run_p50) .. " / " .. ms(s.run_p99) .. " / " .. ms(s.run_max))
+    if s.server_max_connections then add("server max connections", s.server_max_connections) end
+    if s.server_wait_timeout then add("server idle timeout", s.server_wait_timeout .. " s") end
+    self:_say(o, c.name .. " " .. c.url .. "\n" .. render.table(rows))
+end
+
+COMMANDS["ping"] = function(self, o, args)
+    local c = pick(self, o, args[1])
+    if not c then return end
+    local ok, r = pcall(function() return c.pool:ping({ timeout = self.probe_timeout }):await() end)
+    if not ok then return self:_error(o, errtext(r)) end
+    self:_say(o, ("PONG from '%s' (%s %s) in %.3f ms\n"):format(c.name, r.backend, r.version, r.rtt * 1000))
+end
+
+COMMANDS["help"] = function(self, o) self:_say(o, HELP) end
+COMMANDS["h"] = COMMANDS["help"]
+COMMANDS["?"] = COMMANDS["help"]
+
+COMMANDS["q"] = function(self) self.done = true end
+COMMANDS["quit"] = COMMANDS["q"]
+COMMANDS["exit"] = COMMANDS["q"]
+
+COMMANDS["c"] = function(self) self:clear() end
+
+function Repl:_command(o, line)
+    local word, rest = line:match("^\\(%S+)%s*(.-)%s*$")
+    word = word or ""
+    local f = COMMANDS[word] or COMMANDS[word:lower()]
+    if not f then
+        return self:_error(o, ("ERROR: unknown command '\\%s' (\\help lists them)"):format(word))
+    end
+    local args = {}
+    for a in rest:gmatch("%S+") do args[#args + 1] = a end
+    f(self, o, args, rest)
+end
+
+---------------------------------------------------------------------------
+-- feed
+---------------------------------------------------------------------------
+
+-- feed(line) -> output text, error text (either may be "")
+function Repl:feed(line)
+    local o = Out()
+    line = line:gsub("\r?\n$", "")
+    local ok, err = xpcall(function() self:_feed(o, line) end, debug.traceback)
+    if not ok then
+        -- a bug in the REPL itself: say so and go on
+        self:_error(o, "ERROR: internal: " .. tostring(err))
+    end
+    return table.concat(o.out), table.concat(o.err)
+end
+
+function Repl:_feed(o, line)
+    local t = trim(line)
+    if self.lua_buf then
+        local code = self.lua_buf .. "\n" .. line
+        self.hist_lines[#self.hist_lines + 1] = line
+        self.lua_buf = nil
+        self:_lua(o, code)
+        if not self.lua_buf then
+            self:_remember(table.concat(self.hist_lines, " "))
+            self.hist_lines = {}
+        end
+        return
+    end
+    if self.buffer == "" then
+        if t == "" then return end
+        local lower = t:lower():gsub("%s*;$", "")
+        if lower == "quit" or lower == "exit" or lower == "\\q" then
+            self:_remember(t)
+            self.done = true
+            return
+        end
+        if t:sub(1, 1) == "=" or t:match("^lua%s") or t == "lua" then
+            local code = t:sub(1, 1) == "=" and t:sub(2) or t:sub(4)
+            self.hist_lines = { t }
+            self:_lua(o, code)
+            if not self.lua_buf then
+                self:_remember(t)
+                self.hist_lines = {}
+            end
+            return
+        end
+    end
+    if t:sub(1, 1) == "\\" and not t:match("^\\[Gg]%s*$") then
+        self:_remember(t)
+        return self:_command(o, t)
+    end
+    local c = self.current and self.conns[self.current]
+    if not c then
+        if t ~= "" then
+            self:_remember(t)
+            self:_error(o, "ERROR: no connection: \\connect NAME URL opens one")
+        end
+        return
+    end
+    if c.backend ~= "mysql" then
+        self:_remember(t)
+        return self:_redis(o, c, line)
+    end
+    -- SQL: collect until the delimiter (or \G)
+    self.hist_lines[#self.hist_lines + 1] = t
+    local text = self.buffer .. line .. "\n"
+    local stmts, rest, _, delim = sql.split(text, self.delimiter)
+    self.delimiter = delim
+    self.buffer = rest
+    for _, st in ipairs(stmts) do self:_run_sql(o, c, st) end
+    if self.buffer == "" then
+        self:_remember(table.concat(self.hist_lines, " "))
+        self.hist_lines = {}
+    end
+end
+
+-- Feeds several lines; returns everything shown (output and errors, in order).
+function Repl:feed_lines(lines)
+    local all = {}
+    for _, l in ipairs(lines) do
+        local out, err = self:feed(l)
+        all[#all + 1] = out
+        all[#all + 1] = err
+        if self.done then break end
+    end
+    return table.concat(all)
+end
+
+-- Forgets the statement or Lua being typed.
+function Repl:clear()
+    self.buffer = ""
+    self.lua_buf = nil
+    self.hist_lines = {}
+end
+
+-- Input not yet complete at the end (a statement without its ';').
+function Repl:pending_input()
+    return self.buffer ~= "" or self.lua_buf ~= nil
+end
+
+-- Runs what is left unterminated at the end of the input (as mysql does in batch mode).
+function Repl:finish()
+    local o = Out()
+    if self.lua_buf then
+        local code = self.lua_buf
+        self.lua_buf = nil
+        self:_lua(o, code .. "\n")
+        if self.lua_buf then self.lua_buf = nil self:_error(o, "ERROR: incomplete Lua at the end of the input") end
+    elseif self.buffer ~= "" then
+        local c = self.current and self.conns[self.current]
+        local stmts = sql.split(self.buffer, self.delimiter, true)
+        self.buffer = ""
+        self:_remember(table.concat(self.hist_lines, " "))
+        self.hist_lines = {}
+        if c then for _, st in ipairs(stmts) do self:_run_sql(o, c, st) end end
+    end
+    return table.concat(o.out), table.concat(o.err)
+end
+
+return M
