@@ -1906,7 +1906,8 @@ enum {
     DBP__OF_READONLY = 1u << 9,    /* Redis Cluster: may go to a replica */
     DBP__OF_CANCEL = 1u << 10,     /* stream abandoned by its caller */
     DBP__OF_WAITED = 1u << 11,     /* counted as waiting in the queue */
-    DBP__OF_BORROWED = 1u << 12    /* req belongs to another op (a cluster child) */
+    DBP__OF_BORROWED = 1u << 12,   /* req belongs to another op (a cluster child) */
+    DBP__OF_ASKED = 1u << 13       /* the +OK of its ASKING has been read */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -5593,9 +5594,9 @@ static void dbp__rd_read(dbp_conn *c)
             }
             {
                 dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
-                if ((op->flags & DBP__OF_ASKING) && op->ctx == NULL) {
+                if ((op->flags & DBP__OF_ASKING) && !(op->flags & DBP__OF_ASKED)) {
                     /* the +OK of the ASKING sent in front of this command */
-                    op->ctx = (void *)op;
+                    op->flags |= DBP__OF_ASKED;
                     dbp_reply_free(r);
                     continue;
                 }
@@ -5672,7 +5673,7 @@ static void dbp__rd_op_start(dbp_conn *c, dbp_op *op)
     dbp__rd *rd = DBP__RD(c);
     size_t before = rd->out.len;
     if (op->flags & DBP__OF_ASKING) {
-        op->ctx = NULL;
+        op->flags &= ~DBP__OF_ASKED;
         if (dbp__buf_add(&rd->out, "*1\r\n$6\r\nASKING\r\n", 16)) goto oom;
     }
     if (op->type == DBP__OP_PING) {
