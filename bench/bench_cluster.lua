@@ -33,11 +33,18 @@ local function not_available(why)
     os.exit(0)
 end
 
-if not cluster_url or cluster_url == "" then not_available("DBPOOL_TEST_CLUSTER_URL is not set") end
+local child = arg and arg[1] == "--one" and tostring(arg[2]) or nil
+local cl
 
-local ok, cl = pcall(dbpool.open, cluster_url, { max = POOL })
-if not ok then not_available(cl) end
-do -- a first op: the pool may open lazily and fail here
+if child and child:match("^single") then
+    -- a single-node measurement: no cluster pool in this process
+elseif not cluster_url or cluster_url == "" then
+    not_available("DBPOOL_TEST_CLUSTER_URL is not set")
+else
+    local ok
+    ok, cl = pcall(dbpool.open, cluster_url, { max = POOL })
+    if not ok then not_available(cl) end
+    -- a first op: the pool may open lazily and fail here
     local ok2, err = cl:call("SET", "bench:c:probe", "xxx"):result()
     if not ok2 then
         local e = type(err) == "table" and err or {}
@@ -49,12 +56,9 @@ do -- a first op: the pool may open lazily and fail here
         os.exit(1)
     end
 end
-local single = dbpool.open(single_url, { max = POOL })
-
 local keys = {}
 for i, k in ipairs(U.ids(N, NKEYS)) do keys[i] = "bench:c:" .. (k - 1) end
 local errors = 0
-print(string.format("bench_cluster: %d SETs then %d GETs over %d keys of 3 bytes, batches of %d", N, N, NKEYS, K))
 
 -- One measured pass: cmd "SET" or "GET" over keys[1..n]; returns count, seconds, capped.
 local function pass(pool, cmd, n)
@@ -80,36 +84,61 @@ local function pass(pool, cmd, n)
     return i, U.now() - t0, capped
 end
 
-local rates = {}
-for _, side in ipairs({ { "single", single }, { "cluster", cl } }) do
-    local name, pool = side[1], side[2]
-    local warm = math.min(N, 5000)
-    pass(pool, "SET", warm)
+---------------------------------------------------------------------------
+-- One measurement (a child process): bench_cluster.lua --one SIDE-CMD
+-- (single-set, single-get, cluster-set, cluster-get). A GET pass reads
+-- what the SET pass of its side wrote.
+---------------------------------------------------------------------------
+if child then
+    local side, cmd = child:match("^(%a+)%-(%a+)$")
+    if (side ~= "single" and side ~= "cluster") or (cmd ~= "set" and cmd ~= "get") then
+        io.stderr:write("bench_cluster: unknown measurement '", child, "'\n")
+        os.exit(2)
+    end
+    local pool = side == "cluster" and cl or dbpool.open(single_url, { max = POOL })
+    pass(pool, cmd:upper(), math.min(N, 5000)) -- warm-up (and, for GET, the keys are there from SET)
     collectgarbage()
-    for _, cmd in ipairs({ "SET", "GET" }) do
-        local n, secs, capped = pass(pool, cmd, N)
-        rates[name .. cmd] = U.rate(G, name .. "_" .. cmd:lower() .. "_pool" .. POOL, n, secs, "op/s", capped,
-            name == "cluster" and "redis-cluster://, 3 primaries, max " .. POOL .. " per node" or "redis://, one server")
+    local n, secs, capped = pass(pool, cmd:upper(), N)
+    U.rate(G, side .. "_" .. cmd .. "_pool" .. POOL, n, secs, "op/s", capped,
+        side == "cluster" and "redis-cluster://, 3 primaries, max " .. POOL .. " per node" or "redis://, one server")
+    if side == "cluster" then
+        local okn, nodes = pcall(function() return cl:nodes() end)
+        if okn and type(nodes) == "table" then
+            local prim = 0
+            for _, nd in ipairs(nodes) do if nd.primary == true or nd.role == "primary" then prim = prim + 1 end end
+            U.info(G, "cluster: %d nodes known, %d primaries", #nodes, prim)
+        end
     end
+    pool:close():await()
+    if errors > 0 then
+        io.stderr:write("bench_cluster: ", errors, " ops failed or returned a wrong value\n")
+        os.exit(1)
+    end
+    os.exit(0)
 end
 
-do
-    local okn, nodes = pcall(function() return cl:nodes() end)
-    if okn and type(nodes) == "table" then
-        local prim = 0
-        for _, nd in ipairs(nodes) do if nd.primary == true or nd.role == "primary" then prim = prim + 1 end end
-        U.info(G, "cluster: %d nodes known, %d primaries", #nodes, prim)
-    end
-end
+---------------------------------------------------------------------------
+-- The run: each measurement in a child
+---------------------------------------------------------------------------
 cl:close():await()
-single:close():await()
+print(string.format("bench_cluster: %d SETs then %d GETs over %d keys of 3 bytes, batches of %d", N, N, NKEYS, K))
+local script = arg and arg[0] or "bench/bench_cluster.lua"
+local rates = {}
+for _, side in ipairs({ "single", "cluster" }) do
+    for _, cmd in ipairs({ "set", "get" }) do
+        local name = side .. "_" .. cmd .. "_pool" .. POOL
+        local out, ok = U.child(script, side .. "-" .. cmd)
+        if not ok then errors = errors + 1 end
+        rates[side .. cmd] = U.figure(out, G, name)
+    end
+end
 
-for _, cmd in ipairs({ "SET", "GET" }) do
+for _, cmd in ipairs({ "set", "get" }) do
     local c, s = rates["cluster" .. cmd], rates["single" .. cmd]
-    if c and s and s > 0 then U.ratio(G, "cluster_" .. cmd:lower() .. "/single_" .. cmd:lower(), c / s) end
+    if c and s and s > 0 then U.ratio(G, "cluster_" .. cmd .. "/single_" .. cmd, c / s) end
 end
 
 if errors > 0 then
-    io.stderr:write("bench_cluster: ", errors, " ops failed or returned a wrong value\n")
+    io.stderr:write("bench_cluster: ", errors, " measurements failed\n")
     os.exit(1)
 end

@@ -17,11 +17,13 @@
 --   batch   submit K promises, await them all, submit the next K
 --   window  a sliding window of K promises: await the oldest, submit one
 -- The best of them is the headline figure (lua_pool8), and the line says
--- which. Every reply is checked: one row, the id asked for.
+-- which. Every reply is checked: one row, the id asked for. Each
+-- measurement runs in a fresh interpreter (`--one MODE`), warmed up first.
 local U = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/bench_util.lua")
 local dbpool = require "dbpool"
 
 local G = "lua-mysql"
+local script = arg and arg[0] or "bench/bench_lua.lua"
 local url = U.need_env("DBPOOL_TEST_MYSQL_URL")
 local N = U.count("BENCH_MYSQL_N", 100000, 10000)
 local ROWS = U.env_int("BENCH_MYSQL_ROWS", 100000)
@@ -29,17 +31,8 @@ local POOL = U.env_int("BENCH_MYSQL_POOL", 8)
 local K = U.env_int("BENCH_MYSQL_INFLIGHT", 64)
 local MAX_S = U.max_seconds
 local SQL = U.MYSQL_SELECT
-local modes = {}
-for m in (os.getenv("BENCH_LUA_MODES") or "map,batch,window"):gmatch("[^,%s]+") do modes[#modes + 1] = m end
 
-local ids = U.ids(N, ROWS)
-local warm = math.max(math.min(N // 20, 5000), math.min(N, 500))
 local errors = 0
-
-local db = dbpool.open(url, { max = POOL })
-U.ensure_mysql_table(db, dbpool, ROWS)
-print(string.format("bench_lua: %d point selects by primary key on %d rows (%s)", N, ROWS, SQL))
-
 local function check(rows, id)
     if #rows ~= 1 or rows[1].id ~= id then
         errors = errors + 1
@@ -48,51 +41,39 @@ local function check(rows, id)
 end
 
 ---------------------------------------------------------------------------
--- LuaSQL, one blocking connection
----------------------------------------------------------------------------
-local luasql_rate
-do
-    local ok, luasql = pcall(require, "luasql.mysql")
-    if not ok then
-        print("[" .. G .. "] # luasql: not available (" .. tostring(luasql):match("^[^\n]*") .. ")")
-    else
-        local u = U.parse_url(url)
-        local env = luasql.mysql()
-        local con = assert(env:connect(u.database, u.user, os.getenv("DBPOOL_TEST_MYSQL_PASSWORD") or u.password,
-            u.host, u.port))
-        con:execute("SET NAMES utf8mb4")
-        local prefix = "SELECT id, k, c FROM bench_points WHERE id = "
-        local function run(n)
-            local t0, capped = U.now(), false
-            local i = 0
-            while i < n do
-                if i % 256 == 0 and U.now() - t0 > MAX_S then capped = true break end
-                i = i + 1
-                local id = ids[i]
-                local cur = con:execute(prefix .. id)
-                local row = cur and cur:fetch({}, "a")
-                if not row or tonumber(row.id) ~= id or cur:fetch() then errors = errors + 1 end
-                if cur then cur:close() end
-            end
-            return i, U.now() - t0, capped
-        end
-        run(warm)
-        local n, secs, capped = run(N)
-        luasql_rate = U.rate(G, "luasql_1conn", n, secs, "q/s", capped, tostring(luasql._VERSION))
-        con:close()
-        env:close()
-    end
-end
-
----------------------------------------------------------------------------
--- dbpool from Lua
+-- One measurement (a child process): bench_lua.lua --one MODE
 ---------------------------------------------------------------------------
 local runners = {}
 
+-- LuaSQL, one blocking connection.
+function runners.luasql(ids, n)
+    local luasql = require "luasql.mysql"
+    local u = U.parse_url(url)
+    local env = luasql.mysql()
+    local con = assert(env:connect(u.database, u.user, os.getenv("DBPOOL_TEST_MYSQL_PASSWORD") or u.password,
+        u.host, u.port))
+    con:execute("SET NAMES utf8mb4")
+    local prefix = "SELECT id, k, c FROM bench_points WHERE id = "
+    local t0, capped, i = U.now(), false, 0
+    while i < n do
+        if i % 256 == 0 and U.now() - t0 > MAX_S then capped = true break end
+        i = i + 1
+        local id = ids[i]
+        local cur = con:execute(prefix .. id)
+        local row = cur and cur:fetch({}, "a")
+        if not row or tonumber(row.id) ~= id or cur:fetch() then errors = errors + 1 end
+        if cur then cur:close() end
+    end
+    local secs = U.now() - t0
+    con:close()
+    env:close()
+    return i, secs, capped, tostring(luasql._VERSION)
+end
+
 -- dbpool.map with a concurrency bound; each item's task awaits its query.
-function runners.map(n)
+function runners.map(ids, n, db)
     local t0, capped = U.now(), false
-    local list = n == N and ids or table.move(ids, 1, n, 1, {})
+    local list = n == #ids and ids or table.move(ids, 1, n, 1, {})
     local done = 0
     dbpool.map(list, function(id)
         if capped then return end
@@ -100,80 +81,110 @@ function runners.map(n)
         check(db:query(SQL, { id }):await(), id)
         done = done + 1
     end, { concurrency = K }):await()
-    return done, U.now() - t0, capped
+    return done, U.now() - t0, capped, "dbpool.map, concurrency " .. K
 end
 
 -- Batches of K promises, each batch awaited before the next is submitted.
-function runners.batch(n)
+function runners.batch(ids, n, db)
     local t0, capped = U.now(), false
-    local i, batch, bids = 0, {}, {}
+    local i, batch = 0, {}
     while i < n do
         if U.now() - t0 > MAX_S then capped = true break end
         local m = math.min(K, n - i)
-        for j = 1, m do
-            local id = ids[i + j]
-            bids[j] = id
-            batch[j] = db:query(SQL, { id })
-        end
-        for j = 1, m do check(batch[j]:await(), bids[j]) end
+        for j = 1, m do batch[j] = db:query(SQL, { ids[i + j] }) end
+        for j = 1, m do check(batch[j]:await(), ids[i + j]) end
         i = i + m
     end
-    return i, U.now() - t0, capped
+    return i, U.now() - t0, capped, "batches of " .. K .. " promises"
 end
 
 -- A sliding window: K promises in flight, await the oldest, submit the next.
-function runners.window(n)
+function runners.window(ids, n, db)
     local t0, capped = U.now(), false
-    local ring, rid = {}, {}
+    local ring = {}
     local submitted, done = 0, 0
     while done < n do
         while submitted < n and submitted - done < K and not capped do
             submitted = submitted + 1
-            local slot = submitted % K + 1
-            rid[slot] = ids[submitted]
-            ring[slot] = db:query(SQL, { ids[submitted] })
+            ring[submitted % K + 1] = db:query(SQL, { ids[submitted] })
         end
         if submitted == done then break end
         done = done + 1
         local slot = done % K + 1
-        check(ring[slot]:await(), rid[slot])
+        check(ring[slot]:await(), ids[done])
         ring[slot] = nil
         if done % 256 == 0 and U.now() - t0 > MAX_S then capped = true end
     end
-    return done, U.now() - t0, capped
+    return done, U.now() - t0, capped, "sliding window of " .. K .. " promises"
+end
+
+if arg and arg[1] == "--one" then
+    local mode = arg[2]
+    local run = runners[mode]
+    if not run then
+        io.stderr:write("bench_lua: unknown mode '", tostring(mode), "' (luasql, map, batch, window)\n")
+        os.exit(2)
+    end
+    local ids = U.ids(N, ROWS)
+    local warm = math.max(math.min(N // 20, 5000), math.min(N, 500))
+    local db = mode ~= "luasql" and dbpool.open(url, { max = POOL }) or nil
+    run(ids, warm, db)
+    collectgarbage()
+    local n, secs, capped, what = run(ids, N, db)
+    local name = mode == "luasql" and "luasql_1conn" or ("lua_" .. mode .. "_pool" .. POOL)
+    U.rate(G, name, n, secs, "q/s", capped, what)
+    if db then
+        local st = db:stats()
+        db:close():await()
+        U.info(G, "%s: %d connections, run p50 %.0f us, p99 %.0f us", mode, st.total or -1,
+            (st.run_p50 or 0) * 1e6, (st.run_p99 or 0) * 1e6)
+    end
+    if errors > 0 then
+        io.stderr:write("bench_lua: ", errors, " queries failed or returned a wrong row\n")
+        os.exit(1)
+    end
+    os.exit(0)
+end
+
+---------------------------------------------------------------------------
+-- The run: the table, then each measurement in a child, then the C API
+---------------------------------------------------------------------------
+do
+    local db = dbpool.open(url, { max = POOL })
+    U.ensure_mysql_table(db, dbpool, ROWS)
+    db:close():await()
+end
+print(string.format("bench_lua: %d point selects by primary key on %d rows (%s)", N, ROWS, SQL))
+
+local function measure(mode, name)
+    local out, ok = U.child(script, mode)
+    if not ok then
+        errors = errors + 1
+        return nil
+    end
+    return U.figure(out, G, name)
+end
+
+local luasql_rate
+if pcall(require, "luasql.mysql") then
+    luasql_rate = measure("luasql", "luasql_1conn")
+else
+    U.info(G, "luasql: not available (require 'luasql.mysql' failed: install lua-sql-mysql)")
 end
 
 local best, best_mode = 0, nil
-for _, mode in ipairs(modes) do
-    local run = runners[mode]
-    if not run then
-        io.stderr:write("bench_lua: unknown mode '", mode, "' in BENCH_LUA_MODES (map, batch, window)\n")
-        os.exit(2)
-    end
-    run(warm)
-    collectgarbage()
-    local n, secs, capped = run(N)
-    local r = U.rate(G, "lua_" .. mode .. "_pool" .. POOL, n, secs, "q/s", capped,
-        mode == "map" and ("dbpool.map, concurrency " .. K)
-        or mode == "batch" and ("batches of " .. K .. " promises")
-        or ("sliding window of " .. K .. " promises"))
-    if r > best then best, best_mode = r, mode end
+for m in (os.getenv("BENCH_LUA_MODES") or "map,batch,window"):gmatch("[^,%s]+") do
+    local r = measure(m, "lua_" .. m .. "_pool" .. POOL)
+    if r and r > best then best, best_mode = r, m end
 end
-local st = db:stats()
-db:close():await()
-U.show(G, "lua_pool" .. POOL, best, "q/s", "headline = the best mode: " .. tostring(best_mode))
-U.info(G, "pool: %d connections, run p50 %.0f us, p99 %.0f us", st.total or -1, (st.run_p50 or 0) * 1e6,
-    (st.run_p99 or 0) * 1e6)
+if best_mode then U.show(G, "lua_pool" .. POOL, best, "q/s", "headline = the best mode: " .. best_mode) end
 
----------------------------------------------------------------------------
--- The C API on the same workload
----------------------------------------------------------------------------
 local c_rate
 do
     local bin = os.getenv("BENCH_MYSQL_BIN") or (U.repo .. "/build/bench/bench_mysql")
     local f = io.open(bin, "r")
     if not f then
-        print("[" .. G .. "] # C API: not available (" .. bin .. " is missing: bench/run.sh builds it)")
+        U.info(G, "C API: not available (%s is missing: bench/run.sh builds it)", bin)
     else
         f:close()
         local out, ok = U.run(string.format("%s --only pool -n %d --rows %d --pool %d --inflight %d", U.q(bin), N,
@@ -188,10 +199,12 @@ do
     end
 end
 
-if luasql_rate and luasql_rate > 0 then U.ratio(G, "lua_pool" .. POOL .. "/luasql_1conn", best / luasql_rate, 4) end
-if c_rate and c_rate > 0 then U.ratio(G, "lua_pool" .. POOL .. "/c_pool" .. POOL, best / c_rate, 0.9) end
+if best_mode and luasql_rate and luasql_rate > 0 then
+    U.ratio(G, "lua_pool" .. POOL .. "/luasql_1conn", best / luasql_rate, 4)
+end
+if best_mode and c_rate and c_rate > 0 then U.ratio(G, "lua_pool" .. POOL .. "/c_pool" .. POOL, best / c_rate, 0.9) end
 
 if errors > 0 then
-    io.stderr:write("bench_lua: ", errors, " queries failed or returned a wrong row\n")
+    io.stderr:write("bench_lua: ", errors, " measurements failed\n")
     os.exit(1)
 end

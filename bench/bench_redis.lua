@@ -14,15 +14,19 @@
 -- default build/bench/bench_redis), BENCH_REDIS_BENCHMARK (redis-benchmark),
 -- BENCH_MAX_SECONDS (120).
 --
--- The keys and values are those of bench_redis.c (bench:k:<i> = "xxx", the
--- same pseudo-random sequence; key:__rand_int__ = "xxx" for
--- redis-benchmark); every reply is checked. redis-lua needs Lua 5.3's
--- module directory (Debian ships lua-redis for 5.1-5.3 only; it is plain
--- Lua over luasocket, which is installed for 5.4).
+-- The dbpool side is measured two ways: batch (submit K GETs, await them
+-- all, next K) and window (K in flight, await the oldest, submit one); the
+-- best is the headline (lua_pool4). Keys and values are those of
+-- bench_redis.c (bench:k:<i> = "xxx", the same pseudo-random sequence;
+-- key:__rand_int__ = "xxx" for redis-benchmark); every reply is checked.
+-- Each measurement runs in a fresh interpreter (`--one MODE`), warmed up.
+-- redis-lua is found in Lua 5.3's module directory (Debian ships lua-redis
+-- for 5.1-5.3 only; it is plain Lua over luasocket, installed for 5.4).
 local U = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/bench_util.lua")
 local dbpool = require "dbpool"
 
 local G = "lua-redis"
+local script = arg and arg[0] or "bench/bench_redis.lua"
 local url = U.need_env("DBPOOL_TEST_REDIS_URL")
 local password = os.getenv("DBPOOL_TEST_REDIS_PASSWORD")
 local N = U.count("BENCH_REDIS_N", 300000, 30000)
@@ -30,28 +34,11 @@ local NKEYS = U.env_int("BENCH_REDIS_KEYS", 10000)
 local POOL = U.env_int("BENCH_REDIS_POOL", 4)
 local K = U.env_int("BENCH_REDIS_INFLIGHT", 2000)
 local MAX_S = U.max_seconds
-local modes = {}
-for m in (os.getenv("BENCH_REDIS_MODES") or "batch,window"):gmatch("[^,%s]+") do modes[#modes + 1] = m end
+local u = U.parse_url(url)
+package.path = package.path .. ";/usr/share/lua/5.3/?.lua"
 
 local errors = 0
-local u = U.parse_url(url)
-
--- the keys of every GET, made before anything is timed
-local keys = {}
-for i, k in ipairs(U.ids(N, NKEYS)) do keys[i] = "bench:k:" .. (k - 1) end
-local warm = math.max(math.min(N // 20, 20000), math.min(N, 1000))
-
-local kv = dbpool.open(url, { max = POOL })
-do -- setup: every key holds "xxx"
-    local ps = {}
-    for i = 0, NKEYS - 1 do
-        ps[#ps + 1] = kv:call("SET", "bench:k:" .. i, "xxx")
-        if #ps == 1000 then dbpool.all(ps):await(); ps = {} end
-    end
-    ps[#ps + 1] = kv:call("SET", "key:__rand_int__", "xxx")
-    dbpool.all(ps):await()
-end
-print(string.format("bench_redis.lua: %d GETs over %d keys of 3 bytes", N, NKEYS))
+local keys
 
 local function bad(v, i)
     errors = errors + 1
@@ -59,46 +46,32 @@ local function bad(v, i)
 end
 
 ---------------------------------------------------------------------------
--- redis-lua, one blocking connection
----------------------------------------------------------------------------
-local redislua_rate
-do
-    package.path = package.path .. ";/usr/share/lua/5.3/?.lua"
-    local ok, redis = pcall(require, "redis")
-    if not ok then
-        U.info(G, "redis-lua: not available (%s)", tostring(redis):match("^[^\n]*"))
-    else
-        local ok2, client = pcall(redis.connect, u.host, u.port)
-        if not ok2 then
-            U.info(G, "redis-lua: cannot connect (%s)", tostring(client))
-        else
-            if password and password ~= "" then client:auth(password) end
-            local function run(n)
-                local t0, capped, i = U.now(), false, 0
-                while i < n do
-                    if i % 1024 == 0 and U.now() - t0 > MAX_S then capped = true break end
-                    i = i + 1
-                    local v = client:get(keys[i])
-                    if v ~= "xxx" then bad(v, i) end
-                end
-                return i, U.now() - t0, capped
-            end
-            run(math.min(warm, 2000))
-            local n, secs, capped = run(N)
-            redislua_rate = U.rate(G, "redislua_1conn", n, secs, "GET/s", capped,
-                "redis-lua " .. tostring(redis._VERSION or "") .. ", blocking, one connection")
-            pcall(client.quit, client)
-        end
-    end
-end
-
----------------------------------------------------------------------------
--- dbpool from Lua
+-- One measurement (a child process): bench_redis.lua --one MODE
 ---------------------------------------------------------------------------
 local runners = {}
 
+-- redis-lua, one blocking connection.
+function runners.redislua(n, st)
+    if not st.client then
+        local redis = require "redis"
+        st.client = redis.connect(u.host, u.port)
+        if password and password ~= "" then st.client:auth(password) end
+        st.version = tostring(redis._VERSION or "")
+    end
+    local client = st.client
+    local t0, capped, i = U.now(), false, 0
+    while i < n do
+        if i % 1024 == 0 and U.now() - t0 > MAX_S then capped = true break end
+        i = i + 1
+        local v = client:get(keys[i])
+        if v ~= "xxx" then bad(v, i) end
+    end
+    return i, U.now() - t0, capped, "redis-lua " .. st.version .. ", blocking, one connection"
+end
+
 -- Submit K GETs, await them all, submit the next K.
-function runners.batch(n)
+function runners.batch(n, st)
+    local kv = st.kv
     local t0, capped = U.now(), false
     local i, batch = 0, {}
     while i < n do
@@ -111,11 +84,12 @@ function runners.batch(n)
         end
         i = i + m
     end
-    return i, U.now() - t0, capped
+    return i, U.now() - t0, capped, "batches of " .. K .. " promises"
 end
 
 -- A sliding window of K promises: await the oldest, submit the next.
-function runners.window(n)
+function runners.window(n, st)
+    local kv = st.kv
     local t0, capped = U.now(), false
     local ring = {}
     local submitted, done = 0, 0
@@ -132,31 +106,82 @@ function runners.window(n)
         if v ~= "xxx" then bad(v, done) end
         if done % 4096 == 0 and U.now() - t0 > MAX_S then capped = true end
     end
-    return done, U.now() - t0, capped
+    return done, U.now() - t0, capped, "sliding window of " .. K .. " promises"
+end
+
+if arg and arg[1] == "--one" then
+    local mode = arg[2]
+    local run = runners[mode]
+    if not run then
+        io.stderr:write("bench_redis.lua: unknown mode '", tostring(mode), "' (redislua, batch, window)\n")
+        os.exit(2)
+    end
+    -- the keys of every GET, made before anything is timed
+    keys = {}
+    for i, k in ipairs(U.ids(N, NKEYS)) do keys[i] = "bench:k:" .. (k - 1) end
+    local warm = math.max(math.min(N // 20, 20000), math.min(N, 1000))
+    local st = {}
+    if mode ~= "redislua" then st.kv = dbpool.open(url, { max = POOL }) end
+    run(mode == "redislua" and math.min(warm, 2000) or warm, st)
+    collectgarbage()
+    local n, secs, capped, what = run(N, st)
+    U.rate(G, mode == "redislua" and "redislua_1conn" or ("lua_" .. mode .. "_pool" .. POOL), n, secs, "GET/s",
+        capped, what)
+    if st.kv then
+        local s = st.kv:stats()
+        st.kv:close():await()
+        U.info(G, "%s: %d connections", mode, s.total or -1)
+    end
+    if st.client then pcall(st.client.quit, st.client) end
+    if errors > 0 then
+        io.stderr:write("bench_redis.lua: ", errors, " GETs failed or returned a wrong value\n")
+        os.exit(1)
+    end
+    os.exit(0)
+end
+
+---------------------------------------------------------------------------
+-- The run: the keys, each measurement in a child, redis-benchmark, the C API
+---------------------------------------------------------------------------
+do
+    local kv = dbpool.open(url, { max = POOL })
+    local ps = {}
+    for i = 0, NKEYS - 1 do
+        ps[#ps + 1] = kv:call("SET", "bench:k:" .. i, "xxx")
+        if #ps == 1000 then dbpool.all(ps):await(); ps = {} end
+    end
+    ps[#ps + 1] = kv:call("SET", "key:__rand_int__", "xxx")
+    dbpool.all(ps):await()
+    kv:close():await()
+end
+print(string.format("bench_redis.lua: %d GETs over %d keys of 3 bytes", N, NKEYS))
+
+local function measure(mode, name)
+    local out, ok = U.child(script, mode)
+    if not ok then
+        errors = errors + 1
+        return nil
+    end
+    return U.figure(out, G, name)
+end
+
+local redislua_rate
+do
+    local ok, err = pcall(require, "redis")
+    if ok then
+        redislua_rate = measure("redislua", "redislua_1conn")
+    else
+        U.info(G, "redis-lua: not available (%s)", tostring(err):match("^[^\n]*"))
+    end
 end
 
 local best, best_mode = 0, nil
-for _, mode in ipairs(modes) do
-    local run = runners[mode]
-    if not run then
-        io.stderr:write("bench_redis.lua: unknown mode '", mode, "' in BENCH_REDIS_MODES (batch, window)\n")
-        os.exit(2)
-    end
-    run(warm)
-    collectgarbage()
-    local n, secs, capped = run(N)
-    local r = U.rate(G, "lua_" .. mode .. "_pool" .. POOL, n, secs, "GET/s", capped,
-        mode == "batch" and ("batches of " .. K .. " promises") or ("sliding window of " .. K .. " promises"))
-    if r > best then best, best_mode = r, mode end
+for m in (os.getenv("BENCH_REDIS_MODES") or "batch,window"):gmatch("[^,%s]+") do
+    local r = measure(m, "lua_" .. m .. "_pool" .. POOL)
+    if r and r > best then best, best_mode = r, m end
 end
-local st = kv:stats()
-kv:close():await()
-U.show(G, "lua_pool" .. POOL, best, "GET/s", "headline = the best mode: " .. tostring(best_mode))
-U.info(G, "pool: %d connections", st.total or -1)
+if best_mode then U.show(G, "lua_pool" .. POOL, best, "GET/s", "headline = the best mode: " .. best_mode) end
 
----------------------------------------------------------------------------
--- redis-benchmark and the C API, same run
----------------------------------------------------------------------------
 local rb_rate, c_rate
 do
     local rb = os.getenv("BENCH_REDIS_BENCHMARK") or "redis-benchmark"
@@ -190,12 +215,16 @@ do
 end
 
 local name = "lua_pool" .. POOL
-if redislua_rate and redislua_rate > 0 then U.ratio(G, name .. "/redislua_1conn", best / redislua_rate, 20) end
-if rb_rate and rb_rate > 0 then U.ratio(G, name .. "/redis_benchmark_c8_P32", best / rb_rate) end
-if c_rate and c_rate > 0 then U.ratio(G, name .. "/c_pool" .. POOL, best / c_rate) end
-if c_rate and rb_rate and rb_rate > 0 then U.ratio(G, "c_pool" .. POOL .. "/redis_benchmark_c8_P32", c_rate / rb_rate, 0.5) end
+if best_mode then
+    if redislua_rate and redislua_rate > 0 then U.ratio(G, name .. "/redislua_1conn", best / redislua_rate, 20) end
+    if rb_rate and rb_rate > 0 then U.ratio(G, name .. "/redis_benchmark_c8_P32", best / rb_rate) end
+    if c_rate and c_rate > 0 then U.ratio(G, name .. "/c_pool" .. POOL, best / c_rate) end
+end
+if c_rate and rb_rate and rb_rate > 0 then
+    U.ratio(G, "c_pool" .. POOL .. "/redis_benchmark_c8_P32", c_rate / rb_rate, 0.5)
+end
 
 if errors > 0 then
-    io.stderr:write("bench_redis.lua: ", errors, " errors\n")
+    io.stderr:write("bench_redis.lua: ", errors, " measurements failed\n")
     os.exit(1)
 end

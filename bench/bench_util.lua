@@ -199,6 +199,21 @@ function U.run(cmd)
     return out, ok, how, code
 end
 
+-- The Lua interpreter running this script (for child processes).
+U.lua = os.getenv("LUA") or (arg and arg[-1]) or "lua5.4"
+
+-- Runs `script --one mode` in a fresh interpreter and echoes its output.
+-- Each measurement gets a process of its own, so none inherits the heap
+-- (and the glibc malloc fragmentation) of the ones before it.
+-- Returns the output and whether the child succeeded.
+function U.child(script, mode)
+    io.stdout:flush()
+    local out, ok = U.run(string.format("%s %s --one %s", U.q(U.lua), U.q(script), U.q(mode)))
+    io.stdout:write(out)
+    io.stdout:flush()
+    return out, ok
+end
+
 -- Shell-quotes one word.
 function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
