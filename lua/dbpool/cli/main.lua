@@ -92,6 +92,8 @@ function M.main(argv, ctx)
 
     local function handler(e)
         if util.is_cli_error(e) then return e end
+        -- SIGINT through the interpreter's handler (commands that do not trap signals)
+        if type(e) == "string" and e:match("interrupted!$") then return util.cli_error("sigint", "interrupted") end
         -- anything else is a bug in the command: keep the traceback
         return util.cli_error("failure", "internal error: " .. tostring(e), { traceback = debug.traceback("", 2) })
     end
