@@ -57,7 +57,12 @@ trap 'rm -f "$out"' EXIT
 failed=()
 
 echo "== dbpool benchmarks: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, $(uname -m)"
-echo "== commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- dbpool.h lua 2>/dev/null || echo ' (dbpool.h or lua/ modified)')"
+if commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"; then
+    git -C "$repo" diff --quiet HEAD -- dbpool.h lua 2>/dev/null || commit+=" (dbpool.h or lua/ modified since)"
+    echo "== commit $commit"
+else
+    echo "== commit unknown (not a git checkout)"
+fi
 echo "== load before:$(uptime | sed 's/.*load average:/ load average:/')"
 [[ -n "${BENCH_QUICK:-}" && "${BENCH_QUICK}" != 0 ]] && echo "== BENCH_QUICK: small counts, figures are a smoke test only"
 
