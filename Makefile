@@ -11,7 +11,8 @@ DB_LIBS := $(shell pkg-config --libs libmariadb hiredis) -lm
 WARN := -Wall -Wextra -Wpedantic
 CFLAGS ?= -O2 -g
 BUILD := build
-PROVE := prove --exec '' --timer --merge
+PROVE_OPTS := --timer --merge
+PROVE := prove --exec '' $(PROVE_OPTS)
 
 C_TESTS := $(patsubst tests/%.c,%,$(filter-out tests/faultproxy.c,$(wildcard tests/test_*.c)))
 LUA_TESTS := $(sort $(wildcard tests/lua/*.lua))
@@ -62,14 +63,15 @@ check-header:
 	c++ -std=c++11 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.cpp -o $(BUILD)/hdr.o
 	clang -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 
+# The suites share the servers (and some stop or kill them): one at a time.
 test: all check-header
-	scripts/with-servers.sh $(MAKE) --no-print-directory test-plain
+	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-plain
 
 test-plain:
 	$(PROVE) $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS)
 
 test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS)))
-	scripts/with-servers.sh $(MAKE) --no-print-directory test-asan test-valgrind
+	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-valgrind
 
 test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -77,7 +79,7 @@ test-asan:
 
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
 test-valgrind:
-	$(PROVE) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
 
 install: lua
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(PREFIX)/bin

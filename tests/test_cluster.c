@@ -70,15 +70,16 @@ static dbp_op *cmdv(dbp_pool *p, int argc, const char **argv)
     return op;
 }
 
-static dbp_op *cmd(dbp_pool *p, int argc, ...)
+/* Runs a command given as words (counted for you), waits, returns the op. */
+#define CMD(p, ...) cmdv((p), (int)(sizeof((const char *[]){ __VA_ARGS__ }) / sizeof(const char *)), \
+                         (const char *[]){ __VA_ARGS__ })
+
+/* The op's rc, and the op freed. */
+static int rc_free(dbp_op *op)
 {
-    const char *argv[32];
-    va_list ap;
-    int i;
-    va_start(ap, argc);
-    for (i = 0; i < argc && i < 32; i++) argv[i] = va_arg(ap, const char *);
-    va_end(ap);
-    return cmdv(p, argc, argv);
+    int rc = dbp_op_rc(op);
+    dbp_op_free(op);
+    return rc;
 }
 
 static int str_is(dbp_op *op, const char *want)
@@ -114,7 +115,7 @@ static void read_ids(dbp_hub *h)
     nnodes = 0;
     for (tok = strtok_r(buf, " ", &save); tok && nnodes < 8; tok = strtok_r(NULL, " ", &save)) {
         dbp_pool *np = open_node(h, atoi(tok));
-        dbp_op *op = cmd(np, 2, "CLUSTER", "MYID");
+        dbp_op *op = CMD(np, "CLUSTER", "MYID");
         node_port[nnodes] = atoi(tok);
         snprintf(node_id[nnodes], sizeof node_id[0], "%s", dbp_op_reply(op) ? dbp_op_reply(op)->str : "");
         nnodes++;
@@ -135,8 +136,8 @@ static void test_seed_check(dbp_hub *h)
     int pf, pa, pz;
     char buf[256], *tok, *save = NULL;
     int readers = 0, good = 0;
-    ok(str_is(cmd(cl, 3, "SET", "foo", "bar"), "OK") && str_is(cmd(cl, 2, "GET", "foo"), "bar"), "seed check: SET foo bar / GET foo");
-    ok(str_is(cmd(cl, 3, "SET", "a", "a"), "OK") && str_is(cmd(cl, 3, "SET", "z", "z"), "OK"), "SET a a, SET z z");
+    ok(str_is(CMD(cl, "SET", "foo", "bar"), "OK") && str_is(CMD(cl, "GET", "foo"), "bar"), "seed check: SET foo bar / GET foo");
+    ok(str_is(CMD(cl, "SET", "a", "a"), "OK") && str_is(CMD(cl, "SET", "z", "z"), "OK"), "SET a a, SET z z");
     pf = owner_port(cl, "foo"); pa = owner_port(cl, "a"); pz = owner_port(cl, "z");
     /* with the default split foo (slot 12182) and a (15495) share the third
        primary; z (8157) is on the second */
@@ -144,7 +145,7 @@ static void test_seed_check(dbp_hub *h)
     {
         /* each key is on the primary that owns its slot: read there directly, no redirect */
         dbp_pool *nf = open_node(h, pf), *nz = open_node(h, pz);
-        ok(str_is(cmd(nf, 2, "GET", "foo"), "bar") && str_is(cmd(nf, 2, "GET", "a"), "a") && str_is(cmd(nz, 2, "GET", "z"), "z"),
+        ok(str_is(CMD(nf, "GET", "foo"), "bar") && str_is(CMD(nf, "GET", "a"), "a") && str_is(CMD(nz, "GET", "z"), "z"),
            "each key sits on the primary that owns its slot");
         close_pool(nf); close_pool(nz);
     }
@@ -158,8 +159,8 @@ static void test_seed_check(dbp_hub *h)
         snprintf(url, sizeof url, "redis-cluster://%.*s@127.0.0.1:%s/", (int)(at - URL - 16), URL + 16, tok);
         one = open_url(h, url);
         readers++;
-        if (one && str_is(cmd(one, 2, "GET", "foo"), "bar") && str_is(cmd(one, 2, "GET", "a"), "a") &&
-            str_is(cmd(one, 2, "GET", "z"), "z")) good++;
+        if (one && str_is(CMD(one, "GET", "foo"), "bar") && str_is(CMD(one, "GET", "a"), "a") &&
+            str_is(CMD(one, "GET", "z"), "z")) good++;
         if (one) close_pool(one);
     }
     ok(good == readers && readers == 6, "read back through each of the %d nodes as the only seed (%d ok)", readers, good);
@@ -200,7 +201,10 @@ static void test_spread(dbp_hub *h)
     n = dbp_cluster_nodes(cl, info, 8);
     {
         int prim = 0, spread = 1;
-        for (i = 0; i < n && i < 8; i++) if (info[i].primary) { prim++; if (info[i].stats.ops < N / 6) spread = 0; }
+        for (i = 0; i < n && i < 8; i++) {
+            if (info[i].primary) { prim++; if (info[i].stats.ops < N / 6) spread = 0; }
+            diag("  %s %s: %d slots, %llu ops", info[i].addr, info[i].primary ? "primary" : "replica", info[i].slots, info[i].stats.ops);
+        }
         ok(n == 6 && prim == 3 && spread, "nodes(): 6 nodes, 3 primaries, each primary served a third of the keys");
         for (i = 0; i < n && i < 8; i++) if (strstr(info[i].addr, PASSWORD)) spread = 0;
         ok(spread, "nodes() never shows the password");
@@ -216,10 +220,10 @@ static void test_spread(dbp_hub *h)
 static void test_multikey(dbp_hub *h)
 {
     dbp_pool *cl = open_cluster(h, "");
-    dbp_op *op = cmd(cl, 7, "MSET", "{user:1}.name", "ann", "{user:1}.mail", "a@x", "{user:1}.age", "33");
+    dbp_op *op = CMD(cl, "MSET", "{user:1}.name", "ann", "{user:1}.mail", "a@x", "{user:1}.age", "33");
     ok(dbp_op_rc(op) == DBP_OK, "hash-tagged MSET");
     dbp_op_free(op);
-    op = cmd(cl, 4, "MGET", "{user:1}.name", "{user:1}.mail", "{user:1}.age");
+    op = CMD(cl, "MGET", "{user:1}.name", "{user:1}.mail", "{user:1}.age");
     ok(dbp_op_reply(op) && dbp_op_reply(op)->elements == 3 && strcmp(dbp_op_reply(op)->element[2]->str, "33") == 0,
        "hash-tagged MGET reads all three");
     dbp_op_free(op);
@@ -228,11 +232,11 @@ static void test_multikey(dbp_hub *h)
        strstr(dbp_op_error(op)->message, "15495") && strstr(dbp_op_error(op)->message, "8157"),
        "CROSSSLOT refused before sending, naming the slots: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
-    op = cmd(cl, 5, "EVAL", "return redis.call('GET', KEYS[1])", "1", "foo");
+    op = CMD(cl, "EVAL", "return redis.call('GET', KEYS[1])", "1", "foo");
     ok(str_is(op, "bar"), "EVAL is routed by its KEYS");
-    op = cmd(cl, 3, "OBJECT", "ENCODING", "foo");
+    op = CMD(cl, "OBJECT", "ENCODING", "foo");
     ok(str_is(op, "embstr"), "a command outside the key table is routed through COMMAND GETKEYS");
-    op = cmd(cl, 1, "PING");
+    op = CMD(cl, "PING");
     ok(str_is(op, "PONG"), "a keyless command goes to a primary");
     close_pool(cl);
 }
@@ -245,7 +249,7 @@ static void slot_stable(dbp_hub *h, int slot)
     snprintf(sl, sizeof sl, "%d", slot);
     for (i = 0; i < nnodes; i++) {
         dbp_pool *np = open_node(h, node_port[i]);
-        dbp_op_free(cmd(np, 4, "CLUSTER", "SETSLOT", sl, "STABLE"));
+        dbp_op_free(CMD(np, "CLUSTER", "SETSLOT", sl, "STABLE"));
         close_pool(np);
     }
 }
@@ -264,14 +268,14 @@ static void test_migration(dbp_hub *h)
     for (i = 0; i < 50; i++) {
         snprintf(key, sizeof key, "%s:%d", tag, i);
         snprintf(val, sizeof val, "m%d", i);
-        if (str_is(cmd(cl, 3, "SET", key, val), "OK")) good_before++;
+        if (str_is(CMD(cl, "SET", key, val), "OK")) good_before++;
     }
     src = owner_port(cl, "mig");
     for (i = 0; i < nnodes; i++) {
         if (node_port[i] == src) continue;
         {
             dbp_pool *np = open_node(h, node_port[i]);
-            op = cmd(np, 1, "ROLE");
+            op = CMD(np, "ROLE");
             if (dbp_op_reply(op) && strcmp(dbp_op_reply(op)->element[0]->str, "master") == 0) {
                 if (dst < 0) dst = node_port[i]; else others[nothers++] = np;
                 if (dst == node_port[i]) pd = np;
@@ -280,16 +284,15 @@ static void test_migration(dbp_hub *h)
         }
     }
     ps = open_node(h, src);
-    op = cmd(pd, 2, "INFO", "commandstats");
+    op = CMD(pd, "INFO", "commandstats");
     if (dbp_op_reply(op)) { const char *s = strstr(dbp_op_reply(op)->str, "cmdstat_asking:calls="); asking_before = s ? atoll(s + 21) : 0; }
     dbp_op_free(op);
     {
         char sl[16];
         snprintf(sl, sizeof sl, "%d", slot);
-        ok(dbp_op_rc(op = cmd(pd, 5, "CLUSTER", "SETSLOT", sl, "IMPORTING", id_of(src))) == DBP_OK &&
-           dbp_op_rc(cmd(ps, 5, "CLUSTER", "SETSLOT", sl, "MIGRATING", id_of(dst))) == DBP_OK,
+        ok(rc_free(CMD(pd, "CLUSTER", "SETSLOT", sl, "IMPORTING", id_of(src))) == DBP_OK &&
+           rc_free(CMD(ps, "CLUSTER", "SETSLOT", sl, "MIGRATING", id_of(dst))) == DBP_OK,
            "slot %d of {mig}: MIGRATING on %d, IMPORTING on %d", slot, src, dst);
-        dbp_op_free(op);
         /* move half the keys; reads of every key go on meanwhile */
         for (i = 0; i < 50; i++) {
             char port[16];
@@ -303,10 +306,10 @@ static void test_migration(dbp_hub *h)
         for (i = 0; i < 50; i++) {
             snprintf(key, sizeof key, "%s:%d", tag, i);
             snprintf(val, sizeof val, "m%d", i);
-            if (str_is(cmd(cl, 2, "GET", key), val)) good_during++;
+            if (str_is(CMD(cl, "GET", key), val)) good_during++;
         }
         is_int(good_during, 50, "while the slot migrates, every key reads back (half of them through ASK)");
-        op = cmd(pd, 2, "INFO", "commandstats");
+        op = CMD(pd, "INFO", "commandstats");
         if (dbp_op_reply(op)) { const char *s = strstr(dbp_op_reply(op)->str, "cmdstat_asking:calls="); asking_after = s ? atoll(s + 21) : 0; }
         dbp_op_free(op);
         ok(asking_after - asking_before >= 25, "the target saw ASKING before the moved keys (%lld)", asking_after - asking_before);
@@ -321,13 +324,13 @@ static void test_migration(dbp_hub *h)
                 dbp_op_free(cmdv(ps, 8, argv));
             }
         }
-        dbp_op_free(cmd(pd, 5, "CLUSTER", "SETSLOT", sl, "NODE", id_of(dst)));
-        dbp_op_free(cmd(ps, 5, "CLUSTER", "SETSLOT", sl, "NODE", id_of(dst)));
-        for (i = 0; i < nothers; i++) dbp_op_free(cmd(others[i], 5, "CLUSTER", "SETSLOT", sl, "NODE", id_of(dst)));
+        dbp_op_free(CMD(pd, "CLUSTER", "SETSLOT", sl, "NODE", id_of(dst)));
+        dbp_op_free(CMD(ps, "CLUSTER", "SETSLOT", sl, "NODE", id_of(dst)));
+        for (i = 0; i < nothers; i++) dbp_op_free(CMD(others[i], "CLUSTER", "SETSLOT", sl, "NODE", id_of(dst)));
         for (i = 0; i < 50; i++) {
             snprintf(key, sizeof key, "%s:%d", tag, i);
             snprintf(val, sizeof val, "m%d", i);
-            if (str_is(cmd(cl, 2, "GET", key), val)) good_after++;
+            if (str_is(CMD(cl, "GET", key), val)) good_after++;
         }
         is_int(good_after, 50, "after the slot moved, reads follow MOVED");
         spin(h, 300);
@@ -368,13 +371,13 @@ static void test_replica_reads(dbp_hub *h)
     for (i = 0; i < 300; i++) {
         char key[32];
         snprintf(key, sizeof key, "spread:%d", i);
-        if (dbp_op_rc(cmd(cl, 2, "GET", key)) == DBP_OK) good++;
+        if (rc_free(CMD(cl, "GET", key)) == DBP_OK) good++;
     }
     n = dbp_cluster_nodes(cl, info, 8);
     for (i = 0; i < n; i++) { if (info[i].primary) primary_ops += (long long)info[i].stats.ops; else replica_ops += (long long)info[i].stats.ops; }
     ok(good == 300 && replica_ops >= 300 && primary_ops <= 3,
        "read_from=replica: 300 GETs served by replicas (replicas %lld ops, primaries %lld)", replica_ops, primary_ops);
-    ok(str_is(cmd(cl, 3, "SET", "rr", "1"), "OK"), "writes still go to primaries");
+    ok(str_is(CMD(cl, "SET", "rr", "1"), "OK"), "writes still go to primaries");
     close_pool(cl);
 }
 
@@ -399,12 +402,12 @@ static void test_failover(dbp_hub *h)
     int victim = owner_port(cl, "foo"), nw = 0, i, acked = 0, lost_after_send = 0, other = 0, hung = 0, readable = 0;
     long long t0 = dbp__now_us() / 1000, killed_at = 0;
     char cmdline[128];
-    (void)str_is(cmd(cl, 2, "GET", "foo"), "bar");
+    (void)str_is(CMD(cl, "GET", "foo"), "bar");
     victim = owner_port(cl, "foo");
     sub = dbp_subscribe(cl, 1, chans, 0, NULL, on_msg, NULL, &e);
     spin(h, 200);
     /* the subscription sits on some node: make sure messages flow first */
-    dbp_op_free(cmd(cl, 3, "PUBLISH", "fo:chan", "before"));
+    dbp_op_free(CMD(cl, "PUBLISH", "fo:chan", "before"));
     for (i = 0; i < 50 && msgs == 0; i++) spin(h, 20);
     ok(msgs >= 1, "pub/sub on the cluster: a message arrives");
     /* ~9 s of writes, 20 in flight; the primary of 'foo' is killed after 2 s */
@@ -452,7 +455,7 @@ static void test_failover(dbp_hub *h)
     is_int(readable, acked, "every acknowledged write is readable afterwards");
     msgs = 0;
     for (i = 0; i < 100 && msgs == 0; i++) {
-        dbp_op_free(cmd(cl, 3, "PUBLISH", "fo:chan", "after"));
+        dbp_op_free(CMD(cl, "PUBLISH", "fo:chan", "after"));
         spin(h, 50);
     }
     ok(msgs >= 1 && strcmp(last, "after") == 0, "the subscription resubscribed on a live node");

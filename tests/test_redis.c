@@ -37,20 +37,17 @@ static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 }
 
 /* Runs a command given as words, waits, returns the op (caller frees). */
-static dbp_op *cmd(dbp_pool *p, int argc, ...)
+static dbp_op *cmdv(dbp_pool *p, int argc, const char **argv)
 {
-    const char *argv[16];
-    va_list ap;
-    int i;
-    dbp_op *op;
-    va_start(ap, argc);
-    for (i = 0; i < argc && i < 16; i++) argv[i] = va_arg(ap, const char *);
-    va_end(ap);
-    op = dbp_call(p, argc, argv, NULL, NULL);
+    dbp_op *op = dbp_call(p, argc, argv, NULL, NULL);
     dbp_op_wait(op, 10000);
     if (dbp_op_rc(op) != DBP_OK) keep(dbp_op_error(op)->message);
     return op;
 }
+
+/* Runs a command given as words (counted for you), waits, returns the op. */
+#define CMD(p, ...) cmdv((p), (int)(sizeof((const char *[]){ __VA_ARGS__ }) / sizeof(const char *)), \
+                         (const char *[]){ __VA_ARGS__ })
 
 /* Steps the hub for ms milliseconds, whether or not ops are pending. */
 static void spin(dbp_hub *h, int ms)
@@ -68,7 +65,7 @@ static long long reply_int(dbp_op *op)
 static void test_auth(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=2");
-    dbp_op *op = cmd(p, 1, "PING");
+    dbp_op *op = CMD(p, "PING");
     const dbp_reply *r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_STATUS && strcmp(r->str, "PONG") == 0, "password-protected server: PING -> +PONG");
     ok(strncmp(dbp_pool_server_version(p), "7.", 2) == 0, "the server version was read: %s", dbp_pool_server_version(p));
@@ -77,7 +74,7 @@ static void test_auth(dbp_hub *h)
     dbp_pool_free(p);
 
     p = open_pool(h, ACL_URL, "max=1");
-    op = cmd(p, 2, "ACL", "WHOAMI");
+    op = CMD(p, "ACL", "WHOAMI");
     r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_STRING && strcmp(r->str, "dbpool") == 0, "ACL user + password: WHOAMI -> dbpool");
     dbp_op_free(op);
@@ -89,12 +86,12 @@ static void test_auth(dbp_hub *h)
         long long s, st, e;
         snprintf(bad, sizeof bad, "redis://:Wr0ngRedisPw@127.0.0.1:%s/0", need_env("DBPOOL_TEST_REDIS_PORT"));
         p = open_pool(h, bad, "acquire_timeout=10");
-        op = cmd(p, 1, "PING");
+        op = CMD(p, "PING");
         dbp_op_times(op, &s, &st, &e);
         ok(dbp_op_rc(op) == DBP_EAUTH && dbp_rc_kind(DBP_EAUTH) == DBP_KIND_AUTH, "a wrong password is an auth error: %s", dbp_op_error(op)->message);
         ok((e - s) / 1000 < 3000, "  at once (%lld ms), not at the acquire timeout", (e - s) / 1000);
         dbp_op_free(op);
-        op = cmd(p, 1, "PING");
+        op = CMD(p, "PING");
         ok(dbp_op_rc(op) == DBP_EAUTH, "  the next command fails fast too");
         {
             dbp_stats stt;
@@ -106,7 +103,7 @@ static void test_auth(dbp_hub *h)
         dbp_pool_free(p);
         snprintf(bad, sizeof bad, "redis://127.0.0.1:%s/0", need_env("DBPOOL_TEST_REDIS_PORT"));
         p = open_pool(h, bad, "acquire_timeout=10");
-        op = cmd(p, 2, "GET", "x");
+        op = CMD(p, "GET", "x");
         ok(dbp_op_rc(op) == DBP_EAUTH && strstr(dbp_op_error(op)->message, "NOAUTH"),
            "no password against a protected server: %s", dbp_op_error(op)->message);
         dbp_op_free(op);
@@ -128,21 +125,21 @@ static void test_replies(dbp_hub *h)
     r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_STATUS && strcmp(r->str, "OK") == 0, "status reply (+OK)");
     dbp_op_free(op);
-    op = cmd(p, 2, "GET", "t:bin");
+    op = CMD(p, "GET", "t:bin");
     r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_STRING && r->len == 7 && memcmp(r->str, "a\0b\r\nc", 7) == 0,
        "binary bulk reply with NUL and CRLF round-trips");
     dbp_op_free(op);
-    op = cmd(p, 2, "GET", "t:nosuchkey");
+    op = CMD(p, "GET", "t:nosuchkey");
     r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_NIL, "nil reply");
     dbp_op_free(op);
-    op = cmd(p, 2, "DEL", "t:n");
+    op = CMD(p, "DEL", "t:n");
     dbp_op_free(op);
-    op = cmd(p, 3, "INCRBY", "t:n", "-5");
+    op = CMD(p, "INCRBY", "t:n", "-5");
     is_int(reply_int(op), -5, "integer reply (negative)");
     dbp_op_free(op);
-    op = cmd(p, 3, "EVAL", "return {1, {2, {3, {4, 'deep'}}}, 'x', redis.status_reply('ST'), redis.error_reply('INNER')}", "0");
+    op = CMD(p, "EVAL", "return {1, {2, {3, {4, 'deep'}}}, 'x', redis.status_reply('ST'), redis.error_reply('INNER')}", "0");
     r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_ARRAY && r->elements == 5 && r->element[0]->integer == 1 &&
        r->element[1]->element[1]->element[1]->element[1]->type == DBP_REPLY_STRING &&
@@ -156,17 +153,17 @@ static void test_replies(dbp_hub *h)
         dbp_reply_free(taken);
     }
     dbp_op_free(op);
-    op = cmd(p, 1, "NOSUCHCOMMAND");
+    op = CMD(p, "NOSUCHCOMMAND");
     ok(dbp_op_rc(op) == DBP_EREDIS && strstr(dbp_op_error(op)->message, "unknown command") && dbp_op_error(op)->sent,
        "an error reply rejects the op with kind redis: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
-    op = cmd(p, 1, "PING");
+    op = CMD(p, "PING");
     ok(dbp_op_rc(op) == DBP_OK, "the connection is fine after an error reply");
     dbp_op_free(op);
-    op = cmd(p, 2, "SUBSCRIBE", "x");
+    op = CMD(p, "SUBSCRIBE", "x");
     ok(dbp_op_rc(op) == DBP_EUSAGE && strstr(dbp_op_error(op)->message, "subscribe()"), "SUBSCRIBE via call is refused: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
-    op = cmd(p, 1, "MULTI");
+    op = CMD(p, "MULTI");
     ok(dbp_op_rc(op) == DBP_EUSAGE && strstr(dbp_op_error(op)->message, "pinned"), "MULTI on a pool is refused");
     dbp_op_free(op);
     dbp_op_free(dbp_pool_close(p, 2000));
@@ -216,7 +213,7 @@ static void test_close_pending(dbp_hub *h)
         ops[i] = dbp_call(p, 3, argv, NULL, NULL);
     }
     cl = dbp_pool_close(p, -1);
-    late = cmd(p, 1, "PING");
+    late = CMD(p, "PING");
     ok(dbp_op_rc(late) == DBP_ECLOSED, "a command during close is refused as closed");
     dbp_op_free(late);
     ok(dbp_op_wait(cl, 10000) == DBP_OK, "close with 500 pending commands settles");
@@ -225,7 +222,7 @@ static void test_close_pending(dbp_hub *h)
     dbp_op_free(cl);
     dbp_pool_free(p);
     p = open_pool(h, URL, "max=1");
-    late = cmd(p, 2, "GET", "t:close");
+    late = CMD(p, "GET", "t:close");
     ok(dbp_op_reply(late) && strcmp(dbp_op_reply(late)->str, "499") == 0, "the last write is there");
     dbp_op_free(late);
     dbp_op_free(dbp_pool_close(p, 2000));
@@ -236,35 +233,35 @@ static void test_client_kill(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=1&validate_after=0");
     dbp_pool *admin = open_pool(h, URL, "max=1");
-    dbp_op *op = cmd(p, 2, "CLIENT", "ID"), *k, *busy;
+    dbp_op *op = CMD(p, "CLIENT", "ID"), *k, *busy;
     char id[32];
     dbp_stats st;
     snprintf(id, sizeof id, "%lld", reply_int(op));
     dbp_op_free(op);
-    k = cmd(admin, 4, "CLIENT", "KILL", "ID", id);
+    k = CMD(admin, "CLIENT", "KILL", "ID", id);
     ok(reply_int(k) == 1, "CLIENT KILL of the idle connection");
     dbp_op_free(k);
     spin(h, 200);
     dbp_pool_stats(p, &st);
     ok(st.total == 0 && st.closed_dead + st.closed_error >= 1, "the idle socket's death was seen at once (total %d)", st.total);
-    op = cmd(p, 1, "PING");
+    op = CMD(p, "PING");
     ok(dbp_op_rc(op) == DBP_OK, "the next command succeeds on a fresh connection, no user code");
     dbp_op_free(op);
     {
         /* Redis runs one command at a time: a busy connection is one blocked in BLPOP */
         const char *argv[3] = { "BLPOP", "t:never", "3" };
-        dbp_op_free(cmd(admin, 2, "DEL", "t:never"));
+        dbp_op_free(CMD(admin, "DEL", "t:never"));
         busy = dbp_call(p, 3, argv, NULL, NULL);
     }
     dbp_hub_run(h, 200);
-    k = cmd(admin, 6, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+    k = CMD(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
     ok(reply_int(k) >= 1, "CLIENT KILL of the busy connections (%lld)", reply_int(k));
     dbp_op_free(k);
     dbp_op_wait(busy, 5000);
     ok(dbp_op_rc(busy) == DBP_ELOST && dbp_op_error(busy)->sent == 1 && strstr(dbp_op_error(busy)->message, "may or may not"),
        "a command on a killed busy connection is lost after send: %s", dbp_op_error(busy)->message);
     dbp_op_free(busy);
-    op = cmd(p, 1, "PING");
+    op = CMD(p, "PING");
     ok(dbp_op_rc(op) == DBP_OK, "the pool recovers");
     dbp_op_free(op);
     {
@@ -273,7 +270,7 @@ static void test_client_kill(dbp_hub *h)
         const char *argv[3] = { "BLPOP", "t:never", "1" };
         busy = dbp_call(p, 3, argv, NULL, &o);
         dbp_hub_run(h, 200);
-        k = cmd(admin, 6, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+        k = CMD(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
         dbp_op_free(k);
         ok(dbp_op_wait(busy, 5000) == DBP_OK, "an op marked idempotent is retried once after the kill");
         dbp_op_free(busy);
@@ -306,22 +303,22 @@ static void test_pubsub(dbp_hub *h)
     int i;
     ok(s != NULL, "subscribe to a channel and a pattern");
     spin(h, 300);
-    op = cmd(p, 3, "PUBLISH", "t:chan", "one"); dbp_op_free(op);
-    op = cmd(p, 3, "PUBLISH", "t:pat:x", "two"); dbp_op_free(op);
+    op = CMD(p, "PUBLISH", "t:chan", "one"); dbp_op_free(op);
+    op = CMD(p, "PUBLISH", "t:pat:x", "two"); dbp_op_free(op);
     for (i = 0; i < 50 && got_msgs < 2; i++) dbp_hub_step(h, 20);
     ok(got_msgs == 2 && strcmp(last_msg, "two") == 0, "messages on the channel and the pattern arrive");
-    op = cmd(p, 4, "CLIENT", "KILL", "TYPE", "pubsub");
+    op = CMD(p, "CLIENT", "KILL", "TYPE", "pubsub");
     ok(reply_int(op) >= 1, "CLIENT KILL TYPE pubsub");
     dbp_op_free(op);
     for (i = 0; i < 100 && !got_resub; i++) dbp_hub_step(h, 20);
     ok(got_resub == 1 && dbp_sub_reconnects(s) == 1, "it reconnected and resubscribed, and said so");
     ok(strstr(all_messages, "subscription restored") != NULL, "the gap was reported through the error hook");
-    op = cmd(p, 3, "PUBLISH", "t:chan", "after"); dbp_op_free(op);
+    op = CMD(p, "PUBLISH", "t:chan", "after"); dbp_op_free(op);
     for (i = 0; i < 50 && strcmp(last_msg, "after") != 0; i++) dbp_hub_step(h, 20);
     ok(strcmp(last_msg, "after") == 0, "a message published after the reconnect is received");
     dbp_sub_close(s);
     spin(h, 200);
-    op = cmd(p, 3, "PUBLISH", "t:chan", "nobody");
+    op = CMD(p, "PUBLISH", "t:chan", "nobody");
     ok(reply_int(op) == 0, "after close nobody is subscribed");
     dbp_op_free(op);
     dbp_op_free(dbp_pool_close(p, 2000));
@@ -334,9 +331,9 @@ static void test_blocking(dbp_hub *h)
     dbp_op *blk, *get;
     const char *argv[3] = { "BLPOP", "t:emptylist", "1" };
     long long s1, st1, e1, s2, st2, e2;
-    dbp_op_free(cmd(p, 2, "DEL", "t:emptylist"));
+    dbp_op_free(CMD(p, "DEL", "t:emptylist"));
     blk = dbp_call(p, 3, argv, NULL, NULL);
-    get = cmd(p, 2, "GET", "t:bin");
+    get = CMD(p, "GET", "t:bin");
     dbp_op_times(get, &s2, &st2, &e2);
     ok(dbp_op_rc(get) == DBP_OK && dbp_op_state(blk) == DBP_OP_RUNNING,
        "a GET on max=1 completes while BLPOP blocks on a connection of its own");
@@ -358,7 +355,7 @@ static void test_pinned(dbp_hub *h)
     dbp_op_wait(a, 5000);
     c = dbp_op_take_conn(a);
     dbp_op_free(a);
-    dbp_op_free(cmd(p, 2, "DEL", "t:tx"));
+    dbp_op_free(CMD(p, "DEL", "t:tx"));
     dbp_op_free(dbp_conn_call(c, 1, multi, NULL, NULL));
     dbp_op_free(dbp_conn_call(c, 2, incr, NULL, NULL));
     op = dbp_conn_call(c, 2, incr, NULL, NULL);
@@ -369,7 +366,7 @@ static void test_pinned(dbp_hub *h)
     dbp_op_free(op); dbp_op_free(ex);
     dbp_op_free(dbp_conn_call(c, 1, multi, NULL, NULL));
     dbp_conn_release(c); /* left in MULTI: discarded, never handed out dirty */
-    op = cmd(p, 2, "GET", "t:tx");
+    op = CMD(p, "GET", "t:tx");
     ok(dbp_op_reply(op) && strcmp(dbp_op_reply(op)->str, "2") == 0, "a connection released inside MULTI is not reused dirty");
     dbp_op_free(op);
     dbp_op_free(dbp_pool_close(p, 2000));
@@ -379,7 +376,7 @@ static void test_pinned(dbp_hub *h)
 static void test_restart(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=2&acquire_timeout=20&backoff_min=0.05&backoff_max=0.5");
-    dbp_op *op = cmd(p, 3, "SET", "t:restart", "1"), *during[20];
+    dbp_op *op = CMD(p, "SET", "t:restart", "1"), *during[20];
     int i, good = 0, failed_in_time = 0;
     dbp_op_free(op);
     if (system("scripts/redis.sh kill >/dev/null 2>&1") != 0) diag("redis.sh kill failed");
@@ -399,7 +396,7 @@ static void test_restart(dbp_hub *h)
     }
     ok(good + failed_in_time == 20 && good >= 1, "commands sent while the server was down all settle (%d ok, %d failed in time)",
        good, failed_in_time);
-    op = cmd(p, 1, "PING");
+    op = CMD(p, "PING");
     ok(dbp_op_rc(op) == DBP_OK, "the pool recovered by itself after the restart");
     dbp_op_free(op);
     dbp_op_free(dbp_pool_close(p, 2000));
