@@ -16,7 +16,6 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <signal.h>
-#include <sys/signalfd.h>
 
 #define HUB_KEY "dbpool.hub"
 #define POOLS_KEY "dbpool.pools"        /* weak: lpool* -> pool userdata */
@@ -29,6 +28,12 @@
 #define HUB_MT "dbpool.hubud"
 
 enum { BK_MYSQL = 1, BK_REDIS = 2 };
+
+/* The exception to "no C statics": a signal handler receives no context, and
+   signal dispositions are process-wide anyway. Plain integers, never Lua
+   state (see the signals section). */
+static int sig_pipe_w = -1;
+static volatile sig_atomic_t sig_count;
 
 typedef struct lhub lhub;
 
@@ -89,7 +94,7 @@ struct lhub {
     lsub *subs;
     int closed;
     int nmsgs;
-    /* SIGINT/SIGTERM for the dbpool command, read from a signalfd */
+    /* SIGINT/SIGTERM for the dbpool command: the read end of the signal pipe */
     int sigfd;
 };
 
@@ -1327,7 +1332,11 @@ static void hub_shutdown(lhub *h)
     for (ls = h->subs; ls; ls = ls->next) { ls->s = NULL; ls->h = NULL; }
     h->pools = NULL; h->conns = NULL; h->subs = NULL;
     free_msgs(h);
-    if (h->sigfd >= 0) { close(h->sigfd); h->sigfd = -1; }
+    if (h->sigfd >= 0) {
+        close(h->sigfd);
+        h->sigfd = -1;
+        if (sig_pipe_w >= 0) { close(sig_pipe_w); sig_pipe_w = -1; }
+    }
 }
 
 static int l_hub_gc(lua_State *L)
@@ -1348,24 +1357,43 @@ static int l_shutdown(lua_State *L)
 }
 
 /* ---- signals, for the dbpool command ------------------------------------------------
-   SIGINT and SIGTERM are blocked and read from a signalfd that the hub also
-   watches, so a signal wakes a waiting poll() and no handler or C static is
-   needed. */
+   A handler writes the signal to a self-pipe that the hub watches, so a
+   waiting poll() wakes and Lua sees the signal at its next step. The second
+   signal ends the process at once from the handler itself: a script stuck
+   in a loop that never yields can still be stopped.
+
+   The two statics it uses are declared at the top of the file. */
+
+static void on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    int saved = errno;
+    if (++sig_count >= 2) _exit(128 + sig);
+    if (sig_pipe_w >= 0) { ssize_t n = write(sig_pipe_w, &b, 1); (void)n; }
+    errno = saved;
+}
 
 /* core.trap_signals() starts catching SIGINT and SIGTERM */
 static int l_trap_signals(lua_State *L)
 {
     lhub *h = get_hub(L);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    struct sigaction sa;
     if (h->sigfd < 0) {
-        if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return luaL_error(L, "dbpool: sigprocmask: %s", strerror(errno));
-        h->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-        if (h->sigfd < 0) return luaL_error(L, "dbpool: signalfd: %s", strerror(errno));
+        int fds[2];
+        if (pipe(fds) != 0) return luaL_error(L, "dbpool: pipe(): %s", strerror(errno));
+        fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        fcntl(fds[1], F_SETFL, O_NONBLOCK);
+        fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+        fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+        h->sigfd = fds[0];
+        sig_pipe_w = fds[1];
         dbp_hub_set_wakeup_fd(h->hub, h->sigfd);
     }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     return 0;
 }
 
@@ -1373,13 +1401,17 @@ static int l_trap_signals(lua_State *L)
 static int l_signals(lua_State *L)
 {
     lhub *h = get_hub(L);
-    struct signalfd_siginfo si;
+    unsigned char buf[16];
     int n = 0;
     lua_newtable(L);
     if (h->sigfd < 0) return 1;
-    while (read(h->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-        lua_pushstring(L, si.ssi_signo == SIGINT ? "SIGINT" : si.ssi_signo == SIGTERM ? "SIGTERM" : "signal");
-        lua_rawseti(L, -2, ++n);
+    for (;;) {
+        ssize_t r = read(h->sigfd, buf, sizeof buf), i;
+        if (r <= 0) break;
+        for (i = 0; i < r; i++) {
+            lua_pushstring(L, buf[i] == SIGINT ? "SIGINT" : buf[i] == SIGTERM ? "SIGTERM" : "signal");
+            lua_rawseti(L, -2, ++n);
+        }
     }
     return 1;
 }
