@@ -5,7 +5,10 @@
 #   tests/fuzz/run.sh --repro [TARGET...]
 #                                      replay tests/fuzz/crashes/<target>/* on a build
 #                                      without the harness' known-bug skips
-#                                      (-DFUZZ_NO_SKIPS): fails while a bug is unfixed
+#                                      (-DFUZZ_NO_SKIPS), and build and run every
+#                                      tests/fuzz/crashes/*/repro_*.c (the cases named
+#                                      on its REPRO-CASES line; cases marked mysql need
+#                                      DBPOOL_TEST_MYSQL_URL): fails while a bug is unfixed
 #
 # Environment:
 #   FUZZ_SECONDS   time per target (default 30), passed as -max_total_time
@@ -71,6 +74,31 @@ if [[ $mode == repro ]]; then
             fi
         done
     done
+    if [[ $# -eq 0 ]]; then
+        for src in "$here"/crashes/*/repro_*.c; do
+            [[ -f "$src" ]] || continue
+            name="$(basename "$src" .c)"
+            bin="$out/bin/$name"
+            cc -std=c99 -g -I"$repo" "$src" -o "$bin" "${libs[@]}" -lm || { failed=1; continue; }
+            read -r -a cases <<<"$(sed -n 's/.*REPRO-CASES: *//p' "$src" | head -1 | sed 's/ *\*\/.*//')"
+            [[ ${#cases[@]} -gt 0 ]] || cases=(-)
+            for c in "${cases[@]}"; do
+                arg="${c%%:*}"
+                if [[ "$c" == *:mysql && -z "${DBPOOL_TEST_MYSQL_URL:-}" ]]; then
+                    echo "$name $arg: skipped (needs DBPOOL_TEST_MYSQL_URL)"
+                    continue
+                fi
+                [[ "$arg" == "-" ]] && arg=""
+                rlog="$out/logs/$name${arg:+-$arg}.log"
+                if timeout 60 "$bin" ${arg:+"$arg"} >"$rlog" 2>&1; then
+                    echo "$name $arg: passes (fixed)"
+                else
+                    echo "$name $arg: FAILS - $(grep -v '^ *$' "$rlog" | tail -1)"
+                    failed=1
+                fi
+            done
+        done
+    fi
     exit $failed
 fi
 

@@ -8,7 +8,8 @@
 
    Exits 1 while the bug is there (resident memory grew by more than 64 MB
    for 12 bytes of input), 0 once the element array grows with the elements
-   that actually arrive. */
+   that actually arrive.
+   REPRO-CASES: - */
 #define _POSIX_C_SOURCE 200809L
 #define DBPOOL_IMPLEMENTATION
 #include "../../../../dbpool.h"

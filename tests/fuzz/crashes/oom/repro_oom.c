@@ -15,7 +15,9 @@
        allocated): the connection goes back to the pool with the unread
        result, and the next query fails with "Commands out of sync".
    b6  the first growth of the timer heap fails: the op's deadline is never
-       armed; against a closed port, acquire_timeout=0.5 never fires. */
+       armed; against a closed port, acquire_timeout=0.5 never fires.
+
+   REPRO-CASES: b3:mysql b4:mysql b5:mysql b6 */
 #define _POSIX_C_SOURCE 200809L
 #include <stddef.h>
 #include <stdio.h>
