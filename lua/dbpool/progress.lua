@@ -50,6 +50,7 @@ local function clock_text(s)
 end
 
 local function secs_text(s)
+    if s < 10 then return ("%.2fs"):format(s) end
     if s < 60 then return ("%ds"):format(math.floor(s + 0.5)) end
     return clock_text(s)
 end
