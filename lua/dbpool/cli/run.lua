@@ -34,12 +34,13 @@ Exit.__tostring = function(e) return "os.exit(" .. tostring(e.code) .. ")" end
 local function trim_traceback(s)
     local out, cut = {}, false
     for line in (s .. "\n"):gmatch("(.-)\n") do
-        if line:find("in function 'xpcall'", 1, true) or line:find("in function <[^>]*dbpool%.lua:%d+>") then
-            cut = true
-        end
-        if not cut then out[#out + 1] = line end
+        if line:find("in function 'xpcall'", 1, true) then cut = true end
+        -- the wrapper that watches for signals is ours, not the script's
+        if not cut and not line:find("/dbpool/cli/run.lua:", 1, true) then out[#out + 1] = line end
     end
-    while #out > 0 and out[#out]:match("^%s*$") do out[#out] = nil end
+    while #out > 0 and (out[#out]:match("^%s*$") or out[#out]:find("(...tail calls...)", 1, true)) do
+        out[#out] = nil
+    end
     return table.concat(out, "\n")
 end
 
