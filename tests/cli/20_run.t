@@ -174,7 +174,7 @@ like "$T_ERR" "2 cut off at the deadline" "what was cut off is printed"
 signal_run INT 30 20 2 0.3
 is "$T_RC" 130 "a second SIGINT: exit 130 at once"
 ok $([[ $T_MS -lt 3000 ]]; echo $?) "the second signal does not wait for the drain (took ${T_MS} ms)"
-like "$T_ERR" "second signal" "the second signal is announced"
+like "$T_ERR" "a second signal exits at once" "the first signal said the second would end it"
 
 # a script that computes without awaiting: the second signal still ends it
 printf 'print("started") io.stdout:flush()\nlocal x = 0\nwhile true do x = x + 1 end\n' > "$S/busy.lua"

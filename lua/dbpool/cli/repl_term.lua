@@ -64,9 +64,11 @@ local COMPLETIONS = {
 --
 -- Ctrl-C (with opts.signals): a running statement is cancelled (MySQL: KILL
 -- QUERY; Redis: its connection is dropped), a Lua line is interrupted; at the
--- prompt the line being typed is discarded (SIGINT is blocked, so readline
--- sees it only when the line ends). SIGTERM, or SIGINT without a terminal,
--- ends the REPL: "sigint" / "sigterm".
+-- prompt the line being typed is discarded when it ends. SIGTERM, or SIGINT
+-- without a terminal, ends the REPL: "sigint" / "sigterm". The core's
+-- handler ends the process at the second signal it ever receives, so a
+-- second Ctrl-C in a session quits the REPL at once (exit 130); the hint
+-- says so. (History is appended entry by entry, so nothing is lost.)
 function M.run(repl, opts)
     local out, err = opts.out or io.stdout, opts.err or io.stderr
     local input = opts.input or io.stdin
@@ -146,13 +148,14 @@ function M.run(repl, opts)
             end
             if sig then
                 repl:clear()
-                out:write("^C: line discarded\n")
+                out:write("^C: line discarded (Ctrl-C again quits)\n")
             else
                 show(repl:feed(line))
                 after_feed()
                 local isig = repl.interrupted
                 repl.interrupted = nil
                 if isig == "SIGTERM" or (isig and not interactive) then stopped = isig break end
+                if isig then out:write("(Ctrl-C again quits)\n") end
             end
         end
         if not repl.done and not stopped then show(repl:finish()) end

@@ -4,13 +4,14 @@
 -- and redis (REDIS_URL), and exits 0 only when the script and everything it
 -- spawned succeeded.
 --
--- Signals: SIGINT/SIGTERM are read from the core's signalfd (trap_signals),
--- which wakes the hub's poll(). dbpool.run's loop calls our _stop_hook every
--- round; on the first signal the hook closes every pool with the drain
--- deadline (no new op is accepted, accepted ones settle or are cut off at the
--- deadline), drives the hub until the closes settled, and tells run to stop.
--- A count hook also looks for signals, so a second one ends the process at
--- once even while the script computes without awaiting.
+-- Signals: the core's trap_signals() catches SIGINT/SIGTERM and makes them
+-- readable from a pipe the hub watches (a waiting poll() wakes). dbpool.run's
+-- loop calls our _stop_hook every round; on the first signal the hook closes
+-- every pool with the drain deadline (no new op is accepted, accepted ones
+-- settle or are cut off at the deadline), drives the hub until the closes
+-- settled, and tells run to stop. The second signal ends the process at once
+-- from the core's handler itself, even while the script computes without
+-- ever awaiting.
 local dbpool = require "dbpool"
 local util = require "dbpool.cli.util"
 local progress = require "dbpool.progress"
@@ -35,7 +36,6 @@ local function trim_traceback(s)
     local out, cut = {}, false
     for line in (s .. "\n"):gmatch("(.-)\n") do
         if line:find("in function 'xpcall'", 1, true) then cut = true end
-        -- the wrapper that watches for signals is ours, not the script's
         if not cut and not line:find("/dbpool/cli/run.lua:", 1, true) then out[#out + 1] = line end
     end
     while #out > 0 and (out[#out]:match("^%s*$") or out[#out]:find("(...tail calls...)", 1, true)) do
@@ -150,7 +150,6 @@ function M.command(argv, ctx)
 
     local function restore()
         dbpool.open, dbpool.run, os.exit = saved.open, saved.run, saved.exit
-        dbpool.spawn, dbpool.map = saved.spawn or dbpool.spawn, saved.map or dbpool.map
         dbpool._stop_hook = nil
     end
 
@@ -174,28 +173,7 @@ function M.command(argv, ctx)
         core.trap_signals()
         dbpool._drain_timeout = drain
         dbpool._stop_hook = stop_hook
-        -- Each coroutine has its own Lua hook (debug.sethook does not pass to
-        -- new ones), so the main task, dbpool.spawn'ed functions and
-        -- dbpool.map's function set it as they start: then a second signal
-        -- ends even a task that computes without ever awaiting.
-        local function watch()
-            local s = core.signals()
-            if s[1] then
-                for i = 1, #s do caught[#caught + 1] = s[i] end
-                if #caught >= 2 then poll_signals() end
-            end
-        end
-        local function hooked(fn)
-            return function(...)
-                if debug.gethook() ~= watch then debug.sethook(watch, "", 1000000) end
-                return fn(...)
-            end
-        end
-        local spawn, map = dbpool.spawn, dbpool.map
-        saved.spawn, saved.map = spawn, map
-        dbpool.spawn = function(fn, ...) return spawn(type(fn) == "function" and hooked(fn) or fn, ...) end
-        dbpool.map = function(it, fn, opts) return map(it, type(fn) == "function" and hooked(fn) or fn, opts) end
-        return saved.run(hooked(chunk), table.unpack(args, 1, args.n))
+        return saved.run(chunk, table.unpack(args, 1, args.n))
     end)
     restore()
 
