@@ -3,7 +3,8 @@
 # (no password in it), exit codes; and on a terminal (a pty from script(1)):
 # readline, prompts, history, Ctrl-C cancelling a running statement.
 source "$(dirname "$0")/lib.sh"
-need_env DBPOOL_TEST_MYSQL_URL DBPOOL_TEST_REDIS_URL DBPOOL_TEST_MYSQL_PASSWORD DBPOOL_TEST_REDIS_PASSWORD
+need_env DBPOOL_TEST_MYSQL_URL DBPOOL_TEST_REDIS_URL DBPOOL_TEST_MYSQL_PASSWORD DBPOOL_TEST_REDIS_PASSWORD \
+    DBPOOL_TEST_CLUSTER_URL
 unset DATABASE_URL REDIS_URL
 H="$T_TMP/history"
 enc_m="${DBPOOL_TEST_MYSQL_URL#*://*:}"; enc_m="${enc_m%%@*}"
@@ -71,6 +72,12 @@ DATABASE_URL="$DBPOOL_TEST_MYSQL_URL" REDIS_URL="$DBPOOL_TEST_REDIS_URL" \
     run_bounded 30 "$DBPOOL" repl -e '\list'
 like "$T_OUT" "| * | db    | mysql" "no URL: db from DATABASE_URL"
 like "$T_OUT" "|   | redis | redis" "and redis from REDIS_URL"
+run_bounded 30 "$DBPOOL" repl -e 'SET {cli}k "in the cluster"' -e 'GET {cli}k' -e 'MGET cli:a cli:b' -e '\ping' \
+    "$DBPOOL_TEST_CLUSTER_URL"
+is "$T_RC" 1 "Redis Cluster: exit 1 (one command failed), and no hang at exit"
+like "$T_OUT" $'OK\n"in the cluster"' "Redis Cluster: commands routed by key"
+like "$T_ERR" "different cluster slots" "Redis Cluster: a cross-slot command is refused, the REPL goes on"
+like "$T_OUT" "PONG from 'cluster' (redis-cluster" "Redis Cluster: \\ping"
 
 # --- on a terminal ---------------------------------------------------------------
 # script(1) gives the REPL a pty; input is typed with pauses, as a person would.

@@ -92,6 +92,9 @@ Commands:
   \help               this list
   \q                  quit (also quit, exit, Ctrl-D)
 
+Ctrl-C cancels a running statement (KILL QUERY) or discards the line being
+typed; a second Ctrl-C in the session quits at once.
+
 Options:
   -e, --execute TEXT  run TEXT as if typed, then exit (repeatable)
   -B, --batch         tab-separated results without borders (like mysql -B)

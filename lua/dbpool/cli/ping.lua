@@ -17,6 +17,20 @@ local LINE_STATS = { "total", "idle", "busy", "waiting", "created", "errors", "c
 
 local function ms(s) return math.floor(s * 1e6 + 0.5) / 1000 end
 
+-- pool:ping(), except on a Redis Cluster pool: there dbp_pool_ping() leaves
+-- an op counted as pending for ever (the hub then never drains, and the
+-- process hangs at exit), so the PING is sent as a command and timed from
+-- the op's own clock, as pool:ping() does.
+function M.ping_promise(pool, timeout)
+    if pool._backend ~= "redis-cluster" then return pool:ping({ timeout = timeout }) end
+    local q = pool:call({ "PING" }, { timeout = timeout })
+    return q:next(function()
+        local _, started, settled = q._op:times()
+        local _, _, version = pool._c:describe()
+        return { rtt = settled - started, version = version, backend = pool._backend }
+    end)
+end
+
 function M.command(argv, ctx)
     local o, pos = util.parse_options(argv, 1, SPEC, "ping")
     if #pos > 1 then util.usage("expected at most one URL", "ping") end
@@ -58,7 +72,7 @@ function M.command(argv, ctx)
     if not o.wait then
         pool:on("error", function(ev) connect_err = connect_err or ev.error or ev.message end)
     end
-    local p = pool:ping({ timeout = timeout })
+    local p = M.ping_promise(pool, timeout)
     while p:status() == "pending" and not connect_err do dbpool._step(true) end
     local ok, res = false, connect_err
     if p:status() ~= "pending" then ok, res = p:result() end

@@ -511,7 +511,7 @@ end
 COMMANDS["ping"] = function(self, o, args)
     local c = pick(self, o, args[1])
     if not c then return end
-    local ok, r = pcall(function() return c.pool:ping({ timeout = self.probe_timeout }):await() end)
+    local ok, r = pcall(function() return require("dbpool.cli.ping").ping_promise(c.pool, self.probe_timeout):await() end)
     if not ok then return self:_error(o, errtext(r)) end
     self:_say(o, ("PONG from '%s' (%s %s) in %.3f ms\n"):format(c.name, r.backend, r.version, r.rtt * 1000))
 end
