@@ -963,9 +963,12 @@ static void dbp__err_scrub(dbp_error *e, const char *secret)
     char *p;
     if (!e || !secret || !*secret) return;
     n = strlen(secret);
-    while ((p = strstr(e->message, secret)) != NULL) {
-        memset(p, '*', n < 3 ? n : 3);
-        memmove(p + (n < 3 ? n : 3), p + n, strlen(p + n) + 1);
+    p = e->message;
+    while ((p = strstr(p, secret)) != NULL) {
+        size_t k = n < 3 ? n : 3;
+        memset(p, '*', k);
+        memmove(p + k, p + n, strlen(p + n) + 1);
+        p += k; /* go on after the mask: a secret of '*' would match its own mask */
     }
 }
 
@@ -1015,8 +1018,8 @@ static size_t dbp__scan_placeholders(const char *sql, size_t len, dbp__ph_fn fn,
             }
             i++;
         } else if (c == '#' || (c == '-' && i + 1 < len && sql[i + 1] == '-' &&
-                                (i + 2 >= len || sql[i + 2] == ' ' || sql[i + 2] == '\t' ||
-                                 sql[i + 2] == '\n' || sql[i + 2] == '\r'))) {
+                                /* MariaDB starts a comment at "--" and any control character or space */
+                                (i + 2 >= len || (unsigned char)sql[i + 2] <= ' ' || sql[i + 2] == 0x7f))) {
             while (i < len && sql[i] != '\n') i++;
         } else if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
             i += 2;
@@ -2066,6 +2069,7 @@ struct dbp_hub {
     int in_notify;
     int closing;
     int wakeup_fd;
+    int timers_reserved;           /* heap slots promised to live timers */
 };
 
 /* ==== SECTION: timers ==== */
@@ -2135,6 +2139,24 @@ static int dbp__timer_set(dbp_hub *h, dbp__timer *t, long long at_ms)
     dbp__heap_up(h, t->idx);
     return DBP_OK;
 }
+/* Every object that owns timers reserves their heap slots when it is made,
+   so arming one later never needs memory (and never fails). */
+static int dbp__timers_reserve(dbp_hub *h, int k)
+{
+    if (h->capheap < h->timers_reserved + k) {
+        int cap = h->capheap ? h->capheap * 2 : 64;
+        dbp__timer **p;
+        while (cap < h->timers_reserved + k) cap *= 2;
+        p = DBP__CAST(dbp__timer **, DBP_REALLOC(h->heap, (size_t)cap * sizeof *p));
+        if (!p) return DBP_ENOMEM;
+        h->heap = p;
+        h->capheap = cap;
+    }
+    h->timers_reserved += k;
+    return DBP_OK;
+}
+static void dbp__timers_release(dbp_hub *h, int k) { if (h) h->timers_reserved -= k; }
+
 /* Arms a timer only if that makes it fire earlier (or it is not armed). */
 static void dbp__timer_min(dbp_hub *h, dbp__timer *t, long long at_ms)
 {
@@ -2197,6 +2219,7 @@ static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
 {
     dbp_op *op = DBP__ALLOC(dbp_op, 1);
     if (!op) return NULL;
+    if (dbp__timers_reserve(hub, 1) != DBP_OK) { DBP_FREE(op); return NULL; }
     op->hub = hub;
     op->pool = pool;
     op->type = type;
@@ -2215,6 +2238,7 @@ static void dbp__stream_free(dbp__stream *s);
 static void dbp__op_destroy(dbp_op *op)
 {
     if (op->hub) {
+        dbp__timers_release(op->hub, 1);
         dbp__timer_clear(op->hub, &op->timer);
         dbp__list_remove(&op->all);
         dbp__list_remove(&op->notify);
@@ -2539,7 +2563,9 @@ static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why)
         dbp__queue_op(p, op, 1);
         return;
     }
-    if (sent)
+    if (sent && why->rc == DBP_ENOMEM)
+        dbp__op_fail(op, DBP_ENOMEM, 1, "%s; the request was sent and may or may not have run", why->message);
+    else if (sent)
         dbp__op_fail(op, DBP_ELOST, 1,
                      "connection lost after the request was sent; it may or may not have run (%s)", why->message);
     else
@@ -2549,6 +2575,7 @@ static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why)
 static void dbp__conn_free(dbp_conn *c)
 {
     dbp_hub *h = c->pool->hub;
+    dbp__timers_release(h, 2);
     dbp__timer_clear(h, &c->timer);
     dbp__timer_clear(h, &c->htimer);
     DBP_FREE(c);
@@ -2856,6 +2883,7 @@ static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
 {
     dbp_conn *c = DBP__ALLOC(dbp_conn, 1);
     if (!c) return NULL;
+    if (dbp__timers_reserve(p->hub, 2) != DBP_OK) { DBP_FREE(c); return NULL; }
     c->pool = p;
     c->id = ++p->next_conn_id;
     c->flags = flags;
@@ -2875,7 +2903,22 @@ static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
 static dbp_conn *dbp__pool_open_conn(dbp_pool *p, unsigned flags)
 {
     dbp_conn *c = dbp__conn_new(p, flags);
-    if (!c) return NULL;
+    if (!c) {
+        /* as a failed connect: remembered, retried after a backoff, and what
+           waits on a pool with no connection hears it now */
+        dbp__err_set(&p->last_connect_err, DBP_ENOMEM, "out of memory opening a connection");
+        p->fail_streak++;
+        p->st_connect_failures++;
+        dbp__pool_backoff(p);
+        if (p->nconns + p->nblocking == 0) {
+            while (!dbp__list_empty(&p->queue)) {
+                dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+                dbp__unqueue_op(p, op);
+                dbp__op_fail_err(op, &p->last_connect_err, DBP_ENOMEM, 0);
+            }
+        }
+        return NULL;
+    }
     dbp__list_push(&p->conns, &c->link);
     if (!(flags & DBP__CF_SUB)) {
         if (flags & DBP__CF_BLOCKING) p->nblocking++; else p->nconns++;
@@ -2960,7 +3003,7 @@ static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
     if (p->s.backend == DBP__BK_MYSQL || op->type == DBP__OP_ACQUIRE) {
         for (l = p->idle.next; l != &p->idle; l = l->next) {
             dbp_conn *c = DBP__CONTAINER(l, dbp_conn, idle_link);
-            if (c->state == DBP__CS_IDLE && c->nops == 0) return c;
+            if (c->state == DBP__CS_IDLE && c->nops == 0 && !(c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING))) return c;
         }
         return NULL;
     }
@@ -3697,7 +3740,12 @@ static void dbp__pool_describe_init(dbp_pool *p)
 static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
 {
     dbp_pool *p = DBP__ALLOC(dbp_pool, 1);
-    if (!p) { dbp__settings_free(s); dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    if (!p || dbp__timers_reserve(hub, 1) != DBP_OK) {
+        DBP_FREE(p);
+        dbp__settings_free(s);
+        dbp__err_set(err, DBP_ENOMEM, "out of memory");
+        return NULL;
+    }
     p->hub = hub;
     p->s = *s;
     p->state = DBP__PS_OPEN;
@@ -3762,6 +3810,7 @@ DBPDEF dbp_op *dbp_pool_close(dbp_pool *p, int timeout_ms)
 static void dbp__pool_destroy(dbp_pool *p)
 {
     dbp_hub *h = p->hub;
+    dbp__timers_release(h, 1);
     dbp__timer_clear(h, &p->timer);
     while (!dbp__list_empty(&p->conns)) {
         dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
@@ -4020,14 +4069,14 @@ DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
 {
     dbp_op *op;
     if (!p) return NULL;
+    if (p->cluster) {
+        /* a cluster has no connection of its own: PING one of its primaries */
+        static const char *const argv[] = { "PING" };
+        return dbp_call(p, 1, argv, NULL, o);
+    }
     op = dbp__op_new(p->hub, p, DBP__OP_PING);
     if (!op) return NULL;
     dbp__op_apply_options(op, o);
-    if (p->cluster) {
-        static const char *const argv[] = { "PING" };
-        dbp_op_free(op);
-        return dbp_call(p, 1, argv, NULL, o);
-    }
     return dbp__pool_submit(p, op);
 }
 
@@ -4293,7 +4342,16 @@ static void dbp__my_abort(dbp_conn *c)
         if (my->m) mysql_close(my->m);
         my->m = NULL;
     }
-    if (my->kill_op) { my->kill_op->ctx = NULL; my->kill_op = NULL; }
+    if (my->kill_op) {
+        /* the connection it was to rescue is gone: a KILL still queued is withdrawn */
+        dbp_op *k = my->kill_op;
+        k->ctx = NULL;
+        my->kill_op = NULL;
+        if (k->state == DBP_OP_QUEUED && dbp__linked(&k->link) && !k->pin) {
+            dbp__unqueue_op(k->pool, k);
+            dbp__op_fail(k, DBP_ECANCELLED, 0, "the connection to rescue was closed");
+        }
+    }
     dbp_result_free(my->head);
     dbp__buf_free(&my->sql);
     DBP_FREE(my);
@@ -4442,8 +4500,10 @@ static void dbp__my_broken(dbp_conn *c, int during_send)
     dbp_error e;
     dbp_op *op = my->op;
     dbp__my_error(c, &e, DBP_ECONNECT, "connection lost");
-    /* "server has gone away" while writing: the statement never got there */
-    if (op && during_send && e.code == CR_SERVER_GONE_ERROR) op->flags &= ~DBP__OF_SENT;
+    /* "server has gone away" while writing, or "commands out of sync": the
+       statement never got there */
+    if (op && ((during_send && e.code == CR_SERVER_GONE_ERROR) || e.code == CR_COMMANDS_OUT_OF_SYNC))
+        op->flags &= ~DBP__OF_SENT;
     my->op = NULL;
     dbp__conn_failed(c, &e, 0);
 }
@@ -4472,7 +4532,11 @@ static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
         r->pub.nrows = (size_t)nr;
         r->fields = DBP__ALLOC(dbp_field, nf ? nf : 1);
         r->cells = nr && nf ? DBP__ALLOC(dbp_cell, (size_t)nr * nf) : NULL;
-        if (!r->fields || (nr && nf && !r->cells)) { dbp_result_free(&r->pub); return NULL; }
+        if (!r->fields || (nr && nf && !r->cells)) {
+            r->res = NULL; /* the caller still owns and frees it */
+            dbp_result_free(&r->pub);
+            return NULL;
+        }
         for (i = 0; i < nf; i++) {
             r->fields[i].name = f[i].name;
             r->fields[i].name_len = f[i].name_length;
@@ -4705,9 +4769,9 @@ static int dbp__my_finish(dbp_conn *c)
             my->res = mysql_use_result(my->m);
             if (!my->res || dbp__my_stream_begin(c, my->op) != DBP_OK) {
                 dbp__err_set(&e, DBP_ENOMEM, "out of memory starting the stream");
-                /* the rows must still be read off the wire */
-                dbp__my_op_finish(c, DBP_ENOMEM, &e);
+                /* its unread rows make the connection unusable: it closes, never handed on */
                 c->flags |= DBP__CF_BROKEN;
+                dbp__my_op_finish(c, DBP_ENOMEM, &e);
                 return 1;
             }
             /* the statement ran: from here only the op's own deadline applies */
@@ -4720,7 +4784,8 @@ static int dbp__my_finish(dbp_conn *c)
         return 0;
 
     case DBP__MY_STORE:
-        if (!my->r_res && mysql_field_count(my->m) > 0) {
+        /* a lost connection resets field_count: the error code is what tells */
+        if (!my->r_res && (mysql_errno(my->m) || mysql_field_count(my->m) > 0)) {
             unsigned code = mysql_errno(my->m);
             if (dbp__my_is_client_error(code)) { dbp__my_broken(c, 0); return 1; }
             if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
@@ -4993,6 +5058,7 @@ static void dbp__my_op_timeout(dbp_conn *c, dbp_op *op)
     k->kill_id = c->server_id;
     k->done = dbp__my_kill_done;
     k->ctx = c;
+    k->deadline = c->timer.at; /* no use after the grace period that it races */
     my->kill_op = k;
     if (p->state != DBP__PS_OPEN) {
         /* a closing pool still stops runaway statements */
@@ -5075,12 +5141,18 @@ static const dbp__backend dbp__mysql_backend = {
 
 /* ==== SECTION: Redis replies ==== */
 
+/* A reply as allocated: its element array grows as elements arrive, so an
+   array header announcing 2^31 elements costs nothing until they come. */
+typedef struct dbp__reply { dbp_reply pub; size_t cap; } dbp__reply;
+
 DBPDEF void dbp_reply_free(dbp_reply *r)
 {
-    size_t i;
+    size_t i, n;
     if (!r) return;
     if (r->element) {
-        for (i = 0; i < r->elements; i++) dbp_reply_free(r->element[i]);
+        n = DBP__CAST(dbp__reply *, (void *)r)->cap;
+        if (n > r->elements) n = r->elements;
+        for (i = 0; i < n; i++) dbp_reply_free(r->element[i]);
         DBP_FREE(r->element);
     }
     DBP_FREE(r);
@@ -5108,15 +5180,31 @@ static int dbp__resp_format(dbp__buf *out, int argc, const char *const *argv, co
 /* hiredis builds our reply tree directly, through these. */
 static dbp_reply *dbp__reply_new(const redisReadTask *task, int type, size_t strlen_)
 {
+    dbp__reply *x;
     dbp_reply *r;
-    if (strlen_ > (size_t)-1 - sizeof(dbp_reply) - 1) return NULL;
-    r = DBP__CAST(dbp_reply *, dbp__calloc(1, sizeof(dbp_reply) + strlen_ + 1));
-    if (!r) return NULL;
+    if (strlen_ > (size_t)-1 - sizeof(dbp__reply) - 1) return NULL;
+    x = DBP__CAST(dbp__reply *, dbp__calloc(1, sizeof(dbp__reply) + strlen_ + 1));
+    if (!x) return NULL;
+    r = &x->pub;
     r->type = (dbp_reply_type)type;
-    r->str = DBP__CAST(char *, (void *)(r + 1));
+    r->str = DBP__CAST(char *, (void *)(x + 1));
     if (task->parent) {
-        dbp_reply *parent = DBP__CAST(dbp_reply *, task->parent->obj);
-        if ((size_t)task->idx < parent->elements) parent->element[task->idx] = r;
+        dbp__reply *px = DBP__CAST(dbp__reply *, task->parent->obj);
+        dbp_reply *parent = &px->pub;
+        size_t idx = (size_t)task->idx;
+        if (idx >= parent->elements) { DBP_FREE(x); return NULL; }
+        if (idx >= px->cap) {
+            size_t cap = px->cap ? px->cap * 2 : 16, k;
+            dbp_reply **el;
+            if (cap > parent->elements) cap = parent->elements;
+            if (cap <= idx) cap = idx + 1;
+            el = DBP__CAST(dbp_reply **, DBP_REALLOC(parent->element, cap * sizeof *el));
+            if (!el) { DBP_FREE(x); return NULL; }
+            for (k = px->cap; k < cap; k++) el[k] = NULL;
+            parent->element = el;
+            px->cap = cap;
+        }
+        parent->element[idx] = r;
     }
     return r;
 }
@@ -5133,18 +5221,7 @@ static void *dbp__rd_array(const redisReadTask *task, int n)
 {
     dbp_reply *r = dbp__reply_new(task, DBP_REPLY_ARRAY, 0);
     if (!r) return NULL;
-    if (n > 0) {
-        r->element = DBP__ALLOC(dbp_reply *, (size_t)n);
-        if (!r->element) {
-            if (task->parent) {
-                dbp_reply *parent = DBP__CAST(dbp_reply *, task->parent->obj);
-                if ((size_t)task->idx < parent->elements) parent->element[task->idx] = NULL;
-            }
-            DBP_FREE(r);
-            return NULL;
-        }
-    }
-    r->elements = n > 0 ? (size_t)n : 0;
+    r->elements = n > 0 ? (size_t)n : 0; /* the slots come with the elements */
     return r;
 }
 static void *dbp__rd_integer(const redisReadTask *task, long long v)
@@ -5563,7 +5640,10 @@ static void dbp__rd_read(dbp_conn *c)
             rd = DBP__RD(c);
             if (!rd || c->state == DBP__CS_DEAD) return;
             if (redisReaderGetReply(rd->reader, &obj) != REDIS_OK) {
-                dbp__rd_fail(c, DBP_EPROTOCOL, "protocol error: %s", rd->reader->errstr[0] ? rd->reader->errstr : "out of memory");
+                if (rd->reader->err == REDIS_ERR_OOM)
+                    dbp__rd_fail(c, DBP_ENOMEM, "out of memory reading a reply");
+                else
+                    dbp__rd_fail(c, DBP_EPROTOCOL, "protocol error: %s", rd->reader->errstr);
                 return;
             }
             if (!obj) break;
@@ -5788,7 +5868,7 @@ static void dbp__sub_deliver(dbp_sub *s, dbp_msg_type type, const char *ch, size
 static void dbp__sub_free(dbp_sub *s)
 {
     int i;
-    if (s->pool) dbp__timer_clear(s->pool->hub, &s->timer);
+    if (s->pool) { dbp__timers_release(s->pool->hub, 1); dbp__timer_clear(s->pool->hub, &s->timer); }
     dbp__list_remove(&s->link);
     for (i = 0; i < s->n; i++) DBP_FREE(s->names[i]);
     DBP_FREE(s->names); DBP_FREE(s->lens); DBP_FREE(s->pattern);
@@ -6005,7 +6085,7 @@ DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *cha
         p = node;
     }
     s = DBP__ALLOC(dbp_sub, 1);
-    if (!s) { dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    if (!s || dbp__timers_reserve(p->hub, 1) != DBP_OK) { DBP_FREE(s); dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
     s->pool = p;
     s->fn = fn;
     s->ud = ud;
@@ -6500,7 +6580,7 @@ static int dbp__cluster_open(dbp_pool *p, dbp_error *err)
 {
     dbp__cluster *cl = DBP__ALLOC(dbp__cluster, 1);
     int i;
-    if (!cl) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    if (!cl || dbp__timers_reserve(p->hub, 1) != DBP_OK) { DBP_FREE(cl); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
     p->cluster = cl;
     cl->pool = p;
     for (i = 0; i < 16384; i++) cl->slots[i] = -1;
@@ -6520,6 +6600,7 @@ static void dbp__cluster_free(dbp_pool *p)
     dbp__cluster *cl = p->cluster;
     int i;
     if (!cl) return;
+    dbp__timers_release(p->hub, 1);
     dbp__timer_clear(p->hub, &cl->rtimer);
     if (cl->refresh_op) cl->refresh_op->ctx = NULL;
     for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool) dbp__pool_destroy(cl->nodes[i].pool);

@@ -405,9 +405,22 @@ function M.map(iterable, fn, opts)
         error(usage("dbpool.map: expected a list or an iterator function"), 2)
     end
     local results, first_err, stop = {}, nil, false
+    -- One worker pulls at a time: an iterator that awaits (a stream, a
+    -- paged query) must not be entered twice.
+    local pulling
+    local function pull_one()
+        while pulling do pulling:result() end
+        local done = new_promise()
+        pulling = done
+        local r = pack(pcall(pull))
+        pulling = nil
+        fulfill(done, true)
+        if not r[1] then error(r[2], 0) end
+        return r[2], r[3]
+    end
     local function worker()
         while not stop do
-            local ok, idx, item = pcall(pull)
+            local ok, idx, item = pcall(pull_one)
             if not ok then
                 if not first_err then first_err = idx end
                 stop = true
@@ -618,6 +631,7 @@ function conn_methods:release() self._c:release() end
 function conn_methods:discard() self._c:discard() end
 function conn_methods:in_transaction() return self._c:in_transaction() end
 function conn_methods:id() return self._c:id() end
+function conn_methods:ok() return self._c:ok() end
 Conn.__close = function(self) self._c:release() end
 Conn.__tostring = function(self) return "dbpool.conn (" .. self._backend .. ")" end
 

@@ -33,7 +33,7 @@ enum { BK_MYSQL = 1, BK_REDIS = 2 };
    signal dispositions are process-wide anyway. Plain integers, never Lua
    state (see the signals section). */
 static int sig_pipe_w = -1;
-static volatile sig_atomic_t sig_count;
+static volatile sig_atomic_t sig_count, sig_exit_on_second = 1;
 
 typedef struct lhub lhub;
 
@@ -1184,8 +1184,11 @@ static const char *msg_name(int t)
 /* Pushes the settled promises (and events, messages) gathered so far. */
 static int deliver(lua_State *L, lhub *h)
 {
-    int n = 0;
-    lua_newtable(L);
+    int n = 0, count = 0;
+    lop *o;
+    /* sized once: growing it by doubling every step was a malloc hot spot */
+    for (o = h->ready_head; o; o = o->next_ready) count++;
+    lua_createtable(L, count, 0);
     while (h->ready_head) {
         lop *o = h->ready_head;
         h->ready_head = o->next_ready;
@@ -1198,6 +1201,9 @@ static int deliver(lua_State *L, lhub *h)
             settle_promise(L, o, lua_gettop(L));
             luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
             o->ref = LUA_NOREF;
+            /* converted: the C copy (a MYSQL_RES holds 8 KiB) need not wait for the GC */
+            dbp_result_free(dbp_op_take_result(o->op));
+            dbp_reply_free(dbp_op_take_reply(o->op));
         }
         lua_rawseti(L, -3, ++n);
         lua_pop(L, 1);
@@ -1368,16 +1374,24 @@ static void on_signal(int sig)
 {
     unsigned char b = (unsigned char)sig;
     int saved = errno;
-    if (++sig_count >= 2) _exit(128 + sig);
+    if (++sig_count >= 2 && sig_exit_on_second) _exit(128 + sig);
     if (sig_pipe_w >= 0) { ssize_t n = write(sig_pipe_w, &b, 1); (void)n; }
     errno = saved;
 }
 
-/* core.trap_signals() starts catching SIGINT and SIGTERM */
+/* core.trap_signals([{ exit_on_second = bool }]) starts catching SIGINT and
+   SIGTERM (a signal the process inherited as ignored stays ignored) */
 static int l_trap_signals(lua_State *L)
 {
     lhub *h = get_hub(L);
-    struct sigaction sa;
+    struct sigaction sa, old;
+    int k;
+    static const int sigs[] = { SIGINT, SIGTERM };
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "exit_on_second");
+        if (!lua_isnil(L, -1)) sig_exit_on_second = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     if (h->sigfd < 0) {
         int fds[2];
         if (pipe(fds) != 0) return luaL_error(L, "dbpool: pipe(): %s", strerror(errno));
@@ -1392,8 +1406,18 @@ static int l_trap_signals(lua_State *L)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    for (k = 0; k < 2; k++) {
+        if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[k], &sa, NULL);
+    }
+    return 0;
+}
+
+/* core.reset_signals(): the next signal counts as a first one again (the REPL, after a Ctrl-C) */
+static int l_reset_signals(lua_State *L)
+{
+    (void)L;
+    sig_count = 0;
     return 0;
 }
 
@@ -1490,6 +1514,7 @@ static const luaL_Reg core_funcs[] = {
     { "shutdown", l_shutdown },
     { "trap_signals", l_trap_signals },
     { "signals", l_signals },
+    { "reset_signals", l_reset_signals },
     { "exit_now", l_exit_now },
     { "isatty", l_isatty },
     { "set_metatables", l_set_metatables },

@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -26,8 +28,11 @@ static int proxy_start(proxy *px, int target)
     px->pid = fork();
     if (px->pid < 0) return -1;
     if (px->pid == 0) {
+        /* the proxy must not hold the test's own output open */
+        int null = open("/dev/null", O_WRONLY), fd;
         dup2(out[1], 1);
-        close(out[0]);
+        if (null >= 0) dup2(null, 2);
+        for (fd = 3; fd < 1024; fd++) close(fd);
         execl("build/tests/faultproxy", "faultproxy", "--listen", "127.0.0.1:0", "--target", tgt,
               "--control", "127.0.0.1:0", (char *)NULL);
         _exit(127);
@@ -74,7 +79,7 @@ static void proxy_stop(proxy *px)
     if (px->ctl >= 0) { proxy_cmd(px, "quit"); close(px->ctl); px->ctl = -1; }
     if (px->pid > 0) {
         int i;
-        for (i = 0; i < 50 && waitpid(px->pid, &st, WNOHANG) == 0; i++) usleep(20000);
+        for (i = 0; i < 50 && waitpid(px->pid, &st, WNOHANG) == 0; i++) { struct timespec ts = { 0, 20000000 }; nanosleep(&ts, NULL); }
         if (i == 50) { kill(px->pid, SIGKILL); waitpid(px->pid, &st, 0); }
         px->pid = 0;
     }

@@ -132,9 +132,11 @@ static int read_all(const uint8_t *data, size_t size, uint32_t seed, dbp_reply *
     return failed;
 }
 
-#ifndef FUZZ_NO_SKIPS
 /* Whether the stream holds an array header above FUZZ_MAX_ELEMENTS (any
-   '*' followed by digits counts: over-cautious, never misses one). */
+   '*' followed by digits counts: over-cautious, never misses one). hiredis'
+   own reader, the reference, allocates every announced slot up front, so it
+   is not asked about those; dbpool's reader grows its slots as elements
+   arrive and is fuzzed with them. */
 static int has_huge_array(const uint8_t *p, size_t n)
 {
     size_t i, j;
@@ -148,7 +150,6 @@ static int has_huge_array(const uint8_t *p, size_t n)
     }
     return 0;
 }
-#endif
 
 static void fuzz_replies(const uint8_t *data, size_t size)
 {
@@ -158,17 +159,14 @@ static void fuzz_replies(const uint8_t *data, size_t size)
     int fa, fb, fh = 0;
     if (size >= 4) { memcpy(&seed, data, 4); data += 4; size -= 4; }
     if (!seed) seed = 1;
-#ifndef FUZZ_NO_SKIPS
-    if (has_huge_array(data, size)) return;
-#endif
     fa = read_all(data, size, seed, a, &na);
     fb = read_all(data, size, 0, b, &nb);
     CHECK(fa == fb, "chunked: error %d, one piece: error %d", fa, fb);
     CHECK(na == nb, "chunked: %lu replies, one piece: %lu", (unsigned long)na, (unsigned long)nb);
     for (i = 0; i < na; i++) CHECK(same_tree(a[i], b[i]), "reply %lu differs between chunked and one piece", (unsigned long)i);
 
-    /* hiredis' own reader, as the reference */
-    {
+    /* hiredis' own reader, as the reference (not for huge headers: see above) */
+    if (!has_huge_array(data, size)) {
         redisReader *rd = redisReaderCreate();
         CHECK(rd != NULL, "no reader");
         if (redisReaderFeed(rd, (const char *)data, size) != REDIS_OK) fh = 1;
@@ -182,7 +180,7 @@ static void fuzz_replies(const uint8_t *data, size_t size)
         }
         redisReaderFree(rd);
     }
-    if (na < MAX_REPLIES) {
+    if (na < MAX_REPLIES && !has_huge_array(data, size)) {
         CHECK(fh == fb, "error %d, hiredis' own reader: error %d", fb, fh);
         CHECK(nh == na, "%lu replies, hiredis' own reader: %lu", (unsigned long)na, (unsigned long)nh);
     }

@@ -1,0 +1,450 @@
+/* Faults a real network makes, through tests/faultproxy placed between the
+   pool and a real server: a silent blackhole of an idle and of a busy
+   connection, a reset in the middle of a large result and of a pipeline,
+   latency beyond query_timeout, new connections refused while old ones
+   live, a half-written request. For each: every op settles within its
+   deadline with the right kind and sent flag, what was acknowledged is
+   there, the pool recovers, and no file descriptor leaks. MySQL and Redis. */
+#define _POSIX_C_SOURCE 200809L
+#define DBPOOL_IMPLEMENTATION
+#include "../dbpool.h"
+#include "tap.h"
+#include "proxy.h"
+
+static const char *MYSQL_URL, *REDIS_URL;
+static int MY_SRV_PORT, RD_SRV_PORT;
+
+/* The URL with its port replaced by the proxy's, options appended. */
+static void via(char *out, size_t n, const char *url, int port, int proxy_port, const char *opts)
+{
+    char from[16];
+    const char *p;
+    snprintf(from, sizeof from, ":%d/", port);
+    p = strstr(url, from);
+    snprintf(out, n, "%.*s:%d/%s%s%s", (int)(p - url), url, proxy_port, p + strlen(from), opts ? "?" : "", opts ? opts : "");
+}
+
+static dbp_pool *open_pool(dbp_hub *h, const char *url)
+{
+    dbp_pool_config cfg;
+    dbp_error e;
+    dbp_pool *p;
+    dbp_pool_config_init(&cfg);
+    cfg.url = url;
+    p = dbp_pool_open(h, &cfg, &e);
+    if (!p) diag("open: %s", e.message);
+    return p;
+}
+
+static void close_pool(dbp_pool *p)
+{
+    dbp_op *op = dbp_pool_close(p, 3000);
+    dbp_op_wait(op, 10000);
+    dbp_op_free(op);
+    dbp_pool_free(p);
+}
+
+static void spin(dbp_hub *h, int ms)
+{
+    long long end = dbp__now_us() / 1000 + ms;
+    while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
+}
+
+static long long elapsed_ms(const dbp_op *op)
+{
+    long long s, st, e;
+    dbp_op_times(op, &s, &st, &e);
+    return e ? (e - s) / 1000 : -1;
+}
+
+static dbp_op *sql(dbp_pool *p, const char *q, int timeout_ms)
+{
+    dbp_op_options o = { timeout_ms, 0 };
+    return dbp_query(p, q, NULL, 0, timeout_ms ? &o : NULL);
+}
+
+static dbp_op *rcmd(dbp_pool *p, int argc, const char **argv, const size_t *lens, int timeout_ms)
+{
+    dbp_op_options o = { timeout_ms, 0 };
+    return dbp_call(p, argc, argv, lens, timeout_ms ? &o : NULL);
+}
+
+static int settle(dbp_op *op, int ms) { return dbp_op_wait(op, ms); }
+
+/* One scenario's frame: a proxy, a pool through it, fds around both. */
+typedef struct scene { proxy px; dbp_pool *pool; int fds; const char *name; } scene;
+
+static int scene_open(scene *s, dbp_hub *h, int mysql, const char *opts, const char *name)
+{
+    char url[1024];
+    s->name = name;
+    s->fds = count_fds();
+    if (proxy_start(&s->px, mysql ? MY_SRV_PORT : RD_SRV_PORT) != 0) { diag("proxy did not start"); return -1; }
+    via(url, sizeof url, mysql ? MYSQL_URL : REDIS_URL, mysql ? MY_SRV_PORT : RD_SRV_PORT, s->px.listen_port, opts);
+    s->pool = open_pool(h, url);
+    return s->pool ? 0 : -1;
+}
+
+static void scene_close(scene *s, dbp_hub *h)
+{
+    int n, i;
+    proxy_cmd(&s->px, "pass");
+    close_pool(s->pool);
+    proxy_stop(&s->px);
+    n = count_fds();
+    for (i = 0; i < 100 && n > s->fds; i++) { spin(h, 20); n = count_fds(); }
+    ok(n <= s->fds, "%s: no file descriptor leaked (%d -> %d)", s->name, s->fds, n);
+}
+
+/* ---- MySQL ---- */
+
+static void mysql_blackhole_idle(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    if (scene_open(&s, h, 1, "max=2&connect_timeout=0.5&acquire_timeout=3&validate_after=0.2&backoff_max=0.3",
+                   "mysql blackhole idle") != 0) return;
+    ok(settle(op = sql(s.pool, "SELECT 1", 0), 5000) == DBP_OK, "mysql: a query through the proxy");
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "blackhole");
+    spin(h, 300); /* idle past validate_after */
+    op = sql(s.pool, "SELECT 2", 0);
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_EACQUIRE_TIMEOUT && !dbp_op_error(op)->sent && elapsed_ms(op) >= 2900 && elapsed_ms(op) < 4500,
+       "mysql blackhole of an idle connection: the validation ping fails, the op never sent, rejected at its acquire deadline (%lld ms): %s",
+       elapsed_ms(op), dbp_op_error(op)->message);
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "pass");
+    ok(settle(op = sql(s.pool, "SELECT 3", 0), 8000) == DBP_OK, "mysql: the pool recovers when the network does");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void mysql_blackhole_busy(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    if (scene_open(&s, h, 1, "max=1&connect_timeout=0.5&query_timeout=1&backoff_max=0.3", "mysql blackhole busy") != 0) return;
+    dbp_op_free(sql(s.pool, "SELECT 1", 0));
+    dbp_hub_run(h, 3000);
+    op = sql(s.pool, "SELECT SLEEP(0.3), 1", 0);
+    spin(h, 50);
+    proxy_cmd(&s.px, "blackhole");
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) < 1800,
+       "mysql blackhole of a busy connection: rejected at query_timeout, sent, in %lld ms: %s", elapsed_ms(op), dbp_op_error(op)->message);
+    dbp_op_free(op);
+    spin(h, 4500); /* KILL QUERY cannot reach the server either: the grace period closes the connection */
+    {
+        dbp_stats st;
+        dbp_pool_stats(s.pool, &st);
+        ok(st.total == 0 && st.busy == 0, "  the silent connection was closed after its grace period (total %d)", st.total);
+    }
+    proxy_cmd(&s.px, "pass");
+    ok(settle(op = sql(s.pool, "SELECT 4", 0), 8000) == DBP_OK, "  the pool recovers");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void mysql_reset_large_result(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    dbp_op_options idem = { 10000, 1 };
+    if (scene_open(&s, h, 1, "max=2", "mysql reset mid-result") != 0) return;
+    (void)0;
+    dbp_op_free(sql(s.pool, "SELECT 1", 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "reset-after 300000 down");
+    op = sql(s.pool, "SELECT REPEAT('x', 1000000) AS big", 10000);
+    settle(op, 12000);
+    ok(dbp_op_rc(op) == DBP_ELOST && dbp_op_error(op)->sent && dbp_rc_kind(DBP_ELOST) == DBP_KIND_CONNECTION,
+       "mysql reset in the middle of a 1 MB result: lost after send: %s", dbp_op_error(op)->message);
+    if (dbp_op_rc(op) == DBP_OK) diag("  got %lu bytes", (unsigned long)dbp_op_result(op)->cells[0].len);
+    else if (dbp_op_rc(op) != DBP_ELOST) diag("  rc %s", dbp_rc_name(dbp_op_rc(op)));
+    dbp_op_free(op);
+    op = dbp_query(s.pool, "SELECT REPEAT('y', 1000000) AS big", NULL, 0, &idem);
+    settle(op, 12000);
+    {
+        dbp_stats st;
+        dbp_pool_stats(s.pool, &st);
+        ok(dbp_op_rc(op) == DBP_ELOST && st.retried >= 1,
+           "  an idempotent one is retried once, cut again, then reported (retried %llu)", st.retried);
+    }
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "reset-after off");
+    op = sql(s.pool, "SELECT REPEAT('z', 1000000) AS big", 10000);
+    ok(settle(op, 12000) == DBP_OK && dbp_op_result(op)->cells[0].len == 1000000, "  the pool recovers: the 1 MB result arrives whole");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void mysql_latency(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    if (scene_open(&s, h, 1, "max=1&query_timeout=0.5&connect_timeout=1", "mysql latency") != 0) return;
+    dbp_op_free(sql(s.pool, "SELECT 1", 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "latency 1500");
+    op = sql(s.pool, "SELECT 5", 0);
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) >= 450 && elapsed_ms(op) < 1500,
+       "mysql latency spike beyond query_timeout: rejected with kind timeout in %lld ms", elapsed_ms(op));
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "latency 0");
+    ok(settle(op = sql(s.pool, "SELECT 6", 5000), 8000) == DBP_OK, "  the pool recovers once the latency is gone");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void mysql_refuse(dbp_hub *h)
+{
+    scene s;
+    dbp_op *ops[12];
+    int i, good = 0;
+    dbp_stats st;
+    if (scene_open(&s, h, 1, "min=2&max=4&backoff_min=0.05&backoff_max=0.2", "mysql refuse") != 0) return;
+    spin(h, 600);
+    dbp_pool_stats(s.pool, &st);
+    proxy_cmd(&s.px, "refuse");
+    for (i = 0; i < 12; i++) ops[i] = sql(s.pool, "SELECT SLEEP(0.05)", 8000);
+    for (i = 0; i < 12; i++) { if (settle(ops[i], 10000) == DBP_OK) good++; dbp_op_free(ops[i]); }
+    dbp_pool_stats(s.pool, &st);
+    ok(good == 12 && st.connect_failures >= 1, "mysql: new connections refused while two live: all 12 ops run on those (%d ok, %llu refused connects)",
+       good, st.connect_failures);
+    scene_close(&s, h);
+}
+
+static void mysql_half_written(dbp_hub *h, dbp_pool *direct)
+{
+    scene s;
+    dbp_op *op;
+    dbp_value v[2];
+    static char big[500000];
+    memset(big, 'q', sizeof big);
+    op = sql(direct, "DROP TABLE IF EXISTS t_half", 0);
+    dbp_op_wait(op, 5000);
+    dbp_op_free(op);
+    if (scene_open(&s, h, 1, "max=1", "mysql half-written") != 0) return;
+    op = sql(direct, "CREATE TABLE t_half (id INT PRIMARY KEY, b LONGBLOB)", 0);
+    dbp_op_wait(op, 5000);
+    dbp_op_free(op);
+    dbp_op_free(sql(s.pool, "SELECT 1", 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "reset-after 100000 up");
+    v[0] = dbp_v_int(1);
+    v[1] = dbp_v_blob(big, sizeof big);
+    op = dbp_query(s.pool, "INSERT INTO t_half VALUES (?, ?)", v, 2, NULL);
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ELOST || dbp_op_rc(op) == DBP_ECONNECT,
+       "mysql half-written request: rejected with kind connection (sent=%d): %s", dbp_op_error(op)->sent, dbp_op_error(op)->message);
+    dbp_op_free(op);
+    op = sql(direct, "SELECT COUNT(*) FROM t_half", 0);
+    dbp_op_wait(op, 5000);
+    ok(dbp_op_result(op) && strcmp(dbp_op_result(op)->cells[0].data, "0") == 0, "  the cut statement did not run on the server");
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "reset-after off");
+    op = dbp_query(s.pool, "INSERT INTO t_half VALUES (?, ?)", v, 2, NULL);
+    ok(settle(op, 10000) == DBP_OK, "  the pool recovers: the insert runs once the network is whole");
+    dbp_op_free(op);
+    scene_close(&s, h);
+    op = sql(direct, "DROP TABLE t_half", 0);
+    dbp_op_wait(op, 5000);
+    dbp_op_free(op);
+}
+
+/* ---- Redis ---- */
+
+static void redis_blackhole_idle(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    static const char *ping[] = { "PING" };
+    if (scene_open(&s, h, 0, "max=2&connect_timeout=0.5&acquire_timeout=3&validate_after=0.2&backoff_max=0.3",
+                   "redis blackhole idle") != 0) return;
+    ok(settle(op = rcmd(s.pool, 1, ping, NULL, 0), 5000) == DBP_OK, "redis: a command through the proxy");
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "blackhole");
+    spin(h, 300);
+    op = rcmd(s.pool, 1, ping, NULL, 0);
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_EACQUIRE_TIMEOUT && !dbp_op_error(op)->sent && elapsed_ms(op) >= 2900 && elapsed_ms(op) < 4500,
+       "redis blackhole of an idle connection: never sent, rejected at its acquire deadline (%lld ms): %s",
+       elapsed_ms(op), dbp_op_error(op)->message);
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "pass");
+    ok(settle(op = rcmd(s.pool, 1, ping, NULL, 0), 8000) == DBP_OK, "redis: the pool recovers");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void redis_blackhole_busy(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    static const char *ping[] = { "PING" };
+    if (scene_open(&s, h, 0, "max=1&query_timeout=1&connect_timeout=0.5&backoff_max=0.3", "redis blackhole busy") != 0) return;
+    dbp_op_free(rcmd(s.pool, 1, ping, NULL, 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "blackhole");
+    op = rcmd(s.pool, 1, ping, NULL, 0);
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) < 1800,
+       "redis blackhole of a busy connection: rejected at query_timeout, sent (%lld ms)", elapsed_ms(op));
+    dbp_op_free(op);
+    spin(h, 1500);
+    {
+        dbp_stats st;
+        dbp_pool_stats(s.pool, &st);
+        ok(st.total == 0, "  the silent connection was closed (total %d)", st.total);
+    }
+    proxy_cmd(&s.px, "pass");
+    ok(settle(op = rcmd(s.pool, 1, ping, NULL, 0), 8000) == DBP_OK, "  the pool recovers");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void redis_reset_pipeline(dbp_hub *h, dbp_pool *direct)
+{
+    enum { N = 500 };
+    scene s;
+    dbp_op *ops[N], *op;
+    static char val[10000];
+    const char *set[3] = { "SET", "f:val", val };
+    size_t setl[3] = { 3, 5, sizeof val };
+    const char *get[2] = { "GET", "f:val" };
+    int i, good = 0, lost = 0, other = 0, prefix = 1;
+    memset(val, 'v', sizeof val);
+    op = rcmd(direct, 3, set, setl, 0);
+    dbp_op_wait(op, 5000);
+    dbp_op_free(op);
+    if (scene_open(&s, h, 0, "max=1", "redis reset mid-pipeline") != 0) return;
+    dbp_op_free(rcmd(s.pool, 2, get, NULL, 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "reset-after 1000000 down");
+    for (i = 0; i < N; i++) ops[i] = rcmd(s.pool, 2, get, NULL, 10000);
+    for (i = 0; i < N; i++) {
+        int rc = settle(ops[i], 12000);
+        if (rc == DBP_OK && dbp_op_reply(ops[i])->len == sizeof val) { good++; if (!prefix) other++; }
+        else if (rc == DBP_ELOST && dbp_op_error(ops[i])->sent) { lost++; prefix = 0; }
+        else other++;
+        dbp_op_free(ops[i]);
+    }
+    ok(good > 0 && lost > 0 && good + lost == N && other == 0,
+       "redis reset in the middle of a pipeline of %d: the first %d answered in full, the rest %d lost after send, none in between",
+       N, good, lost);
+    proxy_cmd(&s.px, "reset-after off");
+    ok(settle(op = rcmd(s.pool, 2, get, NULL, 5000), 8000) == DBP_OK, "  the pool recovers");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void redis_latency(dbp_hub *h)
+{
+    scene s;
+    dbp_op *op;
+    static const char *ping[] = { "PING" };
+    if (scene_open(&s, h, 0, "max=1&query_timeout=0.5", "redis latency") != 0) return;
+    dbp_op_free(rcmd(s.pool, 1, ping, NULL, 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "latency 1500");
+    op = rcmd(s.pool, 1, ping, NULL, 0);
+    settle(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) >= 450 && elapsed_ms(op) < 1500,
+       "redis latency spike beyond query_timeout: kind timeout in %lld ms", elapsed_ms(op));
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "latency 0");
+    ok(settle(op = rcmd(s.pool, 1, ping, NULL, 5000), 8000) == DBP_OK, "  the pool recovers");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+static void redis_refuse(dbp_hub *h)
+{
+    scene s;
+    dbp_op *ops[100];
+    static const char *ping[] = { "PING" };
+    int i, good = 0;
+    dbp_stats st;
+    if (scene_open(&s, h, 0, "min=1&max=4&pipeline=10&backoff_min=0.05&backoff_max=0.2", "redis refuse") != 0) return;
+    spin(h, 400);
+    proxy_cmd(&s.px, "refuse");
+    for (i = 0; i < 100; i++) ops[i] = rcmd(s.pool, 1, ping, NULL, 8000);
+    for (i = 0; i < 100; i++) { if (settle(ops[i], 10000) == DBP_OK) good++; dbp_op_free(ops[i]); }
+    dbp_pool_stats(s.pool, &st);
+    ok(good == 100 && st.connect_failures >= 1, "redis: new connections refused while one lives: all 100 commands run on it (%llu refused)",
+       st.connect_failures);
+    scene_close(&s, h);
+}
+
+static void redis_half_written(dbp_hub *h, dbp_pool *direct)
+{
+    scene s;
+    dbp_op *op;
+    static char big[1000000];
+    const char *set[3] = { "SET", "f:half", big };
+    size_t setl[3] = { 3, 6, sizeof big };
+    const char *exists[2] = { "EXISTS", "f:half" }, *del[2] = { "DEL", "f:half" };
+    memset(big, 'h', sizeof big);
+    dbp_op_free(rcmd(direct, 2, del, NULL, 0));
+    dbp_hub_run(h, 3000);
+    if (scene_open(&s, h, 0, "max=1", "redis half-written") != 0) return;
+    dbp_op_free(rcmd(s.pool, 2, exists, NULL, 0));
+    dbp_hub_run(h, 3000);
+    proxy_cmd(&s.px, "reset-after 100000 up");
+    op = rcmd(s.pool, 3, set, setl, 10000);
+    settle(op, 12000);
+    ok(dbp_op_rc(op) == DBP_ELOST || dbp_op_rc(op) == DBP_ECONNECT,
+       "redis half-written SET of 1 MB: rejected with kind connection (sent=%d): %s", dbp_op_error(op)->sent, dbp_op_error(op)->message);
+    dbp_op_free(op);
+    op = rcmd(direct, 2, exists, NULL, 0);
+    dbp_op_wait(op, 5000);
+    ok(dbp_op_reply(op) && dbp_op_reply(op)->integer == 0, "  the cut command did not run on the server");
+    dbp_op_free(op);
+    proxy_cmd(&s.px, "reset-after off");
+    op = rcmd(s.pool, 3, set, setl, 10000);
+    ok(settle(op, 12000) == DBP_OK, "  the pool recovers: the SET runs once the network is whole");
+    dbp_op_free(op);
+    scene_close(&s, h);
+}
+
+int main(void)
+{
+    dbp_hub *h;
+    dbp_pool *mdirect, *rdirect;
+    int fds0;
+    signal(SIGPIPE, SIG_DFL);
+    MYSQL_URL = need_env("DBPOOL_TEST_MYSQL_URL");
+    REDIS_URL = need_env("DBPOOL_TEST_REDIS_URL");
+    MY_SRV_PORT = atoi(need_env("DBPOOL_TEST_MYSQL_PORT"));
+    RD_SRV_PORT = atoi(need_env("DBPOOL_TEST_REDIS_PORT"));
+    fds0 = count_fds();
+    h = dbp_hub_open(NULL);
+    mdirect = open_pool(h, MYSQL_URL);
+    rdirect = open_pool(h, REDIS_URL);
+    {
+        /* their connections open now, before any scenario counts descriptors */
+        static const char *ping[] = { "PING" };
+        dbp_op *a = sql(mdirect, "SELECT 1", 0), *b = rcmd(rdirect, 1, ping, NULL, 0);
+        dbp_op_wait(a, 5000); dbp_op_wait(b, 5000);
+        dbp_op_free(a); dbp_op_free(b);
+    }
+    mysql_blackhole_idle(h);
+    mysql_blackhole_busy(h);
+    mysql_reset_large_result(h);
+    mysql_latency(h);
+    mysql_refuse(h);
+    mysql_half_written(h, mdirect);
+    redis_blackhole_idle(h);
+    redis_blackhole_busy(h);
+    redis_reset_pipeline(h, rdirect);
+    redis_latency(h);
+    redis_refuse(h);
+    redis_half_written(h, rdirect);
+    close_pool(mdirect);
+    close_pool(rdirect);
+    dbp_hub_close(h, 5000);
+    is_int(count_fds(), fds0, "no file descriptor leaked overall");
+    return done_testing();
+}
