@@ -1972,7 +1972,8 @@ enum {
     DBP__CF_TLS = 1u << 9,
     DBP__CF_REPLACED = 1u << 10,   /* a replacement was opened for its retirement */
     DBP__CF_REPLICA = 1u << 11,    /* Redis Cluster: READONLY sent */
-    DBP__CF_OPENED = 1u << 12      /* it was ready once: its close counts in the statistics */
+    DBP__CF_OPENED = 1u << 12,     /* it was ready once: its close counts in the statistics */
+    DBP__CF_FATAL = 1u << 13       /* its connect failed in a way retrying cannot fix */
 };
 
 struct dbp_conn {
@@ -2641,7 +2642,7 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
         p->fail_streak++;
         p->st_connect_failures++;
         p->last_connect_err = e;
-        p->fatal = e.rc == DBP_EAUTH || e.rc == DBP_EUNSUPPORTED || e.code == -1;
+        p->fatal = e.rc == DBP_EAUTH || e.rc == DBP_EUNSUPPORTED || (c->flags & DBP__CF_FATAL);
         dbp__pool_backoff(p);
         dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
     } else if (!(c->flags & DBP__CF_SUB)) {
@@ -4701,9 +4702,9 @@ static int dbp__my_finish(dbp_conn *c)
             unsigned code = mysql_errno(my->m);
             int rc = (code == 1045 || code == 1044 || code == 1698 || code == 1251) ? DBP_EAUTH : DBP_ECONNECT;
             dbp__my_error(c, &e, rc, rc == DBP_EAUTH ? "authentication failed" : "could not connect");
-            /* errors retrying cannot fix: fail waiting ops at once */
-            if (code == 1049 || code == CR_SSL_CONNECTION_ERROR || code == 2026) e.code = (int)code, e.rc = DBP_ECONNECT;
-            if (code == 1049 || code == 2026) { p->fatal = 1; }
+            /* errors retrying cannot fix (unknown database, a refused TLS
+               handshake or certificate): fail waiting ops at once */
+            if (code == 1049 || code == CR_SSL_CONNECTION_ERROR) c->flags |= DBP__CF_FATAL;
             if ((code == 1040 || code == 1203 || code == 1226) && p->nconns - 1 > 0) {
                 /* the server is full: use the connections we have, no backoff */
                 dbp_error full;
@@ -4715,11 +4716,7 @@ static int dbp__my_finish(dbp_conn *c)
                 dbp__pool_dispatch(p);
                 return 1;
             }
-            {
-                int fatal_now = code == 1049 || code == 2026;
-                dbp__conn_failed(c, &e, 1);
-                if (fatal_now) p->fatal = 1;
-            }
+            dbp__conn_failed(c, &e, 1);
             return 1;
         }
         c->fd = (int)mysql_get_socket(my->m);
@@ -4745,7 +4742,7 @@ static int dbp__my_finish(dbp_conn *c)
                     char pre[64];
                     snprintf(pre, sizeof pre, "init statement %d failed", my->step_arg + 1);
                     dbp__my_error(c, &e, DBP_ECONNECT, pre);
-                    e.code = -1; /* a configuration error: retrying will not help */
+                    c->flags |= DBP__CF_FATAL; /* a configuration error: retrying will not help */
                     dbp__conn_failed(c, &e, 1);
                     return 1;
                 }
@@ -5274,7 +5271,7 @@ static void dbp__rd_fail(dbp_conn *c, int rc, const char *fmt, ...)
     vsnprintf(e.message, sizeof e.message, fmt, ap);
     va_end(ap);
     if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
-    if (DBP__RD(c) && DBP__RD(c)->connect_fatal) e.code = -1;
+    if (DBP__RD(c) && DBP__RD(c)->connect_fatal) c->flags |= DBP__CF_FATAL;
     dbp__conn_failed(c, &e, connecting);
 }
 
