@@ -16,12 +16,14 @@ PROVE := prove --exec '' $(PROVE_OPTS)
 
 C_TESTS := $(patsubst tests/%.c,%,$(filter-out tests/faultproxy.c,$(wildcard tests/test_*.c)))
 LUA_TESTS := $(sort $(wildcard tests/lua/*.lua))
+CLI_TESTS := $(sort $(wildcard tests/cli/*.t))
 
 PREFIX ?= /usr/local
 LUA_LMOD ?= $(PREFIX)/share/lua/5.4
 LUA_CMOD ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
 
-.PHONY: all tests lua bench test test-plain test-checked test-asan test-valgrind clean install check-header
+.PHONY: all tests lua bench test test-plain test-checked test-asan test-asan-lua test-valgrind test-valgrind-lua \
+        soak clean install uninstall check-header
 all: tests lua $(BUILD)/tests/faultproxy
 
 tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
@@ -68,18 +70,30 @@ test: all check-header
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-plain
 
 test-plain:
-	$(PROVE) $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS)
+	$(PROVE) $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
 
-test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS)))
-	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-valgrind
+test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so
+	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} tests/fuzz/run.sh
 
 test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(PROVE) $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS)))
 
+# The Lua suites with the module built under ASan+UBSan (the interpreter is not
+# instrumented: the runtime is preloaded; Lua's own allocations are not leaks).
+ASAN_RT := $(shell clang -print-file-name=libclang_rt.asan-x86_64.so)
+UBSAN_RT := $(shell clang -print-file-name=libclang_rt.ubsan_standalone-x86_64.so)
+test-asan-lua:
+	LD_PRELOAD=$(ASAN_RT) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LUA_CPATH="$(BUILD)/asan/lua/?.so;;" prove $(PROVE_OPTS) --exec 'lua5.4' $(LUA_TESTS)
+
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
 test-valgrind:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+
+test-valgrind-lua:
+	prove $(PROVE_OPTS) --exec '$(VALGRIND) lua5.4' $(LUA_TESTS)
 
 install: lua
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(PREFIX)/bin

@@ -567,6 +567,9 @@ function dispatch_events(events)
                     spawn(h, ev.channel, ev.message)
                 elseif ev.type == "pmessage" then
                     spawn(h, ev.channel, ev.message, ev.pattern)
+                elseif ev.type == "subscribed" then
+                    s._confirmed = (s._confirmed or 0) + 1
+                    if s._confirmed >= s._count and s._ready._state == "pending" then fulfill(s._ready, s) end
                 elseif ev.type == "resubscribed" and s._on_gap then
                     spawn(s._on_gap, ev.message)
                 elseif ev.type == "error" then
@@ -707,7 +710,8 @@ local function subscribe(self, channels, patterns, handler)
     if type(handler) ~= "function" then error(usage("subscribe: expected a handler function"), 3) end
     local ok, ud = pcall(self._c.subscribe, self._c, channels, patterns)
     if not ok then error(ud, 3) end
-    local s = setmetatable({ _c = ud, _handler = handler, _pool = self }, Sub)
+    local s = setmetatable({ _c = ud, _handler = handler, _pool = self, _ready = new_promise(),
+                             _count = #channels + #patterns }, Sub)
     sub_by_id[ud:id()] = s
     nsubs = nsubs + 1
     return s
@@ -734,6 +738,9 @@ Sub.close = Sub.unsubscribe
 Sub.__close = Sub.unsubscribe
 function Sub:reconnects() return self._c and self._c:reconnects() or 0 end
 function Sub:on_gap(fn) self._on_gap = fn; return self end
+-- sub:ready() -> a promise fulfilled once the server confirmed every channel
+-- and pattern (a message published before that is not received)
+function Sub:ready() return self._ready end
 
 ---------------------------------------------------------------------------
 -- run

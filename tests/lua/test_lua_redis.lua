@@ -84,7 +84,7 @@ do
     end)
     sub:on_gap(function() gaps = gaps + 1 end)
     local psub = kv:psubscribe("lt:p:*", function(ch, msg, pat) got[#got + 1] = pat .. ":" .. ch .. "=" .. msg end)
-    dbpool.sleep(0.2):await()
+    T.ok(sub:ready():await() == sub and psub:ready():await() == psub, "ready() once the server confirmed the subscriptions")
     admin:publish("lt:chan", "m1"):await()
     admin:publish("lt:p:x", "m2"):await()
     for _ = 1, 50 do if #got >= 2 then break end dbpool.sleep(0.02):await() end
