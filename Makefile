@@ -23,7 +23,7 @@ LUA_LMOD ?= $(PREFIX)/share/lua/5.4
 LUA_CMOD ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
 
 .PHONY: all tests lua bench test test-plain test-checked test-asan test-asan-lua test-valgrind test-valgrind-lua \
-        soak clean install uninstall check-header
+        test-soak-asan soak clean install uninstall check-header
 all: tests lua $(BUILD)/tests/faultproxy
 
 tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
@@ -72,8 +72,8 @@ test: all check-header
 test-plain:
 	$(PROVE) $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
 
-test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so
-	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua
+test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so $(BUILD)/asan/tests/soak
+	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua test-soak-asan
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} tests/fuzz/run.sh
 
 test-asan:
@@ -92,6 +92,10 @@ VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indir
 test-valgrind:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
 
+# A shorter soak under ASan+UBSan in the checked job (SOAK_SECONDS, 60).
+test-soak-asan:
+	SOAK_SECONDS=$${SOAK_SECONDS:-60} ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 prove $(PROVE_OPTS) --exec '' $(BUILD)/asan/tests/soak
+
 test-valgrind-lua:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND) lua5.4' $(LUA_TESTS)
 
@@ -107,6 +111,19 @@ install: lua
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/dbpool.h $(DESTDIR)$(LUA_LMOD)/dbpool.lua $(DESTDIR)$(PREFIX)/bin/dbpool
 	rm -rf $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(LUA_LMOD)/dbpool
+
+$(BUILD)/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
+$(BUILD)/asan/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h
+	@mkdir -p $(dir $@)
+	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
+# Random faults under load for SOAK_SECONDS (120), then invariants.
+soak: all $(BUILD)/tests/soak
+	scripts/with-servers.sh prove $(PROVE_OPTS) --exec '' $(BUILD)/tests/soak
 
 bench: all
 	scripts/with-servers.sh bench/run.sh
