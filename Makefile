@@ -11,7 +11,7 @@ DB_LIBS := $(shell pkg-config --libs libmariadb hiredis) -lm
 WARN := -Wall -Wextra -Wpedantic
 CFLAGS ?= -O2 -g
 BUILD := build
-PROVE_OPTS := --timer --merge
+PROVE_OPTS := --timer --merge --failures --comments
 PROVE := prove --exec '' $(PROVE_OPTS)
 
 C_TESTS := $(patsubst tests/%.c,%,$(filter-out tests/faultproxy.c,$(wildcard tests/test_*.c)))

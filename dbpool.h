@@ -6460,6 +6460,9 @@ DBPDEF unsigned dbp_key_slot(const char *key, size_t len)
 }
 
 #ifndef DBPOOL_NO_REDIS
+/* The map is read again this often while the pool is open, besides after redirects and failures. */
+#define DBP__CLUSTER_REFRESH_MS 5000
+
 /* A node of the cluster: a pool of its own under the cluster pool. */
 typedef struct dbp__cnode {
     dbp_pool *pool;
@@ -7077,7 +7080,11 @@ static void dbp__cluster_refresh(dbp_pool *p, int exclude)
 static void dbp__cluster_rtimer_fire(dbp__timer *t)
 {
     dbp__cluster *cl = DBP__CONTAINER(t, dbp__cluster, rtimer);
-    if (cl->refresh_pending || !cl->have_map) dbp__cluster_refresh(cl->pool, -1);
+    /* asked for while rate-limited, never read yet, or simply due: replicas
+       that rejoin (and anything no redirect tells about) show up this way */
+    if (cl->pool->state != DBP__PS_OPEN) return;
+    if (cl->refresh_pending || !cl->have_map || dbp__ms_now() - cl->last_refresh_ms >= DBP__CLUSTER_REFRESH_MS)
+        dbp__cluster_refresh(cl->pool, -1);
 }
 
 static void dbp__cluster_slots_done(dbp_op *op)
@@ -7168,6 +7175,7 @@ static void dbp__cluster_slots_done(dbp_op *op)
     }
     cl->have_map = 1;
     if (cl->refresh_pending) dbp__timer_min(p->hub, &cl->rtimer, cl->last_refresh_ms + 100);
+    else if (p->state == DBP__PS_OPEN) dbp__timer_set(p->hub, &cl->rtimer, cl->last_refresh_ms + DBP__CLUSTER_REFRESH_MS);
     dbp__cluster_dispatch(p);
     dbp__pool_check_closed(p);
 }
