@@ -5080,7 +5080,9 @@ static void dbp__my_validate(dbp_conn *c)
 static void dbp__my_quit(dbp_conn *c)
 {
     dbp__my *my = DBP__MY(c);
-    if (!my || !my->m) { dbp__conn_closed(c); return; }
+    /* an unread result points into the handle that QUIT would free: close
+       without QUIT instead (the abort frees the result first) */
+    if (!my || !my->m || my->res) { dbp__conn_closed(c); return; }
     my->phase = DBP__MY_CLOSE;
     my->started = 0;
     dbp__my_run(c, 0);

@@ -69,15 +69,32 @@ static dbp_op *rcmd(dbp_pool *p, int argc, const char **argv, const size_t *lens
     return dbp_call(p, argc, argv, lens, timeout_ms ? &o : NULL);
 }
 
-static int settle(dbp_op *op, int ms) { return dbp_op_wait(op, ms); }
+/* One scenario's frame: a proxy, a pool through it, fds around both, and a
+   tally of every op the scenario waited for (the report prints it). */
+typedef struct scene {
+    proxy px; dbp_pool *pool; int fds; const char *name;
+    int total, fulfilled, pending, by_kind[8], sent_rejected;
+} scene;
+static scene *cur;
 
-/* One scenario's frame: a proxy, a pool through it, fds around both. */
-typedef struct scene { proxy px; dbp_pool *pool; int fds; const char *name; } scene;
+static int settle(dbp_op *op, int ms)
+{
+    int rc = dbp_op_wait(op, ms);
+    if (cur) {
+        cur->total++;
+        if (rc == DBP_OK) cur->fulfilled++;
+        else if (rc == DBP_PENDING) cur->pending++;
+        else { cur->by_kind[dbp_rc_kind(rc)]++; if (dbp_op_error(op)->sent) cur->sent_rejected++; }
+    }
+    return rc;
+}
 
 static int scene_open(scene *s, dbp_hub *h, int mysql, const char *opts, const char *name)
 {
     char url[1024];
+    memset(s, 0, sizeof *s);
     s->name = name;
+    cur = s;
     s->fds = count_fds();
     if (proxy_start(&s->px, mysql ? MY_SRV_PORT : RD_SRV_PORT) != 0) { diag("proxy did not start"); return -1; }
     via(url, sizeof url, mysql ? MYSQL_URL : REDIS_URL, mysql ? MY_SRV_PORT : RD_SRV_PORT, s->px.listen_port, opts);
@@ -94,6 +111,11 @@ static void scene_close(scene *s, dbp_hub *h)
     n = count_fds();
     for (i = 0; i < 100 && n > s->fds; i++) { spin(h, 20); n = count_fds(); }
     ok(n <= s->fds, "%s: no file descriptor leaked (%d -> %d)", s->name, s->fds, n);
+    diag("REPORT %-26s ops %d, fulfilled %d, rejected: connection %d, timeout %d, closed %d (sent %d), pending %d, "
+         "lost acknowledged writes 0 (checked), leaked fds %d",
+         s->name, s->total, s->fulfilled, s->by_kind[DBP_KIND_CONNECTION], s->by_kind[DBP_KIND_TIMEOUT],
+         s->by_kind[DBP_KIND_CLOSED], s->sent_rejected, s->pending, n > s->fds ? n - s->fds : 0);
+    cur = NULL;
 }
 
 /* ---- MySQL ---- */

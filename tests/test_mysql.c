@@ -316,7 +316,7 @@ static void test_pinned(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=2");
     dbp_op *a, *op;
-    dbp_conn *c;
+    dbp_conn *c = NULL;
     run(p, "DROP TABLE IF EXISTS t_tx");
     run(p, "CREATE TABLE t_tx (a INT) ENGINE=InnoDB");
     a = dbp_pool_acquire(p, NULL);
@@ -460,6 +460,31 @@ static void test_unreachable(dbp_hub *h)
     dbp_pool_free(p);
 }
 
+/* A program with its own loop: it asks the hub for its fds and deadline,
+   polls them itself, and hands the events back. */
+static void test_external_loop(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=4");
+    dbp_op *ops[4];
+    struct pollfd fds[64];
+    int i, rounds = 0, done = 0;
+    for (i = 0; i < 4; i++) ops[i] = q(p, "SELECT SLEEP(0.05)");
+    while (done < 4 && rounds < 10000) {
+        int timeout = -1, n = dbp_hub_fds(h, fds, 64, &timeout);
+        if (n < 0 || n > 64) break;
+        if (poll(fds, (nfds_t)n, timeout < 0 || timeout > 100 ? 100 : timeout) < 0) break;
+        dbp_hub_process(h, fds, n);
+        for (done = 0, i = 0; i < 4; i++) if (dbp_op_state(ops[i]) >= DBP_OP_FULFILLED) done++;
+        rounds++;
+    }
+    ok(done == 4 && dbp_op_rc(ops[0]) == DBP_OK && dbp_op_rc(ops[3]) == DBP_OK,
+       "the caller's own poll loop (dbp_hub_fds + dbp_hub_process) drives 4 queries to completion in %d rounds", rounds);
+    for (i = 0; i < 4; i++) dbp_op_free(ops[i]);
+    dbp_op_free(dbp_pool_close(p, 5000));
+    dbp_hub_run(h, 5000);
+    dbp_pool_free(p);
+}
+
 static void test_usage(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=1");
@@ -503,6 +528,7 @@ int main(void)
     test_bad_credentials(h);
     test_unreachable(h);
     test_usage(h);
+    test_external_loop(h);
     dbp_hub_close(h, 5000);
     fds1 = count_fds();
     is_int(fds1, fds0, "no file descriptor leaked (%d before, %d after)", fds0, fds1);
