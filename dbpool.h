@@ -3140,6 +3140,19 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
     }
     if (p->s.acquire_timeout > 0) op->acquire_deadline = dbp__ms_now() + p->s.acquire_timeout;
     if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    if (dbp__list_empty(&p->queue) && !p->cluster) {
+        /* nobody waits and a connection is free: start at once, without a
+           trip through the queue and its deadline timer */
+        dbp_conn *c = dbp__pool_pick(p, op);
+        if (c && !dbp__conn_dead_before_write(c)) {
+            if (op->type == DBP__OP_ACQUIRE &&
+                !(c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate))
+                dbp__acquire_done(c, op);
+            else
+                dbp__conn_take(c, op);
+            return op;
+        }
+    }
     dbp__queue_op(p, op, (op->flags & DBP__OF_SIDE_OK) != 0);
     dbp__pool_dispatch(p);
     if (op->state == DBP_OP_QUEUED && !(op->flags & DBP__OF_SIDE_OK)) {
@@ -4110,6 +4123,7 @@ typedef struct dbp__result {
     dbp_field *fields;
     dbp_cell *cells;
     char *arena;          /* copied text (streamed header, info) */
+    int single;           /* fields, cells and arena live in this block */
 } dbp__result;
 
 DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col)
@@ -4126,9 +4140,11 @@ DBPDEF void dbp_result_free(dbp_result *r)
 #ifndef DBPOOL_NO_MYSQL
         if (x->res) mysql_free_result(DBP__CAST(MYSQL_RES *, x->res));
 #endif
-        DBP_FREE(x->fields);
-        DBP_FREE(x->cells);
-        DBP_FREE(x->arena);
+        if (!x->single) {
+            DBP_FREE(x->fields);
+            DBP_FREE(x->cells);
+            DBP_FREE(x->arena);
+        }
         DBP_FREE(x);
         r = next;
     }
@@ -4509,35 +4525,36 @@ static void dbp__my_broken(dbp_conn *c, int during_send)
     dbp__conn_failed(c, &e, 0);
 }
 
-/* Builds a dbp_result from a stored MYSQL_RES (or a statement without rows). */
+/* Builds a dbp_result from a stored MYSQL_RES (or a statement without rows),
+   in one allocation: the struct, the fields, the cells and the info text. */
 static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
 {
     dbp__my *my = DBP__MY(c);
-    dbp__result *r = DBP__ALLOC(dbp__result, 1);
-    const char *info;
-    if (!r) return NULL;
+    dbp__result *r;
+    const char *info = mysql_info(my->m);
+    size_t infolen = info ? strlen(info) : 0, nf = res ? mysql_num_fields(res) : 0, nr = 0, bytes, i;
+    char *block;
+    if (res) nr = (size_t)mysql_num_rows(res);
+    if (nf && nr > ((size_t)-1 / 2) / nf / sizeof(dbp_cell)) return NULL;
+    bytes = sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell) + infolen + 1;
+    block = DBP__CAST(char *, dbp__calloc(1, bytes));
+    if (!block) return NULL;
+    r = DBP__CAST(dbp__result *, (void *)block);
+    r->single = 1;
+    r->fields = DBP__CAST(dbp_field *, (void *)(block + sizeof(dbp__result)));
+    r->cells = DBP__CAST(dbp_cell *, (void *)(block + sizeof(dbp__result) + nf * sizeof(dbp_field)));
+    r->arena = block + sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell);
+    if (infolen) memcpy(r->arena, info, infolen);
+    r->pub.info = r->arena;
     r->pub.affected_rows = (unsigned long long)mysql_affected_rows(my->m);
     r->pub.insert_id = (unsigned long long)mysql_insert_id(my->m);
     r->pub.warning_count = mysql_warning_count(my->m);
-    info = mysql_info(my->m);
-    r->arena = dbp__strdup(info ? info : "");
-    if (!r->arena) { DBP_FREE(r); return NULL; }
-    r->pub.info = r->arena;
     if (res) {
-        unsigned i, nf = mysql_num_fields(res);
-        my_ulonglong nr = mysql_num_rows(res);
         MYSQL_FIELD *f = mysql_fetch_fields(res);
         size_t row = 0;
         r->res = res;
         r->pub.ncols = nf;
-        r->pub.nrows = (size_t)nr;
-        r->fields = DBP__ALLOC(dbp_field, nf ? nf : 1);
-        r->cells = nr && nf ? DBP__ALLOC(dbp_cell, (size_t)nr * nf) : NULL;
-        if (!r->fields || (nr && nf && !r->cells)) {
-            r->res = NULL; /* the caller still owns and frees it */
-            dbp_result_free(&r->pub);
-            return NULL;
-        }
+        r->pub.nrows = nr;
         for (i = 0; i < nf; i++) {
             r->fields[i].name = f[i].name;
             r->fields[i].name_len = f[i].name_length;
@@ -4549,7 +4566,7 @@ static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
         for (;;) {
             MYSQL_ROW rw = mysql_fetch_row(res);
             unsigned long *len;
-            if (!rw || row >= (size_t)nr) break;
+            if (!rw || row >= nr) break;
             len = mysql_fetch_lengths(res);
             for (i = 0; i < nf; i++) {
                 r->cells[row * nf + i].data = rw[i];
@@ -4558,7 +4575,7 @@ static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
             row++;
         }
         r->pub.fields = r->fields;
-        r->pub.cells = r->cells;
+        r->pub.cells = nr && nf ? r->cells : NULL;
     }
     return r;
 }
