@@ -81,6 +81,8 @@ like "$T_OUT" "PONG from 'cluster' (redis-cluster" "Redis Cluster: \\ping"
 
 # --- on a terminal ---------------------------------------------------------------
 # script(1) gives the REPL a pty; input is typed with pauses, as a person would.
+# script runs the command through $SHELL -c; `exec` makes the REPL the pty's
+# only process, since a shell that stays (dash does) dies of the Ctrl-C itself.
 if ! command -v script >/dev/null; then
     echo "Bail out! script(1) (util-linux) is needed for the terminal tests"
     exit 255
@@ -88,7 +90,7 @@ fi
 rm -f "$H"
 tty_session() { # tty_session TYPED_FUNCTION -> $TTY (escape sequences removed), $TTY_RC, $TTY_MS
     local t0; t0=$(date +%s%N)
-    "$1" | DBPOOL_HISTFILE="$H" timeout -k 5 40 script -qfec "$DBPOOL repl db=$DBPOOL_TEST_MYSQL_URL" /dev/null \
+    "$1" | DBPOOL_HISTFILE="$H" timeout -k 5 40 script -qfec "exec $DBPOOL repl db=$DBPOOL_TEST_MYSQL_URL" /dev/null \
         > "$T_TMP/tty.out" 2>&1
     TTY_RC=$?
     TTY_MS=$(elapsed_ms "$t0")
