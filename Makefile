@@ -93,8 +93,13 @@ test-valgrind:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
 
 # A shorter soak under ASan+UBSan in the checked job (SOAK_SECONDS, 60).
+# (prove shows only TAP: a sanitizer's report goes to a file, printed on failure)
 test-soak-asan:
-	SOAK_SECONDS=$${SOAK_SECONDS:-60} ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 prove $(PROVE_OPTS) --exec '' $(BUILD)/asan/tests/soak
+	rm -f $(BUILD)/asan/soak-report.*
+	SOAK_SECONDS=$${SOAK_SECONDS:-60} ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(BUILD)/asan/soak-report \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(BUILD)/asan/soak-report \
+	  prove $(PROVE_OPTS) --exec '' $(BUILD)/asan/tests/soak \
+	  || { cat $(BUILD)/asan/soak-report.* 2>/dev/null; exit 1; }
 
 test-valgrind-lua:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND) lua5.4' $(LUA_TESTS)

@@ -93,9 +93,14 @@ local function wake(p)
     local w = p._waiters
     if w then
         p._waiters = nil
-        for i = 1, #w do
-            local x = w[i]
-            if type(x) == "thread" then push_ready(x) else x(p) end
+        local tw = type(w)
+        if tw == "thread" then push_ready(w)          -- the common case: one task awaits
+        elseif tw == "function" then w(p)
+        else
+            for i = 1, #w do
+                local x = w[i]
+                if type(x) == "thread" then push_ready(x) else x(p) end
+            end
         end
     elseif p._state == "rejected" and not p._handled then
         unhandled[p] = true
@@ -110,14 +115,21 @@ end
 local function fulfill(p, v) settle(p, "fulfilled", v) end
 local function reject(p, e) settle(p, "rejected", e) end
 
+-- _waiters holds a lone waiter (a task or a function) as itself, and a list
+-- only once there are two: most promises have exactly one.
+local function add_waiter(p, x)
+    local w = p._waiters
+    if w == nil then p._waiters = x
+    elseif type(w) == "table" then w[#w + 1] = x
+    else p._waiters = { w, x } end
+end
+
 -- Calls fn(p) once p has settled (at once if it has). Counts as handling it.
 local function when_settled(p, fn)
     p._handled = true
     unhandled[p] = nil
     if p._state ~= "pending" then fn(p) return end
-    local w = p._waiters
-    if not w then w = {}; p._waiters = w end
-    w[#w + 1] = fn
+    add_waiter(p, fn)
 end
 
 -- A stream (or an op settled by the core) made progress.
@@ -187,9 +199,7 @@ local function wait(p)
     local co = in_task()
     if co then
         repeat
-            local w = p._waiters
-            if not w then w = {}; p._waiters = w end
-            w[#w + 1] = co
+            add_waiter(p, co)
             co_yield(AWAIT)
         until p._state ~= "pending"
     else
@@ -208,26 +218,27 @@ end
 -- promise:await() -> the value, or raises the op's error.
 function Promise:await()
     wait(self)
-    self._handled = true
-    unhandled[self] = nil
     if self._state == "fulfilled" then
         local v = self._values
         if v then return unpack(v, 1, v.n) end
         return self._value
     end
+    -- (only a rejection needs marking: a fourth field would grow the table)
+    self._handled = true
+    unhandled[self] = nil
     error(copy_error(self._value), 0)
 end
 
 -- promise:result() -> true, value | false, err
 function Promise:result()
     wait(self)
-    self._handled = true
-    unhandled[self] = nil
     if self._state == "fulfilled" then
         local v = self._values
         if v then return true, unpack(v, 1, v.n) end
         return true, self._value
     end
+    self._handled = true
+    unhandled[self] = nil
     return false, self._value
 end
 
@@ -409,6 +420,7 @@ function M.map(iterable, fn, opts)
     -- paged query) must not be entered twice.
     local pulling
     local function pull_one()
+        if type(iterable) == "table" then return pull() end -- a list never yields
         while pulling do pulling:result() end
         local done = new_promise()
         pulling = done
@@ -464,19 +476,20 @@ local function redis_sugar(k)
     return f
 end
 
-Pool.__index = function(self, k)
-    local m = pool_methods[k]
-    if m then return m end
-    if type(k) == "string" and self._backend ~= "mysql" and k:match("^%a[%w_]*$") then return redis_sugar(k) end
-    return nil
+-- MySQL pools and connections index their methods; Redis ones a table that
+-- also makes command sugar (pool:hgetall(k)) on first use and keeps it, so
+-- a method call costs a table lookup, never a function call.
+local function sugared(methods)
+    return setmetatable({}, { __index = function(t, k)
+        local m = methods[k]
+        if m == nil and type(k) == "string" and k:match("^%a[%w_]*$") then m = redis_sugar(k) end
+        if m ~= nil then rawset(t, k, m) end
+        return m
+    end })
 end
-
-Conn.__index = function(self, k)
-    local m = conn_methods[k]
-    if m then return m end
-    if type(k) == "string" and self._backend ~= "mysql" and k:match("^%a[%w_]*$") then return redis_sugar(k) end
-    return nil
-end
+Pool.__index = pool_methods
+Conn.__index = conn_methods
+local RedisPool, RedisConn = {}, {}   -- filled from Pool and Conn below
 
 -- dbpool.open(url [, opts]) -> pool. Without a URL: DATABASE_URL (or
 -- REDIS_URL with opts.backend = "redis").
@@ -486,7 +499,8 @@ function M.open(url, opts)
     local ok, ud = pcall(core.open, url, opts)
     if not ok then error(ud, 2) end
     local desc, backend = ud:describe()
-    local self = setmetatable({ _c = ud, _backend = backend, _desc = desc, _handlers = {} }, Pool)
+    local self = setmetatable({ _c = ud, _backend = backend, _desc = desc, _handlers = {} },
+        backend == "mysql" and Pool or RedisPool)
     pools[self] = true
     pool_by_ud[ud] = self
     return self
@@ -612,7 +626,7 @@ function pool_methods:acquire(opts)
         if q._state == "fulfilled" then
             local ud = core.take_conn(q._op)
             ud:set_where(where)
-            fulfill(p, setmetatable({ _c = ud, _backend = backend }, Conn))
+            fulfill(p, setmetatable({ _c = ud, _backend = backend }, backend == "mysql" and Conn or RedisConn))
         else
             reject(p, q._value)
         end
@@ -637,6 +651,10 @@ function conn_methods:id() return self._c:id() end
 function conn_methods:ok() return self._c:ok() end
 Conn.__close = function(self) self._c:release() end
 Conn.__tostring = function(self) return "dbpool.conn (" .. self._backend .. ")" end
+for k, v in pairs(Pool) do RedisPool[k] = v end
+for k, v in pairs(Conn) do RedisConn[k] = v end
+RedisPool.__index = sugared(pool_methods)
+RedisConn.__index = sugared(conn_methods)
 
 local in_tx = setmetatable({}, { __mode = "k" })
 

@@ -598,8 +598,10 @@ static int l_pool_gc(lua_State *L)
     return 0;
 }
 
-/* Converts Lua parameters into dbp_values (strings borrowed from the stack). */
-static dbp_value *read_params(lua_State *L, int t, size_t *n_out)
+/* Converts Lua parameters into dbp_values (strings borrowed from the stack):
+ * into small[] (SMALL_PARAMS long) when they fit, else a userdata on the stack. */
+#define SMALL_PARAMS 8
+static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
 {
     size_t n, i;
     dbp_value *v;
@@ -609,7 +611,7 @@ static dbp_value *read_params(lua_State *L, int t, size_t *n_out)
     n = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)lua_rawlen(L, t);
     lua_pop(L, 1);
     if (n > DBP_MAX_PARAMS) usage_error(L, DBP_EPARAM, "too many parameters (%lu)", (unsigned long)n);
-    v = (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * (n ? n : 1), 0);
+    v = n <= SMALL_PARAMS ? small : (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * n, 0);
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, t, (lua_Integer)i + 1);
         switch (lua_type(L, -1)) {
@@ -690,7 +692,8 @@ static int l_pool_query(lua_State *L)
     lpool *lp = check_pool(L, 1);
     size_t len, n;
     const char *sql = luaL_checklstring(L, 2, &len);
-    dbp_value *v = read_params(L, 3, &n);
+    dbp_value small[SMALL_PARAMS];
+    dbp_value *v = read_params(L, 3, small, &n);
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
@@ -707,7 +710,8 @@ static int l_pool_stream(lua_State *L)
     lpool *lp = check_pool(L, 1);
     size_t n;
     const char *sql = luaL_checkstring(L, 2);
-    dbp_value *v = read_params(L, 3, &n);
+    dbp_value small[SMALL_PARAMS];
+    dbp_value *v = read_params(L, 3, small, &n);
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
@@ -720,7 +724,9 @@ static int l_pool_stream(lua_State *L)
 
 /* Reads argv from stack slots [first, top], or from a list at `first`. Every
    argument is left as a string on the stack while the call copies it. */
-static int read_argv(lua_State *L, int first, const char ***argv_out, size_t **lens_out)
+#define SMALL_ARGS 16
+typedef struct small_argv { const char *argv[SMALL_ARGS]; size_t lens[SMALL_ARGS]; } small_argv;
+static int read_argv(lua_State *L, int first, small_argv *small, const char ***argv_out, size_t **lens_out)
 {
     int top = lua_gettop(L), argc, i, from_table = lua_istable(L, first);
     const char **argv;
@@ -733,8 +739,13 @@ static int read_argv(lua_State *L, int first, const char ***argv_out, size_t **l
         argc = top - first + 1;
     }
     if (argc < 1) usage_error(L, DBP_EUSAGE, "a command needs at least its name");
-    argv = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)argc, 0);
-    lens = (size_t *)lua_newuserdatauv(L, sizeof(size_t) * (size_t)argc, 0);
+    if (argc <= SMALL_ARGS) {
+        argv = small->argv;
+        lens = small->lens;
+    } else {
+        argv = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)argc, 0);
+        lens = (size_t *)lua_newuserdatauv(L, sizeof(size_t) * (size_t)argc, 0);
+    }
     luaL_checkstack(L, argc + 8, "too many command arguments");
     for (i = 0; i < argc; i++) {
         int t;
@@ -766,6 +777,7 @@ static int read_argv(lua_State *L, int first, const char ***argv_out, size_t **l
 static int l_pool_call(lua_State *L)
 {
     lpool *lp = check_pool(L, 1);
+    small_argv small;
     const char **argv;
     size_t *lens;
     dbp_op_options o;
@@ -777,7 +789,7 @@ static int l_pool_call(lua_State *L)
         read_op_options(L, 3, &o);
         lua_settop(L, 2);
     }
-    argc = read_argv(L, 2, &argv, &lens);
+    argc = read_argv(L, 2, &small, &argv, &lens);
     op = dbp_call(lp->p, argc, argv, lens, &o);
     raise_if_usage(L, op);
     new_op(L, lp->h, lp, op, BK_REDIS);
@@ -937,7 +949,8 @@ static int l_conn_query(lua_State *L)
     lconn *lc = check_conn(L, 1);
     size_t n;
     const char *sql = luaL_checkstring(L, 2);
-    dbp_value *v = read_params(L, 3, &n);
+    dbp_value small[SMALL_PARAMS];
+    dbp_value *v = read_params(L, 3, small, &n);
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
@@ -951,6 +964,7 @@ static int l_conn_query(lua_State *L)
 static int l_conn_call(lua_State *L)
 {
     lconn *lc = check_conn(L, 1);
+    small_argv small;
     const char **argv;
     size_t *lens;
     dbp_op_options o;
@@ -959,7 +973,7 @@ static int l_conn_call(lua_State *L)
     memset(&o, 0, sizeof o);
     if (lc->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call() needs a Redis connection");
     if (lua_istable(L, 2)) { read_op_options(L, 3, &o); lua_settop(L, 2); }
-    argc = read_argv(L, 2, &argv, &lens);
+    argc = read_argv(L, 2, &small, &argv, &lens);
     op = dbp_conn_call(lc->c, argc, argv, lens, &o);
     raise_if_usage(L, op);
     new_op(L, lc->h, lc->pool, op, BK_REDIS);

@@ -59,7 +59,7 @@ int main(void)
     int secs = secs_s && *secs_s ? atoi(secs_s) : 120, fds0, i, pending = 0;
     static w ops[MAXOPS];
     int nops = 0, slot[INFLIGHT];
-    long long end, next_fault, by_kind[16] = { 0 }, fulfilled = 0, rejected = 0, acked_ins = 0, acked_set = 0;
+    long long start, next_report, end, next_fault, by_kind[16] = { 0 }, fulfilled = 0, rejected = 0, acked_ins = 0, acked_set = 0;
     char url[1024];
     proxy pm, pr;
     dbp_hub *h;
@@ -69,6 +69,11 @@ int main(void)
     REDIS_URL = need_env("DBPOOL_TEST_REDIS_URL");
     MY_SRV_PORT = atoi(need_env("DBPOOL_TEST_MYSQL_PORT"));
     RD_SRV_PORT = atoi(need_env("DBPOOL_TEST_REDIS_PORT"));
+    {   /* SOAK_SEED picks another fault sequence; the one used is printed */
+        const char *seed_s = getenv("SOAK_SEED");
+        if (seed_s && *seed_s) rng = strtoull(seed_s, NULL, 10) | 1;
+        printf("# seed %llu (SOAK_SEED)\n", rng);
+    }
     fds0 = count_fds();
     if (proxy_start(&pm, MY_SRV_PORT) || proxy_start(&pr, RD_SRV_PORT)) { printf("Bail out! proxies\n"); return 255; }
     h = dbp_hub_open(NULL);
@@ -90,15 +95,22 @@ int main(void)
     rd = open_pool(h, url);
     if (!my || !rd || !mdirect || !rdirect) return 255;
     for (i = 0; i < INFLIGHT; i++) slot[i] = -1;
-    end = dbp__now_us() / 1000 + secs * 1000LL;
+    start = dbp__now_us() / 1000;
+    next_report = start + 10000;
+    end = start + secs * 1000LL;
     next_fault = dbp__now_us() / 1000 + 1000;
     while (dbp__now_us() / 1000 < end && nops < MAXOPS - INFLIGHT) {
         long long now = dbp__now_us() / 1000;
         if (now >= next_fault) {
             proxy *px = rnd() % 2 ? &pm : &pr;
+            const char *f = fault(px);
             proxy_cmd(px, "pass");
-            proxy_cmd(px, fault(px));
+            proxy_cmd(px, f);
             next_fault = now + 500 + rnd() % 1500;
+            if (now >= next_report) { /* where a crash happened, should one happen */
+                diag("%lld s: %d ops submitted; now %s on %s", (now - start) / 1000, nops, f, px == &pm ? "MySQL" : "Redis");
+                next_report = now + 10000;
+            }
         }
         for (i = 0; i < INFLIGHT; i++) {
             char key[32], val[32];

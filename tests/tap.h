@@ -9,6 +9,11 @@
 
 static int tap_n, tap_failed;
 
+/* Line-buffered output: a test that aborts (a sanitizer's report) still shows
+   every line it printed before, even through a pipe. */
+static void tap_init(void) __attribute__((constructor));
+static void tap_init(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
 static void tap_vok(int cond, const char *fmt, va_list ap)
 {
     tap_n++;

@@ -431,6 +431,64 @@ static void redis_half_written(dbp_hub *h, dbp_pool *direct)
     scene_close(&s, h);
 }
 
+/* A write still pending (the proxy holds its fill and reads no more) when the
+   connection is reset between two steps: the next step's flush is what meets
+   the dead socket, before any poll(). (This crashed the hub once: the dying
+   connection left the list being walked.) */
+static void redis_reset_pending_write(dbp_hub *h, dbp_pool *direct)
+{
+    scene s;
+    dbp_op *op, *other;
+    static char big[32 * 1024 * 1024];
+    const char *set[3] = { "SET", "f:pending", big };
+    size_t setl[3] = { 3, 9, sizeof big };
+    const char *exists[2] = { "EXISTS", "f:pending" }, *del[2] = { "DEL", "f:pending" }, *ping[1] = { "PING" };
+    const char *strlen_[2] = { "STRLEN", "f:pending" };
+    dbp_stats st0, st1;
+    int i, pollout = 0;
+    memset(big, 'p', sizeof big);
+    dbp_op_free(rcmd(direct, 2, del, NULL, 0));
+    dbp_hub_run(h, 3000);
+    if (scene_open(&s, h, 0, "max=2&pipeline=1", "redis reset, write pending") != 0) return;
+    other = rcmd(s.pool, 1, ping, NULL, 0);      /* two connections: the list has a neighbour */
+    op = rcmd(s.pool, 2, exists, NULL, 0);
+    settle(other, 5000); settle(op, 5000);
+    dbp_op_free(other); dbp_op_free(op);
+    proxy_cmd(&s.px, "latency 10000");           /* holds 256 KiB, then reads no more */
+    op = rcmd(s.pool, 3, set, setl, 8000);
+    for (i = 0; i < 200 && !pollout; i++) {      /* until the kernel refuses more of the 32 MB */
+        struct pollfd pf[16];
+        int k, n, tmo;
+        dbp_hub_step(h, 10);
+        n = dbp_hub_fds(h, pf, 16, &tmo);       /* (only looked at: never processed) */
+        for (k = 0; k < n && k < 16; k++) if (pf[k].events & POLLOUT) pollout = 1;
+    }
+    ok(pollout, "  the 32 MB SET is partly written, the rest waits for POLLOUT");
+    proxy_cmd(&s.px, "reset-all");
+    { struct timespec ts = { 0, 200000000L }; nanosleep(&ts, NULL); } /* the RST arrives while nobody steps */
+    proxy_cmd(&s.px, "pass");
+    dbp_pool_stats(s.pool, &st0);
+    dbp_hub_step(h, 0);                          /* flush meets the dead socket, before any poll() */
+    settle(op, 15000);
+    dbp_pool_stats(s.pool, &st1);
+    /* the server cannot have run a command it never fully received: never
+       sent, so retried on a fresh connection, and it runs there once */
+    ok(dbp_op_rc(op) == DBP_OK && st1.retried > st0.retried,
+       "redis reset with a write pending: the unsent SET retried on a fresh connection (%s; retried %llu -> %llu)",
+       dbp_op_rc(op) == DBP_OK ? "ok" : dbp_op_error(op)->message, st0.retried, st1.retried);
+    dbp_op_free(op);
+    op = rcmd(direct, 2, strlen_, NULL, 0);
+    dbp_op_wait(op, 5000);
+    ok(dbp_op_reply(op) && dbp_op_reply(op)->integer == (long long)sizeof big, "  the value stored whole (%lld bytes)",
+       dbp_op_reply(op) ? dbp_op_reply(op)->integer : -1);
+    dbp_op_free(op);
+    ok(settle(op = rcmd(s.pool, 1, ping, NULL, 5000), 8000) == DBP_OK, "  the pool goes on");
+    dbp_op_free(op);
+    dbp_op_free(rcmd(direct, 2, del, NULL, 0));
+    dbp_hub_run(h, 3000);
+    scene_close(&s, h);
+}
+
 int main(void)
 {
     dbp_hub *h;
@@ -464,6 +522,7 @@ int main(void)
     redis_latency(h);
     redis_refuse(h);
     redis_half_written(h, rdirect);
+    redis_reset_pending_write(h, rdirect);
     close_pool(mdirect);
     close_pool(rdirect);
     dbp_hub_close(h, 5000);
