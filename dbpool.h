@@ -1005,9 +1005,17 @@ typedef int (*dbp__ph_fn)(void *ud, size_t pos);
 
 static size_t dbp__scan_placeholders(const char *sql, size_t len, dbp__ph_fn fn, void *ud)
 {
+    /* the bytes that start something (a quote, a comment, a placeholder) as
+       bits: " # ' - / ? below 64, ` above */
+#define DBP__SCAN_LO ((1ULL << '"') | (1ULL << '#') | (1ULL << '\'') | (1ULL << '-') | (1ULL << '/') | (1ULL << '?'))
+#define DBP__SCAN_HI (1ULL << ('`' - 64))
+#define DBP__SCAN_SPECIAL(u) ((u) < 64 ? (DBP__SCAN_LO >> (u)) & 1 : (u) < 128 ? (DBP__SCAN_HI >> ((u) - 64)) & 1 : 0)
     size_t i = 0, n = 0;
     while (i < len) {
-        char c = sql[i];
+        char c;
+        while (i < len && !DBP__SCAN_SPECIAL((unsigned char)sql[i])) i++;
+        if (i >= len) break;
+        c = sql[i];
         if (c == '\'' || c == '"' || c == '`') {
             char q = c;
             i++;
