@@ -45,14 +45,21 @@ typedef struct lpool {
     struct lpool *next;
 } lpool;
 
+/* The C side of a promise. Most (queries and commands) are "light": plain
+   memory, freed as soon as Lua has seen the op settle, with the promise
+   referenced from the registry meanwhile. Ops whose promise Lua reaches into
+   (ping's times, acquire, streams, close, sleep) are a userdata with __gc,
+   referenced until they settle and kept by their promise's `_op`. */
 typedef struct lop {
     dbp_op *op;
     lhub *h;
     lpool *pool;
     int backend;
-    int ref;                     /* strong ref to this userdata until Lua saw it settle */
+    int ref;                     /* strong ref (the userdata; a light op's promise) until Lua saw it settle */
     int queued;                  /* in the hub's ready list */
+    int light;
     struct lop *next_ready;
+    struct lop *live_prev, *live_next; /* light ops not yet delivered (the hub frees them at shutdown) */
 } lop;
 
 typedef struct lconn {
@@ -88,6 +95,7 @@ typedef struct lmsg {
 struct lhub {
     dbp_hub *hub;
     lop *ready_head, *ready_tail;
+    lop *live;                   /* light ops in flight */
     lmsg *msg_head, *msg_tail;
     lpool *pools;
     lconn *conns;
@@ -389,6 +397,54 @@ static lop *new_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
     dbp_op_on_settle(op, op_ready, o);
     lua_remove(L, -2);                           /* leave the promise */
     return o;
+}
+
+/* A light op and its promise; returns with the promise on top. */
+static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
+{
+    lop *o;
+    int ref;
+    if (!op) luaL_error(L, "dbpool: out of memory");
+    lua_createtable(L, 0, 4);                    /* the promise */
+    lua_getfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_setmetatable(L, -2);
+    if (dbp_op_state(op) >= DBP_OP_FULFILLED && !dbp_op_result(op) && !dbp_op_reply(op)) {
+        lop tmp;                                 /* settled at submit (refused) */
+        memset(&tmp, 0, sizeof tmp);
+        tmp.op = op;
+        tmp.backend = backend;
+        settle_promise(L, &tmp, lua_gettop(L));
+        dbp_op_free(op);
+        return;
+    }
+    lua_pushliteral(L, "pending");
+    lua_setfield(L, -2, "_state");
+    lua_pushvalue(L, -1);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    o = (lop *)calloc(1, sizeof *o);             /* (after the Lua allocations, which may raise) */
+    if (!o) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        dbp_op_free(op);
+        luaL_error(L, "dbpool: out of memory");
+    }
+    o->ref = ref;
+    o->op = op;
+    o->h = h;
+    o->pool = lp;
+    o->backend = backend;
+    o->light = 1;
+    o->live_next = h->live;
+    if (h->live) h->live->live_prev = o;
+    h->live = o;
+    dbp_op_on_settle(op, op_ready, o);
+}
+
+static void free_light_op(lhub *h, lop *o)
+{
+    if (o->live_prev) o->live_prev->live_next = o->live_next; else h->live = o->live_next;
+    if (o->live_next) o->live_next->live_prev = o->live_prev;
+    if (o->op) { dbp_op_on_settle(o->op, NULL, NULL); dbp_op_free(o->op); }
+    free(o);
 }
 
 static int l_op_gc(lua_State *L)
@@ -700,7 +756,7 @@ static int l_pool_query(lua_State *L)
     if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL pool; use call() for Redis");
     op = dbp_queryn(lp->p, sql, len, v, n, &o);
     raise_if_usage(L, op);
-    new_op(L, lp->h, lp, op, BK_MYSQL);
+    new_light_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
 }
 
@@ -792,7 +848,7 @@ static int l_pool_call(lua_State *L)
     argc = read_argv(L, 2, &small, &argv, &lens);
     op = dbp_call(lp->p, argc, argv, lens, &o);
     raise_if_usage(L, op);
-    new_op(L, lp->h, lp, op, BK_REDIS);
+    new_light_op(L, lp->h, lp, op, BK_REDIS);
     return 1;
 }
 
@@ -957,7 +1013,7 @@ static int l_conn_query(lua_State *L)
     if (lc->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL connection; use call() for Redis");
     op = dbp_conn_query(lc->c, sql, v, n, &o);
     raise_if_usage(L, op);
-    new_op(L, lc->h, lc->pool, op, BK_MYSQL);
+    new_light_op(L, lc->h, lc->pool, op, BK_MYSQL);
     return 1;
 }
 
@@ -976,7 +1032,7 @@ static int l_conn_call(lua_State *L)
     argc = read_argv(L, 2, &small, &argv, &lens);
     op = dbp_conn_call(lc->c, argc, argv, lens, &o);
     raise_if_usage(L, op);
-    new_op(L, lc->h, lc->pool, op, BK_REDIS);
+    new_light_op(L, lc->h, lc->pool, op, BK_REDIS);
     return 1;
 }
 
@@ -1209,6 +1265,16 @@ static int deliver(lua_State *L, lhub *h)
         if (!h->ready_head) h->ready_tail = NULL;
         o->queued = 0;
         if (o->ref == LUA_NOREF) continue;
+        if (o->light) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);  /* its promise */
+            if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
+                settle_promise(L, o, lua_gettop(L));
+                luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+                free_light_op(h, o);                     /* Lua has all it needs */
+            }
+            lua_rawseti(L, -2, ++n);
+            continue;
+        }
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);      /* the op userdata */
         lua_getiuservalue(L, -1, 1);                     /* its promise */
         if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
@@ -1347,6 +1413,9 @@ static void hub_shutdown(lhub *h)
     for (lp = h->pools; lp; lp = lp->next) if (lp->p) dbp_pool_set_hook(lp->p, NULL, NULL);
     dbp_hub_close(h->hub, -1);
     h->hub = NULL;
+    /* light ops Lua never saw settle: their C ops go now (their promises stay pending) */
+    while (h->live) free_light_op(h, h->live);
+    h->ready_head = h->ready_tail = NULL;
     for (lp = h->pools; lp; lp = lp->next) { lp->p = NULL; lp->h = NULL; }
     for (lc = h->conns; lc; lc = lc->next) { lc->c = NULL; lc->h = NULL; }
     for (ls = h->subs; ls; ls = ls->next) { ls->s = NULL; ls->h = NULL; }

@@ -352,8 +352,13 @@ do_kill_node() {
     local port="$1" pid
     check_port "$port"
     if ! pid="$(running_pid "$port")"; then
-        log "node $port not running"
-        return 0
+        # no pid file to trust: the process that serves the port, if any
+        pid="$(pgrep -f "^redis-server 127\.0\.0\.1:$port( |$)" | head -n 1 || true)"
+        if [[ -z "$pid" ]]; then
+            log "node $port not running"
+            return 0
+        fi
+        log "node $port has no usable pid file; found pid $pid by its title"
     fi
     log "killing node $port (SIGKILL pid $pid)"
     kill -KILL "$pid" 2>/dev/null || true

@@ -17,18 +17,10 @@ local LINE_STATS = { "total", "idle", "busy", "waiting", "created", "errors", "c
 
 local function ms(s) return math.floor(s * 1e6 + 0.5) / 1000 end
 
--- pool:ping(), except on a Redis Cluster pool: there dbp_pool_ping() leaves
--- an op counted as pending for ever (the hub then never drains, and the
--- process hangs at exit), so the PING is sent as a command and timed from
--- the op's own clock, as pool:ping() does.
+-- pool:ping() with the probe's timeout (a Redis Cluster pool pings one
+-- primary). Kept as a function: the REPL's \ping uses it too.
 function M.ping_promise(pool, timeout)
-    if pool._backend ~= "redis-cluster" then return pool:ping({ timeout = timeout }) end
-    local q = pool:call({ "PING" }, { timeout = timeout })
-    return q:next(function()
-        local _, started, settled = q._op:times()
-        local _, _, version = pool._c:describe()
-        return { rtt = settled - started, version = version, backend = pool._backend }
-    end)
+    return pool:ping({ timeout = timeout })
 end
 
 function M.command(argv, ctx)
