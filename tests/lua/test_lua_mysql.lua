@@ -402,6 +402,24 @@ do
     local slow = 0
     for _, e in ipairs(events) do if e:find("^slow:.*SLEEP") then slow = slow + 1 end end
     T.is(slow, 1, "slow event for the slow query only")
+    -- max = 2: the third of three concurrent queries waits in the queue
+    local enq = 0
+    p:on("enqueue", function() enq = enq + 1 end)
+    dbpool.all { p:query("SELECT SLEEP(0.1)"), p:query("SELECT SLEEP(0.1)"), p:query("SELECT 3") }:await()
+    T.ok(enq >= 1, ("enqueue event when an op waits for a connection (%d)"):format(enq))
+    p:close():await()
+end
+
+-- the error hook hears about a connection the server killed
+do
+    local p = open { max = 1 }
+    local errs = {}
+    p:on("error", function(ev) errs[#errs + 1] = ev.message end)
+    local id = p:query("SELECT CONNECTION_ID() AS id"):await()[1].id
+    db:query("KILL ?", { id }):await()
+    local ok = p:query("SELECT SLEEP(0.05)"):result()
+    T.ok(ok, "after a KILL of its idle connection the next query succeeds")
+    T.ok(#errs >= 1, ("error event for the dropped connection: %s"):format(errs[1] or "none"))
     p:close():await()
 end
 
