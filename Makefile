@@ -54,11 +54,15 @@ $(BUILD)/asan/tests/%.t: tests/%.c dbpool.h tests/tap.h
 	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
-# The header alone, warning-free as C99 and as C++, with each backend left out.
+# The header alone, warning-free as C99 and as C++, with each backend left out:
+# exactly as the quick start says (nothing before it), and after a system
+# header with _POSIX_C_SOURCE defined by the including file.
 check-header:
 	@mkdir -p $(BUILD)
-	@printf '#define _POSIX_C_SOURCE 200809L\n#define DBPOOL_IMPLEMENTATION\n#include "dbpool.h"\nint main(void){return 0;}\n' > $(BUILD)/hdr.c
+	@printf '#define DBPOOL_IMPLEMENTATION\n#include "dbpool.h"\nint main(void){return 0;}\n' > $(BUILD)/hdr.c
+	@printf '#define _POSIX_C_SOURCE 200809L\n#include <stdio.h>\n#define DBPOOL_IMPLEMENTATION\n#include "dbpool.h"\nint main(void){return 0;}\n' > $(BUILD)/hdr2.c
 	$(CC) -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr2.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	cp $(BUILD)/hdr.c $(BUILD)/hdr.cpp

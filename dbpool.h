@@ -111,6 +111,16 @@
      servers; bench/bench_mysql.c is a compact example of many ops in flight.
 */
 
+/* The implementation needs POSIX (poll, sockets, clock_gettime), which a
+   strict -std=c99 hides. When nothing was included before this header (no
+   C library feature macros settled yet), ask for it here; a file that
+   includes system headers first must define _POSIX_C_SOURCE itself, and the
+   implementation says so if it did not. */
+#if defined(DBPOOL_IMPLEMENTATION) && !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(__GLIBC__)
+#  define _POSIX_C_SOURCE 200809L
+#endif
+
 #ifndef DBPOOL_H
 #define DBPOOL_H
 
@@ -688,7 +698,7 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 
 /* ==== SECTION: platform ==== */
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#  error "dbpool.h: define _POSIX_C_SOURCE=200809L (or _GNU_SOURCE) before any include in the implementation file"
+#  error "dbpool.h: a system header came first; define _POSIX_C_SOURCE 200809L (or _GNU_SOURCE) at the top of the implementation file"
 #endif
 #include <errno.h>
 #include <fcntl.h>

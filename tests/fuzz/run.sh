@@ -107,7 +107,7 @@ for t in "${targets[@]}"; do
     [[ -f "$here/$t.c" ]] || { echo "run.sh: no target $t" >&2; exit 2; }
     echo "== $t: build"
     bin="$(build "$t")" || exit 2
-    work="$out/work/$t"
+    work="$out/scratch/$t"
     arts="$out/artifacts/$t"
     rm -rf "$work"
     mkdir -p "$work" "$arts"
