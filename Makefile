@@ -28,7 +28,7 @@ all: tests lua $(BUILD)/tests/faultproxy
 
 tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
 
-$(BUILD)/tests/%.t: tests/%.c dbpool.h tests/tap.h
+$(BUILD)/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/proxy.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
@@ -49,7 +49,7 @@ $(BUILD)/tests/faultproxy: tests/faultproxy.c
 	$(CC) -std=c99 $(WARN) -O2 -o $@ $<
 
 # The checked builds: one binary per test, instrumented.
-$(BUILD)/asan/tests/%.t: tests/%.c dbpool.h tests/tap.h
+$(BUILD)/asan/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/proxy.h
 	@mkdir -p $(dir $@)
 	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
@@ -121,11 +121,11 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/dbpool.h $(DESTDIR)$(LUA_LMOD)/dbpool.lua $(DESTDIR)$(PREFIX)/bin/dbpool
 	rm -rf $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(LUA_LMOD)/dbpool
 
-$(BUILD)/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h
+$(BUILD)/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h tests/helpers.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
-$(BUILD)/asan/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h
+$(BUILD)/asan/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h tests/helpers.h
 	@mkdir -p $(dir $@)
 	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)

@@ -15,6 +15,17 @@
 
 typedef struct proxy { pid_t pid; int listen_port, control_port, ctl; } proxy;
 
+/* url with its port replaced by the proxy's, options appended when given. */
+static void via(char *out, size_t n, const char *url, int port, int proxy_port, const char *opts) __attribute__((unused));
+static void via(char *out, size_t n, const char *url, int port, int proxy_port, const char *opts)
+{
+    char from[16];
+    const char *p;
+    snprintf(from, sizeof from, ":%d/", port);
+    p = strstr(url, from);
+    snprintf(out, n, "%.*s:%d/%s%s%s", (int)(p - url), url, proxy_port, p + strlen(from), opts ? "?" : "", opts ? opts : "");
+}
+
 /* Starts the proxy (build/tests/faultproxy) in front of 127.0.0.1:target. */
 static int proxy_start(proxy *px, int target)
 {

@@ -9,6 +9,7 @@
 #include "../dbpool.h"
 #include "tap.h"
 #include "proxy.h"
+#include "helpers.h"
 
 enum { INFLIGHT = 32, MAXOPS = 400000 };
 
@@ -19,25 +20,11 @@ static int MY_SRV_PORT, RD_SRV_PORT;
 static unsigned long long rng = 88172645463325252ULL;
 static unsigned rnd(void) { return dbp__rand(&rng); }
 
-static void via(char *out, size_t n, const char *url, int port, int proxy_port, const char *opts)
-{
-    char from[16];
-    const char *p;
-    snprintf(from, sizeof from, ":%d/", port);
-    p = strstr(url, from);
-    snprintf(out, n, "%.*s:%d/%s?%s", (int)(p - url), url, proxy_port, p + strlen(from), opts);
-}
+static void bail(const char *message) { printf("Bail out! %s\n", message); }
 
 static dbp_pool *open_pool(dbp_hub *h, const char *url)
 {
-    dbp_pool_config cfg;
-    dbp_error e;
-    dbp_pool *p;
-    dbp_pool_config_init(&cfg);
-    cfg.url = url;
-    p = dbp_pool_open(h, &cfg, &e);
-    if (!p) printf("Bail out! %s\n", e.message);
-    return p;
+    return open_pool_with(h, url, NULL, NULL, bail);
 }
 
 static const char *fault(proxy *px)

@@ -4,6 +4,7 @@
 #define DBPOOL_IMPLEMENTATION
 #include "../dbpool.h"
 #include "tap.h"
+#include "helpers.h"
 #include <signal.h>
 
 static const char *URL, *PASSWORD, *PORTS;
@@ -21,22 +22,12 @@ static void hook(dbp_pool *p, const dbp_event *ev, void *ud)
 
 static dbp_pool *open_url(dbp_hub *h, const char *url)
 {
-    dbp_pool_config cfg;
-    dbp_error e;
-    dbp_pool *p;
-    dbp_pool_config_init(&cfg);
-    cfg.url = url;
-    cfg.on_event = hook;
-    p = dbp_pool_open(h, &cfg, &e);
-    if (!p) { diag("open %s: %s", url, e.message); keep(e.message); }
-    return p;
+    return open_pool_with(h, url, NULL, hook, keep);
 }
 
 static dbp_pool *open_cluster(dbp_hub *h, const char *opts)
 {
-    char full[1024];
-    snprintf(full, sizeof full, "%s%s%s", URL, opts && *opts ? "?" : "", opts ? opts : "");
-    return open_url(h, full);
+    return open_pool_with(h, URL, opts, hook, keep);
 }
 
 /* A plain redis:// pool on one node, for admin commands. */
@@ -52,14 +43,6 @@ static dbp_pool *open_node(dbp_hub *h, int port)
     enc[o] = '\0';
     snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d/0?max=2", enc, port);
     return open_url(h, url);
-}
-
-static void close_pool(dbp_pool *p)
-{
-    dbp_op *op = dbp_pool_close(p, 5000);
-    dbp_op_wait(op, 10000);
-    dbp_op_free(op);
-    dbp_pool_free(p);
 }
 
 static dbp_op *cmdv(dbp_pool *p, int argc, const char **argv)
@@ -88,12 +71,6 @@ static int str_is(dbp_op *op, const char *want)
     int good = r && r->str && (r->type == DBP_REPLY_STRING || r->type == DBP_REPLY_STATUS) && strcmp(r->str, want) == 0;
     dbp_op_free(op);
     return good;
-}
-
-static void spin(dbp_hub *h, int ms)
-{
-    long long end = dbp__now_us() / 1000 + ms;
-    while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
 }
 
 /* Which primary (port) serves a key, as the map says. */

@@ -10,44 +10,14 @@
 #include "../dbpool.h"
 #include "tap.h"
 #include "proxy.h"
+#include "helpers.h"
 
 static const char *MYSQL_URL, *REDIS_URL;
 static int MY_SRV_PORT, RD_SRV_PORT;
 
-/* The URL with its port replaced by the proxy's, options appended. */
-static void via(char *out, size_t n, const char *url, int port, int proxy_port, const char *opts)
-{
-    char from[16];
-    const char *p;
-    snprintf(from, sizeof from, ":%d/", port);
-    p = strstr(url, from);
-    snprintf(out, n, "%.*s:%d/%s%s%s", (int)(p - url), url, proxy_port, p + strlen(from), opts ? "?" : "", opts ? opts : "");
-}
-
 static dbp_pool *open_pool(dbp_hub *h, const char *url)
 {
-    dbp_pool_config cfg;
-    dbp_error e;
-    dbp_pool *p;
-    dbp_pool_config_init(&cfg);
-    cfg.url = url;
-    p = dbp_pool_open(h, &cfg, &e);
-    if (!p) diag("open: %s", e.message);
-    return p;
-}
-
-static void close_pool(dbp_pool *p)
-{
-    dbp_op *op = dbp_pool_close(p, 3000);
-    dbp_op_wait(op, 10000);
-    dbp_op_free(op);
-    dbp_pool_free(p);
-}
-
-static void spin(dbp_hub *h, int ms)
-{
-    long long end = dbp__now_us() / 1000 + ms;
-    while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
+    return open_pool_with(h, url, NULL, NULL, NULL);
 }
 
 static long long elapsed_ms(const dbp_op *op)

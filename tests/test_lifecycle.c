@@ -8,6 +8,7 @@
 #define DBPOOL_IMPLEMENTATION
 #include "../dbpool.h"
 #include "tap.h"
+#include "helpers.h"
 #include <signal.h>
 
 static const char *URL, *ROOT_URL, *LIMITED_URL;
@@ -22,31 +23,7 @@ static void hook(dbp_pool *p, const dbp_event *ev, void *ud)
 
 static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 {
-    char full[1024];
-    dbp_pool_config cfg;
-    dbp_error e;
-    dbp_pool *p;
-    snprintf(full, sizeof full, "%s%s%s", url, opts && *opts ? "?" : "", opts ? opts : "");
-    dbp_pool_config_init(&cfg);
-    cfg.url = full;
-    cfg.on_event = hook;
-    p = dbp_pool_open(h, &cfg, &e);
-    if (!p) diag("open failed: %s", e.message);
-    return p;
-}
-
-static void close_pool(dbp_pool *p)
-{
-    dbp_op *op = dbp_pool_close(p, 5000);
-    dbp_op_wait(op, 10000);
-    dbp_op_free(op);
-    dbp_pool_free(p);
-}
-
-static void spin(dbp_hub *h, int ms)
-{
-    long long end = dbp__now_us() / 1000 + ms;
-    while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
+    return open_pool_with(h, url, opts, hook, NULL);
 }
 
 /* A one-value query: the first cell as a number (-1 on error). */

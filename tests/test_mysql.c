@@ -5,6 +5,7 @@
 #define DBPOOL_IMPLEMENTATION
 #include "../dbpool.h"
 #include "tap.h"
+#include "helpers.h"
 #include <signal.h>
 
 static const char *URL, *PASSWORD;
@@ -25,17 +26,7 @@ static void hook(dbp_pool *p, const dbp_event *ev, void *ud)
 
 static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 {
-    char full[1024];
-    dbp_pool_config cfg;
-    dbp_error e;
-    dbp_pool *p;
-    snprintf(full, sizeof full, "%s%s%s", url, opts && *opts ? "?" : "", opts ? opts : "");
-    dbp_pool_config_init(&cfg);
-    cfg.url = full;
-    cfg.on_event = hook;
-    p = dbp_pool_open(h, &cfg, &e);
-    if (!p) { diag("open failed: %s", e.message); keep(e.message); }
-    return p;
+    return open_pool_with(h, url, opts, hook, keep);
 }
 
 static long long ms_between(long long a_us, long long b_us) { return (b_us - a_us) / 1000; }

@@ -6,6 +6,7 @@
 #define DBPOOL_IMPLEMENTATION
 #include "../dbpool.h"
 #include "tap.h"
+#include "helpers.h"
 #include <signal.h>
 
 static const char *URL, *ACL_URL, *PASSWORD;
@@ -23,17 +24,7 @@ static void hook(dbp_pool *p, const dbp_event *ev, void *ud)
 
 static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 {
-    char full[1024];
-    dbp_pool_config cfg;
-    dbp_error e;
-    dbp_pool *p;
-    snprintf(full, sizeof full, "%s%s%s", url, opts && *opts ? "?" : "", opts ? opts : "");
-    dbp_pool_config_init(&cfg);
-    cfg.url = full;
-    cfg.on_event = hook;
-    p = dbp_pool_open(h, &cfg, &e);
-    if (!p) { diag("open failed: %s", e.message); keep(e.message); }
-    return p;
+    return open_pool_with(h, url, opts, hook, keep);
 }
 
 /* Runs a command given as words, waits, returns the op (caller frees). */
@@ -48,13 +39,6 @@ static dbp_op *cmdv(dbp_pool *p, int argc, const char **argv)
 /* Runs a command given as words (counted for you), waits, returns the op. */
 #define CMD(p, ...) cmdv((p), (int)(sizeof((const char *[]){ __VA_ARGS__ }) / sizeof(const char *)), \
                          (const char *[]){ __VA_ARGS__ })
-
-/* Steps the hub for ms milliseconds, whether or not ops are pending. */
-static void spin(dbp_hub *h, int ms)
-{
-    long long end = dbp__now_us() / 1000 + ms;
-    while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
-}
 
 static long long reply_int(dbp_op *op)
 {

@@ -11,17 +11,33 @@ function T.ok(cond, desc)
     return cond
 end
 
+-- One "# " line per line of the message.
 function T.diag(...)
     local parts = {}
     for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-    io.write("# ", line(table.concat(parts, " ")), "\n")
+    for l in (table.concat(parts, " ") .. "\n"):gmatch("(.-)\n") do io.write("# ", l, "\n") end
 end
 
 function T.is(got, want, desc)
     local ok = got == want
     T.ok(ok, desc)
-    if not ok then T.diag("  got:", got, " want:", want) end
+    if not ok then T.diag("got:  " .. tostring(got), "\nwant: " .. tostring(want)) end
     return ok
+end
+
+-- Whether text holds pat (plain text, not a pattern), and the reverse.
+function T.like(text, pat, desc)
+    local good = type(text) == "string" and text:find(pat, 1, true) ~= nil
+    T.ok(good, desc)
+    if not good then T.diag("no '" .. pat .. "' in:", "\n" .. tostring(text)) end
+    return good
+end
+
+function T.unlike(text, pat, desc)
+    local good = type(text) == "string" and text:find(pat, 1, true) == nil
+    T.ok(good, desc)
+    if not good then T.diag("'" .. pat .. "' should not be in:", "\n" .. tostring(text)) end
+    return good
 end
 
 -- Calls fn, expects an error; returns it.
@@ -36,7 +52,7 @@ end
 function T.env(name)
     local v = os.getenv(name)
     if not v or v == "" then
-        io.write("Bail out! ", name, " is not set (run the tests through scripts/test.sh)\n")
+        io.write("Bail out! ", name, " is not set (run the tests through scripts/with-servers.sh or scripts/test.sh)\n")
         os.exit(255)
     end
     return v

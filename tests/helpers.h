@@ -1,0 +1,49 @@
+/* helpers.h - what the C tests share around a pool: opening one from a URL
+   and options, closing it gracefully, stepping the hub for a while.
+   Include after dbpool.h and tap.h. */
+#ifndef DBPOOL_TEST_HELPERS_H
+#define DBPOOL_TEST_HELPERS_H
+
+/* Opens url?opts (opts may be NULL or empty) with the test's event hook (or
+   none). On failure: a diag, and the message to on_fail when given (a test
+   that keeps every message to check none shows a password). */
+static dbp_pool *open_pool_with(dbp_hub *h, const char *url, const char *opts, dbp_event_fn hook,
+                                void (*on_fail)(const char *message)) __attribute__((unused));
+static dbp_pool *open_pool_with(dbp_hub *h, const char *url, const char *opts, dbp_event_fn hook,
+                                void (*on_fail)(const char *message))
+{
+    char full[1024];
+    dbp_pool_config cfg;
+    dbp_error e;
+    dbp_pool *p;
+    snprintf(full, sizeof full, "%s%s%s", url, opts && *opts ? "?" : "", opts ? opts : "");
+    dbp_pool_config_init(&cfg);
+    cfg.url = full;
+    cfg.on_event = hook;
+    p = dbp_pool_open(h, &cfg, &e);
+    if (!p) {
+        diag("open failed: %s", e.message);
+        if (on_fail) on_fail(e.message);
+    }
+    return p;
+}
+
+/* Closes gracefully (5 s for what runs), waits for it, frees. */
+static void close_pool(dbp_pool *p) __attribute__((unused));
+static void close_pool(dbp_pool *p)
+{
+    dbp_op *op = dbp_pool_close(p, 5000);
+    dbp_op_wait(op, 10000);
+    dbp_op_free(op);
+    dbp_pool_free(p);
+}
+
+/* Steps the hub for ms milliseconds, whether or not ops are pending. */
+static void spin(dbp_hub *h, int ms) __attribute__((unused));
+static void spin(dbp_hub *h, int ms)
+{
+    long long end = dbp__now_us() / 1000 + ms;
+    while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
+}
+
+#endif
