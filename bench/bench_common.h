@@ -1,6 +1,7 @@
 /* bench_common.h - small helpers shared by the C benchmarks (bench_mysql.c,
-   bench_redis.c): the clock, environment knobs and the output format that
-   bench/run.sh parses.
+   bench_redis.c): the clock, environment knobs, the output format that
+   bench/run.sh parses, and the window of ops in flight that drives the pool
+   (include after dbpool.h).
 
    Output format (one line per figure, one per ratio; run.sh greps them):
 
@@ -82,6 +83,128 @@ static void bench_print_ratio(const char *group, const char *name, double ratio,
     else
         printf("[%s] ratio %s = %.2f\n", group, name, ratio);
     fflush(stdout);
+}
+
+/* ==== the window of ops in flight (both benchmarks' dbpool side) ==== */
+
+/* Keeps `inflight` ops in flight through the pool's hub until n were
+   submitted (or max_s passed): a slot is refilled from its op's settle
+   callback, so the next op goes out in the same step, and settled ops are
+   freed after the step (never inside a callback). The benchmark says how
+   to submit op i and whether a settled op i is right. */
+typedef dbp_op *(*bench_submit_fn)(void *ctx, long i);
+typedef int (*bench_check_fn)(void *ctx, const dbp_op *op, long i);
+
+typedef struct bench_window bench_window;
+typedef struct bench_slot { bench_window *w; dbp_op *op; long i; } bench_slot;
+struct bench_window {
+    bench_submit_fn submit;
+    bench_check_fn check;
+    void *ctx;
+    const char *name;
+    long n, next, done, errors, submitted, steps, empty_steps;
+    int stop;
+    bench_slot *slots;
+    dbp_op **garbage;
+    int ngarbage, capgarbage;
+    int *idle;            /* slots waiting for the main loop to refill them */
+    int nidle;
+};
+
+static void bench_on_settle(dbp_op *op, void *ud);
+
+static int bench_fill(bench_window *w, bench_slot *s)
+{
+    if (w->stop || w->next >= w->n) return 0;
+    s->i = w->next++;
+    s->op = w->submit(w->ctx, s->i);
+    if (!s->op) { fprintf(stderr, "%s: out of memory submitting\n", w->name); exit(1); }
+    w->submitted++;
+    dbp_op_on_settle(s->op, bench_on_settle, s);
+    return 1;
+}
+
+static void bench_on_settle(dbp_op *op, void *ud)
+{
+    bench_slot *s = (bench_slot *)ud;
+    bench_window *w = s->w;
+    if (dbp_op_rc(op) != DBP_OK) {
+        if (++w->errors <= 3) fprintf(stderr, "%s: pool: %s\n", w->name, dbp_op_error(op)->message);
+    } else if (!w->check(w->ctx, op, s->i)) {
+        w->errors++;
+    }
+    w->done++;
+    /* More ops than slots can settle in one step (an op submitted from a
+       callback may settle before the step ends), so the list grows. */
+    if (w->ngarbage == w->capgarbage) {
+        dbp_op **g = (dbp_op **)realloc(w->garbage, (size_t)w->capgarbage * 2 * sizeof *g);
+        if (!g) { fprintf(stderr, "%s: out of memory\n", w->name); exit(1); }
+        w->garbage = g;
+        w->capgarbage *= 2;
+    }
+    w->garbage[w->ngarbage++] = op;
+    s->op = NULL;
+    if (!bench_fill(w, s)) w->idle[w->nidle++] = (int)(s - w->slots);
+}
+
+static void bench_collect(bench_window *w)
+{
+    int i, n = w->nidle;
+    for (i = 0; i < w->ngarbage; i++) dbp_op_free(w->garbage[i]);
+    w->ngarbage = 0;
+    w->nidle = 0;
+    for (i = 0; i < n; i++)
+        if (!bench_fill(w, &w->slots[w->idle[i]])) w->idle[w->nidle++] = w->idle[i];
+}
+
+/* Runs ops 0..n-1; returns how many were done, adds the wrong or failed ones
+   to *errors. */
+static long bench_run_window(dbp_pool *pool, int inflight, long n, double max_s, bench_submit_fn submit,
+                             bench_check_fn check, void *ctx, const char *name, long *errors, int *capped)
+{
+    bench_window w;
+    int i;
+    double start = bench_now();
+    memset(&w, 0, sizeof w);
+    w.submit = submit;
+    w.check = check;
+    w.ctx = ctx;
+    w.name = name;
+    w.n = n;
+    w.slots = (bench_slot *)calloc((size_t)inflight, sizeof *w.slots);
+    w.capgarbage = inflight * 4;
+    w.garbage = (dbp_op **)calloc((size_t)w.capgarbage, sizeof *w.garbage);
+    w.idle = (int *)calloc((size_t)inflight, sizeof *w.idle);
+    if (!w.slots || !w.garbage || !w.idle) { fprintf(stderr, "%s: out of memory\n", name); exit(1); }
+    for (i = 0; i < inflight; i++) {
+        w.slots[i].w = &w;
+        if (!bench_fill(&w, &w.slots[i])) w.idle[w.nidle++] = i;
+    }
+    *capped = 0;
+    while (w.done < w.submitted) {
+        int rc;
+        double el = bench_now() - start;
+        if (el > max_s && !w.stop) { w.stop = 1; *capped = 1; }
+        if (el > max_s + 30) {
+            fprintf(stderr, "%s: %ld ops still pending 30 s after the time limit; giving up\n", name,
+                    w.submitted - w.done);
+            exit(1);
+        }
+        rc = dbp_hub_step(dbp_pool_hub(pool), 1000);
+        w.steps++;
+        if (rc == 0) w.empty_steps++;
+        if (rc < 0) { fprintf(stderr, "%s: dbp_hub_step: %s\n", name, dbp_rc_name(rc)); exit(1); }
+        bench_collect(&w);
+    }
+    bench_collect(&w);
+    free(w.slots);
+    free(w.garbage);
+    free(w.idle);
+    *errors += w.errors;
+    if (getenv("BENCH_DEBUG"))
+        fprintf(stderr, "%s: %ld ops, %ld hub steps, %ld of them settled nothing\n", name, w.done, w.steps,
+                w.empty_steps);
+    return w.done;
 }
 
 #endif

@@ -179,25 +179,10 @@ for m in (os.getenv("BENCH_LUA_MODES") or "map,batch,window"):gmatch("[^,%s]+") 
 end
 if best_mode then U.show(G, "lua_pool" .. POOL, best, "q/s", "headline = the best mode: " .. best_mode) end
 
-local c_rate
-do
-    local bin = os.getenv("BENCH_MYSQL_BIN") or (U.repo .. "/build/bench/bench_mysql")
-    local f = io.open(bin, "r")
-    if not f then
-        U.info(G, "C API: not available (%s is missing: bench/run.sh builds it)", bin)
-    else
-        f:close()
-        local out, ok = U.run(string.format("%s --only pool -n %d --rows %d --pool %d --inflight %d", U.q(bin), N,
-            ROWS, POOL, K))
-        c_rate = U.figure(out, "mysql", "c_pool" .. POOL)
-        if not ok or not c_rate then
-            io.stderr:write("bench_lua: the C benchmark failed:\n", out)
-            errors = errors + 1
-        else
-            U.show(G, "c_pool" .. POOL, c_rate, "q/s", "bench_mysql --only pool: C API, same ids, same run")
-        end
-    end
-end
+local c_rate, c_failed = U.c_figure(G, "BENCH_MYSQL_BIN", U.repo .. "/build/bench/bench_mysql",
+    string.format("--only pool -n %d --rows %d --pool %d --inflight %d", N, ROWS, POOL, K),
+    "mysql", "c_pool" .. POOL, "q/s", "bench_mysql --only pool: C API, same ids, same run", "bench_lua")
+if c_failed then errors = errors + 1 end
 
 if best_mode and luasql_rate and luasql_rate > 0 then
     U.ratio(G, "lua_pool" .. POOL .. "/luasql_1conn", best / luasql_rate, 4)

@@ -292,78 +292,22 @@ static long run_raw(const char *url, int nconn, const unsigned *ids, long n, dou
 
 /* ==== the pool side ==== */
 
-typedef struct run run;
-typedef struct slot {
-    run *r;
-    dbp_op *op;
-    unsigned id;
-} slot;
+/* Op i selects ids[i]; it is right when it returns that one row. */
+typedef struct pool_ctx { dbp_pool *pool; const unsigned *ids; } pool_ctx;
 
-struct run {
-    dbp_pool *pool;
-    const unsigned *ids;
-    long n, next, done, errors, submitted;
-    int stop;
-    slot *slots;
-    int nslots;
-    dbp_op **garbage;  /* settled ops, freed after the step (not inside a callback) */
-    int ngarbage, capgarbage;
-    long steps, empty_steps;
-    int *idle;         /* slots waiting for the main loop to refill them */
-    int nidle;
-};
-
-static void on_settle(dbp_op *op, void *ud);
-
-static int submit(run *r, slot *s)
+static dbp_op *pool_submit(void *ctx, long i)
 {
-    dbp_value v;
-    if (r->stop || r->next >= r->n) return 0;
-    s->id = r->ids[r->next++];
-    v = dbp_v_uint(s->id);
-    s->op = dbp_query(r->pool, SELECT_SQL, &v, 1, NULL);
-    if (!s->op) die("dbp_query: out of memory");
-    r->submitted++;
-    dbp_op_on_settle(s->op, on_settle, s);
-    return 1;
+    pool_ctx *c = (pool_ctx *)ctx;
+    dbp_value v = dbp_v_uint(c->ids[i]);
+    return dbp_query(c->pool, SELECT_SQL, &v, 1, NULL);
 }
 
-static void on_settle(dbp_op *op, void *ud)
+static int pool_check(void *ctx, const dbp_op *op, long i)
 {
-    slot *s = (slot *)ud;
-    run *r = s->r;
     const dbp_result *res = dbp_op_result(op);
-    if (!res) {
-        if (++r->errors <= 3) fprintf(stderr, "bench_mysql: pool: %s\n", dbp_op_error(op)->message);
-    } else {
-        const dbp_cell *cell = dbp_result_cell(res, 0, 0);
-        if (res->nrows != 1 || !cell || !cell->data || strtoul(cell->data, NULL, 10) != s->id) r->errors++;
-    }
-    r->done++;
-    /* More ops than slots can settle in one step (an op submitted from a
-       callback may settle before the step ends), so the list grows. */
-    if (r->ngarbage == r->capgarbage) {
-        dbp_op **g = (dbp_op **)realloc(r->garbage, (size_t)r->capgarbage * 2 * sizeof *g);
-        if (!g) die("out of memory");
-        r->garbage = g;
-        r->capgarbage *= 2;
-    }
-    r->garbage[r->ngarbage++] = op;
-    s->op = NULL;
-    /* keep the window full from here: the next query goes out in this step */
-    if (!submit(r, s)) r->idle[r->nidle++] = (int)(s - r->slots);
-}
-
-static void collect(run *r)
-{
-    int i, n = r->nidle;
-    for (i = 0; i < r->ngarbage; i++) dbp_op_free(r->garbage[i]);
-    r->ngarbage = 0;
-    r->nidle = 0;
-    for (i = 0; i < n; i++) {
-        slot *s = &r->slots[r->idle[i]];
-        if (!submit(r, s)) r->idle[r->nidle++] = r->idle[i];
-    }
+    const dbp_cell *cell = res ? dbp_result_cell(res, 0, 0) : NULL;
+    return res && res->nrows == 1 && cell && cell->data &&
+           strtoul(cell->data, NULL, 10) == ((pool_ctx *)ctx)->ids[i];
 }
 
 /* Runs ids[0..n) through the pool with `inflight` ops in flight; returns
@@ -371,48 +315,10 @@ static void collect(run *r)
 static long run_pool(dbp_pool *pool, const unsigned *ids, long n, int inflight, double max_s,
                      long *errors, int *capped)
 {
-    run r;
-    int i;
-    double start = bench_now();
-    memset(&r, 0, sizeof r);
-    r.pool = pool;
-    r.ids = ids;
-    r.n = n;
-    r.nslots = inflight;
-    r.slots = (slot *)calloc((size_t)inflight, sizeof *r.slots);
-    r.capgarbage = inflight * 4;
-    r.garbage = (dbp_op **)calloc((size_t)r.capgarbage, sizeof *r.garbage);
-    r.idle = (int *)calloc((size_t)inflight, sizeof *r.idle);
-    if (!r.slots || !r.garbage || !r.idle) die("out of memory");
-    for (i = 0; i < inflight; i++) {
-        r.slots[i].r = &r;
-        if (!submit(&r, &r.slots[i])) r.idle[r.nidle++] = i;
-    }
-    *capped = 0;
-    while (r.done < r.submitted) {
-        int rc;
-        double el = bench_now() - start;
-        if (el > max_s && !r.stop) { r.stop = 1; *capped = 1; }
-        if (el > max_s + 30) {
-            fprintf(stderr, "bench_mysql: %ld ops still pending 30 s after the time limit; giving up\n",
-                    r.submitted - r.done);
-            exit(1);
-        }
-        rc = dbp_hub_step(dbp_pool_hub(pool), 1000);
-        r.steps++;
-        if (rc == 0) r.empty_steps++;
-        if (rc < 0) die("dbp_hub_step: %s", dbp_rc_name(rc));
-        collect(&r);
-    }
-    collect(&r);
-    free(r.slots);
-    free(r.garbage);
-    free(r.idle);
-    *errors += r.errors;
-    if (getenv("BENCH_DEBUG"))
-        fprintf(stderr, "run_pool: %ld ops, %ld hub steps, %ld of them settled nothing\n", r.done, r.steps,
-                r.empty_steps);
-    return r.done;
+    pool_ctx c;
+    c.pool = pool;
+    c.ids = ids;
+    return bench_run_window(pool, inflight, n, max_s, pool_submit, pool_check, &c, "bench_mysql", errors, capped);
 }
 
 /* ==== main ==== */

@@ -73,113 +73,36 @@ static void ensure_keys(dbp_pool *pool, long nkeys)
 
 /* ==== the pool side ==== */
 
-typedef struct run run;
-typedef struct slot {
-    run *r;
-    dbp_op *op;
-} slot;
+/* Op i is a GET of keys[i]; it is right when it returns the 3-byte value. */
+typedef struct pool_ctx { dbp_pool *pool; char **keys; size_t *keylens; } pool_ctx;
 
-struct run {
-    dbp_pool *pool;
-    char **keys;          /* the key of each GET, prepared before the clock starts */
-    size_t *keylens;
-    long n, next, done, errors, submitted;
-    int stop;
-    slot *slots;
-    dbp_op **garbage;     /* settled ops, freed after the step (not inside a callback) */
-    int ngarbage, capgarbage;
-    int *idle;
-    int nidle;
-};
-
-static void on_settle(dbp_op *op, void *ud);
-
-static int submit(run *r, slot *s)
+static dbp_op *pool_submit(void *ctx, long i)
 {
+    pool_ctx *c = (pool_ctx *)ctx;
     const char *argv[2];
     size_t lens[2];
-    if (r->stop || r->next >= r->n) return 0;
     argv[0] = "GET";
     lens[0] = 3;
-    argv[1] = r->keys[r->next];
-    lens[1] = r->keylens[r->next];
-    r->next++;
-    s->op = dbp_call(r->pool, 2, argv, lens, NULL);
-    if (!s->op) die("dbp_call: out of memory");
-    r->submitted++;
-    dbp_op_on_settle(s->op, on_settle, s);
-    return 1;
+    argv[1] = c->keys[i];
+    lens[1] = c->keylens[i];
+    return dbp_call(c->pool, 2, argv, lens, NULL);
 }
 
-static void on_settle(dbp_op *op, void *ud)
+static int pool_check(void *ctx, const dbp_op *op, long i)
 {
-    slot *s = (slot *)ud;
-    run *r = s->r;
     const dbp_reply *rep = dbp_op_reply(op);
-    if (!rep) {
-        if (++r->errors <= 3) fprintf(stderr, "bench_redis: pool: %s\n", dbp_op_error(op)->message);
-    } else if (rep->type != DBP_REPLY_STRING || rep->len != 3 || memcmp(rep->str, "xxx", 3) != 0) {
-        r->errors++;
-    }
-    r->done++;
-    if (r->ngarbage == r->capgarbage) {
-        dbp_op **g = (dbp_op **)realloc(r->garbage, (size_t)r->capgarbage * 2 * sizeof *g);
-        if (!g) die("out of memory");
-        r->garbage = g;
-        r->capgarbage *= 2;
-    }
-    r->garbage[r->ngarbage++] = op;
-    s->op = NULL;
-    if (!submit(r, s)) r->idle[r->nidle++] = (int)(s - r->slots);
-}
-
-static void collect(run *r)
-{
-    int i, n = r->nidle;
-    for (i = 0; i < r->ngarbage; i++) dbp_op_free(r->garbage[i]);
-    r->ngarbage = 0;
-    r->nidle = 0;
-    for (i = 0; i < n; i++) {
-        if (!submit(r, &r->slots[r->idle[i]])) r->idle[r->nidle++] = r->idle[i];
-    }
+    (void)ctx; (void)i;
+    return rep && rep->type == DBP_REPLY_STRING && rep->len == 3 && memcmp(rep->str, "xxx", 3) == 0;
 }
 
 static long run_pool(dbp_pool *pool, char **keys, size_t *keylens, long n, int inflight, double max_s,
                      long *errors, int *capped)
 {
-    run r;
-    int i;
-    double start = bench_now();
-    memset(&r, 0, sizeof r);
-    r.pool = pool;
-    r.keys = keys;
-    r.keylens = keylens;
-    r.n = n;
-    r.slots = (slot *)calloc((size_t)inflight, sizeof *r.slots);
-    r.capgarbage = inflight * 2;
-    r.garbage = (dbp_op **)calloc((size_t)r.capgarbage, sizeof *r.garbage);
-    r.idle = (int *)calloc((size_t)inflight, sizeof *r.idle);
-    if (!r.slots || !r.garbage || !r.idle) die("out of memory");
-    for (i = 0; i < inflight; i++) {
-        r.slots[i].r = &r;
-        if (!submit(&r, &r.slots[i])) r.idle[r.nidle++] = i;
-    }
-    *capped = 0;
-    while (r.done < r.submitted) {
-        int rc;
-        double el = bench_now() - start;
-        if (el > max_s && !r.stop) { r.stop = 1; *capped = 1; }
-        if (el > max_s + 30) die("%ld ops still pending 30 s after the time limit", r.submitted - r.done);
-        rc = dbp_hub_step(dbp_pool_hub(pool), 1000);
-        if (rc < 0) die("dbp_hub_step: %s", dbp_rc_name(rc));
-        collect(&r);
-    }
-    collect(&r);
-    free(r.slots);
-    free(r.garbage);
-    free(r.idle);
-    *errors += r.errors;
-    return r.done;
+    pool_ctx c;
+    c.pool = pool;
+    c.keys = keys;
+    c.keylens = keylens;
+    return bench_run_window(pool, inflight, n, max_s, pool_submit, pool_check, &c, "bench_redis", errors, capped);
 }
 
 /* ==== redis-benchmark ==== */

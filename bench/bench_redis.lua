@@ -196,22 +196,11 @@ do
         errors = errors + 1
     end
 
-    local bin = os.getenv("BENCH_REDIS_BIN") or (U.repo .. "/build/bench/bench_redis")
-    local f = io.open(bin, "r")
-    if not f then
-        U.info(G, "C API: not available (%s is missing: bench/run.sh builds it)", bin)
-    else
-        f:close()
-        local cout, ok = U.run(string.format("%s --only pool -n %d --keys %d --pool %d --inflight %d", U.q(bin), N,
-            NKEYS, POOL, K))
-        c_rate = U.figure(cout, "redis", "c_pool" .. POOL)
-        if not ok or not c_rate then
-            io.stderr:write("bench_redis.lua: the C benchmark failed:\n", cout)
-            errors = errors + 1
-        else
-            U.show(G, "c_pool" .. POOL, c_rate, "GET/s", "bench_redis --only pool: C API, same keys, same run")
-        end
-    end
+    local c_failed
+    c_rate, c_failed = U.c_figure(G, "BENCH_REDIS_BIN", U.repo .. "/build/bench/bench_redis",
+        string.format("--only pool -n %d --keys %d --pool %d --inflight %d", N, NKEYS, POOL, K),
+        "redis", "c_pool" .. POOL, "GET/s", "bench_redis --only pool: C API, same keys, same run", "bench_redis.lua")
+    if c_failed then errors = errors + 1 end
 end
 
 local name = "lua_pool" .. POOL

@@ -223,4 +223,26 @@ function U.figure(out, group, name)
     return tonumber(out:match(pat))
 end
 
+-- The C API's figure for the same workload, from the C benchmark run in the
+-- same process tree: `bin` (or the path in env var `bin_var`) with `args`,
+-- its `[c_group] c_name` line shown in this group as `c_name`. Returns the
+-- rate, or nil (reported; *errors counted when the benchmark failed).
+function U.c_figure(G, bin_var, default_bin, args, c_group, c_name, unit, note, label)
+    local bin = os.getenv(bin_var) or default_bin
+    local f = io.open(bin, "r")
+    if not f then
+        U.info(G, "C API: not available (%s is missing: bench/run.sh builds it)", bin)
+        return nil, false
+    end
+    f:close()
+    local out, ok = U.run(U.q(bin) .. " " .. args)
+    local rate = U.figure(out, c_group, c_name)
+    if not ok or not rate then
+        io.stderr:write(label, ": the C benchmark failed:\n", out)
+        return nil, true
+    end
+    U.show(G, c_name, rate, unit, note)
+    return rate, false
+end
+
 return U
