@@ -289,6 +289,23 @@ local function verify(s, files_by, applied, out)
     end
 end
 
+-- Runs each migration of list in `direction`, one line each; record(m, t0)
+-- writes it into schema_migrations inside the same transaction. The first
+-- failure ends the command.
+local function run_each(ctx, s, list, verb, direction, record)
+    for _, m in ipairs(list) do
+        ctx.out:write(verb, " ", m.file, " ... ")
+        ctx.out:flush()
+        local t0 = now()
+        local ok, msg = execute(s, m, direction, function() record(m, t0) end)
+        if not ok then
+            ctx.out:write("FAILED\n")
+            util.fail(msg)
+        end
+        ctx.out:write(("ok (%s)\n"):format(util.duration(now() - t0)))
+    end
+end
+
 local function cmd_up(ctx, o, dir)
     local files, files_by = M.load(dir)
     return with_session(ctx, o, function(s)
@@ -302,20 +319,10 @@ local function cmd_up(ctx, o, dir)
             ctx.out:write(("Nothing to migrate: %d applied, the database is up to date.\n"):format(#applied))
             return "ok"
         end
-        for _, m in ipairs(pending) do
-            ctx.out:write("Applying ", m.file, " ... ")
-            ctx.out:flush()
-            local t0 = now()
-            local ok, msg = execute(s, m, "up", function()
-                q(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, duration_ms) VALUES (?, ?, ?, ?)",
-                    { m.version, m.name, m.checksum, math.floor((now() - t0) * 1000 + 0.5) })
-            end)
-            if not ok then
-                ctx.out:write("FAILED\n")
-                util.fail(msg)
-            end
-            ctx.out:write(("ok (%s)\n"):format(util.duration(now() - t0)))
-        end
+        run_each(ctx, s, pending, "Applying", "up", function(m, t0)
+            q(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, duration_ms) VALUES (?, ?, ?, ?)",
+                { m.version, m.name, m.checksum, math.floor((now() - t0) * 1000 + 0.5) })
+        end)
         ctx.out:write(("Applied %d migration%s.\n"):format(#pending, #pending == 1 and "" or "s"))
         return "ok"
     end)
@@ -343,19 +350,9 @@ local function cmd_down(ctx, o, dir)
             end
             todo[#todo + 1] = m
         end
-        for _, m in ipairs(todo) do
-            ctx.out:write("Reverting ", m.file, " ... ")
-            ctx.out:flush()
-            local t0 = now()
-            local ok, msg = execute(s, m, "down", function()
-                q(s, "DELETE FROM " .. s.qtbl .. " WHERE version = ?", { m.version })
-            end)
-            if not ok then
-                ctx.out:write("FAILED\n")
-                util.fail(msg)
-            end
-            ctx.out:write(("ok (%s)\n"):format(util.duration(now() - t0)))
-        end
+        run_each(ctx, s, todo, "Reverting", "down", function(m)
+            q(s, "DELETE FROM " .. s.qtbl .. " WHERE version = ?", { m.version })
+        end)
         ctx.out:write(("Rolled back %d migration%s.\n"):format(#todo, #todo == 1 and "" or "s"))
         return "ok"
     end)
