@@ -4,6 +4,18 @@
 #ifndef DBPOOL_TEST_HELPERS_H
 #define DBPOOL_TEST_HELPERS_H
 
+/* Every error and event message a test sees, kept to check that none shows
+   a password (and that an expected one came). */
+static char all_messages[65536];
+static void keep(const char *msg) __attribute__((unused));
+static void keep(const char *msg)
+{
+    if (strlen(all_messages) + strlen(msg) + 2 < sizeof all_messages) {
+        strcat(all_messages, msg);
+        strcat(all_messages, "\n");
+    }
+}
+
 /* Opens url?opts (opts may be NULL or empty) with the test's event hook (or
    none). On failure: a diag, and the message to on_fail when given (a test
    that keeps every message to check none shows a password). */

@@ -8,12 +8,6 @@
 #include <signal.h>
 
 static const char *URL, *PASSWORD, *PORTS;
-static char all_messages[65536];
-
-static void keep(const char *m)
-{
-    if (strlen(all_messages) + strlen(m) + 2 < sizeof all_messages) { strcat(all_messages, m); strcat(all_messages, "\n"); }
-}
 static void hook(dbp_pool *p, const dbp_event *ev, void *ud)
 {
     (void)p; (void)ud;
