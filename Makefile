@@ -96,14 +96,20 @@ VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indir
 test-valgrind:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
 
-# A shorter soak under ASan+UBSan in the checked job (SOAK_SECONDS, 60).
-# (prove shows only TAP: a sanitizer's report goes to a file, printed on failure)
+# The checked job's soak: under ASan+UBSan, a fixed list of seeds, a short run
+# each (SOAK_SEEDS, SOAK_SECONDS), so that a failure in CI replays exactly
+# with `SOAK_SEED=N make soak`. (prove shows only TAP: a sanitizer's report
+# goes to a file, printed on failure.)
+SOAK_SEEDS ?= 1 2 3 4 5 6
 test-soak-asan:
-	rm -f $(BUILD)/asan/soak-report.*
-	SOAK_SECONDS=$${SOAK_SECONDS:-60} ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(BUILD)/asan/soak-report \
+	@rm -f $(BUILD)/asan/soak-report.*; fail=0; \
+	for seed in $(SOAK_SEEDS); do \
+	  SOAK_SEED=$$seed SOAK_SECONDS=$${SOAK_SECONDS:-10} \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$(BUILD)/asan/soak-report \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(BUILD)/asan/soak-report \
 	  prove $(PROVE_OPTS) --exec '' $(BUILD)/asan/tests/soak \
-	  || { cat $(BUILD)/asan/soak-report.* 2>/dev/null; exit 1; }
+	  || { echo "soak failed with SOAK_SEED=$$seed"; cat $(BUILD)/asan/soak-report.* 2>/dev/null; fail=1; }; \
+	done; exit $$fail
 
 test-valgrind-lua:
 	prove $(PROVE_OPTS) --exec '$(VALGRIND) lua5.4' $(LUA_TESTS)
@@ -130,9 +136,11 @@ $(BUILD)/asan/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h tests/
 	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
-# Random faults under load for SOAK_SECONDS (120), then invariants.
+# Random faults under load for SOAK_SECONDS (120), then invariants. A random
+# seed unless SOAK_SEED is given (a failing run prints the line that replays it).
 soak: all $(BUILD)/tests/soak
-	scripts/with-servers.sh prove $(PROVE_OPTS) --exec '' $(BUILD)/tests/soak
+	SOAK_SEED=$${SOAK_SEED:-$$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')} \
+	  scripts/with-servers.sh prove $(PROVE_OPTS) --exec '' $(BUILD)/tests/soak
 
 bench: all
 	scripts/with-servers.sh bench/run.sh

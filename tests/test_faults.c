@@ -297,38 +297,53 @@ static void redis_blackhole_busy(dbp_hub *h)
     scene_close(&s, h);
 }
 
+/* Each GET reads a key of its own whose 10 kB value names that key: a reply
+   given to the wrong command is caught, not only a missing one. */
 static void redis_reset_pipeline(dbp_hub *h, dbp_pool *direct)
 {
-    enum { N = 500 };
+    enum { N = 500, VLEN = 10000 };
     scene s;
     dbp_op *ops[N], *op;
-    static char val[10000];
-    const char *set[3] = { "SET", "f:val", val };
-    size_t setl[3] = { 3, 5, sizeof val };
-    const char *get[2] = { "GET", "f:val" };
-    int i, good = 0, lost = 0, other = 0, prefix = 1;
-    memset(val, 'v', sizeof val);
-    op = rcmd(direct, 3, set, setl, 0);
-    dbp_op_wait(op, 5000);
-    dbp_op_free(op);
+    static char val[N][VLEN], key[N][24];
+    const char *set[3], *get[N][2], *ping[1] = { "PING" };
+    size_t setl[3] = { 3, 0, VLEN };
+    int i, good = 0, lost = 0, other = 0, wrong = 0, prefix = 1;
+    for (i = 0; i < N; i++) {
+        snprintf(key[i], sizeof key[i], "f:val:%d", i);
+        memset(val[i], 'v', VLEN);
+        memcpy(val[i], key[i], strlen(key[i]));      /* the value names its key */
+        set[0] = "SET"; set[1] = key[i]; set[2] = val[i]; setl[1] = strlen(key[i]);
+        dbp_op_free(rcmd(direct, 3, set, setl, 0));
+        get[i][0] = "GET"; get[i][1] = key[i];
+    }
+    dbp_hub_run(h, 5000);
     if (scene_open(&s, h, 0, "max=1", "redis reset mid-pipeline") != 0) return;
-    dbp_op_free(rcmd(s.pool, 2, get, NULL, 0));
+    dbp_op_free(rcmd(s.pool, 1, ping, NULL, 0));
     dbp_hub_run(h, 3000);
     proxy_cmd(&s.px, "reset-after 1000000 down");
-    for (i = 0; i < N; i++) ops[i] = rcmd(s.pool, 2, get, NULL, 10000);
+    for (i = 0; i < N; i++) ops[i] = rcmd(s.pool, 2, get[i], NULL, 10000);
     for (i = 0; i < N; i++) {
         int rc = settle(ops[i], 12000);
-        if (rc == DBP_OK && dbp_op_reply(ops[i])->len == sizeof val) { good++; if (!prefix) other++; }
+        const dbp_reply *r = rc == DBP_OK ? dbp_op_reply(ops[i]) : NULL;
+        if (r && (r->len != VLEN || memcmp(r->str, val[i], VLEN) != 0)) wrong++;
+        else if (r) { good++; if (!prefix) other++; }
         else if (rc == DBP_ELOST && dbp_op_error(ops[i])->sent) { lost++; prefix = 0; }
         else other++;
         dbp_op_free(ops[i]);
     }
-    ok(good > 0 && lost > 0 && good + lost == N && other == 0,
-       "redis reset in the middle of a pipeline of %d: the first %d answered in full, the rest %d lost after send, none in between",
+    ok(good > 0 && lost > 0 && good + lost == N && other == 0 && wrong == 0,
+       "redis reset in the middle of a pipeline of %d: the first %d answered in full, each with its own key's value, the rest %d lost after send, none in between",
        N, good, lost);
+    if (wrong) diag("  %d replies were another command's", wrong);
     proxy_cmd(&s.px, "reset-after off");
-    ok(settle(op = rcmd(s.pool, 2, get, NULL, 5000), 8000) == DBP_OK, "  the pool recovers");
+    ok(settle(op = rcmd(s.pool, 2, get[0], NULL, 5000), 8000) == DBP_OK && memcmp(dbp_op_reply(op)->str, val[0], VLEN) == 0,
+       "  the pool recovers");
     dbp_op_free(op);
+    for (i = 0; i < N; i++) {
+        const char *del[2] = { "DEL", key[i] };
+        dbp_op_free(rcmd(direct, 2, del, NULL, 0));
+    }
+    dbp_hub_run(h, 5000);
     scene_close(&s, h);
 }
 
