@@ -34,10 +34,16 @@
  *    forwarded.  Before the RST we wait (at most 1 s) until the kernel has
  *    delivered what we already forwarded, so the peer really receives
  *    exactly N bytes and then ECONNRESET.
- *  - blackhole also drops whatever the proxy held at the moment it began.
- *    A side that fails meanwhile is closed silently; its partner is closed
- *    when the blackhole ends.  Connections accepted during the blackhole
- *    are connected to the target when it ends.
+ *  - blackhole forwards nothing in either direction and loses nothing: what
+ *    the proxy holds, and what it reads meanwhile (up to its buffer, then
+ *    the senders' windows fill), flows on when the blackhole ends, as TCP's
+ *    retransmissions deliver it after a partition heals.  It never drops
+ *    bytes and carries on: that would cut a hole in a byte stream, which no
+ *    TCP connection can show, and the peer would read a later reply as the
+ *    answer to the lost request (the soak once "lost" an acknowledged SET
+ *    that way).  A side that fails meanwhile is closed silently; its
+ *    partner is closed when the blackhole ends.  Connections accepted
+ *    during the blackhole are connected to the target when it ends.
  *  - refuse closes the listener, so pending not-yet-accepted connections
  *    get RST; "pass"/"accept" re-bind the same port (ERR if that fails).
  *  - On quit/SIGTERM/SIGINT remaining connections get a plain close, the
@@ -417,10 +423,8 @@ static int want_read(const struct proxy *p, const struct conn *c, int s)
         return 0;
     if (s == SRV && c->connecting)
         return 0;
-    /* A middlebox dropping packets still lets the sender's window move, so
-     * keep draining; otherwise senders would notice via a stalled window. */
-    if (p->blackhole)
-        return 1;
+    /* While blackholed too: what is read is held, never dropped. */
+    (void)p;
     return c->q[s].bytes < DIR_BUF_CAP;
 }
 
@@ -469,7 +473,7 @@ static void conn_read(struct proxy *p, struct conn *c, int s, int64_t now)
     struct chunk *ch;
     struct queue *q = &c->q[s];
 
-    if (!p->blackhole && DIR_BUF_CAP - q->bytes < room)
+    if (DIR_BUF_CAP - q->bytes < room)
         room = DIR_BUF_CAP - q->bytes;
     n = recv(c->fd[s], buf, room, 0);
     if (n < 0) {
@@ -483,8 +487,6 @@ static void conn_read(struct proxy *p, struct conn *c, int s, int64_t now)
         c->eof_ns[s] = now;
         return;
     }
-    if (p->blackhole)
-        return;
     ch = malloc(sizeof *ch + (size_t)n);
     if (ch == NULL) {
         /* Dropping bytes silently would corrupt the stream; better to end
@@ -808,15 +810,8 @@ static void set_reset_after(struct proxy *p, int64_t n, unsigned dirs)
 
 static void set_blackhole(struct proxy *p)
 {
-    size_t i;
-
+    /* What the proxy holds stays held (see the blackhole note at the top). */
     p->blackhole = 1;
-    /* Whatever we were still holding counts as in flight, and in-flight
-     * packets are exactly what a blackhole eats. */
-    for (i = 0; i < p->nconns; i++) {
-        queue_clear(&p->conns[i]->q[UP]);
-        queue_clear(&p->conns[i]->q[DOWN]);
-    }
 }
 
 static size_t live_conns(const struct proxy *p)

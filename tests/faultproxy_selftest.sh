@@ -353,12 +353,16 @@ tap $? "pass ends blackhole" "$out"
 out=$(rcli ping 2>&1)
 [ "$out" = PONG ]
 tap $? "blackhole->pass: new connections work" "$out"
-raw_req "$H1" 'PING\r\n' 2
+raw_req "$H1" 'ECHO after\r\n' 2
 [ "$RAWRC" -eq 0 ] && [ "$LINE" = "+PONG" ]
-tap $? "blackhole->pass: existing connection works, dropped data stays dropped" "$LINE $RAWERR"
-raw_req "$H2" 'PING\r\n' 2
+tap $? "blackhole->pass: the PING held during the blackhole is answered first (nothing dropped)" "$LINE $RAWERR"
+raw_req "$H1" '' 2
+[ "$RAWRC" -eq 0 ] && [ "$LINE" = "\$5" ]
+tap $? "blackhole->pass: then the request sent after it, in order" "$LINE $RAWERR"
+raw_req "$H1" '' 2  # (the ECHO's payload line)
+raw_req "$H2" '' 2
 [ "$RAWRC" -eq 0 ] && [ "$LINE" = "+PONG" ]
-tap $? "blackhole->pass: connection accepted during blackhole gets relayed" "$LINE $RAWERR"
+tap $? "blackhole->pass: connection accepted during blackhole gets relayed, its held PING answered" "$LINE $RAWERR"
 
 # ---------------------------------------------------------------- refuse
 

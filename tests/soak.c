@@ -101,7 +101,18 @@ static void violation(const char *fmt, const char *a, long long b, long long c)
     }
 }
 
-static void key_name(char *out, size_t n, int key) { snprintf(out, n, "soak:%d", key); }
+/* Names carry the process id, so that two soaks on the same servers (a
+   developer's and CI's) cannot write each other's keys and rows. */
+static char TABLE[32];
+static void key_name(char *out, size_t n, int key) { snprintf(out, n, "soak:%ld:%d", (long)getpid(), key); }
+static const char *sqlf(const char *fmt)
+{
+    static char buf[8][128];
+    static int i;
+    i = (i + 1) % 8;
+    snprintf(buf[i], sizeof buf[i], fmt, TABLE);
+    return buf[i];
+}
 static void set_value(char *out, size_t n, int key, long long op) { snprintf(out, n, "k%d:op%lld", key, op); }
 
 /* Is `r` a value the key may hold now? On success *which is the op it names
@@ -198,6 +209,7 @@ int main(void)
         if (errno || *endp || *seed_s == '-') { printf("Bail out! SOAK_SEED must be a decimal number below 2^64\n"); return 255; }
     }
     printf("# seed %llu (SOAK_SEED), %d s (SOAK_SECONDS)\n", seed, secs);
+    snprintf(TABLE, sizeof TABLE, "t_soak_%ld", (long)getpid());
     fault_rng = stream(seed, 1);
     op_rng = stream(seed, 2);
     fds0 = count_fds();
@@ -208,7 +220,9 @@ int main(void)
     if (!mdirect || !rdirect) return 255;
     {   /* set-up, finished and checked before any load starts: nothing of it
            may race the writes it is meant to precede */
-        static const char *const setup_sql[] = { "DROP TABLE IF EXISTS t_soak", "CREATE TABLE t_soak (id BIGINT PRIMARY KEY)" };
+        const char *setup_sql[2];
+        setup_sql[0] = sqlf("DROP TABLE IF EXISTS %s");
+        setup_sql[1] = sqlf("CREATE TABLE %s (id BIGINT PRIMARY KEY)");
         const char *argv[NKEYS + 1];
         static char names[NKEYS + 1][32];
         dbp_op *a;
@@ -273,7 +287,7 @@ int main(void)
             switch (s->kind) {
             case 0: {
                 dbp_value v = dbp_v_int(++insert_id);
-                s->op = dbp_query(my, "INSERT INTO t_soak VALUES (?)", &v, 1, &o);
+                s->op = dbp_query(my, sqlf("INSERT INTO %s VALUES (?)"), &v, 1, &o);
                 s->key = 0;
                 s->id = insert_id;
                 break;
@@ -281,7 +295,7 @@ int main(void)
             case 1: {
                 dbp_value v = dbp_v_int(s->id);
                 o.idempotent = 1;
-                s->op = dbp_query(my, "SELECT ?, COUNT(*) FROM t_soak", &v, 1, &o);
+                s->op = dbp_query(my, sqlf("SELECT ?, COUNT(*) FROM %s"), &v, 1, &o);
                 break;
             }
             case 2: {
@@ -332,7 +346,7 @@ int main(void)
         unsigned char *have = DBP__CAST(unsigned char *, calloc((size_t)insert_id + 2, 1));
         const char *argv[NKEYS + 1];
         static char names[NKEYS + 1][32];
-        dbp_op *q = dbp_query(mdirect, "SELECT id FROM t_soak", NULL, 0, NULL);
+        dbp_op *q = dbp_query(mdirect, sqlf("SELECT id FROM %s"), NULL, 0, NULL);
         if (dbp_op_wait(q, 20000) == DBP_OK) {
             const dbp_result *r = dbp_op_result(q);
             size_t row;
@@ -374,7 +388,7 @@ int main(void)
         dbp_op_free(a); dbp_op_free(b);
     }
     {
-        dbp_op *a = dbp_query(mdirect, "DROP TABLE t_soak", NULL, 0, NULL);
+        dbp_op *a = dbp_query(mdirect, sqlf("DROP TABLE %s"), NULL, 0, NULL);
         dbp_op_wait(a, 5000);
         dbp_op_free(a);
     }
