@@ -74,7 +74,7 @@ test: all check-header
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-plain
 
 test-plain:
-	$(PROVE) $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
+	$(PROVE) tests/faultproxy_selftest.sh $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
 
 test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so $(BUILD)/asan/tests/soak
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua test-soak-asan

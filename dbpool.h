@@ -348,6 +348,22 @@ DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char
 
 /* Makes a hub. NULL on out-of-memory (err filled when given). */
 DBPDEF dbp_hub *dbp_hub_open(dbp_error *err);
+
+/* What a hub holds alive, to check that nothing is left behind (a test's
+   last assertion, a service's health page). Between steps, with every op
+   freed and every pool freed and closed, all of it is 0. */
+typedef struct dbp_hub_counts {
+    int ops;              /* op records alive (held by the caller, or running) */
+    int ops_released;     /* ... of which the caller freed: they free themselves when settled */
+    int pending;          /* ops not settled yet */
+    int pools;            /* pools alive (open, closing, or closed but not freed) */
+    int pools_released;   /* ... of which dbp_pool_free() was called: still closing */
+    int conns;            /* connections alive, every state */
+    int conns_dead_held;  /* pinned connections dead under their holder, kept until released */
+    int conns_buried;     /* dead, freed at the end of the current step */
+} dbp_hub_counts;
+/* Fills *out with the hub's live objects. O(objects). */
+DBPDEF void dbp_hub_stats(const dbp_hub *hub, dbp_hub_counts *out);
 /* Closes every pool gracefully (each bounded by its close_timeout), drives
    them until closed or until timeout_ms (-1: use the pools' bounds), then
    frees the hub, its pools and every op still owned by it. Ops the caller
@@ -394,6 +410,13 @@ DBPDEF void dbp_pool_free(dbp_pool *pool);
 /* "mysql://app@127.0.0.1:3306/app" style: never the password. Writes at most
    n bytes including the NUL, returns the length it wanted. */
 DBPDEF size_t dbp_pool_describe(const dbp_pool *pool, char *buf, size_t n);
+/* Where a pool is in its life: open, closing (dbp_pool_close() was called;
+   its work is finishing), closed (every connection gone). */
+typedef enum dbp_pool_state { DBP_POOL_OPEN = 1, DBP_POOL_CLOSING, DBP_POOL_CLOSED } dbp_pool_state;
+DBPDEF dbp_pool_state dbp_pool_get_state(const dbp_pool *pool);
+/* The monotonic clock the hub runs on, in microseconds (the unit of
+   dbp_op_times()). */
+DBPDEF long long dbp_clock_us(void);
 /* "mysql", "redis" or "redis-cluster". */
 DBPDEF const char *dbp_pool_backend(const dbp_pool *pool);
 /* The server's version string from the latest connection ("" before any). */
@@ -529,8 +552,13 @@ DBPDEF int dbp_op_wait(dbp_op *op, int timeout_ms);
 DBPDEF dbp_state dbp_op_state(const dbp_op *op);
 /* DBP_PENDING while not settled, then DBP_OK or the error code. */
 DBPDEF int dbp_op_rc(const dbp_op *op);
-/* The error of a rejected op (rc DBP_OK otherwise). Never NULL. */
+/* The error of a rejected op (rc DBP_OK otherwise). Never NULL: for a NULL
+   op (what a submit returns when out of memory) an error saying so. */
 DBPDEF const dbp_error *dbp_op_error(const dbp_op *op);
+/* The columns of a query's result, or of a stream once its first row or its
+   end arrived; NULL (and *ncols 0) when there are none yet. Valid while the
+   op is. ncols may be NULL. */
+DBPDEF const dbp_field *dbp_op_fields(const dbp_op *op, size_t *ncols);
 /* MySQL result of a fulfilled query; NULL otherwise. */
 DBPDEF const dbp_result *dbp_op_result(const dbp_op *op);
 /* Takes the result out of the op: the caller frees it with dbp_result_free(). */
@@ -557,8 +585,8 @@ DBPDEF void dbp_op_free(dbp_op *op);
    the next row's ncols cells (valid until the next call), DBP_OK at the end
    of the result (the op is fulfilled), DBP_PENDING when no row is buffered yet
    (wait on the op or step the hub), or the op's error code when it failed.
-   *ncols is set whenever known. The column descriptions are in
-   dbp_op_result(op)->fields once the first row or the end arrived. */
+   *ncols is set whenever known. The column descriptions come from
+   dbp_op_fields() once the first row or the end arrived. */
 DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols);
 /* Drives the hub until dbp_op_fetch() would not return DBP_PENDING, or
    timeout_ms passes (DBP_PENDING). Returns DBP_OK otherwise. */
@@ -584,6 +612,14 @@ DBPDEF void dbp_conn_discard(dbp_conn *conn);
 DBPDEF int dbp_conn_ok(const dbp_conn *conn);
 /* MySQL thread id / Redis client id of the connection (0 if unknown). */
 DBPDEF unsigned long long dbp_conn_server_id(const dbp_conn *conn);
+/* What a pinned connection's session holds: DBP_SESSION_TRANSACTION while a
+   MySQL transaction or a Redis MULTI is open; DBP_SESSION_CHANGED when state
+   a fresh connection would not have is set (the transaction, a Redis WATCH
+   or SELECT). 0 for a dead connection or NULL. */
+enum { DBP_SESSION_TRANSACTION = 1, DBP_SESSION_CHANGED = 2 };
+DBPDEF unsigned dbp_conn_session(const dbp_conn *conn);
+/* Why a dead pinned connection died (rc DBP_OK while it is alive). Never NULL. */
+DBPDEF const dbp_error *dbp_conn_error(const dbp_conn *conn);
 
 /* ==== Ping ================================================================
    Takes a connection (validating it) and makes one round trip. Fulfilled
@@ -814,6 +850,12 @@ static void dbp__list_remove(dbp__link *n)
 
 /* A growable byte buffer with a read offset. */
 typedef struct dbp__buf { char *data; size_t len, cap, off; } dbp__buf;
+
+/* Bytes not yet consumed. Unlike len, it does not change when reserve moves
+   the unconsumed bytes to the front: count what was appended with it. */
+#ifndef DBPOOL_NO_REDIS
+static size_t dbp__buf_unread(const dbp__buf *b) { return b->len - b->off; }
+#endif
 
 static int dbp__buf_reserve(dbp__buf *b, size_t extra)
 {
@@ -1994,7 +2036,9 @@ enum {
     DBP__CF_REPLACED = 1u << 10,   /* a replacement was opened for its retirement */
     DBP__CF_REPLICA = 1u << 11,    /* Redis Cluster: READONLY sent */
     DBP__CF_OPENED = 1u << 12,     /* it was ready once: its close counts in the statistics */
-    DBP__CF_FATAL = 1u << 13       /* its connect failed in a way retrying cannot fix */
+    DBP__CF_FATAL = 1u << 13,      /* its connect failed in a way retrying cannot fix */
+    DBP__CF_HELD = 1u << 14,       /* pinned and handed out: its holder frees it (release/discard) */
+    DBP__CF_HUSK = 1u << 15        /* dead but still held: kept in pool->husks until let go */
 };
 
 struct dbp_conn {
@@ -2033,6 +2077,7 @@ typedef struct dbp__backend {
     void (*flush)(dbp_conn *c);                  /* before poll: write what is queued */
     int (*idle_dead)(dbp_conn *c, int revents);  /* 1 when an idle socket's event means death */
     void (*release)(dbp_conn *c);                /* pinned conn back: reset session if dirty, then idle */
+    unsigned (*session)(const dbp_conn *c);      /* DBP_SESSION_* bits of a live connection */
 } dbp__backend;
 
 #define DBP__EV_TIMER 0x4000
@@ -2050,6 +2095,7 @@ struct dbp_pool {
     int freed;                     /* the handle was released */
     int internal;                  /* a node pool of a cluster */
     dbp__link conns, idle, idle_blocking, queue, subs, close_ops;
+    dbp__link husks;               /* dead pinned connections their holders still have */
     int nqueue, nqueue_blocking, nconns, nblocking, nconnecting, npinned;
     int in_dispatch;
     int next_conn_id;
@@ -2090,6 +2136,7 @@ struct dbp_hub {
     int npfd, cappfd;
     int in_notify;
     int closing;
+    int reap;                      /* a released pool finished closing: free it after the step */
     int wakeup_fd;
     int timers_reserved;           /* heap slots promised to live timers */
 };
@@ -2307,7 +2354,10 @@ static void dbp__op_settle(dbp_op *op, int rc)
         DBP__CAST(dbp_op *, op->ctx)->ctx = NULL;
         op->ctx = NULL;
     }
-    if (h && (op->cb || op->done) && !(op->flags & DBP__OF_NOTIFY)) {
+    /* the notify phase runs its continuation and callback and, when the
+       caller let go of it already, frees it (not here: the code settling it
+       may still look at it) */
+    if (h && (op->cb || op->done || !(op->flags & DBP__OF_CALLER)) && !(op->flags & DBP__OF_NOTIFY)) {
         op->flags |= DBP__OF_NOTIFY;
         dbp__list_push(&h->notify, &op->notify);
     }
@@ -2346,7 +2396,9 @@ DBPDEF int dbp_op_rc(const dbp_op *op)
 }
 DBPDEF const dbp_error *dbp_op_error(const dbp_op *op)
 {
-    return &op->err;
+    /* as sqlite3_errmsg(NULL): the NULL a submit returns on out-of-memory */
+    static const dbp_error no_op = { DBP_ENOMEM, 0, 0, "", "out of memory (no op was made)" };
+    return op ? &op->err : &no_op;
 }
 DBPDEF const dbp_result *dbp_op_result(const dbp_op *op)
 {
@@ -2679,8 +2731,10 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
         op->retries++;
         dbp__queue_op(p, op, 1);
     }
+    /* newest first: each retried op goes to the front of the queue, so they
+       run again in the order they were submitted */
     while (!dbp__list_empty(&c->ops)) {
-        dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
+        dbp_op *op = DBP__CONTAINER(c->ops.prev, dbp_op, link);
         dbp__conn_unlink_op(c, op);
         if (op->flags & DBP__OF_ZOMBIE) {
             op->flags &= ~DBP__OF_ZOMBIE;
@@ -2695,9 +2749,10 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
         dbp__op_orphaned(p, op, &e);
     }
     if (c->pin_op) {
-        /* handed out but not taken yet: the acquire is redone */
+        /* handed out but not taken yet: nobody holds it, it is freed */
         dbp_op *op = c->pin_op;
         c->pin_op = NULL;
+        c->flags &= ~DBP__CF_HELD;
         if (op->acquired == c) op->acquired = NULL;
     }
     if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
@@ -2978,6 +3033,8 @@ static void dbp__conn_take(dbp_conn *c, dbp_op *op)
 }
 
 /* The validation ping of c finished: run the op that waited for it. */
+static void dbp__acquire_done(dbp_conn *c, dbp_op *op);
+
 static void dbp__conn_validated(dbp_conn *c)
 {
     dbp_op *op = c->pending;
@@ -2985,6 +3042,9 @@ static void dbp__conn_validated(dbp_conn *c)
     c->state = DBP__CS_IDLE;
     if (!op) { dbp__conn_idle(c); return; }
     op->conn = NULL;
+    /* an acquire waited for the ping only: it is done, nothing is sent (begun
+       as an op, it would sit in a Redis pipeline and take another's reply) */
+    if (op->type == DBP__OP_ACQUIRE) { dbp__acquire_done(c, op); return; }
     dbp__op_begin(c, op);
 }
 
@@ -2994,7 +3054,7 @@ static void dbp__acquire_done(dbp_conn *c, dbp_op *op)
     dbp_pool *p = c->pool;
     dbp__list_remove(&c->idle_link);
     dbp__timer_clear(p->hub, &c->htimer);
-    c->flags |= DBP__CF_PINNED;
+    c->flags |= DBP__CF_PINNED | DBP__CF_HELD;
     p->npinned++;
     c->state = DBP__CS_IDLE;
     c->pin_op = op;
@@ -3426,6 +3486,7 @@ static void dbp__pool_finish_close(dbp_pool *p)
             dbp__op_settle(op, DBP_OK);
     }
     if (p->parent && p->parent->state == DBP__PS_CLOSING) dbp__pool_check_closed(p->parent);
+    if (p->freed) p->hub->reap = 1; /* released while it closed: freed after this step */
 }
 
 /* Ops on a pinned connection run one after another (MySQL) or pipelined (Redis). */
@@ -3483,6 +3544,28 @@ DBPDEF dbp_hub *dbp_hub_open(dbp_error *err)
 }
 
 DBPDEF int dbp_hub_pending(const dbp_hub *h) { return h ? h->pending : 0; }
+
+DBPDEF void dbp_hub_stats(const dbp_hub *h, dbp_hub_counts *out)
+{
+    const dbp__link *l, *k;
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!h) return;
+    out->pending = h->pending;
+    for (l = h->all_ops.next; l != &h->all_ops; l = l->next) {
+        const dbp_op *op = DBP__CONTAINER(l, const dbp_op, all);
+        out->ops++;
+        if (!(op->flags & DBP__OF_CALLER)) out->ops_released++;
+    }
+    for (l = h->pools.next; l != &h->pools; l = l->next) {
+        const dbp_pool *p = DBP__CONTAINER(l, const dbp_pool, link);
+        out->pools++;
+        if (p->freed) out->pools_released++;
+        for (k = p->conns.next; k != &p->conns; k = k->next) out->conns++;
+        for (k = p->husks.next; k != &p->husks; k = k->next) out->conns_dead_held++;
+    }
+    for (l = h->graveyard.next; l != &h->graveyard; l = l->next) out->conns_buried++;
+}
 DBPDEF void dbp_hub_set_wakeup_fd(dbp_hub *h, int fd) { if (h) h->wakeup_fd = fd; }
 
 /* Runs callbacks of settled ops; they may submit new ops. */
@@ -3504,11 +3587,19 @@ static int dbp__hub_notify(dbp_hub *h)
     return n;
 }
 
+/* Frees the connections that died during the step. One whose holder still
+   has it (a pinned connection not yet released) stays allocated, dead, in
+   its pool's husks, until dbp_conn_release/discard. */
 static void dbp__hub_bury(dbp_hub *h)
 {
     while (!dbp__list_empty(&h->graveyard)) {
         dbp_conn *c = DBP__CONTAINER(h->graveyard.next, dbp_conn, link);
         dbp__list_remove(&c->link);
+        if (c->flags & DBP__CF_HELD) {
+            c->flags |= DBP__CF_HUSK;
+            dbp__list_push(&c->pool->husks, &c->link);
+            continue;
+        }
         dbp__conn_free(c);
     }
 }
@@ -3596,6 +3687,8 @@ static int dbp__hub_timeout(const dbp_hub *h, int limit)
     return (int)d;
 }
 
+static void dbp__hub_reap(dbp_hub *h);
+
 static int dbp__hub_dispatch_events(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int n)
 {
     int i;
@@ -3610,6 +3703,7 @@ static int dbp__hub_dispatch_events(dbp_hub *h, struct pollfd *pfd, dbp_conn **p
     {
         int settled = dbp__hub_notify(h);
         dbp__hub_bury(h);
+        if (h->reap) { h->reap = 0; dbp__hub_reap(h); }
         return settled;
     }
 }
@@ -3809,6 +3903,7 @@ static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
     dbp__list_init(&p->queue);
     dbp__list_init(&p->subs);
     dbp__list_init(&p->close_ops);
+    dbp__list_init(&p->husks);
     dbp__timer_init(&p->timer, dbp__pool_timer_fire);
     dbp__pool_describe_init(p);
     dbp__list_push(&hub->pools, &p->link);
@@ -3870,6 +3965,11 @@ static void dbp__pool_destroy(dbp_pool *p)
         dbp__list_remove(&c->link);
         dbp__conn_free(c);
     }
+    while (!dbp__list_empty(&p->husks)) { /* only at dbp_hub_close: held handles end with the hub */
+        dbp_conn *c = DBP__CONTAINER(p->husks.next, dbp_conn, link);
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+    }
     if (p->cluster) dbp__cluster_free(p);
     dbp__list_remove(&p->link);
     dbp__settings_free(&p->s);
@@ -3886,7 +3986,7 @@ static void dbp__hub_reap(dbp_hub *h)
         again = 0;
         for (l = h->pools.next; l != &h->pools; l = l->next) {
             dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-            if (p->freed && p->state == DBP__PS_CLOSED && !p->parent) {
+            if (p->freed && p->state == DBP__PS_CLOSED && !p->parent && dbp__list_empty(&p->husks)) {
                 dbp__hub_bury(h);
                 dbp__pool_destroy(p);
                 again = 1;
@@ -3904,7 +4004,10 @@ DBPDEF void dbp_pool_free(dbp_pool *p)
         dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
         dbp_op_free(op);
     }
-    if (p->state == DBP__PS_CLOSED && !p->hub->in_notify) dbp__hub_reap(p->hub);
+    if (p->state == DBP__PS_CLOSED) {
+        if (p->hub->in_notify) p->hub->reap = 1;
+        else dbp__hub_reap(p->hub);
+    }
 }
 
 DBPDEF void dbp_hub_close(dbp_hub *h, int timeout_ms)
@@ -3971,6 +4074,14 @@ DBPDEF void dbp_hub_close(dbp_hub *h, int timeout_ms)
     DBP_FREE(h->pconn);
     DBP_FREE(h);
 }
+
+DBPDEF dbp_pool_state dbp_pool_get_state(const dbp_pool *p)
+{
+    if (!p || p->state == DBP__PS_CLOSED) return DBP_POOL_CLOSED;
+    return p->state == DBP__PS_OPEN ? DBP_POOL_OPEN : DBP_POOL_CLOSING;
+}
+
+DBPDEF long long dbp_clock_us(void) { return dbp__now_us(); }
 
 DBPDEF size_t dbp_pool_describe(const dbp_pool *p, char *buf, size_t n)
 {
@@ -4091,21 +4202,37 @@ DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *p, const dbp_op_options *o)
     return dbp__pool_submit(p, op);
 }
 
+/* The holder lets go of a pinned connection: from here on the pool owns it.
+   Returns 1 when the connection is still alive and the caller goes on to
+   release or discard it; a dead one is freed here (or, still in the
+   graveyard of this step, at its end). */
+static int dbp__conn_let_go(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    if (!(c->flags & DBP__CF_HELD)) return 0;
+    c->flags &= ~DBP__CF_HELD;
+    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
+    if (c->state != DBP__CS_DEAD) return 1;
+    if (c->flags & DBP__CF_HUSK) {
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+        if (p->freed && p->state == DBP__PS_CLOSED) p->hub->reap = 1;
+    }
+    return 0;
+}
+
 DBPDEF void dbp_conn_release(dbp_conn *c)
 {
-    if (!c || !(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) {
-        if (c && c->state == DBP__CS_DEAD) { /* its pool already buried it */ }
-        return;
-    }
-    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
+    if (!c || !dbp__conn_let_go(c)) return;
+    if (!(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
     c->flags |= DBP__CF_RELEASE;
     if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
 }
 
 DBPDEF void dbp_conn_discard(dbp_conn *c)
 {
-    if (!c || !(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
-    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
+    if (!c || !dbp__conn_let_go(c)) return;
+    if (!(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
     c->flags |= DBP__CF_DISCARD;
     if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
 }
@@ -4116,6 +4243,21 @@ DBPDEF int dbp_conn_ok(const dbp_conn *c)
 }
 
 DBPDEF unsigned long long dbp_conn_server_id(const dbp_conn *c) { return c ? c->server_id : 0; }
+
+DBPDEF unsigned dbp_conn_session(const dbp_conn *c)
+{
+    unsigned bits;
+    if (!c || c->state == DBP__CS_DEAD || !c->pool->bk->session) return 0;
+    bits = c->pool->bk->session(c);
+    if (bits & DBP_SESSION_TRANSACTION) bits |= DBP_SESSION_CHANGED;
+    return bits;
+}
+
+DBPDEF const dbp_error *dbp_conn_error(const dbp_conn *c)
+{
+    static const dbp_error none = { DBP_EUSAGE, 0, 0, "", "no connection" };
+    return c ? &c->err : &none;
+}
 
 DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
 {
@@ -4199,6 +4341,15 @@ struct dbp__stream {
     int paused;                /* the batch is full: reading waits for the consumer */
     size_t total;
 };
+
+DBPDEF const dbp_field *dbp_op_fields(const dbp_op *op, size_t *ncols)
+{
+    const dbp_result *r = NULL;
+    if (op && op->stream && op->stream->head) r = &op->stream->head->pub;
+    else if (op && op->state == DBP_OP_FULFILLED) r = op->result;
+    if (ncols) *ncols = r ? r->ncols : 0;
+    return r ? r->fields : NULL;
+}
 
 static void dbp__stream_free(dbp__stream *s)
 {
@@ -5187,9 +5338,15 @@ static void dbp__my_stream_resume(dbp_op *op)
     dbp__my_run(c, 0);
 }
 
+static unsigned dbp__my_session(const dbp_conn *c)
+{
+    const dbp__my *my = DBP__CAST(const dbp__my *, c->be);
+    return my && my->m && (my->m->server_status & SERVER_STATUS_IN_TRANS) ? DBP_SESSION_TRANSACTION : 0;
+}
+
 static const dbp__backend dbp__mysql_backend = {
     "mysql", dbp__my_open, dbp__my_conn_io, dbp__my_op_start, dbp__my_op_timeout, dbp__my_validate,
-    dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release
+    dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release, dbp__my_session
 };
 #endif /* DBPOOL_NO_MYSQL */
 
@@ -5323,7 +5480,7 @@ static redisReplyObjectFunctions dbp__rd_fns = {
 /* Internal replies a connection expects before (or instead of) user ops. */
 enum { DBP__RI_AUTH = 1, DBP__RI_SELECT, DBP__RI_SETNAME, DBP__RI_READONLY, DBP__RI_INFO,
        DBP__RI_CFG_TIMEOUT, DBP__RI_CFG_MAXCLIENTS, DBP__RI_PING, DBP__RI_VALIDATE, DBP__RI_QUIT,
-       DBP__RI_SUBSCRIBE, DBP__RI_DISCARD, DBP__RI_UNWATCH };
+       DBP__RI_SUBSCRIBE, DBP__RI_DISCARD, DBP__RI_UNWATCH, DBP__RI_CLIENT_ID };
 enum { DBP__RP_CONNECT = 1, DBP__RP_READY, DBP__RP_QUIT };
 /* session state a pinned connection may leave behind */
 enum { DBP__RS_MULTI = 1, DBP__RS_WATCH = 2, DBP__RS_DB = 4 };
@@ -5361,10 +5518,10 @@ static void dbp__rd_fail(dbp_conn *c, int rc, const char *fmt, ...)
 static int dbp__rd_internal_push(dbp_conn *c, int kind, int argc, const char *const *argv, const size_t *lens)
 {
     dbp__rd *rd = DBP__RD(c);
-    size_t before = rd->out.len;
+    size_t before = dbp__buf_unread(&rd->out);
     if (rd->ninternal >= DBP__RD_MAX_INTERNAL) return DBP_EUSAGE;
     if (dbp__resp_format(&rd->out, argc, argv, lens)) return DBP_ENOMEM;
-    rd->appended += rd->out.len - before;
+    rd->appended += dbp__buf_unread(&rd->out) - before;
     rd->internal[(rd->ihead + rd->ninternal) % DBP__RD_MAX_INTERNAL] = kind;
     rd->ninternal++;
     c->events |= POLLOUT;
@@ -5411,11 +5568,12 @@ static int dbp__rd_handshake(dbp_conn *c)
         rc |= dbp__rd_internal_push(c, DBP__RI_CFG_TIMEOUT, 3, a2, NULL);
         rc |= dbp__rd_internal_push(c, DBP__RI_CFG_MAXCLIENTS, 3, a3, NULL);
         p->limits_read = 1;
-    } else {
-        /* one round trip proves the credentials even without AUTH */
-        const char *argv[1];
-        argv[0] = "PING";
-        rc |= dbp__rd_internal_push(c, DBP__RI_PING, 1, argv, NULL);
+    }
+    {   /* the connection's id (dbp_conn_server_id, CLIENT KILL ID); its round
+           trip also proves the credentials when there was no AUTH */
+        const char *argv[2];
+        argv[0] = "CLIENT"; argv[1] = "ID";
+        rc |= dbp__rd_internal_push(c, DBP__RI_CLIENT_ID, 2, argv, NULL);
     }
     return rc;
 }
@@ -5601,6 +5759,7 @@ static int dbp__rd_internal_reply(dbp_conn *c, int kind, dbp_reply *r)
         }
         return 0;
     case DBP__RI_SELECT: case DBP__RI_PING: case DBP__RI_INFO: case DBP__RI_SETNAME: case DBP__RI_READONLY:
+    case DBP__RI_CLIENT_ID:
         if (err && (strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0)) {
             DBP__RD(c)->connect_fatal = 1;
             dbp__rd_fail(c, DBP_EAUTH, "the server requires authentication: %.200s", r->str);
@@ -5615,6 +5774,9 @@ static int dbp__rd_internal_reply(dbp_conn *c, int kind, dbp_reply *r)
             dbp__rd_fail(c, DBP_ECONNECT, "READONLY failed: %.200s", r->str);
             return -1;
         }
+        /* (an error otherwise, e.g. an ACL without CLIENT: the id stays unknown) */
+        if (kind == DBP__RI_CLIENT_ID && r->type == DBP_REPLY_INTEGER && r->integer > 0)
+            c->server_id = (unsigned long long)r->integer;
         if (kind == DBP__RI_INFO && r->type == DBP_REPLY_STRING) {
             char v[64];
             if (dbp__info_field(r->str, "redis_version:", v, sizeof v) == 0)
@@ -5831,7 +5993,7 @@ static void dbp__rd_conn_io(dbp_conn *c, int revents)
 static void dbp__rd_op_start(dbp_conn *c, dbp_op *op)
 {
     dbp__rd *rd = DBP__RD(c);
-    size_t before = rd->out.len;
+    size_t before = dbp__buf_unread(&rd->out);
     if (op->flags & DBP__OF_ASKING) {
         op->flags &= ~DBP__OF_ASKED;
         if (dbp__buf_add(&rd->out, "*1\r\n$6\r\nASKING\r\n", 16)) goto oom;
@@ -5841,13 +6003,14 @@ static void dbp__rd_op_start(dbp_conn *c, dbp_op *op)
     } else if (dbp__buf_add(&rd->out, op->req, op->req_len)) {
         goto oom;
     }
-    rd->appended += rd->out.len - before;
+    rd->appended += dbp__buf_unread(&rd->out) - before;
     op->out_end = rd->appended;
     /* written together with the others submitted before the hub runs */
     c->events |= POLLOUT | POLLIN;
     return;
 oom:
-    rd->out.len = before;
+    rd->out.len = rd->out.off + before; /* (the ASKING, if it went in) */
+    rd->out.data[rd->out.len] = '\0';
     dbp__conn_unlink_op(c, op);
     dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory queueing the command");
     if (c->nops == 0) dbp__conn_idle(c);
@@ -5859,7 +6022,10 @@ static void dbp__rd_op_timeout(dbp_conn *c, dbp_op *op)
 {
     dbp__rd *rd = DBP__RD(c);
     long long grace = op->query_timeout > 1000 ? op->query_timeout : 1000;
-    int sent = rd && op->out_end && op->out_end <= rd->written;
+    /* queued is as good as sent: the connection goes on flushing, so a
+       command not yet written in full when its deadline passed may still
+       reach the server and run */
+    int sent = rd && op->out_end;
     op->flags |= DBP__OF_ZOMBIE;
     dbp__op_fail(op, DBP_ETIMEOUT, sent, "command %s got no reply within its deadline (%.3f s)", op->cmd,
                  op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0.0);
@@ -5905,9 +6071,16 @@ static void dbp__rd_release(dbp_conn *c)
     dbp__conn_idle(c);
 }
 
+static unsigned dbp__rd_session(const dbp_conn *c)
+{
+    const dbp__rd *rd = DBP__CAST(const dbp__rd *, c->be);
+    if (!rd) return 0;
+    return ((rd->dirty & DBP__RS_MULTI) ? DBP_SESSION_TRANSACTION : 0) | (rd->dirty ? DBP_SESSION_CHANGED : 0);
+}
+
 static const dbp__backend dbp__redis_backend = {
     "redis", dbp__rd_open, dbp__rd_conn_io, dbp__rd_op_start, dbp__rd_op_timeout, dbp__rd_validate,
-    dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release
+    dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release, dbp__rd_session
 };
 
 /* ==== SECTION: pub/sub ==== */
@@ -5965,7 +6138,7 @@ static int dbp__sub_send(dbp_sub *s, int from)
     rd = DBP__RD(c);
     for (k = 0; k < 2; k++) {
         int i, cnt = 0;
-        size_t before = rd->out.len;
+        size_t before = dbp__buf_unread(&rd->out);
         for (i = from; i < s->n; i++) if (s->pattern[i] == k) cnt++;
         if (!cnt) continue;
         if (dbp__buf_printf(&rd->out, "*%d\r\n$%d\r\n%s\r\n", cnt + 1, k ? 10 : 9, k ? "PSUBSCRIBE" : "SUBSCRIBE"))
@@ -5976,7 +6149,7 @@ static int dbp__sub_send(dbp_sub *s, int from)
                 dbp__buf_add(&rd->out, s->names[i], s->lens[i]) || dbp__buf_add(&rd->out, "\r\n", 2))
                 return DBP_ENOMEM;
         }
-        rd->appended += rd->out.len - before;
+        rd->appended += dbp__buf_unread(&rd->out) - before;
     }
     c->events |= POLLOUT | POLLIN;
     return DBP_OK;

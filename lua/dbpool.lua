@@ -825,6 +825,10 @@ end
 -- dbpool.progress(total, label) -> a progress reporter (see lua/dbpool/progress.lua)
 function M.progress(...) return require("dbpool.progress").new(...) end
 
+-- What the module's hub holds alive (ops, pools, connections; dbp_hub_stats
+-- in C): all 0 once every pool is closed and every op has settled.
+function M.hub_stats() return core.hub_stats() end
+
 -- For the dbpool command: drive once (bounded wait), and the scheduler's state.
 function M._step(block) return step(block) end
 function M._counts() return ntasks, core.pending() end

@@ -485,18 +485,19 @@ static int l_op_fetch(lua_State *L)
     size_t ncols = 0;
     int rc = dbp_op_fetch(o->op, &row, &ncols);
     if (rc == DBP_ROW) {
-        const dbp_result *head = o->op->stream ? &o->op->stream->head->pub : NULL;
+        size_t nfields = 0;
+        const dbp_field *fields = dbp_op_fields(o->op, &nfields);
         int names;
         lua_pushliteral(L, "row");
         /* column names are cached in the op's uservalue-side table at index 2 */
         if (lua_getfield(L, 2, "_names") != LUA_TTABLE) {
             lua_pop(L, 1);
-            push_columns(L, head->fields, head->ncols);
+            push_columns(L, fields, nfields);
             lua_pushvalue(L, -1);
             lua_setfield(L, 2, "_names");
         }
         names = lua_gettop(L);
-        push_row(L, head->fields, head->ncols, row, names);
+        push_row(L, fields, nfields, row, names);
         lua_remove(L, names);
         return 2;
     }
@@ -960,7 +961,10 @@ static int l_pool_state(lua_State *L)
 {
     lpool *lp = (lpool *)luaL_checkudata(L, 1, POOL_MT);
     if (!lp->p) lua_pushliteral(L, "released");
-    else lua_pushstring(L, lp->p->state == DBP__PS_OPEN ? "open" : lp->p->state == DBP__PS_CLOSING ? "closing" : "closed");
+    else {
+        dbp_pool_state st = dbp_pool_get_state(lp->p);
+        lua_pushstring(L, st == DBP_POOL_OPEN ? "open" : st == DBP_POOL_CLOSING ? "closing" : "closed");
+    }
     return 1;
 }
 
@@ -1061,17 +1065,7 @@ static int l_conn_discard(lua_State *L) { return conn_end(L, 1); }
 static int l_conn_busy_state(lua_State *L)
 {
     lconn *lc = check_conn(L, 1);
-    int in_tx = 0;
-#ifndef DBPOOL_NO_MYSQL
-    if (lc->backend == BK_MYSQL && lc->c->be) {
-        dbp__my *my = DBP__MY(lc->c);
-        in_tx = my->m && (my->m->server_status & SERVER_STATUS_IN_TRANS);
-    }
-#endif
-#ifndef DBPOOL_NO_REDIS
-    if (lc->backend == BK_REDIS && lc->c->be) in_tx = (DBP__RD(lc->c)->dirty & DBP__RS_MULTI) != 0;
-#endif
-    lua_pushboolean(L, in_tx);
+    lua_pushboolean(L, (dbp_conn_session(lc->c) & DBP_SESSION_TRANSACTION) != 0);
     return 1;
 }
 
@@ -1105,16 +1099,7 @@ static int l_conn_gc(lua_State *L)
 {
     lconn *lc = (lconn *)luaL_checkudata(L, 1, CONN_MT);
     if (lc->c && lc->h && !lc->h->closed) {
-        int in_tx = 0;
-#ifndef DBPOOL_NO_MYSQL
-        if (lc->backend == BK_MYSQL && lc->c->be) {
-            dbp__my *my = DBP__MY(lc->c);
-            in_tx = my->m && (my->m->server_status & SERVER_STATUS_IN_TRANS);
-        }
-#endif
-#ifndef DBPOOL_NO_REDIS
-        if (lc->backend == BK_REDIS && lc->c->be) in_tx = DBP__RD(lc->c)->dirty != 0;
-#endif
+        int in_tx = (dbp_conn_session(lc->c) & DBP_SESSION_CHANGED) != 0;
         if (lc->pool && lc->pool->p) {
             /* reported through the pool's error hook, with where it was acquired */
             lmsg *m = (lmsg *)calloc(1, sizeof *m);
@@ -1359,7 +1344,22 @@ static int l_sleep(lua_State *L)
 
 static int l_now(lua_State *L)
 {
-    lua_pushnumber(L, (double)dbp__now_us() / 1e6);
+    lua_pushnumber(L, (double)dbp_clock_us() / 1e6);
+    return 1;
+}
+
+/* core.hub_stats() -> { ops =, ops_released =, pending =, pools =, ... }:
+   the hub's live objects (dbp_hub_stats), for leak checks */
+static int l_hub_stats(lua_State *L)
+{
+    lhub *h = get_hub(L);
+    dbp_hub_counts k;
+    dbp_hub_stats(h->hub, &k);
+    lua_createtable(L, 0, 8);
+#define SET(f) (lua_pushinteger(L, k.f), lua_setfield(L, -2, #f))
+    SET(ops); SET(ops_released); SET(pending); SET(pools); SET(pools_released);
+    SET(conns); SET(conns_dead_held); SET(conns_buried);
+#undef SET
     return 1;
 }
 
@@ -1591,6 +1591,7 @@ static const luaL_Reg core_funcs[] = {
     { "pending", l_pending },
     { "sleep", l_sleep },
     { "now", l_now },
+    { "hub_stats", l_hub_stats },
     { "take_conn", l_take_conn },
     { "redact", l_redact },
     { "parse_url", l_parse_url },
