@@ -2335,6 +2335,7 @@ static void dbp__op_maybe_free(dbp_op *op)
 }
 
 static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op);
+static void dbp__cluster_unlinked(dbp_pool *p);
 
 /* Settles an op exactly once. The caller has unlinked it from queues. */
 static void dbp__op_settle(dbp_op *op, int rc)
@@ -2348,12 +2349,15 @@ static void dbp__op_settle(dbp_op *op, int rc)
         dbp__timer_clear(h, &op->timer);
         h->pending--;
     }
-    if (op->pool) dbp__pool_op_settled(op->pool, op);
     if (op->pool && op->pool->cluster && op->ctx) {
-        /* a routed op settled before its node op: the node op must not come back to it */
+        /* a routed op settled before its node op (or its COMMAND GETKEYS):
+           the node op must not come back to it, so it no longer counts as
+           running here (else a close would wait for it for ever) */
         DBP__CAST(dbp_op *, op->ctx)->ctx = NULL;
         op->ctx = NULL;
+        dbp__cluster_unlinked(op->pool);
     }
+    if (op->pool) dbp__pool_op_settled(op->pool, op);
     /* the notify phase runs its continuation and callback and, when the
        caller let go of it already, frees it (not here: the code settling it
        may still look at it) */
@@ -5240,9 +5244,15 @@ static void dbp__my_op_timeout(dbp_conn *c, dbp_op *op)
         /* the consumer is slow, not the server: just end the stream */
         op->flags |= DBP__OF_CANCEL;
     }
-    dbp__op_fail(op, DBP_ETIMEOUT, (op->flags & DBP__OF_SENT) != 0,
-                 "%s ran past its deadline (%.3f s); stopped with KILL QUERY on the server",
-                 op->type == DBP__OP_PING ? "ping" : "query", secs);
+    if (my->phase == DBP__MY_PAUSED)
+        /* the server sent everything it had room for and waits on us: no
+           statement runs there, so nothing is killed; the rest is read and dropped */
+        dbp__op_fail(op, DBP_ETIMEOUT, 1, "stream ran past its deadline (%.3f s) while paused for its reader; the rest of the result is discarded",
+                     secs);
+    else
+        dbp__op_fail(op, DBP_ETIMEOUT, (op->flags & DBP__OF_SENT) != 0,
+                     "%s ran past its deadline (%.3f s); stopped with KILL QUERY on the server",
+                     op->type == DBP__OP_PING ? "ping" : "query", secs);
     if (my->phase == DBP__MY_PAUSED) {
         my->purpose = DBP__MP_DISCARD;
         my->phase = DBP__MY_FREE;
@@ -6118,6 +6128,20 @@ static void dbp__sub_deliver(dbp_sub *s, dbp_msg_type type, const char *ch, size
     s->in_cb--;
 }
 
+static void dbp__sub_free(dbp_sub *s);
+
+/* Ends a subscription closed from its own callback, once that returned.
+   Every function that delivers calls it last (s is gone after it). */
+static void dbp__sub_reap(dbp_sub *s)
+{
+    dbp_conn *sc;
+    if (!s->free_later || s->in_cb) return;
+    sc = s->conn;
+    s->conn = NULL;
+    if (sc) { sc->sub = NULL; dbp__conn_close(sc, DBP__CLOSE_POOL); }
+    dbp__sub_free(s);
+}
+
 static void dbp__sub_free(dbp_sub *s)
 {
     int i;
@@ -6197,7 +6221,10 @@ static void dbp__sub_ready(dbp_conn *c)
         s->reconnects++;
         snprintf(msg, sizeof msg, "subscription restored after %.3f s; messages published in between were not received", gap);
         dbp__emit(s->pool, DBP_EVENT_ERROR, msg, NULL, (long long)(gap * 1e6), c);
+        s->ever_ready = 1;
         dbp__sub_deliver(s, DBP_MSG_RESUBSCRIBED, NULL, 0, NULL, 0, msg, strlen(msg));
+        dbp__sub_reap(s);
+        return;
     }
     s->ever_ready = 1;
 }
@@ -6222,8 +6249,10 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
     }
     s->fail_streak++;
     if (e->rc == DBP_EAUTH && !s->ever_ready) {
-        s->ended = 1;
+        /* (delivered before it is marked ended: deliver skips ended ones) */
         dbp__sub_deliver(s, DBP_MSG_ERROR, NULL, 0, NULL, 0, e->message, strlen(e->message));
+        s->ended = 1;
+        dbp__sub_reap(s);
         return;
     }
     if (p->parent && p->parent->cluster) {
@@ -6259,13 +6288,7 @@ static void dbp__sub_push(dbp_conn *c, dbp_reply *r)
     else if (strcmp(e[0]->str, "subscribe") == 0 || strcmp(e[0]->str, "psubscribe") == 0)
         dbp__sub_deliver(s, DBP_MSG_SUBSCRIBED, e[1]->str, e[1]->len, NULL, 0, NULL, 0);
     dbp_reply_free(r);
-    if (s->free_later && !s->in_cb) {
-        /* closed from its own callback */
-        dbp_conn *sc = s->conn;
-        s->conn = NULL;
-        if (sc) { sc->sub = NULL; dbp__conn_close(sc, DBP__CLOSE_POOL); }
-        dbp__sub_free(s);
-    }
+    dbp__sub_reap(s);
 }
 
 /* The pool is closing: subscriptions end with it. */
@@ -6760,6 +6783,12 @@ static int dbp__cluster_running(const dbp_pool *p)
     return p->cluster ? p->cluster->running + (p->cluster->refresh_op ? 1 : 0) : 0;
 }
 
+/* A routed op let go of its node op before that settled. */
+static void dbp__cluster_unlinked(dbp_pool *p)
+{
+    if (p->cluster && p->cluster->running > 0) p->cluster->running--;
+}
+
 /* A deep copy of settings for a node pool at host:port. */
 static int dbp__settings_for_node(dbp__settings *dst, const dbp__settings *src, const char *host, int port, int readonly)
 {
@@ -6789,13 +6818,19 @@ static void dbp__cluster_dispatch(dbp_pool *p);
 static void dbp__cluster_refresh(dbp_pool *p, int exclude);
 
 /* Finds the node host:port, or adds it with a pool of its own. -1 on OOM. */
-static int dbp__cluster_node(dbp_pool *p, const char *host, int port, int readonly)
+static int dbp__cluster_node(dbp_pool *p, const char *host_in, int port, int readonly)
 {
     dbp__cluster *cl = p->cluster;
     dbp__settings s;
     dbp_error e;
     dbp_pool *np;
     int i;
+    /* a copy: the caller's name may live in cl->nodes, which the realloc
+       below can move (a cluster map that gives a node as "" or "?" makes the
+       caller pass the name of the node it asked) */
+    char host[sizeof cl->nodes[0].host];
+    if (strlen(host_in) >= sizeof host) return -1;
+    memcpy(host, host_in, strlen(host_in) + 1);
     for (i = 0; i < cl->nnodes; i++)
         if (cl->nodes[i].port == port && strcmp(cl->nodes[i].host, host) == 0) {
             dbp__cnode *n = &cl->nodes[i];
@@ -7480,6 +7515,7 @@ static void dbp__cluster_free(dbp_pool *p) { DBP__UNUSED(p); }
 static int dbp__cluster_busy(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
 static const char *dbp__cluster_last_error(const dbp_pool *p) { DBP__UNUSED(p); return ""; }
 static int dbp__cluster_running(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
+static void dbp__cluster_unlinked(dbp_pool *p) { DBP__UNUSED(p); }
 static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens)
 { DBP__UNUSED(p); DBP__UNUSED(op); DBP__UNUSED(argc); DBP__UNUSED(argv); DBP__UNUSED(lens); return DBP_OK; }
 static void dbp__cluster_submit(dbp_pool *p, dbp_op *op) { dbp__pool_submit(p, op); }

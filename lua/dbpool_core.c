@@ -983,17 +983,20 @@ static int l_pool_acquire(lua_State *L)
 static int l_take_conn(lua_State *L)
 {
     lop *o = check_op(L, 1);
-    dbp_conn *c = dbp_op_take_conn(o->op);
-    lconn *lc;
+    dbp_conn *c;
+    /* the userdata first (it may raise): only then take the connection,
+       which nothing could give back if the allocation failed after it */
+    lconn *lc = (lconn *)lua_newuserdatauv(L, sizeof *lc, 1);
+    memset(lc, 0, sizeof *lc);
+    luaL_setmetatable(L, CONN_MT);
+    c = dbp_op_take_conn(o->op);
     if (!c) usage_error(L, DBP_EUSAGE, "no connection to take");
-    lc = (lconn *)lua_newuserdatauv(L, sizeof *lc, 1);
     lc->c = c;
     lc->h = o->h;
     lc->pool = o->pool;
     lc->backend = o->pool ? o->pool->backend : 0;
     lc->next = o->h->conns;
     o->h->conns = lc;
-    luaL_setmetatable(L, CONN_MT);
     return 1;
 }
 

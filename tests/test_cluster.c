@@ -438,6 +438,36 @@ static void test_failover(dbp_hub *h)
     close_pool(cl);
 }
 
+/* An op that times out in the queue while its COMMAND GETKEYS is in flight
+   (every primary busy in DEBUG SLEEP): the pool's close completes. On the
+   header of 1fddf2d the cluster kept counting the lookup as running, and a
+   close without a deadline never finished. */
+static void test_getkeys_timeout_close(dbp_hub *h)
+{
+    dbp_pool *cl = open_cluster(h, NULL), *nodes[3];
+    dbp_op *op, *closing;
+    int i, ports[3] = { 0 }, rc;
+    long long t0;
+    if (!cl || sscanf(PORTS, "%d %d %d", &ports[0], &ports[1], &ports[2]) != 3) { ok(0, "cluster pool"); return; }
+    rc_free(CMD(cl, "SET", "foo", "bar")); /* the map is read */
+    for (i = 0; i < 3; i++) {
+        nodes[i] = open_node(h, ports[i]);
+        dbp_op_free(dbp_call(nodes[i], 3, (const char *const[]){ "DEBUG", "SLEEP", "0.6" }, NULL, NULL));
+    }
+    spin(h, 50); /* the sleeps have started */
+    op = dbp_call(cl, 3, (const char *const[]){ "OBJECT", "ENCODING", "foo" }, NULL, &(dbp_op_options){ 200, 0 });
+    rc = dbp_op_wait(op, 3000);
+    ok(rc == DBP_ETIMEOUT, "an op timed out while its COMMAND GETKEYS waited on a busy node: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    t0 = dbp__now_us() / 1000;
+    closing = dbp_pool_close(cl, -1);
+    rc = dbp_op_wait(closing, 5000);
+    ok(rc == DBP_OK, "  the pool's close (no deadline) completes once the lookup came back (%lld ms)", dbp__now_us() / 1000 - t0);
+    dbp_op_free(closing);
+    dbp_pool_free(cl);
+    for (i = 0; i < 3; i++) close_pool(nodes[i]);
+}
+
 int main(void)
 {
     dbp_hub *h;
@@ -456,6 +486,7 @@ int main(void)
     test_migration(h);
     test_wrong_password(h);
     test_replica_reads(h);
+    test_getkeys_timeout_close(h);
     test_failover(h);
     dbp_hub_close(h, 5000);
     is_int(count_fds(), fds0, "no file descriptor leaked");

@@ -240,6 +240,89 @@ static void acquire_after_validation(dbp_hub *h, int mysql)
     close_pool(p);
 }
 
+/* dbp_sub_close from the callbacks that report a resubscription or an
+   error: the subscription ends there and then. On 1fddf2d such a close was
+   completed only by the next message's delivery (for RESUBSCRIBED the
+   SUBSCRIBE confirmations that follow it happen to do that, so the first
+   scenario passes there too), and the ERROR of a subscription whose
+   credentials are refused was never delivered at all: the second fails. */
+static int resubscribed, sub_errors;
+static void close_on_resubscribe(dbp_sub *sub, const dbp_message *m, void *ud)
+{
+    (void)ud;
+    if (m->type == DBP_MSG_RESUBSCRIBED) { resubscribed++; dbp_sub_close(sub); }
+}
+static void close_on_error(dbp_sub *sub, const dbp_message *m, void *ud)
+{
+    (void)ud;
+    if (m->type == DBP_MSG_ERROR) { sub_errors++; dbp_sub_close(sub); }
+}
+
+static void sub_error_closed_from_callback(dbp_hub *h)
+{
+    char url[1024];
+    const char *at = strchr(RD_URL, '@');
+    dbp_pool *p;
+    dbp_sub *sub;
+    const char *chan[1] = { "lt:chan" };
+    dbp_hub_counts k;
+    int i;
+    snprintf(url, sizeof url, "redis://:wrong-password%s", at ? at : "@127.0.0.1:1/0");
+    p = open_pool(h, url, "backoff_min=0.02&backoff_max=0.05");
+    sub = p ? dbp_subscribe(p, 1, chan, 0, NULL, close_on_error, NULL, NULL) : NULL;
+    if (!sub) { ok(0, "subscribe"); return; }
+    for (i = 0; i < 100 && !sub_errors; i++) spin(h, 20);
+    spin(h, 100);
+    dbp_hub_stats(h, &k);
+    ok(sub_errors == 1 && k.conns == 0,
+       "a subscription refused for its credentials reports ERROR once, and dbp_sub_close from that callback ends it (%d errors, %d connections)",
+       sub_errors, k.conns);
+    close_pool(p);
+}
+
+static void sub_closed_from_callback(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, RD_URL, "backoff_min=0.02&backoff_max=0.05"), *direct = open_pool(h, RD_URL, NULL);
+    const char *chan[1] = { "lt:chan" };
+    dbp_sub *sub = dbp_subscribe(p, 1, chan, 0, NULL, close_on_resubscribe, NULL, NULL);
+    dbp_hub_counts k0, k;
+    dbp_op *op;
+    int i;
+    if (!sub) { ok(0, "subscribe"); return; }
+    op = dbp_call(direct, 1, (const char *const[]){ "PING" }, NULL, NULL); /* its connection, counted before */
+    dbp_op_wait(op, 3000);
+    dbp_op_free(op);
+    spin(h, 200);
+    dbp_hub_stats(h, &k0);
+    op = dbp_call(direct, 4, (const char *const[]){ "CLIENT", "KILL", "TYPE", "pubsub" }, NULL, NULL);
+    dbp_op_wait(op, 3000);
+    dbp_op_free(op);
+    for (i = 0; i < 100 && !resubscribed; i++) spin(h, 20);
+    spin(h, 100);
+    dbp_hub_stats(h, &k);
+    ok(resubscribed == 1 && k.conns == k0.conns - 1,
+       "dbp_sub_close from the RESUBSCRIBED callback ends the subscription: its connection closes (%d -> %d)", k0.conns, k.conns);
+    close_pool(p);
+    close_pool(direct);
+}
+
+/* A stream paused for its reader runs past its deadline: the error says what
+   happened (on 1fddf2d it claimed a KILL QUERY that was never sent). */
+static void paused_stream_timeout(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, MY_URL, "max=1");
+    dbp_op_options o = { 300, 0 };
+    dbp_op *op = dbp_query_stream(p, "SELECT seq, REPEAT('y', 500) FROM seq_1_to_200000", NULL, 0, &o);
+    int rc;
+    spin(h, 600); /* nobody reads: the batch fills, the stream pauses, the deadline passes */
+    rc = dbp_op_rc(op);
+    ok(rc == DBP_ETIMEOUT && !strstr(dbp_op_error(op)->message, "KILL") && strstr(dbp_op_error(op)->message, "paused"),
+       "a stream paused for its reader times out saying so: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    ok(run_sql(p, "SELECT 1") == DBP_OK, "  the connection goes on");
+    close_pool(p);
+}
+
 int main(void)
 {
     dbp_hub *h;
@@ -259,6 +342,9 @@ int main(void)
     pool_freed_busy(h);
     acquire_after_validation(h, 1);
     acquire_after_validation(h, 0);
+    sub_closed_from_callback(h);
+    sub_error_closed_from_callback(h);
+    paused_stream_timeout(h);
     counts(h, &k);
     ok(k.ops == 0 && k.pools == 0 && k.conns == 0 && k.conns_dead_held == 0 && k.pending == 0,
        "at the end nothing is alive: ops %d, pools %d, connections %d, held %d", k.ops, k.pools, k.conns, k.conns_dead_held);
