@@ -24,7 +24,7 @@ LUA_CMOD ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
 
 .PHONY: all tests lua bench test test-plain test-checked test-asan test-asan-lua test-valgrind test-valgrind-lua \
         test-soak-asan soak clean install uninstall check-header
-all: tests lua $(BUILD)/tests/faultproxy
+all: tests lua $(BUILD)/tests/faultproxy $(BUILD)/tests/soak_lifetimes
 
 tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
 
@@ -73,8 +73,10 @@ check-header:
 test: all check-header
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-plain
 
+# (with a 24 s run of the lifetime soak: live objects and RSS flat)
 test-plain:
 	$(PROVE) tests/faultproxy_selftest.sh $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
+	SOAK_SECONDS=24 SOAK_REPORT=6 $(PROVE) $(BUILD)/tests/soak_lifetimes
 
 test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so $(BUILD)/asan/tests/soak
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua test-soak-asan
@@ -127,6 +129,10 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/dbpool.h $(DESTDIR)$(LUA_LMOD)/dbpool.lua $(DESTDIR)$(PREFIX)/bin/dbpool
 	rm -rf $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(LUA_LMOD)/dbpool
 
+$(BUILD)/tests/soak_lifetimes: tests/soak_lifetimes.c dbpool.h tests/tap.h tests/helpers.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
 $(BUILD)/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h tests/helpers.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
@@ -138,9 +144,12 @@ $(BUILD)/asan/tests/soak: tests/soak.c dbpool.h tests/tap.h tests/proxy.h tests/
 
 # Random faults under load for SOAK_SECONDS (120), then invariants. A random
 # seed unless SOAK_SEED is given (a failing run prints the line that replays it).
+# Then the lifetime soak for LIFETIME_SECONDS (600): RSS and live objects
+# printed every minute, flat or it fails.
 soak: all $(BUILD)/tests/soak
 	SOAK_SEED=$${SOAK_SEED:-$$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')} \
-	  scripts/with-servers.sh prove $(PROVE_OPTS) --exec '' $(BUILD)/tests/soak
+	  scripts/with-servers.sh sh -c "prove $(PROVE_OPTS) --exec '' $(BUILD)/tests/soak && \
+	  SOAK_SECONDS=$${LIFETIME_SECONDS:-600} prove $(PROVE_OPTS) --exec '' $(BUILD)/tests/soak_lifetimes"
 
 bench: all
 	scripts/with-servers.sh bench/run.sh

@@ -82,7 +82,8 @@
      at once (a usage mistake gives an op that is already rejected, so every
      error has a place to live); it starts as soon as a connection is free.
      The caller owns the op it gets back and frees it with dbp_op_free(); an
-     op freed while pending still runs to completion and frees itself.
+     op freed while pending still runs to completion and frees itself (see
+     Lifetimes).
 
      Retries.  An op that was never sent when its connection died is retried
      on a fresh connection. An op that was sent is rejected with DBP_ELOST
@@ -99,6 +100,43 @@
      queued and running op finish and settle, then sends QUIT and closes every
      socket. With a deadline, what is still queued at the deadline is rejected
      and what still runs is cut off, each with DBP_ECANCELLED saying so.
+
+     Lifetimes.  Who owns what, and what a busy object does when let go. The
+     rule: a handle its holder has not let go of stays valid whatever the
+     servers do; an object let go while busy finishes its work, then frees
+     itself; dbp_hub_stats() counts what is alive, so a test (or a health
+     page) can check that nothing is left.
+
+       object      made by                 let go with            let go while busy
+       ----------  ----------------------  ---------------------  ------------------------------
+       hub         dbp_hub_open            dbp_hub_close          drives every pool closed (bounded),
+                                                                  then frees everything it made;
+                                                                  ops the caller holds stay
+                                                                  readable until dbp_op_free
+       pool        dbp_pool_open           dbp_pool_free          closes gracefully (close_timeout),
+                                                                  freed at the end of the step
+                                                                  that finished the close, but not
+                                                                  before every dead pinned
+                                                                  connection it handed out is let go
+       op          dbp_query, dbp_call,    dbp_op_free            runs on; freed when it settles
+                   dbp_pool_acquire, ...                          (its callback is dropped); a
+                                                                  stream is cancelled and drained
+       pinned conn dbp_op_take_conn        dbp_conn_release,      its ops finish, then back to the
+                                           dbp_conn_discard       pool (or closed). If the server
+                                                                  closes it first, it stays
+                                                                  allocated and dead for its holder:
+                                                                  dbp_conn_ok() 0, dbp_conn_error()
+                                                                  says why, every op on it is
+                                                                  rejected (kind connection, not
+                                                                  sent); release/discard free it
+       subscription dbp_subscribe          dbp_sub_close          ended at once; from inside its
+                                                                  own callback, as that returns
+       result,     dbp_op_take_result,     dbp_result_free,       (plain data: the caller's)
+       reply       dbp_op_take_reply       dbp_reply_free
+
+     Borrowed data (a result or reply read through dbp_op_result/_reply, a
+     stream's row and dbp_op_fields) is valid until the op is freed or, for
+     a stream's row, until the next dbp_op_fetch().
 
      Errors.  Every error lives on the object that failed: an op's dbp_error
      has the result code, its kind (usage, connection, timeout, closed, sql,
