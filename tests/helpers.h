@@ -58,4 +58,35 @@ static void spin(dbp_hub *h, int ms)
     while (dbp__now_us() / 1000 < end) dbp_hub_step(h, 10);
 }
 
+/* Runs one statement (MySQL), waits up to 20 s, frees the op; a failure
+   is shown as a diag. Returns its rc. */
+static int run_sql(dbp_pool *p, const char *sql) __attribute__((unused));
+static int run_sql(dbp_pool *p, const char *sql)
+{
+    dbp_op *op = dbp_query(p, sql, NULL, 0, NULL);
+    int rc = dbp_op_wait(op, 20000);
+    if (rc != DBP_OK) diag("'%s': %s", sql, dbp_op_error(op)->message);
+    dbp_op_free(op);
+    return rc;
+}
+
+/* Has the server end a pinned connection, from another pool of the same
+   server: KILL (MySQL) or CLIENT KILL ID (Redis). */
+static void server_kill(dbp_pool *admin, const dbp_conn *c, int mysql) __attribute__((unused));
+static void server_kill(dbp_pool *admin, const dbp_conn *c, int mysql)
+{
+    char id[64];
+    dbp_op *op;
+    if (mysql) {
+        snprintf(id, sizeof id, "KILL %llu", dbp_conn_server_id(c));
+        op = dbp_query(admin, id, NULL, 0, NULL);
+    } else {
+        const char *argv[4] = { "CLIENT", "KILL", "ID", id };
+        snprintf(id, sizeof id, "%llu", dbp_conn_server_id(c));
+        op = dbp_call(admin, 4, argv, NULL, NULL);
+    }
+    if (dbp_op_wait(op, 5000) != DBP_OK) diag("kill %llu: %s", dbp_conn_server_id(c), dbp_op_error(op)->message);
+    dbp_op_free(op);
+}
+
 #endif

@@ -87,21 +87,11 @@ static void pinned_killed(dbp_hub *h, dbp_pool *p, dbp_pool *admin, int mysql)
 {
     dbp_op *op = dbp_pool_acquire(p, NULL);
     dbp_conn *c = NULL;
-    char cmd[64];
     (void)h;
     if (dbp_op_wait(op, 5000) == DBP_OK) c = dbp_op_take_conn(op);
     dbp_op_free(op);
     if (!c) return;
-    if (mysql) {
-        snprintf(cmd, sizeof cmd, "KILL %llu", dbp_conn_server_id(c));
-        op = dbp_query(admin, cmd, NULL, 0, NULL);
-    } else {
-        const char *argv[4] = { "CLIENT", "KILL", "ID", cmd };
-        snprintf(cmd, sizeof cmd, "%llu", dbp_conn_server_id(c));
-        op = dbp_call(admin, 4, argv, NULL, NULL);
-    }
-    dbp_op_wait(op, 5000);
-    dbp_op_free(op);
+    server_kill(admin, c, mysql);
     op = mysql ? dbp_conn_query(c, "SELECT 1", NULL, 0, NULL) : dbp_conn_call(c, 1, (const char *const[]){ "PING" }, NULL, NULL);
     dbp_op_wait(op, 5000);
     dbp_op_free(op);

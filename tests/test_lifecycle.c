@@ -38,15 +38,6 @@ static long long scalar(dbp_pool *p, const char *sql)
     return v;
 }
 
-static int run(dbp_pool *p, const char *sql)
-{
-    dbp_op *op = dbp_query(p, sql, NULL, 0, NULL);
-    int rc = dbp_op_wait(op, 20000);
-    if (rc != DBP_OK) diag("'%s': %s", sql, dbp_op_error(op)->message);
-    dbp_op_free(op);
-    return rc;
-}
-
 static void fds_check(dbp_hub *h, int before, const char *what)
 {
     int n = count_fds(), i;
@@ -63,7 +54,7 @@ static void test_kill_idle_and_busy(dbp_hub *h, dbp_pool *admin)
     dbp_op *busy;
     dbp_stats st;
     snprintf(sql, sizeof sql, "KILL %lld", id);
-    run(admin, sql);
+    run_sql(admin, sql);
     ok(scalar(p, "SELECT 7") == 7, "a connection killed while idle: the next op succeeds, no user code");
     dbp_pool_stats(p, &st);
     ok(st.created == 2 && st.rejected == 0, "  on a fresh connection (created %llu, rejected %llu)", st.created, st.rejected);
@@ -71,7 +62,7 @@ static void test_kill_idle_and_busy(dbp_hub *h, dbp_pool *admin)
     busy = dbp_query(p, "SELECT SLEEP(3)", NULL, 0, NULL);
     spin(h, 300);
     snprintf(sql, sizeof sql, "KILL %lld", id);
-    run(admin, sql);
+    run_sql(admin, sql);
     dbp_op_wait(busy, 10000);
     ok(dbp_op_rc(busy) == DBP_ELOST && dbp_op_error(busy)->sent && strstr(dbp_op_error(busy)->message, "may or may not"),
        "killed while running: the op is lost after send: %s", dbp_op_error(busy)->message);
@@ -130,7 +121,7 @@ static void test_restart(dbp_hub *h)
     dbp_pool *p = open_pool(h, URL, "max=4&acquire_timeout=30&backoff_min=0.05&backoff_max=0.5");
     dbp_op *ops[N];
     dbp_stats st;
-    run(p, "SELECT 1");
+    run_sql(p, "SELECT 1");
     if (system("scripts/mariadb.sh stop >/dev/null 2>&1") != 0) diag("mariadb.sh stop failed");
     for (i = 0; i < N; i++) {
         dbp_op_options o = { i % 2 ? 2000 : 30000, 1 };
@@ -269,7 +260,7 @@ static void test_min_and_idle(dbp_hub *h, dbp_pool *admin)
         long long id = scalar(p, "SELECT CONNECTION_ID()");
         char sql[64];
         snprintf(sql, sizeof sql, "KILL %lld", id);
-        run(admin, sql);
+        run_sql(admin, sql);
         spin(h, 500);
         dbp_pool_stats(p, &st);
         ok(st.total == 2 && st.idle == 2, "a warm connection killed by the server is replaced (total %d)", st.total);

@@ -32,16 +32,6 @@ static void counts(dbp_hub *h, dbp_hub_counts *c)
     dbp_hub_stats(h, c);
 }
 
-/* Runs `sql` (MySQL) or argv (Redis) on the pool and frees the op. */
-static int run_sql(dbp_pool *p, const char *sql)
-{
-    dbp_op *op = dbp_query(p, sql, NULL, 0, NULL);
-    int rc = dbp_op_wait(op, 10000);
-    if (rc != DBP_OK) diag("%s: %s", sql, dbp_op_error(op)->message);
-    dbp_op_free(op);
-    return rc;
-}
-
 static dbp_conn *acquire(dbp_pool *p)
 {
     dbp_op *op = dbp_pool_acquire(p, NULL);
@@ -60,20 +50,10 @@ static void pinned_killed(dbp_hub *h, int mysql)
     dbp_conn *c = acquire(p);
     dbp_op *op;
     dbp_hub_counts k;
-    char cmd[64];
     int i, rc;
     if (!c || !direct) { ok(0, "%s: pinned connection for the kill test", name); return; }
     ok(dbp_conn_ok(c) && dbp_conn_server_id(c) > 0, "%s: a pinned connection (server id %llu)", name, dbp_conn_server_id(c));
-    if (mysql) {
-        snprintf(cmd, sizeof cmd, "KILL %llu", dbp_conn_server_id(c));
-        run_sql(direct, cmd);
-    } else {
-        const char *argv[4] = { "CLIENT", "KILL", "ID", cmd };
-        snprintf(cmd, sizeof cmd, "%llu", dbp_conn_server_id(c));
-        op = dbp_call(direct, 4, argv, NULL, NULL);
-        dbp_op_wait(op, 5000);
-        dbp_op_free(op);
-    }
+    server_kill(direct, c, mysql);
     /* the holder finds out: its next op fails (or the hub saw the EOF first) */
     for (i = 0; i < 50 && dbp_conn_ok(c); i++) spin(h, 20);
     if (mysql) op = dbp_conn_query(c, "SELECT 1", NULL, 0, NULL);
@@ -110,15 +90,10 @@ static void pinned_killed_pool_freed(dbp_hub *h)
     dbp_pool *p = open_pool(h, RD_URL, "max=1"), *direct = open_pool(h, RD_URL, NULL);
     dbp_conn *c = acquire(p);
     dbp_hub_counts k0, k;
-    char id[32];
-    const char *argv[4] = { "CLIENT", "KILL", "ID", id };
     dbp_op *op;
     dbp_hub_stats(h, &k0);
     if (!c) { ok(0, "acquire"); return; }
-    snprintf(id, sizeof id, "%llu", dbp_conn_server_id(c));
-    op = dbp_call(direct, 4, argv, NULL, NULL);
-    dbp_op_wait(op, 5000);
-    dbp_op_free(op);
+    server_kill(direct, c, 0);
     op = dbp_conn_call(c, 1, (const char *const[]){ "PING" }, NULL, NULL);
     dbp_op_wait(op, 5000);
     dbp_op_free(op);
