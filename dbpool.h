@@ -7417,13 +7417,94 @@ static void dbp__cluster_rtimer_fire(dbp__timer *t)
         dbp__cluster_refresh(cl->pool, -1);
 }
 
+/* One slot range of a CLUSTER SLOTS reply: its primary, then its replicas. */
+#define DBP__MAP_NODES 8
+typedef struct dbp__map_range {
+    int lo, hi;
+    int nnodes;                       /* node[0] is the primary */
+    struct { char host[64]; int port; } node[DBP__MAP_NODES];
+} dbp__map_range;
+
+/* Copies a node entry ([host, port, id...]) of a range; 0 on success. A node
+   given as "" or "?" is the one that was asked (the spec's "same host"). */
+static int dbp__map_node(const dbp_reply *nd, const char *asked_host, char *host, size_t hn, int *port)
+{
+    const char *h;
+    if (!nd || nd->type != DBP_REPLY_ARRAY || nd->elements < 2 || !nd->element[0] || !nd->element[1] ||
+        nd->element[0]->type != DBP_REPLY_STRING || nd->element[1]->type != DBP_REPLY_INTEGER)
+        return -1;
+    h = nd->element[0]->str;
+    if (!h[0] || strcmp(h, "?") == 0) h = asked_host;
+    if (strlen(h) >= hn || nd->element[1]->integer <= 0 || nd->element[1]->integer > 65535) return -1;
+    memcpy(host, h, strlen(h) + 1);
+    *port = (int)nd->element[1]->integer;
+    return 0;
+}
+
+/* Parses a CLUSTER SLOTS reply (pure: no I/O, no pool, so it is unit-tested
+   and fuzzed alone). Writes at most max ranges to out and returns how many;
+   -1 when the reply is not an array of ranges at all. A malformed range (bad
+   bounds, no valid primary) is skipped, a malformed replica is left out. */
+static int dbp__cluster_map_parse(const dbp_reply *r, const char *asked_host, dbp__map_range *out, int max)
+{
+    int n = 0;
+    size_t k, j;
+    if (!r || r->type != DBP_REPLY_ARRAY) return -1;
+    for (k = 0; k < r->elements && n < max; k++) {
+        const dbp_reply *ent = r->element[k];
+        dbp__map_range *m = &out[n];
+        if (!ent || ent->type != DBP_REPLY_ARRAY || ent->elements < 3 || !ent->element[0] || !ent->element[1] ||
+            ent->element[0]->type != DBP_REPLY_INTEGER || ent->element[1]->type != DBP_REPLY_INTEGER)
+            continue;
+        m->lo = (int)(ent->element[0]->integer < 0 ? -1 : ent->element[0]->integer > 16383 ? 16384 : ent->element[0]->integer);
+        m->hi = (int)(ent->element[1]->integer < 0 ? -1 : ent->element[1]->integer > 16383 ? 16384 : ent->element[1]->integer);
+        if (m->lo < 0 || m->hi > 16383 || m->lo > m->hi) continue;
+        m->nnodes = 0;
+        for (j = 2; j < ent->elements && m->nnodes < DBP__MAP_NODES; j++) {
+            if (dbp__map_node(ent->element[j], asked_host, m->node[m->nnodes].host, sizeof m->node[0].host,
+                              &m->node[m->nnodes].port) == 0)
+                m->nnodes++;
+            else if (j == 2)
+                break; /* no primary: the range is unusable */
+        }
+        if (m->nnodes > 0) n++;
+    }
+    return n;
+}
+
+/* Takes a parsed map: node pools for new nodes, roles, the slot table. */
+static void dbp__cluster_map_apply(dbp_pool *p, const dbp__map_range *m, int n)
+{
+    dbp__cluster *cl = p->cluster;
+    int i, k, j;
+    for (i = 0; i < cl->nnodes; i++) { cl->nodes[i].in_map = 0; cl->nodes[i].nslots = cl->nodes[i].nranges = 0; }
+    for (i = 0; i < 16384; i++) cl->slots[i] = -1;
+    for (k = 0; k < n; k++) {
+        int prim = dbp__cluster_node(p, m[k].node[0].host, m[k].node[0].port, 0), s;
+        if (prim < 0) continue;
+        cl->nodes[prim].in_map = 1;
+        cl->nodes[prim].primary = 1;
+        cl->nodes[prim].primary_of = -1;
+        cl->nodes[prim].nslots += m[k].hi - m[k].lo + 1;
+        cl->nodes[prim].nranges++;
+        for (s = m[k].lo; s <= m[k].hi; s++) cl->slots[s] = (short)prim;
+        for (j = 1; j < m[k].nnodes; j++) {
+            int idx = dbp__cluster_node(p, m[k].node[j].host, m[k].node[j].port, 1);
+            if (idx < 0) continue;
+            cl->nodes[idx].in_map = 1;
+            cl->nodes[idx].primary = 0;
+            cl->nodes[idx].primary_of = prim;
+        }
+    }
+    cl->have_map = 1;
+}
+
 static void dbp__cluster_slots_done(dbp_op *op)
 {
     dbp_pool *p = DBP__CAST(dbp_pool *, op->ctx);
     dbp__cluster *cl;
     const dbp_reply *r = op->reply;
     int asked = -1, i;
-    size_t k;
     if (!p || !p->cluster) return;
     cl = p->cluster;
     if (cl->refresh_op == op) cl->refresh_op = NULL;
@@ -7465,45 +7546,19 @@ static void dbp__cluster_slots_done(dbp_op *op)
         dbp__pool_check_closed(p);
         return;
     }
-    cl->refresh_failures = 0;
-    p->fail_streak = 0;
-    p->fatal = 0;
-    for (i = 0; i < cl->nnodes; i++) { cl->nodes[i].in_map = 0; cl->nodes[i].nslots = cl->nodes[i].nranges = 0; }
-    for (i = 0; i < 16384; i++) cl->slots[i] = -1;
-    for (k = 0; k < r->elements; k++) {
-        const dbp_reply *ent = r->element[k];
-        long long lo, hi, s;
-        int prim = -1;
-        size_t j;
-        if (!ent || ent->type != DBP_REPLY_ARRAY || ent->elements < 3) continue;
-        lo = ent->element[0]->integer;
-        hi = ent->element[1]->integer;
-        if (lo < 0 || hi > 16383 || lo > hi) continue;
-        for (j = 2; j < ent->elements; j++) {
-            const dbp_reply *nd = ent->element[j];
-            const char *host;
-            int port, idx;
-            if (!nd || nd->type != DBP_REPLY_ARRAY || nd->elements < 2 || nd->element[0]->type != DBP_REPLY_STRING) continue;
-            host = nd->element[0]->str;
-            if (!host[0] || strcmp(host, "?") == 0) host = asked >= 0 ? cl->nodes[asked].host : "127.0.0.1";
-            port = (int)nd->element[1]->integer;
-            idx = dbp__cluster_node(p, host, port, j > 2);
-            if (idx < 0) continue;
-            cl->nodes[idx].in_map = 1;
-            if (j == 2) {
-                prim = idx;
-                cl->nodes[idx].primary = 1;
-                cl->nodes[idx].primary_of = -1;
-                cl->nodes[idx].nslots += (int)(hi - lo + 1);
-                cl->nodes[idx].nranges++;
-            } else {
-                cl->nodes[idx].primary = 0;
-                cl->nodes[idx].primary_of = prim;
-            }
-        }
-        if (prim >= 0) for (s = lo; s <= hi; s++) cl->slots[s] = (short)prim;
+    {
+        char asked_host[sizeof cl->nodes[0].host];
+        dbp__map_range *m = DBP__ALLOC(dbp__map_range, r->elements);
+        int n;
+        if (!m) { dbp__err_set(&cl->last_err, DBP_ENOMEM, "out of memory reading the cluster map"); dbp__pool_check_closed(p); return; }
+        snprintf(asked_host, sizeof asked_host, "%s", asked >= 0 ? cl->nodes[asked].host : "127.0.0.1");
+        n = dbp__cluster_map_parse(r, asked_host, m, (int)(r->elements > 16384 ? 16384 : r->elements));
+        cl->refresh_failures = 0;
+        p->fail_streak = 0;
+        p->fatal = 0;
+        dbp__cluster_map_apply(p, m, n);
+        DBP_FREE(m);
     }
-    cl->have_map = 1;
     if (cl->refresh_pending) dbp__timer_min(p->hub, &cl->rtimer, cl->last_refresh_ms + 100);
     else if (p->state == DBP__PS_OPEN) dbp__timer_set(p->hub, &cl->rtimer, cl->last_refresh_ms + DBP__CLUSTER_REFRESH_MS);
     dbp__cluster_dispatch(p);
