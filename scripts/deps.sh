@@ -90,7 +90,7 @@ done
 if command -v ss >/dev/null; then
     ports=("$MYSQL_PORT" "$REDIS_PORT")
     for ((i = 0; i < 6; i++)); do
-        ports+=("$((CLUSTER_BASE_PORT + i))" "$((CLUSTER_BASE_PORT + i + 10000))")
+        ports+=("$((CLUSTER_BASE_PORT + i))" "$((CLUSTER_BASE_PORT + i + 100))")  # (bus: see redis-cluster.sh)
     done
     held=""
     for port in "${ports[@]}"; do

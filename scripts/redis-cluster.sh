@@ -5,7 +5,9 @@
 #   scripts/redis-cluster.sh kill-node PORT|restart-node PORT
 #
 # Nodes listen on 127.0.0.1, ports ${DBPOOL_CLUSTER_BASE_PORT:-27001} and the
-# five following ones (cluster bus: port + 10000); node state lives in
+# five following ones (cluster bus: port + 100, not Redis' default + 10000,
+# which lands in Linux's ephemeral range 32768-60999: a client socket that
+# happens to hold that port makes a node fail to start); node state lives in
 # ${DBPOOL_RUN_DIR:-<repo>/.run}/cluster/<port>. Every node requires the same
 # password, which replicas also use to talk to their primaries.
 #
@@ -105,6 +107,7 @@ write_conf() {
         echo "cluster-config-file nodes.conf"
         echo "cluster-node-timeout 2000"
         echo "cluster-announce-ip 127.0.0.1"
+        echo "cluster-port $((port + 100))"
         echo "requirepass $(conf_quote "$PASSWORD")"
         echo "masterauth $(conf_quote "$PASSWORD")"
         echo "save \"\""
