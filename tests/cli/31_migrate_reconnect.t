@@ -9,7 +9,8 @@
 --     begun), the migrator's connection is killed with the mariadb client:
 --     the next migration finds it dead at its BEGIN (known unsent), so the
 --     migrator reconnects, takes the lock again and goes on; each migration
---     runs once and is recorded;
+--     runs once and is recorded; when another migrator ran the next one
+--     meanwhile (played by the test), it is skipped;
 --   * while a migration's statement runs, its connection is killed: the
 --     statement may have run, so the command stops with an error naming the
 --     migration, saying it may or may not have been applied and pointing at
@@ -95,6 +96,31 @@ T.is(sql("SELECT COUNT(*) FROM cli_mr_log WHERE version IN (2, 3) AND conn = " .
 T.ok(new_id ~= killed, "which is not the killed one")
 T.is(sql("SELECT IS_FREE_LOCK(CONCAT('dbpool_migrate:', SHA1(CONCAT(DATABASE(), '.', '" .. TBL .. "'))))"), "1",
     "the lock (taken again on the new connection) is released at the end")
+
+-- --- lost between two migrations while another migrator ran the next ----------
+-- (the other migrator is played by the test: while the lock is free it
+-- records 0002 as applied, with the file's checksum)
+sql("DROP TABLE IF EXISTS " .. TBL)
+sql("DELETE FROM cli_mr_log")
+local sha256 = require "dbpool.cli.sha256"
+local f2 = assert(io.open(dir .. "/0002_second.sql")):read("a")
+killed = nil
+out = stream(function(text)
+    if text:match("^ok %(") and not killed then
+        killed = tonumber(sql("SELECT conn FROM cli_mr_log WHERE version = 1"))
+        sql("KILL " .. tostring(killed))
+        sql(("INSERT INTO %s (version, name, checksum) VALUES (2, 'second', '%s')"):format(TBL, sha256(f2)))
+        os.execute("sleep 0.3")
+    end
+end)
+code, text, etext = migrate(out, "up", "--dir", dir, "--table", TBL, "--url", mysql_url)
+T.is(code, 0, "up, with 0002 applied by another migrator while the connection was lost: exit 0")
+if code ~= 0 then T.diag(text, etext) end
+T.like(text, "lock taken again.\nApplying 0002_second.sql: done meanwhile by another migrator; skipped.\nApplying 0003_third.sql ... ok (",
+    "after reconnecting, the table is read afresh: 0002 is skipped, 0003 applied")
+T.like(text, "Applied 2 migrations.", "two applied by this run")
+T.is(sql("SELECT GROUP_CONCAT(version ORDER BY version) FROM cli_mr_log"), "1,3", "0002 was not run by this migrator")
+T.is(sql("SELECT GROUP_CONCAT(version ORDER BY version) FROM " .. TBL), "1,2,3", "all three are recorded")
 
 -- --- lost while a migration's statement ran: stop, never run it again -------------
 write("0004_slow.sql", "INSERT INTO cli_mr_log VALUES (CONNECTION_ID(), 4);\nSELECT SLEEP(5) AS cli_mr_marker;\n")

@@ -340,49 +340,53 @@ local function verify(s, files_by, applied, out)
     end
 end
 
--- Runs one migration, one line of output; raises when it fails.
+-- One attempt at one migration, one line of output; raises when it fails.
 -- A connection found dead when the migration begins (lost between two
--- migrations: killed, a server restart, its idle timeout) is replaced once:
--- renew() reconnects, takes the lock again and returns what is applied now,
--- and todo(m, applied_by) says whether m still needs running (another
--- migrator may have run it while the lock was free). A migration that may
--- have run is never run again: that ends the command (see execute).
--- -> "ok" | "skipped"
-local function run_one(ctx, s, m, verb, direction, record, renew, todo)
-    for attempt = 1, 2 do
-        ctx.out:write(verb, " ", m.file, " ... ")
-        ctx.out:flush()
-        local t0 = now()
-        local ok, msg, where = execute(s, m, direction, function() record(m, t0) end)
-        if ok then
-            ctx.out:write(("ok (%s)\n"):format(util.duration(now() - t0)))
-            return "ok"
-        end
-        if where ~= "before" or attempt == 2 then
-            ctx.out:write("FAILED\n")
-            util.fail(where == "before"
-                and ("%s %s: the connection was lost again before it began: %s"):format(m.file, direction, msg) or msg)
-        end
-        local rok, applied_by = pcall(renew)
-        if not rok then
-            ctx.out:write("FAILED\n")
-            util.fail(("%s %s: the connection was lost before it began (nothing of it ran), and reconnecting failed: %s")
-                :format(m.file, direction, errmsg(applied_by)))
-        end
-        ctx.out:write(("connection lost before it began (nothing of it ran); reconnected (connection id %s), lock taken again.\n")
-            :format(tostring(s.conn:id())))
-        if not todo(m, applied_by) then
-            ctx.out:write(("%s %s: done meanwhile by another migrator; skipped.\n"):format(verb, m.file))
-            return "skipped"
-        end
+-- migrations: killed, a server restart, its idle timeout) is replaced once
+-- (attempt 1): renew() reconnects, takes the lock again and returns what is
+-- applied now. A migration that may have run is never run again: that ends
+-- the command (see execute).
+-- -> "ok" | "renewed", applied_by
+local function run_one(ctx, s, m, verb, direction, record, renew, attempt)
+    ctx.out:write(verb, " ", m.file, " ... ")
+    ctx.out:flush()
+    local t0 = now()
+    local ok, msg, where = execute(s, m, direction, function() record(m, t0) end)
+    if ok then
+        ctx.out:write(("ok (%s)\n"):format(util.duration(now() - t0)))
+        return "ok"
     end
+    if where ~= "before" or attempt > 1 then
+        ctx.out:write("FAILED\n")
+        util.fail(where == "before"
+            and ("%s %s: the connection was lost again before it began: %s"):format(m.file, direction, msg) or msg)
+    end
+    local rok, applied_by = pcall(renew)
+    if not rok then
+        ctx.out:write("FAILED\n")
+        util.fail(("%s %s: the connection was lost before it began (nothing of it ran), and reconnecting failed: %s")
+            :format(m.file, direction, errmsg(applied_by)))
+    end
+    ctx.out:write(("connection lost before it began (nothing of it ran); reconnected (connection id %s), lock taken again.\n")
+        :format(tostring(s.conn:id())))
+    return "renewed", applied_by
 end
 
--- Runs each migration of list in `direction` (run_one). -> how many ran
+-- Runs each migration of list in `direction` (run_one). After a reconnect,
+-- todo(m, applied_by) says whether m still needs running: another migrator
+-- may have run it while the lock was free. -> how many ran
 local function run_each(ctx, s, list, verb, direction, record, renew, todo)
-    local n = 0
+    local n, applied_by = 0, nil
     for _, m in ipairs(list) do
-        if run_one(ctx, s, m, verb, direction, record, renew, todo) == "ok" then n = n + 1 end
+        for attempt = 1, 2 do
+            if applied_by and not todo(m, applied_by) then
+                ctx.out:write(("%s %s: done meanwhile by another migrator; skipped.\n"):format(verb, m.file))
+                break
+            end
+            local r, by = run_one(ctx, s, m, verb, direction, record, renew, attempt)
+            if r == "ok" then n = n + 1 break end
+            applied_by = by
+        end
     end
     return n
 end
