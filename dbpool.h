@@ -634,7 +634,13 @@ DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms);
    For transactions and anything that needs one session: acquire, run ops on
    the connection (they run in order), release. A connection released inside
    a MySQL transaction is rolled back first; a Redis connection left in
-   MULTI, WATCH or another database is reset or discarded. */
+   MULTI, WATCH or another database is reset or discarded.
+   When the server closes a pinned connection, nothing is retried (the
+   session is gone with it): its ops are rejected with kind connection, and
+   err.sent says whether each may have run. Before the first write on an idle
+   pinned connection its socket is checked for EOF, as the pool does, so an
+   op on one the server closed while it sat idle is rejected with sent == 0:
+   the holder may take a new connection and run it again. */
 
 /* An op that settles with a connection (dbp_op_take_conn). */
 DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *pool, const dbp_op_options *opts);
@@ -3531,7 +3537,11 @@ static void dbp__pool_finish_close(dbp_pool *p)
     if (p->freed) p->hub->reap = 1; /* released while it closed: freed after this step */
 }
 
-/* Ops on a pinned connection run one after another (MySQL) or pipelined (Redis). */
+/* Ops on a pinned connection run one after another (MySQL) or pipelined (Redis).
+   Before the first write on an idle one, the same peek as the pool's: a
+   socket the server already closed fails the connection, and its queued ops
+   are rejected as never sent (a pinned session cannot be retried elsewhere,
+   but its holder knows that running the op again is safe). */
 static void dbp__pinned_next(dbp_conn *c)
 {
     dbp_pool *p = c->pool;
@@ -3540,6 +3550,7 @@ static void dbp__pinned_next(dbp_conn *c)
         dbp_op *op;
         if (p->s.backend == DBP__BK_MYSQL && c->nops > 0) return;
         if (p->s.backend != DBP__BK_MYSQL && c->nops >= p->s.pipeline) return;
+        if (dbp__conn_dead_before_write(c)) return;
         op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
         dbp__list_remove(&op->link);
         dbp__op_begin(c, op);

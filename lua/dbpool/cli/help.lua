@@ -95,6 +95,12 @@ Commands:
 Ctrl-C cancels a running statement (KILL QUERY) or discards the line being
 typed; a second Ctrl-C in the session quits at once.
 
+A lost connection (KILL, a server restart) is replaced at once, and the REPL
+says so: the session state is gone, but the database of USE / SELECT is
+chosen again. A statement known not sent runs once more on the new
+connection; one that may have run is reported and never repeated; after a
+transaction or MULTI was lost, the next statement is not run.
+
 Options:
   -e, --execute TEXT  run TEXT as if typed, then exit (repeatable)
   -B, --batch         tab-separated results without borders (like mysql -B)
@@ -130,6 +136,9 @@ migrators from running at once: the second waits (--lock-timeout) and then
 finds nothing left to apply. Each migration runs in one transaction, but
 MySQL/MariaDB commit DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE, ...)
 implicitly: a failed migration rolls back its data changes, not its DDL.
+A connection lost between two migrations is replaced (the lock taken again);
+one lost while a migration ran stops the command: that migration may or may
+not have been applied, and `dbpool migrate status` shows what is recorded.
 
 Options:
   --dir DIR          migrations directory (default $DBPOOL_MIGRATIONS_DIR or ./migrations)

@@ -110,6 +110,25 @@ local function q(self, text, params)
     return self.conn:query(text, params):await()
 end
 
+-- A pinned connection from the session's pool. Fails fast: a refused or
+-- failed connect ends the wait at once (the pool would retry until 30 s).
+function Session:pin()
+    -- the error event of a connection that died before now is not this
+    -- connect's failure: let it be delivered before the watch begins
+    dbpool._step(false)
+    self.failed, self.watch = nil, true
+    local p = self.pool:acquire({ timeout = 30 })
+    while p:status() == "pending" and not self.failed do dbpool._step(true) end
+    self.watch = false
+    if p:status() == "pending" then
+        -- abandoned: when it settles, its connection goes back
+        p:next(function(conn) conn:release() end, function() end)
+        error(self.failed, 0)
+    end
+    self.conn = p:await()
+    return self.conn
+end
+
 function Session.open(url, tbl, out)
     local pool = dbpool.open(url, { max = 2 })
     if pool._backend ~= "mysql" then
@@ -117,18 +136,25 @@ function Session.open(url, tbl, out)
         util.usage("migrations need a MySQL/MariaDB URL", "migrate")
     end
     local self = setmetatable({ pool = pool, tbl = tbl, qtbl = "`" .. tbl .. "`", out = out }, Session)
-    -- a refused or failed connect ends the wait at once (the pool would retry)
-    local failed
-    pool:on("error", function(ev) failed = failed or ev.error or { kind = "connection", message = ev.message } end)
-    local p = pool:acquire({ timeout = 30 })
-    while p:status() == "pending" and not failed do dbpool._step(true) end
-    if p:status() == "pending" then
+    pool:on("error", function(ev)
+        if self.watch then self.failed = self.failed or ev.error or { kind = "connection", message = ev.message } end
+    end)
+    local ok, err = pcall(self.pin, self)
+    if not ok then
         pool:close({ timeout = 0 }):result()
-        p:result()
-        error(failed, 0)
+        error(err, 0)
     end
-    self.conn = p:await()
     return self
+end
+
+-- The session's connection died: a new one, and the lock taken again (the
+-- server released it with the old connection).
+function Session:reconnect(lock_timeout)
+    if self.conn then pcall(function() self.conn:discard() end) end
+    self.conn, self.locked = nil, false
+    self:pin()
+    self:lock(lock_timeout)
+    return self.conn
 end
 
 function Session:table_exists()
@@ -180,6 +206,11 @@ function Session:close()
     self.pool:close({ timeout = 5 }):result()
 end
 
+-- Whether err is the session connection dying under a statement.
+local function lost(conn, err)
+    return type(err) == "table" and err.kind == "connection" and not conn:ok()
+end
+
 local function errmsg(e)
     if type(e) == "table" then
         if e.kind == "sql" and e.code then return ("ERROR %d (%s): %s"):format(e.code, e.sqlstate or "HY000", e.message) end
@@ -220,15 +251,17 @@ end
 
 -- Runs one migration's direction inside transactions; then record() in the
 -- same (last) transaction. On error: rollback, and a message that names what
--- could not be rolled back.
+-- could not be rolled back. -> true | false, message, "before" when the
+-- connection was found dead at the migration's BEGIN (nothing of it ran).
 local function execute(s, m, direction, record)
     local conn = s.conn
     local committed = {} -- statements the server committed (implicitly, with a DDL)
     local since_begin = {}
     local step = 0
-    local current
+    local current, began, committing
     local ok, err = pcall(function()
         q(s, "BEGIN")
+        began = true
         if m.kind == "sql" then
             for i, st in ipairs(direction == "up" and m.up or m.down) do
                 step, current = i, st
@@ -245,22 +278,40 @@ local function execute(s, m, direction, record)
             current = nil
             local fn = direction == "up" and m.up_fn or m.down_fn
             fn(conn, s.pool)
-            if not conn:in_transaction() then
+            -- (a dead connection is in no transaction: the next statement says it is lost)
+            if conn:ok() and not conn:in_transaction() then
                 committed[#committed + 1] = "(" .. direction .. "() ended the transaction)"
                 q(s, "BEGIN")
             end
         end
         step, current = nil, nil
         record()
+        committing = true
         q(s, "COMMIT")
     end)
     if ok then return true end
+    local dead = lost(conn, err)
+    -- BEGIN has no effect: a connection lost there lost nothing of m
+    if dead and not began then return false, errmsg(err), "before" end
+    if dead and committing and err.sent then
+        return false, ("%s %s: the connection was lost after its COMMIT was sent: the migration may or may not have been %s"
+            .. " (its row in the table is written in the same transaction). `dbpool migrate status` shows the recorded state."):format(
+            m.file, direction, direction == "up" and "applied" or "rolled back")
+    end
     if conn._c:ok() then pcall(q, s, "ROLLBACK") end
     local lines = {}
     if current then
         lines[#lines + 1] = ("%s %s failed at statement %d (%s): %s"):format(m.file, direction, step, first_line(current), errmsg(err))
     else
         lines[#lines + 1] = ("%s %s failed: %s"):format(m.file, direction, errmsg(err))
+    end
+    if dead and err.sent then
+        lines[#lines + 1] = ("The connection was lost while it ran: the server rolled back the open transaction, but the"
+            .. " statement may or may not have run (DDL commits itself), so %s may or may not have been partly %s."
+            .. " It is not recorded; `dbpool migrate status` shows the recorded state. It is not run again."):format(
+            m.file, direction == "up" and "applied" or "rolled back")
+    elseif dead then
+        lines[#lines + 1] = "The connection was lost (the statement was not sent); the server rolled back the open transaction."
     end
     if #since_begin > 0 or #committed == 0 then
         lines[#lines + 1] = "Rolled back: the changes of the statements run since the last commit."
@@ -289,20 +340,64 @@ local function verify(s, files_by, applied, out)
     end
 end
 
--- Runs each migration of list in `direction`, one line each; record(m, t0)
--- writes it into schema_migrations inside the same transaction. The first
--- failure ends the command.
-local function run_each(ctx, s, list, verb, direction, record)
-    for _, m in ipairs(list) do
-        ctx.out:write(verb, " ", m.file, " ... ")
-        ctx.out:flush()
-        local t0 = now()
-        local ok, msg = execute(s, m, direction, function() record(m, t0) end)
-        if not ok then
-            ctx.out:write("FAILED\n")
-            util.fail(msg)
-        end
+-- One attempt at one migration, one line of output; raises when it fails.
+-- A connection found dead when the migration begins (lost between two
+-- migrations: killed, a server restart, its idle timeout) is replaced once
+-- (attempt 1): renew() reconnects, takes the lock again and returns what is
+-- applied now. A migration that may have run is never run again: that ends
+-- the command (see execute).
+-- -> "ok" | "renewed", applied_by
+local function run_one(ctx, s, m, verb, direction, record, renew, attempt)
+    ctx.out:write(verb, " ", m.file, " ... ")
+    ctx.out:flush()
+    local t0 = now()
+    local ok, msg, where = execute(s, m, direction, function() record(m, t0) end)
+    if ok then
         ctx.out:write(("ok (%s)\n"):format(util.duration(now() - t0)))
+        return "ok"
+    end
+    if where ~= "before" or attempt > 1 then
+        ctx.out:write("FAILED\n")
+        util.fail(where == "before"
+            and ("%s %s: the connection was lost again before it began: %s"):format(m.file, direction, msg) or msg)
+    end
+    local rok, applied_by = pcall(renew)
+    if not rok then
+        ctx.out:write("FAILED\n")
+        util.fail(("%s %s: the connection was lost before it began (nothing of it ran), and reconnecting failed: %s")
+            :format(m.file, direction, errmsg(applied_by)))
+    end
+    ctx.out:write(("connection lost before it began (nothing of it ran); reconnected (connection id %s), lock taken again.\n")
+        :format(tostring(s.conn:id())))
+    return "renewed", applied_by
+end
+
+-- Runs each migration of list in `direction` (run_one). After a reconnect,
+-- todo(m, applied_by) says whether m still needs running: another migrator
+-- may have run it while the lock was free. -> how many ran
+local function run_each(ctx, s, list, verb, direction, record, renew, todo)
+    local n, applied_by = 0, nil
+    for _, m in ipairs(list) do
+        for attempt = 1, 2 do
+            if applied_by and not todo(m, applied_by) then
+                ctx.out:write(("%s %s: done meanwhile by another migrator; skipped.\n"):format(verb, m.file))
+                break
+            end
+            local r, by = run_one(ctx, s, m, verb, direction, record, renew, attempt)
+            if r == "ok" then n = n + 1 break end
+            applied_by = by
+        end
+    end
+    return n
+end
+
+-- After a reconnect: the lock again, the table read afresh and checked.
+local function renewer(s, o, files_by, out)
+    return function()
+        s:reconnect(o.lock_timeout or 60)
+        local applied, applied_by = s:applied()
+        verify(s, files_by, applied, out)
+        return applied_by
     end
 end
 
@@ -319,11 +414,11 @@ local function cmd_up(ctx, o, dir)
             ctx.out:write(("Nothing to migrate: %d applied, the database is up to date.\n"):format(#applied))
             return "ok"
         end
-        run_each(ctx, s, pending, "Applying", "up", function(m, t0)
+        local n = run_each(ctx, s, pending, "Applying", "up", function(m, t0)
             q(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, duration_ms) VALUES (?, ?, ?, ?)",
                 { m.version, m.name, m.checksum, math.floor((now() - t0) * 1000 + 0.5) })
-        end)
-        ctx.out:write(("Applied %d migration%s.\n"):format(#pending, #pending == 1 and "" or "s"))
+        end, renewer(s, o, files_by, ctx.out), function(m, by) return by[m.version] == nil end)
+        ctx.out:write(("Applied %d migration%s.\n"):format(n, n == 1 and "" or "s"))
         return "ok"
     end)
 end
@@ -350,10 +445,10 @@ local function cmd_down(ctx, o, dir)
             end
             todo[#todo + 1] = m
         end
-        run_each(ctx, s, todo, "Reverting", "down", function(m)
+        local n = run_each(ctx, s, todo, "Reverting", "down", function(m)
             q(s, "DELETE FROM " .. s.qtbl .. " WHERE version = ?", { m.version })
-        end)
-        ctx.out:write(("Rolled back %d migration%s.\n"):format(#todo, #todo == 1 and "" or "s"))
+        end, renewer(s, o, files_by, ctx.out), function(m, by) return by[m.version] ~= nil end)
+        ctx.out:write(("Rolled back %d migration%s.\n"):format(n, n == 1 and "" or "s"))
         return "ok"
     end)
 end

@@ -156,15 +156,18 @@ function Repl:disconnect(name)
 end
 
 -- The pinned connection of c (a fresh one when the old one died).
+-- -> true, conn, note: note is set when the session had to be renewed (it
+-- says so, as the mysql client does); -> false, err when no connection came.
 -- Fails fast: a refused connect is an answer, not something to wait 30 s for.
 function Repl:session(c)
     if c.backend == "redis-cluster" then return true, c.pool end -- routed per key: no pinning
     if c.conn then
         if c.conn._c:ok() then return true, c.conn end
-        pcall(function() c.conn:discard() end)
-        c.conn = nil
-        c.lost = true
+        self:_drop_session(c)
     end
+    -- the error event of a connection that died before now is not this
+    -- connect's failure: let it be delivered before the watch begins
+    dbpool._step(false)
     c.failed, c.watch = nil, true
     local p = c.pool:acquire({ timeout = self.probe_timeout })
     while p:status() == "pending" and not c.failed do dbpool._step(true) end
@@ -179,7 +182,44 @@ function Repl:session(c)
     if not ok then return false, conn end
     c.conn = conn
     c.in_multi = false
-    return true, conn
+    if not c.lost then return true, conn end
+    c.lost = nil
+    return true, conn, self:_renewed(c, conn)
+end
+
+-- Lets go of c's dead (or abandoned) session connection; the next statement
+-- gets a new one and is told that the session state is gone.
+function Repl:_drop_session(c)
+    if c.conn then pcall(function() c.conn:discard() end) end
+    c.conn = nil
+    c.lost = true
+    -- (the state after the last statement: a dead connection knows none)
+    c.lost_tx = c.lost_tx or c.in_tx or c.in_multi
+    c.in_multi, c.in_tx = false, false
+end
+
+local SESSION_STATE = {
+    mysql = "variables, temporary tables, an open transaction",
+    redis = "MULTI, WATCH, CLIENT SETNAME",
+}
+
+-- A new session after a lost one: the database chosen with USE / SELECT is
+-- chosen again (as the mysql client and redis-cli do); the note says what
+-- happened, in the mysql client's manner.
+function Repl:_renewed(c, conn)
+    local again = ""
+    local ok, err
+    if c.backend == "mysql" and c.database then
+        ok, err = pcall(function() return conn:query("USE " .. c.database):await() end)
+        again = ok and (" Current database: " .. c.database .. ".")
+            or (" Could not USE " .. c.database .. " again: " .. errtext(err) .. ".")
+    elseif c.backend == "redis" and c.db then
+        ok, err = pcall(function() return conn:call("SELECT", c.db):await() end)
+        again = ok and (" Database " .. c.db .. " selected again.")
+            or (" Could not SELECT " .. c.db .. " again: " .. errtext(err) .. ".")
+    end
+    return ("ERROR: connection lost; reconnected (connection id %s). Session state (%s) is gone.%s"):format(
+        tostring(conn:id()), SESSION_STATE[c.backend] or "its state", again)
 end
 
 function Repl:close()
@@ -189,17 +229,29 @@ end
 ---------------------------------------------------------------------------
 -- Output helpers
 ---------------------------------------------------------------------------
+-- What one feed shows: output, errors, and both in the order they came
+-- (a terminal shows them interleaved).
 local function Out()
-    return { out = {}, err = {} }
+    return { out = {}, err = {}, all = {} }
+end
+
+local function put(o, stream, text)
+    stream[#stream + 1] = text
+    o.all[#o.all + 1] = text
 end
 
 function Repl:_error(o, text)
     self.nerrors = self.nerrors + 1
-    o.err[#o.err + 1] = util.scrub(text) .. "\n"
+    put(o, o.err, util.scrub(text) .. "\n")
 end
 
 function Repl:_say(o, text)
-    o.out[#o.out + 1] = text
+    put(o, o.out, text)
+end
+
+-- Error-stream text that is not a failed statement (a reconnect notice).
+function Repl:_note(o, text)
+    put(o, o.err, util.scrub(text) .. "\n")
 end
 
 ---------------------------------------------------------------------------
@@ -355,25 +407,84 @@ function Repl:_render_opts(term, elapsed, vertical)
     }
 end
 
-function Repl:_run_sql(o, c, stmt)
-    local ok, conn = self:session(c)
-    if not ok then return self:_error(o, errtext(conn)) end
-    if c.lost then
-        c.lost = nil
-        self:_say(o, "(the connection was lost; reconnected: session state such as USE, variables and open transactions is gone)\n")
+-- The error of a statement whose session connection died under it.
+local function lost_with(conn, err)
+    return type(err) == "table" and err.kind == "connection" and not conn:ok()
+end
+
+local function not_run_in_tx(c)
+    return { kind = "connection", sent = false, message = c.backend == "mysql"
+        and "connection lost with a transaction open (the server rolled it back); the statement was not run"
+        or "connection lost inside MULTI (the queued commands were discarded); the command was not run" }
+end
+
+-- Runs one statement on c's session: send(conn) -> promise, cancel function.
+-- -> true, value | false, err, note (a note to show after the error).
+-- When the session connection turns out dead (killed, timed out by the
+-- server, restarted), the session is renewed (session() says so) and:
+--   * a statement known NOT sent (err.sent false) runs once more on the new
+--     connection;
+--   * one that may have run (err.sent true) is reported failed and not run
+--     again;
+--   * but if the lost session had a transaction or MULTI open, the statement
+--     is not run at all: the server rolled the transaction back, and running
+--     its next statement alone (autocommitted) is not what was typed.
+function Repl:_on_session(o, c, send)
+    local ok, conn, note = self:session(c)
+    if not ok then return false, conn end
+    if note then
+        self:_note(o, note)
+        if c.lost_tx then c.lost_tx = nil return false, not_run_in_tx(c) end
     end
+    for attempt = 1, 2 do
+        local sok, p, cancel = pcall(send, conn)
+        local res = p
+        if sok then sok, res = self:_await(p, cancel) end
+        if conn ~= c.pool and conn:ok() then c.in_tx = conn:in_transaction() end
+        if sok then return true, res end
+        if conn == c.pool or self.interrupted or not lost_with(conn, res) then return false, res end
+        self:_drop_session(c)
+        local in_tx = c.lost_tx
+        if res.sent or in_tx or attempt == 2 then
+            c.lost_tx = nil
+            local renewed, why, after = self:session(c)
+            if not renewed then
+                after = "ERROR: connection lost; could not reconnect (" .. errtext(why) .. "); the next statement tries again."
+            end
+            if res.sent then return false, res, after end
+            if in_tx then return false, not_run_in_tx(c), after end
+            return false, { kind = "connection", sent = false, message = "connection lost again; the statement was not run" }, after
+        end
+        -- known not sent: a new session, and the statement once more
+        ok, conn, note = self:session(c)
+        if not ok then
+            return false, { kind = "connection", sent = false, message = "connection lost; could not reconnect ("
+                .. errtext(conn) .. "); the statement was not run" }
+        end
+        if note then self:_note(o, note) end
+    end
+end
+
+-- Shows a failed statement's error, then what followed it (a reconnect).
+function Repl:_failed(o, err, after)
+    self:_error(o, errtext(err))
+    if after then self:_note(o, after) end
+end
+
+function Repl:_run_sql(o, c, stmt)
     local t0 = now()
-    local qok, p = pcall(conn.query, conn, stmt.sql)
-    local res = p
-    if qok then
-        qok, res = self:_await(p, function()
+    local ok, res, after = self:_on_session(o, c, function(conn)
+        return conn:query(stmt.sql), function()
             -- as the mysql client does on Ctrl-C: stop the statement on the server
             local id = conn:id()
             if id and id > 0 then c.pool:query("KILL QUERY " .. id):next(nil, function() end) end
-        end)
-    end
+        end
+    end)
     local dt = now() - t0
-    if not qok then return self:_error(o, errtext(res)) end
+    if not ok then return self:_failed(o, res, after) end
+    -- USE is chosen again when the session is renewed (as the mysql client does)
+    local db = stmt.sql:match("^[Uu][Ss][Ee]%s+(%S+)$")
+    if db then c.database = db end
     local vertical = stmt.term == "\\G"
     self:_say(o, render.result(res, self:_render_opts(stmt.term, dt, vertical)))
 end
@@ -387,29 +498,23 @@ function Repl:_redis(o, c, line)
     if not why and cmd == "HELLO" and argv[2] == "3" then why = "RESP3 is not supported; HELLO 2 is" end
     if not why and cmd == "CLIENT" and tostring(argv[2]):upper() == "REPLY" then why = "not supported in the REPL" end
     if why then return self:_error(o, ("(error) %s: %s"):format(cmd, why)) end
-    local ok, target = self:session(c)
-    if not ok then return self:_error(o, errtext(target)) end
-    if c.lost then
-        c.lost = nil
-        self:_say(o, "(the connection was lost; reconnected: SELECT and MULTI state is gone)\n")
-    end
     local t0 = now()
-    local rok, p = pcall(target.call, target, argv)
-    local reply = p
-    if rok then
-        rok, reply = self:_await(p, function()
+    local rok, reply, after = self:_on_session(o, c, function(target)
+        return target:call(argv), function()
             -- a Redis command cannot be stopped: drop the connection under it
-            if c.conn then c.conn:discard() c.conn = nil c.lost = true end
-        end)
-    end
+            if c.conn then self:_drop_session(c) end
+        end
+    end)
     local dt = now() - t0
     if rok then
         if cmd == "MULTI" then c.in_multi = true end
+        -- SELECT is made again when the session is renewed (as redis-cli does)
+        if cmd == "SELECT" and not c.in_multi and argv[2] then c.db = argv[2] end
         self:_say(o, render.redis(reply, render.redis_status(argv, reply, c.in_multi and cmd ~= "MULTI")))
         if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
     else
         if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
-        self:_error(o, errtext(reply))
+        self:_failed(o, reply, after)
     end
     if self.timing then self:_say(o, ("(%.3f sec)\n"):format(dt)) end
 end
@@ -542,7 +647,7 @@ end
 -- feed
 ---------------------------------------------------------------------------
 
--- feed(line) -> output text, error text (either may be "")
+-- feed(line) -> output text, error text (either may be ""), both in order
 function Repl:feed(line)
     local o = Out()
     line = line:gsub("\r?\n$", "")
@@ -551,7 +656,7 @@ function Repl:feed(line)
         -- a bug in the REPL itself: say so and go on
         self:_error(o, "ERROR: internal: " .. tostring(err))
     end
-    return table.concat(o.out), table.concat(o.err)
+    return table.concat(o.out), table.concat(o.err), table.concat(o.all)
 end
 
 function Repl:_feed(o, line)
@@ -655,7 +760,7 @@ function Repl:finish()
         self.hist_lines = {}
         if c then for _, st in ipairs(stmts) do self:_run_sql(o, c, st) end end
     end
-    return table.concat(o.out), table.concat(o.err)
+    return table.concat(o.out), table.concat(o.err), table.concat(o.all)
 end
 
 return M

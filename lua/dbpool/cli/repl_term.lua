@@ -102,10 +102,13 @@ function M.run(repl, opts)
         end
     end
 
-    local function show(o, e)
-        if o ~= "" then out:write(o) end
-        if e ~= "" then
-            if interactive then out:write(e) else err:write(e) end
+    -- interactive: one stream, in the order the core said things
+    local function show(o, e, all)
+        if interactive then
+            out:write(all or (o .. e))
+        else
+            if o ~= "" then out:write(o) end
+            if e ~= "" then err:write(e) end
         end
         out:flush()
     end
