@@ -14,8 +14,8 @@
          #define DBPOOL_IMPLEMENTATION
          #include "dbpool.h"
 
-     and link with `pkg-config --libs libmariadb hiredis`. Everywhere else,
-     include "dbpool.h" without the #define.
+     and link with `pkg-config --libs libmariadb hiredis` -lpthread. Everywhere
+     else, include "dbpool.h" without the #define.
 
          dbp_hub *hub = dbp_hub_open(NULL);
          dbp_pool_config cfg;
@@ -39,8 +39,9 @@
 
    CONTENTS
 
-     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBP_MALLOC...
-     Concepts                hub, pool, op, pinned connection, deadlines, errors
+     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBPOOL_NO_THREADS,
+                             DBP_MALLOC...
+     Concepts                hub, helper threads, pool, op, pinned connection, deadlines, errors
      API                     result codes, values, configuration, hub, pool, ops,
                              results, Redis replies, pub/sub, statistics, URLs
      Implementation          behind DBPOOL_IMPLEMENTATION, sections marked
@@ -51,8 +52,14 @@
      DBPOOL_STATIC           make every function static (one translation unit)
      DBPOOL_NO_MYSQL         leave the MySQL/MariaDB backend out (no libmariadb)
      DBPOOL_NO_REDIS         leave the Redis backend out (no hiredis)
+     DBPOOL_NO_THREADS       no helper threads (no -lpthread): host name lookups
+                             and MySQL TLS connects run inline on the hub's
+                             thread and block it while they wait, as in
+                             drivers without a helper
      DBP_MALLOC(n) DBP_REALLOC(p,n) DBP_FREE(p)
-                             the allocator; define all three or none
+                             the allocator; define all three or none (with
+                             helper threads they must be thread-safe: see
+                             "Helper threads")
      DBP_MAX_PARAMS          most `?` parameters in one statement (65535)
      DBP_STREAM_BATCH        rows buffered per streaming op before the hub
                              stops reading (256)
@@ -65,7 +72,34 @@
      It runs only inside dbp_op_wait(), dbp_hub_step() and dbp_hub_run(). A
      program with its own loop asks for dbp_hub_fds() and calls
      dbp_hub_process(). A hub and everything made from it belong to one thread;
-     two hubs in two threads never meet. There is no global state and no thread.
+     two hubs in two threads never meet. There is no global state.
+
+     Helper threads.  No step blocks the hub: a hung server, a slow DNS
+     server or a stalled TLS handshake holds up only its own connection. Two
+     steps can only be done by a call that blocks, and each runs as a job on
+     a detached helper thread started for it alone:
+       - the lookup of a host name that is not an IP literal (getaddrinfo,
+         Redis and MySQL alike); the connect then goes to the addresses
+         found, in order (MySQL: Connector/C is given the numeric address);
+       - a MySQL connect with any ssl-mode but DISABLED, because Connector/C
+         3.3 runs the TLS handshake with a blocking wait (CONC-594). The
+         helper runs the whole mysql_real_connect() with the host *name*
+         (so the certificate is checked against it, and the name is looked
+         up there too), then hands the connected handle back; every query on
+         it is non-blocking on the hub's thread as usual.
+     A job owns copies of what its call needs (host, port; for MySQL the
+     MYSQL handle and copies of user, password, database, socket), and the
+     thread touches nothing else. The hub polls the job's end of a socket
+     pair like any socket (it is among dbp_hub_fds()). When connect_timeout
+     passes first, the connect fails at once as any connect timeout does
+     (DBP_ECONNECT, "... within N s (connect_timeout); the TLS handshake did
+     not finish") and the job is abandoned: the thread finishes its call
+     (bounded by Connector/C's own connect timeout, or by the resolver's),
+     closes a handle nobody took and frees the job. So an abandoned job may
+     call DBP_FREE from its thread, and Connector/C and the libc resolver
+     are used from it. IP literals ([::1], 127.0.0.1), unix sockets and
+     MySQL connects without TLS use no thread. The helpers block every
+     signal, so signals still reach the hub's thread.
 
      Pool.  Connections to one server (or one Redis Cluster), opened lazily up
      to `max`, at least `min` kept warm, idle ones past `idle_timeout` closed,
