@@ -335,8 +335,11 @@ static size_t dns_question(const unsigned char *q, size_t n, char *name, size_t 
     return i + 5;
 }
 
-/* Builds the answer to a query: 127.0.0.1 for an A question about late.nb.test,
-   no data for its other types, NXDOMAIN for any other name. */
+/* Builds the answer to a query: 127.0.0.1 for an A question about
+   late.nb.test; 127.0.0.3 (where nothing listens) then 127.0.0.2 (the
+   MariaDB server's second address) for multi.nb.test, at once; no data for
+   their other types; NXDOMAIN for any other name. (Two addresses the same
+   distance from the source 127.0.0.1, so that glibc keeps their order.) */
 static size_t dns_answer(const unsigned char *q, size_t n, unsigned char *r, int *late, int *never)
 {
     char name[256];
@@ -347,7 +350,7 @@ static size_t dns_answer(const unsigned char *q, size_t n, unsigned char *r, int
     if (!end || n < 12) return 0;
     *never = strcmp(name, "never.nb.test") == 0;
     *late = strcmp(name, "late.nb.test") == 0;
-    known = *late;
+    known = *late || strcmp(name, "multi.nb.test") == 0;
     memcpy(r, q, end);
     r[2] = 0x81;                                  /* QR, RD */
     r[3] = known ? 0x80 : 0x83;                   /* RA; NOERROR or NXDOMAIN */
@@ -356,9 +359,16 @@ static size_t dns_answer(const unsigned char *q, size_t n, unsigned char *r, int
     k = end;
     if (known && qtype == 1) {
         static const unsigned char rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1 };
+        if (!*late) {
+            memcpy(r + k, rr, sizeof rr);
+            r[k + sizeof rr - 1] = 3;
+            k += sizeof rr;
+            r[7]++;
+        }
         memcpy(r + k, rr, sizeof rr);
+        if (!*late) r[k + sizeof rr - 1] = 2;
         k += sizeof rr;
-        r[7] = 1;
+        r[7]++;
     }
     return k;
 }
@@ -605,6 +615,29 @@ static void test_lost_lookup(dbp_hub *h, load *L, int mysql)
     close_stalled(p, op);
 }
 
+/* A name with two addresses, the first refusing connections: the MySQL
+   connect goes on to the second within the same deadline (Connector/C did
+   this itself when it resolved the name; with the helper's addresses the
+   pool must). Passes on the old header too (Connector/C's own fallback):
+   it guards the new path. */
+static void test_second_address(dbp_hub *h)
+{
+    const char *alt = getenv("DBPOOL_TEST_MYSQL_ALT_HOST");
+    dbp_pool *p;
+    dbp_op *op;
+    if (!alt || strcmp(alt, "127.0.0.2") != 0) {
+        ok(0, "the MySQL test server should also listen on 127.0.0.2 (DBPOOL_TEST_MYSQL_ALT_HOST)");
+        return;
+    }
+    p = open_pool_with(h, rehost(MYSQL_URL, "multi.nb.test", "connect_timeout=5"), NULL, NULL, NULL);
+    op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    dbp_op_wait(op, 10000);
+    ok(dbp_op_rc(op) == DBP_OK, "MySQL: a name whose first address refuses connects to its second%s%s",
+       dbp_op_rc(op) ? ": " : "", dbp_op_rc(op) ? dbp_op_error(op)->message : "");
+    dbp_op_free(op);
+    close_pool(p);
+}
+
 /* Waits (bounded) until the process is back to `want` descriptors: every
    abandoned helper has returned and closed its end and its socket. */
 static int settle_fds(int want, int ms)
@@ -652,6 +685,7 @@ int main(void)
             test_late_lookup(h, &L, 1);
             test_lost_lookup(h, &L, 0);
             test_lost_lookup(h, &L, 1);
+            test_second_address(h);
         }
     } else {
         printf("ok %d # skip the lookup tests need root (a private mount namespace): %s\n", ++tap_n, why);
