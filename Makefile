@@ -7,7 +7,7 @@
 CC ?= cc
 PKGS := libmariadb hiredis lua5.4
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-DB_LIBS := $(shell pkg-config --libs libmariadb hiredis) -lm
+DB_LIBS := $(shell pkg-config --libs libmariadb hiredis) -lm -lpthread
 WARN := -Wall -Wextra -Wpedantic
 CFLAGS ?= -O2 -g
 BUILD := build
@@ -54,7 +54,8 @@ $(BUILD)/asan/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/pr
 	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
-# The header alone, warning-free as C99 and as C++, with each backend left out:
+# The header alone, warning-free as C99 and as C++, with each backend left out
+# and without helper threads:
 # exactly as the quick start says (nothing before it), and after a system
 # header with _POSIX_C_SOURCE defined by the including file.
 check-header:
@@ -65,6 +66,7 @@ check-header:
 	$(CC) -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr2.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_THREADS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	cp $(BUILD)/hdr.c $(BUILD)/hdr.cpp
 	c++ -std=c++11 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.cpp -o $(BUILD)/hdr.o
 	clang -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o

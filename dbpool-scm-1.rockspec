@@ -31,7 +31,7 @@ build = {
       ["dbpool.core"] = {
          sources = { "lua/dbpool_core.c" },
          incdirs = { ".", "$(MARIADB_INCDIR)/mariadb", "$(HIREDIS_INCDIR)/hiredis" },
-         libraries = { "mariadb", "hiredis", "m" },
+         libraries = { "mariadb", "hiredis", "m", "pthread" },
          libdirs = { "$(MARIADB_LIBDIR)", "$(HIREDIS_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },

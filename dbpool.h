@@ -14,8 +14,8 @@
          #define DBPOOL_IMPLEMENTATION
          #include "dbpool.h"
 
-     and link with `pkg-config --libs libmariadb hiredis`. Everywhere else,
-     include "dbpool.h" without the #define.
+     and link with `pkg-config --libs libmariadb hiredis` -lpthread. Everywhere
+     else, include "dbpool.h" without the #define.
 
          dbp_hub *hub = dbp_hub_open(NULL);
          dbp_pool_config cfg;
@@ -39,8 +39,9 @@
 
    CONTENTS
 
-     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBP_MALLOC...
-     Concepts                hub, pool, op, pinned connection, deadlines, errors
+     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBPOOL_NO_THREADS,
+                             DBP_MALLOC...
+     Concepts                hub, helper threads, pool, op, pinned connection, deadlines, errors
      API                     result codes, values, configuration, hub, pool, ops,
                              results, Redis replies, pub/sub, statistics, URLs
      Implementation          behind DBPOOL_IMPLEMENTATION, sections marked
@@ -51,8 +52,14 @@
      DBPOOL_STATIC           make every function static (one translation unit)
      DBPOOL_NO_MYSQL         leave the MySQL/MariaDB backend out (no libmariadb)
      DBPOOL_NO_REDIS         leave the Redis backend out (no hiredis)
+     DBPOOL_NO_THREADS       no helper threads (no -lpthread): host name lookups
+                             and MySQL TLS connects run inline on the hub's
+                             thread and block it while they wait, as in
+                             drivers without a helper
      DBP_MALLOC(n) DBP_REALLOC(p,n) DBP_FREE(p)
-                             the allocator; define all three or none
+                             the allocator; define all three or none (with
+                             helper threads they must be thread-safe: see
+                             "Helper threads")
      DBP_MAX_PARAMS          most `?` parameters in one statement (65535)
      DBP_STREAM_BATCH        rows buffered per streaming op before the hub
                              stops reading (256)
@@ -65,7 +72,34 @@
      It runs only inside dbp_op_wait(), dbp_hub_step() and dbp_hub_run(). A
      program with its own loop asks for dbp_hub_fds() and calls
      dbp_hub_process(). A hub and everything made from it belong to one thread;
-     two hubs in two threads never meet. There is no global state and no thread.
+     two hubs in two threads never meet. There is no global state.
+
+     Helper threads.  No step blocks the hub: a hung server, a slow DNS
+     server or a stalled TLS handshake holds up only its own connection. Two
+     steps can only be done by a call that blocks, and each runs as a job on
+     a detached helper thread started for it alone:
+       - the lookup of a host name that is not an IP literal (getaddrinfo,
+         Redis and MySQL alike); the connect then goes to the addresses
+         found, in order (MySQL: Connector/C is given the numeric address);
+       - a MySQL connect with any ssl-mode but DISABLED, because Connector/C
+         3.3 runs the TLS handshake with a blocking wait (CONC-594). The
+         helper runs the whole mysql_real_connect() with the host *name*
+         (so the certificate is checked against it, and the name is looked
+         up there too), then hands the connected handle back; every query on
+         it is non-blocking on the hub's thread as usual.
+     A job owns copies of what its call needs (host, port; for MySQL the
+     MYSQL handle and copies of user, password, database, socket), and the
+     thread touches nothing else. The hub polls the job's end of a socket
+     pair like any socket (it is among dbp_hub_fds()). When connect_timeout
+     passes first, the connect fails at once as any connect timeout does
+     (DBP_ECONNECT, "... within N s (connect_timeout); the TLS handshake did
+     not finish") and the job is abandoned: the thread finishes its call
+     (bounded by Connector/C's own connect timeout, or by the resolver's),
+     closes a handle nobody took and frees the job. So an abandoned job may
+     call DBP_FREE from its thread, and Connector/C and the libc resolver
+     are used from it. IP literals ([::1], 127.0.0.1), unix sockets and
+     MySQL connects without TLS use no thread. The helpers block every
+     signal, so signals still reach the hub's thread.
 
      Pool.  Connections to one server (or one Redis Cluster), opened lazily up
      to `max`, at least `min` kept warm, idle ones past `idle_timeout` closed,
@@ -798,6 +832,10 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef DBPOOL_NO_THREADS
+#  include <pthread.h>
+#  include <signal.h>
+#endif
 
 #ifndef DBPOOL_NO_MYSQL
 #  include <mysql.h>
@@ -4347,6 +4385,261 @@ static int dbp__idle_socket_dead(dbp_conn *c, int revents)
     return 1;
 }
 
+/* ==== SECTION: helper threads ==== */
+
+/* The hub never blocks (DESIGN: "No step may block the hub"), yet two things
+   can only be done by a call that blocks: getaddrinfo() of a host name (NSS
+   and DNS), and Connector/C 3.3's TLS handshake, which waits inside
+   mysql_real_connect_start with its own poll() (CONC-594). Each such call
+   runs as a *job* on a detached helper thread of its own.
+
+   A job is the whole world of its thread: everything the blocking call needs
+   is copied into it (or, for a MySQL connect, handed over: the MYSQL handle),
+   so the thread touches nothing else, and nothing of the hub, the pool or the
+   connection. The hub polls the job's end of a socket pair like any socket;
+   the thread sends one byte there when the job is done. The job is freed by
+   whichever side lets go of it last (a reference count under the job's own
+   mutex), so a connection that gives up on its job (connect deadline, pool
+   close) just lets go: the thread finishes its call, frees what the job still
+   owns (an unused MYSQL handle, after its own mysql_close) and exits.
+
+   Why threads rather than getaddrinfo_a or c-ares: getaddrinfo_a is a glibc
+   extension that runs its lookups on glibc's own threads anyway (and cannot
+   cancel a running one), c-ares is a new link dependency that bypasses NSS,
+   and neither helps the TLS handshake, which needs a thread regardless. One
+   mechanism serves both, with no dependency beyond -lpthread. */
+
+#define DBP__JOB_ADDRS 8
+
+typedef struct dbp__job dbp__job;
+struct dbp__job {
+#ifndef DBPOOL_NO_THREADS
+    pthread_mutex_t mu;
+#endif
+    int refs;                       /* the hub's and the thread's (under mu) */
+    int done;                       /* the blocking call returned (under mu) */
+    int rfd;                        /* the hub's end: one byte arrives when done */
+    int wfd;                        /* the thread's end */
+    void (*work)(dbp__job *j);      /* the blocking call, on the helper thread */
+    void (*drop)(dbp__job *j);      /* frees what the job still owns, on either side */
+    void (*thread_end)(void);       /* last thing the helper thread does (mysql_thread_end) */
+    /* a name lookup: in host, port; out naddr, addr, addrlen, gai_rc */
+    char *host;
+    int port;
+    int gai_rc;
+    int naddr;
+    struct sockaddr_storage addr[DBP__JOB_ADDRS];
+    socklen_t addrlen[DBP__JOB_ADDRS];
+#ifndef DBPOOL_NO_MYSQL
+    /* a MySQL connect: the handle (options set) and copies of the arguments */
+    MYSQL *m;
+    int connected;
+    char *user, *password, *database, *socket;
+    unsigned long client_flags;
+#endif
+};
+
+/* Whether a host needs no lookup: an IPv4 or IPv6 address (brackets already
+   gone), or a unix socket path. */
+static int dbp__host_is_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (!host || !*host || host[0] == '/') return 1;
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void dbp__job_free(dbp__job *j)
+{
+    if (j->drop) j->drop(j);
+    DBP_FREE(j->host);
+#ifndef DBPOOL_NO_THREADS
+    pthread_mutex_destroy(&j->mu);
+#endif
+    DBP_FREE(j);
+}
+
+/* Lets go of one reference; the last one frees the job. Returns 1 when it did. */
+static int dbp__job_unref(dbp__job *j)
+{
+    int last;
+#ifndef DBPOOL_NO_THREADS
+    pthread_mutex_lock(&j->mu);
+#endif
+    last = --j->refs == 0;
+#ifndef DBPOOL_NO_THREADS
+    pthread_mutex_unlock(&j->mu);
+#endif
+    if (last) dbp__job_free(j);
+    return last;
+}
+
+/* The hub side lets go: the job is abandoned if still running, else freed. */
+static void dbp__job_release(dbp__job *j)
+{
+    int fd;
+    if (!j) return;
+    fd = j->rfd;
+    j->rfd = -1;
+    dbp__job_unref(j);
+    if (fd >= 0) close(fd);
+}
+
+/* Whether the job finished (after its byte arrived: a spurious wakeup is not
+   taken for the end). What the thread wrote before is visible once this
+   returned 1 (the mutex orders it). */
+static int dbp__job_done(dbp__job *j)
+{
+    int done;
+    char b[8];
+    while (recv(j->rfd, b, sizeof b, MSG_DONTWAIT) > 0) {}
+#ifndef DBPOOL_NO_THREADS
+    pthread_mutex_lock(&j->mu);
+#endif
+    done = j->done;
+#ifndef DBPOOL_NO_THREADS
+    pthread_mutex_unlock(&j->mu);
+#endif
+    return done;
+}
+
+static dbp__job *dbp__job_new(void (*work)(dbp__job *), void (*drop)(dbp__job *), dbp_error *err)
+{
+    dbp__job *j = DBP__ALLOC(dbp__job, 1);
+    if (!j) { dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    j->rfd = j->wfd = -1;
+    j->work = work;
+    j->drop = drop;
+#ifndef DBPOOL_NO_THREADS
+    if (pthread_mutex_init(&j->mu, NULL) != 0) {
+        DBP_FREE(j);
+        dbp__err_set(err, DBP_ENOMEM, "could not create a mutex for a helper thread");
+        return NULL;
+    }
+#endif
+    j->refs = 1;
+    return j;
+}
+
+#ifndef DBPOOL_NO_THREADS
+static void *dbp__job_main(void *arg)
+{
+    dbp__job *j = DBP__CAST(dbp__job *, arg);
+    void (*thread_end)(void) = j->thread_end;
+    int wfd = j->wfd;
+    char one = 1;
+    int last;
+    j->work(j);
+    pthread_mutex_lock(&j->mu);
+    j->done = 1;
+    last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    /* the hub let go while the call ran: nobody else will free the job.
+       From here the job may be gone: only the local copies are used. */
+    if (last) dbp__job_free(j);
+    send(wfd, &one, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(wfd);
+    if (thread_end) thread_end();
+    return NULL;
+}
+#endif
+
+/* Starts the job on a detached helper thread; on success the hub polls
+   j->rfd (readable when the job is done). On failure the job is freed and
+   err says why. */
+static int dbp__job_start(dbp__job *j, dbp_error *err)
+{
+#ifdef DBPOOL_NO_THREADS
+    /* no threads: the call blocks the hub, as every driver without a helper does */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+        int e = errno;
+        dbp__job_free(j);
+        return dbp__err_set(err, DBP_ECONNECT, "socketpair(): %s", strerror(e));
+    }
+    j->work(j);
+    j->done = 1;
+    if (send(sv[1], "", 1, MSG_NOSIGNAL) < 0) {}
+    close(sv[1]);
+    j->rfd = sv[0];
+    fcntl(j->rfd, F_SETFD, FD_CLOEXEC);
+    return DBP_OK;
+#else
+    int sv[2], rc;
+    pthread_attr_t attr;
+    pthread_t tid;
+    sigset_t all, old;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+        rc = errno;
+        dbp__job_free(j);
+        return dbp__err_set(err, DBP_ECONNECT, "socketpair(): %s", strerror(rc));
+    }
+    fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+    fcntl(sv[1], F_SETFD, FD_CLOEXEC);
+    j->rfd = sv[0];
+    j->wfd = sv[1];
+    j->refs = 2;
+    if (pthread_attr_init(&attr) != 0) { rc = ENOMEM; goto fail; }
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* the helper starts with every signal blocked, so that a signal meant for
+       the program (SIGINT draining a migration) interrupts the hub's poll()
+       instead of landing in a thread that ignores it */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&tid, &attr, dbp__job_main, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) goto fail;
+    return DBP_OK;
+fail:
+    close(sv[0]);
+    close(sv[1]);
+    j->rfd = j->wfd = -1;
+    dbp__job_free(j);
+    return dbp__err_set(err, DBP_ECONNECT, "could not start a helper thread: %s", strerror(rc));
+#endif
+}
+
+/* The lookup, on the helper thread: up to DBP__JOB_ADDRS addresses in the
+   resolver's order. */
+static void dbp__lookup_work(dbp__job *j)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char ps[16];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    snprintf(ps, sizeof ps, "%d", j->port);
+    j->gai_rc = getaddrinfo(j->host, ps, &hints, &res);
+    for (ai = j->gai_rc ? NULL : res; ai && j->naddr < DBP__JOB_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof j->addr[0]) continue;
+        memcpy(&j->addr[j->naddr], ai->ai_addr, ai->ai_addrlen);
+        j->addrlen[j->naddr] = (socklen_t)ai->ai_addrlen;
+        j->naddr++;
+    }
+    if (res) freeaddrinfo(res);
+    if (!j->gai_rc && !j->naddr) j->gai_rc = EAI_NONAME;
+}
+
+/* Starts resolving host:port off the hub's thread. */
+static dbp__job *dbp__lookup_start(const char *host, int port, dbp_error *err)
+{
+    dbp__job *j = dbp__job_new(dbp__lookup_work, NULL, err);
+    if (!j) return NULL;
+    j->port = port;
+    j->host = dbp__strdup(host);
+    if (!j->host) { dbp__job_free(j); dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    if (dbp__job_start(j, err) != DBP_OK) return NULL;
+    return j;
+}
+
+/* The outcome of a finished lookup: DBP_OK, or a connect error naming the host. */
+static int dbp__lookup_result(const dbp__job *j, dbp_error *err)
+{
+    if (j->gai_rc == 0) return DBP_OK;
+    return dbp__err_set(err, DBP_ECONNECT, "cannot resolve host '%.100s': %s", j->host,
+                        j->gai_rc == EAI_SYSTEM ? "system error" : gai_strerror(j->gai_rc));
+}
+
 /* ==== SECTION: results ==== */
 
 /* A result set as handed out, with what keeps its cells alive. */
@@ -4417,7 +4710,8 @@ static void dbp__stream_free(dbp__stream *s)
 /* ==== SECTION: MySQL backend ==== */
 
 enum { DBP__MY_NONE = 0, DBP__MY_CONNECT, DBP__MY_QUERY, DBP__MY_STORE, DBP__MY_NEXT, DBP__MY_FETCH,
-       DBP__MY_FREE, DBP__MY_PING, DBP__MY_CLOSE, DBP__MY_PAUSED, DBP__MY_KILLWAIT };
+       DBP__MY_FREE, DBP__MY_PING, DBP__MY_CLOSE, DBP__MY_PAUSED, DBP__MY_KILLWAIT,
+       DBP__MY_HELPER /* a helper thread resolves the host or runs the TLS connect */ };
 /* what the statement under way is for */
 enum { DBP__MP_USER = 1, DBP__MP_STEP, DBP__MP_DISCARD, DBP__MP_VALIDATE };
 /* internal statements */
@@ -4442,9 +4736,14 @@ typedef struct dbp__my {
     dbp_op *kill_op;
     int steps[DBP__MY_MAX_STEPS], nsteps, stepi, step_kind, step_arg, after;
     long long kill_started_ms;
+    const char *host;               /* what Connector/C connects to: the name, or one of its addresses */
+    dbp__job *job;                  /* the lookup (kept for its other addresses) or the TLS connect */
+    int addri;                      /* the lookup's address being tried */
+    char addr[INET6_ADDRSTRLEN];
 } dbp__my;
 
 #define DBP__MY(c) DBP__CAST(dbp__my *, (c)->be)
+#define DBP__MY_CLIENT_FLAGS (CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS)
 
 static int dbp__my_is_client_error(unsigned e) { return e >= 2000 && e < 3000; }
 /* Server errors after which the session is gone. */
@@ -4474,9 +4773,8 @@ static int dbp__my_call(dbp_conn *c, int ev)
     switch (my->phase) {
     case DBP__MY_CONNECT:
         st = cont ? mysql_real_connect_cont(&my->r_conn, my->m, ev)
-                  : mysql_real_connect_start(&my->r_conn, my->m, s->socket && !s->host ? "localhost" : (s->host ? s->host : "localhost"),
-                                             s->user, s->password, s->database, (unsigned)s->port, s->socket,
-                                             CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS);
+                  : mysql_real_connect_start(&my->r_conn, my->m, my->host, s->user, s->password, s->database,
+                                             (unsigned)s->port, s->socket, DBP__MY_CLIENT_FLAGS);
         break;
     case DBP__MY_QUERY:
         st = cont ? mysql_real_query_cont(&my->r_int, my->m, ev)
@@ -4548,6 +4846,137 @@ static void dbp__my_set_keepalive(int fd, int ms)
 
 static void dbp__my_run(dbp_conn *c, int ev);
 
+/* Frees a copied secret, wiped first. */
+static void dbp__free_secret(char *p)
+{
+    volatile char *v = p;
+    if (!p) return;
+    while (*v) *v++ = '\0';
+    DBP_FREE(p);
+}
+
+/* The TLS connect on the helper thread: blocking, bounded by the handle's
+   MYSQL_OPT_CONNECT_TIMEOUT, which Connector/C 3.3 applies to every read and
+   write of the connect, the handshake included (ma_pvio.c sets the read and
+   write timeouts to it until the connect is done, then to the read/write
+   timeouts, which stay unset: a long query must not be cut by them). With
+   MYSQL_OPT_NONBLOCK set but no _start call under way the handle behaves as
+   a blocking one, and the non-blocking calls work on it afterwards. */
+static void dbp__my_handshake_work(dbp__job *j)
+{
+#ifndef DBPOOL_NO_THREADS
+    mysql_thread_init();
+#endif
+    j->connected = mysql_real_connect(j->m, j->host, j->user, j->password, j->database, (unsigned)j->port,
+                                      j->socket, j->client_flags) != NULL;
+}
+
+/* What a connect job still owns when it is freed: a handle nobody took (the
+   hub gave up on it), closed without a goodbye that could wait. */
+static void dbp__my_handshake_drop(dbp__job *j)
+{
+    if (j->m) {
+        int fd = (int)mysql_get_socket(j->m);
+        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+        mysql_close(j->m);
+        j->m = NULL;
+    }
+    DBP_FREE(j->user);
+    dbp__free_secret(j->password);
+    DBP_FREE(j->database);
+    DBP_FREE(j->socket);
+}
+
+/* Hands the handle and copies of the connect arguments to a helper thread. */
+static int dbp__my_handshake_start(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    const dbp__settings *s = &c->pool->s;
+    dbp__job *j = dbp__job_new(dbp__my_handshake_work, dbp__my_handshake_drop, &c->err);
+    if (!j) return c->err.rc;
+    j->host = dbp__strdup(my->host);
+    j->user = dbp__strdup(s->user);
+    j->password = dbp__strdup(s->password);
+    j->database = dbp__strdup(s->database);
+    j->socket = dbp__strdup(s->socket);
+    if (!j->host || (s->user && !j->user) || (s->password && !j->password) || (s->database && !j->database) ||
+        (s->socket && !j->socket)) {
+        dbp__job_free(j);
+        return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
+    }
+    j->port = s->port;
+    j->client_flags = DBP__MY_CLIENT_FLAGS;
+#ifndef DBPOOL_NO_THREADS
+    j->thread_end = mysql_thread_end;
+#endif
+    j->m = my->m;
+    my->m = NULL;
+    if (dbp__job_start(j, &c->err) != DBP_OK) return c->err.rc; /* (the handle went with the job) */
+    my->job = j;
+    my->phase = DBP__MY_HELPER;
+    c->fd = j->rfd;
+    c->events = POLLIN;
+    return DBP_OK;
+}
+
+/* Starts resolving the host on a helper thread. */
+static int dbp__my_lookup_begin(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    my->job = dbp__lookup_start(my->host, c->pool->s.port, &c->err);
+    if (!my->job) return c->err.rc;
+    my->phase = DBP__MY_HELPER;
+    c->fd = my->job->rfd;
+    c->events = POLLIN;
+    return DBP_OK;
+}
+
+/* Points the connect at the lookup's address number i (numeric: Connector/C
+   does no lookup of its own). */
+static int dbp__my_use_addr(dbp_conn *c, int i)
+{
+    dbp__my *my = DBP__MY(c);
+    const dbp__job *j = my->job;
+    if (i >= j->naddr || getnameinfo(DBP__CAST(const struct sockaddr *, (const void *)&j->addr[i]), j->addrlen[i],
+                                     my->addr, sizeof my->addr, NULL, 0, NI_NUMERICHOST) != 0)
+        return 0;
+    my->addri = i;
+    my->host = my->addr;
+    return 1;
+}
+
+static int dbp__my_finish(dbp_conn *c);
+
+/* The helper thread's byte arrived: take over the connected handle (and go
+   on as after a non-blocking connect), or connect to the looked-up address. */
+static void dbp__my_helper_done(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp__job *j = my->job;
+    dbp_error e;
+    if (!dbp__job_done(j)) return;
+    c->fd = -1;
+    c->events = 0;
+    my->phase = DBP__MY_CONNECT;
+    my->started = 0;
+    if (j->work == dbp__my_handshake_work) {
+        my->m = j->m;
+        j->m = NULL;
+        my->r_conn = j->connected ? my->m : NULL;
+        my->job = NULL;
+        dbp__job_release(j);
+        dbp__my_finish(c);
+        return;
+    }
+    dbp__err_clear(&e);
+    if (dbp__lookup_result(j, &e) != DBP_OK || !dbp__my_use_addr(c, 0)) {
+        if (e.rc == DBP_OK) dbp__err_set(&e, DBP_ECONNECT, "cannot use the address of host '%.100s'", j->host);
+        dbp__conn_failed(c, &e, 1);
+        return;
+    }
+    dbp__my_run(c, 0);
+}
+
 static int dbp__my_open(dbp_conn *c)
 {
     dbp__my *my = DBP__ALLOC(dbp__my, 1);
@@ -4579,6 +5008,15 @@ static int dbp__my_open(dbp_conn *c)
     my->phase = DBP__MY_CONNECT;
     my->started = 0;
     c->state = DBP__CS_CONNECTING;
+    my->host = s->host ? s->host : "localhost";
+    /* Connector/C 3.3 runs the TLS handshake with a blocking wait (CONC-594):
+       with any ssl-mode but DISABLED the whole connect goes to a helper
+       thread, which also resolves the name there and checks the certificate
+       against it */
+    if (s->ssl_mode >= DBP__SSL_PREFERRED) return dbp__my_handshake_start(c);
+    /* Connector/C resolves names with a blocking getaddrinfo(): a name is
+       resolved on a helper thread and Connector/C is given its address */
+    if ((!s->socket || s->host) && !dbp__host_is_literal(my->host)) return dbp__my_lookup_begin(c);
     dbp__my_run(c, 0);
     return DBP_OK;
 }
@@ -4589,6 +5027,12 @@ static void dbp__my_abort(dbp_conn *c)
     dbp__my *my = DBP__MY(c);
     int i;
     if (!my) return;
+    if (my->job) {
+        /* a helper still busy with it is abandoned: it cleans up after itself */
+        dbp__job_release(my->job);
+        my->job = NULL;
+        c->fd = -1;
+    }
     if (my->m) {
         int fd = (int)mysql_get_socket(my->m);
         if (fd >= 0) shutdown(fd, SHUT_RDWR);
@@ -4956,6 +5400,15 @@ static int dbp__my_finish(dbp_conn *c)
     dbp_error e;
     switch (my->phase) {
     case DBP__MY_CONNECT:
+        if (!my->r_conn && my->job && (mysql_errno(my->m) == CR_CONN_HOST_ERROR || mysql_errno(my->m) == CR_CONNECTION_ERROR) &&
+            dbp__my_use_addr(c, my->addri + 1)) {
+            /* the name has another address: try it, within the same connect deadline */
+            my->phase = DBP__MY_CONNECT;
+            my->started = 0;
+            dbp__my_run(c, 0);
+            return 1;
+        }
+        if (my->job) { dbp__job_release(my->job); my->job = NULL; }
         dbp__timer_clear(p->hub, &c->timer);
         if (!my->r_conn) {
             unsigned code = mysql_errno(my->m);
@@ -5213,7 +5666,8 @@ static void dbp__my_run(dbp_conn *c, int ev)
     while (c->be && c->state != DBP__CS_DEAD && guard++ < 1000000) {
         dbp__my *my = DBP__MY(c);
         int st;
-        if (my->phase == DBP__MY_NONE || my->phase == DBP__MY_PAUSED || my->phase == DBP__MY_KILLWAIT) return;
+        if (my->phase == DBP__MY_NONE || my->phase == DBP__MY_PAUSED || my->phase == DBP__MY_KILLWAIT ||
+            my->phase == DBP__MY_HELPER) return;
         st = dbp__my_call(c, ev);
         if (st) { dbp__my_wait(c, st); return; }
         ev = 0;
@@ -5230,8 +5684,11 @@ static void dbp__my_conn_io(dbp_conn *c, int revents)
     if (revents == DBP__EV_TIMER) {
         dbp_error e;
         if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) {
-            dbp__err_set(&e, DBP_ECONNECT, "could not connect to %s within %.1f s (connect_timeout)",
-                         c->pool->describe, c->pool->s.connect_timeout / 1000.0);
+            const char *what = my->phase != DBP__MY_HELPER ? ""
+                             : my->m ? "; the host name lookup did not finish"
+                             : "; the TLS handshake did not finish";
+            dbp__err_set(&e, DBP_ECONNECT, "could not connect to %s within %.1f s (connect_timeout)%s",
+                         c->pool->describe, c->pool->s.connect_timeout / 1000.0, what);
             dbp__conn_failed(c, &e, 1);
             return;
         }
@@ -5247,6 +5704,10 @@ static void dbp__my_conn_io(dbp_conn *c, int revents)
             return;
         }
         if (my->started) { dbp__my_run(c, MYSQL_WAIT_TIMEOUT); return; }
+        return;
+    }
+    if (my->phase == DBP__MY_HELPER) {
+        dbp__my_helper_done(c);
         return;
     }
     if (c->state == DBP__CS_IDLE && my->phase == DBP__MY_NONE) {
@@ -5540,7 +6001,7 @@ static redisReplyObjectFunctions dbp__rd_fns = {
 enum { DBP__RI_AUTH = 1, DBP__RI_SELECT, DBP__RI_SETNAME, DBP__RI_READONLY, DBP__RI_INFO,
        DBP__RI_CFG_TIMEOUT, DBP__RI_CFG_MAXCLIENTS, DBP__RI_PING, DBP__RI_VALIDATE, DBP__RI_QUIT,
        DBP__RI_SUBSCRIBE, DBP__RI_DISCARD, DBP__RI_UNWATCH, DBP__RI_CLIENT_ID };
-enum { DBP__RP_CONNECT = 1, DBP__RP_READY, DBP__RP_QUIT };
+enum { DBP__RP_CONNECT = 1, DBP__RP_READY, DBP__RP_QUIT, DBP__RP_RESOLVE /* a helper thread resolves the host */ };
 /* session state a pinned connection may leave behind */
 enum { DBP__RS_MULTI = 1, DBP__RS_WATCH = 2, DBP__RS_DB = 4 };
 
@@ -5555,6 +6016,8 @@ typedef struct dbp__rd {
     int ninternal, ihead;
     unsigned dirty;
     int connect_fatal;
+    dbp__job *job;                  /* the host's lookup, kept for its other addresses until connected */
+    int addri;                      /* the lookup's address being tried */
 } dbp__rd;
 
 #define DBP__RD(c) DBP__CAST(dbp__rd *, (c)->be)
@@ -5649,8 +6112,9 @@ static void dbp__rd_set_socket_options(int fd, int keepalive_ms, int tcp)
 #endif
 }
 
-/* Resolves host:port; a numeric address needs no DNS. */
-static int dbp__resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len, dbp_error *err)
+/* Parses a numeric host (IP literal) and port: no lookup, never blocks.
+   Host names go to a helper thread instead (dbp__lookup_start). */
+static int dbp__resolve_numeric(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len, dbp_error *err)
 {
     struct addrinfo hints, *res = NULL;
     char ps[16];
@@ -5660,14 +6124,9 @@ static int dbp__resolve(const char *host, int port, struct sockaddr_storage *ss,
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     snprintf(ps, sizeof ps, "%d", port);
     rc = getaddrinfo(host, ps, &hints, &res);
-    if (rc == EAI_NONAME) {
-        /* a host name: this lookup blocks (as in every driver without an async resolver) */
-        hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-        rc = getaddrinfo(host, ps, &hints, &res);
-    }
-    if (rc || !res) {
+    if (rc || !res || res->ai_addrlen > sizeof *ss) {
         if (res) freeaddrinfo(res);
-        return dbp__err_set(err, DBP_ECONNECT, "cannot resolve host '%.100s': %s", host, gai_strerror(rc));
+        return dbp__err_set(err, DBP_ECONNECT, "cannot use address '%.100s': %s", host, rc ? gai_strerror(rc) : "too long");
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = (socklen_t)res->ai_addrlen;
@@ -5675,24 +6134,12 @@ static int dbp__resolve(const char *host, int port, struct sockaddr_storage *ss,
     return DBP_OK;
 }
 
-/* Starts a non-blocking TCP (or unix) connect. */
-static int dbp__tcp_connect(const char *host, int port, int keepalive_ms, int *out_fd, dbp_error *err)
+/* Starts a non-blocking connect to one address; host and port only name it in errors. */
+static int dbp__sock_connect(const struct sockaddr_storage *ss, socklen_t len, int keepalive_ms, const char *host,
+                             int port, int *out_fd, dbp_error *err)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = 0;
-    int fd, tcp = 1, rc;
-    memset(&ss, 0, sizeof ss);
-    if (host && host[0] == '/') {
-        struct sockaddr_un *un = DBP__CAST(struct sockaddr_un *, (void *)&ss);
-        if (strlen(host) >= sizeof un->sun_path) return dbp__err_set(err, DBP_EURL, "unix socket path too long");
-        un->sun_family = AF_UNIX;
-        strcpy(un->sun_path, host);
-        len = (socklen_t)sizeof *un;
-        tcp = 0;
-    } else if ((rc = dbp__resolve(host ? host : "127.0.0.1", port, &ss, &len, err)) != DBP_OK) {
-        return rc;
-    }
-    fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    int fd, tcp = ss->ss_family != AF_UNIX, rc;
+    fd = socket(ss->ss_family, SOCK_STREAM, 0);
     if (fd < 0) return dbp__err_set(err, DBP_ECONNECT, "socket(): %s", strerror(errno));
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
         rc = errno;
@@ -5700,7 +6147,7 @@ static int dbp__tcp_connect(const char *host, int port, int keepalive_ms, int *o
         return dbp__err_set(err, DBP_ECONNECT, "fcntl(): %s", strerror(rc));
     }
     dbp__rd_set_socket_options(fd, keepalive_ms, tcp);
-    if (connect(fd, DBP__CAST(struct sockaddr *, (void *)&ss), len) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, DBP__CAST(const struct sockaddr *, (const void *)ss), len) < 0 && errno != EINPROGRESS) {
         rc = errno;
         close(fd);
         return dbp__err_set(err, DBP_ECONNECT, "could not connect to %.100s:%d: %s", host ? host : "", port, strerror(rc));
@@ -5709,23 +6156,87 @@ static int dbp__tcp_connect(const char *host, int port, int keepalive_ms, int *o
     return DBP_OK;
 }
 
+/* Starts a non-blocking TCP connect to an IP literal, or a unix one to a path. */
+static int dbp__tcp_connect(const char *host, int port, int keepalive_ms, int *out_fd, dbp_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    int rc;
+    memset(&ss, 0, sizeof ss);
+    if (host && host[0] == '/') {
+        struct sockaddr_un *un = DBP__CAST(struct sockaddr_un *, (void *)&ss);
+        if (strlen(host) >= sizeof un->sun_path) return dbp__err_set(err, DBP_EURL, "unix socket path too long");
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, host);
+        len = (socklen_t)sizeof *un;
+    } else if ((rc = dbp__resolve_numeric(host ? host : "127.0.0.1", port, &ss, &len, err)) != DBP_OK) {
+        return rc;
+    }
+    return dbp__sock_connect(&ss, len, keepalive_ms, host, port, out_fd, err);
+}
+
+/* Connects to the lookup's addresses from number i on, until one connect
+   starts; then waits for it like any connect. */
+static int dbp__rd_connect_from(dbp_conn *c, int i)
+{
+    dbp__rd *rd = DBP__RD(c);
+    const dbp__job *j = rd->job;
+    dbp_pool *p = c->pool;
+    int fd = -1;
+    dbp__err_set(&c->err, DBP_ECONNECT, "host '%.100s' has no usable address", j->host);
+    for (; i < j->naddr; i++) {
+        if (dbp__sock_connect(&j->addr[i], j->addrlen[i], p->s.keepalive, j->host, p->s.port, &fd, &c->err) == DBP_OK) {
+            rd->addri = i;
+            rd->phase = DBP__RP_CONNECT;
+            c->fd = fd;
+            c->events = POLLOUT;
+            return DBP_OK;
+        }
+    }
+    return c->err.rc;
+}
+
+/* The lookup finished: connect to its first address that takes a connect. */
+static void dbp__rd_resolved(dbp_conn *c)
+{
+    dbp__rd *rd = DBP__RD(c);
+    dbp_error e;
+    if (!dbp__job_done(rd->job)) return;
+    dbp__err_clear(&e);
+    c->fd = -1; /* (the job's end of its socket pair, closed with the job) */
+    c->events = 0;
+    if (dbp__lookup_result(rd->job, &e) != DBP_OK || dbp__rd_connect_from(c, 0) != DBP_OK) {
+        if (e.rc == DBP_OK) e = c->err;
+        dbp__conn_failed(c, &e, 1);
+    }
+}
+
 static int dbp__rd_open(dbp_conn *c)
 {
     dbp_pool *p = c->pool;
     dbp__rd *rd = DBP__ALLOC(dbp__rd, 1);
+    const char *host = p->s.host ? p->s.host : "127.0.0.1";
     int fd = -1;
     if (!rd) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
     c->be = rd;
     rd->reader = redisReaderCreateWithFunctions(&dbp__rd_fns);
     if (!rd->reader) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory (redis reader)");
     if (p->s.readonly && !(c->flags & DBP__CF_SUB)) c->flags |= DBP__CF_REPLICA;
-    if (dbp__tcp_connect(p->s.host ? p->s.host : "127.0.0.1", p->s.port, p->s.keepalive, &fd, &c->err) != DBP_OK)
+    c->state = DBP__CS_CONNECTING;
+    if (dbp__rd_handshake(c) != DBP_OK) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
+    if (!dbp__host_is_literal(host)) {
+        /* a name: looked up on a helper thread, never by the hub */
+        rd->job = dbp__lookup_start(host, p->s.port, &c->err);
+        if (!rd->job) return c->err.rc;
+        rd->phase = DBP__RP_RESOLVE;
+        c->fd = rd->job->rfd;
+        c->events = POLLIN;
+        return DBP_OK;
+    }
+    if (dbp__tcp_connect(host, p->s.port, p->s.keepalive, &fd, &c->err) != DBP_OK)
         return c->err.rc;
     c->fd = fd;
     rd->phase = DBP__RP_CONNECT;
-    c->events = POLLOUT;
-    c->state = DBP__CS_CONNECTING;
-    if (dbp__rd_handshake(c) != DBP_OK) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
     c->events = POLLOUT;
     return DBP_OK;
 }
@@ -5735,6 +6246,12 @@ static void dbp__rd_abort(dbp_conn *c)
     dbp__rd *rd = DBP__RD(c);
     dbp__link *l;
     if (!rd) return;
+    if (rd->job) {
+        /* a lookup still under way is abandoned: its helper cleans up after itself */
+        if (c->fd == rd->job->rfd) c->fd = -1;
+        dbp__job_release(rd->job);
+        rd->job = NULL;
+    }
     /* a command written in full may have run; one cut off mid-write cannot have */
     for (l = c->ops.next; l != &c->ops; l = l->next) {
         dbp_op *op = DBP__CONTAINER(l, dbp_op, link);
@@ -6007,13 +6524,18 @@ static void dbp__rd_conn_io(dbp_conn *c, int revents)
     if (!rd) return;
     if (revents == DBP__EV_TIMER) {
         if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT)
-            dbp__rd_fail(c, DBP_ECONNECT, "could not connect to %s:%d within %.1f s (connect_timeout)",
+            dbp__rd_fail(c, DBP_ECONNECT, "could not connect to %s:%d within %.1f s (connect_timeout)%s",
                          c->pool->s.host ? c->pool->s.host : "127.0.0.1", c->pool->s.port,
-                         c->pool->s.connect_timeout / 1000.0);
+                         c->pool->s.connect_timeout / 1000.0,
+                         rd->phase == DBP__RP_RESOLVE ? "; the host name lookup did not finish" : "");
         else if (c->state == DBP__CS_VALIDATING)
             dbp__rd_fail(c, DBP_ETIMEOUT, "validation ping got no answer");
         else if (c->flags & DBP__CF_SUSPECT)
             dbp__rd_fail(c, DBP_ETIMEOUT, "no reply from the server for a command that timed out; connection closed");
+        return;
+    }
+    if (rd->phase == DBP__RP_RESOLVE) {
+        dbp__rd_resolved(c);
         return;
     }
     if (rd->phase == DBP__RP_CONNECT) {
@@ -6021,6 +6543,15 @@ static void dbp__rd_conn_io(dbp_conn *c, int revents)
         socklen_t len = sizeof err;
         if (!(revents & (POLLOUT | POLLERR | POLLHUP))) return;
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        if (err && rd->job && rd->addri + 1 < rd->job->naddr) {
+            /* the name has another address: try it, within the same connect deadline */
+            close(c->fd);
+            c->fd = -1;
+            if (dbp__rd_connect_from(c, rd->addri + 1) == DBP_OK) return;
+            dbp__rd_fail(c, DBP_ECONNECT, "%s", c->err.message);
+            return;
+        }
+        if (rd->job) { dbp__job_release(rd->job); rd->job = NULL; }
         if (err) {
             dbp__rd_fail(c, DBP_ECONNECT, "could not connect to %s:%d: %s",
                          c->pool->s.host ? c->pool->s.host : "127.0.0.1", c->pool->s.port, strerror(err));
