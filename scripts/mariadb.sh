@@ -19,6 +19,8 @@
 # scripts/servers.sh env prints the URLs and credentials tests use.
 set -euo pipefail
 
+# Its name, state and files (alike in each server script: the code they
+# share is in lib.sh, these are what differs).
 NAME=mariadb
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
