@@ -92,6 +92,8 @@ for mode, drive in pairs(U.drivers) do
     end
 end
 
+-- (bench_lua.lua and bench_redis.lua run a measurement in the same steps,
+-- each over its own state and figures: kept apart, like their headers.)
 if arg and arg[1] == "--one" then
     local mode = arg[2]
     local run = U.runner(runners, "bench_lua", mode)
