@@ -1,9 +1,18 @@
 # dbpool: build, test, bench, install.
-#   make            the Lua module, the C tests, the benchmarks
-#   make test       start the test servers, run every test (plain build), stop them
-#   make test-checked   the same under AddressSanitizer+UBSan and Valgrind
-#   make bench      the benchmarks against their peers (servers started too)
-#   make install    dbpool.h, the Lua module and the dbpool command
+#   make (all)          the Lua module, the C tests, the fault proxy, the C benchmarks
+#   make build-tests    only the C test binaries (build/tests/*.t); runs nothing
+#   make check T=FILE   one test, verbose, with only the servers it needs:
+#                       tests/test_mysql.c, build/tests/test_mysql.t,
+#                       tests/lua/test_lua_redis.lua, tests/cli/20_run.t, tests/soak.c
+#   make test           start the test servers, run every test (plain build), stop them
+#   make test-checked   the suites under AddressSanitizer+UBSan and Valgrind, the
+#                       soak under ASan for SOAK_SEEDS, then fuzz-short
+#   make fuzz-short     each libFuzzer target for FUZZ_SECONDS (30)
+#   make soak           the fault soak (SOAK_SEED, SOAK_SECONDS) and the lifetime
+#                       soak (LIFETIME_SECONDS), servers started too
+#   make bench          the benchmarks against their peers (servers started too)
+#   make check-header   the header alone, warning-free as C99 and C++
+#   make install        dbpool.h, the Lua module and the dbpool command
 CC ?= cc
 PKGS := libmariadb hiredis lua5.4
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
@@ -22,11 +31,24 @@ PREFIX ?= /usr/local
 LUA_LMOD ?= $(PREFIX)/share/lua/5.4
 LUA_CMOD ?= $(PREFIX)/lib/x86_64-linux-gnu/lua/5.4
 
-.PHONY: all tests lua bench test test-plain test-checked test-asan test-asan-lua test-valgrind test-valgrind-lua \
-        test-soak-asan soak clean install uninstall check-header
-all: tests lua $(BUILD)/tests/faultproxy $(BUILD)/tests/soak_lifetimes
+.PHONY: all build-tests tests build-bench lua bench check test test-plain test-checked test-asan test-asan-lua \
+        test-valgrind test-valgrind-lua test-soak-asan fuzz-short soak clean install uninstall check-header
+all: build-tests lua $(BUILD)/tests/faultproxy $(BUILD)/tests/soak_lifetimes build-bench
 
-tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+build-tests: $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+
+# The old name of build-tests, one letter from `make test`: say so rather than
+# do nothing (tests/ is a directory, so make would call it up to date).
+tests:
+	@echo "make tests: no such target (make build-tests builds the C tests, make test runs them)" >&2; exit 2
+
+# The C benchmarks, always optimised (a figure from an -O0 build means nothing).
+BENCH_CFLAGS := -O2 -g
+build-bench: $(BUILD)/bench/bench_mysql $(BUILD)/bench/bench_redis
+
+$(BUILD)/bench/%: bench/%.c bench/bench_common.h dbpool.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
 $(BUILD)/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/proxy.h
 	@mkdir -p $(dir $@)
@@ -71,6 +93,10 @@ check-header:
 	c++ -std=c++11 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.cpp -o $(BUILD)/hdr.o
 	clang -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 
+# One test (see scripts/check.sh): `make check T=tests/test_redis.c`.
+check:
+	@MAKE="$(MAKE)" scripts/check.sh "$(T)"
+
 # The suites share the servers (and some stop or kill them): one at a time.
 test: all check-header
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-plain
@@ -80,9 +106,16 @@ test-plain:
 	$(PROVE) tests/faultproxy_selftest.sh $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
 	SOAK_SECONDS=24 SOAK_REPORT=6 $(PROVE) $(BUILD)/tests/soak_lifetimes
 
+# The checked job. It fuzzes too, by calling fuzz-short explicitly (after the
+# servers are stopped: the fuzzers need none).
 test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so $(BUILD)/asan/tests/soak
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua test-soak-asan
-	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} tests/fuzz/run.sh
+	$(MAKE) --no-print-directory fuzz-short
+
+# Every libFuzzer target for FUZZ_SECONDS each (tests/fuzz/run.sh says more).
+FUZZ_SECONDS ?= 30
+fuzz-short:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
 test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -25,7 +25,6 @@ local N = U.count("BENCH_CLUSTER_N", 200000, 20000)
 local NKEYS = U.env_int("BENCH_CLUSTER_KEYS", 10000)
 local POOL = U.env_int("BENCH_CLUSTER_POOL", 4)
 local K = U.env_int("BENCH_CLUSTER_INFLIGHT", 2000)
-local MAX_S = U.max_seconds
 
 local function not_available(why)
     print("cluster: not available (" .. tostring(why):gsub("\n.*", "") .. ")")
@@ -60,28 +59,22 @@ local keys = {}
 for i, k in ipairs(U.ids(N, NKEYS)) do keys[i] = "bench:c:" .. (k - 1) end
 local errors = 0
 
--- One measured pass: cmd "SET" or "GET" over keys[1..n]; returns count, seconds, capped.
+-- One measured pass: cmd "SET" or "GET" over keys[1..n] in batches of K
+-- (bench_util.lua); returns count, seconds, capped.
 local function pass(pool, cmd, n)
-    local t0, capped = U.now(), false
-    local i, batch = 0, {}
-    while i < n do
-        if U.now() - t0 > MAX_S then capped = true break end
-        local m = math.min(K, n - i)
-        if cmd == "SET" then
-            for j = 1, m do batch[j] = pool:call("SET", keys[i + j], "xxx") end
-        else
-            for j = 1, m do batch[j] = pool:call("GET", keys[i + j]) end
-        end
-        for j = 1, m do
-            local okj, v = batch[j]:result()
-            if not okj or (cmd == "GET" and v ~= "xxx") then
-                errors = errors + 1
-                if errors <= 3 then io.stderr:write("bench_cluster: ", cmd, " ", keys[i + j], ": ", tostring(v), "\n") end
-            end
-        end
-        i = i + m
+    local submit
+    if cmd == "SET" then
+        submit = function(i) return pool:call("SET", keys[i], "xxx") end
+    else
+        submit = function(i) return pool:call("GET", keys[i]) end
     end
-    return i, U.now() - t0, capped
+    return U.batches(n, K, submit, function(p, i)
+        local ok, v = p:result()
+        if not ok or (cmd == "GET" and v ~= "xxx") then
+            errors = errors + 1
+            if errors <= 3 then io.stderr:write("bench_cluster: ", cmd, " ", keys[i], ": ", tostring(v), "\n") end
+        end
+    end)
 end
 
 ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 /* bench_common.h - small helpers shared by the C benchmarks (bench_mysql.c,
-   bench_redis.c): the clock, environment knobs, the output format that
-   bench/run.sh parses, and the window of ops in flight that drives the pool
-   (include after dbpool.h).
+   bench_redis.c): the clock, environment knobs, the command line, the output
+   format that bench/run.sh parses, and the window of ops in flight that
+   drives the pool (include after dbpool.h, with BENCH_NAME defined: the
+   program's name in its messages).
 
    Output format (one line per figure, one per ratio; run.sh greps them):
 
@@ -12,10 +13,26 @@
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifndef BENCH_NAME
+#error "define BENCH_NAME (the program's name in messages) before including bench_common.h"
+#endif
+
+static void bench_die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, BENCH_NAME ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
 
 static double bench_now(void)
 {
@@ -55,6 +72,82 @@ static double bench_max_seconds(void)
     return (double)bench_env_long("BENCH_MAX_SECONDS", 120);
 }
 
+/* ==== the command line (both benchmarks) ====
+
+     [--only PHASE,...] [-n N] [--pool P] [--inflight K] [SIZE_FLAG SIZE]
+
+   SIZE_FLAG is the benchmark's own (--rows R for MySQL, --keys KEYS for
+   Redis). The defaults come from <PREFIX>_N, _<SIZE>, _POOL and _INFLIGHT
+   in the environment (BENCH_MYSQL_ROWS, ...), else from the arguments. */
+typedef struct bench_args {
+    const char *phases;   /* every phase, comma-separated: the default --only */
+    const char *only;
+    long n, size;
+    int pool, inflight;
+} bench_args;
+
+static void bench_args_init(bench_args *a, const char *prefix, const char *size_name, const char *phases,
+                            long n_full, long n_quick, long size, long pool, long inflight)
+{
+    char var[64];
+    a->phases = a->only = phases;
+    snprintf(var, sizeof var, "%s_N", prefix);
+    a->n = bench_count(var, n_full, n_quick);
+    snprintf(var, sizeof var, "%s_%s", prefix, size_name);
+    a->size = bench_env_long(var, size);
+    snprintf(var, sizeof var, "%s_POOL", prefix);
+    a->pool = (int)bench_env_long(var, pool);
+    snprintf(var, sizeof var, "%s_INFLIGHT", prefix);
+    a->inflight = (int)bench_env_long(var, inflight);
+}
+
+static unsigned bench_phases(const char *only, const char *phases);
+
+/* Parses the command line into *a; returns the phases --only asked for (bit
+   i: the i-th of a->phases). A mistake prints the usage line and exits 2. */
+static unsigned bench_parse_args(int argc, char **argv, const char *size_flag, const char *size_meta, bench_args *a)
+{
+    int i;
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--only") && i + 1 < argc) a->only = argv[++i];
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) a->n = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--pool") && i + 1 < argc) a->pool = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--inflight") && i + 1 < argc) a->inflight = atoi(argv[++i]);
+        else if (!strcmp(argv[i], size_flag) && i + 1 < argc) a->size = atol(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--only %s] [-n N] [--pool P] [--inflight K] [%s %s]\n", argv[0], a->phases,
+                    size_flag, size_meta);
+            exit(2);
+        }
+    }
+    if (a->n <= 0 || a->size <= 0 || a->pool <= 0 || a->inflight <= 0) bench_die("counts must be positive");
+    return bench_phases(a->only, a->phases);
+}
+
+/* Which of `phases` (comma-separated, at most 8) the --only list names:
+   bit i set for the i-th. A name not among them is fatal. */
+static unsigned bench_phases(const char *only, const char *phases)
+{
+    char list[256], names[256], *tok, *name, *all[8];
+    unsigned mask = 0;
+    int n = 0, i;
+    if (strlen(only) >= sizeof list || strlen(phases) >= sizeof names) bench_die("--only: list too long");
+    strcpy(names, phases);
+    for (name = strtok(names, ","); name && n < 8; name = strtok(NULL, ",")) all[n++] = name;
+    strcpy(list, only);
+    for (tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        for (i = 0; i < n && strcmp(tok, all[i]) != 0; i++) {}
+        if (i == n) {
+            fprintf(stderr, BENCH_NAME ": --only takes a comma-separated list of ");
+            for (i = 0; i < n; i++) fprintf(stderr, "%s%s", i ? ", " : "", all[i]);
+            fputc('\n', stderr);
+            exit(1);
+        }
+        mask |= 1u << i;
+    }
+    return mask;
+}
+
 /* xorshift64*: the same id sequence in every phase and every run. */
 static unsigned long long bench_rand(unsigned long long *s)
 {
@@ -83,6 +176,32 @@ static void bench_print_ratio(const char *group, const char *name, double ratio,
     else
         printf("[%s] ratio %s = %.2f\n", group, name, ratio);
     fflush(stdout);
+}
+
+/* A hub of its own and a pool of `max` connections to url (pipeline > 0:
+   that per-connection bound, else the pool's default); fatal on error. */
+static dbp_pool *bench_pool_open(const char *url, int max, int pipeline)
+{
+    dbp_error e;
+    dbp_pool_config cfg;
+    dbp_pool *pool;
+    dbp_hub *hub = dbp_hub_open(&e);
+    if (!hub) bench_die("dbp_hub_open: %s", e.message);
+    dbp_pool_config_init(&cfg);
+    cfg.url = url;
+    cfg.max = max;
+    if (pipeline > 0) cfg.pipeline = pipeline;
+    pool = dbp_pool_open(hub, &cfg, &e);
+    if (!pool) bench_die("dbp_pool_open: %s", e.message);
+    return pool;
+}
+
+/* Closes what bench_pool_open opened. */
+static void bench_pool_close(dbp_pool *pool)
+{
+    dbp_hub *hub = dbp_pool_hub(pool);
+    dbp_op_free(dbp_pool_close(pool, 5000));
+    dbp_hub_close(hub, 10000);
 }
 
 /* ==== the window of ops in flight (both benchmarks' dbpool side) ==== */

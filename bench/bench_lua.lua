@@ -84,47 +84,19 @@ function runners.map(ids, n, db)
     return done, U.now() - t0, capped, "dbpool.map, concurrency " .. K
 end
 
--- Batches of K promises, each batch awaited before the next is submitted.
-function runners.batch(ids, n, db)
-    local t0, capped = U.now(), false
-    local i, batch = 0, {}
-    while i < n do
-        if U.now() - t0 > MAX_S then capped = true break end
-        local m = math.min(K, n - i)
-        for j = 1, m do batch[j] = db:query(SQL, { ids[i + j] }) end
-        for j = 1, m do check(batch[j]:await(), ids[i + j]) end
-        i = i + m
+-- Batches of K promises, and a sliding window of K (bench_util.lua).
+for mode, drive in pairs(U.drivers) do
+    runners[mode] = function(ids, n, db)
+        return drive(n, K, function(i) return db:query(SQL, { ids[i] }) end,
+            function(p, i) check(p:await(), ids[i]) end)
     end
-    return i, U.now() - t0, capped, "batches of " .. K .. " promises"
 end
 
--- A sliding window: K promises in flight, await the oldest, submit the next.
-function runners.window(ids, n, db)
-    local t0, capped = U.now(), false
-    local ring = {}
-    local submitted, done = 0, 0
-    while done < n do
-        while submitted < n and submitted - done < K and not capped do
-            submitted = submitted + 1
-            ring[submitted % K + 1] = db:query(SQL, { ids[submitted] })
-        end
-        if submitted == done then break end
-        done = done + 1
-        local slot = done % K + 1
-        check(ring[slot]:await(), ids[done])
-        ring[slot] = nil
-        if done % 256 == 0 and U.now() - t0 > MAX_S then capped = true end
-    end
-    return done, U.now() - t0, capped, "sliding window of " .. K .. " promises"
-end
-
+-- (bench_lua.lua and bench_redis.lua run a measurement in the same steps,
+-- each over its own state and figures: kept apart, like their headers.)
 if arg and arg[1] == "--one" then
     local mode = arg[2]
-    local run = runners[mode]
-    if not run then
-        io.stderr:write("bench_lua: unknown mode '", tostring(mode), "' (luasql, map, batch, window)\n")
-        os.exit(2)
-    end
+    local run = U.runner(runners, "bench_lua", mode)
     local ids = U.ids(N, ROWS)
     local warm = math.max(math.min(N // 20, 5000), math.min(N, 500))
     local db = mode ~= "luasql" and dbpool.open(url, { max = POOL }) or nil
@@ -157,12 +129,9 @@ end
 print(string.format("bench_lua: %d point selects by primary key on %d rows (%s)", N, ROWS, SQL))
 
 local function measure(mode, name)
-    local out, ok = U.child(script, mode)
-    if not ok then
-        errors = errors + 1
-        return nil
-    end
-    return U.figure(out, G, name)
+    local rate, ok = U.measure(script, mode, G, name)
+    if not ok then errors = errors + 1 end
+    return rate
 end
 
 local luasql_rate

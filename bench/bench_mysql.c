@@ -27,10 +27,10 @@
 #define _POSIX_C_SOURCE 200809L
 #define DBPOOL_IMPLEMENTATION
 #include "dbpool.h"
+#define BENCH_NAME "bench_mysql"
 #include "bench_common.h"
 
 #include <poll.h>
-#include <stdarg.h>
 #include <mysql.h>
 
 #define TABLE "bench_points"
@@ -43,17 +43,6 @@
     " KEY k_1 (k)) ENGINE=InnoDB"
 #define SELECT_SQL "SELECT id, k, c FROM " TABLE " WHERE id = ?"
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "bench_mysql: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
 /* ==== the blocking side, and the table setup ==== */
 
 static MYSQL *blocking_connect(const char *url)
@@ -62,21 +51,21 @@ static MYSQL *blocking_connect(const char *url)
     dbp_error e;
     MYSQL *m;
     unsigned port;
-    if (dbp_url_parse(url, &u, &e) != DBP_OK) die("bad DBPOOL_TEST_MYSQL_URL: %s", e.message);
-    if (u.nhosts < 1) die("no host in DBPOOL_TEST_MYSQL_URL");
+    if (dbp_url_parse(url, &u, &e) != DBP_OK) bench_die("bad DBPOOL_TEST_MYSQL_URL: %s", e.message);
+    if (u.nhosts < 1) bench_die("no host in DBPOOL_TEST_MYSQL_URL");
     port = u.hosts[0].port ? (unsigned)u.hosts[0].port : 3306;
     m = mysql_init(NULL);
-    if (!m) die("mysql_init failed");
+    if (!m) bench_die("mysql_init failed");
     mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     if (!mysql_real_connect(m, u.hosts[0].host, u.user, u.password, u.database, port, NULL, 0))
-        die("blocking connect: %s", mysql_error(m));
+        bench_die("blocking connect: %s", mysql_error(m));
     dbp_url_free(&u);
     return m;
 }
 
 static void sql_do(MYSQL *m, const char *sql, size_t len)
 {
-    if (mysql_real_query(m, sql, (unsigned long)len)) die("%s (in setup: %.60s...)", mysql_error(m), sql);
+    if (mysql_real_query(m, sql, (unsigned long)len)) bench_die("%s (in setup: %.60s...)", mysql_error(m), sql);
     {
         MYSQL_RES *r = mysql_store_result(m);
         if (r) mysql_free_result(r);
@@ -124,7 +113,7 @@ static void ensure_table(MYSQL *m, long rows)
         char *buf = (char *)malloc(cap);
         char c[121], pad[61];
         long id = 1;
-        if (!buf) die("out of memory");
+        if (!buf) bench_die("out of memory");
         printf("bench_mysql: filling %s with %ld rows (had %lld)\n", TABLE, rows, have);
         fflush(stdout);
         sql_do(m, "TRUNCATE TABLE " TABLE, strlen("TRUNCATE TABLE " TABLE));
@@ -251,7 +240,7 @@ static long run_raw(const char *url, int nconn, const unsigned *ids, long n, dou
     long next = 0, done = 0;
     int i, stop = 0;
     double start;
-    if (!cs || !pfd) die("out of memory");
+    if (!cs || !pfd) bench_die("out of memory");
     for (i = 0; i < nconn; i++) {
         cs[i].m = blocking_connect(url); /* blocking connect, then non-blocking queries */
         mysql_options(cs[i].m, MYSQL_OPT_NONBLOCK, 0);
@@ -263,7 +252,7 @@ static long run_raw(const char *url, int nconn, const unsigned *ids, long n, dou
         int np = 0, rc;
         double el = bench_now() - start;
         if (el > max_s && !stop) { stop = 1; *capped = 1; }
-        if (el > max_s + 30) die("raw: ops still pending 30 s after the time limit");
+        if (el > max_s + 30) bench_die("raw: ops still pending 30 s after the time limit");
         for (i = 0; i < nconn; i++) {
             pfd[i].fd = cs[i].state ? (int)mysql_get_socket(cs[i].m) : -1;
             pfd[i].events = (short)(cs[i].state ? raw_events(cs[i].status) : 0);
@@ -272,7 +261,7 @@ static long run_raw(const char *url, int nconn, const unsigned *ids, long n, dou
         }
         if (!np) break;
         rc = poll(pfd, (nfds_t)nconn, 1000);
-        if (rc < 0) die("poll failed");
+        if (rc < 0) bench_die("poll failed");
         for (i = 0; i < nconn; i++) {
             int st = 0;
             if (!cs[i].state) continue;
@@ -326,11 +315,9 @@ static long run_pool(dbp_pool *pool, const unsigned *ids, long n, int inflight, 
 int main(int argc, char **argv)
 {
     const char *url = getenv("DBPOOL_TEST_MYSQL_URL");
-    const char *only = "blocking,pool,raw";
-    long n = bench_count("BENCH_MYSQL_N", 100000, 10000);
-    long rows = bench_env_long("BENCH_MYSQL_ROWS", 100000);
-    int pool_size = (int)bench_env_long("BENCH_MYSQL_POOL", 8);
-    int inflight = (int)bench_env_long("BENCH_MYSQL_INFLIGHT", 64);
+    bench_args a;
+    long n, rows;
+    unsigned phases;
     double max_s = bench_max_seconds();
     unsigned long long seed = 0x5eed5eedULL;
     unsigned *ids;
@@ -343,38 +330,22 @@ int main(int argc, char **argv)
     char name_p[32], extra[160];
     MYSQL *m;
 
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--pool") && i + 1 < argc) pool_size = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--inflight") && i + 1 < argc) inflight = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atol(argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [--only blocking,pool,raw] [-n N] [--pool P] [--inflight K] [--rows R]\n",
-                    argv[0]);
-            return 2;
-        }
-    }
+    bench_args_init(&a, "BENCH_MYSQL", "ROWS", "blocking,pool,raw", 100000, 10000, 100000, 8, 64);
+    phases = bench_parse_args(argc, argv, "--rows", "R", &a);
+    n = a.n;
+    rows = a.size;
+    want_blocking = (phases & 1) != 0;
+    want_pool = (phases & 2) != 0;
+    want_raw = (phases & 4) != 0;
     {
         const char *raw_env = getenv("BENCH_MYSQL_RAW");
-        char *tmp = (char *)malloc(strlen(only) + 1), *tok;
-        if (!tmp) die("out of memory");
-        strcpy(tmp, only);
-        for (tok = strtok(tmp, ","); tok; tok = strtok(NULL, ",")) {
-            if (!strcmp(tok, "blocking")) want_blocking = 1;
-            else if (!strcmp(tok, "pool")) want_pool = 1;
-            else if (!strcmp(tok, "raw")) want_raw = 1;
-            else die("--only takes a comma-separated list of blocking, pool, raw");
-        }
-        free(tmp);
         if (raw_env && !strcmp(raw_env, "0")) want_raw = 0;
     }
-    if (!url || !*url) die("DBPOOL_TEST_MYSQL_URL is not set (run under scripts/with-servers.sh)");
-    if (n <= 0 || rows <= 0 || pool_size <= 0 || inflight <= 0) die("counts must be positive");
-    if (rows > 4000000000L) die("--rows too large");
+    if (!url || !*url) bench_die("DBPOOL_TEST_MYSQL_URL is not set (run under scripts/with-servers.sh)");
+    if (rows > 4000000000L) bench_die("--rows too large");
 
     ids = (unsigned *)malloc((size_t)n * sizeof *ids);
-    if (!ids) die("out of memory");
+    if (!ids) bench_die("out of memory");
     for (i = 0; i < n; i++) ids[i] = (unsigned)((bench_rand(&seed) >> 11) % (unsigned long long)rows) + 1;
     warm = n / 20 < 500 ? (n < 500 ? n : 500) : (n / 20 > 5000 ? 5000 : n / 20);
 
@@ -395,43 +366,33 @@ int main(int argc, char **argv)
     mysql_close(m);
 
     if (want_pool) {
-        dbp_error e;
-        dbp_hub *hub = dbp_hub_open(&e);
-        dbp_pool_config cfg;
-        dbp_pool *pool;
+        dbp_pool *pool = bench_pool_open(url, a.pool, 0);
         dbp_stats st;
         long werr = 0;
         int wc;
-        if (!hub) die("dbp_hub_open: %s", e.message);
-        dbp_pool_config_init(&cfg);
-        cfg.url = url;
-        cfg.max = pool_size;
-        pool = dbp_pool_open(hub, &cfg, &e);
-        if (!pool) die("dbp_pool_open: %s", e.message);
         /* opens every connection and warms the pool's code paths */
-        (void)run_pool(pool, ids, warm, inflight, max_s, &werr, &wc);
-        if (werr) die("the warm-up queries failed");
+        (void)run_pool(pool, ids, warm, a.inflight, max_s, &werr, &wc);
+        if (werr) bench_die("the warm-up queries failed");
         t0 = bench_now();
-        done_p = run_pool(pool, ids, n, inflight, max_s, &err_p, &capped_p);
+        done_p = run_pool(pool, ids, n, a.inflight, max_s, &err_p, &capped_p);
         secs_p = bench_now() - t0;
         dbp_pool_stats(pool, &st);
-        snprintf(name_p, sizeof name_p, "c_pool%d", pool_size);
+        snprintf(name_p, sizeof name_p, "c_pool%d", a.pool);
         snprintf(extra, sizeof extra, "dbpool C API, %d in flight; run p50 %lld us, p99 %lld us; %d connections",
-                 inflight, st.run_p50_us, st.run_p99_us, st.total);
+                 a.inflight, st.run_p50_us, st.run_p99_us, st.total);
         bench_print_rate("mysql", name_p, done_p, secs_p, "q/s", capped_p, extra);
-        dbp_op_free(dbp_pool_close(pool, 5000));
-        dbp_hub_close(hub, 10000);
+        bench_pool_close(pool);
     }
 
     if (want_raw) {
         char name_r[32];
         long werr = 0;
         int wc;
-        (void)run_raw(url, pool_size, ids, warm, max_s, &werr, &wc);
+        (void)run_raw(url, a.pool, ids, warm, max_s, &werr, &wc);
         t0 = bench_now();
-        done_r = run_raw(url, pool_size, ids, n, max_s, &err_r, &capped_r);
+        done_r = run_raw(url, a.pool, ids, n, max_s, &err_r, &capped_r);
         secs_r = bench_now() - t0;
-        snprintf(name_r, sizeof name_r, "raw_nonblock%d", pool_size);
+        snprintf(name_r, sizeof name_r, "raw_nonblock%d", a.pool);
         bench_print_rate("mysql", name_r, done_r, secs_r, "q/s", capped_r,
                          "reference: libmariadb non-blocking API under one poll(), no dbpool");
     }
@@ -444,7 +405,7 @@ int main(int argc, char **argv)
             bench_print_ratio("mysql", rn, rate_p / ((double)done_b / secs_b), 4.0);
         }
         if (secs_r > 0 && done_r > 0) {
-            snprintf(rn, sizeof rn, "%s/raw_nonblock%d", name_p, pool_size);
+            snprintf(rn, sizeof rn, "%s/raw_nonblock%d", name_p, a.pool);
             bench_print_ratio("mysql", rn, rate_p / ((double)done_r / secs_r), 0);
         }
     }

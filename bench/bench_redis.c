@@ -23,25 +23,14 @@
 #define _POSIX_C_SOURCE 200809L
 #define DBPOOL_IMPLEMENTATION
 #include "dbpool.h"
+#define BENCH_NAME "bench_redis"
 #include "bench_common.h"
 
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "bench_redis: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
 
 /* ==== setup ==== */
 
@@ -61,11 +50,11 @@ static void ensure_keys(dbp_pool *pool, long nkeys)
             argv[0] = "SET";
             argv[2] = "xxx";
             ops[n] = dbp_call(pool, 3, argv, NULL, NULL);
-            if (!ops[n]) die("out of memory");
+            if (!ops[n]) bench_die("out of memory");
             n++;
         }
         for (i = 0; i < n; i++) {
-            if (dbp_op_wait(ops[i], 30000) != DBP_OK) die("setup SET failed: %s", dbp_op_error(ops[i])->message);
+            if (dbp_op_wait(ops[i], 30000) != DBP_OK) bench_die("setup SET failed: %s", dbp_op_error(ops[i])->message);
             dbp_op_free(ops[i]);
         }
     }
@@ -132,10 +121,10 @@ static double run_redis_benchmark(const char *bin, const char *port, const char 
     argv[k++] = "-n"; argv[k++] = ns;
     argv[k++] = "--csv";
     argv[k] = NULL;
-    if (pipe(fds)) die("pipe failed");
+    if (pipe(fds)) bench_die("pipe failed");
     fflush(stdout);
     pid = fork();
-    if (pid < 0) die("fork failed");
+    if (pid < 0) bench_die("fork failed");
     if (pid == 0) {
         dup2(fds[1], 1);
         dup2(fds[1], 2);
@@ -181,11 +170,9 @@ int main(int argc, char **argv)
     const char *password = getenv("DBPOOL_TEST_REDIS_PASSWORD");
     const char *port = getenv("DBPOOL_TEST_REDIS_PORT");
     const char *rb_bin = getenv("BENCH_REDIS_BENCHMARK") ? getenv("BENCH_REDIS_BENCHMARK") : "redis-benchmark";
-    const char *only = "pool,redis-benchmark";
-    long n = bench_count("BENCH_REDIS_N", 300000, 30000);
-    long nkeys = bench_env_long("BENCH_REDIS_KEYS", 10000);
-    int pool_size = (int)bench_env_long("BENCH_REDIS_POOL", 4);
-    int inflight = (int)bench_env_long("BENCH_REDIS_INFLIGHT", 2000);
+    bench_args a;
+    long n, nkeys;
+    unsigned phases;
     int pipeline = (int)bench_env_long("BENCH_REDIS_PIPELINE", -1); /* -1: the pool's default */
     double max_s = bench_max_seconds(), rate_p = 0, rate_rb = 0;
     int want_pool = 0, want_rb = 0, rb_failed = 0;
@@ -194,37 +181,19 @@ int main(int argc, char **argv)
     size_t *keylens;
     long i, errors = 0;
 
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--pool") && i + 1 < argc) pool_size = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--inflight") && i + 1 < argc) inflight = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--keys") && i + 1 < argc) nkeys = atol(argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [--only pool,redis-benchmark] [-n N] [--pool P] [--inflight K] [--keys KEYS]\n",
-                    argv[0]);
-            return 2;
-        }
-    }
-    {
-        char *tmp = (char *)malloc(strlen(only) + 1), *tok;
-        if (!tmp) die("out of memory");
-        strcpy(tmp, only);
-        for (tok = strtok(tmp, ","); tok; tok = strtok(NULL, ",")) {
-            if (!strcmp(tok, "pool")) want_pool = 1;
-            else if (!strcmp(tok, "redis-benchmark")) want_rb = 1;
-            else die("--only takes a comma-separated list of pool, redis-benchmark");
-        }
-        free(tmp);
-    }
-    if (!url || !*url || !port) die("DBPOOL_TEST_REDIS_URL/_PORT are not set (run under scripts/with-servers.sh)");
-    if (n <= 0 || nkeys <= 0 || pool_size <= 0 || inflight <= 0) die("counts must be positive");
+    bench_args_init(&a, "BENCH_REDIS", "KEYS", "pool,redis-benchmark", 300000, 30000, 10000, 4, 2000);
+    phases = bench_parse_args(argc, argv, "--keys", "KEYS", &a);
+    n = a.n;
+    nkeys = a.size;
+    want_pool = (phases & 1) != 0;
+    want_rb = (phases & 2) != 0;
+    if (!url || !*url || !port) bench_die("DBPOOL_TEST_REDIS_URL/_PORT are not set (run under scripts/with-servers.sh)");
 
     /* the keys of every GET, made before anything is timed */
     keys = (char **)malloc((size_t)n * sizeof *keys);
     keylens = (size_t *)malloc((size_t)n * sizeof *keylens);
     keybuf = (char *)malloc((size_t)n * 24);
-    if (!keys || !keylens || !keybuf) die("out of memory");
+    if (!keys || !keylens || !keybuf) bench_die("out of memory");
     for (i = 0; i < n; i++) {
         unsigned long long k = (bench_rand(&seed) >> 11) % (unsigned long long)nkeys;
         keys[i] = keybuf + (size_t)i * 24;
@@ -232,37 +201,26 @@ int main(int argc, char **argv)
     }
 
     if (want_pool) {
-        dbp_error e;
-        dbp_hub *hub = dbp_hub_open(&e);
-        dbp_pool_config cfg;
-        dbp_pool *pool;
+        dbp_pool *pool = bench_pool_open(url, a.pool, pipeline);
         dbp_stats st;
         double t0, secs;
         long done, werr = 0, warm = n / 20 < 1000 ? (n < 1000 ? n : 1000) : (n / 20 > 20000 ? 20000 : n / 20);
         int capped, wc;
         char extra[200];
-        if (!hub) die("dbp_hub_open: %s", e.message);
-        dbp_pool_config_init(&cfg);
-        cfg.url = url;
-        cfg.max = pool_size;
-        if (pipeline > 0) cfg.pipeline = pipeline;
-        pool = dbp_pool_open(hub, &cfg, &e);
-        if (!pool) die("dbp_pool_open: %s", e.message);
         ensure_keys(pool, nkeys);
         printf("bench_redis: %ld GETs over %ld keys of 3 bytes\n", n, nkeys);
-        (void)run_pool(pool, keys, keylens, warm, inflight, max_s, &werr, &wc);
-        if (werr) die("the warm-up GETs failed");
+        (void)run_pool(pool, keys, keylens, warm, a.inflight, max_s, &werr, &wc);
+        if (werr) bench_die("the warm-up GETs failed");
         t0 = bench_now();
-        done = run_pool(pool, keys, keylens, n, inflight, max_s, &errors, &capped);
+        done = run_pool(pool, keys, keylens, n, a.inflight, max_s, &errors, &capped);
         secs = bench_now() - t0;
         dbp_pool_stats(pool, &st);
-        snprintf(name_p, sizeof name_p, "c_pool%d", pool_size);
+        snprintf(name_p, sizeof name_p, "c_pool%d", a.pool);
         snprintf(extra, sizeof extra, "dbpool C API dbp_call, %d in flight, automatic pipelining; %d connections",
-                 inflight, st.total);
+                 a.inflight, st.total);
         bench_print_rate("redis", name_p, done, secs, "GET/s", capped, extra);
         rate_p = secs > 0 ? (double)done / secs : 0;
-        dbp_op_free(dbp_pool_close(pool, 5000));
-        dbp_hub_close(hub, 10000);
+        bench_pool_close(pool);
     }
 
     if (want_rb) {

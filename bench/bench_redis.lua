@@ -69,53 +69,21 @@ function runners.redislua(n, st)
     return i, U.now() - t0, capped, "redis-lua " .. st.version .. ", blocking, one connection"
 end
 
--- Submit K GETs, await them all, submit the next K.
-function runners.batch(n, st)
-    local kv = st.kv
-    local t0, capped = U.now(), false
-    local i, batch = 0, {}
-    while i < n do
-        if U.now() - t0 > MAX_S then capped = true break end
-        local m = math.min(K, n - i)
-        for j = 1, m do batch[j] = kv:call("GET", keys[i + j]) end
-        for j = 1, m do
-            local v = batch[j]:await()
-            if v ~= "xxx" then bad(v, i + j) end
-        end
-        i = i + m
+-- Batches of K GETs, and a sliding window of K (bench_util.lua).
+for mode, drive in pairs(U.drivers) do
+    runners[mode] = function(n, st)
+        return drive(n, K, function(i) return st.kv:call("GET", keys[i]) end, function(p, i)
+            local v = p:await()
+            if v ~= "xxx" then bad(v, i) end
+        end)
     end
-    return i, U.now() - t0, capped, "batches of " .. K .. " promises"
 end
 
--- A sliding window of K promises: await the oldest, submit the next.
-function runners.window(n, st)
-    local kv = st.kv
-    local t0, capped = U.now(), false
-    local ring = {}
-    local submitted, done = 0, 0
-    while done < n do
-        while submitted < n and submitted - done < K and not capped do
-            submitted = submitted + 1
-            ring[submitted % K + 1] = kv:call("GET", keys[submitted])
-        end
-        if submitted == done then break end
-        done = done + 1
-        local slot = done % K + 1
-        local v = ring[slot]:await()
-        ring[slot] = nil
-        if v ~= "xxx" then bad(v, done) end
-        if done % 4096 == 0 and U.now() - t0 > MAX_S then capped = true end
-    end
-    return done, U.now() - t0, capped, "sliding window of " .. K .. " promises"
-end
-
+-- (bench_lua.lua and bench_redis.lua run a measurement in the same steps,
+-- each over its own state and figures: kept apart, like their headers.)
 if arg and arg[1] == "--one" then
     local mode = arg[2]
-    local run = runners[mode]
-    if not run then
-        io.stderr:write("bench_redis.lua: unknown mode '", tostring(mode), "' (redislua, batch, window)\n")
-        os.exit(2)
-    end
+    local run = U.runner(runners, "bench_redis.lua", mode)
     -- the keys of every GET, made before anything is timed
     keys = {}
     for i, k in ipairs(U.ids(N, NKEYS)) do keys[i] = "bench:k:" .. (k - 1) end
@@ -157,12 +125,9 @@ end
 print(string.format("bench_redis.lua: %d GETs over %d keys of 3 bytes", N, NKEYS))
 
 local function measure(mode, name)
-    local out, ok = U.child(script, mode)
-    if not ok then
-        errors = errors + 1
-        return nil
-    end
-    return U.figure(out, G, name)
+    local rate, ok = U.measure(script, mode, G, name)
+    if not ok then errors = errors + 1 end
+    return rate
 end
 
 local redislua_rate

@@ -191,6 +191,59 @@ function U.ensure_mysql_table(db, dbpool, rows)
     db:query("SELECT SUM(LENGTH(c)) AS s FROM bench_points"):await()
 end
 
+-- The two ways the benchmarks drive a pool from Lua, measured over ops 1..n
+-- with k in flight: submit(i) submits op i and returns its promise;
+-- settle(p, i) awaits promise p of op i and checks what it gave. Both stop
+-- submitting after U.max_seconds; they return the count done, the seconds,
+-- whether they stopped early and what they did (for the figure's line).
+
+-- Batches: submit k, await them all, submit the next k.
+function U.batches(n, k, submit, settle)
+    local t0, capped = U.now(), false
+    local i, batch = 0, {}
+    while i < n do
+        if U.now() - t0 > U.max_seconds then capped = true break end
+        local m = math.min(k, n - i)
+        for j = 1, m do batch[j] = submit(i + j) end
+        for j = 1, m do settle(batch[j], i + j) end
+        i = i + m
+    end
+    return i, U.now() - t0, capped, "batches of " .. k .. " promises"
+end
+
+-- A sliding window: k in flight, await the oldest, submit the next.
+function U.window(n, k, submit, settle)
+    local t0, capped = U.now(), false
+    local ring = {}
+    local submitted, done = 0, 0
+    while done < n do
+        while submitted < n and submitted - done < k and not capped do
+            submitted = submitted + 1
+            ring[submitted % k + 1] = submit(submitted)
+        end
+        if submitted == done then break end
+        done = done + 1
+        local slot = done % k + 1
+        local p = ring[slot]
+        ring[slot] = nil
+        settle(p, done)
+        if done % 256 == 0 and U.now() - t0 > U.max_seconds then capped = true end
+    end
+    return done, U.now() - t0, capped, "sliding window of " .. k .. " promises"
+end
+
+U.drivers = { batch = U.batches, window = U.window }
+
+-- The runner of `--one MODE` (runners[MODE]), or exit 2 naming the modes.
+function U.runner(runners, prog, mode)
+    if runners[mode] then return runners[mode] end
+    local names = {}
+    for name in pairs(runners) do names[#names + 1] = name end
+    table.sort(names)
+    io.stderr:write(prog, ": unknown mode '", tostring(mode), "' (", table.concat(names, ", "), ")\n")
+    os.exit(2)
+end
+
 -- Runs a command, echoes its output, returns the output and whether it succeeded.
 function U.run(cmd)
     local f = io.popen(cmd .. " 2>&1", "r")
@@ -212,6 +265,14 @@ function U.child(script, mode)
     io.stdout:write(out)
     io.stdout:flush()
     return out, ok
+end
+
+-- One measurement: `script --one mode` in a child (U.child); returns the
+-- figure `name` of `group` it printed, and false when the child failed.
+function U.measure(script, mode, group, name)
+    local out, ok = U.child(script, mode)
+    if not ok then return nil, false end
+    return U.figure(out, group, name), true
 end
 
 -- Shell-quotes one word.

@@ -38,19 +38,9 @@ for v in DBPOOL_TEST_MYSQL_URL DBPOOL_TEST_REDIS_URL; do
     fi
 done
 
-# The Lua module (and the tests' binaries) first, then the C benchmarks,
-# with the flags of the tests plus -O2.
+# The Lua module, the tests' binaries and the C benchmarks (always -O2:
+# the Makefile's build-bench).
 make -s all || { echo "bench/run.sh: make all failed" >&2; exit 1; }
-mkdir -p "$BUILD"
-CFLAGS_BENCH=(-std=c99 -Wall -Wextra -Wpedantic -O2 -g -I"$repo" $(pkg-config --cflags libmariadb hiredis))
-LIBS_BENCH=($(pkg-config --libs libmariadb hiredis) -lm)
-for b in bench_mysql bench_redis; do
-    if [[ ! -x "$BUILD/$b" || "$here/$b.c" -nt "$BUILD/$b" || "$repo/dbpool.h" -nt "$BUILD/$b" ||
-          "$here/bench_common.h" -nt "$BUILD/$b" ]]; then
-        cc "${CFLAGS_BENCH[@]}" -o "$BUILD/$b" "$here/$b.c" "${LIBS_BENCH[@]}" ||
-            { echo "bench/run.sh: building $b failed" >&2; exit 1; }
-    fi
-done
 
 out="$(mktemp "${TMPDIR:-/tmp}/dbpool-bench.XXXXXX")"
 trap 'rm -f "$out"' EXIT

@@ -19,9 +19,11 @@
 # scripts/servers.sh env prints the URLs and credentials tests use.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-RUN_DIR="${DBPOOL_RUN_DIR:-$REPO/.run}"
-[[ "$RUN_DIR" == /* ]] || RUN_DIR="$PWD/$RUN_DIR"
+# Its name, state and files (alike in each server script: the code they
+# share is in lib.sh, these are what differs).
+NAME=mariadb
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STATE="$RUN_DIR/mariadb"
 PORT="${DBPOOL_MYSQL_PORT:-23306}"
 DATADIR="$STATE/data"
@@ -42,36 +44,10 @@ DATABASE=dbpool_test
 
 START_TIMEOUT=60
 STOP_TIMEOUT=30
-
-log() { printf 'mariadb: %s\n' "$*" >&2; }
-
-die() {
-    log "$*"
-    exit 1
-}
-
-# Last lines of the error log, for failures.
-show_log() {
-    if [[ -f "$ERRLOG" ]]; then
-        log "last lines of $ERRLOG:"
-        tail -n 40 "$ERRLOG" >&2 || true
-    fi
-}
+STATUS_DETAIL="port $PORT, socket $SOCKET"
 
 # Prints the server's pid when it is running (and is a mariadbd).
-running_pid() {
-    local pid comm
-    [[ -f "$PIDFILE" ]] || return 1
-    pid="$(tr -dc '0-9' <"$PIDFILE")"
-    [[ -n "$pid" ]] || return 1
-    alive "$pid" || return 1
-    comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
-    case "$comm" in
-        mariadbd | mysqld) ;;
-        *) return 1 ;;
-    esac
-    printf '%s\n' "$pid"
-}
+running_pid() { pid_from_file "$PIDFILE" '^(mariadbd|mysqld)$'; }
 
 # Runs the mariadb client as root over the socket. root@localhost accepts
 # unix_socket authentication (when we are the OS user root) or its password;
@@ -280,7 +256,7 @@ do_start() {
         fi
         if ((SECONDS >= deadline)); then
             log "not accepting connections after ${START_TIMEOUT}s"
-            show_log
+            show_log "$ERRLOG" 40
             kill -KILL "$child" 2>/dev/null || true
             exit 1
         fi
@@ -297,74 +273,4 @@ do_start() {
     log "ready (pid $(running_pid || echo "$child"))"
 }
 
-# True while PID is a live process. A daemon's parent is init (or whatever
-# reaps orphans here), which may leave it a zombie for a while: that is gone.
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    stat="${stat##*) }"
-    [[ "${stat:0:1}" != Z ]]
-}
-
-wait_gone() {
-    local pid="$1" timeout="$2"
-    local deadline=$((SECONDS + timeout))
-    while alive "$pid"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-}
-
-do_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        log "not running"
-        rm -f "$PIDFILE"
-        return 0
-    fi
-    log "stopping (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-        log "still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" 10 || die "pid $pid does not die"
-    fi
-    rm -f "$PIDFILE"
-}
-
-do_kill() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        log "not running"
-        return 0
-    fi
-    log "killing (SIGKILL pid $pid)"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "pid $pid does not die"
-}
-
-do_status() {
-    local pid
-    if pid="$(running_pid)"; then
-        echo "mariadb: running (pid $pid, port $PORT, socket $SOCKET)"
-        return 0
-    fi
-    echo "mariadb: not running"
-    return 3
-}
-
-case "${1:-}" in
-    start) do_start ;;
-    stop) do_stop ;;
-    restart)
-        do_stop
-        do_start
-        ;;
-    status) do_status ;;
-    kill) do_kill ;;
-    *)
-        echo "usage: $0 start|stop|restart|status|kill" >&2
-        exit 2
-        ;;
-esac
+server_main "$@"

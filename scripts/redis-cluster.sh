@@ -22,9 +22,9 @@
 #   stop          stop every node (idempotent)
 set -euo pipefail
 
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-RUN_DIR="${DBPOOL_RUN_DIR:-$REPO/.run}"
-[[ "$RUN_DIR" == /* ]] || RUN_DIR="$PWD/$RUN_DIR"
+NAME=redis-cluster
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STATE="$RUN_DIR/cluster"
 BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
 PORTS=()
@@ -39,31 +39,11 @@ NODE_START_TIMEOUT=30
 OK_TIMEOUT=60
 STOP_TIMEOUT=30
 
-log() { printf 'redis-cluster: %s\n' "$*" >&2; }
-
-die() {
-    log "$*"
-    exit 1
-}
-
 show_logs() {
     local port
     for port in "${PORTS[@]}"; do
-        if [[ -f "$STATE/$port/redis.log" ]]; then
-            log "last lines of $STATE/$port/redis.log:"
-            tail -n 15 "$STATE/$port/redis.log" >&2 || true
-        fi
+        show_log "$STATE/$port/redis.log" 15
     done
-}
-
-# One redis.conf argument: double-quoted, with backslash and double quote
-# escaped (redis.conf is split like a command line: an unquoted space would
-# end the value).
-conf_quote() {
-    local s="$1"
-    s="${s//\\/\\\\}"
-    s="${s//\"/\\\"}"
-    printf '"%s"' "$s"
 }
 
 check_port() {
@@ -74,16 +54,7 @@ check_port() {
     die "not a cluster port: $1 (ports: ${PORTS[*]})"
 }
 
-running_pid() {
-    local pidfile="$STATE/$1/redis.pid" pid comm
-    [[ -f "$pidfile" ]] || return 1
-    pid="$(tr -dc '0-9' <"$pidfile")"
-    [[ -n "$pid" ]] || return 1
-    alive "$pid" || return 1
-    comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
-    [[ "$comm" == redis-server* ]] || return 1
-    printf '%s\n' "$pid"
-}
+running_pid() { pid_from_file "$STATE/$1/redis.pid" '^redis-server'; }
 
 # cli PORT ARGS...: redis-cli against one node, bounded in time (redis-cli
 # waits for ever for a reply from something that accepted the connection).
@@ -97,28 +68,18 @@ write_conf() {
     local port="$1" dir="$STATE/$1"
     {
         echo "# Written by scripts/redis-cluster.sh; rewritten on every start."
-        echo "port $port"
-        echo "bind 127.0.0.1"
-        echo "dir $(conf_quote "$dir")"
-        echo "daemonize yes"
-        echo "pidfile $(conf_quote "$dir/redis.pid")"
-        echo "logfile $(conf_quote "$dir/redis.log")"
+        redis_conf_common "$port" "$dir" "$PASSWORD"
         echo "cluster-enabled yes"
         echo "cluster-config-file nodes.conf"
         echo "cluster-node-timeout 2000"
         echo "cluster-announce-ip 127.0.0.1"
         echo "cluster-port $((port + 100))"
-        echo "requirepass $(conf_quote "$PASSWORD")"
         echo "masterauth $(conf_quote "$PASSWORD")"
-        echo "save \"\""
-        echo "appendonly no"
         # Replicas sync at once (the default waits 5 s for more replicas), and
         # a replica takes over from a failed primary however long its link
         # was down: a primary killed by a test is always replaced.
         echo "repl-diskless-sync-delay 0"
         echo "cluster-replica-validity-factor 0"
-        # DEBUG SLEEP and friends, for timeout tests (loopback clients only).
-        echo "enable-debug-command local"
     } >"$dir/redis.conf.tmp"
     mv "$dir/redis.conf.tmp" "$dir/redis.conf"
 }
@@ -143,25 +104,10 @@ node_launch() {
 }
 
 node_wait() {
-    local port="$1" dir="$STATE/$1" reply offset
-    local deadline=$((SECONDS + NODE_START_TIMEOUT))
-    offset="$(cat "$dir/log-offset" 2>/dev/null || echo 0)"
-    while :; do
-        if ! running_pid "$port" >/dev/null &&
-            tail -c "+$((offset + 1))" "$dir/redis.log" | grep -qiE 'aborting|fatal|failed'; then
-            log "node $port exited during startup"
-            tail -c "+$((offset + 1))" "$dir/redis.log" | tail -n 20 >&2 || true
-            exit 1
-        fi
-        reply="$(cli "$port" ping 2>/dev/null || true)"
-        [[ "$reply" == PONG ]] && return 0
-        if ((SECONDS >= deadline)); then
-            log "node $port: no PONG after ${NODE_START_TIMEOUT}s (last reply: ${reply:-none})"
-            tail -n 20 "$dir/redis.log" >&2 || true
-            exit 1
-        fi
-        sleep 0.1
-    done
+    local port="$1" offset
+    offset="$(cat "$STATE/$port/log-offset" 2>/dev/null || echo 0)"
+    wait_redis_up "node $port" "$port" "$PASSWORD" "$STATE/$port/redis.log" "$offset" "$NODE_START_TIMEOUT" \
+        running_pid "$port"
 }
 
 # info_field PORT FIELD: one field of CLUSTER INFO.
@@ -306,46 +252,19 @@ do_start() {
     log "ready (ports ${PORTS[*]})"
 }
 
-# True while PID is a live process. A daemon's parent is init (or whatever
-# reaps orphans here), which may leave it a zombie for a while: that is gone.
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    stat="${stat##*) }"
-    [[ "${stat:0:1}" != Z ]]
-}
-
-wait_gone() {
-    local pid="$1" timeout="$2"
-    local deadline=$((SECONDS + timeout))
-    while alive "$pid"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-}
-
 do_stop() {
-    local port pid pids=() stopped=0
+    local port pid pids=()
     for port in "${PORTS[@]}"; do
         if pid="$(running_pid "$port")"; then
-            kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
-            stopped=$((stopped + 1))
         fi
     done
-    if ((stopped == 0)); then
+    if ((${#pids[@]} == 0)); then
         log "not running"
         return 0
     fi
-    log "stopping $stopped node(s)"
-    for pid in "${pids[@]}"; do
-        if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-            log "pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_gone "$pid" 10 || die "pid $pid does not die"
-        fi
-    done
+    log "stopping ${#pids[@]} node(s)"
+    stop_pids "${pids[@]}"
     for port in "${PORTS[@]}"; do
         rm -f "$STATE/$port/redis.pid"
     done
@@ -364,8 +283,7 @@ do_kill_node() {
         log "node $port has no usable pid file; found pid $pid by its title"
     fi
     log "killing node $port (SIGKILL pid $pid)"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "pid $pid does not die"
+    kill_pid "$pid"
 }
 
 do_restart_node() {

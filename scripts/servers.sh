@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The test servers, together.
 #
-#   scripts/servers.sh start|stop|status|env [mysql|redis|cluster|all]
+#   scripts/servers.sh start|stop|status|env [WHICH]
+#
+# WHICH is all (the default), none, or a comma-separated list of mysql, redis
+# and cluster (mysql,redis).
 #
 # start/stop/status call scripts/mariadb.sh, scripts/redis.sh and
 # scripts/redis-cluster.sh. env prints shell-quoted export lines for the tests:
@@ -12,10 +15,10 @@
 # DBPOOL_CLUSTER_BASE_PORT and DBPOOL_RUN_DIR, like the individual scripts.
 set -euo pipefail
 
-SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-RUN_DIR="${DBPOOL_RUN_DIR:-$REPO/.run}"
-[[ "$RUN_DIR" == /* ]] || RUN_DIR="$PWD/$RUN_DIR"
+NAME=servers
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SCRIPTS="$REPO/scripts"
 MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
 REDIS_PORT="${DBPOOL_REDIS_PORT:-26379}"
 CLUSTER_BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
@@ -33,7 +36,7 @@ REDIS_ACL_PASSWORD='acl:p@ss'
 CLUSTER_PASSWORD='cl@ster: pw'
 
 usage() {
-    echo "usage: $0 start|stop|status|env [mysql|redis|cluster|all]" >&2
+    echo "usage: $0 start|stop|status|env [all|none|mysql,redis,cluster]" >&2
     exit 2
 }
 
@@ -94,10 +97,21 @@ env_cluster() {
 [[ $# -ge 1 && $# -le 2 ]] || usage
 cmd="$1"
 what="${2:-all}"
+parts=()
 case "$what" in
-    mysql | redis | cluster) parts=("$what") ;;
     all) parts=(mysql redis cluster) ;;
-    *) usage ;;
+    none) ;;
+    "" | *,,* | ,* | *,) usage ;;
+    *)
+        # started in this order (stopped in reverse), whatever the list's
+        IFS=, read -r -a asked <<<"$what"
+        for p in "${asked[@]}"; do
+            [[ "$p" == mysql || "$p" == redis || "$p" == cluster ]] || usage
+        done
+        for p in mysql redis cluster; do
+            [[ ",$what," == *",$p,"* ]] && parts+=("$p")
+        done
+        ;;
 esac
 
 script_for() {
