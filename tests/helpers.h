@@ -70,13 +70,26 @@ static int run_sql(dbp_pool *p, const char *sql)
     return rc;
 }
 
+/* Acquires a pinned connection (5 s); NULL, with a diag, when none came. */
+static dbp_conn *acquire_conn(dbp_pool *p) __attribute__((unused));
+static dbp_conn *acquire_conn(dbp_pool *p)
+{
+    dbp_op *op = dbp_pool_acquire(p, NULL);
+    dbp_conn *c = NULL;
+    if (dbp_op_wait(op, 5000) == DBP_OK) c = dbp_op_take_conn(op);
+    else diag("acquire: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    return c;
+}
+
 /* Has the server end a pinned connection, from another pool of the same
-   server: KILL (MySQL) or CLIENT KILL ID (Redis). */
-static void server_kill(dbp_pool *admin, const dbp_conn *c, int mysql) __attribute__((unused));
-static void server_kill(dbp_pool *admin, const dbp_conn *c, int mysql)
+   server: KILL (MySQL) or CLIENT KILL ID (Redis). Returns the kill's rc. */
+static int server_kill(dbp_pool *admin, const dbp_conn *c, int mysql) __attribute__((unused));
+static int server_kill(dbp_pool *admin, const dbp_conn *c, int mysql)
 {
     char id[64];
     dbp_op *op;
+    int rc;
     if (mysql) {
         snprintf(id, sizeof id, "KILL %llu", dbp_conn_server_id(c));
         op = dbp_query(admin, id, NULL, 0, NULL);
@@ -85,8 +98,10 @@ static void server_kill(dbp_pool *admin, const dbp_conn *c, int mysql)
         snprintf(id, sizeof id, "%llu", dbp_conn_server_id(c));
         op = dbp_call(admin, 4, argv, NULL, NULL);
     }
-    if (dbp_op_wait(op, 5000) != DBP_OK) diag("kill %llu: %s", dbp_conn_server_id(c), dbp_op_error(op)->message);
+    rc = dbp_op_wait(op, 5000);
+    if (rc != DBP_OK) diag("kill %llu: %s", dbp_conn_server_id(c), dbp_op_error(op)->message);
     dbp_op_free(op);
+    return rc;
 }
 
 #endif

@@ -32,22 +32,12 @@ static void counts(dbp_hub *h, dbp_hub_counts *c)
     dbp_hub_stats(h, c);
 }
 
-static dbp_conn *acquire(dbp_pool *p)
-{
-    dbp_op *op = dbp_pool_acquire(p, NULL);
-    dbp_conn *c = NULL;
-    if (dbp_op_wait(op, 5000) == DBP_OK) c = dbp_op_take_conn(op);
-    else diag("acquire: %s", dbp_op_error(op)->message);
-    dbp_op_free(op);
-    return c;
-}
-
 /* The server kills a pinned connection: the holder's handle stays valid. */
 static void pinned_killed(dbp_hub *h, int mysql)
 {
     const char *name = mysql ? "mysql" : "redis";
     dbp_pool *p = open_pool(h, mysql ? MY_URL : RD_URL, "max=2"), *direct = open_pool(h, mysql ? MY_URL : RD_URL, NULL);
-    dbp_conn *c = acquire(p);
+    dbp_conn *c = acquire_conn(p);
     dbp_op *op;
     dbp_hub_counts k;
     int i, rc;
@@ -88,7 +78,7 @@ static void pinned_killed(dbp_hub *h, int mysql)
 static void pinned_killed_pool_freed(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, RD_URL, "max=1"), *direct = open_pool(h, RD_URL, NULL);
-    dbp_conn *c = acquire(p);
+    dbp_conn *c = acquire_conn(p);
     dbp_hub_counts k0, k;
     dbp_op *op;
     dbp_hub_stats(h, &k0);

@@ -29,41 +29,11 @@
 
 static const char *MY_URL, *RD_URL;
 
-static dbp_conn *acquire(dbp_pool *p)
-{
-    dbp_op *op = dbp_pool_acquire(p, NULL);
-    dbp_conn *c = NULL;
-    if (dbp_op_wait(op, 5000) == DBP_OK) c = dbp_op_take_conn(op);
-    else diag("acquire: %s", dbp_op_error(op)->message);
-    dbp_op_free(op);
-    return c;
-}
-
 /* One op on the pinned connection: "SELECT 1" or PING. */
 static dbp_op *one_op(dbp_conn *c, int mysql)
 {
     static const char *const ping[1] = { "PING" };
     return mysql ? dbp_conn_query(c, "SELECT 1", NULL, 0, NULL) : dbp_conn_call(c, 1, ping, NULL, NULL);
-}
-
-/* Kills the server side of c through `killer` (a pool on another hub). */
-static int kill_conn(dbp_pool *killer, dbp_conn *c, int mysql)
-{
-    char cmd[64];
-    dbp_op *op;
-    int rc;
-    if (mysql) {
-        snprintf(cmd, sizeof cmd, "KILL %llu", dbp_conn_server_id(c));
-        op = dbp_query(killer, cmd, NULL, 0, NULL);
-    } else {
-        const char *argv[4] = { "CLIENT", "KILL", "ID", cmd };
-        snprintf(cmd, sizeof cmd, "%llu", dbp_conn_server_id(c));
-        op = dbp_call(killer, 4, argv, NULL, NULL);
-    }
-    rc = dbp_op_wait(op, 5000);
-    if (rc != DBP_OK) diag("kill: %s", dbp_op_error(op)->message);
-    dbp_op_free(op);
-    return rc;
 }
 
 static void sleep_ms(int ms)
@@ -80,7 +50,7 @@ static void killed_then_used(dbp_hub *h, dbp_hub *side, int mysql)
     const char *url = mysql ? MY_URL : RD_URL;
     dbp_pool *p = open_pool_with(h, url, "max=2", NULL, NULL);
     dbp_pool *killer = open_pool_with(side, url, NULL, NULL, NULL);
-    dbp_conn *c = p ? acquire(p) : NULL;
+    dbp_conn *c = p ? acquire_conn(p) : NULL;
     dbp_op *op;
     int i, rc, good = 1;
     if (!c || !killer) { ok(0, "%s: a pinned connection and a killer pool", name); return; }
@@ -103,7 +73,7 @@ static void killed_then_used(dbp_hub *h, dbp_hub *side, int mysql)
         ok(good && dbp_conn_ok(c), "redis: 50 commands pipelined at once on a live pinned connection all run");
     }
 
-    ok(kill_conn(killer, c, mysql) == DBP_OK, "%s: the pinned connection (server id %llu) killed from another hub", name,
+    ok(server_kill(killer, c, mysql) == DBP_OK, "%s: the pinned connection (server id %llu) killed from another hub", name,
        dbp_conn_server_id(c));
     sleep_ms(200); /* the server has closed it; its hub has not stepped */
     ok(dbp_conn_ok(c), "%s: its holder has not noticed yet (nothing polled it)", name);
@@ -124,7 +94,7 @@ static void killed_then_used(dbp_hub *h, dbp_hub *side, int mysql)
     dbp_op_free(op);
 
     dbp_conn_release(c);
-    c = acquire(p);
+    c = acquire_conn(p);
     ok(c && dbp_conn_ok(c), "%s: a new pinned connection from the same pool", name);
     if (c) {
         op = one_op(c, mysql);
@@ -145,11 +115,11 @@ static void killed_then_batch(dbp_hub *h, dbp_hub *side, int mysql)
     const char *url = mysql ? MY_URL : RD_URL;
     dbp_pool *p = open_pool_with(h, url, "max=2", NULL, NULL);
     dbp_pool *killer = open_pool_with(side, url, NULL, NULL, NULL);
-    dbp_conn *c = p ? acquire(p) : NULL;
+    dbp_conn *c = p ? acquire_conn(p) : NULL;
     dbp_op *ops[5];
     int i, unsent = 0;
     if (!c || !killer) { ok(0, "%s: a pinned connection and a killer pool", name); return; }
-    kill_conn(killer, c, mysql);
+    server_kill(killer, c, mysql);
     sleep_ms(200);
     for (i = 0; i < 5; i++) ops[i] = one_op(c, mysql);
     for (i = 0; i < 5; i++) {
