@@ -1624,43 +1624,74 @@ DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg)
 enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR };
 enum { DBP__FOR_ALL = 7, DBP__FOR_MYSQL = 1, DBP__FOR_REDIS = 2, DBP__FOR_CLUSTER = 4 };
 
+/* Everything a pool needs, resolved and owned. */
+typedef struct dbp__settings {
+    int backend;
+    char *host;              /* NULL: localhost / unix socket default */
+    int port;
+    char *user, *password, *database, *socket, *charset, *name;
+    int nseeds;
+    char **seed_hosts;       /* cluster seeds */
+    int *seed_ports;
+    int redis_db;
+    int max, min, max_waiting, max_blocking, pipeline;
+    int acquire_timeout, connect_timeout, query_timeout, idle_timeout, max_lifetime;
+    int validate_after, keepalive, backoff_min, backoff_max, slow_threshold, close_timeout;
+    char **init;
+    int ninit;
+    int ssl_mode;
+    char *ssl_ca, *ssl_cert, *ssl_key;
+    int read_from;
+    int max_redirects;
+    int readonly;            /* a cluster replica's node pool: READONLY on every connection */
+} dbp__settings;
+
+/* One pool option: its name in URLs and dbp_pool_config_set, where it lives
+   in dbp_pool_config and (numbers) in dbp__settings, its default, the
+   smallest value accepted, and the backends it applies to. This table is the
+   one place an option is described; resolving walks it. */
 typedef struct dbp__option {
     const char *name;
     int kind;
-    size_t off;
+    size_t off;     /* in dbp_pool_config */
     int min;        /* smallest accepted count / ms */
     int scope;      /* DBP__FOR_* bits */
+    size_t soff;    /* numbers: in dbp__settings */
+    int def;        /* numbers: the default (DBP__DEF_MAX: the pool's max) */
 } dbp__option;
 
-#define DBP__OPT(n, k, f, m, sc) { n, k, offsetof(dbp_pool_config, f), m, sc }
+#define DBP__DEF_MAX (-2)
+#define DBP__NUM(n, k, f, m, sc, sf, d) { n, k, offsetof(dbp_pool_config, f), m, sc, offsetof(dbp__settings, sf), d }
+#define DBP__STR(n, f, sc) { n, DBP__OPT_STR, offsetof(dbp_pool_config, f), 0, sc, 0, 0 }
 static const dbp__option dbp__options[] = {
-    DBP__OPT("max", DBP__OPT_COUNT, max, 1, DBP__FOR_ALL),
-    DBP__OPT("min", DBP__OPT_COUNT, min, 0, DBP__FOR_ALL),
-    DBP__OPT("max_waiting", DBP__OPT_COUNT, max_waiting, 0, DBP__FOR_ALL),
-    DBP__OPT("max_blocking", DBP__OPT_COUNT, max_blocking, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER),
-    DBP__OPT("pipeline", DBP__OPT_COUNT, pipeline, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER),
-    DBP__OPT("acquire_timeout", DBP__OPT_MS, acquire_timeout_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("connect_timeout", DBP__OPT_MS, connect_timeout_ms, 1, DBP__FOR_ALL),
-    DBP__OPT("query_timeout", DBP__OPT_MS, query_timeout_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("idle_timeout", DBP__OPT_MS, idle_timeout_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("max_lifetime", DBP__OPT_MS, max_lifetime_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("validate_after", DBP__OPT_MS, validate_after_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("keepalive", DBP__OPT_MS, keepalive_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("backoff_min", DBP__OPT_MS, backoff_min_ms, 1, DBP__FOR_ALL),
-    DBP__OPT("backoff_max", DBP__OPT_MS, backoff_max_ms, 1, DBP__FOR_ALL),
-    DBP__OPT("slow_threshold", DBP__OPT_MS, slow_threshold_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("close_timeout", DBP__OPT_MS, close_timeout_ms, 0, DBP__FOR_ALL),
-    DBP__OPT("max_redirects", DBP__OPT_COUNT, max_redirects, 1, DBP__FOR_CLUSTER),
-    DBP__OPT("charset", DBP__OPT_STR, charset, 0, DBP__FOR_MYSQL),
-    DBP__OPT("name", DBP__OPT_STR, name, 0, DBP__FOR_ALL),
-    DBP__OPT("socket", DBP__OPT_STR, socket, 0, DBP__FOR_MYSQL),
-    DBP__OPT("ssl-mode", DBP__OPT_STR, ssl_mode, 0, DBP__FOR_MYSQL),
-    DBP__OPT("ssl-ca", DBP__OPT_STR, ssl_ca, 0, DBP__FOR_MYSQL),
-    DBP__OPT("ssl-cert", DBP__OPT_STR, ssl_cert, 0, DBP__FOR_MYSQL),
-    DBP__OPT("ssl-key", DBP__OPT_STR, ssl_key, 0, DBP__FOR_MYSQL),
-    DBP__OPT("read_from", DBP__OPT_STR, read_from, 0, DBP__FOR_CLUSTER)
+    DBP__NUM("max", DBP__OPT_COUNT, max, 1, DBP__FOR_ALL, max, 10),
+    DBP__NUM("min", DBP__OPT_COUNT, min, 0, DBP__FOR_ALL, min, 0),
+    DBP__NUM("max_waiting", DBP__OPT_COUNT, max_waiting, 0, DBP__FOR_ALL, max_waiting, 0),
+    DBP__NUM("max_blocking", DBP__OPT_COUNT, max_blocking, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER, max_blocking, DBP__DEF_MAX),
+    DBP__NUM("pipeline", DBP__OPT_COUNT, pipeline, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER, pipeline, 1000),
+    DBP__NUM("acquire_timeout", DBP__OPT_MS, acquire_timeout_ms, 0, DBP__FOR_ALL, acquire_timeout, 30000),
+    DBP__NUM("connect_timeout", DBP__OPT_MS, connect_timeout_ms, 1, DBP__FOR_ALL, connect_timeout, 10000),
+    DBP__NUM("query_timeout", DBP__OPT_MS, query_timeout_ms, 0, DBP__FOR_ALL, query_timeout, 0),
+    DBP__NUM("idle_timeout", DBP__OPT_MS, idle_timeout_ms, 0, DBP__FOR_ALL, idle_timeout, 60000),
+    DBP__NUM("max_lifetime", DBP__OPT_MS, max_lifetime_ms, 0, DBP__FOR_ALL, max_lifetime, 1800000),
+    DBP__NUM("validate_after", DBP__OPT_MS, validate_after_ms, 0, DBP__FOR_ALL, validate_after, 1000),
+    DBP__NUM("keepalive", DBP__OPT_MS, keepalive_ms, 0, DBP__FOR_ALL, keepalive, 30000),
+    DBP__NUM("backoff_min", DBP__OPT_MS, backoff_min_ms, 1, DBP__FOR_ALL, backoff_min, 100),
+    DBP__NUM("backoff_max", DBP__OPT_MS, backoff_max_ms, 1, DBP__FOR_ALL, backoff_max, 5000),
+    DBP__NUM("slow_threshold", DBP__OPT_MS, slow_threshold_ms, 0, DBP__FOR_ALL, slow_threshold, 0),
+    DBP__NUM("close_timeout", DBP__OPT_MS, close_timeout_ms, 0, DBP__FOR_ALL, close_timeout, 30000),
+    DBP__NUM("max_redirects", DBP__OPT_COUNT, max_redirects, 1, DBP__FOR_CLUSTER, max_redirects, 16),
+    DBP__STR("charset", charset, DBP__FOR_MYSQL),
+    DBP__STR("name", name, DBP__FOR_ALL),
+    DBP__STR("socket", socket, DBP__FOR_MYSQL),
+    DBP__STR("ssl-mode", ssl_mode, DBP__FOR_MYSQL),
+    DBP__STR("ssl-ca", ssl_ca, DBP__FOR_MYSQL),
+    DBP__STR("ssl-cert", ssl_cert, DBP__FOR_MYSQL),
+    DBP__STR("ssl-key", ssl_key, DBP__FOR_MYSQL),
+    DBP__STR("read_from", read_from, DBP__FOR_CLUSTER)
 };
-#undef DBP__OPT
+#undef DBP__NUM
+#undef DBP__STR
 
 /* Parses a count: decimal digits only, within [min, INT_MAX]. */
 static int dbp__parse_count(const char *v, int min, int *out)
@@ -1748,28 +1779,6 @@ DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char
     }
 }
 
-/* Everything a pool needs, resolved and owned. */
-typedef struct dbp__settings {
-    int backend;
-    char *host;              /* NULL: localhost / unix socket default */
-    int port;
-    char *user, *password, *database, *socket, *charset, *name;
-    int nseeds;
-    char **seed_hosts;       /* cluster seeds */
-    int *seed_ports;
-    int redis_db;
-    int max, min, max_waiting, max_blocking, pipeline;
-    int acquire_timeout, connect_timeout, query_timeout, idle_timeout, max_lifetime;
-    int validate_after, keepalive, backoff_min, backoff_max, slow_threshold, close_timeout;
-    char **init;
-    int ninit;
-    int ssl_mode;
-    char *ssl_ca, *ssl_cert, *ssl_key;
-    int read_from;
-    int max_redirects;
-    int readonly;            /* a cluster replica's node pool: READONLY on every connection */
-} dbp__settings;
-
 static void dbp__settings_free(dbp__settings *s)
 {
     int i;
@@ -1795,40 +1804,20 @@ static int dbp__settings_str(char **dst, const char *explicit_v, const char *url
 
 static int dbp__pick(int explicit_v, int url_v, int def) { return explicit_v >= 0 ? explicit_v : url_v >= 0 ? url_v : def; }
 
-/* Resolves defaults <- URL (and its query string) <- explicit fields. Pure
-   but for the DATABASE_URL / REDIS_URL fallback. */
-static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, dbp_error *err)
+/* The backend a URL's scheme (or, without a URL, cfg->backend) names. */
+static int dbp__settings_backend(const dbp_pool_config *cfg, const dbp_url *u, const char *url, dbp__settings *s, dbp_error *err)
 {
-    dbp_url u;
-    dbp_pool_config uc;
-    const char *url = cfg->url, *init_url[DBP_URL_MAX_OPTIONS];
-    int ninit_url = 0, i, rc = DBP_OK, scope;
-    memset(s, 0, sizeof *s);
-    memset(&u, 0, sizeof u);
-    dbp_pool_config_init(&uc);
-    if (!url && !cfg->host && !cfg->socket) {
-        int want_redis = cfg->backend && strncmp(cfg->backend, "redis", 5) == 0;
-        url = getenv(want_redis ? "REDIS_URL" : "DATABASE_URL");
-        if (!url || !*url)
-            return dbp__err_set(err, DBP_EURL, "no URL given and %s is not set",
-                                want_redis ? "REDIS_URL" : "DATABASE_URL");
-    }
     if (url) {
-        if (dbp_url_parse(url, &u, err)) return DBP_EURL;
-        if (strcmp(u.scheme, "mysql") == 0 || strcmp(u.scheme, "mariadb") == 0) s->backend = DBP__BK_MYSQL;
-        else if (strcmp(u.scheme, "redis") == 0) s->backend = DBP__BK_REDIS;
-        else if (strcmp(u.scheme, "redis-cluster") == 0) s->backend = DBP__BK_CLUSTER;
-        else if (strcmp(u.scheme, "rediss") == 0 || strcmp(u.scheme, "rediss-cluster") == 0) {
-            dbp_url_free(&u);
+        if (strcmp(u->scheme, "mysql") == 0 || strcmp(u->scheme, "mariadb") == 0) s->backend = DBP__BK_MYSQL;
+        else if (strcmp(u->scheme, "redis") == 0) s->backend = DBP__BK_REDIS;
+        else if (strcmp(u->scheme, "redis-cluster") == 0) s->backend = DBP__BK_CLUSTER;
+        else if (strcmp(u->scheme, "rediss") == 0 || strcmp(u->scheme, "rediss-cluster") == 0)
             return dbp__err_set(err, DBP_EUNSUPPORTED,
                                 "TLS to Redis (rediss://) is not supported: this build uses hiredis 0.14, "
                                 "which has no TLS; refusing rather than sending in clear");
-        } else {
-            dbp__err_set(err, DBP_EURL, "unknown scheme '%.20s' (expected mysql://, redis:// or redis-cluster://)",
-                         u.scheme);
-            dbp_url_free(&u);
-            return DBP_EURL;
-        }
+        else
+            return dbp__err_set(err, DBP_EURL, "unknown scheme '%.20s' (expected mysql://, redis:// or redis-cluster://)",
+                                u->scheme);
     } else {
         const char *b = cfg->backend ? cfg->backend : "mysql";
         s->backend = strcmp(b, "redis") == 0 ? DBP__BK_REDIS :
@@ -1836,188 +1825,212 @@ static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, d
                      strcmp(b, "mysql") == 0 ? DBP__BK_MYSQL : 0;
         if (!s->backend) return dbp__err_set(err, DBP_EOPTION, "unknown backend '%.20s'", b);
     }
-    scope = s->backend == DBP__BK_MYSQL ? DBP__FOR_MYSQL : s->backend == DBP__BK_REDIS ? DBP__FOR_REDIS : DBP__FOR_CLUSTER;
 #ifdef DBPOOL_NO_MYSQL
-    if (s->backend == DBP__BK_MYSQL) { dbp_url_free(&u); return dbp__err_set(err, DBP_EUNSUPPORTED, "built without MySQL (DBPOOL_NO_MYSQL)"); }
+    if (s->backend == DBP__BK_MYSQL) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without MySQL (DBPOOL_NO_MYSQL)");
 #endif
 #ifdef DBPOOL_NO_REDIS
-    if (s->backend != DBP__BK_MYSQL) { dbp_url_free(&u); return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)"); }
+    if (s->backend != DBP__BK_MYSQL) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
 #endif
-    for (i = 0; i < u.noptions; i++) {
+    return DBP_OK;
+}
+
+static int dbp__settings_scope(const dbp__settings *s)
+{
+    return s->backend == DBP__BK_MYSQL ? DBP__FOR_MYSQL : s->backend == DBP__BK_REDIS ? DBP__FOR_REDIS : DBP__FOR_CLUSTER;
+}
+
+/* The URL's query string into uc (as dbp_pool_config_set would), `init`
+   statements aside; each option must apply to the backend. */
+static int dbp__settings_url_options(const dbp_url *u, const dbp__settings *s, dbp_pool_config *uc,
+                                     const char **init_url, int *ninit_url, dbp_error *err)
+{
+    int i, rc;
+    for (i = 0; i < u->noptions; i++) {
         const dbp__option *o;
-        if (strcmp(u.options[i].key, "init") == 0) {
-            if (s->backend != DBP__BK_MYSQL) { rc = dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only"); goto fail; }
-            init_url[ninit_url++] = u.options[i].value;
+        if (strcmp(u->options[i].key, "init") == 0) {
+            if (s->backend != DBP__BK_MYSQL) return dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only");
+            init_url[(*ninit_url)++] = u->options[i].value;
             continue;
         }
-        o = dbp__option_find(u.options[i].key);
-        if (o && !(o->scope & scope)) {
-            rc = dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to %s", o->name, u.scheme);
-            goto fail;
-        }
-        if ((rc = dbp_pool_config_set(&uc, u.options[i].key, u.options[i].value, err)) != DBP_OK) {
+        o = dbp__option_find(u->options[i].key);
+        if (o && !(o->scope & dbp__settings_scope(s)))
+            return dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to %s", o->name, u->scheme);
+        if ((rc = dbp_pool_config_set(uc, u->options[i].key, u->options[i].value, err)) != DBP_OK) {
             if (err) {
                 size_t n = strlen(err->message);
                 if (n + 14 < sizeof err->message) memcpy(err->message + n, " (in the URL)", 14);
             }
-            goto fail;
+            return rc;
         }
     }
-    /* explicit option fields must fit the backend too */
-    {
-        static const struct { size_t off; const char *name; int scope; } so[] = {
-            { offsetof(dbp_pool_config, charset), "charset", DBP__FOR_MYSQL },
-            { offsetof(dbp_pool_config, socket), "socket", DBP__FOR_MYSQL },
-            { offsetof(dbp_pool_config, ssl_mode), "ssl-mode", DBP__FOR_MYSQL },
-            { offsetof(dbp_pool_config, read_from), "read_from", DBP__FOR_CLUSTER }
-        };
-        size_t k;
-        for (k = 0; k < sizeof so / sizeof so[0]; k++)
-            if (*DBP__CAST(const char *const *, (const void *)((const char *)cfg + so[k].off)) && !(so[k].scope & scope)) {
-                rc = dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to this backend", so[k].name);
-                goto fail;
-            }
-        if (cfg->ninit > 0 && s->backend != DBP__BK_MYSQL) {
-            rc = dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only");
-            goto fail;
-        }
+    return DBP_OK;
+}
+
+/* Explicit string options of the config must fit the backend too. */
+static int dbp__settings_check_scope(const dbp_pool_config *cfg, const dbp__settings *s, dbp_error *err)
+{
+    size_t k;
+    for (k = 0; k < sizeof dbp__options / sizeof dbp__options[0]; k++) {
+        const dbp__option *o = &dbp__options[k];
+        if (o->kind == DBP__OPT_STR && !(o->scope & dbp__settings_scope(s)) &&
+            *DBP__CAST(const char *const *, (const void *)((const char *)cfg + o->off)))
+            return dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to this backend", o->name);
     }
-    /* connection target */
+    if (cfg->ninit > 0 && s->backend != DBP__BK_MYSQL) return dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only");
+    return DBP_OK;
+}
+
+/* Where to connect and as whom: cluster seeds, host, port, credentials,
+   database (a Redis database number), the string options. */
+static int dbp__settings_target(const dbp_pool_config *cfg, const dbp_url *u, const dbp_pool_config *uc, dbp__settings *s,
+                                dbp_error *err)
+{
     if (s->backend == DBP__BK_CLUSTER) {
-        int n = u.nhosts, k;
-        if (cfg->host) n = 1;
+        int n = cfg->host ? 1 : u->nhosts, k;
         s->seed_hosts = DBP__ALLOC(char *, (size_t)(n ? n : 1));
         s->seed_ports = DBP__ALLOC(int, (size_t)(n ? n : 1));
-        if (!s->seed_hosts || !s->seed_ports) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
+        if (!s->seed_hosts || !s->seed_ports) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
         for (k = 0; k < n; k++) {
-            const char *h = cfg->host ? cfg->host : u.hosts[k].host;
-            int p = cfg->host ? (cfg->port > 0 ? cfg->port : 6379) : (u.hosts[k].port ? u.hosts[k].port : 6379);
-            if (!h || !*h) { rc = dbp__err_set(err, DBP_EURL, "malformed URL: a cluster seed has no host"); goto fail; }
+            const char *h = cfg->host ? cfg->host : u->hosts[k].host;
+            int p = cfg->host ? (cfg->port > 0 ? cfg->port : 6379) : (u->hosts[k].port ? u->hosts[k].port : 6379);
+            if (!h || !*h) return dbp__err_set(err, DBP_EURL, "malformed URL: a cluster seed has no host");
             s->seed_hosts[k] = dbp__strdup(h);
-            if (!s->seed_hosts[k]) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
+            if (!s->seed_hosts[k]) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
             s->seed_ports[k] = p;
             s->nseeds++;
         }
-        if (!s->nseeds) { rc = dbp__err_set(err, DBP_EURL, "malformed URL: no cluster seed nodes"); goto fail; }
-    } else if (u.nhosts > 1) {
-        rc = dbp__err_set(err, DBP_EURL, "malformed URL: several hosts are only allowed with redis-cluster://");
-        goto fail;
+        if (!s->nseeds) return dbp__err_set(err, DBP_EURL, "malformed URL: no cluster seed nodes");
+    } else if (u->nhosts > 1) {
+        return dbp__err_set(err, DBP_EURL, "malformed URL: several hosts are only allowed with redis-cluster://");
     }
-    if ((rc = dbp__settings_str(&s->host, cfg->host, u.nhosts && u.hosts[0].host[0] ? u.hosts[0].host : NULL, NULL)) ||
-        (rc = dbp__settings_str(&s->user, cfg->user, u.user, NULL)) ||
-        (rc = dbp__settings_str(&s->password, cfg->password, u.password, NULL)) ||
-        (rc = dbp__settings_str(&s->database, cfg->database, u.database, NULL)) ||
-        (rc = dbp__settings_str(&s->socket, cfg->socket, uc.socket, NULL)) ||
-        (rc = dbp__settings_str(&s->charset, cfg->charset, uc.charset, s->backend == DBP__BK_MYSQL ? "utf8mb4" : NULL)) ||
-        (rc = dbp__settings_str(&s->name, cfg->name, uc.name, NULL)) ||
-        (rc = dbp__settings_str(&s->ssl_ca, cfg->ssl_ca, uc.ssl_ca, NULL)) ||
-        (rc = dbp__settings_str(&s->ssl_cert, cfg->ssl_cert, uc.ssl_cert, NULL)) ||
-        (rc = dbp__settings_str(&s->ssl_key, cfg->ssl_key, uc.ssl_key, NULL))) {
-        rc = dbp__err_set(err, DBP_ENOMEM, "out of memory");
-        goto fail;
-    }
-    s->port = cfg->port > 0 ? cfg->port : (u.nhosts && u.hosts[0].port) ? u.hosts[0].port :
+    if (dbp__settings_str(&s->host, cfg->host, u->nhosts && u->hosts[0].host[0] ? u->hosts[0].host : NULL, NULL) ||
+        dbp__settings_str(&s->user, cfg->user, u->user, NULL) ||
+        dbp__settings_str(&s->password, cfg->password, u->password, NULL) ||
+        dbp__settings_str(&s->database, cfg->database, u->database, NULL) ||
+        dbp__settings_str(&s->socket, cfg->socket, uc->socket, NULL) ||
+        dbp__settings_str(&s->charset, cfg->charset, uc->charset, s->backend == DBP__BK_MYSQL ? "utf8mb4" : NULL) ||
+        dbp__settings_str(&s->name, cfg->name, uc->name, NULL) ||
+        dbp__settings_str(&s->ssl_ca, cfg->ssl_ca, uc->ssl_ca, NULL) ||
+        dbp__settings_str(&s->ssl_cert, cfg->ssl_cert, uc->ssl_cert, NULL) ||
+        dbp__settings_str(&s->ssl_key, cfg->ssl_key, uc->ssl_key, NULL))
+        return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    s->port = cfg->port > 0 ? cfg->port : (u->nhosts && u->hosts[0].port) ? u->hosts[0].port :
               s->backend == DBP__BK_MYSQL ? 3306 : 6379;
-    if (s->backend != DBP__BK_MYSQL) {
-        if (s->database) {
-            int db;
-            if (dbp__parse_count(s->database, 0, &db)) {
-                rc = dbp__err_set(err, DBP_EURL, "malformed URL: the Redis database must be a number, got '%.20s'", s->database);
-                goto fail;
-            }
-            if (s->backend == DBP__BK_CLUSTER && db != 0) {
-                rc = dbp__err_set(err, DBP_EURL, "malformed URL: Redis Cluster has only database 0");
-                goto fail;
-            }
-            s->redis_db = db;
-        }
-        if (s->user && !s->password) {
-            rc = dbp__err_set(err, DBP_EURL, "malformed URL: a Redis user needs a password (redis://user:password@host)");
-            goto fail;
-        }
+    if (s->backend == DBP__BK_MYSQL) return DBP_OK;
+    if (s->database) {
+        int db;
+        if (dbp__parse_count(s->database, 0, &db))
+            return dbp__err_set(err, DBP_EURL, "malformed URL: the Redis database must be a number, got '%.20s'", s->database);
+        if (s->backend == DBP__BK_CLUSTER && db != 0) return dbp__err_set(err, DBP_EURL, "malformed URL: Redis Cluster has only database 0");
+        s->redis_db = db;
     }
-    /* numbers */
-    s->max = dbp__pick(cfg->max, uc.max, 10);
-    s->min = dbp__pick(cfg->min, uc.min, 0);
-    s->max_waiting = dbp__pick(cfg->max_waiting, uc.max_waiting, 0);
-    s->max_blocking = dbp__pick(cfg->max_blocking, uc.max_blocking, s->max);
-    s->pipeline = dbp__pick(cfg->pipeline, uc.pipeline, 1000);
-    s->acquire_timeout = dbp__pick(cfg->acquire_timeout_ms, uc.acquire_timeout_ms, 30000);
-    s->connect_timeout = dbp__pick(cfg->connect_timeout_ms, uc.connect_timeout_ms, 10000);
-    s->query_timeout = dbp__pick(cfg->query_timeout_ms, uc.query_timeout_ms, 0);
-    s->idle_timeout = dbp__pick(cfg->idle_timeout_ms, uc.idle_timeout_ms, 60000);
-    s->max_lifetime = dbp__pick(cfg->max_lifetime_ms, uc.max_lifetime_ms, 1800000);
-    s->validate_after = dbp__pick(cfg->validate_after_ms, uc.validate_after_ms, 1000);
-    s->keepalive = dbp__pick(cfg->keepalive_ms, uc.keepalive_ms, 30000);
-    s->backoff_min = dbp__pick(cfg->backoff_min_ms, uc.backoff_min_ms, 100);
-    s->backoff_max = dbp__pick(cfg->backoff_max_ms, uc.backoff_max_ms, 5000);
-    s->slow_threshold = dbp__pick(cfg->slow_threshold_ms, uc.slow_threshold_ms, 0);
-    s->close_timeout = dbp__pick(cfg->close_timeout_ms, uc.close_timeout_ms, 30000);
-    s->max_redirects = dbp__pick(cfg->max_redirects, uc.max_redirects, 16);
-    if (s->max < 1) { rc = dbp__err_set(err, DBP_EOPTION, "option 'max' must be at least 1"); goto fail; }
-    if (s->min > s->max) { rc = dbp__err_set(err, DBP_EOPTION, "option 'min' (%d) exceeds 'max' (%d)", s->min, s->max); goto fail; }
-    if (s->connect_timeout < 1) { rc = dbp__err_set(err, DBP_EOPTION, "option 'connect_timeout' must be above 0"); goto fail; }
+    if (s->user && !s->password)
+        return dbp__err_set(err, DBP_EURL, "malformed URL: a Redis user needs a password (redis://user:password@host)");
+    return DBP_OK;
+}
+
+/* Every number of the option table: explicit field, else URL, else default. */
+static int dbp__settings_numbers(const dbp_pool_config *cfg, const dbp_pool_config *uc, dbp__settings *s, dbp_error *err)
+{
+    size_t k;
+    for (k = 0; k < sizeof dbp__options / sizeof dbp__options[0]; k++) {
+        const dbp__option *o = &dbp__options[k];
+        if (o->kind == DBP__OPT_STR) continue;
+        *DBP__CAST(int *, (void *)((char *)s + o->soff)) =
+            dbp__pick(*DBP__CAST(const int *, (const void *)((const char *)cfg + o->off)),
+                      *DBP__CAST(const int *, (const void *)((const char *)uc + o->off)), o->def);
+    }
+    if (s->max_blocking == DBP__DEF_MAX) s->max_blocking = s->max;
+    if (s->max < 1) return dbp__err_set(err, DBP_EOPTION, "option 'max' must be at least 1");
+    if (s->min > s->max) return dbp__err_set(err, DBP_EOPTION, "option 'min' (%d) exceeds 'max' (%d)", s->min, s->max);
+    if (s->connect_timeout < 1) return dbp__err_set(err, DBP_EOPTION, "option 'connect_timeout' must be above 0");
     if (s->backoff_min > s->backoff_max) s->backoff_max = s->backoff_min;
-    if (s->max_blocking < 1 || s->pipeline < 1 || s->backoff_min < 1 || s->max_redirects < 1) {
-        rc = dbp__err_set(err, DBP_EOPTION, "options 'max_blocking', 'pipeline', 'backoff_min' and 'max_redirects' must be at least 1");
-        goto fail;
+    if (s->max_blocking < 1 || s->pipeline < 1 || s->backoff_min < 1 || s->max_redirects < 1)
+        return dbp__err_set(err, DBP_EOPTION, "options 'max_blocking', 'pipeline', 'backoff_min' and 'max_redirects' must be at least 1");
+    return DBP_OK;
+}
+
+/* ssl-mode (case and '-'/'_' free), VERIFY_* needing ssl-ca; read_from. */
+static int dbp__settings_modes(const dbp_pool_config *cfg, const dbp_pool_config *uc, dbp__settings *s, dbp_error *err)
+{
+    static const char *const modes[] = { "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY" };
+    const char *m = cfg->ssl_mode ? cfg->ssl_mode : uc->ssl_mode;
+    const char *r = cfg->read_from ? cfg->read_from : uc->read_from;
+    s->ssl_mode = DBP__SSL_UNSET;
+    if (m) {
+        int k;
+        for (k = 0; k < 5; k++) {
+            const char *a = modes[k], *b = m;
+            while (*a && (*a == *b || *a == *b - 32 || (*a == '_' && *b == '-'))) { a++; b++; }
+            if (!*a && !*b) { s->ssl_mode = k + 1; break; }
+        }
+        if (!s->ssl_mode)
+            return dbp__err_set(err, DBP_EOPTION, "option 'ssl-mode' must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY, got '%.32s'", m);
+    } else if (s->ssl_ca) {
+        s->ssl_mode = DBP__SSL_VERIFY_CA;
     }
-    {
-        const char *m = cfg->ssl_mode ? cfg->ssl_mode : uc.ssl_mode;
-        static const char *const modes[] = { "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY" };
-        s->ssl_mode = DBP__SSL_UNSET;
-        if (m) {
-            int k;
-            for (k = 0; k < 5; k++) {
-                const char *a = modes[k], *b = m;
-                while (*a && (*a == *b || *a == *b - 32 || (*a == '_' && *b == '-'))) { a++; b++; }
-                if (!*a && !*b) { s->ssl_mode = k + 1; break; }
-            }
-            if (!s->ssl_mode) {
-                rc = dbp__err_set(err, DBP_EOPTION, "option 'ssl-mode' must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY, got '%.32s'", m);
-                goto fail;
-            }
-        } else if (s->ssl_ca) {
-            s->ssl_mode = DBP__SSL_VERIFY_CA;
-        }
-        if ((s->ssl_mode == DBP__SSL_VERIFY_CA || s->ssl_mode == DBP__SSL_VERIFY_IDENTITY) && !s->ssl_ca) {
-            rc = dbp__err_set(err, DBP_EOPTION, "ssl-mode %s needs ssl-ca", modes[s->ssl_mode - 1]);
-            goto fail;
-        }
+    if ((s->ssl_mode == DBP__SSL_VERIFY_CA || s->ssl_mode == DBP__SSL_VERIFY_IDENTITY) && !s->ssl_ca)
+        return dbp__err_set(err, DBP_EOPTION, "ssl-mode %s needs ssl-ca", modes[s->ssl_mode - 1]);
+    s->read_from = DBP__READ_PRIMARY;
+    if (!r || strcmp(r, "primary") == 0 || strcmp(r, "master") == 0) return DBP_OK;
+    if (strcmp(r, "replica") == 0 || strcmp(r, "slave") == 0) s->read_from = DBP__READ_REPLICA;
+    else if (strcmp(r, "prefer_replica") == 0 || strcmp(r, "prefer-replica") == 0) s->read_from = DBP__READ_PREFER_REPLICA;
+    else return dbp__err_set(err, DBP_EOPTION, "option 'read_from' must be primary, replica or prefer_replica, got '%.32s'", r);
+    return DBP_OK;
+}
+
+/* The init statements: the config's when given (ninit >= 0), else the URL's. */
+static int dbp__settings_init(const dbp_pool_config *cfg, const char *const *init_url, int ninit_url, dbp__settings *s,
+                              dbp_error *err)
+{
+    const char *const *src = cfg->ninit >= 0 ? cfg->init : init_url;
+    int n = cfg->ninit >= 0 ? cfg->ninit : ninit_url, i;
+    if (n <= 0) return DBP_OK;
+    if (!src) return dbp__err_set(err, DBP_EUSAGE, "cfg.ninit is set but cfg.init is NULL");
+    s->init = DBP__ALLOC(char *, (size_t)n);
+    if (!s->init) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    for (i = 0; i < n; i++) {
+        if (!src[i]) return dbp__err_set(err, DBP_EUSAGE, "init statement %d is NULL", i + 1);
+        s->init[i] = dbp__strdup(src[i]);
+        if (!s->init[i]) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+        s->ninit++;
     }
-    {
-        const char *r = cfg->read_from ? cfg->read_from : uc.read_from;
-        s->read_from = DBP__READ_PRIMARY;
-        if (r) {
-            if (strcmp(r, "primary") == 0 || strcmp(r, "master") == 0) s->read_from = DBP__READ_PRIMARY;
-            else if (strcmp(r, "replica") == 0 || strcmp(r, "slave") == 0) s->read_from = DBP__READ_REPLICA;
-            else if (strcmp(r, "prefer_replica") == 0 || strcmp(r, "prefer-replica") == 0) s->read_from = DBP__READ_PREFER_REPLICA;
-            else { rc = dbp__err_set(err, DBP_EOPTION, "option 'read_from' must be primary, replica or prefer_replica, got '%.32s'", r); goto fail; }
-        }
+    return DBP_OK;
+}
+
+/* Resolves defaults <- URL (and its query string) <- explicit fields, one
+   step per concern. Pure but for the DATABASE_URL / REDIS_URL fallback. */
+static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, dbp_error *err)
+{
+    dbp_url u;
+    dbp_pool_config uc;
+    const char *url = cfg->url, *init_url[DBP_URL_MAX_OPTIONS];
+    int ninit_url = 0, rc;
+    memset(s, 0, sizeof *s);
+    memset(&u, 0, sizeof u);
+    dbp_pool_config_init(&uc);
+    if (!url && !cfg->host && !cfg->socket) {
+        int want_redis = cfg->backend && strncmp(cfg->backend, "redis", 5) == 0;
+        url = getenv(want_redis ? "REDIS_URL" : "DATABASE_URL");
+        if (!url || !*url)
+            return dbp__err_set(err, DBP_EURL, "no URL given and %s is not set", want_redis ? "REDIS_URL" : "DATABASE_URL");
     }
-    {
-        const char *const *src = cfg->ninit >= 0 ? cfg->init : init_url;
-        int n = cfg->ninit >= 0 ? cfg->ninit : ninit_url;
-        if (n > 0 && !src) { rc = dbp__err_set(err, DBP_EUSAGE, "cfg.ninit is set but cfg.init is NULL"); goto fail; }
-        if (n > 0) {
-            s->init = DBP__ALLOC(char *, (size_t)n);
-            if (!s->init) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
-            for (i = 0; i < n; i++) {
-                if (!src[i]) { rc = dbp__err_set(err, DBP_EUSAGE, "init statement %d is NULL", i + 1); goto fail; }
-                s->init[i] = dbp__strdup(src[i]);
-                if (!s->init[i]) { rc = dbp__err_set(err, DBP_ENOMEM, "out of memory"); goto fail; }
-                s->ninit++;
-            }
-        }
+    if (url && dbp_url_parse(url, &u, err)) return DBP_EURL;
+    if ((rc = dbp__settings_backend(cfg, &u, url, s, err)) != DBP_OK ||
+        (rc = dbp__settings_url_options(&u, s, &uc, init_url, &ninit_url, err)) != DBP_OK ||
+        (rc = dbp__settings_check_scope(cfg, s, err)) != DBP_OK ||
+        (rc = dbp__settings_target(cfg, &u, &uc, s, err)) != DBP_OK ||
+        (rc = dbp__settings_numbers(cfg, &uc, s, err)) != DBP_OK ||
+        (rc = dbp__settings_modes(cfg, &uc, s, err)) != DBP_OK ||
+        (rc = dbp__settings_init(cfg, init_url, ninit_url, s, err)) != DBP_OK) {
+        if (err && s->password) dbp__err_scrub(err, s->password);
+        if (err && u.password) dbp__err_scrub(err, u.password);
+        dbp__settings_free(s);
+        dbp_url_free(&u);
+        return rc;
     }
     dbp_url_free(&u);
     return DBP_OK;
-fail:
-    if (err && s->password) dbp__err_scrub(err, s->password);
-    if (err && u.password) dbp__err_scrub(err, u.password);
-    dbp__settings_free(s);
-    dbp_url_free(&u);
-    return rc ? rc : DBP_EUSAGE;
 }
 
 /* ==== SECTION: core structures ==== */
