@@ -2068,7 +2068,8 @@ enum {
     DBP__OF_CANCEL = 1u << 10,     /* stream abandoned by its caller */
     DBP__OF_WAITED = 1u << 11,     /* counted as waiting in the queue */
     DBP__OF_BORROWED = 1u << 12,   /* req belongs to another op (a cluster child) */
-    DBP__OF_ASKED = 1u << 13       /* the +OK of its ASKING has been read */
+    DBP__OF_ASKED = 1u << 13,      /* the +OK of its ASKING has been read */
+    DBP__OF_GETKEYS = 1u << 14     /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2111,7 +2112,10 @@ struct dbp_op {
     dbp_settle_fn cb;
     void *cb_ud;
     void (*done)(dbp_op *op);      /* internal continuation, run in the notify phase */
-    void *ctx;
+    dbp_op *peer;                  /* Redis Cluster: a routed op and its node op (or its
+                                      COMMAND GETKEYS), each pointing at the other */
+    dbp_conn *target;              /* DBP__OP_KILL: the connection whose query it stops */
+    dbp_pool *owner;               /* a CLUSTER SLOTS read: the cluster pool it is for */
 };
 
 enum { DBP__CS_CONNECTING = 1, DBP__CS_INIT, DBP__CS_IDLE, DBP__CS_BUSY, DBP__CS_VALIDATING,
@@ -2173,6 +2177,10 @@ typedef struct dbp__backend {
     int (*idle_dead)(dbp_conn *c, int revents);  /* 1 when an idle socket's event means death */
     void (*release)(dbp_conn *c);                /* pinned conn back: reset session if dirty, then idle */
     unsigned (*session)(const dbp_conn *c);      /* DBP_SESSION_* bits of a live connection */
+    void (*stream_cancel)(dbp_op *op);           /* the stream's reader let go: drain and drop the rest */
+    void (*stream_resume)(dbp_op *op);           /* the reader used up the batch: read the next */
+    int pipelined;                               /* 1: up to `pipeline` ops in flight per
+                                                    connection (replies in order); 0: one */
 } dbp__backend;
 
 #define DBP__EV_TIMER 0x4000
@@ -2374,10 +2382,6 @@ static long long dbp__hist_pct(const dbp__hist *h, double p)
 /* ==== SECTION: ops ==== */
 
 static void dbp__op_timer_fire(dbp__timer *t);
-#ifndef DBPOOL_NO_MYSQL
-static void dbp__my_stream_cancel(dbp_op *op);
-static void dbp__my_stream_resume(dbp_op *op);
-#endif
 
 static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
 {
@@ -2444,12 +2448,12 @@ static void dbp__op_settle(dbp_op *op, int rc)
         dbp__timer_clear(h, &op->timer);
         h->pending--;
     }
-    if (op->pool && op->pool->cluster && op->ctx) {
+    if (op->pool && op->pool->cluster && op->peer) {
         /* a routed op settled before its node op (or its COMMAND GETKEYS):
            the node op must not come back to it, so it no longer counts as
            running here (else a close would wait for it for ever) */
-        DBP__CAST(dbp_op *, op->ctx)->ctx = NULL;
-        op->ctx = NULL;
+        op->peer->peer = NULL;
+        op->peer = NULL;
         dbp__cluster_unlinked(op->pool);
     }
     if (op->pool) dbp__pool_op_settled(op->pool, op);
@@ -2684,6 +2688,20 @@ static void dbp__unqueue_op(dbp_pool *p, dbp_op *op)
     if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking--;
 }
 
+/* Rejects every op waiting in the queue (none was sent) with a copy of `e`
+   under `rc`; returns how many. */
+static int dbp__pool_fail_queue(dbp_pool *p, const dbp_error *e, int rc)
+{
+    int n = 0;
+    while (!dbp__list_empty(&p->queue)) {
+        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+        dbp__unqueue_op(p, op);
+        dbp__op_fail_err(op, e, rc, 0);
+        n++;
+    }
+    return n;
+}
+
 /* The op leaves the queue for a connection. */
 static void dbp__op_begin(dbp_conn *c, dbp_op *op)
 {
@@ -2745,6 +2763,15 @@ static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why)
         dbp__op_fail_err(op, why, why->rc ? why->rc : DBP_ECONNECT, 0);
 }
 
+/* A pinned connection goes back to being the pool's (its holder let go, or
+   it closes): the one place pinned accounting drops. */
+static void dbp__conn_unpin(dbp_conn *c)
+{
+    if (!(c->flags & DBP__CF_PINNED)) return;
+    c->pool->npinned--;
+    c->flags &= ~DBP__CF_PINNED;
+}
+
 static void dbp__conn_free(dbp_conn *c)
 {
     dbp_hub *h = c->pool->hub;
@@ -2754,6 +2781,21 @@ static void dbp__conn_free(dbp_conn *c)
     DBP_FREE(c);
 }
 
+/* The close statistics, once per connection that was ever ready. */
+static void dbp__count_close(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    if (!(c->flags & DBP__CF_OPENED)) return;
+    p->st_closed++;
+    switch (reason) {
+    case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
+    case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
+    case DBP__CLOSE_ERROR: p->st_closed_error++; break;
+    case DBP__CLOSE_POOL: p->st_closed_close++; break;
+    default: p->st_closed_dead++; break; /* DBP__CLOSE_DEAD: the server or the network ended it */
+    }
+}
+
 /* Takes a dead connection out of its pool; it is freed at the end of the step. */
 static void dbp__conn_bury(dbp_conn *c, int reason)
 {
@@ -2761,7 +2803,7 @@ static void dbp__conn_bury(dbp_conn *c, int reason)
     dbp_hub *h = p->hub;
     if (c->state == DBP__CS_DEAD) return;
     if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) p->nconnecting--;
-    if (c->flags & DBP__CF_PINNED) p->npinned--;
+    dbp__conn_unpin(c);
     if (!(c->flags & DBP__CF_SUB)) {
         if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
     }
@@ -2772,31 +2814,57 @@ static void dbp__conn_bury(dbp_conn *c, int reason)
     dbp__list_remove(&c->link);
     dbp__timer_clear(h, &c->timer);
     dbp__timer_clear(h, &c->htimer);
-    if (c->flags & DBP__CF_OPENED) {
-        p->st_closed++;
-        switch (reason) {
-        case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
-        case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
-        case DBP__CLOSE_ERROR: p->st_closed_error++; break;
-        case DBP__CLOSE_POOL: p->st_closed_close++; break;
-        default: p->st_closed_dead++; break;
-        }
-    }
+    dbp__count_close(c, reason);
     dbp__list_push(&h->graveyard, &c->link);
     if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
         dbp__timer_min(h, &p->timer, dbp__ms_now()); /* keep min warm: replace it */
 }
 
-/* Backoff after a failed connect: capped exponential with jitter. */
-static void dbp__pool_backoff(dbp_pool *p)
+/* The wait before the next try after `streak` failures in a row: capped
+   exponential (backoff_min doubling up to backoff_max; `cap` starts at the
+   top), with jitter over the upper half: never a thundering herd, never 0. */
+static long long dbp__backoff_ms(dbp_pool *p, int streak, int cap)
 {
     long long d = p->s.backoff_min;
     int i;
-    for (i = 1; i < p->fail_streak && d < p->s.backoff_max; i++) d *= 2;
-    if (d > p->s.backoff_max || p->fatal) d = p->s.backoff_max;
-    /* full jitter over the upper half: never a thundering herd, never zero */
-    d = d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
-    p->next_connect_ms = dbp__ms_now() + d;
+    for (i = 1; i < streak && d < p->s.backoff_max; i++) d *= 2;
+    if (d > p->s.backoff_max || cap) d = p->s.backoff_max;
+    return d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
+}
+
+/* A backend learnt one of the server's limits (-1: unknown); the engine
+   keeps the pool inside it: idle connections close before the server's
+   idle timeout would close them, `max` is capped to the account's limit,
+   and a `max` the server cannot fit is reported. `name` is the server's. */
+enum { DBP__LIMIT_IDLE = 1, DBP__LIMIT_CONNS, DBP__LIMIT_USER_CONNS };
+static void dbp__pool_limit(dbp_pool *p, int which, long long v, const char *name)
+{
+    switch (which) {
+    case DBP__LIMIT_IDLE:
+        p->srv_wait_timeout = v;
+        if (v > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= v * 1000) {
+            p->s.idle_timeout = (int)(v * 1000 * 3 / 4);
+            if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
+        }
+        break;
+    case DBP__LIMIT_CONNS:
+        p->srv_max_conn = v;
+        if (v > 0 && p->s.max > v) dbp__warn(p, "max=%d exceeds the server's %s=%lld", p->s.max, name, v);
+        break;
+    default:
+        p->srv_max_user_conn = v;
+        if (v > 0 && p->s.max > v) {
+            p->cap = (int)v;
+            dbp__warn(p, "max=%d but the server allows this user %lld connections (%s); the pool will use at most %d",
+                      p->s.max, v, name, p->cap);
+        }
+    }
+}
+
+/* Backoff after a failed connect (at the cap when retrying cannot help). */
+static void dbp__pool_backoff(dbp_pool *p)
+{
+    p->next_connect_ms = dbp__ms_now() + dbp__backoff_ms(p, p->fail_streak, p->fatal);
     dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
 }
 
@@ -2857,11 +2925,7 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
     if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
         /* retrying cannot fix a wrong password or a refused TLS handshake:
            fail the waiting ops now rather than at their deadlines */
-        while (!dbp__list_empty(&p->queue)) {
-            dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
-            dbp__unqueue_op(p, op);
-            dbp__op_fail_err(op, &e, e.rc ? e.rc : DBP_ECONNECT, 0);
-        }
+        dbp__pool_fail_queue(p, &e, e.rc ? e.rc : DBP_ECONNECT);
     }
     dbp__pool_dispatch(p);
     dbp__pool_check_closed(p);
@@ -2951,17 +3015,9 @@ static void dbp__conn_close(dbp_conn *c, int reason)
     dbp__list_remove(&c->idle_link);
     dbp__timer_clear(p->hub, &c->htimer);
     /* counted as gone now: the QUIT finishes on its own */
-    if (c->flags & DBP__CF_PINNED) { p->npinned--; c->flags &= ~DBP__CF_PINNED; }
+    dbp__conn_unpin(c);
     c->state = DBP__CS_CLOSING;
-    if (c->flags & DBP__CF_OPENED) {
-        p->st_closed++;
-        switch (reason) {
-        case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
-        case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
-        case DBP__CLOSE_POOL: p->st_closed_close++; break;
-        default: p->st_closed_error++; break;
-        }
-    }
+    dbp__count_close(c, reason);
     if (!(c->flags & DBP__CF_SUB)) {
         if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
     }
@@ -3022,7 +3078,7 @@ static void dbp__conn_idle(dbp_conn *c)
         if (!dbp__list_empty(&c->pinq)) { dbp__pinned_next(c); return; }
         if (c->flags & DBP__CF_DISCARD) {
             c->flags &= ~DBP__CF_DISCARD;
-            p->npinned--; c->flags &= ~DBP__CF_PINNED;
+            dbp__conn_unpin(c);
             dbp__conn_close(c, DBP__CLOSE_ERROR);
             dbp__pool_dispatch(p);
             dbp__pool_check_closed(p);
@@ -3031,7 +3087,7 @@ static void dbp__conn_idle(dbp_conn *c)
         if (c->flags & DBP__CF_RELEASE) {
             c->flags &= ~DBP__CF_RELEASE;
             if (p->bk->release) { p->bk->release(c); return; }
-            p->npinned--; c->flags &= ~DBP__CF_PINNED;
+            dbp__conn_unpin(c);
         } else {
             return; /* still pinned: waits for its owner */
         }
@@ -3087,11 +3143,7 @@ static dbp_conn *dbp__pool_open_conn(dbp_pool *p, unsigned flags)
         p->st_connect_failures++;
         dbp__pool_backoff(p);
         if (p->nconns + p->nblocking == 0) {
-            while (!dbp__list_empty(&p->queue)) {
-                dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
-                dbp__unqueue_op(p, op);
-                dbp__op_fail_err(op, &p->last_connect_err, DBP_ENOMEM, 0);
-            }
+            dbp__pool_fail_queue(p, &p->last_connect_err, DBP_ENOMEM);
         }
         return NULL;
     }
@@ -3165,12 +3217,16 @@ static void dbp__acquire_done(dbp_conn *c, dbp_op *op)
     dbp__op_settle(op, DBP_OK);
 }
 
-static int dbp__redis_conn_available(const dbp_pool *p, const dbp_conn *c)
+/* How many ops may be in flight on one connection of the pool. */
+static int dbp__conn_slots(const dbp_pool *p) { return p->bk->pipelined ? p->s.pipeline : 1; }
+
+/* A connection of a pipelined backend that can take one more op. */
+static int dbp__conn_available(const dbp_pool *p, const dbp_conn *c)
 {
     return (c->state == DBP__CS_IDLE || c->state == DBP__CS_BUSY) &&
            !(c->flags & (DBP__CF_PINNED | DBP__CF_BLOCKING | DBP__CF_SUB | DBP__CF_BROKEN |
                          DBP__CF_RETIRING | DBP__CF_SUSPECT)) &&
-           c->nops < p->s.pipeline && !c->pending;
+           c->nops < dbp__conn_slots(p) && !c->pending;
 }
 
 /* Finds a connection for the op at the head of the queue, or NULL. */
@@ -3181,19 +3237,19 @@ static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
         if (dbp__list_empty(&p->idle_blocking)) return NULL;
         return DBP__CONTAINER(p->idle_blocking.next, dbp_conn, idle_link);
     }
-    if (p->s.backend == DBP__BK_MYSQL || op->type == DBP__OP_ACQUIRE) {
+    if (!p->bk->pipelined || op->type == DBP__OP_ACQUIRE) {
         for (l = p->idle.next; l != &p->idle; l = l->next) {
             dbp_conn *c = DBP__CONTAINER(l, dbp_conn, idle_link);
             if (c->state == DBP__CS_IDLE && c->nops == 0 && !(c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING))) return c;
         }
         return NULL;
     }
-    /* Redis: the ready connection with the fewest commands in flight */
+    /* pipelined: the ready connection with the fewest ops in flight */
     {
         dbp_conn *best = NULL;
         for (l = p->conns.next; l != &p->conns; l = l->next) {
             dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-            if (dbp__redis_conn_available(p, c) && (!best || c->nops < best->nops)) {
+            if (dbp__conn_available(p, c) && (!best || c->nops < best->nops)) {
                 best = c;
                 if (c->nops == 0) break;
             }
@@ -3265,13 +3321,13 @@ static void dbp__pool_dispatch(dbp_pool *p)
             if (c->flags & DBP__CF_SUB) continue;
             if (c->flags & DBP__CF_BLOCKING) connecting_blocking++; else connecting_normal++;
         }
-        if (p->s.backend != DBP__BK_MYSQL && want_normal > 0) {
-            /* a Redis connection takes many commands: grow only when every
-               ready connection is busy */
+        if (p->bk->pipelined && want_normal > 0) {
+            /* a pipelined connection takes many ops: grow only when every
+               ready connection is full */
             int busy_all = 1;
             for (l = p->conns.next; l != &p->conns; l = l->next) {
                 dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-                if (dbp__redis_conn_available(p, c)) { busy_all = 0; break; }
+                if (dbp__conn_available(p, c)) { busy_all = 0; break; }
             }
             if (!busy_all) want_normal = 0;
         }
@@ -3352,7 +3408,7 @@ static void dbp__op_timer_fire(dbp__timer *t)
     long long now = dbp__ms_now();
     if (op->type == DBP__OP_SLEEP) { dbp__op_settle(op, DBP_OK); return; }
     if (dbp__op_settled(op)) return;
-    if (p->cluster && op->state == DBP_OP_RUNNING && !op->ctx) {
+    if (p->cluster && op->state == DBP_OP_RUNNING && !op->peer) {
         /* a routed op's retry delay is over: route it again */
         op->state = DBP_OP_QUEUED;
         dbp__queue_op(p, op, 1);
@@ -3497,11 +3553,10 @@ static void dbp__pool_cut(dbp_pool *p)
 {
     int guard = 0;
     p->close_cut = 0;
-    while (!dbp__list_empty(&p->queue)) {
-        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
-        dbp__unqueue_op(p, op);
-        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
-        p->close_cut++;
+    {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ECANCELLED, "the pool's close deadline passed before the op started; it did not run");
+        p->close_cut = dbp__pool_fail_queue(p, &e, DBP_ECANCELLED);
     }
     dbp__sub_pool_closing(p);
     if (p->cluster) {
@@ -3599,8 +3654,7 @@ static void dbp__pinned_next(dbp_conn *c)
     while (!dbp__list_empty(&c->pinq) && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING &&
            !(c->flags & DBP__CF_KILLING)) {
         dbp_op *op;
-        if (p->s.backend == DBP__BK_MYSQL && c->nops > 0) return;
-        if (p->s.backend != DBP__BK_MYSQL && c->nops >= p->s.pipeline) return;
+        if (c->nops >= dbp__conn_slots(p)) return;
         if (dbp__conn_dead_before_write(c)) return;
         op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
         dbp__list_remove(&op->link);
@@ -3625,7 +3679,7 @@ static dbp_op *dbp__pinned_submit(dbp_conn *c, dbp_op *op)
     op->state = DBP_OP_QUEUED;
     dbp__list_push(&c->pinq, &op->link);
     if (op->deadline) dbp__op_arm(op, op->deadline);
-    if (c->state == DBP__CS_IDLE || (p->s.backend != DBP__BK_MYSQL && c->state == DBP__CS_BUSY))
+    if (c->state == DBP__CS_IDLE || (p->bk->pipelined && c->state == DBP__CS_BUSY))
         dbp__pinned_next(c);
     return op;
 }
@@ -3935,9 +3989,7 @@ DBPDEF void dbp_op_free(dbp_op *op)
     }
     if (op->type == DBP__OP_STREAM && op->state == DBP_OP_RUNNING) {
         op->flags |= DBP__OF_CANCEL;
-#ifndef DBPOOL_NO_MYSQL
-        dbp__my_stream_cancel(op);
-#endif
+        if (op->pool && op->pool->bk->stream_cancel) op->pool->bk->stream_cancel(op);
     }
     if (op->type == DBP__OP_ACQUIRE && op->acquired && dbp__op_settled(op)) {
         /* nobody took the connection: it goes back */
@@ -4398,6 +4450,30 @@ static int dbp__idle_socket_dead(dbp_conn *c, int revents)
     return 1;
 }
 
+/* TCP keepalive (and a user timeout) on a connection's socket, for every
+   backend: a peer that vanished without a FIN is found within ~ms. */
+static void dbp__socket_keepalive(int fd, int ms)
+{
+    int on = 1;
+    if (fd < 0) return;
+    if (ms > 0) {
+        int idle = ms / 1000 > 0 ? ms / 1000 : 1, intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+#ifdef TCP_KEEPIDLE
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#endif
+#ifdef TCP_USER_TIMEOUT
+        {
+            /* unacknowledged data for this long means the peer is gone (a silent blackhole) */
+            unsigned ut = (unsigned)(idle + intvl * cnt) * 1000u;
+            setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+        }
+#endif
+    }
+}
+
 /* ==== SECTION: helper threads ==== */
 
 /* The hub never blocks (DESIGN: "No step may block the hub"), yet two things
@@ -4835,27 +4911,6 @@ static void dbp__my_wait(dbp_conn *c, int st)
     }
 }
 
-static void dbp__my_set_keepalive(int fd, int ms)
-{
-    int on = 1;
-    if (fd < 0) return;
-    if (ms > 0) {
-        int idle = ms / 1000 > 0 ? ms / 1000 : 1, intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-#ifdef TCP_KEEPIDLE
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-#endif
-#ifdef TCP_USER_TIMEOUT
-        {
-            /* unacknowledged data for this long means the peer is gone (a silent blackhole) */
-            unsigned ut = (unsigned)(idle + intvl * cnt) * 1000u;
-            setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
-        }
-#endif
-    }
-}
 
 static void dbp__my_run(dbp_conn *c, int ev);
 
@@ -5061,7 +5116,7 @@ static void dbp__my_abort(dbp_conn *c)
     if (my->kill_op) {
         /* the connection it was to rescue is gone: a KILL still queued is withdrawn */
         dbp_op *k = my->kill_op;
-        k->ctx = NULL;
+        k->target = NULL;
         my->kill_op = NULL;
         if (k->state == DBP_OP_QUEUED && dbp__linked(&k->link) && !k->pin) {
             dbp__unqueue_op(k->pool, k);
@@ -5118,9 +5173,7 @@ static void dbp__my_next_step(dbp_conn *c)
         if (after == DBP__MA_READY) {
             dbp__conn_ready(c);
         } else if (after == DBP__MA_RELEASE) {
-            dbp_pool *p = c->pool;
-            p->npinned--;
-            c->flags &= ~DBP__CF_PINNED;
+            dbp__conn_unpin(c);
             dbp__conn_idle(c);
         } else {
             c->flags &= ~DBP__CF_KILLING;
@@ -5157,23 +5210,10 @@ static void dbp__my_read_limits(dbp_conn *c, MYSQL_RES *res)
     dbp_pool *p = c->pool;
     MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
     if (!row) return;
-    p->srv_wait_timeout = row[0] ? atoll(row[0]) : -1;
-    p->srv_max_conn = row[1] ? atoll(row[1]) : -1;
-    p->srv_max_user_conn = row[2] ? atoll(row[2]) : -1;
     p->limits_read = 1;
-    if (p->srv_max_user_conn > 0 && p->s.max > p->srv_max_user_conn) {
-        p->cap = (int)p->srv_max_user_conn;
-        dbp__warn(p, "max=%d but the server allows this user %lld connections (max_user_connections); the pool will use at most %d",
-                  p->s.max, p->srv_max_user_conn, p->cap);
-    }
-    if (p->srv_max_conn > 0 && p->s.max > p->srv_max_conn) {
-        dbp__warn(p, "max=%d exceeds the server's max_connections=%lld", p->s.max, p->srv_max_conn);
-    }
-    if (p->srv_wait_timeout > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= p->srv_wait_timeout * 1000) {
-        /* close idle connections before the server does */
-        p->s.idle_timeout = (int)(p->srv_wait_timeout * 1000 * 3 / 4);
-        if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
-    }
+    dbp__pool_limit(p, DBP__LIMIT_IDLE, row[0] ? atoll(row[0]) : -1, "wait_timeout");
+    dbp__pool_limit(p, DBP__LIMIT_CONNS, row[1] ? atoll(row[1]) : -1, "max_connections");
+    dbp__pool_limit(p, DBP__LIMIT_USER_CONNS, row[2] ? atoll(row[2]) : -1, "max_user_connections");
 }
 
 /* The user op under way is done: settle it and free the connection. */
@@ -5447,7 +5487,7 @@ static int dbp__my_finish(dbp_conn *c)
         c->fd = (int)mysql_get_socket(my->m);
         c->server_id = mysql_thread_id(my->m);
         if (mysql_get_ssl_cipher(my->m)) c->flags |= DBP__CF_TLS;
-        if (!p->s.socket || p->s.host) dbp__my_set_keepalive(c->fd, p->s.keepalive);
+        if (!p->s.socket || p->s.host) dbp__socket_keepalive(c->fd, p->s.keepalive);
         snprintf(p->version, sizeof p->version, "%s", mysql_get_server_info(my->m));
         c->state = DBP__CS_INIT;
         {
@@ -5739,7 +5779,7 @@ static void dbp__my_conn_io(dbp_conn *c, int revents)
 
 static void dbp__my_kill_done(dbp_op *kop)
 {
-    dbp_conn *c = DBP__CAST(dbp_conn *, kop->ctx);
+    dbp_conn *c = kop->target;
     dbp__my *my;
     if (!c || c->state == DBP__CS_DEAD || !c->be) return;
     my = DBP__MY(c);
@@ -5793,7 +5833,7 @@ static void dbp__my_op_timeout(dbp_conn *c, dbp_op *op)
     k->flags |= DBP__OF_SIDE_OK;
     k->kill_id = c->server_id;
     k->done = dbp__my_kill_done;
-    k->ctx = c;
+    k->target = c;
     k->deadline = c->timer.at; /* no use after the grace period that it races */
     my->kill_op = k;
     if (p->state != DBP__PS_OPEN) {
@@ -5838,8 +5878,7 @@ static void dbp__my_release(dbp_conn *c)
         dbp__my_steps_start(c, DBP__MA_RELEASE);
         return;
     }
-    c->pool->npinned--;
-    c->flags &= ~DBP__CF_PINNED;
+    dbp__conn_unpin(c);
     dbp__conn_idle(c);
 }
 
@@ -5848,7 +5887,7 @@ static void dbp__my_stream_cancel(dbp_op *op)
 {
     dbp_conn *c = op->conn;
     dbp__my *my;
-    if (!c || !c->be || op->pool->s.backend != DBP__BK_MYSQL) return;
+    if (!c || !c->be) return;
     my = DBP__MY(c);
     if (my->op != op || my->phase != DBP__MY_PAUSED) return;
     my->purpose = DBP__MP_DISCARD;
@@ -5862,7 +5901,7 @@ static void dbp__my_stream_resume(dbp_op *op)
 {
     dbp_conn *c = op->conn;
     dbp__my *my;
-    if (!c || !c->be || op->pool->s.backend != DBP__BK_MYSQL) return;
+    if (!c || !c->be) return;
     my = DBP__MY(c);
     if (my->phase != DBP__MY_PAUSED) return;
     op->stream->paused = 0;
@@ -5879,7 +5918,8 @@ static unsigned dbp__my_session(const dbp_conn *c)
 
 static const dbp__backend dbp__mysql_backend = {
     "mysql", dbp__my_open, dbp__my_conn_io, dbp__my_op_start, dbp__my_op_timeout, dbp__my_validate,
-    dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release, dbp__my_session
+    dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release, dbp__my_session,
+    dbp__my_stream_cancel, dbp__my_stream_resume, 0
 };
 #endif /* DBPOOL_NO_MYSQL */
 
@@ -6118,11 +6158,7 @@ static void dbp__rd_set_socket_options(int fd, int keepalive_ms, int tcp)
     int on = 1;
     if (!tcp) return;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-#ifndef DBPOOL_NO_MYSQL
-    dbp__my_set_keepalive(fd, keepalive_ms);
-#else
-    if (keepalive_ms > 0) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-#endif
+    dbp__socket_keepalive(fd, keepalive_ms);
 }
 
 /* Parses a numeric host (IP literal) and port: no lookup, never blocks.
@@ -6377,16 +6413,8 @@ static int dbp__rd_internal_reply(dbp_conn *c, int kind, dbp_reply *r)
         if (r->type == DBP_REPLY_ARRAY && r->elements == 2 && r->element[1] &&
             r->element[1]->type == DBP_REPLY_STRING) {
             long long v = atoll(r->element[1]->str);
-            if (kind == DBP__RI_CFG_TIMEOUT) {
-                p->srv_wait_timeout = v;
-                if (v > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= v * 1000) {
-                    p->s.idle_timeout = (int)(v * 1000 * 3 / 4);
-                    if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
-                }
-            } else {
-                p->srv_max_conn = v;
-                if (v > 0 && p->s.max > v) dbp__warn(p, "max=%d exceeds the server's maxclients=%lld", p->s.max, v);
-            }
+            if (kind == DBP__RI_CFG_TIMEOUT) dbp__pool_limit(p, DBP__LIMIT_IDLE, v, "timeout");
+            else dbp__pool_limit(p, DBP__LIMIT_CONNS, v, "maxclients");
         }
         return 0;
     case DBP__RI_VALIDATE:
@@ -6661,8 +6689,7 @@ static void dbp__rd_release(dbp_conn *c)
 {
     dbp__rd *rd = DBP__RD(c);
     dbp_pool *p = c->pool;
-    p->npinned--;
-    c->flags &= ~DBP__CF_PINNED;
+    dbp__conn_unpin(c);
     if (rd && rd->dirty) {
         /* MULTI, WATCH or another database left behind: start afresh */
         rd->dirty = 0;
@@ -6683,7 +6710,8 @@ static unsigned dbp__rd_session(const dbp_conn *c)
 
 static const dbp__backend dbp__redis_backend = {
     "redis", dbp__rd_open, dbp__rd_conn_io, dbp__rd_op_start, dbp__rd_op_timeout, dbp__rd_validate,
-    dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release, dbp__rd_session
+    dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release, dbp__rd_session,
+    NULL, NULL, 1
 };
 
 /* ==== SECTION: pub/sub ==== */
@@ -6827,8 +6855,6 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
 {
     dbp_sub *s = c->sub;
     dbp_pool *p;
-    long long d;
-    int i;
     if (!s) return;
     p = s->pool;
     c->sub = NULL;
@@ -6859,11 +6885,7 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
             p = np;
         }
     }
-    d = p->s.backoff_min;
-    for (i = 1; i < s->fail_streak && d < p->s.backoff_max; i++) d *= 2;
-    if (d > p->s.backoff_max) d = p->s.backoff_max;
-    d = d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
-    dbp__timer_set(p->hub, &s->timer, dbp__ms_now() + d);
+    dbp__timer_set(p->hub, &s->timer, dbp__ms_now() + dbp__backoff_ms(p, s->fail_streak, 0));
 }
 
 /* A push on a subscription connection. */
@@ -7260,9 +7282,7 @@ DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols)
         s->pos = s->nrows = 0;
         s->data.len = s->data.off = 0;
         if (!s->eof) {
-#ifndef DBPOOL_NO_MYSQL
-            dbp__my_stream_resume(op);
-#endif
+            if (op->pool && op->pool->bk->stream_resume) op->pool->bk->stream_resume(op);
             /* what was already in the socket may have arrived, up to the end */
             if (s->pos < s->nrows && (s->paused || s->eof)) {
                 if (row) *row = &s->rows[s->pos * s->ncols];
@@ -7487,7 +7507,7 @@ static void dbp__cluster_free(dbp_pool *p)
     if (!cl) return;
     dbp__timers_release(p->hub, 1);
     dbp__timer_clear(p->hub, &cl->rtimer);
-    if (cl->refresh_op) cl->refresh_op->ctx = NULL;
+    if (cl->refresh_op) cl->refresh_op->owner = NULL;
     for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool) dbp__pool_destroy(cl->nodes[i].pool);
     DBP_FREE(cl->nodes);
     DBP_FREE(cl);
@@ -7692,8 +7712,8 @@ static void dbp__cluster_send(dbp_pool *p, dbp_op *top, int node, int asking)
     child->deadline = top->deadline ? top->deadline : top->acquire_deadline;
     child->query_timeout = top->query_timeout;
     child->done = dbp__cluster_child_done;
-    child->ctx = top;
-    top->ctx = child;
+    child->peer = top;
+    top->peer = child;
     top->state = DBP_OP_RUNNING;
     if (!top->t_start) top->t_start = dbp__now_us();
     dbp__timer_clear(p->hub, &top->timer);
@@ -7719,7 +7739,7 @@ static void dbp__cluster_dispatch(dbp_pool *p)
         next = l->next;
         if (op->slot == -2) {
             /* unknown key positions: ask a node (COMMAND GETKEYS), then route */
-            if (op->ctx) continue;
+            if (op->peer) continue;
             node = dbp__cluster_pick(p, op);
             if (node < 0) continue;
             {
@@ -7744,9 +7764,9 @@ static void dbp__cluster_dispatch(dbp_pool *p)
                 ask->flags &= ~DBP__OF_CALLER;
                 snprintf(ask->cmd, sizeof ask->cmd, "COMMAND");
                 ask->done = dbp__cluster_child_done;
-                ask->ctx = op;
-                ask->kill_id = 1; /* marks a GETKEYS */
-                op->ctx = ask;
+                ask->peer = op;
+                ask->flags |= DBP__OF_GETKEYS;
+                op->peer = ask;
                 cl->running++;
                 dbp__pool_submit(np, ask);
             }
@@ -7821,7 +7841,7 @@ static void dbp__cluster_retry_later(dbp_pool *p, dbp_op *top, const dbp_error *
 /* A node op came back: hand its outcome to the routed op, or redirect. */
 static void dbp__cluster_child_done(dbp_op *child)
 {
-    dbp_op *top = DBP__CAST(dbp_op *, child->ctx);
+    dbp_op *top = child->peer;
     dbp_pool *p;
     dbp__cluster *cl;
     const dbp_error *e = &child->err;
@@ -7830,11 +7850,11 @@ static void dbp__cluster_child_done(dbp_op *child)
     p = top->pool;
     cl = p->cluster;
     cl->running--;
-    top->ctx = NULL;
-    child->ctx = NULL;
+    top->peer = NULL;
+    child->peer = NULL;
     for (i = 0; cl && i < cl->nnodes; i++) if (cl->nodes[i].pool == child->pool) from_node = i;
     if (dbp__op_settled(top)) { dbp__pool_check_closed(p); return; }
-    if (child->kill_id == 1) {
+    if (child->flags & DBP__OF_GETKEYS) {
         /* COMMAND GETKEYS answered: route by those keys */
         const dbp_reply *r = child->reply;
         if (child->state == DBP_OP_FULFILLED && r && r->type == DBP_REPLY_ARRAY) {
@@ -7954,7 +7974,7 @@ static void dbp__cluster_refresh(dbp_pool *p, int exclude)
     op->flags |= DBP__OF_BORROWED;
     snprintf(op->cmd, sizeof op->cmd, "CLUSTER");
     op->done = dbp__cluster_slots_done;
-    op->ctx = p;
+    op->owner = p;
     op->deadline = now + p->s.connect_timeout + 1000;
     cl->refresh_op = op;
     cl->last_refresh_ms = now;
@@ -8056,7 +8076,7 @@ static void dbp__cluster_map_apply(dbp_pool *p, const dbp__map_range *m, int n)
 
 static void dbp__cluster_slots_done(dbp_op *op)
 {
-    dbp_pool *p = DBP__CAST(dbp_pool *, op->ctx);
+    dbp_pool *p = op->owner;
     dbp__cluster *cl;
     const dbp_reply *r = op->reply;
     int asked = -1, i;
@@ -8070,11 +8090,7 @@ static void dbp__cluster_slots_done(dbp_op *op)
         if (e.rc == DBP_EAUTH) {
             /* a wrong password is wrong on every node: fail what waits now */
             cl->last_err = e;
-            while (!dbp__list_empty(&p->queue)) {
-                dbp_op *w = DBP__CONTAINER(p->queue.next, dbp_op, link);
-                dbp__unqueue_op(p, w);
-                dbp__op_fail_err(w, &e, DBP_EAUTH, 0);
-            }
+            dbp__pool_fail_queue(p, &e, DBP_EAUTH);
             p->fatal = 1;
             p->last_connect_err = e;
             p->next_connect_ms = dbp__ms_now() + p->s.backoff_max;

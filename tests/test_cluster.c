@@ -392,13 +392,17 @@ static void test_failover(dbp_hub *h)
             w[nw] = dbp_call(cl, 3, argv, NULL, &(dbp_op_options){ 25000, 0 });
         }
         for (b = nw - 20; b < nw; b++) dbp_op_wait(w[b], 30000);
-        if (!killed_at && dbp__now_us() / 1000 - t0 > 2000) {
+        /* after 2 s, or sooner if the writes run fast enough to fill w[]
+           first (the kill must happen under load, whatever the speed) */
+        if (!killed_at && (dbp__now_us() / 1000 - t0 > 2000 || nw > MAXW / 5)) {
             /* (its words become TAP comments: what was killed is on record) */
             snprintf(cmdline, sizeof cmdline, "scripts/redis-cluster.sh kill-node %d 2>&1 | sed 's/^/# /'", victim);
             if (system(cmdline) != 0) diag("kill-node failed");
             killed_at = dbp__now_us() / 1000;
         }
     }
+    /* the writes may have ended before the failover did: wait for it (bounded) */
+    for (i = 0; i < 100 && owner_port(cl, "foo") == victim; i++) spin(h, 100);
     for (i = 0; i < nw; i++) {
         int rc = dbp_op_rc(w[i]);
         if (rc == DBP_OK) acked++;
