@@ -1456,9 +1456,142 @@ static int dbp__url_fail(dbp_url *u, dbp_error *err, const char *what)
     return dbp__err_set(err, DBP_EURL, "malformed URL: %s", what);
 }
 
+/* The parts of a URL, each decoded into the buffer at *w (advanced past what
+   it wrote). Each returns NULL, or what is wrong for dbp__url_fail. */
+
+static const char *dbp__url_scheme(const char *url, const char *sep, dbp_url *u, char **w)
+{
+    const char *q;
+    if (sep == url) return "expected scheme://... (e.g. mysql://user@host/db)";
+    for (q = url; q < sep; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '+' || *q == '-' || *q == '.'))
+            return "invalid character in scheme";
+    u->scheme = *w;
+    for (q = url; q < sep; q++) *(*w)++ = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+    *(*w)++ = '\0';
+    return NULL;
+}
+
+/* user[:password] between auth and at */
+static const char *dbp__url_userinfo(const char *auth, const char *at, dbp_url *u, char **w)
+{
+    const char *colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
+    const char *uend = colon ? colon : at;
+    size_t n;
+    u->user = *w;
+    if (dbp__pct_decode(auth, (size_t)(uend - auth), *w, &n)) return "bad percent-escape in the user name";
+    *w += n + 1;
+    if (n == 0) u->user = NULL;
+    if (colon) {
+        u->password = *w;
+        if (dbp__pct_decode(colon + 1, (size_t)(at - colon - 1), *w, &n)) return "bad percent-escape in the password";
+        *w += n + 1;
+    }
+    return NULL;
+}
+
+/* ":port" digits between ps and pe */
+static const char *dbp__url_port(const char *ps, const char *pe, int *port)
+{
+    long v = 0;
+    const char *q;
+    if (ps == pe) return "empty port";
+    for (q = ps; q < pe; q++) {
+        if (*q < '0' || *q > '9') return "port is not a number";
+        v = v * 10 + (*q - '0');
+        if (v > 65535) return "port out of range (1-65535)";
+    }
+    if (v == 0) return "port out of range (1-65535)";
+    *port = (int)v;
+    return NULL;
+}
+
+/* host[:port][,host[:port]...] from q to auth_end; IPv6 in brackets */
+static const char *dbp__url_hosts(const char *q, const char *auth_end, dbp_url *u, char **w)
+{
+    size_t i;
+    while (q < auth_end || (q == auth_end && u->nhosts == 0)) {
+        const char *hs = q, *he, *ps = NULL, *why;
+        size_t n;
+        if (u->nhosts >= DBP_URL_MAX_HOSTS) return "too many hosts";
+        if (q < auth_end && *q == '[') {
+            he = (const char *)memchr(q, ']', (size_t)(auth_end - q));
+            if (!he) return "unterminated '[' in an IPv6 host";
+            hs = q + 1;
+            q = he + 1;
+            if (q < auth_end && *q != ':' && *q != ',') return "unexpected text after ']'";
+        } else {
+            while (q < auth_end && *q != ':' && *q != ',') q++;
+            he = q;
+        }
+        if (q < auth_end && *q == ':') {
+            ps = ++q;
+            while (q < auth_end && *q != ',') q++;
+        }
+        u->hosts[u->nhosts].host = *w;
+        if (dbp__pct_decode(hs, (size_t)(he - hs), *w, &n)) return "bad percent-escape in a host";
+        for (i = 0; i < n; i++)
+            if ((*w)[i] == ' ' || (*w)[i] == '/' || (*w)[i] == '@' || (*w)[i] == '[' || (*w)[i] == ']')
+                return "invalid character in a host name";
+        *w += n + 1;
+        if (ps && (why = dbp__url_port(ps, q, &u->hosts[u->nhosts].port)) != NULL) return why;
+        u->nhosts++;
+        if (q < auth_end && *q == ',') {
+            q++;
+            if (q == auth_end) return "empty host after ','";
+            continue;
+        }
+        break;
+    }
+    if (u->nhosts > 1)
+        for (i = 0; i < (size_t)u->nhosts; i++)
+            if (!u->hosts[i].host[0]) return "empty host in a host list";
+    return NULL;
+}
+
+/* "/database" between path and query */
+static const char *dbp__url_path(const char *path, const char *query, dbp_url *u, char **w)
+{
+    size_t n;
+    if (path == query) return NULL;
+    if (*path != '/') return "unexpected text after the host";
+    if (query - path <= 1) return NULL;
+    u->database = *w;
+    if (dbp__pct_decode(path + 1, (size_t)(query - path - 1), *w, &n)) return "bad percent-escape in the database name";
+    if (memchr(*w, '/', n)) return "'/' in the database name";
+    *w += n + 1;
+    return NULL;
+}
+
+/* key=value&... from q (after the '?') to end */
+static const char *dbp__url_query(const char *q, const char *end, dbp_url *u, char **w)
+{
+    while (q < end) {
+        const char *ks = q, *ke, *vs, *ve;
+        size_t n;
+        while (q < end && *q != '&') q++;
+        ve = q;
+        if (ve == ks) { q++; continue; }
+        ke = (const char *)memchr(ks, '=', (size_t)(ve - ks));
+        if (!ke) { ke = ve; vs = ve; } else vs = ke + 1;
+        if (ke == ks) return "option without a name in the query string";
+        if (u->noptions >= DBP_URL_MAX_OPTIONS) return "too many options";
+        u->options[u->noptions].key = *w;
+        if (dbp__pct_decode(ks, (size_t)(ke - ks), *w, &n)) return "bad percent-escape in an option name";
+        *w += n + 1;
+        u->options[u->noptions].value = *w;
+        if (dbp__pct_decode(vs, (size_t)(ve - vs), *w, &n)) return "bad percent-escape in an option value";
+        *w += n + 1;
+        u->noptions++;
+        if (q < end) q++;
+    }
+    return NULL;
+}
+
 DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
 {
-    const char *p, *end, *auth, *auth_end, *at = NULL, *q, *path, *query;
+    const char *sep, *end, *auth, *auth_end, *at = NULL, *q, *query, *why;
     char *w;
     size_t len, i;
     dbp__err_clear(err);
@@ -1475,16 +1608,10 @@ DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
     u->buf_ = DBP__CAST(char *, DBP_MALLOC(len * 2 + 16));
     if (!u->buf_) { dbp_url_free(u); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
     w = u->buf_;
-    p = strstr(url, "://");
-    if (!p || p == url) return dbp__url_fail(u, err, "expected scheme://... (e.g. mysql://user@host/db)");
-    for (q = url; q < p; q++)
-        if (!(( *q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-              *q == '+' || *q == '-' || *q == '.'))
-            return dbp__url_fail(u, err, "invalid character in scheme");
-    u->scheme = w;
-    for (q = url; q < p; q++) *w++ = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
-    *w++ = '\0';
-    auth = p + 3;
+    sep = strstr(url, "://");
+    if (!sep) return dbp__url_fail(u, err, "expected scheme://... (e.g. mysql://user@host/db)");
+    if ((why = dbp__url_scheme(url, sep, u, &w)) != NULL) return dbp__url_fail(u, err, why);
+    auth = sep + 3;
     end = url + len;
     /* The userinfo ends at the last '@' before the query string, so an
        unencoded '@' or '/' in a password still parses (a '?' must be %3F). */
@@ -1492,112 +1619,12 @@ DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
     q = at ? at + 1 : auth;
     while (q < end && *q != '/' && *q != '?') q++;
     auth_end = q;
-    if (at) {
-        const char *colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
-        const char *uend = colon ? colon : at;
-        size_t n;
-        u->user = w;
-        if (dbp__pct_decode(auth, (size_t)(uend - auth), w, &n))
-            return dbp__url_fail(u, err, "bad percent-escape in the user name");
-        w += n + 1;
-        if (n == 0) u->user = NULL;
-        if (colon) {
-            u->password = w;
-            if (dbp__pct_decode(colon + 1, (size_t)(at - colon - 1), w, &n))
-                return dbp__url_fail(u, err, "bad percent-escape in the password");
-            w += n + 1;
-        }
-    }
-    /* host list */
-    q = at ? at + 1 : auth;
-    while (q < auth_end || (q == auth_end && u->nhosts == 0)) {
-        const char *hs = q, *he, *ps = NULL, *pe;
-        size_t n;
-        if (u->nhosts >= DBP_URL_MAX_HOSTS) return dbp__url_fail(u, err, "too many hosts");
-        if (q < auth_end && *q == '[') {
-            he = (const char *)memchr(q, ']', (size_t)(auth_end - q));
-            if (!he) return dbp__url_fail(u, err, "unterminated '[' in an IPv6 host");
-            hs = q + 1;
-            q = he + 1;
-            if (q < auth_end && *q != ':' && *q != ',') return dbp__url_fail(u, err, "unexpected text after ']'");
-        } else {
-            while (q < auth_end && *q != ':' && *q != ',') q++;
-            he = q;
-        }
-        if (q < auth_end && *q == ':') {
-            ps = ++q;
-            while (q < auth_end && *q != ',') q++;
-        }
-        pe = q;
-        u->hosts[u->nhosts].host = w;
-        if (dbp__pct_decode(hs, (size_t)(he - hs), w, &n))
-            return dbp__url_fail(u, err, "bad percent-escape in a host");
-        for (i = 0; i < n; i++)
-            if (w[i] == ' ' || w[i] == '/' || w[i] == '@' || w[i] == '[' || w[i] == ']')
-                return dbp__url_fail(u, err, "invalid character in a host name");
-        w += n + 1;
-        if (ps) {
-            long port = 0;
-            if (ps == pe) return dbp__url_fail(u, err, "empty port");
-            for (q = ps; q < pe; q++) {
-                if (*q < '0' || *q > '9') return dbp__url_fail(u, err, "port is not a number");
-                port = port * 10 + (*q - '0');
-                if (port > 65535) return dbp__url_fail(u, err, "port out of range (1-65535)");
-            }
-            if (port == 0) return dbp__url_fail(u, err, "port out of range (1-65535)");
-            u->hosts[u->nhosts].port = (int)port;
-            q = pe;
-        }
-        u->nhosts++;
-        if (q < auth_end && *q == ',') {
-            q++;
-            if (q == auth_end) return dbp__url_fail(u, err, "empty host after ','");
-            continue;
-        }
-        break;
-    }
-    if (u->nhosts > 1)
-        for (i = 0; i < (size_t)u->nhosts; i++)
-            if (!u->hosts[i].host[0]) return dbp__url_fail(u, err, "empty host in a host list");
-    path = auth_end;
-    query = (const char *)memchr(path, '?', (size_t)(end - path));
-    if (!query) query = end;
-    if (path < query && *path == '/') {
-        size_t n;
-        if (query - path > 1) {
-            u->database = w;
-            if (dbp__pct_decode(path + 1, (size_t)(query - path - 1), w, &n))
-                return dbp__url_fail(u, err, "bad percent-escape in the database name");
-            if (memchr(w, '/', n)) return dbp__url_fail(u, err, "'/' in the database name");
-            w += n + 1;
-        }
-    } else if (path < query) {
-        return dbp__url_fail(u, err, "unexpected text after the host");
-    }
-    if (query < end) {
-        q = query + 1;
-        while (q < end) {
-            const char *ks = q, *ke, *vs, *ve;
-            size_t n;
-            while (q < end && *q != '&') q++;
-            ve = q;
-            if (ve == ks) { q++; continue; }
-            ke = (const char *)memchr(ks, '=', (size_t)(ve - ks));
-            if (!ke) { ke = ve; vs = ve; } else vs = ke + 1;
-            if (ke == ks) return dbp__url_fail(u, err, "option without a name in the query string");
-            if (u->noptions >= DBP_URL_MAX_OPTIONS) return dbp__url_fail(u, err, "too many options");
-            u->options[u->noptions].key = w;
-            if (dbp__pct_decode(ks, (size_t)(ke - ks), w, &n))
-                return dbp__url_fail(u, err, "bad percent-escape in an option name");
-            w += n + 1;
-            u->options[u->noptions].value = w;
-            if (dbp__pct_decode(vs, (size_t)(ve - vs), w, &n))
-                return dbp__url_fail(u, err, "bad percent-escape in an option value");
-            w += n + 1;
-            u->noptions++;
-            if (q < end) q++;
-        }
-    }
+    for (query = auth_end; query < end && *query != '?'; query++) ;
+    if ((at && (why = dbp__url_userinfo(auth, at, u, &w)) != NULL) ||
+        (why = dbp__url_hosts(at ? at + 1 : auth, auth_end, u, &w)) != NULL ||
+        (why = dbp__url_path(auth_end, query, u, &w)) != NULL ||
+        (query < end && (why = dbp__url_query(query + 1, end, u, &w)) != NULL))
+        return dbp__url_fail(u, err, why);
     return DBP_OK;
 }
 
@@ -4834,9 +4861,19 @@ typedef struct dbp__my {
 #define DBP__MY(c) DBP__CAST(dbp__my *, (c)->be)
 #define DBP__MY_CLIENT_FLAGS (CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS)
 
-static int dbp__my_is_client_error(unsigned e) { return e >= 2000 && e < 3000; }
-/* Server errors after which the session is gone. */
-static int dbp__my_is_fatal_server_error(unsigned e) { return e == 1927 || e == 1053 || e == 1152 || e == 4031; }
+/* The one error classifier of the MySQL backend. LOST: a client error
+   (2000-2999), the connection is gone or out of step; FATAL: a server error
+   after which the session cannot go on (1927 connection killed, 1053 server
+   shutdown, 1152 aborted, 4031 idle session timeout); SQL: the statement
+   failed and the connection is fine. What a phase does with each is its
+   own: reading a result, a FATAL code is reported as the statement's error. */
+enum { DBP__MYE_SQL = 0, DBP__MYE_LOST, DBP__MYE_FATAL };
+static int dbp__my_err_class(unsigned e)
+{
+    if (e >= 2000 && e < 3000) return DBP__MYE_LOST;
+    if (e == 1927 || e == 1053 || e == 1152 || e == 4031) return DBP__MYE_FATAL;
+    return DBP__MYE_SQL;
+}
 
 static void dbp__my_error(dbp_conn *c, dbp_error *e, int rc, const char *prefix)
 {
@@ -5445,271 +5482,319 @@ static void dbp__my_op_start(dbp_conn *c, dbp_op *op)
     dbp__my_start_query(c, DBP__MP_USER);
 }
 
-/* What happens when the current call completes. Returns 1 to stop running. */
-static int dbp__my_finish(dbp_conn *c)
+/* The phases' completions: what happens when the call of a phase returns. */
+
+static int dbp__my_done_connect(dbp_conn *c)
 {
     dbp__my *my = DBP__MY(c);
     dbp_pool *p = c->pool;
     dbp_error e;
-    switch (my->phase) {
-    case DBP__MY_CONNECT:
-        if (!my->r_conn && my->job && (mysql_errno(my->m) == CR_CONN_HOST_ERROR || mysql_errno(my->m) == CR_CONNECTION_ERROR) &&
-            dbp__my_use_addr(c, my->addri + 1)) {
-            /* the name has another address: try it, within the same connect deadline */
-            my->phase = DBP__MY_CONNECT;
-            my->started = 0;
-            dbp__my_run(c, 0);
-            return 1;
-        }
-        if (my->job) { dbp__job_release(my->job); my->job = NULL; }
-        dbp__timer_clear(p->hub, &c->timer);
-        if (!my->r_conn) {
-            unsigned code = mysql_errno(my->m);
-            int rc = (code == 1045 || code == 1044 || code == 1698 || code == 1251) ? DBP_EAUTH : DBP_ECONNECT;
-            dbp__my_error(c, &e, rc, rc == DBP_EAUTH ? "authentication failed" : "could not connect");
-            /* errors retrying cannot fix (unknown database, a refused TLS
-               handshake or certificate): fail waiting ops at once */
-            if (code == 1049 || code == CR_SSL_CONNECTION_ERROR) c->flags |= DBP__CF_FATAL;
-            if ((code == 1040 || code == 1203 || code == 1226) && p->nconns - 1 > 0) {
-                /* the server is full: use the connections we have, no backoff */
-                dbp_error full;
-                p->cap = p->nconns - 1;
-                dbp__my_error(c, &full, DBP_ECONNECT, "the server refused one more connection");
-                dbp__warn(p, "%s; the pool will use at most %d", full.message, p->cap);
-                if (p->bk->abort) p->bk->abort(c);
-                dbp__conn_bury(c, DBP__CLOSE_DEAD);
-                dbp__pool_dispatch(p);
-                return 1;
-            }
-            dbp__conn_failed(c, &e, 1);
-            return 1;
-        }
-        c->fd = (int)mysql_get_socket(my->m);
-        c->server_id = mysql_thread_id(my->m);
-        if (mysql_get_ssl_cipher(my->m)) c->flags |= DBP__CF_TLS;
-        if (!p->s.socket || p->s.host) dbp__socket_keepalive(c->fd, p->s.keepalive);
-        snprintf(p->version, sizeof p->version, "%s", mysql_get_server_info(my->m));
-        c->state = DBP__CS_INIT;
-        {
-            int i;
-            my->nsteps = 0;
-            for (i = 0; i < p->s.ninit; i++) dbp__my_step_add(c, DBP__MS_INIT, i);
-            if (!p->limits_read) dbp__my_step_add(c, DBP__MS_LIMITS, 0);
-        }
-        dbp__my_steps_start(c, DBP__MA_READY);
+    if (!my->r_conn && my->job && (mysql_errno(my->m) == CR_CONN_HOST_ERROR || mysql_errno(my->m) == CR_CONNECTION_ERROR) &&
+        dbp__my_use_addr(c, my->addri + 1)) {
+        /* the name has another address: try it, within the same connect deadline */
+        my->phase = DBP__MY_CONNECT;
+        my->started = 0;
+        dbp__my_run(c, 0);
         return 1;
+    }
+    if (my->job) { dbp__job_release(my->job); my->job = NULL; }
+    dbp__timer_clear(p->hub, &c->timer);
+    if (!my->r_conn) {
+        unsigned code = mysql_errno(my->m);
+        int rc = (code == 1045 || code == 1044 || code == 1698 || code == 1251) ? DBP_EAUTH : DBP_ECONNECT;
+        dbp__my_error(c, &e, rc, rc == DBP_EAUTH ? "authentication failed" : "could not connect");
+        /* errors retrying cannot fix (unknown database, a refused TLS
+           handshake or certificate): fail waiting ops at once */
+        if (code == 1049 || code == CR_SSL_CONNECTION_ERROR) c->flags |= DBP__CF_FATAL;
+        if ((code == 1040 || code == 1203 || code == 1226) && p->nconns - 1 > 0) {
+            /* the server is full: use the connections we have, no backoff */
+            dbp_error full;
+            p->cap = p->nconns - 1;
+            dbp__my_error(c, &full, DBP_ECONNECT, "the server refused one more connection");
+            dbp__warn(p, "%s; the pool will use at most %d", full.message, p->cap);
+            if (p->bk->abort) p->bk->abort(c);
+            dbp__conn_bury(c, DBP__CLOSE_DEAD);
+            dbp__pool_dispatch(p);
+            return 1;
+        }
+        dbp__conn_failed(c, &e, 1);
+        return 1;
+    }
+    c->fd = (int)mysql_get_socket(my->m);
+    c->server_id = mysql_thread_id(my->m);
+    if (mysql_get_ssl_cipher(my->m)) c->flags |= DBP__CF_TLS;
+    if (!p->s.socket || p->s.host) dbp__socket_keepalive(c->fd, p->s.keepalive);
+    snprintf(p->version, sizeof p->version, "%s", mysql_get_server_info(my->m));
+    c->state = DBP__CS_INIT;
+    {
+        int i;
+        my->nsteps = 0;
+        for (i = 0; i < p->s.ninit; i++) dbp__my_step_add(c, DBP__MS_INIT, i);
+        if (!p->limits_read) dbp__my_step_add(c, DBP__MS_LIMITS, 0);
+    }
+    dbp__my_steps_start(c, DBP__MA_READY);
+    return 1;
+}
 
-    case DBP__MY_QUERY:
-        if (my->r_int) {
-            unsigned code = mysql_errno(my->m);
-            if (my->purpose == DBP__MP_STEP) {
-                if (my->step_kind == DBP__MS_INIT) {
-                    char pre[64];
-                    snprintf(pre, sizeof pre, "init statement %d failed", my->step_arg + 1);
-                    dbp__my_error(c, &e, DBP_ECONNECT, pre);
-                    c->flags |= DBP__CF_FATAL; /* a configuration error: retrying will not help */
-                    dbp__conn_failed(c, &e, 1);
-                    return 1;
-                }
-                if (dbp__my_is_client_error(code)) { dbp__my_broken(c, 0); return 1; }
-                if (my->step_kind == DBP__MS_ROLLBACK) { dbp__my_broken(c, 0); return 1; }
-                dbp__my_next_step(c);
+static int dbp__my_done_query(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_error e;
+    if (my->r_int) {
+        unsigned code = mysql_errno(my->m);
+        if (my->purpose == DBP__MP_STEP) {
+            if (my->step_kind == DBP__MS_INIT) {
+                char pre[64];
+                snprintf(pre, sizeof pre, "init statement %d failed", my->step_arg + 1);
+                dbp__my_error(c, &e, DBP_ECONNECT, pre);
+                c->flags |= DBP__CF_FATAL; /* a configuration error: retrying will not help */
+                dbp__conn_failed(c, &e, 1);
                 return 1;
             }
-            if (dbp__my_is_client_error(code) || dbp__my_is_fatal_server_error(code)) {
-                dbp__my_broken(c, 1);
-                return 1;
-            }
-            if (my->op) my->op->flags |= DBP__OF_SENT;
-            dbp__my_error(c, &e, DBP_ESQL, NULL);
-            e.sent = 1;
-            dbp__my_op_finish(c, DBP_ESQL, &e);
+            if (dbp__my_err_class(code) == DBP__MYE_LOST) { dbp__my_broken(c, 0); return 1; }
+            if (my->step_kind == DBP__MS_ROLLBACK) { dbp__my_broken(c, 0); return 1; }
+            dbp__my_next_step(c);
+            return 1;
+        }
+        if (dbp__my_err_class(code) != DBP__MYE_SQL) {
+            dbp__my_broken(c, 1);
             return 1;
         }
         if (my->op) my->op->flags |= DBP__OF_SENT;
-        if (my->purpose == DBP__MP_USER && my->op && my->op->type == DBP__OP_STREAM && mysql_field_count(my->m) > 0) {
-            my->res = mysql_use_result(my->m);
-            if (!my->res || dbp__my_stream_begin(c, my->op) != DBP_OK) {
-                dbp__err_set(&e, DBP_ENOMEM, "out of memory starting the stream");
-                /* its unread rows make the connection unusable: it closes, never handed on */
-                c->flags |= DBP__CF_BROKEN;
-                dbp__my_op_finish(c, DBP_ENOMEM, &e);
-                return 1;
-            }
-            /* the statement ran: from here only the op's own deadline applies */
-            dbp__op_arm(my->op, my->op->deadline);
-            dbp__stream_notify(my->op);
-            my->phase = DBP__MY_FETCH;
-            return 0;
-        }
-        my->phase = DBP__MY_STORE;
-        return 0;
-
-    case DBP__MY_STORE:
-        /* a lost connection resets field_count: the error code is what tells */
-        if (!my->r_res && (mysql_errno(my->m) || mysql_field_count(my->m) > 0)) {
-            unsigned code = mysql_errno(my->m);
-            if (dbp__my_is_client_error(code)) { dbp__my_broken(c, 0); return 1; }
-            if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
-            dbp__my_error(c, &e, DBP_ESQL, NULL);
-            e.sent = 1;
-            dbp__my_op_finish(c, DBP_ESQL, &e);
+        dbp__my_error(c, &e, DBP_ESQL, NULL);
+        e.sent = 1;
+        dbp__my_op_finish(c, DBP_ESQL, &e);
+        return 1;
+    }
+    if (my->op) my->op->flags |= DBP__OF_SENT;
+    if (my->purpose == DBP__MP_USER && my->op && my->op->type == DBP__OP_STREAM && mysql_field_count(my->m) > 0) {
+        my->res = mysql_use_result(my->m);
+        if (!my->res || dbp__my_stream_begin(c, my->op) != DBP_OK) {
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory starting the stream");
+            /* its unread rows make the connection unusable: it closes, never handed on */
+            c->flags |= DBP__CF_BROKEN;
+            dbp__my_op_finish(c, DBP_ENOMEM, &e);
             return 1;
         }
-        if (my->purpose == DBP__MP_STEP) {
-            if (my->step_kind == DBP__MS_LIMITS) dbp__my_read_limits(c, my->r_res);
-            if (my->r_res) mysql_free_result(my->r_res);
-        } else if (my->purpose == DBP__MP_DISCARD) {
-            if (my->r_res) mysql_free_result(my->r_res);
-        } else {
-            dbp__result *r = dbp__my_make_result(c, my->r_res);
-            if (!r) {
-                if (my->r_res) mysql_free_result(my->r_res);
-                dbp__err_set(&e, DBP_ENOMEM, "out of memory storing the result");
-                e.sent = 1;
-                if (mysql_more_results(my->m)) c->flags |= DBP__CF_BROKEN;
-                dbp__my_op_finish(c, DBP_ENOMEM, &e);
-                return 1;
-            }
-            *my->tail = &r->pub;
-            my->tail = &r->pub.next;
-        }
-        my->r_res = NULL;
-        if (mysql_more_results(my->m)) { my->phase = DBP__MY_NEXT; return 0; }
+        /* the statement ran: from here only the op's own deadline applies */
+        dbp__op_arm(my->op, my->op->deadline);
+        dbp__stream_notify(my->op);
+        my->phase = DBP__MY_FETCH;
+        return 0;
+    }
+    my->phase = DBP__MY_STORE;
+    return 0;
+}
+
+static int dbp__my_done_store(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_error e;
+    /* a lost connection resets field_count: the error code is what tells */
+    if (!my->r_res && (mysql_errno(my->m) || mysql_field_count(my->m) > 0)) {
+        unsigned code = mysql_errno(my->m);
+        if (dbp__my_err_class(code) == DBP__MYE_LOST) { dbp__my_broken(c, 0); return 1; }
         if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
-        if (my->purpose == DBP__MP_DISCARD) { dbp__my_op_finish(c, DBP_OK, NULL); return 1; }
-        if (my->op && my->op->type == DBP__OP_STREAM) {
-            /* a stream whose statement returned no rows: an empty header */
-            dbp_op *op = my->op;
-            if (!op->stream) {
-                op->stream = DBP__ALLOC(dbp__stream, 1);
-                if (op->stream) { op->stream->head = DBP__CAST(dbp__result *, (void *)my->head); my->head = NULL; my->tail = &my->head; op->stream->eof = 1; }
-            }
+        dbp__my_error(c, &e, DBP_ESQL, NULL);
+        e.sent = 1;
+        dbp__my_op_finish(c, DBP_ESQL, &e);
+        return 1;
+    }
+    if (my->purpose == DBP__MP_STEP) {
+        if (my->step_kind == DBP__MS_LIMITS) dbp__my_read_limits(c, my->r_res);
+        if (my->r_res) mysql_free_result(my->r_res);
+    } else if (my->purpose == DBP__MP_DISCARD) {
+        if (my->r_res) mysql_free_result(my->r_res);
+    } else {
+        dbp__result *r = dbp__my_make_result(c, my->r_res);
+        if (!r) {
+            if (my->r_res) mysql_free_result(my->r_res);
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory storing the result");
+            e.sent = 1;
+            if (mysql_more_results(my->m)) c->flags |= DBP__CF_BROKEN;
+            dbp__my_op_finish(c, DBP_ENOMEM, &e);
+            return 1;
         }
+        *my->tail = &r->pub;
+        my->tail = &r->pub.next;
+    }
+    my->r_res = NULL;
+    if (mysql_more_results(my->m)) { my->phase = DBP__MY_NEXT; return 0; }
+    if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
+    if (my->purpose == DBP__MP_DISCARD) { dbp__my_op_finish(c, DBP_OK, NULL); return 1; }
+    if (my->op && my->op->type == DBP__OP_STREAM) {
+        /* a stream whose statement returned no rows: an empty header */
+        dbp_op *op = my->op;
+        if (!op->stream) {
+            op->stream = DBP__ALLOC(dbp__stream, 1);
+            if (op->stream) { op->stream->head = DBP__CAST(dbp__result *, (void *)my->head); my->head = NULL; my->tail = &my->head; op->stream->eof = 1; }
+        }
+    }
+    dbp__my_op_finish(c, DBP_OK, NULL);
+    return 1;
+}
+
+static int dbp__my_done_next(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_error e;
+    if (my->r_int == 0) { my->phase = DBP__MY_STORE; return 0; }
+    if (my->r_int < 0) {
+        if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
         dbp__my_op_finish(c, DBP_OK, NULL);
         return 1;
+    }
+    {
+        unsigned code = mysql_errno(my->m);
+        if (dbp__my_err_class(code) != DBP__MYE_SQL) { dbp__my_broken(c, 0); return 1; }
+        if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
+        dbp__my_error(c, &e, DBP_ESQL, "a later statement failed");
+        e.sent = 1;
+        dbp__my_op_finish(c, DBP_ESQL, &e);
+        return 1;
+    }
+}
 
-    case DBP__MY_NEXT:
-        if (my->r_int == 0) { my->phase = DBP__MY_STORE; return 0; }
-        if (my->r_int < 0) {
-            if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
-            dbp__my_op_finish(c, DBP_OK, NULL);
-            return 1;
-        }
-        {
-            unsigned code = mysql_errno(my->m);
-            if (dbp__my_is_client_error(code) || dbp__my_is_fatal_server_error(code)) { dbp__my_broken(c, 0); return 1; }
-            if (my->purpose == DBP__MP_STEP) { dbp__my_next_step(c); return 1; }
-            dbp__my_error(c, &e, DBP_ESQL, "a later statement failed");
+static int dbp__my_done_fetch(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_error e;
+    dbp_op *op = my->op;
+    if (!my->r_row) {
+        unsigned code = mysql_errno(my->m);
+        if (code) {
+            if (dbp__my_err_class(code) == DBP__MYE_LOST) {
+                my->res = NULL; /* freed with the handle */
+                dbp__my_broken(c, 0);
+                return 1;
+            }
+            dbp__my_error(c, &e, DBP_ESQL, "while streaming rows");
             e.sent = 1;
+            mysql_free_result(my->res);
+            my->res = NULL;
             dbp__my_op_finish(c, DBP_ESQL, &e);
             return 1;
         }
-
-    case DBP__MY_FETCH: {
-        dbp_op *op = my->op;
-        if (!my->r_row) {
-            unsigned code = mysql_errno(my->m);
-            if (code) {
-                if (dbp__my_is_client_error(code)) {
-                    my->res = NULL; /* freed with the handle */
-                    dbp__my_broken(c, 0);
-                    return 1;
-                }
-                dbp__my_error(c, &e, DBP_ESQL, "while streaming rows");
-                e.sent = 1;
-                mysql_free_result(my->res);
-                my->res = NULL;
-                dbp__my_op_finish(c, DBP_ESQL, &e);
-                return 1;
-            }
-            /* end of rows: no I/O left in freeing the result */
-            mysql_free_result(my->res);
-            my->res = NULL;
-            if (op && op->stream) {
-                op->stream->eof = 1;
-                op->stream->head->pub.affected_rows = op->stream->total;
-                op->stream->head->pub.warning_count = mysql_warning_count(my->m);
-                dbp__stream_fix(op->stream);
-            }
-            if (mysql_more_results(my->m)) {
-                /* later result sets of a streamed multi-statement are read and dropped */
-                my->purpose = DBP__MP_DISCARD;
-                if (op) {
-                    dbp__conn_unlink_op(c, op);
-                    my->op = NULL;
-                    dbp__op_settle(op, DBP_OK);
-                    dbp__stream_notify(op);
-                }
-                my->phase = DBP__MY_NEXT;
-                return 0;
-            }
+        /* end of rows: no I/O left in freeing the result */
+        mysql_free_result(my->res);
+        my->res = NULL;
+        if (op && op->stream) {
+            op->stream->eof = 1;
+            op->stream->head->pub.affected_rows = op->stream->total;
+            op->stream->head->pub.warning_count = mysql_warning_count(my->m);
+            dbp__stream_fix(op->stream);
+        }
+        if (mysql_more_results(my->m)) {
+            /* later result sets of a streamed multi-statement are read and dropped */
+            my->purpose = DBP__MP_DISCARD;
             if (op) {
                 dbp__conn_unlink_op(c, op);
                 my->op = NULL;
                 dbp__op_settle(op, DBP_OK);
+                dbp__stream_notify(op);
             }
-            my->phase = DBP__MY_NONE;
-            my->purpose = 0;
-            c->events = 0;
-            dbp__conn_idle(c);
-            return 1;
-        }
-        if (my->purpose == DBP__MP_DISCARD || !op || (op->flags & DBP__OF_CANCEL)) return 0;
-        if (dbp__stream_add_row(op->stream, my->r_row, mysql_fetch_lengths(my->res)) != DBP_OK) {
-            dbp__err_set(&e, DBP_ENOMEM, "out of memory buffering streamed rows");
-            e.sent = 1;
-            dbp__conn_unlink_op(c, op);
-            my->op = NULL;
-            dbp__op_fail_err(op, &e, DBP_ENOMEM, 1);
-            my->purpose = DBP__MP_DISCARD;
+            my->phase = DBP__MY_NEXT;
             return 0;
         }
-        if (op->stream->nrows >= DBP_STREAM_BATCH || op->stream->data.len >= 4u << 20) {
-            /* bounded memory: stop reading until the consumer has taken the batch */
-            dbp__stream_fix(op->stream);
-            op->stream->paused = 1;
-            my->phase = DBP__MY_PAUSED;
-            c->events = 0;
-            dbp__stream_notify(op);
-            return 1;
+        if (op) {
+            dbp__conn_unlink_op(c, op);
+            my->op = NULL;
+            dbp__op_settle(op, DBP_OK);
         }
+        my->phase = DBP__MY_NONE;
+        my->purpose = 0;
+        c->events = 0;
+        dbp__conn_idle(c);
+        return 1;
+    }
+    if (my->purpose == DBP__MP_DISCARD || !op || (op->flags & DBP__OF_CANCEL)) return 0;
+    if (dbp__stream_add_row(op->stream, my->r_row, mysql_fetch_lengths(my->res)) != DBP_OK) {
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory buffering streamed rows");
+        e.sent = 1;
+        dbp__conn_unlink_op(c, op);
+        my->op = NULL;
+        dbp__op_fail_err(op, &e, DBP_ENOMEM, 1);
+        my->purpose = DBP__MP_DISCARD;
         return 0;
     }
-
-    case DBP__MY_FREE:
-        my->res = NULL;
-        my->phase = DBP__MY_NONE;
-        if (mysql_more_results(my->m)) { my->purpose = DBP__MP_DISCARD; my->phase = DBP__MY_NEXT; return 0; }
-        dbp__my_op_finish(c, DBP_OK, NULL);
-        return 1;
-
-    case DBP__MY_PING:
-        if (my->r_int) {
-            dbp__my_error(c, &e, DBP_ECONNECT, "ping failed");
-            if (my->purpose == DBP__MP_VALIDATE) { dbp__conn_failed(c, &e, 0); return 1; }
-            dbp__my_broken(c, 1);
-            return 1;
-        }
-        if (my->purpose == DBP__MP_VALIDATE) {
-            my->phase = DBP__MY_NONE;
-            my->purpose = 0;
-            c->events = 0;
-            dbp__timer_clear(p->hub, &c->timer);
-            dbp__conn_validated(c);
-            return 1;
-        }
-        dbp__my_op_finish(c, DBP_OK, NULL);
-        return 1;
-
-    case DBP__MY_CLOSE:
-        my->m = NULL; /* mysql_close_cont freed it */
-        dbp__conn_closed(c);
-        return 1;
-
-    default:
+    if (op->stream->nrows >= DBP_STREAM_BATCH || op->stream->data.len >= 4u << 20) {
+        /* bounded memory: stop reading until the consumer has taken the batch */
+        dbp__stream_fix(op->stream);
+        op->stream->paused = 1;
+        my->phase = DBP__MY_PAUSED;
+        c->events = 0;
+        dbp__stream_notify(op);
         return 1;
     }
+    return 0;
+}
+
+static int dbp__my_done_free(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    my->res = NULL;
+    my->phase = DBP__MY_NONE;
+    if (mysql_more_results(my->m)) { my->purpose = DBP__MP_DISCARD; my->phase = DBP__MY_NEXT; return 0; }
+    dbp__my_op_finish(c, DBP_OK, NULL);
+    return 1;
+}
+
+static int dbp__my_done_ping(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_pool *p = c->pool;
+    dbp_error e;
+    if (my->r_int) {
+        dbp__my_error(c, &e, DBP_ECONNECT, "ping failed");
+        if (my->purpose == DBP__MP_VALIDATE) { dbp__conn_failed(c, &e, 0); return 1; }
+        dbp__my_broken(c, 1);
+        return 1;
+    }
+    if (my->purpose == DBP__MP_VALIDATE) {
+        my->phase = DBP__MY_NONE;
+        my->purpose = 0;
+        c->events = 0;
+        dbp__timer_clear(p->hub, &c->timer);
+        dbp__conn_validated(c);
+        return 1;
+    }
+    dbp__my_op_finish(c, DBP_OK, NULL);
+    return 1;
+}
+
+static int dbp__my_done_close(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    my->m = NULL; /* mysql_close_cont freed it */
+    dbp__conn_closed(c);
+    return 1;
+
+}
+
+/* What happens when the call of each phase completes, in the order of the
+   phase enum (a phase with nothing to finish has NULL). Each returns 1 to
+   stop running, 0 to go on with the phase it set. */
+static int (*const dbp__my_done[])(dbp_conn *c) = {
+    NULL, /* DBP__MY_NONE */
+    dbp__my_done_connect, /* DBP__MY_CONNECT */
+    dbp__my_done_query, /* DBP__MY_QUERY */
+    dbp__my_done_store, /* DBP__MY_STORE */
+    dbp__my_done_next, /* DBP__MY_NEXT */
+    dbp__my_done_fetch, /* DBP__MY_FETCH */
+    dbp__my_done_free, /* DBP__MY_FREE */
+    dbp__my_done_ping, /* DBP__MY_PING */
+    dbp__my_done_close, /* DBP__MY_CLOSE */
+    NULL, /* DBP__MY_PAUSED */
+    NULL, /* DBP__MY_KILLWAIT */
+    NULL, /* DBP__MY_HELPER */
+};
+
+/* What happens when the current call completes. Returns 1 to stop running. */
+static int dbp__my_finish(dbp_conn *c)
+{
+    int phase = DBP__MY(c)->phase;
+    if (phase < 0 || phase >= (int)(sizeof dbp__my_done / sizeof dbp__my_done[0]) || !dbp__my_done[phase]) return 1;
+    return dbp__my_done[phase](c);
 }
 
 /* Drives the current phase as far as it goes without blocking. */

@@ -471,7 +471,8 @@ static void redis_reset_pending_write(dbp_hub *h, dbp_pool *direct)
     const char *exists[2] = { "EXISTS", "f:pending" }, *del[2] = { "DEL", "f:pending" }, *ping[1] = { "PING" };
     const char *strlen_[2] = { "STRLEN", "f:pending" };
     dbp_stats st0, st1;
-    int i, pollout = 0;
+    int pollout = 0;
+    long long t_end;
     memset(big, 'p', sizeof big);
     dbp_op_free(rcmd(direct, 2, del, NULL, 0));
     dbp_hub_run(h, 3000);
@@ -480,9 +481,12 @@ static void redis_reset_pending_write(dbp_hub *h, dbp_pool *direct)
     op = rcmd(s.pool, 2, exists, NULL, 0);
     settle(other, 5000); settle(op, 5000);
     dbp_op_free(other); dbp_op_free(op);
-    proxy_cmd(&s.px, "latency 10000");           /* holds 256 KiB, then reads no more */
+    proxy_cmd(&s.px, "latency 60000");           /* holds 256 KiB, then reads no more (for longer than the test) */
     op = rcmd(s.pool, 3, set, setl, 8000);
-    for (i = 0; i < 200 && !pollout; i++) {      /* until the kernel refuses more of the 32 MB */
+    /* until the kernel refuses more of the 32 MB: bounded by time, not by
+       steps (under Valgrind on a loaded machine 200 steps of 10 ms were
+       not always enough to format and start writing it) */
+    for (t_end = dbp__now_us() / 1000 + 15000; dbp__now_us() / 1000 < t_end && !pollout;) {
         struct pollfd pf[16];
         int k, n, tmo;
         dbp_hub_step(h, 10);
