@@ -564,20 +564,29 @@ static void test_tls_by_name(dbp_hub *h, load *L)
 /* (b) A lookup that answers late: the connect goes on once it came. Fails
    on the old header: getaddrinfo() (Redis: ours; MySQL: Connector/C's) held
    the hub for the 1.5 s the answer took. */
+/* Opens a pool on `host` (watched for its first error), starts the load on
+   the other pools, then submits one op to it; *t0 is when. */
+static dbp_op *lookup_begin(dbp_hub *h, load *L, int mysql, const char *host, const char *opts, first_error *fe,
+                            dbp_pool **p, long long *t0)
+{
+    dbp_op *op;
+    memset(fe, 0, sizeof *fe);
+    *p = open_watched(h, rehost(mysql ? MYSQL_URL : REDIS_URL, host, opts), fe);
+    load_begin(L, h, L->my, L->rd);
+    load_until(L, NULL, 100);
+    *t0 = now_us();
+    op = mysql ? dbp_query(*p, "SELECT 1", NULL, 0, NULL) : dbp_call(*p, 1, PING_ARGV, NULL, NULL);
+    load_note(L, now_us() - *t0);
+    return op;
+}
+
 static void test_late_lookup(dbp_hub *h, load *L, int mysql)
 {
     first_error fe;
     dbp_pool *p;
-    dbp_op *op;
     long long t0;
     double took;
-    memset(&fe, 0, sizeof fe);
-    p = open_watched(h, rehost(mysql ? MYSQL_URL : REDIS_URL, "late.nb.test", "connect_timeout=4"), &fe);
-    load_begin(L, h, L->my, L->rd);
-    load_until(L, NULL, 100);
-    t0 = now_us();
-    op = mysql ? dbp_query(p, "SELECT 1", NULL, 0, NULL) : dbp_call(p, 1, PING_ARGV, NULL, NULL);
-    load_note(L, now_us() - t0);
+    dbp_op *op = lookup_begin(h, L, mysql, "late.nb.test", "connect_timeout=4", &fe, &p, &t0);
     load_until(L, op, 8000);
     took = (double)(now_us() - t0) / 1e6;
     report_load(L, mysql ? "MySQL host name answered after 1.5 s" : "Redis host name answered after 1.5 s");
@@ -596,16 +605,9 @@ static void test_lost_lookup(dbp_hub *h, load *L, int mysql)
 {
     first_error fe;
     dbp_pool *p;
-    dbp_op *op;
     long long t0;
     double took;
-    memset(&fe, 0, sizeof fe);
-    p = open_watched(h, rehost(mysql ? MYSQL_URL : REDIS_URL, "never.nb.test", "connect_timeout=2&acquire_timeout=10"), &fe);
-    load_begin(L, h, L->my, L->rd);
-    load_until(L, NULL, 100);
-    t0 = now_us();
-    op = mysql ? dbp_query(p, "SELECT 1", NULL, 0, NULL) : dbp_call(p, 1, PING_ARGV, NULL, NULL);
-    load_note(L, now_us() - t0);
+    dbp_op *op = lookup_begin(h, L, mysql, "never.nb.test", "connect_timeout=2&acquire_timeout=10", &fe, &p, &t0);
     load_until_error(L, &fe, 6000);
     took = (double)(fe.at_us - t0) / 1e6;
     report_load(L, mysql ? "MySQL host name never answered" : "Redis host name never answered");
