@@ -1642,7 +1642,6 @@ DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
 
 /* ==== SECTION: settings ==== */
 
-enum { DBP__BK_MYSQL = 1, DBP__BK_REDIS = 2, DBP__BK_CLUSTER = 3 };
 enum { DBP__SSL_UNSET = 0, DBP__SSL_DISABLED, DBP__SSL_PREFERRED, DBP__SSL_REQUIRED,
        DBP__SSL_VERIFY_CA, DBP__SSL_VERIFY_IDENTITY };
 enum { DBP__READ_PRIMARY = 0, DBP__READ_REPLICA, DBP__READ_PREFER_REPLICA };
@@ -1664,8 +1663,10 @@ enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR };
 enum { DBP__FOR_ALL = 7, DBP__FOR_MYSQL = 1, DBP__FOR_REDIS = 2, DBP__FOR_CLUSTER = 4 };
 
 /* Everything a pool needs, resolved and owned. */
+typedef struct dbp__backend dbp__backend;
+
 typedef struct dbp__settings {
-    int backend;
+    const dbp__backend *bk;  /* what the URL's scheme (or cfg->backend) names */
     char *host;              /* NULL: localhost / unix socket default */
     int port;
     char *user, *password, *database, *socket, *charset, *name;
@@ -1684,6 +1685,70 @@ typedef struct dbp__settings {
     int max_redirects;
     int readonly;            /* a cluster replica's node pool: READONLY on every connection */
 } dbp__settings;
+
+/* ---- the backend seam ----
+   What a backend provides; the pool engine is the same for all and calls a
+   backend only through this table. A backend with connections fills the
+   connection entries. A router (Redis Cluster) has no connection of its
+   own: it passes each op on to one of the pools under it (their `parent` is
+   the router's pool) and fills `router` instead. Adding a backend is adding
+   one table: dbp__backends_all() lists them. */
+enum { DBP__BKF_SQL = 1,        /* query(), `init` statements */
+       DBP__BKF_COMMANDS = 2,   /* call() */
+       DBP__BKF_PUBSUB = 4,     /* subscribe() */
+       DBP__BKF_SEEDS = 8 };    /* a URL's several hosts are seeds of one system */
+
+typedef struct dbp__router dbp__router;
+
+struct dbp__backend {
+    const char *name;                            /* dbp_pool_backend(), messages, descriptions */
+    const char *schemes;                         /* its URL schemes, space separated */
+    int default_port;
+    int scope;                                   /* DBP__FOR_* bit: the options that apply */
+    unsigned flags;                              /* DBP__BKF_* */
+    const char *charset;                         /* the default charset, NULL none */
+    int (*settings)(dbp__settings *s, dbp_error *err);  /* its own checks once resolved; NULL none */
+    void (*describe)(const dbp__settings *s, char *buf, size_t size); /* NULL: scheme://user@host:port/database */
+    /* connections */
+    int (*conn_open)(dbp_conn *c);               /* start connecting; error: c->err set */
+    void (*conn_io)(dbp_conn *c, int revents);   /* poll events, or DBP__EV_TIMER */
+    void (*op_start)(dbp_conn *c, dbp_op *op);   /* run op on a ready connection */
+    void (*op_timeout)(dbp_conn *c, dbp_op *op); /* op ran past its deadline */
+    void (*validate)(dbp_conn *c);               /* ping c->pending's connection */
+    void (*quit)(dbp_conn *c);                   /* graceful close: QUIT, then dead */
+    void (*abort)(dbp_conn *c);                  /* close without waiting; frees backend state */
+    void (*flush)(dbp_conn *c);                  /* before poll: write what is queued */
+    int (*idle_dead)(dbp_conn *c, int revents);  /* 1 when an idle socket's event means death */
+    void (*release)(dbp_conn *c);                /* pinned conn back: reset session if dirty, then idle */
+    unsigned (*session)(const dbp_conn *c);      /* DBP_SESSION_* bits of a live connection */
+    void (*stream_cancel)(dbp_op *op);           /* the stream's reader let go: drain and drop the rest */
+    void (*stream_resume)(dbp_op *op);           /* the reader used up the batch: read the next */
+    int pipelined;                               /* 1: up to `pipeline` ops in flight per
+                                                    connection (replies in order); 0: one */
+    const dbp__router *router;                   /* a router's pool-level entries, else NULL */
+};
+
+/* A router's entries. The engine queues the router pool's ops and settles
+   them as for any pool; what runs where is the router's. */
+struct dbp__router {
+    int (*open)(dbp_pool *p, dbp_error *err);    /* its state and its first pools */
+    void (*free)(dbp_pool *p);                   /* its state and the pools under it */
+    int (*prepare)(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens);
+                                                 /* a new command: where it must go (an error settles it) */
+    void (*dispatch)(dbp_pool *p);               /* pass on what is queued */
+    void (*detach)(dbp_pool *p);                 /* an op settled before the op it passed on did */
+    int (*running)(const dbp_pool *p);           /* ops passed on and not back yet */
+    int (*busy)(const dbp_pool *p);              /* anything under it not closed yet */
+    void (*close)(dbp_pool *p, int timeout_ms);  /* close the pools under it */
+    const char *(*last_error)(const dbp_pool *p);
+    dbp_pool *(*any)(dbp_pool *p, dbp_pool *not_this); /* an open pool under it (subscriptions), NULL none */
+    dbp_op *(*ping)(dbp_pool *p, const dbp_op_options *o);
+    int (*nodes)(const dbp_pool *p, dbp_node_info *out, int max);
+    const char *no_pin;                          /* why acquire() is refused */
+};
+
+/* The backends of this build (NULL-terminated), defined after them all. */
+static const dbp__backend *const *dbp__backends_all(void);
 
 /* One pool option: its name in URLs and dbp_pool_config_set, where it lives
    in dbp_pool_config and (numbers) in dbp__settings, its default, the
@@ -1843,39 +1908,46 @@ static int dbp__settings_str(char **dst, const char *explicit_v, const char *url
 
 static int dbp__pick(int explicit_v, int url_v, int def) { return explicit_v >= 0 ? explicit_v : url_v >= 0 ? url_v : def; }
 
+/* 1 when word is one of the space-separated words of list. */
+static int dbp__word_in(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    while (*list) {
+        size_t k = strcspn(list, " ");
+        if (k == n && memcmp(list, word, n) == 0) return 1;
+        list += k;
+        while (*list == ' ') list++;
+    }
+    return 0;
+}
+
 /* The backend a URL's scheme (or, without a URL, cfg->backend) names. */
 static int dbp__settings_backend(const dbp_pool_config *cfg, const dbp_url *u, const char *url, dbp__settings *s, dbp_error *err)
 {
-    if (url) {
-        if (strcmp(u->scheme, "mysql") == 0 || strcmp(u->scheme, "mariadb") == 0) s->backend = DBP__BK_MYSQL;
-        else if (strcmp(u->scheme, "redis") == 0) s->backend = DBP__BK_REDIS;
-        else if (strcmp(u->scheme, "redis-cluster") == 0) s->backend = DBP__BK_CLUSTER;
-        else if (strcmp(u->scheme, "rediss") == 0 || strcmp(u->scheme, "rediss-cluster") == 0)
-            return dbp__err_set(err, DBP_EUNSUPPORTED,
-                                "TLS to Redis (rediss://) is not supported: this build uses hiredis 0.14, "
-                                "which has no TLS; refusing rather than sending in clear");
-        else
-            return dbp__err_set(err, DBP_EURL, "unknown scheme '%.20s' (expected mysql://, redis:// or redis-cluster://)",
-                                u->scheme);
-    } else {
-        const char *b = cfg->backend ? cfg->backend : "mysql";
-        s->backend = strcmp(b, "redis") == 0 ? DBP__BK_REDIS :
-                     strcmp(b, "redis-cluster") == 0 ? DBP__BK_CLUSTER :
-                     strcmp(b, "mysql") == 0 ? DBP__BK_MYSQL : 0;
-        if (!s->backend) return dbp__err_set(err, DBP_EOPTION, "unknown backend '%.20s'", b);
+    const char *want = url ? u->scheme : cfg->backend ? cfg->backend : "mysql";
+    const dbp__backend *const *b;
+    char known[128];
+    size_t off = 0;
+    known[0] = '\0';
+    for (b = dbp__backends_all(); *b; b++) {
+        if (dbp__word_in((*b)->schemes, want) || strcmp((*b)->name, want) == 0) { s->bk = *b; return DBP_OK; }
+        if (off < sizeof known) {
+            int n = snprintf(known + off, sizeof known - off, "%s%s://", off ? ", " : "", (*b)->name);
+            if (n > 0) off += (size_t)n;
+        }
     }
+    if (strcmp(want, "rediss") == 0 || strcmp(want, "rediss-cluster") == 0)
+        return dbp__err_set(err, DBP_EUNSUPPORTED,
+                            "TLS to Redis (rediss://) is not supported: this build uses hiredis 0.14, "
+                            "which has no TLS; refusing rather than sending in clear");
 #ifdef DBPOOL_NO_MYSQL
-    if (s->backend == DBP__BK_MYSQL) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without MySQL (DBPOOL_NO_MYSQL)");
+    if (dbp__word_in("mysql mariadb", want)) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without MySQL (DBPOOL_NO_MYSQL)");
 #endif
 #ifdef DBPOOL_NO_REDIS
-    if (s->backend != DBP__BK_MYSQL) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
+    if (dbp__word_in("redis redis-cluster", want)) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
 #endif
-    return DBP_OK;
-}
-
-static int dbp__settings_scope(const dbp__settings *s)
-{
-    return s->backend == DBP__BK_MYSQL ? DBP__FOR_MYSQL : s->backend == DBP__BK_REDIS ? DBP__FOR_REDIS : DBP__FOR_CLUSTER;
+    if (!url) return dbp__err_set(err, DBP_EOPTION, "unknown backend '%.20s'", want);
+    return dbp__err_set(err, DBP_EURL, "unknown scheme '%.20s' (expected %s)", want, known);
 }
 
 /* The URL's query string into uc (as dbp_pool_config_set would), `init`
@@ -1887,12 +1959,12 @@ static int dbp__settings_url_options(const dbp_url *u, const dbp__settings *s, d
     for (i = 0; i < u->noptions; i++) {
         const dbp__option *o;
         if (strcmp(u->options[i].key, "init") == 0) {
-            if (s->backend != DBP__BK_MYSQL) return dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only");
+            if (!(s->bk->flags & DBP__BKF_SQL)) return dbp__err_set(err, DBP_EOPTION, "option 'init' does not apply to %s", s->bk->name);
             init_url[(*ninit_url)++] = u->options[i].value;
             continue;
         }
         o = dbp__option_find(u->options[i].key);
-        if (o && !(o->scope & dbp__settings_scope(s)))
+        if (o && !(o->scope & s->bk->scope))
             return dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to %s", o->name, u->scheme);
         if ((rc = dbp_pool_config_set(uc, u->options[i].key, u->options[i].value, err)) != DBP_OK) {
             if (err) {
@@ -1911,61 +1983,52 @@ static int dbp__settings_check_scope(const dbp_pool_config *cfg, const dbp__sett
     size_t k;
     for (k = 0; k < sizeof dbp__options / sizeof dbp__options[0]; k++) {
         const dbp__option *o = &dbp__options[k];
-        if (o->kind == DBP__OPT_STR && !(o->scope & dbp__settings_scope(s)) &&
+        if (o->kind == DBP__OPT_STR && !(o->scope & s->bk->scope) &&
             *DBP__CAST(const char *const *, (const void *)((const char *)cfg + o->off)))
             return dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to this backend", o->name);
     }
-    if (cfg->ninit > 0 && s->backend != DBP__BK_MYSQL) return dbp__err_set(err, DBP_EOPTION, "option 'init' applies to mysql only");
+    if (cfg->ninit > 0 && !(s->bk->flags & DBP__BKF_SQL)) return dbp__err_set(err, DBP_EOPTION, "option 'init' does not apply to %s", s->bk->name);
     return DBP_OK;
 }
 
-/* Where to connect and as whom: cluster seeds, host, port, credentials,
-   database (a Redis database number), the string options. */
+/* Where to connect and as whom: seeds, host, port, credentials, database,
+   the string options; then the backend's own checks. */
 static int dbp__settings_target(const dbp_pool_config *cfg, const dbp_url *u, const dbp_pool_config *uc, dbp__settings *s,
                                 dbp_error *err)
 {
-    if (s->backend == DBP__BK_CLUSTER) {
+    if (s->bk->flags & DBP__BKF_SEEDS) {
         int n = cfg->host ? 1 : u->nhosts, k;
         s->seed_hosts = DBP__ALLOC(char *, (size_t)(n ? n : 1));
         s->seed_ports = DBP__ALLOC(int, (size_t)(n ? n : 1));
         if (!s->seed_hosts || !s->seed_ports) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
         for (k = 0; k < n; k++) {
             const char *h = cfg->host ? cfg->host : u->hosts[k].host;
-            int p = cfg->host ? (cfg->port > 0 ? cfg->port : 6379) : (u->hosts[k].port ? u->hosts[k].port : 6379);
-            if (!h || !*h) return dbp__err_set(err, DBP_EURL, "malformed URL: a cluster seed has no host");
+            int p = cfg->host ? (cfg->port > 0 ? cfg->port : s->bk->default_port) :
+                    (u->hosts[k].port ? u->hosts[k].port : s->bk->default_port);
+            if (!h || !*h) return dbp__err_set(err, DBP_EURL, "malformed URL: a seed has no host");
             s->seed_hosts[k] = dbp__strdup(h);
             if (!s->seed_hosts[k]) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
             s->seed_ports[k] = p;
             s->nseeds++;
         }
-        if (!s->nseeds) return dbp__err_set(err, DBP_EURL, "malformed URL: no cluster seed nodes");
+        if (!s->nseeds) return dbp__err_set(err, DBP_EURL, "malformed URL: no seed nodes");
     } else if (u->nhosts > 1) {
-        return dbp__err_set(err, DBP_EURL, "malformed URL: several hosts are only allowed with redis-cluster://");
+        return dbp__err_set(err, DBP_EURL, "malformed URL: several hosts are only allowed with redis-cluster:// (%s:// takes one)",
+                            s->bk->name);
     }
     if (dbp__settings_str(&s->host, cfg->host, u->nhosts && u->hosts[0].host[0] ? u->hosts[0].host : NULL, NULL) ||
         dbp__settings_str(&s->user, cfg->user, u->user, NULL) ||
         dbp__settings_str(&s->password, cfg->password, u->password, NULL) ||
         dbp__settings_str(&s->database, cfg->database, u->database, NULL) ||
         dbp__settings_str(&s->socket, cfg->socket, uc->socket, NULL) ||
-        dbp__settings_str(&s->charset, cfg->charset, uc->charset, s->backend == DBP__BK_MYSQL ? "utf8mb4" : NULL) ||
+        dbp__settings_str(&s->charset, cfg->charset, uc->charset, s->bk->charset) ||
         dbp__settings_str(&s->name, cfg->name, uc->name, NULL) ||
         dbp__settings_str(&s->ssl_ca, cfg->ssl_ca, uc->ssl_ca, NULL) ||
         dbp__settings_str(&s->ssl_cert, cfg->ssl_cert, uc->ssl_cert, NULL) ||
         dbp__settings_str(&s->ssl_key, cfg->ssl_key, uc->ssl_key, NULL))
         return dbp__err_set(err, DBP_ENOMEM, "out of memory");
-    s->port = cfg->port > 0 ? cfg->port : (u->nhosts && u->hosts[0].port) ? u->hosts[0].port :
-              s->backend == DBP__BK_MYSQL ? 3306 : 6379;
-    if (s->backend == DBP__BK_MYSQL) return DBP_OK;
-    if (s->database) {
-        int db;
-        if (dbp__parse_count(s->database, 0, &db))
-            return dbp__err_set(err, DBP_EURL, "malformed URL: the Redis database must be a number, got '%.20s'", s->database);
-        if (s->backend == DBP__BK_CLUSTER && db != 0) return dbp__err_set(err, DBP_EURL, "malformed URL: Redis Cluster has only database 0");
-        s->redis_db = db;
-    }
-    if (s->user && !s->password)
-        return dbp__err_set(err, DBP_EURL, "malformed URL: a Redis user needs a password (redis://user:password@host)");
-    return DBP_OK;
+    s->port = cfg->port > 0 ? cfg->port : (u->nhosts && u->hosts[0].port) ? u->hosts[0].port : s->bk->default_port;
+    return s->bk->settings ? s->bk->settings(s, err) : DBP_OK;
 }
 
 /* Every number of the option table: explicit field, else URL, else default. */
@@ -2202,31 +2265,10 @@ struct dbp_conn {
     void *be;                      /* backend state */
 };
 
-/* What a backend provides; the pool engine is the same for all. */
-typedef struct dbp__backend {
-    const char *name;
-    int (*conn_open)(dbp_conn *c);               /* start connecting; error: c->err set */
-    void (*conn_io)(dbp_conn *c, int revents);   /* poll events, or DBP__EV_TIMER */
-    void (*op_start)(dbp_conn *c, dbp_op *op);   /* run op on a ready connection */
-    void (*op_timeout)(dbp_conn *c, dbp_op *op); /* op ran past its deadline */
-    void (*validate)(dbp_conn *c);               /* ping c->pending's connection */
-    void (*quit)(dbp_conn *c);                   /* graceful close: QUIT, then dead */
-    void (*abort)(dbp_conn *c);                  /* close without waiting; frees backend state */
-    void (*flush)(dbp_conn *c);                  /* before poll: write what is queued */
-    int (*idle_dead)(dbp_conn *c, int revents);  /* 1 when an idle socket's event means death */
-    void (*release)(dbp_conn *c);                /* pinned conn back: reset session if dirty, then idle */
-    unsigned (*session)(const dbp_conn *c);      /* DBP_SESSION_* bits of a live connection */
-    void (*stream_cancel)(dbp_op *op);           /* the stream's reader let go: drain and drop the rest */
-    void (*stream_resume)(dbp_op *op);           /* the reader used up the batch: read the next */
-    int pipelined;                               /* 1: up to `pipeline` ops in flight per
-                                                    connection (replies in order); 0: one */
-} dbp__backend;
 
 #define DBP__EV_TIMER 0x4000
 
 enum { DBP__PS_OPEN = 1, DBP__PS_CLOSING, DBP__PS_CLOSED };
-
-typedef struct dbp__cluster dbp__cluster;
 
 struct dbp_pool {
     dbp__link link;                /* hub->pools */
@@ -2235,7 +2277,6 @@ struct dbp_pool {
     dbp__settings s;
     int state;
     int freed;                     /* the handle was released */
-    int internal;                  /* a node pool of a cluster */
     dbp__link conns, idle, idle_blocking, queue, subs, close_ops;
     dbp__link husks;               /* dead pinned connections their holders still have */
     int nqueue, nqueue_blocking, nconns, nblocking, nconnecting, npinned;
@@ -2260,8 +2301,8 @@ struct dbp_pool {
     dbp__hist h_wait, h_run;
     dbp_event_fn hook;
     void *hook_ud;
-    dbp__cluster *cluster;
-    dbp_pool *parent;              /* node pools: the cluster pool */
+    void *rt;                      /* a router's state */
+    dbp_pool *parent;              /* pools under a router: the router's pool */
 };
 
 struct dbp_hub {
@@ -2473,7 +2514,6 @@ static void dbp__op_maybe_free(dbp_op *op)
 }
 
 static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op);
-static void dbp__cluster_unlinked(dbp_pool *p);
 
 /* Settles an op exactly once. The caller has unlinked it from queues. */
 static void dbp__op_settle(dbp_op *op, int rc)
@@ -2487,13 +2527,13 @@ static void dbp__op_settle(dbp_op *op, int rc)
         dbp__timer_clear(h, &op->timer);
         h->pending--;
     }
-    if (op->pool && op->pool->cluster && op->peer) {
-        /* a routed op settled before its node op (or its COMMAND GETKEYS):
-           the node op must not come back to it, so it no longer counts as
-           running here (else a close would wait for it for ever) */
+    if (op->pool && op->pool->bk->router && op->peer) {
+        /* a routed op settled before the op it passed on (or its COMMAND
+           GETKEYS): that one must not come back to it, so it no longer
+           counts as running here (else a close would wait for it for ever) */
         op->peer->peer = NULL;
         op->peer = NULL;
-        dbp__cluster_unlinked(op->pool);
+        op->pool->bk->router->detach(op->pool);
     }
     if (op->pool) dbp__pool_op_settled(op->pool, op);
     /* the notify phase runs its continuation and callback and, when the
@@ -2603,11 +2643,6 @@ static void dbp__conn_htimer_fire(dbp__timer *t);
 static void dbp__conn_arm_housekeeping(dbp_conn *c);
 static void dbp__pinned_next(dbp_conn *c);
 static void dbp__pool_maintain(dbp_pool *p);
-static void dbp__cluster_dispatch(dbp_pool *p);
-static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms);
-#ifndef DBPOOL_NO_REDIS
-static dbp_pool *dbp__cluster_any_node(dbp_pool *p, dbp_pool *not_this);
-#endif
 
 enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_POOL, DBP__CLOSE_DEAD,
        DBP__CLOSE_SURPLUS };
@@ -2624,7 +2659,7 @@ static void dbp__emit(dbp_pool *p, dbp_event_type type, const char *message, con
     memset(&ev, 0, sizeof ev);
     ev.type = type;
     if (p->parent) {
-        /* node pools of a cluster speak through the cluster's hook, naming the node */
+        /* pools under a router speak through the router pool's hook, naming the node */
         snprintf(msg, sizeof msg, "%s:%d: %s", p->s.host ? p->s.host : "", p->s.port, message ? message : "");
         ev.message = msg;
     } else {
@@ -3316,7 +3351,7 @@ static void dbp__pool_dispatch(dbp_pool *p)
 {
     long long now;
     int guard = 0;
-    if (p->cluster) { dbp__cluster_dispatch(p); return; }
+    if (p->bk->router) { p->bk->router->dispatch(p); return; }
     if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
     p->in_dispatch = 1;
     while (!dbp__list_empty(&p->queue)) {
@@ -3415,7 +3450,7 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
     }
     if (p->s.acquire_timeout > 0) op->acquire_deadline = dbp__ms_now() + p->s.acquire_timeout;
     if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
-    if (dbp__list_empty(&p->queue) && !p->cluster) {
+    if (dbp__list_empty(&p->queue) && !p->bk->router) {
         /* nobody waits and a connection is free: start at once, without a
            trip through the queue and its deadline timer */
         dbp_conn *c = dbp__pool_pick(p, op);
@@ -3436,10 +3471,20 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
     return op;
 }
 
-/* An op's deadline passed. */
-static const char *dbp__cluster_last_error(const dbp_pool *p);
-static int dbp__cluster_running(const dbp_pool *p);
+/* A router's pool takes an op: queued, and the router passes it on. */
+static void dbp__router_submit(dbp_pool *p, dbp_op *op)
+{
+    if (p->state != DBP__PS_OPEN) {
+        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted", p->state == DBP__PS_CLOSING ? "closing" : "closed");
+        return;
+    }
+    op->acquire_deadline = dbp__ms_now() + (p->s.acquire_timeout > 0 ? p->s.acquire_timeout : 30000);
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    dbp__queue_op(p, op, 0);
+    p->bk->router->dispatch(p);
+}
 
+/* An op's deadline passed. */
 static void dbp__op_timer_fire(dbp__timer *t)
 {
     dbp_op *op = DBP__CONTAINER(t, dbp_op, timer);
@@ -3447,11 +3492,11 @@ static void dbp__op_timer_fire(dbp__timer *t)
     long long now = dbp__ms_now();
     if (op->type == DBP__OP_SLEEP) { dbp__op_settle(op, DBP_OK); return; }
     if (dbp__op_settled(op)) return;
-    if (p->cluster && op->state == DBP_OP_RUNNING && !op->peer) {
+    if (p->bk->router && op->state == DBP_OP_RUNNING && !op->peer) {
         /* a routed op's retry delay is over: route it again */
         op->state = DBP_OP_QUEUED;
         dbp__queue_op(p, op, 1);
-        dbp__cluster_dispatch(p);
+        p->bk->router->dispatch(p);
         return;
     }
     if (op->state == DBP_OP_QUEUED) {
@@ -3475,9 +3520,9 @@ static void dbp__op_timer_fire(dbp__timer *t)
                          (double)(op->deadline - op->t_submit / 1000) / 1000.0,
                          p->fail_streak > 0 ? "; last connect error: " : "",
                          p->fail_streak > 0 ? p->last_connect_err.message : "");
-        else if (p->cluster)
-            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no cluster node took the command within %.3f s (acquire_timeout); last error: %s",
-                         (double)p->s.acquire_timeout / 1000.0, p->cluster ? dbp__cluster_last_error(p) : "");
+        else if (p->bk->router)
+            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no %s node took the command within %.3f s (acquire_timeout); last error: %s",
+                         p->bk->name, (double)p->s.acquire_timeout / 1000.0, p->bk->router->last_error(p));
         else
             dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no connection within %.3f s (acquire_timeout)%s%s",
                          (double)p->s.acquire_timeout / 1000.0,
@@ -3598,10 +3643,10 @@ static void dbp__pool_cut(dbp_pool *p)
         p->close_cut = dbp__pool_fail_queue(p, &e, DBP_ECANCELLED);
     }
     dbp__sub_pool_closing(p);
-    if (p->cluster) {
-        /* what runs on the nodes is cut there; routed ops hear it from their node ops */
-        p->close_cut += dbp__cluster_running(p);
-        dbp__cluster_close_nodes(p, 0);
+    if (p->bk->router) {
+        /* what runs under it is cut there; routed ops hear it from the ops they passed on */
+        p->close_cut += p->bk->router->running(p);
+        p->bk->router->close(p, 0);
     }
     while (!dbp__list_empty(&p->conns) && guard++ < 100000) {
         dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
@@ -3644,8 +3689,6 @@ static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms)
     dbp__pool_check_closed(p);
 }
 
-static int dbp__cluster_busy(const dbp_pool *p);
-
 /* Finishes the close when nothing is left: settles the close ops. */
 static void dbp__pool_check_closed(dbp_pool *p)
 {
@@ -3655,10 +3698,11 @@ static void dbp__pool_check_closed(dbp_pool *p)
         if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
         if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) return;
     }
-    if (p->cluster) {
-        if (!dbp__cluster_running(p))
-            dbp__cluster_close_nodes(p, p->close_deadline ? (int)(p->close_deadline - dbp__ms_now() > 0 ? p->close_deadline - dbp__ms_now() : 0) : -1);
-        if (dbp__cluster_busy(p)) return;
+    if (p->bk->router) {
+        const dbp__router *r = p->bk->router;
+        if (!r->running(p))
+            r->close(p, p->close_deadline ? (int)(p->close_deadline - dbp__ms_now() > 0 ? p->close_deadline - dbp__ms_now() : 0) : -1);
+        if (r->busy(p)) return;
     }
     dbp__pool_finish_close(p);
 }
@@ -4042,40 +4086,22 @@ DBPDEF void dbp_op_free(dbp_op *op)
 
 /* ==== SECTION: pool API ==== */
 
-static const dbp__backend *dbp__backend_for(int backend);
-static int dbp__cluster_open(dbp_pool *p, dbp_error *err);
-static void dbp__cluster_free(dbp_pool *p);
+/* scheme://user@host:port/ and the database: the usual description. */
+static void dbp__describe_host(const dbp__settings *s, const char *database, char *buf, size_t size)
+{
+    int v6 = s->host && strchr(s->host, ':') != NULL;
+    if (s->socket && !s->host)
+        snprintf(buf, size, "%s://%s%slocalhost/%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "",
+                 database ? database : "");
+    else
+        snprintf(buf, size, "%s://%s%s%s%s%s:%d/%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "",
+                 v6 ? "[" : "", s->host ? s->host : "localhost", v6 ? "]" : "", s->port, database ? database : "");
+}
 
 static void dbp__pool_describe_init(dbp_pool *p)
 {
-    const dbp__settings *s = &p->s;
-    const char *scheme = s->backend == DBP__BK_MYSQL ? "mysql" : s->backend == DBP__BK_REDIS ? "redis" : "redis-cluster";
-    int n;
-    if (s->backend == DBP__BK_CLUSTER) {
-        int i;
-        size_t off;
-        n = snprintf(p->describe, sizeof p->describe, "%s://%s%s", scheme, s->user ? s->user : "", s->user ? "@" : "");
-        off = n > 0 && (size_t)n < sizeof p->describe ? (size_t)n : sizeof p->describe - 1;
-        for (i = 0; i < s->nseeds && off < sizeof p->describe - 1; i++) {
-            n = snprintf(p->describe + off, sizeof p->describe - off, "%s%s:%d", i ? "," : "", s->seed_hosts[i], s->seed_ports[i]);
-            if (n < 0) break;
-            off += (size_t)n;
-        }
-        if (off < sizeof p->describe - 1) snprintf(p->describe + off, sizeof p->describe - off, "/");
-        return;
-    }
-    if (s->socket && !s->host)
-        snprintf(p->describe, sizeof p->describe, "%s://%s%s%s/%s", scheme, s->user ? s->user : "",
-                 s->user ? "@" : "", "localhost", s->database ? s->database : "");
-    else
-        snprintf(p->describe, sizeof p->describe, "%s://%s%s%s%s%s:%d/%s", scheme, s->user ? s->user : "",
-                 s->user ? "@" : "", s->host && strchr(s->host, ':') ? "[" : "",
-                 s->host ? s->host : "localhost", s->host && strchr(s->host, ':') ? "]" : "", s->port,
-                 s->backend == DBP__BK_MYSQL ? (s->database ? s->database : "") : "");
-    if (s->backend == DBP__BK_REDIS) {
-        size_t off = strlen(p->describe);
-        snprintf(p->describe + off, sizeof p->describe - off, "%d", s->redis_db);
-    }
+    if (p->s.bk->describe) p->s.bk->describe(&p->s, p->describe, sizeof p->describe);
+    else dbp__describe_host(&p->s, p->s.database, p->describe, sizeof p->describe);
 }
 
 static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
@@ -4090,7 +4116,7 @@ static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
     p->hub = hub;
     p->s = *s;
     p->state = DBP__PS_OPEN;
-    p->bk = dbp__backend_for(s->backend);
+    p->bk = s->bk;
     p->srv_wait_timeout = p->srv_max_conn = p->srv_max_user_conn = -1;
     dbp__list_init(&p->conns);
     dbp__list_init(&p->idle);
@@ -4118,8 +4144,8 @@ DBPDEF dbp_pool *dbp_pool_open(dbp_hub *hub, const dbp_pool_config *cfg, dbp_err
     if (!p) return NULL;
     p->hook = cfg->on_event;
     p->hook_ud = cfg->event_ud;
-    if (p->s.backend == DBP__BK_CLUSTER) {
-        if (dbp__cluster_open(p, err) != DBP_OK) {
+    if (p->bk->router) {
+        if (p->bk->router->open(p, err) != DBP_OK) {
             dbp__list_remove(&p->link);
             dbp__settings_free(&p->s);
             DBP_FREE(p);
@@ -4165,7 +4191,7 @@ static void dbp__pool_destroy(dbp_pool *p)
         dbp__list_remove(&c->link);
         dbp__conn_free(c);
     }
-    if (p->cluster) dbp__cluster_free(p);
+    if (p->bk->router) p->bk->router->free(p);
     dbp__list_remove(&p->link);
     dbp__settings_free(&p->s);
     DBP_FREE(p);
@@ -4294,13 +4320,13 @@ DBPDEF size_t dbp_pool_describe(const dbp_pool *p, char *buf, size_t n)
 DBPDEF const char *dbp_pool_backend(const dbp_pool *p)
 {
     if (!p) return "";
-    return p->s.backend == DBP__BK_MYSQL ? "mysql" : p->s.backend == DBP__BK_REDIS ? "redis" : "redis-cluster";
+    return p->bk->name;
 }
 DBPDEF const char *dbp_pool_server_version(const dbp_pool *p)
 {
     dbp__link *l;
     if (!p) return "";
-    if (p->cluster && !p->version[0])
+    if (p->bk->router && !p->version[0]) /* the first pool under it that knows */
         for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
             const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
             if (n->parent == p && n->version[0]) return n->version;
@@ -4351,7 +4377,7 @@ DBPDEF void dbp_pool_stats(const dbp_pool *p, dbp_stats *st)
     memcpy(&wait, &p->h_wait, sizeof wait);
     memcpy(&run, &p->h_run, sizeof run);
     dbp__stats_one(p, st);
-    if (p->cluster) {
+    if (p->bk->router) {
         dbp__link *l;
         for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
             const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
@@ -4362,7 +4388,7 @@ DBPDEF void dbp_pool_stats(const dbp_pool *p, dbp_stats *st)
             if (n->h_wait.max > wait.max) wait.max = n->h_wait.max;
             if (n->h_run.max > run.max) run.max = n->h_run.max;
         }
-        /* the cluster pool counts routed ops; node pools count them again */
+        /* the router's pool counts routed ops; the pools under it count them again */
         st->ops = p->st_ops; st->fulfilled = p->st_fulfilled; st->rejected = p->st_rejected;
     }
     st->wait_p50_us = dbp__hist_pct(&wait, 0.50);
@@ -4390,8 +4416,8 @@ DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *p, const dbp_op_options *o)
     op = dbp__op_new(p->hub, p, DBP__OP_ACQUIRE);
     if (!op) return NULL;
     dbp__op_apply_options(op, o);
-    if (p->cluster) {
-        dbp__op_fail(op, DBP_EUSAGE, 0, "a Redis Cluster pool has no single connection to pin; use a node-specific key routing instead");
+    if (p->bk->router) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "%s", p->bk->router->no_pin);
         return op;
     }
     return dbp__pool_submit(p, op);
@@ -4458,11 +4484,7 @@ DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
 {
     dbp_op *op;
     if (!p) return NULL;
-    if (p->cluster) {
-        /* a cluster has no connection of its own: PING one of its primaries */
-        static const char *const argv[] = { "PING" };
-        return dbp_pool_call(p, 1, argv, NULL, o);
-    }
+    if (p->bk->router) return p->bk->router->ping(p, o);
     op = dbp__op_new(p->hub, p, DBP__OP_PING);
     if (!op) return NULL;
     dbp__op_apply_options(op, o);
@@ -6014,9 +6036,10 @@ static unsigned dbp__my_session(const dbp_conn *c)
 }
 
 static const dbp__backend dbp__mysql_backend = {
-    "mysql", dbp__my_open, dbp__my_conn_io, dbp__my_op_start, dbp__my_op_timeout, dbp__my_validate,
+    "mysql", "mysql mariadb", 3306, DBP__FOR_MYSQL, DBP__BKF_SQL, "utf8mb4", NULL, NULL,
+    dbp__my_open, dbp__my_conn_io, dbp__my_op_start, dbp__my_op_timeout, dbp__my_validate,
     dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release, dbp__my_session,
-    dbp__my_stream_cancel, dbp__my_stream_resume, 0
+    dbp__my_stream_cancel, dbp__my_stream_resume, 0, NULL
 };
 #endif /* DBPOOL_NO_MYSQL */
 
@@ -6805,10 +6828,32 @@ static unsigned dbp__rd_session(const dbp_conn *c)
     return ((rd->dirty & DBP__RS_MULTI) ? DBP_SESSION_TRANSACTION : 0) | (rd->dirty ? DBP_SESSION_CHANGED : 0);
 }
 
+/* The database is a number; a user needs a password (AUTH user password). */
+static int dbp__rd_settings(dbp__settings *s, dbp_error *err)
+{
+    if (s->database) {
+        int db;
+        if (dbp__parse_count(s->database, 0, &db))
+            return dbp__err_set(err, DBP_EURL, "malformed URL: the Redis database must be a number, got '%.20s'", s->database);
+        s->redis_db = db;
+    }
+    if (s->user && !s->password)
+        return dbp__err_set(err, DBP_EURL, "malformed URL: a Redis user needs a password (redis://user:password@host)");
+    return DBP_OK;
+}
+
+static void dbp__rd_describe(const dbp__settings *s, char *buf, size_t size)
+{
+    char db[16];
+    snprintf(db, sizeof db, "%d", s->redis_db);
+    dbp__describe_host(s, db, buf, size);
+}
+
 static const dbp__backend dbp__redis_backend = {
-    "redis", dbp__rd_open, dbp__rd_conn_io, dbp__rd_op_start, dbp__rd_op_timeout, dbp__rd_validate,
+    "redis", "redis", 6379, DBP__FOR_REDIS, DBP__BKF_COMMANDS | DBP__BKF_PUBSUB, NULL, dbp__rd_settings, dbp__rd_describe,
+    dbp__rd_open, dbp__rd_conn_io, dbp__rd_op_start, dbp__rd_op_timeout, dbp__rd_validate,
     dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release, dbp__rd_session,
-    NULL, NULL, 1
+    NULL, NULL, 1, NULL
 };
 
 /* ==== SECTION: pub/sub ==== */
@@ -6971,9 +7016,9 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
         dbp__sub_reap(s);
         return;
     }
-    if (p->parent && p->parent->cluster) {
-        /* a cluster node went away: messages are broadcast, so any other node will do */
-        dbp_pool *np = dbp__cluster_any_node(p->parent, p);
+    if (p->parent && p->parent->bk->router->any) {
+        /* a node went away: messages are broadcast, so any other node will do */
+        dbp_pool *np = p->parent->bk->router->any(p->parent, p);
         if (np) {
             dbp__timer_clear(p->hub, &s->timer);
             dbp__list_remove(&s->link);
@@ -7058,18 +7103,13 @@ DBPDEF dbp_sub *dbp_pool_subscribe(dbp_pool *p, int nchannels, const char *const
     int rc;
     dbp__err_clear(err);
     if (!p) { dbp__err_set(err, DBP_EUSAGE, "no pool"); return NULL; }
-    if (p->s.backend == DBP__BK_MYSQL) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis pool"); return NULL; }
+    if (!(p->bk->flags & DBP__BKF_PUBSUB)) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis pool"); return NULL; }
     if (p->state != DBP__PS_OPEN) { dbp__err_set(err, DBP_ECLOSED, "pool is closing or closed"); return NULL; }
     if (nchannels + npatterns <= 0) { dbp__err_set(err, DBP_EUSAGE, "subscribe to at least one channel or pattern"); return NULL; }
-    if (p->cluster) {
+    if (p->bk->router) {
         /* classic pub/sub is broadcast to every node: any node will do */
-        dbp_pool *node = NULL;
-        dbp__link *l;
-        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
-            dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
-            if (n->parent == p && n->state == DBP__PS_OPEN) { node = n; break; }
-        }
-        if (!node) { dbp__err_set(err, DBP_ECONNECT, "no cluster node known yet"); return NULL; }
+        dbp_pool *node = p->bk->router->any ? p->bk->router->any(p, NULL) : NULL;
+        if (!node) { dbp__err_set(err, DBP_ECONNECT, "no %s node known yet", p->bk->name); return NULL; }
         p = node;
     }
     s = DBP__ALLOC(dbp_sub, 1);
@@ -7198,8 +7238,6 @@ static double dbp__blocking_seconds(const dbp_op *op, int argc, const char *cons
     return -1;
 }
 
-static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens);
-
 /* Builds a Redis command op; refuses what cannot run on a shared connection. */
 static dbp_op *dbp__call_make(dbp_hub *hub, dbp_pool *p, int pinned, int argc, const char *const *argv,
                               const size_t *argvlen, const dbp_op_options *o, size_t *lens_buf_fallback)
@@ -7218,7 +7256,7 @@ static dbp_op *dbp__call_make(dbp_hub *hub, dbp_pool *p, int pinned, int argc, c
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
         if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
     }
-    if (p->s.backend == DBP__BK_MYSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "call() needs a Redis pool; use query() for SQL"); return op; }
+    if (!(p->bk->flags & DBP__BKF_COMMANDS)) { dbp__op_fail(op, DBP_EUSAGE, 0, "call() needs a Redis pool; use query() for SQL"); return op; }
     if (argc <= 0 || !argv) { dbp__op_fail(op, DBP_EUSAGE, 0, "a command needs at least its name"); return op; }
     for (i = 0; i < argc; i++)
         if (!argv[i]) { dbp__op_fail(op, DBP_EUSAGE, 0, "argument %d is NULL", i + 1); return op; }
@@ -7257,13 +7295,11 @@ static dbp_op *dbp__call_make(dbp_hub *hub, dbp_pool *p, int pinned, int argc, c
     }
     op->req = b.data;
     op->req_len = b.len;
-    if (p->cluster && dbp__cluster_route(p, op, argc, argv, lens) != DBP_OK) goto out;
+    if (p->bk->router && p->bk->router->prepare(p, op, argc, argv, lens) != DBP_OK) goto out;
 out:
     if (lens != argvlen) DBP_FREE(DBP__CAST(void *, (void *)lens));
     return op;
 }
-
-static void dbp__cluster_submit(dbp_pool *p, dbp_op *op);
 
 DBPDEF dbp_op *dbp_pool_call(dbp_pool *p, int argc, const char *const *argv, const size_t *argvlen,
                              const dbp_op_options *o)
@@ -7274,7 +7310,7 @@ DBPDEF dbp_op *dbp_pool_call(dbp_pool *p, int argc, const char *const *argv, con
     if (!op || dbp__op_settled(op)) return op;
     if (op->query_timeout < 0) op->query_timeout = 0; else if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
     if (op->query_timeout == 0 && (op->flags & DBP__OF_BLOCKING)) op->query_timeout = -1;
-    if (p->cluster) { dbp__cluster_submit(p, op); return op; }
+    if (p->bk->router) { dbp__router_submit(p, op); return op; }
     dbp__pool_submit(p, op);
     if (op->query_timeout < 0) op->query_timeout = 0;
     return op;
@@ -7302,7 +7338,7 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
         if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
     }
-    if (p->s.backend != DBP__BK_MYSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
+    if (!(p->bk->flags & DBP__BKF_SQL)) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
     if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
     if (dbp__check_params(sql, len, params, n, &op->err) != DBP_OK) {
@@ -7413,21 +7449,6 @@ DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms)
     }
 }
 
-/* ==== SECTION: backends table ==== */
-
-static const dbp__backend *dbp__backend_for(int backend)
-{
-    switch (backend) {
-#ifndef DBPOOL_NO_MYSQL
-    case DBP__BK_MYSQL: return &dbp__mysql_backend;
-#endif
-#ifndef DBPOOL_NO_REDIS
-    case DBP__BK_REDIS: case DBP__BK_CLUSTER: return &dbp__redis_backend;
-#endif
-    default: return NULL;
-    }
-}
-
 /* ==== SECTION: Redis Cluster ==== */
 
 DBPDEF unsigned dbp_key_slot(const char *key, size_t len)
@@ -7465,7 +7486,7 @@ typedef struct dbp__cnode {
     int seed;
 } dbp__cnode;
 
-struct dbp__cluster {
+typedef struct dbp__cluster {
     dbp__cnode *nodes;
     int nnodes, cap;
     short slots[16384];   /* primary node of each slot, -1 when unassigned */
@@ -7480,23 +7501,25 @@ struct dbp__cluster {
     dbp_error last_err;
     dbp__timer rtimer;
     dbp_pool *pool;       /* the cluster pool */
-};
+} dbp__cluster;
+
+#define DBP__CL(p) DBP__CAST(dbp__cluster *, (p)->rt)
 
 static const char *dbp__cluster_last_error(const dbp_pool *p)
 {
-    return p->cluster ? p->cluster->last_err.message : "";
+    return DBP__CL(p)->last_err.message;
 }
 
 /* Routed ops (and a map refresh) still under way on the nodes. */
 static int dbp__cluster_running(const dbp_pool *p)
 {
-    return p->cluster ? p->cluster->running + (p->cluster->refresh_op ? 1 : 0) : 0;
+    return DBP__CL(p)->running + (DBP__CL(p)->refresh_op ? 1 : 0);
 }
 
 /* A routed op let go of its node op before that settled. */
 static void dbp__cluster_unlinked(dbp_pool *p)
 {
-    if (p->cluster && p->cluster->running > 0) p->cluster->running--;
+    if (DBP__CL(p)->running > 0) DBP__CL(p)->running--;
 }
 
 /* A deep copy of settings for a node pool at host:port. */
@@ -7504,7 +7527,7 @@ static int dbp__settings_for_node(dbp__settings *dst, const dbp__settings *src, 
 {
     memset(dst, 0, sizeof *dst);
     *dst = *src;
-    dst->backend = DBP__BK_REDIS;
+    dst->bk = &dbp__redis_backend;
     dst->host = dbp__strdup(host);
     dst->port = port;
     dst->user = dbp__strdup(src->user);
@@ -7525,12 +7548,13 @@ static int dbp__settings_for_node(dbp__settings *dst, const dbp__settings *src, 
 
 static void dbp__cluster_rtimer_fire(dbp__timer *t);
 static void dbp__cluster_dispatch(dbp_pool *p);
+static void dbp__cluster_free(dbp_pool *p);
 static void dbp__cluster_refresh(dbp_pool *p, int exclude);
 
 /* Finds the node host:port, or adds it with a pool of its own. -1 on OOM. */
 static int dbp__cluster_node(dbp_pool *p, const char *host_in, int port, int readonly)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     dbp__settings s;
     dbp_error e;
     dbp_pool *np;
@@ -7568,7 +7592,6 @@ static int dbp__cluster_node(dbp_pool *p, const char *host_in, int port, int rea
     np = dbp__pool_make(p->hub, &s, &e);
     if (!np) return -1;
     np->parent = p;
-    np->internal = 1;
     i = cl->nnodes++;
     memset(&cl->nodes[i], 0, sizeof cl->nodes[i]);
     cl->nodes[i].pool = np;
@@ -7583,13 +7606,13 @@ static int dbp__cluster_open(dbp_pool *p, dbp_error *err)
     dbp__cluster *cl = DBP__ALLOC(dbp__cluster, 1);
     int i;
     if (!cl || dbp__timers_reserve(p->hub, 1) != DBP_OK) { DBP_FREE(cl); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
-    p->cluster = cl;
+    p->rt = cl;
     cl->pool = p;
     for (i = 0; i < 16384; i++) cl->slots[i] = -1;
     dbp__timer_init(&cl->rtimer, dbp__cluster_rtimer_fire);
     for (i = 0; i < p->s.nseeds; i++) {
         int k = dbp__cluster_node(p, p->s.seed_hosts[i], p->s.seed_ports[i], 0);
-        if (k < 0) { dbp__cluster_free(p); p->cluster = NULL; return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+        if (k < 0) { dbp__cluster_free(p); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
         cl->nodes[k].seed = 1;
     }
     dbp__err_set(&cl->last_err, DBP_ECONNECT, "the cluster map was not read yet");
@@ -7599,7 +7622,7 @@ static int dbp__cluster_open(dbp_pool *p, dbp_error *err)
 
 static void dbp__cluster_free(dbp_pool *p)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     int i;
     if (!cl) return;
     dbp__timers_release(p->hub, 1);
@@ -7608,12 +7631,12 @@ static void dbp__cluster_free(dbp_pool *p)
     for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool) dbp__pool_destroy(cl->nodes[i].pool);
     DBP_FREE(cl->nodes);
     DBP_FREE(cl);
-    p->cluster = NULL;
+    p->rt = NULL;
 }
 
 static int dbp__cluster_busy(const dbp_pool *p)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     int i;
     if (!cl) return 0;
     if (cl->running > 0 || cl->refresh_op) return 1;
@@ -7625,7 +7648,7 @@ static int dbp__cluster_busy(const dbp_pool *p)
 /* The cluster pool has no more work: its node pools close. */
 static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     int i;
     for (i = 0; i < cl->nnodes; i++) {
         dbp_pool *np = cl->nodes[i].pool;
@@ -7771,7 +7794,7 @@ static void dbp__cluster_child_done(dbp_op *child);
 /* Picks the node for an op: its slot's primary, or a replica for reads when asked. */
 static int dbp__cluster_pick(dbp_pool *p, const dbp_op *op)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     int prim, i;
     if (op->slot < 0) {
         /* keyless: any primary, in turn */
@@ -7796,7 +7819,7 @@ static int dbp__cluster_pick(dbp_pool *p, const dbp_op *op)
 /* Sends a routed op to a node: a child op on the node's pool carries it. */
 static void dbp__cluster_send(dbp_pool *p, dbp_op *top, int node, int asking)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     dbp_pool *np = cl->nodes[node].pool;
     dbp_op *child = dbp__op_new(p->hub, np, DBP__OP_CALL);
     if (!child) { dbp__op_fail(top, DBP_ENOMEM, 0, "out of memory routing the command"); return; }
@@ -7827,7 +7850,7 @@ static void dbp__cluster_send(dbp_pool *p, dbp_op *top, int node, int asking)
 /* Routes what waits in the cluster pool's queue. */
 static void dbp__cluster_dispatch(dbp_pool *p)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     dbp__link *l, *next;
     if (!cl || !cl->have_map) return;
     for (l = p->queue.next; l != &p->queue; l = next) {
@@ -7879,18 +7902,6 @@ static void dbp__cluster_dispatch(dbp_pool *p)
     }
 }
 
-static void dbp__cluster_submit(dbp_pool *p, dbp_op *op)
-{
-    if (p->state != DBP__PS_OPEN) {
-        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted", p->state == DBP__PS_CLOSING ? "closing" : "closed");
-        return;
-    }
-    op->acquire_deadline = dbp__ms_now() + (p->s.acquire_timeout > 0 ? p->s.acquire_timeout : 30000);
-    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
-    dbp__queue_op(p, op, 0);
-    dbp__cluster_dispatch(p);
-}
-
 /* Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into slot, host, port. */
 static int dbp__parse_redirect(const char *msg, int *slot, char *host, size_t hn, int *port, const char *def_host)
 {
@@ -7921,7 +7932,7 @@ static void dbp__cluster_retry_later(dbp_pool *p, dbp_op *top, const dbp_error *
 {
     long long now = dbp__ms_now(), end = top->deadline ? top->deadline : top->acquire_deadline, delay;
     int k;
-    p->cluster->last_err = *why;
+    DBP__CL(p)->last_err = *why;
     if (now >= end) {
         dbp__op_fail(top, why->rc == DBP_EREDIS ? DBP_EREDIS : DBP_ETIMEOUT, 0,
                      "no cluster node could take the command before its deadline; last error: %s", why->message);
@@ -7945,7 +7956,7 @@ static void dbp__cluster_child_done(dbp_op *child)
     int from_node = -1, i;
     if (!top) return;
     p = top->pool;
-    cl = p->cluster;
+    cl = DBP__CL(p);
     cl->running--;
     top->peer = NULL;
     child->peer = NULL;
@@ -8041,7 +8052,7 @@ static void dbp__cluster_slots_done(dbp_op *op);
 
 static void dbp__cluster_refresh(dbp_pool *p, int exclude)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     long long now = dbp__ms_now();
     int i, node = -1;
     static const char req[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
@@ -8147,7 +8158,7 @@ static int dbp__cluster_map_parse(const dbp_reply *r, const char *asked_host, db
 /* Takes a parsed map: node pools for new nodes, roles, the slot table. */
 static void dbp__cluster_map_apply(dbp_pool *p, const dbp__map_range *m, int n)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     int i, k, j;
     for (i = 0; i < cl->nnodes; i++) { cl->nodes[i].in_map = 0; cl->nodes[i].nslots = cl->nodes[i].nranges = 0; }
     for (i = 0; i < 16384; i++) cl->slots[i] = -1;
@@ -8177,8 +8188,8 @@ static void dbp__cluster_slots_done(dbp_op *op)
     dbp__cluster *cl;
     const dbp_reply *r = op->reply;
     int asked = -1, i;
-    if (!p || !p->cluster) return;
-    cl = p->cluster;
+    if (!p || !p->rt) return;
+    cl = DBP__CL(p);
     if (cl->refresh_op == op) cl->refresh_op = NULL;
     for (i = 0; i < cl->nnodes; i++) if (cl->nodes[i].pool == op->pool) asked = i;
     if (op->state != DBP_OP_FULFILLED || !r || r->type != DBP_REPLY_ARRAY || r->elements == 0) {
@@ -8236,7 +8247,7 @@ static void dbp__cluster_slots_done(dbp_op *op)
 /* A node pool for subscriptions: any node in the map, in turn. */
 static dbp_pool *dbp__cluster_any_node(dbp_pool *p, dbp_pool *not_this)
 {
-    dbp__cluster *cl = p->cluster;
+    dbp__cluster *cl = DBP__CL(p);
     int i;
     if (!cl) return NULL;
     for (i = 0; i < cl->nnodes; i++) {
@@ -8247,9 +8258,9 @@ static dbp_pool *dbp__cluster_any_node(dbp_pool *p, dbp_pool *not_this)
     return NULL;
 }
 
-DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+static int dbp__cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max)
 {
-    dbp__cluster *cl = p ? p->cluster : NULL;
+    dbp__cluster *cl = DBP__CL(p);
     int i, n = 0;
     if (!cl) return 0;
     for (i = 0; i < cl->nnodes; i++) {
@@ -8270,20 +8281,71 @@ DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max)
     }
     return n;
 }
-#else
-static int dbp__cluster_open(dbp_pool *p, dbp_error *err) { DBP__UNUSED(p); return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis"); }
-static void dbp__cluster_free(dbp_pool *p) { DBP__UNUSED(p); }
-static int dbp__cluster_busy(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
-static const char *dbp__cluster_last_error(const dbp_pool *p) { DBP__UNUSED(p); return ""; }
-static int dbp__cluster_running(const dbp_pool *p) { DBP__UNUSED(p); return 0; }
-static void dbp__cluster_unlinked(dbp_pool *p) { DBP__UNUSED(p); }
-static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *const *argv, const size_t *lens)
-{ DBP__UNUSED(p); DBP__UNUSED(op); DBP__UNUSED(argc); DBP__UNUSED(argv); DBP__UNUSED(lens); return DBP_OK; }
-static void dbp__cluster_submit(dbp_pool *p, dbp_op *op) { dbp__pool_submit(p, op); }
-static void dbp__cluster_dispatch(dbp_pool *p) { DBP__UNUSED(p); }
-static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms) { DBP__UNUSED(p); DBP__UNUSED(timeout_ms); }
-DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max) { DBP__UNUSED(p); DBP__UNUSED(out); DBP__UNUSED(max); return 0; }
+
+static dbp_op *dbp__cluster_ping(dbp_pool *p, const dbp_op_options *o)
+{
+    /* no connection of its own: PING one of its primaries */
+    static const char *const argv[] = { "PING" };
+    return dbp_pool_call(p, 1, argv, NULL, o);
+}
+
+/* As for Redis, and the only database is 0. */
+static int dbp__cluster_settings(dbp__settings *s, dbp_error *err)
+{
+    int rc = dbp__rd_settings(s, err);
+    if (rc == DBP_OK && s->redis_db != 0) return dbp__err_set(err, DBP_EURL, "malformed URL: Redis Cluster has only database 0");
+    return rc;
+}
+
+/* redis-cluster://user@seed1:port,seed2:port/ */
+static void dbp__cluster_describe(const dbp__settings *s, char *buf, size_t size)
+{
+    int i, n = snprintf(buf, size, "%s://%s%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "");
+    size_t off = n > 0 && (size_t)n < size ? (size_t)n : size - 1;
+    for (i = 0; i < s->nseeds && off < size - 1; i++) {
+        n = snprintf(buf + off, size - off, "%s%s:%d", i ? "," : "", s->seed_hosts[i], s->seed_ports[i]);
+        if (n < 0) break;
+        off += (size_t)n;
+    }
+    if (off < size - 1) snprintf(buf + off, size - off, "/");
+}
+
+static const dbp__router dbp__cluster_router = {
+    dbp__cluster_open, dbp__cluster_free, dbp__cluster_route, dbp__cluster_dispatch, dbp__cluster_unlinked,
+    dbp__cluster_running, dbp__cluster_busy, dbp__cluster_close_nodes, dbp__cluster_last_error,
+    dbp__cluster_any_node, dbp__cluster_ping, dbp__cluster_nodes,
+    "a Redis Cluster pool has no single connection to pin; use a node-specific key routing instead"
+};
+
+/* A router over Redis pools: its pool has no connection of its own. */
+static const dbp__backend dbp__cluster_backend = {
+    "redis-cluster", "redis-cluster", 6379, DBP__FOR_CLUSTER, DBP__BKF_COMMANDS | DBP__BKF_PUBSUB | DBP__BKF_SEEDS, NULL,
+    dbp__cluster_settings, dbp__cluster_describe,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, &dbp__cluster_router
+};
+#endif /* DBPOOL_NO_REDIS */
+
+/* ==== SECTION: backends table ==== */
+
+static const dbp__backend *const *dbp__backends_all(void)
+{
+    static const dbp__backend *const all[] = {
+#ifndef DBPOOL_NO_MYSQL
+        &dbp__mysql_backend,
 #endif
+#ifndef DBPOOL_NO_REDIS
+        &dbp__redis_backend, &dbp__cluster_backend,
+#endif
+        NULL
+    };
+    return all;
+}
+
+/* The nodes under a router pool (Redis Cluster); 0 for any other pool. */
+DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+{
+    return p && p->bk->router && p->bk->router->nodes ? p->bk->router->nodes(p, out, max) : 0;
+}
 
 #endif /* DBPOOL_IMPLEMENTATION_ONCE */
 #endif /* DBPOOL_IMPLEMENTATION */

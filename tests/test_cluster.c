@@ -70,7 +70,7 @@ static int str_is(dbp_op *op, const char *want)
 /* Which primary (port) serves a key, as the map says. */
 static int owner_port(dbp_pool *cl, const char *key)
 {
-    dbp__cluster *c = cl->cluster;
+    dbp__cluster *c = DBP__CL(cl);
     int n = c->slots[dbp_key_slot(key, strlen(key))];
     return n >= 0 ? c->nodes[n].port : -1;
 }

@@ -191,7 +191,7 @@ static void test_settings(void)
     cfg.backend = "redis";
     setenv("REDIS_URL", "redis://:rpw@10.0.0.9:6390/4", 1);
     rc = dbp__settings_resolve(&cfg, &s, &e);
-    ok(rc == DBP_OK && s.backend == DBP__BK_REDIS && s.redis_db == 4 && s.port == 6390, "REDIS_URL is the Redis default");
+    ok(rc == DBP_OK && strcmp(s.bk->name, "redis") == 0 && s.redis_db == 4 && s.port == 6390, "REDIS_URL is the Redis default");
     if (rc == DBP_OK) dbp__settings_free(&s);
 
     dbp_pool_config_init(&cfg);
