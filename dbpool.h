@@ -6078,6 +6078,36 @@ static char *dbp__resp_head(char *p, char c, size_t n)
     return p;
 }
 
+/* Writes a bulk string ("$<n>\r\n<data>\r\n") at w; returns the end. */
+static char *dbp__resp_bulk_at(char *w, const char *data, size_t n)
+{
+    w = dbp__resp_head(w, '$', n);
+    if (n) memcpy(w, data, n);
+    w += n;
+    *w++ = '\r';
+    *w++ = '\n';
+    return w;
+}
+
+#ifndef DBPOOL_NO_REDIS
+/* The RESP writer, one piece at a time: an array header ... */
+static int dbp__resp_array(dbp__buf *out, size_t n)
+{
+    if (dbp__buf_reserve(out, 24)) return DBP_ENOMEM;
+    out->len = (size_t)(dbp__resp_head(out->data + out->len, '*', n) - out->data);
+    return DBP_OK;
+}
+
+/* ... and each of its bulk strings. */
+static int dbp__resp_bulk(dbp__buf *out, const char *data, size_t n)
+{
+    if (n > (size_t)-1 - 26 || dbp__buf_reserve(out, n + 26)) return DBP_ENOMEM;
+    out->len = (size_t)(dbp__resp_bulk_at(out->data + out->len, data, n) - out->data);
+    return DBP_OK;
+}
+#endif
+
+/* A whole command in one reservation (the hot path of every call). */
 static int dbp__resp_format(dbp__buf *out, int argc, const char *const *argv, const size_t *lens)
 {
     int i;
@@ -6091,14 +6121,7 @@ static int dbp__resp_format(dbp__buf *out, int argc, const char *const *argv, co
     }
     if (dbp__buf_reserve(out, total)) return DBP_ENOMEM;
     w = dbp__resp_head(out->data + out->len, '*', (size_t)argc);
-    for (i = 0; i < argc; i++) {
-        size_t n = lens ? lens[i] : strlen(argv[i]);
-        w = dbp__resp_head(w, '$', n);
-        if (n) memcpy(w, argv[i], n);
-        w += n;
-        *w++ = '\r';
-        *w++ = '\n';
-    }
+    for (i = 0; i < argc; i++) w = dbp__resp_bulk_at(w, argv[i], lens ? lens[i] : strlen(argv[i]));
     *w = '\0';
     out->len = (size_t)(w - out->data);
     return DBP_OK;
@@ -6928,14 +6951,11 @@ static int dbp__sub_send(dbp_sub *s, int from)
         size_t before = dbp__buf_unread(&rd->out);
         for (i = from; i < s->n; i++) if (s->pattern[i] == k) cnt++;
         if (!cnt) continue;
-        if (dbp__buf_printf(&rd->out, "*%d\r\n$%d\r\n%s\r\n", cnt + 1, k ? 10 : 9, k ? "PSUBSCRIBE" : "SUBSCRIBE"))
+        if (dbp__resp_array(&rd->out, (size_t)cnt + 1) ||
+            dbp__resp_bulk(&rd->out, k ? "PSUBSCRIBE" : "SUBSCRIBE", k ? 10 : 9))
             return DBP_ENOMEM;
-        for (i = from; i < s->n; i++) {
-            if (s->pattern[i] != k) continue;
-            if (dbp__buf_printf(&rd->out, "$%lu\r\n", (unsigned long)s->lens[i]) ||
-                dbp__buf_add(&rd->out, s->names[i], s->lens[i]) || dbp__buf_add(&rd->out, "\r\n", 2))
-                return DBP_ENOMEM;
-        }
+        for (i = from; i < s->n; i++)
+            if (s->pattern[i] == k && dbp__resp_bulk(&rd->out, s->names[i], s->lens[i])) return DBP_ENOMEM;
         rd->appended += dbp__buf_unread(&rd->out) - before;
     }
     c->events |= POLLOUT | POLLIN;
@@ -7872,8 +7892,9 @@ static void dbp__cluster_dispatch(dbp_pool *p)
                 memset(&b, 0, sizeof b);
                 argc = strtol(op->req + 1, NULL, 10);
                 rest = strstr(op->req, "\r\n") + 2;
-                if (dbp__buf_printf(&b, "*%ld\r\n$7\r\nCOMMAND\r\n$7\r\nGETKEYS\r\n", argc + 2) ||
-                    dbp__buf_add(&b, rest, op->req_len - (size_t)(rest - op->req))) {
+                /* COMMAND GETKEYS, then the command's own arguments as they were written */
+                if (dbp__resp_array(&b, (size_t)argc + 2) || dbp__resp_bulk(&b, "COMMAND", 7) ||
+                    dbp__resp_bulk(&b, "GETKEYS", 7) || dbp__buf_add(&b, rest, op->req_len - (size_t)(rest - op->req))) {
                     dbp__buf_free(&b);
                     ask->flags &= ~DBP__OF_CALLER;
                     dbp__op_fail(ask, DBP_ENOMEM, 0, "out of memory");
