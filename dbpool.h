@@ -6511,6 +6511,11 @@ static void dbp__pg_connect_failed(dbp_conn *c)
     char msg[DBP_ERRMSG_MAX];
     int rc;
     snprintf(msg, sizeof msg, "%s", pg->pg ? PQerrorMessage(pg->pg) : "");
+    {
+        /* libpq adds a line per attempt (sslmode=prefer retries without TLS): the first says it */
+        char *nl = strchr(msg, '\n');
+        if (nl && nl[1] && strncmp(msg, nl + 1, (size_t)(nl - msg)) == 0) *nl = '\0';
+    }
     dbp__pg_oneline(msg);
     if (pg->job && (strstr(msg, "Connection refused") || strstr(msg, "No route") || strstr(msg, "unreachable")) &&
         dbp__pg_use_addr(c, pg->addri + 1)) {
