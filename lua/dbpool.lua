@@ -1,4 +1,4 @@
--- dbpool: MySQL/MariaDB and Redis pools for Lua 5.4, where every query is a
+-- dbpool: MySQL/MariaDB, PostgreSQL and Redis pools for Lua 5.4, where every query is a
 -- promise that a coroutine can await.
 --
 --   local dbpool = require "dbpool"
@@ -476,7 +476,10 @@ local function redis_sugar(k)
     return f
 end
 
--- MySQL pools and connections index their methods; Redis ones a table that
+-- SQL pools (MySQL, PostgreSQL): the same methods, the same result shapes.
+local function is_sql(backend) return backend == "mysql" or backend == "postgres" end
+
+-- SQL pools and connections index their methods; Redis ones a table that
 -- also makes command sugar (pool:hgetall(k)) on first use and keeps it, so
 -- a method call costs a table lookup, never a function call.
 local function sugared(methods)
@@ -500,7 +503,7 @@ function M.open(url, opts)
     if not ok then error(ud, 2) end
     local desc, backend = ud:describe()
     local self = setmetatable({ _c = ud, _backend = backend, _desc = desc, _handlers = {} },
-        backend == "mysql" and Pool or RedisPool)
+        is_sql(backend) and Pool or RedisPool)
     pools[self] = true
     pool_by_ud[ud] = self
     return self
@@ -554,8 +557,8 @@ end
 
 function pool_methods:on(event, fn)
     if type(fn) ~= "function" then error(usage("on: expected a function"), 2) end
-    local ok = { connect = true, enqueue = true, error = true, slow = true }
-    if not ok[event] then error(usage("on: unknown event '" .. tostring(event) .. "' (connect, enqueue, error, slow)"), 2) end
+    local ok = { connect = true, enqueue = true, error = true, slow = true, notice = true }
+    if not ok[event] then error(usage("on: unknown event '" .. tostring(event) .. "' (connect, enqueue, error, slow, notice)"), 2) end
     local list = self._handlers[event] or {}
     list[#list + 1] = fn
     self._handlers[event] = list
@@ -626,7 +629,7 @@ function pool_methods:acquire(opts)
         if q._state == "fulfilled" then
             local ud = core.take_conn(q._op)
             ud:set_where(where)
-            fulfill(p, setmetatable({ _c = ud, _backend = backend }, backend == "mysql" and Conn or RedisConn))
+            fulfill(p, setmetatable({ _c = ud, _backend = backend }, is_sql(backend) and Conn or RedisConn))
         else
             reject(p, q._value)
         end
@@ -659,7 +662,8 @@ RedisConn.__index = sugared(conn_methods)
 local in_tx = setmetatable({}, { __mode = "k" })
 
 -- pool:transaction(function(tx) ... end [, opts]) -> the function's results.
--- MySQL: BEGIN, COMMIT on return, ROLLBACK on error (re-raised).
+-- MySQL, PostgreSQL: BEGIN, COMMIT on return, ROLLBACK on error (re-raised;
+-- on PostgreSQL a transaction aborted by an error, state E, is rolled back too).
 -- Redis: MULTI, the function queues commands, EXEC; returns EXEC's replies.
 function pool_methods:transaction(fn, opts)
     if type(fn) ~= "function" then error(usage("transaction: expected a function"), 2) end
@@ -667,7 +671,7 @@ function pool_methods:transaction(fn, opts)
     if in_tx[co] then error(usage("transaction: nested use in the same task is not allowed"), 2) end
     local tx = self:acquire(opts):await()
     in_tx[co] = true
-    local mysql = self._backend == "mysql"
+    local mysql = is_sql(self._backend)
     local r
     local ok, err = pcall(function()
         if mysql then tx:query("BEGIN"):await() else tx:call("MULTI"):await() end

@@ -27,6 +27,7 @@
 #define SUB_MT "dbpool.sub"
 #define HUB_MT "dbpool.hubud"
 
+/* BK_MYSQL: an SQL pool, MySQL or PostgreSQL (results alike, dbp_field.vtype says how to read a cell) */
 enum { BK_MYSQL = 1, BK_REDIS = 2 };
 
 /* The exception to "no C statics": a signal handler receives no context, and
@@ -135,6 +136,15 @@ static void push_error(lua_State *L, const dbp_error *e)
     lua_setmetatable(L, -2);
 }
 
+/* A rejected op's error, with PostgreSQL's detail and hint when it has them. */
+static void push_op_error(lua_State *L, const dbp_op *op)
+{
+    const char *detail = dbp_op_error_detail(op), *hint = dbp_op_error_hint(op);
+    push_error(L, dbp_op_error(op));
+    if (*detail) { lua_pushstring(L, detail); lua_setfield(L, -2, "detail"); }
+    if (*hint) { lua_pushstring(L, hint); lua_setfield(L, -2, "hint"); }
+}
+
 /* Raises a usage error table (kind "usage") at the call. */
 static int usage_error(lua_State *L, int rc, const char *fmt, ...)
 {
@@ -160,6 +170,30 @@ static int is_int_type(int t)
 static void push_cell(lua_State *L, const dbp_field *f, const dbp_cell *c)
 {
     if (!c->data) { lua_pushlightuserdata(L, NULL); return; }
+    switch (f->vtype) {
+    case DBP_BOOL: lua_pushboolean(L, c->data[0] == 't'); return;
+    case DBP_INT: {
+        char *end;
+        long long v;
+        errno = 0;
+        v = strtoll(c->data, &end, 10);
+        if (errno == 0 && *end == '\0') lua_pushinteger(L, (lua_Integer)v);
+        else lua_pushlstring(L, c->data, c->len);
+        return;
+    }
+    case DBP_UINT: {
+        char *end;
+        unsigned long long u;
+        errno = 0;
+        u = strtoull(c->data, &end, 10);
+        if (errno == 0 && *end == '\0' && u <= (unsigned long long)LLONG_MAX) lua_pushinteger(L, (lua_Integer)u);
+        else lua_pushlstring(L, c->data, c->len); /* beyond 2^63-1 stays a string */
+        return;
+    }
+    case DBP_DOUBLE: lua_pushnumber(L, strtod(c->data, NULL)); return;
+    case DBP_TEXT: case DBP_BLOB: lua_pushlstring(L, c->data, c->len); return;
+    default: break; /* (a field without vtype: read it from the MySQL type) */
+    }
     if (is_int_type(f->type)) {
         char *end;
         errno = 0;
@@ -359,7 +393,7 @@ static void settle_promise(lua_State *L, lop *o, int pi)
     } else {
         lua_pushliteral(L, "rejected");
         lua_setfield(L, pi, "_state");
-        push_error(L, dbp_op_error(op));
+        push_op_error(L, op);
         lua_setfield(L, pi, "_value");
     }
 }
@@ -504,7 +538,7 @@ static int l_op_fetch(lua_State *L)
     if (rc == DBP_PENDING) { lua_pushliteral(L, "pending"); return 1; }
     if (rc == DBP_OK) { lua_pushliteral(L, "done"); return 1; }
     lua_pushliteral(L, "error");
-    push_error(L, dbp_op_error(o->op));
+    push_op_error(L, o->op);
     return 2;
 }
 
@@ -624,7 +658,7 @@ static int l_open(lua_State *L)
     lp->p = dbp_pool_open(h->hub, &cfg, &e);
     if (!lp->p) { push_error(L, &e); return lua_error(L); }
     lp->h = h;
-    lp->backend = strcmp(dbp_pool_backend(lp->p), "mysql") == 0 ? BK_MYSQL : BK_REDIS;
+    lp->backend = strncmp(dbp_pool_backend(lp->p), "redis", 5) == 0 ? BK_REDIS : BK_MYSQL;
     lp->next = h->pools;
     h->pools = lp;
     lua_getfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
@@ -754,7 +788,7 @@ static int l_pool_query(lua_State *L)
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
-    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL pool; use call() for Redis");
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL or PostgreSQL pool; use call() for Redis");
     op = dbp_queryn(lp->p, sql, len, v, n, &o);
     raise_if_usage(L, op);
     new_light_op(L, lp->h, lp, op, BK_MYSQL);
@@ -772,7 +806,7 @@ static int l_pool_stream(lua_State *L)
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
-    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "rows() needs a MySQL pool");
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "rows() needs a MySQL or PostgreSQL pool");
     op = dbp_query_stream(lp->p, sql, v, n, &o);
     raise_if_usage(L, op);
     new_op(L, lp->h, lp, op, 0);
@@ -953,6 +987,7 @@ static int l_pool_listen(lua_State *L)
     else if (strcmp(name, "enqueue") == 0) lp->events |= 1u << DBP_EVENT_ENQUEUE;
     else if (strcmp(name, "slow") == 0) lp->events |= 1u << DBP_EVENT_SLOW;
     else if (strcmp(name, "error") == 0) lp->events |= 1u << DBP_EVENT_ERROR;
+    else if (strcmp(name, "notice") == 0) lp->events |= 1u << DBP_EVENT_NOTICE;
     return 0;
 }
 
@@ -1017,7 +1052,7 @@ static int l_conn_query(lua_State *L)
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
-    if (lc->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL connection; use call() for Redis");
+    if (lc->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL or PostgreSQL connection; use call() for Redis");
     op = dbp_conn_query(lc->c, sql, v, n, &o);
     raise_if_usage(L, op);
     new_light_op(L, lc->h, lc->pool, op, BK_MYSQL);
@@ -1223,6 +1258,7 @@ static const char *event_name(int t)
     case DBP_EVENT_CONNECT: return "connect";
     case DBP_EVENT_ENQUEUE: return "enqueue";
     case DBP_EVENT_SLOW: return "slow";
+    case DBP_EVENT_NOTICE: return "notice";
     case -1: return "leak";
     default: return "error";
     }
