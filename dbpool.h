@@ -586,6 +586,43 @@ DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t c
 /* Frees a taken result and the sets chained to it. No-op on NULL. */
 DBPDEF void dbp_result_free(dbp_result *r);
 
+/* ==== Bulk load: PostgreSQL COPY FROM STDIN ==============================
+   dbp_pool_copy_in() runs `sql`, a COPY ... FROM STDIN statement (text
+   format, the default), on a connection of its own, then takes the data:
+   rows put with dbp_op_copy_row() (the values encoded by the library: NULL,
+   numbers, text escaped, blobs as bytea) or raw COPY text with
+   dbp_op_copy_data(), then dbp_op_copy_end(). The op settles when the
+   server has them all: fulfilled with a result whose affected_rows is the
+   number of rows stored, or rejected with the server's error (COPY is one
+   statement: nothing was stored). The data waits in the op and goes out as
+   the socket takes it (PQputCopyData returning 0 is not an error: the rest
+   waits for the next step); memory stays bounded if the caller stops
+   putting while a put returns DBP_PENDING and steps the hub, or calls
+   dbp_op_copy_wait(). An op let go of before dbp_op_copy_end() ends the
+   COPY with an error (nothing stored). query_timeout covers the statement
+   until the last row is stored. */
+#ifndef DBP_COPY_BUFFER
+#  define DBP_COPY_BUFFER (1u << 20)   /* bytes buffered per COPY op before a put says DBP_PENDING */
+#endif
+/* Starts a COPY ... FROM STDIN. Returns NULL only when out of memory. */
+DBPDEF dbp_op *dbp_pool_copy_in(dbp_pool *pool, const char *sql, const dbp_op_options *opts);
+/* Adds one row of n values (in the COPY statement's column order). DBP_OK,
+   DBP_PENDING (taken, but the buffer is full: wait before the next), or an
+   error (DBP_EPARAM for a NaN or a text with a NUL byte; the op's rc once
+   it failed; DBP_EUSAGE after dbp_op_copy_end). */
+DBPDEF int dbp_op_copy_row(dbp_op *op, const dbp_value *values, size_t n);
+/* Adds bytes of COPY text format as they are (rows ending in '
+'). Returns as dbp_op_copy_row(). */
+DBPDEF int dbp_op_copy_data(dbp_op *op, const void *data, size_t len);
+/* Ends the data: the server stores the rows. With `error` not NULL, the
+   COPY fails with that message instead and nothing is stored. */
+DBPDEF int dbp_op_copy_end(dbp_op *op, const char *error);
+/* Steps the hub until at most half of DBP_COPY_BUFFER waits, or the op
+   settled (DBP_OK), or timeout_ms passed (DBP_PENDING; -1: no limit). */
+DBPDEF int dbp_op_copy_wait(dbp_op *op, int timeout_ms);
+/* Rows put so far. */
+DBPDEF unsigned long long dbp_op_copy_rows(const dbp_op *op);
+
 /* ==== Redis ops ===========================================================
    Commands are binary-safe argv; argvlen NULL means strlen of each. Many
    commands may be in flight on one connection (replies come back in order).
@@ -2127,7 +2164,15 @@ typedef struct dbp__hist {
 } dbp__hist;
 
 enum { DBP__OP_QUERY = 1, DBP__OP_STREAM, DBP__OP_CALL, DBP__OP_ACQUIRE, DBP__OP_PING,
-       DBP__OP_CLOSE, DBP__OP_SLEEP, DBP__OP_KILL, DBP__OP_CLUSTER };
+       DBP__OP_CLOSE, DBP__OP_SLEEP, DBP__OP_KILL, DBP__OP_CLUSTER, DBP__OP_COPY };
+
+/* The data side of a COPY FROM STDIN op (dbp_pool_copy_in). */
+typedef struct dbp__copy {
+    dbp__buf buf;                  /* encoded rows not yet handed to the driver */
+    int end;                       /* dbp_op_copy_end was called */
+    char *abort_msg;               /* ... with this error: the COPY fails */
+    unsigned long long rows;
+} dbp__copy;
 
 enum {
     DBP__OF_CALLER = 1u << 0,      /* the caller holds a reference */
@@ -2192,6 +2237,7 @@ struct dbp_op {
     dbp_conn *target;              /* DBP__OP_KILL: the connection whose query it stops */
     dbp_pool *owner;               /* a CLUSTER SLOTS read: the cluster pool it is for */
     char *err_extra;               /* a server error's detail, NUL, hint, NUL (PostgreSQL); NULL none */
+    dbp__copy *copy;               /* DBP__OP_COPY */
 };
 
 enum { DBP__CS_CONNECTING = 1, DBP__CS_INIT, DBP__CS_IDLE, DBP__CS_BUSY, DBP__CS_VALIDATING,
@@ -2498,6 +2544,11 @@ static void dbp__op_destroy(dbp_op *op)
     dbp__stream_free(op->stream);
     if (op->acquired) dbp_conn_release(op->acquired);
     DBP_FREE(op->err_extra);
+    if (op->copy) {
+        dbp__buf_free(&op->copy->buf);
+        DBP_FREE(op->copy->abort_msg);
+        DBP_FREE(op->copy);
+    }
     DBP_FREE(op);
 }
 
@@ -6119,7 +6170,7 @@ static const dbp__backend dbp__mysql_backend = {
      FATAL one while idle (pg_terminate_backend) marks the session gone. */
 
 enum { DBP__PG_NONE = 0, DBP__PG_LOOKUP, DBP__PG_CONNECT, DBP__PG_SEND, DBP__PG_READ, DBP__PG_PAUSED,
-       DBP__PG_KILLWAIT };
+       DBP__PG_KILLWAIT, DBP__PG_COPY /* COPY FROM STDIN: the op's data goes out */ };
 /* what the statement under way is for */
 enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE };
 /* internal statements, and what follows them */
@@ -7016,6 +7067,13 @@ static int dbp__pg_result(dbp_conn *c, PGresult *res)
         }
         break;
     case PGRES_COPY_IN:
+        if (user && op->type == DBP__OP_COPY && op->copy && !pg->failed) {
+            /* the server takes the data now: from the next flush on */
+            pg->phase = DBP__PG_COPY;
+            c->events = POLLIN | POLLOUT;
+            PQclear(res);
+            return 1;
+        }
         /* the server waits for data nobody will send: end it with an error */
         PQputCopyEnd(pg->pg, "COPY FROM STDIN needs pool:load(), not query()");
         if (PQflush(pg->pg) > 0) c->events = POLLIN | POLLOUT;
@@ -7140,6 +7198,62 @@ static void dbp__pg_op_start(dbp_conn *c, dbp_op *op)
     dbp__pg_started(c, DBP__PP_USER);
 }
 
+/* COPY: hands the op's buffered data to libpq as far as it takes it, then
+   the end of the data once the caller ended it (or let go of the op). */
+static void dbp__pg_copy_push(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_op *op = pg->op;
+    dbp__copy *cp = op ? op->copy : NULL;
+    int r;
+    if (!cp) {
+        /* the op was settled under it (a timeout): end the copy, read what follows */
+        r = PQputCopyEnd(pg->pg, "abandoned");
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r == 0) { c->events = POLLIN | POLLOUT; return; }
+        pg->phase = DBP__PG_SEND;
+        dbp__pg_flush(c);
+        return;
+    }
+    /* a chunk at a time, each once libpq has written the last out: libpq
+       would otherwise take it all and grow its own buffer without bound */
+    for (;;) {
+        size_t n = cp->buf.len - cp->buf.off;
+        r = PQflush(pg->pg);
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r > 0) { c->events = POLLIN | POLLOUT; return; }
+        if (!n) break;
+        if (n > 65536) n = 65536;
+        r = PQputCopyData(pg->pg, cp->buf.data + cp->buf.off, (int)n);
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r == 0) { c->events = POLLIN | POLLOUT; return; } /* libpq's buffer is full: not an error */
+        cp->buf.off += n;
+    }
+    cp->buf.len = cp->buf.off = 0;
+    if (!cp->end && !(op->flags & DBP__OF_CALLER)) {
+        cp->end = 1;
+        DBP_FREE(cp->abort_msg);
+        cp->abort_msg = dbp__strdup("the caller let go of the COPY before its end");
+    }
+    if (cp->end) {
+        r = PQputCopyEnd(pg->pg, cp->abort_msg);
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r == 0) { c->events = POLLIN | POLLOUT; return; }
+        /* PQputCopyEnd may only queue the end: flush, then read the result */
+        pg->phase = DBP__PG_SEND;
+        dbp__pg_flush(c);
+        return;
+    }
+    c->events = POLLIN;
+}
+
+/* Before each poll: a COPY in progress sends what was put since. */
+static void dbp__pg_hub_flush(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    if (pg && pg->phase == DBP__PG_COPY) dbp__pg_copy_push(c);
+}
+
 static void dbp__pg_conn_io(dbp_conn *c, int revents)
 {
     dbp__pg *pg = DBP__PG(c);
@@ -7167,6 +7281,11 @@ static void dbp__pg_conn_io(dbp_conn *c, int revents)
     case DBP__PG_SEND:
         if ((revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(pg->pg)) { dbp__pg_broken(c, !pg->partial); return; }
         dbp__pg_flush(c);
+        return;
+    case DBP__PG_COPY:
+        /* the server speaks during COPY only to fail it: read, the end shows the error */
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(pg->pg)) { dbp__pg_broken(c, 0); return; }
+        dbp__pg_copy_push(c);
         return;
     case DBP__PG_READ:
         if (revents & POLLOUT) {
@@ -7225,6 +7344,13 @@ static void dbp__pg_op_timeout(dbp_conn *c, dbp_op *op)
     dbp__conn_unlink_op(c, op);
     pg->op = NULL;
     pg->purpose = DBP__PP_DISCARD;
+    if (pg->phase == DBP__PG_COPY) {
+        /* waiting for data or for the socket, not for the server: end the COPY with an error */
+        dbp__op_fail(op, DBP_ETIMEOUT, 1, "COPY ran past its deadline (%.3f s) before its data was all sent; nothing was stored",
+                     secs);
+        dbp__pg_copy_push(c);
+        return;
+    }
     if (pg->phase == DBP__PG_PAUSED) {
         /* the consumer is slow, not the server: the rest is read and dropped */
         op->flags |= DBP__OF_CANCEL;
@@ -7330,11 +7456,179 @@ static void dbp__pg_stream_resume(dbp_op *op)
     dbp__pg_drain(c);
 }
 
+/* ---- COPY FROM STDIN: the public side ---- */
+
+static dbp__copy *dbp__copy_of(dbp_op *op)
+{
+    return op && op->type == DBP__OP_COPY ? op->copy : NULL;
+}
+
+/* What a put says: the op's error once settled badly, DBP_PENDING when full. */
+static int dbp__copy_level(dbp_op *op)
+{
+    if (op->state == DBP_OP_REJECTED) return op->err.rc;
+    return op->copy->buf.len - op->copy->buf.off > DBP_COPY_BUFFER ? DBP_PENDING : DBP_OK;
+}
+
+DBPDEF dbp_op *dbp_pool_copy_in(dbp_pool *p, const char *sql, const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_COPY);
+    if (!op) return NULL;
+    if (o) {
+        if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+    }
+    if (p->s.backend != DBP__BK_PGSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "copy_in() needs a PostgreSQL pool"); return op; }
+    if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
+    op->sql = dbp__strdup(sql);
+    op->sql_len = strlen(sql);
+    op->copy = DBP__ALLOC(dbp__copy, 1);
+    if (!op->sql || !op->copy) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
+    return dbp__pool_submit(p, op);
+}
+
+/* One value in COPY's text format. */
+static int dbp__copy_value(dbp__buf *b, const dbp_value *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char num[40];
+    size_t i;
+    switch (v->type) {
+    case DBP_NULL: return dbp__buf_add(b, "\\N", 2);
+    case DBP_BOOL: return dbp__buf_add(b, v->v.b ? "t" : "f", 1);
+    case DBP_INT: snprintf(num, sizeof num, "%lld", v->v.i); return dbp__buf_adds(b, num);
+    case DBP_UINT: snprintf(num, sizeof num, "%llu", v->v.u); return dbp__buf_adds(b, num);
+    case DBP_DOUBLE: {
+        int prec;
+        for (prec = 15; prec <= 17; prec++) {
+            snprintf(num, sizeof num, "%.*g", prec, v->v.d);
+            if (strtod(num, NULL) == v->v.d) break;
+        }
+        return dbp__buf_adds(b, num);
+    }
+    case DBP_BLOB:
+        /* bytea's hex input, its backslash escaped for COPY */
+        if (v->v.s.len > ((size_t)-1 - 8) / 2 || dbp__buf_reserve(b, v->v.s.len * 2 + 3)) return DBP_ENOMEM;
+        b->data[b->len++] = '\\';
+        b->data[b->len++] = '\\';
+        b->data[b->len++] = 'x';
+        for (i = 0; i < v->v.s.len; i++) {
+            unsigned char ch = (unsigned char)v->v.s.data[i];
+            b->data[b->len++] = hex[ch >> 4];
+            b->data[b->len++] = hex[ch & 15];
+        }
+        return DBP_OK;
+    default: /* text */
+        if (v->v.s.len > ((size_t)-1 - 8) / 2 || dbp__buf_reserve(b, v->v.s.len * 2 + 1)) return DBP_ENOMEM;
+        for (i = 0; i < v->v.s.len; i++) {
+            char ch = v->v.s.data[i], e = 0;
+            switch (ch) {
+            case '\\': e = '\\'; break;
+            case '\t': e = 't'; break;
+            case '\n': e = 'n'; break;
+            case '\r': e = 'r'; break;
+            default: break;
+            }
+            if (e) { b->data[b->len++] = '\\'; b->data[b->len++] = e; } else b->data[b->len++] = ch;
+        }
+        return DBP_OK;
+    }
+}
+
+DBPDEF int dbp_op_copy_row(dbp_op *op, const dbp_value *values, size_t n)
+{
+    dbp__copy *cp = dbp__copy_of(op);
+    size_t i, mark;
+    if (!cp) return op && op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (dbp__op_settled(op)) return op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (cp->end || (n && !values) || n == 0) return DBP_EUSAGE;
+    for (i = 0; i < n; i++) {
+        if (values[i].type == DBP_DOUBLE && (isnan(values[i].v.d) || isinf(values[i].v.d))) return DBP_EPARAM;
+        if (values[i].type == DBP_TEXT && values[i].v.s.len && memchr(values[i].v.s.data, '\0', values[i].v.s.len))
+            return DBP_EPARAM;
+        if ((values[i].type == DBP_TEXT || values[i].type == DBP_BLOB) && !values[i].v.s.data && values[i].v.s.len)
+            return DBP_EPARAM;
+    }
+    mark = cp->buf.len;
+    for (i = 0; i < n; i++) {
+        if ((i && dbp__buf_add(&cp->buf, "\t", 1)) || dbp__copy_value(&cp->buf, &values[i])) {
+            cp->buf.len = mark; /* (never half a row) */
+            return DBP_ENOMEM;
+        }
+    }
+    if (dbp__buf_add(&cp->buf, "\n", 1)) { cp->buf.len = mark; return DBP_ENOMEM; }
+    cp->rows++;
+    return dbp__copy_level(op);
+}
+
+DBPDEF int dbp_op_copy_data(dbp_op *op, const void *data, size_t len)
+{
+    dbp__copy *cp = dbp__copy_of(op);
+    if (!cp || cp->end) return op && op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (dbp__op_settled(op)) return op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (len && dbp__buf_add(&cp->buf, data, len)) return DBP_ENOMEM;
+    return dbp__copy_level(op);
+}
+
+DBPDEF int dbp_op_copy_end(dbp_op *op, const char *error)
+{
+    dbp__copy *cp = dbp__copy_of(op);
+    if (!cp || cp->end) return DBP_EUSAGE;
+    cp->end = 1;
+    if (error) {
+        cp->abort_msg = dbp__strdup(error);
+        if (!cp->abort_msg) cp->abort_msg = dbp__strdup("aborted");
+    }
+    return op->state == DBP_OP_REJECTED ? op->err.rc : DBP_OK;
+}
+
+DBPDEF int dbp_op_copy_wait(dbp_op *op, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    dbp__copy *cp = dbp__copy_of(op);
+    if (!cp || !op->hub) return DBP_EUSAGE;
+    for (;;) {
+        int left = -1;
+        if (op->conn && op->conn->be && DBP__PG(op->conn)->op == op && DBP__PG(op->conn)->phase == DBP__PG_COPY)
+            dbp__pg_copy_push(op->conn);
+        if (dbp__op_settled(op) || cp->buf.len - cp->buf.off <= DBP_COPY_BUFFER / 2) return DBP_OK;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)l;
+        }
+        if (dbp_hub_step(op->hub, left) < 0) return DBP_EUSAGE;
+    }
+}
+
+DBPDEF unsigned long long dbp_op_copy_rows(const dbp_op *op)
+{
+    return op && op->type == DBP__OP_COPY && op->copy ? op->copy->rows : 0;
+}
+
 static const dbp__backend dbp__pgsql_backend = {
     "postgres", dbp__pg_open, dbp__pg_conn_io, dbp__pg_op_start, dbp__pg_op_timeout, dbp__pg_validate,
-    dbp__pg_quit, dbp__pg_abort, NULL, dbp__pg_idle_dead, dbp__pg_release, dbp__pg_session,
+    dbp__pg_quit, dbp__pg_abort, dbp__pg_hub_flush, dbp__pg_idle_dead, dbp__pg_release, dbp__pg_session,
     dbp__pg_stream_cancel, dbp__pg_stream_resume, 0, dbp__pg_check_params
 };
+#else
+DBPDEF dbp_op *dbp_pool_copy_in(dbp_pool *p, const char *sql, const dbp_op_options *o)
+{
+    dbp_op *op;
+    DBP__UNUSED(sql); DBP__UNUSED(o);
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_COPY);
+    if (op) dbp__op_fail(op, DBP_EUNSUPPORTED, 0, "built without PostgreSQL (DBPOOL_NO_PGSQL)");
+    return op;
+}
+DBPDEF int dbp_op_copy_row(dbp_op *op, const dbp_value *values, size_t n)
+{ DBP__UNUSED(op); DBP__UNUSED(values); DBP__UNUSED(n); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_op_copy_data(dbp_op *op, const void *data, size_t len)
+{ DBP__UNUSED(op); DBP__UNUSED(data); DBP__UNUSED(len); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_op_copy_end(dbp_op *op, const char *error) { DBP__UNUSED(op); DBP__UNUSED(error); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_op_copy_wait(dbp_op *op, int timeout_ms) { DBP__UNUSED(op); DBP__UNUSED(timeout_ms); return DBP_EUNSUPPORTED; }
+DBPDEF unsigned long long dbp_op_copy_rows(const dbp_op *op) { DBP__UNUSED(op); return 0; }
 #endif /* DBPOOL_NO_PGSQL */
 
 /* ==== SECTION: Redis replies ==== */

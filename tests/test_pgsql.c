@@ -588,6 +588,80 @@ static void test_stream(dbp_hub *h)
     close_pool(p);
 }
 
+/* Resident memory of this process in kB (VmRSS). */
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kb = atol(line + 6);
+    fclose(f);
+    return kb;
+}
+
+static void test_copy(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=2");
+    dbp_op *op;
+    long i, rows = 200000;
+    long rss0 = 0, rss_max = 0;
+    int rc = DBP_OK, pending = 0;
+    run(p, "DROP TABLE IF EXISTS t_copy");
+    run(p, "CREATE TABLE t_copy (id int8 PRIMARY KEY, name text, score float8, ok bool, blob bytea, note text)");
+    op = dbp_pool_copy_in(p, "COPY t_copy (id, name, score, ok, blob, note) FROM STDIN", NULL);
+    for (i = 1; i <= rows && (rc == DBP_OK || rc == DBP_PENDING); i++) {
+        dbp_value v[6];
+        char name[64];
+        snprintf(name, sizeof name, "row\t%ld\n\\ \xc3\xa9", i);
+        v[0] = dbp_v_int(i);
+        v[1] = dbp_v_text(name);
+        v[2] = dbp_v_double((double)i / 4);
+        v[3] = dbp_v_bool(i % 2);
+        v[4] = dbp_v_blob("\0\x01\xff", 3);
+        v[5] = i % 10 ? dbp_v_text("x") : dbp_v_null();
+        rc = dbp_op_copy_row(op, v, 6);
+        if (rc == DBP_PENDING) { pending++; rc = dbp_op_copy_wait(op, 10000); }
+        if (i == 20000) rss0 = rss_kb();
+        if (i > 20000 && i % 1000 == 0) { long r = rss_kb(); if (r > rss_max) rss_max = r; }
+    }
+    ok(rc == DBP_OK, "200000 rows put into a COPY FROM STDIN");
+    dbp_op_copy_end(op, NULL);
+    dbp_op_wait(op, 60000);
+    ok(dbp_op_rc(op) == DBP_OK && dbp_op_result(op) && dbp_op_result(op)->affected_rows == (unsigned long long)rows,
+       "  the COPY stored them all (affected_rows %llu): %s", dbp_op_result(op) ? dbp_op_result(op)->affected_rows : 0ULL,
+       dbp_op_error(op)->message);
+    ok(pending > 0, "  the buffer filled and drained as the socket took it (%d waits)", pending);
+    ok(rss_max - rss0 < 8192, "  memory stayed flat while loading (RSS %ld kB after 20000 rows, at most %ld kB after)", rss0, rss_max);
+    is_int((int)dbp_op_copy_rows(op), (int)rows, "  rows counted");
+    dbp_op_free(op);
+    is_int((int)scalar(p, "SELECT count(*) FROM t_copy WHERE name = 'row' || chr(9) || id || chr(10) || '\\ ' || U&'\\00e9' "
+                          "AND score = id / 4.0 AND ok = (id % 2 = 1) AND blob = '\\x0001ff'::bytea "
+                          "AND (note IS NULL) = (id % 10 = 0)"), (int)rows,
+           "every value arrived as put (tabs, newlines, backslashes, UTF-8, bytea with NUL, NULL)");
+    op = dbp_pool_copy_in(p, "COPY t_copy (id, name) FROM STDIN", NULL);
+    {
+        dbp_value v[2];
+        v[0] = dbp_v_int(rows + 1); v[1] = dbp_v_text("aborted");
+        dbp_op_copy_row(op, v, 2);
+    }
+    dbp_op_copy_end(op, "changed my mind");
+    ok(dbp_op_wait(op, 5000) == DBP_ESQL && strstr(dbp_op_error(op)->message, "changed my mind"),
+       "a COPY ended with an error stores nothing: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    op = dbp_pool_copy_in(p, "COPY t_copy (id, name) FROM STDIN", NULL);
+    dbp_op_copy_data(op, "999999999\tfine\nnot-a-number\tbad\n", 35);
+    dbp_op_copy_end(op, NULL);
+    ok(dbp_op_wait(op, 5000) == DBP_ESQL && strcmp(dbp_op_error(op)->sqlstate, "22P02") == 0,
+       "a bad row fails the whole COPY with the server's error: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    is_int((int)scalar(p, "SELECT count(*) FROM t_copy"), (int)rows, "  nothing of the failed COPYs was stored");
+    ok(run(p, "SELECT 1") == DBP_OK, "the connections are fine after failed COPYs");
+    run(p, "DROP TABLE t_copy");
+    close_pool(p);
+}
+
 int main(void)
 {
     dbp_hub *h;
@@ -614,6 +688,7 @@ int main(void)
     test_tls(h);
     test_pinned(h);
     test_stream(h);
+    test_copy(h);
     spin(h, 200);
     dbp_hub_stats(h, &hc);
     ok(hc.ops == 0 && hc.conns == 0 && hc.pools == 0, "nothing left alive in the hub (ops %d, conns %d, pools %d)",
