@@ -557,10 +557,51 @@ static int l_op_cancel(lua_State *L)
     return 0;
 }
 
+static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out);
+#define SMALL_PARAMS 8
+
+/* op:copy_row(values) -> true (room for more) | false (taken; wait for the
+   buffer to drain, op:copy_level()); raises the op's error once it failed */
+static int l_op_copy_row(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    dbp_value small[SMALL_PARAMS];
+    size_t n;
+    dbp_value *v;
+    int rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    v = read_params(L, 2, small, &n);
+    rc = dbp_op_copy_row(o->op, v, n);
+    if (rc == DBP_OK || rc == DBP_PENDING) { lua_pushboolean(L, rc == DBP_OK); return 1; }
+    if (dbp_op_state(o->op) == DBP_OP_REJECTED) { push_op_error(L, o->op); return lua_error(L); }
+    return usage_error(L, rc, rc == DBP_EPARAM ? "copy_row: a value COPY cannot take (NaN, infinity, text with a NUL byte)"
+                                               : "copy_row: %s", dbp_rc_string(rc));
+}
+
+/* op:copy_end([error]): the data is complete (or, with a message, the COPY fails) */
+static int l_op_copy_end(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    dbp_op_copy_end(o->op, luaL_optstring(L, 2, NULL));
+    return 0;
+}
+
+/* op:copy_level() -> true while the op's buffer is more than half full */
+static int l_op_copy_level(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    lua_pushboolean(L, dbp_op_state(o->op) != DBP_OP_REJECTED && dbp_op_state(o->op) != DBP_OP_FULFILLED &&
+                       dbp_op_copy_wait(o->op, 0) == DBP_PENDING);
+    return 1;
+}
+
 static const luaL_Reg op_methods[] = {
     { "times", l_op_times },
     { "fetch", l_op_fetch },
     { "cancel", l_op_cancel },
+    { "copy_row", l_op_copy_row },
+    { "copy_end", l_op_copy_end },
+    { "copy_full", l_op_copy_level },
     { NULL, NULL }
 };
 
@@ -691,7 +732,6 @@ static int l_pool_gc(lua_State *L)
 
 /* Converts Lua parameters into dbp_values (strings borrowed from the stack):
  * into small[] (SMALL_PARAMS long) when they fit, else a userdata on the stack. */
-#define SMALL_PARAMS 8
 static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
 {
     size_t n, i;
@@ -810,6 +850,20 @@ static int l_pool_stream(lua_State *L)
     op = dbp_query_stream(lp->p, sql, v, n, &o);
     raise_if_usage(L, op);
     new_op(L, lp->h, lp, op, 0);
+    return 1;
+}
+
+/* pool:copy_in(sql, opts) -> promise (PostgreSQL COPY ... FROM STDIN; its _op takes the rows) */
+static int l_pool_copy_in(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    dbp_op_options o;
+    dbp_op *op;
+    read_op_options(L, 3, &o);
+    op = dbp_pool_copy_in(lp->p, sql, &o);
+    raise_if_usage(L, op);
+    new_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
 }
 
@@ -1592,6 +1646,7 @@ static int l_set_metatables(lua_State *L)
 static const luaL_Reg pool_methods[] = {
     { "query", l_pool_query },
     { "stream", l_pool_stream },
+    { "copy_in", l_pool_copy_in },
     { "call", l_pool_call },
     { "ping", l_pool_ping },
     { "close", l_pool_close },
