@@ -662,6 +662,88 @@ static void test_copy(dbp_hub *h)
     close_pool(p);
 }
 
+/* The server restarted (fast shutdown) under a stream of inserts: every
+   insert that was acknowledged is there afterwards; the others were rejected
+   saying whether they may have run; the pool recovers by itself. */
+#define RESTART_OPS 20000
+static void test_restart_under_load(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=4&backoff_max=0.2&acquire_timeout=20");
+    static dbp_op *ops[RESTART_OPS];
+    static char seen[RESTART_OPS];
+    int next = 0, pending = 0, fulfilled = 0, lost = 0, other = 0, missing = 0, after_restart = 0, i;
+    long long t0, restarted_at = 0;
+    char started_before[64] = "", started_after[64] = "";
+    run(p, "DROP TABLE IF EXISTS t_restart");
+    run(p, "CREATE TABLE t_restart (id int PRIMARY KEY)");
+    is_int((int)scalar(p, "SELECT count(*) FROM t_restart"), 0, "restart test: empty table");
+    {
+        dbp_op *op = q(p, "SELECT pg_postmaster_start_time()::text");
+        if (dbp_op_wait(op, 5000) == DBP_OK) snprintf(started_before, sizeof started_before, "%s", dbp_result_cell(dbp_op_result(op), 0, 0)->data);
+        dbp_op_free(op);
+    }
+    t0 = dbp__now_us();
+    while (next < RESTART_OPS && ms_between(t0, dbp__now_us()) < 6000) {
+        /* paced (2 per ms), so that inserts run before, during and after the restart */
+        while (pending < 40 && next < RESTART_OPS && next < ms_between(t0, dbp__now_us()) * 2) {
+            dbp_value v = dbp_v_int(next);
+            ops[next++] = dbp_query(p, "INSERT INTO t_restart VALUES ($1)", &v, 1, NULL);
+            pending++;
+        }
+        dbp_hub_step(h, 5);
+        pending = 0;
+        for (i = 0; i < next; i++) if (dbp_op_state(ops[i]) < DBP_OP_FULFILLED) pending++;
+        if (!restarted_at && ms_between(t0, dbp__now_us()) > 1000) {
+            restarted_at = dbp__now_us();
+            if (system("(scripts/postgres.sh restart >/dev/null 2>&1 &)") != 0) diag("restart failed to start");
+        }
+        if (pending == 0 && next >= 2000 && restarted_at && ms_between(restarted_at, dbp__now_us()) > 3000) break;
+    }
+    dbp_hub_run(h, 20000);
+    for (i = 0; i < next; i++) {
+        long long s, st, e;
+        dbp_op_times(ops[i], &s, &st, &e);
+        if (dbp_op_rc(ops[i]) == DBP_OK) { fulfilled++; if (s > restarted_at + 1000000) after_restart++; }
+        else if (dbp_op_rc(ops[i]) == DBP_ELOST) lost++;
+        else other++;
+    }
+    {
+        dbp_op *op = q(p, "SELECT id FROM t_restart");
+        if (dbp_op_wait(op, 20000) == DBP_OK) {
+            const dbp_result *r = dbp_op_result(op);
+            size_t k;
+            memset(seen, 0, sizeof seen);
+            for (k = 0; k < r->nrows; k++) {
+                int id = atoi(dbp_result_cell(r, k, 0)->data);
+                if (id >= 0 && id < RESTART_OPS) seen[id] = 1;
+            }
+            for (i = 0; i < next; i++) if (dbp_op_rc(ops[i]) == DBP_OK && !seen[i]) missing++;
+        } else {
+            missing = -1;
+            diag("select after restart: %s", dbp_op_error(op)->message);
+        }
+        dbp_op_free(op);
+    }
+    {
+        dbp_op *op = q(p, "SELECT pg_postmaster_start_time()::text");
+        if (dbp_op_wait(op, 5000) == DBP_OK) snprintf(started_after, sizeof started_after, "%s", dbp_result_cell(dbp_op_result(op), 0, 0)->data);
+        dbp_op_free(op);
+    }
+    ok(*started_before && *started_after && strcmp(started_before, started_after) != 0,
+       "the server was restarted during the run (started %s, then %s)", started_before, started_after);
+    diag("restart under load: %d inserts, %d acknowledged (%d submitted after the restart), %d lost after send, %d other",
+         next, fulfilled, after_restart, lost, other);
+    is_int(missing, 0, "server restarted under insert load: no acknowledged insert is missing");
+    ok(after_restart > 0, "  the pool recovered by itself (%d inserts acknowledged after the restart)", after_restart);
+    for (i = 0; i < next; i++) {
+        if (dbp_op_rc(ops[i]) != DBP_OK && dbp_op_rc(ops[i]) != DBP_ELOST && dbp_rc_kind(dbp_op_rc(ops[i])) != DBP_KIND_CONNECTION)
+            diag("  op %d: %s", i, dbp_op_error(ops[i])->message);
+        dbp_op_free(ops[i]);
+    }
+    run(p, "DROP TABLE t_restart");
+    close_pool(p);
+}
+
 int main(void)
 {
     dbp_hub *h;
@@ -689,6 +771,7 @@ int main(void)
     test_pinned(h);
     test_stream(h);
     test_copy(h);
+    test_restart_under_load(h);
     spin(h, 200);
     dbp_hub_stats(h, &hc);
     ok(hc.ops == 0 && hc.conns == 0 && hc.pools == 0, "nothing left alive in the hub (ops %d, conns %d, pools %d)",
