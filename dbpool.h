@@ -6172,7 +6172,7 @@ static const dbp__backend dbp__mysql_backend = {
 enum { DBP__PG_NONE = 0, DBP__PG_LOOKUP, DBP__PG_CONNECT, DBP__PG_SEND, DBP__PG_READ, DBP__PG_PAUSED,
        DBP__PG_KILLWAIT, DBP__PG_COPY /* COPY FROM STDIN: the op's data goes out */ };
 /* what the statement under way is for */
-enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE };
+enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE, DBP__PP_LISTEN };
 /* internal statements, and what follows them */
 enum { DBP__PGS_INIT = 1, DBP__PGS_LIMITS, DBP__PGS_ROLLBACK };
 enum { DBP__PGA_READY = 1, DBP__PGA_IDLE, DBP__PGA_RELEASE };
@@ -6204,6 +6204,8 @@ typedef struct dbp__pg {
     dbp__job *job;                  /* the host name's lookup (kept for its other addresses) */
     int addri;
     char addr[INET6_ADDRSTRLEN];
+    int listen_from, listen_to;     /* a subscription's LISTEN under way: its names */
+    int listen_more;                /* names added meanwhile, from this one (-1 none) */
 } dbp__pg;
 
 #define DBP__PG(c) DBP__CAST(dbp__pg *, (c)->be)
@@ -6211,6 +6213,10 @@ typedef struct dbp__pg {
 static void dbp__pg_next_step(dbp_conn *c);
 static void dbp__pg_drain(dbp_conn *c);
 static int dbp__pg_connect_start(dbp_conn *c);
+/* (pub/sub, below) */
+static int dbp__sub_send(dbp_sub *s, int from);
+static void dbp__sub_listened(dbp_conn *c, int from, int to);
+static int dbp__sub_notified(dbp_conn *c, const char *ch, const char *payload);
 
 /* ---- pure parts: placeholders, values ---- */
 
@@ -6643,6 +6649,7 @@ static int dbp__pg_open(dbp_conn *c)
     if (!pg) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
     c->be = pg;
     pg->tail = &pg->head;
+    pg->listen_more = -1;
     c->state = DBP__CS_CONNECTING;
     if (dbp__pg_tcp(s) && !dbp__host_is_literal(host)) {
         pg->job = dbp__lookup_start(host, s->port, &c->err);
@@ -7108,11 +7115,14 @@ nomem:
 }
 
 /* Every result of the statement arrived (PQgetResult gave NULL). */
+static void dbp__pg_listen_done(dbp_conn *c);
+
 static void dbp__pg_done(dbp_conn *c)
 {
     dbp__pg *pg = DBP__PG(c);
     PGnotify *n;
     if (pg->lost || PQstatus(pg->pg) == CONNECTION_BAD) { dbp__pg_broken(c, 0); return; }
+    if (pg->purpose == DBP__PP_LISTEN) { dbp__pg_listen_done(c); return; }
     while ((n = PQnotifies(pg->pg)) != NULL) PQfreemem(n);
     switch (pg->purpose) {
     case DBP__PP_STEP:
@@ -7247,6 +7257,80 @@ static void dbp__pg_copy_push(dbp_conn *c)
     c->events = POLLIN;
 }
 
+/* ---- LISTEN/NOTIFY: a subscription's connection ---- */
+
+/* LISTEN to names [from, n) (the subscription's, quoted as identifiers: a
+   channel is the exact string, as pg_notify() takes it). */
+static int dbp__pg_listen(dbp_conn *c, const char *const *names, int from, int n)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp__buf sql;
+    int i, ok;
+    if (from >= n) return DBP_OK;
+    if (pg->phase != DBP__PG_NONE) {
+        /* a LISTEN is under way: these follow it */
+        if (pg->listen_more < 0 || from < pg->listen_more) pg->listen_more = from;
+        return DBP_OK;
+    }
+    memset(&sql, 0, sizeof sql);
+    for (i = from; i < n; i++) {
+        const char *p;
+        if (dbp__buf_adds(&sql, "LISTEN \"")) goto nomem;
+        for (p = names[i]; *p; p++)
+            if (dbp__buf_add(&sql, p, 1) || (*p == '"' && dbp__buf_add(&sql, p, 1))) goto nomem;
+        if (dbp__buf_adds(&sql, "\"; ")) goto nomem;
+    }
+    ok = PQsendQuery(pg->pg, sql.data);
+    dbp__buf_free(&sql);
+    if (!ok) return DBP_ECONNECT;
+    pg->listen_from = from;
+    pg->listen_to = n;
+    dbp__pg_started(c, DBP__PP_LISTEN);
+    return DBP_OK;
+nomem:
+    dbp__buf_free(&sql);
+    return DBP_ENOMEM;
+}
+
+/* Hands every notification libpq has parsed to the subscription. */
+static void dbp__pg_sub_read(dbp_conn *c)
+{
+    PGnotify *n;
+    while (c->be && c->state != DBP__CS_DEAD && (n = PQnotifies(DBP__PG(c)->pg)) != NULL) {
+        int go_on = dbp__sub_notified(c, n->relname, n->extra ? n->extra : "");
+        PQfreemem(n);
+        if (!go_on) return;
+    }
+    if (c->be && c->state != DBP__CS_DEAD && (DBP__PG(c)->lost || PQstatus(DBP__PG(c)->pg) == CONNECTION_BAD))
+        dbp__pg_broken(c, 0);
+}
+
+static void dbp__pg_listen_done(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    int from = pg->listen_from, to = pg->listen_to, failed = pg->failed;
+    pg->phase = DBP__PG_NONE;
+    pg->purpose = 0;
+    pg->failed = 0;
+    c->events = POLLIN; /* notifications come whenever */
+    if (failed) dbp__warn(c->pool, "LISTEN failed: %s", pg->err.message);
+    else dbp__sub_listened(c, from, to);
+    if (!c->be || c->state == DBP__CS_DEAD) return;
+    pg = DBP__PG(c);
+    if (pg->listen_more >= 0 && c->sub) {
+        int more = pg->listen_more;
+        pg->listen_more = -1;
+        if (dbp__sub_send(c->sub, more) != DBP_OK) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ECONNECT, "LISTEN could not be sent");
+            dbp__conn_failed(c, &e, 0);
+            return;
+        }
+        if (!c->be || DBP__PG(c)->phase != DBP__PG_NONE) return;
+    }
+    dbp__pg_sub_read(c);
+}
+
 /* Before each poll: a COPY in progress sends what was put since. */
 static void dbp__pg_hub_flush(dbp_conn *c)
 {
@@ -7286,6 +7370,12 @@ static void dbp__pg_conn_io(dbp_conn *c, int revents)
         /* the server speaks during COPY only to fail it: read, the end shows the error */
         if ((revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(pg->pg)) { dbp__pg_broken(c, 0); return; }
         dbp__pg_copy_push(c);
+        return;
+    case DBP__PG_NONE:
+        if (c->sub && (revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (!PQconsumeInput(pg->pg)) { dbp__pg_broken(c, 0); return; }
+            dbp__pg_sub_read(c);
+        }
         return;
     case DBP__PG_READ:
         if (revents & POLLOUT) {
@@ -8422,7 +8512,12 @@ static const dbp__backend dbp__redis_backend = {
     NULL, NULL, 1, NULL
 };
 
+#endif /* DBPOOL_NO_REDIS (the Redis backend) */
+
+#if !defined(DBPOOL_NO_REDIS) || !defined(DBPOOL_NO_PGSQL)
 /* ==== SECTION: pub/sub ==== */
+/* Redis SUBSCRIBE/PSUBSCRIBE, PostgreSQL LISTEN: one dedicated connection
+   per subscription, resubscribed after a reconnect. */
 
 struct dbp_sub {
     dbp__link link;             /* pool->subs */
@@ -8485,9 +8580,15 @@ static void dbp__sub_free(dbp_sub *s)
 static int dbp__sub_send(dbp_sub *s, int from)
 {
     dbp_conn *c = s->conn;
+#ifndef DBPOOL_NO_REDIS
     dbp__rd *rd;
     int k;
+#endif
     if (!c || !c->be || c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) return DBP_OK;
+#ifndef DBPOOL_NO_PGSQL
+    if (c->pool->s.backend == DBP__BK_PGSQL) return dbp__pg_listen(c, (const char *const *)s->names, from, s->n);
+#endif
+#ifndef DBPOOL_NO_REDIS
     rd = DBP__RD(c);
     for (k = 0; k < 2; k++) {
         int i, cnt = 0;
@@ -8505,6 +8606,7 @@ static int dbp__sub_send(dbp_sub *s, int from)
         rd->appended += dbp__buf_unread(&rd->out) - before;
     }
     c->events |= POLLOUT | POLLIN;
+#endif
     return DBP_OK;
 }
 
@@ -8540,10 +8642,14 @@ static void dbp__sub_ready(dbp_conn *c)
     s->fail_streak = 0;
     c->events = POLLIN;
     if (dbp__sub_send(s, 0) != DBP_OK) {
-        dbp__rd_fail(c, DBP_ENOMEM, "out of memory subscribing");
+        dbp_error e;
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory subscribing");
+        dbp__conn_failed(c, &e, 0);
         return;
     }
-    dbp__rd_write(c);
+#ifndef DBPOOL_NO_REDIS
+    if (c->pool->s.backend != DBP__BK_PGSQL) dbp__rd_write(c);
+#endif
     if (s->ever_ready) {
         char msg[160];
         double gap = (double)(dbp__now_us() - s->down_since_us) / 1e6;
@@ -8582,6 +8688,7 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
         dbp__sub_reap(s);
         return;
     }
+#ifndef DBPOOL_NO_REDIS
     if (p->parent && p->parent->cluster) {
         /* a cluster node went away: messages are broadcast, so any other node will do */
         dbp_pool *np = dbp__cluster_any_node(p->parent, p);
@@ -8593,9 +8700,32 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
             p = np;
         }
     }
+#endif
     dbp__timer_set(p->hub, &s->timer, dbp__ms_now() + dbp__backoff_ms(p, s->fail_streak, 0));
 }
 
+#ifndef DBPOOL_NO_PGSQL
+/* PostgreSQL: LISTEN confirmed for names [from, to); a NOTIFY arrived. */
+static void dbp__sub_listened(dbp_conn *c, int from, int to)
+{
+    dbp_sub *s = c->sub;
+    int i;
+    if (!s) return;
+    for (i = from; i < to && i < s->n && !s->ended; i++)
+        dbp__sub_deliver(s, DBP_MSG_SUBSCRIBED, s->names[i], s->lens[i], NULL, 0, NULL, 0);
+    dbp__sub_reap(s);
+}
+static int dbp__sub_notified(dbp_conn *c, const char *ch, const char *payload)
+{
+    dbp_sub *s = c->sub;
+    if (!s) return 0;
+    dbp__sub_deliver(s, DBP_MSG_MESSAGE, ch, strlen(ch), NULL, 0, payload, strlen(payload));
+    if (s->free_later && !s->in_cb) { dbp__sub_reap(s); return 0; }
+    return c->sub == s && c->be != NULL;
+}
+#endif
+
+#ifndef DBPOOL_NO_REDIS
 /* A push on a subscription connection. */
 static void dbp__sub_push(dbp_conn *c, dbp_reply *r)
 {
@@ -8613,6 +8743,7 @@ static void dbp__sub_push(dbp_conn *c, dbp_reply *r)
     dbp_reply_free(r);
     dbp__sub_reap(s);
 }
+#endif
 
 /* The pool is closing: subscriptions end with it. */
 static void dbp__sub_pool_closing(dbp_pool *p)
@@ -8669,9 +8800,14 @@ DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *cha
     int rc;
     dbp__err_clear(err);
     if (!p) { dbp__err_set(err, DBP_EUSAGE, "no pool"); return NULL; }
-    if (p->s.backend == DBP__BK_MYSQL || p->s.backend == DBP__BK_PGSQL) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis pool"); return NULL; }
+    if (p->s.backend == DBP__BK_MYSQL) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis or PostgreSQL pool"); return NULL; }
+    if (p->s.backend == DBP__BK_PGSQL && npatterns > 0) {
+        dbp__err_set(err, DBP_EUSAGE, "PostgreSQL LISTEN has no patterns: subscribe to channels");
+        return NULL;
+    }
     if (p->state != DBP__PS_OPEN) { dbp__err_set(err, DBP_ECLOSED, "pool is closing or closed"); return NULL; }
     if (nchannels + npatterns <= 0) { dbp__err_set(err, DBP_EUSAGE, "subscribe to at least one channel or pattern"); return NULL; }
+#ifndef DBPOOL_NO_REDIS
     if (p->cluster) {
         /* classic pub/sub is broadcast to every node: any node will do */
         dbp_pool *node = NULL;
@@ -8683,6 +8819,7 @@ DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *cha
         if (!node) { dbp__err_set(err, DBP_ECONNECT, "no cluster node known yet"); return NULL; }
         p = node;
     }
+#endif
     s = DBP__ALLOC(dbp_sub, 1);
     if (!s || dbp__timers_reserve(p->hub, 1) != DBP_OK) { DBP_FREE(s); dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
     s->pool = p;
@@ -8704,6 +8841,7 @@ DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names
 {
     int from, rc;
     if (!s || s->ended) return DBP_EUSAGE;
+    if (patterns && s->pool->s.backend == DBP__BK_PGSQL) return DBP_EUSAGE;
     from = s->n;
     if ((rc = dbp__sub_add_names(s, patterns ? 1 : 0, n, names)) != DBP_OK) return rc;
     return dbp__sub_send(s, from);
@@ -8737,14 +8875,14 @@ DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *cha
 {
     DBP__UNUSED(p); DBP__UNUSED(nchannels); DBP__UNUSED(channels); DBP__UNUSED(npatterns);
     DBP__UNUSED(patterns); DBP__UNUSED(fn); DBP__UNUSED(ud);
-    dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
+    dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis and PostgreSQL");
     return NULL;
 }
 DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names)
 { DBP__UNUSED(s); DBP__UNUSED(patterns); DBP__UNUSED(n); DBP__UNUSED(names); return DBP_EUNSUPPORTED; }
 DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { DBP__UNUSED(s); return 0; }
 DBPDEF void dbp_sub_close(dbp_sub *s) { DBP__UNUSED(s); }
-#endif /* DBPOOL_NO_REDIS */
+#endif /* pub/sub */
 
 /* ==== SECTION: Redis commands ==== */
 

@@ -588,6 +588,65 @@ static void test_stream(dbp_hub *h)
     close_pool(p);
 }
 
+static int n_subscribed, n_resubscribed;
+static char got[16][64];
+static int ngot;
+static void on_msg(dbp_sub *sub, const dbp_message *m, void *ud)
+{
+    (void)sub; (void)ud;
+    if (m->type == DBP_MSG_SUBSCRIBED) n_subscribed++;
+    else if (m->type == DBP_MSG_RESUBSCRIBED) { n_resubscribed++; keep(m->payload); }
+    else if (m->type == DBP_MSG_MESSAGE && ngot < 16)
+        snprintf(got[ngot++], sizeof got[0], "%.*s=%.*s", (int)m->channel_len, m->channel, (int)m->payload_len, m->payload);
+}
+
+static int wait_for(dbp_hub *h, int *counter, int want, int ms)
+{
+    long long end = dbp__now_us() / 1000 + ms;
+    while (*counter < want && dbp__now_us() / 1000 < end) dbp_hub_step(h, 20);
+    return *counter >= want;
+}
+
+static void test_listen(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=1&application_name=listener&backoff_max=0.2");
+    dbp_pool *admin = open_pool(h, URL, "max=1");
+    const char *chans[] = { "jobs", "Mixed \"Case\"" };
+    const char *more[] = { "later" };
+    const char *pats[] = { "j*" };
+    dbp_error e;
+    dbp_sub *sub;
+    n_subscribed = n_resubscribed = ngot = 0;
+    ok(dbp_subscribe(p, 0, NULL, 1, pats, on_msg, NULL, &e) == NULL && e.rc == DBP_EUSAGE,
+       "patterns are refused on PostgreSQL: %s", e.message);
+    sub = dbp_subscribe(p, 2, chans, 0, NULL, on_msg, NULL, &e);
+    ok(sub != NULL, "subscribe (LISTEN) on a PostgreSQL pool");
+    if (!sub) { diag("%s", e.message); return; }
+    wait_for(h, &n_subscribed, 2, 5000);
+    ok(n_subscribed == 2, "both channels confirmed (%d)", n_subscribed);
+    run(admin, "SELECT pg_notify('jobs', 'one')");
+    run(admin, "NOTIFY \"Mixed \"\"Case\"\"\", 'two'");
+    ok(wait_for(h, &ngot, 2, 5000) && strcmp(got[0], "jobs=one") == 0 && strcmp(got[1], "Mixed \"Case\"=two") == 0,
+       "notifications arrive with channel and payload (%s, %s)", got[0], got[1]);
+    is_int((int)scalar(admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'listener'"), 1,
+           "the listening backend is terminated");
+    wait_for(h, &n_resubscribed, 1, 10000);
+    ok(n_resubscribed == 1 && dbp_sub_reconnects(sub) == 1,
+       "the subscription reconnects and says so (reconnects %d)", dbp_sub_reconnects(sub));
+    ok(wait_for(h, &n_subscribed, 4, 5000), "  and listens again to both channels");
+    run(admin, "SELECT pg_notify('jobs', 'three')");
+    ok(wait_for(h, &ngot, 3, 5000) && strcmp(got[2], "jobs=three") == 0, "notifications after the reconnect arrive (%s)", got[2]);
+    ok(dbp_sub_add(sub, 0, 1, more) == DBP_OK && wait_for(h, &n_subscribed, 5, 5000), "a channel added later is listened to");
+    run(admin, "SELECT pg_notify('later', 'four')");
+    ok(wait_for(h, &ngot, 4, 5000) && strcmp(got[3], "later=four") == 0, "  and its notifications arrive (%s)", got[3]);
+    dbp_sub_close(sub);
+    spin(h, 100);
+    is_int((int)scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listener'"), 0,
+           "closing the subscription closes its connection");
+    close_pool(admin);
+    close_pool(p);
+}
+
 /* Resident memory of this process in kB (VmRSS). */
 static long rss_kb(void)
 {
@@ -771,6 +830,7 @@ int main(void)
     test_pinned(h);
     test_stream(h);
     test_copy(h);
+    test_listen(h);
     test_restart_under_load(h);
     spin(h, 200);
     dbp_hub_stats(h, &hc);
