@@ -1229,7 +1229,8 @@ static int l_pool_subscribe(lua_State *L)
     lsub *ls;
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "subscribe() needs a Redis pool");
+    if (lp->backend != BK_REDIS && strcmp(dbp_pool_backend(lp->p), "postgres") != 0)
+        usage_error(L, DBP_EUSAGE, "subscribe() needs a Redis or PostgreSQL pool");
     nch = (int)lua_rawlen(L, 2);
     npat = (int)lua_rawlen(L, 3);
     ch = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nch + 1), 0);

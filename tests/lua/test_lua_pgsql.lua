@@ -138,6 +138,30 @@ do
     T.is(seen[1], "NOTICE: from plpgsql 7", "notice event")
 end
 
+-- subscribe: LISTEN/NOTIFY, resubscribed after the backend is terminated
+do
+    local p = open { max = 1, application_name = "lua_listener", backoff_max = 0.2 }
+    local got, gaps = {}, 0
+    local sub = p:subscribe({ "events" }, function(channel, payload) got[#got + 1] = channel .. "=" .. payload end)
+    sub:on_gap(function() gaps = gaps + 1 end)
+    sub:ready():await()
+    db:query("SELECT pg_notify('events', $1)", { "first" }):await()
+    for _ = 1, 100 do if #got >= 1 then break end dbpool.sleep(0.02):await() end
+    T.is(got[1], "events=first", "a notification reaches the handler")
+    db:query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lua_listener'"):await()
+    for _ = 1, 250 do if gaps >= 1 then break end dbpool.sleep(0.02):await() end
+    T.ok(gaps == 1 and sub:reconnects() == 1, "after pg_terminate_backend the subscription reconnects and reports the gap")
+    for _ = 1, 50 do
+        db:query("SELECT pg_notify('events', 'second')"):await()
+        dbpool.sleep(0.05):await()
+        if #got >= 2 then break end
+    end
+    T.is(got[2], "events=second", "notifications arrive again")
+    T.raises(function() p:psubscribe({ "e*" }, function() end) end, "psubscribe is refused on PostgreSQL")
+    sub:unsubscribe()
+    p:close():await()
+end
+
 -- DATABASE_URL is the default, ping has the version
 do
     local ok_env = pcall(function()
