@@ -44,7 +44,7 @@ tests:
 
 # The C benchmarks, always optimised (a figure from an -O0 build means nothing).
 BENCH_CFLAGS := -O2 -g
-build-bench: $(BUILD)/bench/bench_mysql $(BUILD)/bench/bench_redis
+build-bench: $(BUILD)/bench/bench_mysql $(BUILD)/bench/bench_redis $(BUILD)/bench/bench_pgsql
 
 $(BUILD)/bench/%: bench/%.c bench/bench_common.h dbpool.h
 	@mkdir -p $(dir $@)
