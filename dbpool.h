@@ -413,6 +413,12 @@ typedef struct dbp_pool_config {
     void *event_ud;
     /* PostgreSQL: GSSAPI encryption, "disable" unless set ("prefer", "require") */
     const char *gssencmode;
+    /* PostgreSQL: server-side prepared statements for queries with parameters
+       (PQsendPrepare/PQsendQueryPrepared), cached per connection, least
+       recently used dropped (DEALLOCATE) beyond prepare_cache; a new
+       connection prepares again. 0/1 (0); an op's `prepare` overrides it */
+    int prepare;
+    int prepare_cache;      /* statements kept per connection (256) */
 } dbp_pool_config;
 
 /* Fills every field with "unset". */
@@ -511,6 +517,7 @@ DBPDEF void dbp_pool_set_hook(dbp_pool *pool, dbp_event_fn fn, void *ud);
 typedef struct dbp_op_options {
     int timeout_ms;   /* one deadline over queueing, connecting and running; 0 = none */
     int idempotent;   /* 1: may be retried once after a connection lost after send */
+    int prepare;      /* PostgreSQL: 1 a prepared statement, -1 not, 0 the pool's `prepare` */
 } dbp_op_options;
 
 /* ==== MySQL ops ===========================================================
@@ -1704,9 +1711,10 @@ DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg)
     cfg->keepalive_ms = cfg->backoff_min_ms = cfg->backoff_max_ms = -1;
     cfg->slow_threshold_ms = cfg->close_timeout_ms = cfg->max_redirects = -1;
     cfg->ninit = -1;
+    cfg->prepare = cfg->prepare_cache = -1;
 }
 
-enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR };
+enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR, DBP__OPT_BOOL };
 enum { DBP__FOR_ALL = 15, DBP__FOR_MYSQL = 1, DBP__FOR_REDIS = 2, DBP__FOR_CLUSTER = 4, DBP__FOR_PGSQL = 8 };
 #define DBP__FOR_SQL (DBP__FOR_MYSQL | DBP__FOR_PGSQL)
 
@@ -1731,6 +1739,7 @@ typedef struct dbp__settings {
     int read_from;
     int max_redirects;
     int readonly;            /* a cluster replica's node pool: READONLY on every connection */
+    int prepare, prepare_cache; /* PostgreSQL */
 } dbp__settings;
 
 /* One pool option: its name in URLs and dbp_pool_config_set, where it lives
@@ -1768,6 +1777,8 @@ static const dbp__option dbp__options[] = {
     DBP__NUM("slow_threshold", DBP__OPT_MS, slow_threshold_ms, 0, DBP__FOR_ALL, slow_threshold, 0),
     DBP__NUM("close_timeout", DBP__OPT_MS, close_timeout_ms, 0, DBP__FOR_ALL, close_timeout, 30000),
     DBP__NUM("max_redirects", DBP__OPT_COUNT, max_redirects, 1, DBP__FOR_CLUSTER, max_redirects, 16),
+    DBP__NUM("prepare", DBP__OPT_BOOL, prepare, 0, DBP__FOR_PGSQL, prepare, 0),
+    DBP__NUM("prepare_cache", DBP__OPT_COUNT, prepare_cache, 1, DBP__FOR_PGSQL, prepare_cache, 256),
     DBP__STR("charset", charset, DBP__FOR_SQL),
     DBP__STR("name", name, DBP__FOR_ALL),
     DBP__STR("socket", socket, DBP__FOR_SQL),
@@ -1855,6 +1866,15 @@ DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char
         if (dbp__parse_count(value, o->min, &n))
             return dbp__err_set(err, DBP_EOPTION, "option '%s' must be an integer >= %d, got '%.40s'",
                                 o->name, o->min, value);
+        *DBP__CAST(int *, (void *)((char *)cfg + o->off)) = n;
+        return DBP_OK;
+    }
+    case DBP__OPT_BOOL: {
+        int n = strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
+                strcmp(value, "on") == 0 ? 1 :
+                strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                strcmp(value, "off") == 0 ? 0 : -1;
+        if (n < 0) return dbp__err_set(err, DBP_EOPTION, "option '%s' must be true or false, got '%.40s'", o->name, value);
         *DBP__CAST(int *, (void *)((char *)cfg + o->off)) = n;
         return DBP_OK;
     }
@@ -2189,7 +2209,9 @@ enum {
     DBP__OF_WAITED = 1u << 11,     /* counted as waiting in the queue */
     DBP__OF_BORROWED = 1u << 12,   /* req belongs to another op (a cluster child) */
     DBP__OF_ASKED = 1u << 13,      /* the +OK of its ASKING has been read */
-    DBP__OF_GETKEYS = 1u << 14     /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
+    DBP__OF_GETKEYS = 1u << 14,    /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
+    DBP__OF_PREPARE = 1u << 15,    /* PostgreSQL: run as a prepared statement */
+    DBP__OF_NOPREPARE = 1u << 16   /* PostgreSQL: never, whatever the pool says */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -6172,7 +6194,8 @@ static const dbp__backend dbp__mysql_backend = {
 enum { DBP__PG_NONE = 0, DBP__PG_LOOKUP, DBP__PG_CONNECT, DBP__PG_SEND, DBP__PG_READ, DBP__PG_PAUSED,
        DBP__PG_KILLWAIT, DBP__PG_COPY /* COPY FROM STDIN: the op's data goes out */ };
 /* what the statement under way is for */
-enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE, DBP__PP_LISTEN };
+enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE, DBP__PP_LISTEN,
+       DBP__PP_PREPARE /* PQsendPrepare for the op */, DBP__PP_DEALLOC /* DEALLOCATE of the least used */ };
 /* internal statements, and what follows them */
 enum { DBP__PGS_INIT = 1, DBP__PGS_LIMITS, DBP__PGS_ROLLBACK };
 enum { DBP__PGA_READY = 1, DBP__PGA_IDLE, DBP__PGA_RELEASE };
@@ -6186,6 +6209,9 @@ enum { DBP__PGA_READY = 1, DBP__PGA_IDLE, DBP__PGA_RELEASE };
 #define DBP__PG_OID_OID 26
 #define DBP__PG_OID_FLOAT4 700
 #define DBP__PG_OID_FLOAT8 701
+
+/* A statement prepared on a connection, as "dbp_<id>". */
+typedef struct dbp__pg_stmt { char *sql; unsigned long long used; int id, nparams; } dbp__pg_stmt;
 
 typedef struct dbp__pg {
     PGconn *pg;
@@ -6206,6 +6232,9 @@ typedef struct dbp__pg {
     char addr[INET6_ADDRSTRLEN];
     int listen_from, listen_to;     /* a subscription's LISTEN under way: its names */
     int listen_more;                /* names added meanwhile, from this one (-1 none) */
+    dbp__pg_stmt *stmts;            /* prepared on this connection */
+    int nstmts, next_stmt;
+    unsigned long long use_clock;
 } dbp__pg;
 
 #define DBP__PG(c) DBP__CAST(dbp__pg *, (c)->be)
@@ -6686,6 +6715,11 @@ static void dbp__pg_abort(dbp_conn *c)
             dbp__op_fail(k, DBP_ECANCELLED, 0, "the connection to rescue was closed");
         }
     }
+    {
+        int i;
+        for (i = 0; i < pg->nstmts; i++) DBP_FREE(pg->stmts[i].sql);
+        DBP_FREE(pg->stmts);
+    }
     dbp_result_free(pg->head);
     DBP_FREE(pg->extra);
     DBP_FREE(pg);
@@ -6768,6 +6802,60 @@ static int dbp__pg_send(dbp_conn *c, const char *sql, const dbp_value *params, s
     }
     if (ok && single) PQsetSingleRowMode(pg->pg);
     /* libpq writes out a request of 8 kB or more while queueing it */
+    pg->partial = bytes >= 8000;
+    return ok ? 1 : 0;
+}
+
+/* The text values of a statement's parameters, as dbp__pg_send makes them,
+   for PQsendQueryPrepared. */
+static int dbp__pg_send_prepared(dbp_conn *c, const char *name, const dbp_value *params, size_t n, int single)
+{
+    dbp__pg *pg = DBP__PG(c);
+    size_t i, bytes = 0;
+    int ok;
+    char *block = DBP__CAST(char *, DBP_MALLOC(n * (sizeof(char *) + 2 * sizeof(int) + 32) + 1));
+    const char **vals;
+    int *lens, *fmts;
+    char *nums;
+    if (!block) return -1;
+    vals = DBP__CAST(const char **, (void *)block);
+    lens = DBP__CAST(int *, (void *)(block + n * sizeof(char *)));
+    fmts = lens + n;
+    nums = DBP__CAST(char *, (void *)(fmts + n));
+    for (i = 0; i < n; i++) {
+        const dbp_value *v = &params[i];
+        char *num = nums + i * 32;
+        lens[i] = 0;
+        fmts[i] = 0;
+        switch (v->type) {
+        case DBP_NULL: vals[i] = NULL; break;
+        case DBP_BOOL: vals[i] = v->v.b ? "t" : "f"; break;
+        case DBP_INT: snprintf(num, 32, "%lld", v->v.i); vals[i] = num; break;
+        case DBP_UINT: snprintf(num, 32, "%llu", v->v.u); vals[i] = num; break;
+        case DBP_DOUBLE: {
+            int prec;
+            for (prec = 15; prec <= 17; prec++) {
+                snprintf(num, 32, "%.*g", prec, v->v.d);
+                if (strtod(num, NULL) == v->v.d) break;
+            }
+            vals[i] = num;
+            break;
+        }
+        case DBP_BLOB:
+            vals[i] = v->v.s.data ? v->v.s.data : "";
+            lens[i] = (int)v->v.s.len;
+            fmts[i] = 1;
+            bytes += v->v.s.len;
+            break;
+        default:
+            vals[i] = v->v.s.data ? v->v.s.data : "";
+            bytes += v->v.s.len;
+            break;
+        }
+    }
+    ok = PQsendQueryPrepared(pg->pg, name, (int)n, vals, lens, fmts, 0);
+    DBP_FREE(block);
+    if (ok && single) PQsetSingleRowMode(pg->pg);
     pg->partial = bytes >= 8000;
     return ok ? 1 : 0;
 }
@@ -7116,6 +7204,7 @@ nomem:
 
 /* Every result of the statement arrived (PQgetResult gave NULL). */
 static void dbp__pg_listen_done(dbp_conn *c);
+static void dbp__pg_prepared_done(dbp_conn *c);
 
 static void dbp__pg_done(dbp_conn *c)
 {
@@ -7123,6 +7212,7 @@ static void dbp__pg_done(dbp_conn *c)
     PGnotify *n;
     if (pg->lost || PQstatus(pg->pg) == CONNECTION_BAD) { dbp__pg_broken(c, 0); return; }
     if (pg->purpose == DBP__PP_LISTEN) { dbp__pg_listen_done(c); return; }
+    if (pg->purpose == DBP__PP_PREPARE || pg->purpose == DBP__PP_DEALLOC) { dbp__pg_prepared_done(c); return; }
     while ((n = PQnotifies(pg->pg)) != NULL) PQfreemem(n);
     switch (pg->purpose) {
     case DBP__PP_STEP:
@@ -7179,6 +7269,87 @@ static void dbp__pg_drain(dbp_conn *c)
     }
 }
 
+/* ---- prepared statements: per connection, least recently used dropped ---- */
+
+static int dbp__pg_stmt_find(dbp__pg *pg, const char *sql)
+{
+    int i;
+    for (i = 0; i < pg->nstmts; i++) if (strcmp(pg->stmts[i].sql, sql) == 0) return i;
+    return -1;
+}
+
+/* Runs the op's statement prepared: at once when this connection has it,
+   else DEALLOCATE the least used one if the cache is full, then prepare it. */
+static void dbp__pg_prepared_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__pg *pg = DBP__PG(c);
+    int i = dbp__pg_stmt_find(pg, op->sql), ok;
+    char name[32], sql[64];
+    if (i >= 0) {
+        pg->stmts[i].used = ++pg->use_clock;
+        snprintf(name, sizeof name, "dbp_%d", pg->stmts[i].id);
+        ok = dbp__pg_send_prepared(c, name, op->params, op->nparams, op->type == DBP__OP_STREAM);
+        if (ok < 0) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
+            dbp__pg_op_finish(c, DBP_ENOMEM, &e);
+            return;
+        }
+        if (!ok) { dbp__pg_broken(c, 1); return; }
+        dbp__pg_started(c, DBP__PP_USER);
+        return;
+    }
+    if (pg->nstmts >= c->pool->s.prepare_cache && pg->nstmts > 0) {
+        int lru = 0, k;
+        for (k = 1; k < pg->nstmts; k++) if (pg->stmts[k].used < pg->stmts[lru].used) lru = k;
+        snprintf(sql, sizeof sql, "DEALLOCATE dbp_%d", pg->stmts[lru].id);
+        DBP_FREE(pg->stmts[lru].sql);
+        pg->stmts[lru] = pg->stmts[--pg->nstmts];
+        if (!PQsendQuery(pg->pg, sql)) { dbp__pg_broken(c, 1); return; }
+        dbp__pg_started(c, DBP__PP_DEALLOC);
+        return;
+    }
+    snprintf(name, sizeof name, "dbp_%d", ++pg->next_stmt);
+    if (!PQsendPrepare(pg->pg, name, op->sql, (int)op->nparams, NULL)) { dbp__pg_broken(c, 1); return; }
+    dbp__pg_started(c, DBP__PP_PREPARE);
+}
+
+/* The prepare (or the DEALLOCATE before it) finished. */
+static void dbp__pg_prepared_done(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_op *op = pg->op;
+    if (pg->purpose == DBP__PP_PREPARE && !pg->failed && op) {
+        dbp__pg_stmt *st = DBP__CAST(dbp__pg_stmt *, DBP_REALLOC(pg->stmts, (size_t)(pg->nstmts + 1) * sizeof *pg->stmts));
+        char *sql = dbp__strdup(op->sql);
+        if (st) pg->stmts = st;
+        if (st && sql) {
+            pg->stmts[pg->nstmts].sql = sql;
+            pg->stmts[pg->nstmts].id = pg->next_stmt;
+            pg->stmts[pg->nstmts].nparams = (int)op->nparams;
+            pg->stmts[pg->nstmts].used = ++pg->use_clock;
+            pg->nstmts++;
+        } else {
+            DBP_FREE(sql); /* (not cached: prepared again next time, under a new name) */
+        }
+    }
+    if (pg->failed) {
+        /* the statement could not be prepared (a syntax error): nothing ran */
+        dbp__pg_op_finish(c, pg->err.rc, &pg->err);
+        return;
+    }
+    pg->failed = 0;
+    if (!op) { dbp__pg_op_finish(c, DBP_OK, NULL); return; }
+    if (pg->purpose == DBP__PP_DEALLOC || dbp__pg_stmt_find(pg, op->sql) < 0) {
+        /* room was made (or caching failed): prepare, or run it unprepared */
+        if (pg->purpose == DBP__PP_DEALLOC) { dbp__pg_prepared_start(c, op); return; }
+        if (dbp__pg_send(c, op->sql, op->params, op->nparams, op->type == DBP__OP_STREAM) != 1) { dbp__pg_broken(c, 1); return; }
+        dbp__pg_started(c, DBP__PP_USER);
+        return;
+    }
+    dbp__pg_prepared_start(c, op);
+}
+
 static void dbp__pg_op_start(dbp_conn *c, dbp_op *op)
 {
     dbp__pg *pg = DBP__PG(c);
@@ -7191,6 +7362,10 @@ static void dbp__pg_op_start(dbp_conn *c, dbp_op *op)
     } else if (op->type == DBP__OP_KILL) {
         snprintf(kill, sizeof kill, "SELECT pg_cancel_backend(%llu)", op->kill_id);
         ok = dbp__pg_send(c, kill, NULL, 0, 0);
+    } else if ((op->type == DBP__OP_QUERY || op->type == DBP__OP_STREAM) && !(op->flags & DBP__OF_NOPREPARE) &&
+               ((op->flags & DBP__OF_PREPARE) || (c->pool->s.prepare > 0 && op->nparams > 0))) {
+        dbp__pg_prepared_start(c, op);
+        return;
     } else {
         ok = dbp__pg_send(c, op->sql, op->params, op->nparams, op->type == DBP__OP_STREAM);
     }
@@ -9050,6 +9225,8 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
     if (o) {
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
         if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+        if (o->prepare > 0) op->flags |= DBP__OF_PREPARE;
+        else if (o->prepare < 0) op->flags |= DBP__OF_NOPREPARE;
     }
     if (p->s.backend != DBP__BK_MYSQL && p->s.backend != DBP__BK_PGSQL) {
         dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL or PostgreSQL pool; use call() for Redis");

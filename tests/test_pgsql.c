@@ -647,6 +647,72 @@ static void test_listen(dbp_hub *h)
     close_pool(p);
 }
 
+static void test_prepared(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=1&prepare=true&prepare_cache=2&application_name=prep");
+    dbp_pool *admin = open_pool(h, URL, "max=1");
+    static const char *const sqls[] = { "SELECT $1::int + 1 AS v", "SELECT $1::int + 2 AS v", "SELECT $1::int + 3 AS v" };
+    int i, good = 0;
+    dbp_op *op;
+    for (i = 0; i < 30; i++) {
+        dbp_value v = dbp_v_int(i * 10);
+        op = dbp_query(p, sqls[i % 3], &v, 1, NULL);
+        if (dbp_op_wait(op, 5000) == DBP_OK && atoi(dbp_result_cell(dbp_op_result(op), 0, 0)->data) == i * 10 + i % 3 + 1) good++;
+        else diag("op %d: %s", i, dbp_op_error(op)->message);
+        dbp_op_free(op);
+    }
+    is_int(good, 30, "prepare=true: three statements in turn through a cache of two, every result right");
+    is_int((int)scalar(p, "SELECT count(*) FROM pg_prepared_statements"), 2,
+           "  the connection holds at most prepare_cache statements (the least used is deallocated)");
+    {
+        dbp_value v = dbp_v_int(1);
+        op = dbp_query(p, "SELEC $1", &v, 1, NULL);
+        ok(dbp_op_wait(op, 5000) == DBP_ESQL && strcmp(dbp_op_error(op)->sqlstate, "42601") == 0 && !dbp_op_error(op)->sent,
+           "a statement that cannot be prepared is rejected, not sent to run: %s", dbp_op_error(op)->message);
+        dbp_op_free(op);
+    }
+    {
+        dbp_op_options o;
+        dbp_value v = dbp_v_int(5);
+        memset(&o, 0, sizeof o);
+        o.prepare = -1;
+        op = dbp_query(p, "SELECT $1::int * 7 AS v", &v, 1, &o);
+        ok(dbp_op_wait(op, 5000) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "35") == 0,
+           "prepare = -1 on one op: not prepared");
+        dbp_op_free(op);
+        is_int((int)scalar(p, "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%* 7%'"), 0, "  and not cached");
+    }
+    run(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'prep'");
+    spin(h, 300);
+    good = 0;
+    for (i = 0; i < 6; i++) {
+        dbp_value v = dbp_v_int(i);
+        op = dbp_query(p, sqls[i % 3], &v, 1, NULL);
+        if (dbp_op_wait(op, 5000) == DBP_OK && atoi(dbp_result_cell(dbp_op_result(op), 0, 0)->data) == i + i % 3 + 1) good++;
+        else diag("op %d: %s", i, dbp_op_error(op)->message);
+        dbp_op_free(op);
+    }
+    is_int(good, 6, "after the connection was terminated, statements are prepared again on the new one");
+    {
+        dbp_value v = dbp_v_int(3);
+        dbp_op_options o;
+        memset(&o, 0, sizeof o);
+        o.prepare = 1;
+        op = dbp_query_stream(p, "SELECT g FROM generate_series(1, $1::int) g", &v, 1, &o);
+        i = 0;
+        while (dbp_op_fetch_wait(op, 5000) == DBP_OK) {
+            const dbp_cell *row;
+            int rc = dbp_op_fetch(op, &row, NULL);
+            if (rc == DBP_ROW) i++;
+            else if (rc != DBP_PENDING) break;
+        }
+        ok(dbp_op_rc(op) == DBP_OK && i == 3, "a prepared statement streams too (%d rows)", i);
+        dbp_op_free(op);
+    }
+    close_pool(admin);
+    close_pool(p);
+}
+
 /* Resident memory of this process in kB (VmRSS). */
 static long rss_kb(void)
 {
@@ -831,6 +897,7 @@ int main(void)
     test_stream(h);
     test_copy(h);
     test_listen(h);
+    test_prepared(h);
     test_restart_under_load(h);
     spin(h, 200);
     dbp_hub_stats(h, &hc);

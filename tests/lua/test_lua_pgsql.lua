@@ -65,6 +65,18 @@ do
     db:query("DROP TABLE t_lua_values"):await()
 end
 
+-- prepared statements: per query, and for the whole pool
+do
+    local r = db:query("SELECT $1::int * 2 AS v", { 21 }, { prepare = true }):await()
+    T.is(r[1].v, 42, "a query with { prepare = true }")
+    local p = open { max = 1, prepare = true }
+    local sum = 0
+    for i = 1, 20 do sum = sum + p:query("SELECT $1::int AS v", { i }):await()[1].v end
+    T.is(sum, 210, "a pool with prepare = true runs its queries prepared")
+    T.is(p:query("SELECT count(*) AS n FROM pg_prepared_statements"):await()[1].n, 1, "  one statement, prepared once")
+    p:close():await()
+end
+
 -- errors
 do
     local ok, err = pcall(db.query, db, "SELECT $1, $2", { 1 })
