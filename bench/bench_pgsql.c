@@ -2,7 +2,7 @@
    (a pool of P, K ops in flight, one thread) on pgbench's own table, to be
    compared with `pgbench -S` in the same run (bench/pgbench.sh runs both).
 
-     bench_pgsql [-n N] [--pool P] [--inflight K] [--seconds S]
+     bench_pgsql [-n N] [--pool P] [--inflight K] [--prepare]
 
    Environment: DBPOOL_TEST_PG_URL (required; scripts/with-servers.sh sets
    it; bench/pgbench.sh adds sslmode=disable, as it gives pgbench).
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 {
     const char *url = getenv("DBPOOL_TEST_PG_URL");
     long long n = 200000;
-    int pool_size = 8, inflight = 64, i;
+    int pool_size = 8, inflight = 64, prepare = 0, i;
     char full[1024];
     dbp_pool_config cfg;
     dbp_error e;
@@ -89,10 +89,12 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) n = atoll(argv[++i]);
         else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc) pool_size = atoi(argv[++i]);
         else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc) inflight = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: bench_pgsql [-n N] [--pool P] [--inflight K]\n"); return 2; }
+        else if (strcmp(argv[i], "--prepare") == 0) prepare = 1;
+        else { fprintf(stderr, "usage: bench_pgsql [-n N] [--pool P] [--inflight K] [--prepare]\n"); return 2; }
     }
     if (!url) { fprintf(stderr, "bench_pgsql: DBPOOL_TEST_PG_URL is not set\n"); return 2; }
-    snprintf(full, sizeof full, "%s%smax=%d&min=%d", url, strchr(url, '?') ? "&" : "?", pool_size, pool_size);
+    snprintf(full, sizeof full, "%s%smax=%d&min=%d%s", url, strchr(url, '?') ? "&" : "?", pool_size, pool_size,
+             prepare ? "&prepare=true" : "");
     h = dbp_hub_open(NULL);
     dbp_pool_config_init(&cfg);
     cfg.url = full;
@@ -107,8 +109,8 @@ int main(int argc, char **argv)
     dbp_op_free(op);
     run_phase(h, n / 10 > 1000 ? n / 10 : 1000, inflight); /* warm-up: connections open, caches hot */
     secs = run_phase(h, n, inflight);
-    printf("bench_pgsql: dbpool C API, pool %d, %d in flight: %lld point selects in %.2f s = %.0f q/s (%lld failed)\n",
-           pool_size, inflight, done, secs, (double)done / secs, failed);
+    printf("bench_pgsql: dbpool C API, pool %d, %d in flight%s: %lld point selects in %.2f s = %.0f q/s (%lld failed)\n",
+           pool_size, inflight, prepare ? ", prepare=true" : ", text (extended, unnamed)", done, secs, (double)done / secs, failed);
     dbp_op_free(dbp_pool_close(pool, 5000));
     dbp_pool_free(pool);
     dbp_hub_close(h, 5000);

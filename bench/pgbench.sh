@@ -24,3 +24,4 @@ for mode in simple extended prepared; do
     done
 done
 DBPOOL_TEST_PG_URL="$url" build/bench/bench_pgsql -n "${BENCH_PG_N:-200000}"
+DBPOOL_TEST_PG_URL="$url" build/bench/bench_pgsql -n "${BENCH_PG_N:-200000}" --prepare
