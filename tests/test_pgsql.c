@@ -8,9 +8,11 @@
 #include "../dbpool.h"
 #include "tap.h"
 #include "helpers.h"
+#include "proxy.h"
 #include <signal.h>
 
 static const char *URL, *PASSWORD, *CA, *OTHER_CA;
+static int PG_PORT;
 static int notices;
 static char last_notice[256];
 
@@ -713,6 +715,94 @@ static void test_prepared(dbp_hub *h)
     close_pool(p);
 }
 
+/* ---- faults a network makes, through tests/faultproxy (as test_faults.c does for MySQL and Redis) ---- */
+
+static long long elapsed_ms(const dbp_op *op)
+{
+    long long s0, st, e;
+    dbp_op_times(op, &s0, &st, &e);
+    return e ? (e - s0) / 1000 : -1;
+}
+
+static dbp_pool *through_proxy(dbp_hub *h, proxy *px, const char *opts)
+{
+    char url[1024];
+    if (proxy_start(px, PG_PORT) != 0) { diag("proxy did not start"); return NULL; }
+    /* plain TCP: the proxy cuts and delays bytes, TLS would only hide them */
+    via(url, sizeof url, URL, PG_PORT, px->listen_port, opts);
+    return open_pool(h, url, NULL);
+}
+
+static void test_faults(dbp_hub *h)
+{
+    proxy px;
+    dbp_pool *p;
+    dbp_op *op;
+    int fds = count_fds(), n, i;
+    dbp_op_options idem = { 10000, 1, 0 };
+
+    /* a busy connection blackholed: query_timeout rejects it; the cancel cannot get through either */
+    p = through_proxy(h, &px, "max=1&connect_timeout=0.5&query_timeout=1&backoff_max=0.3&sslmode=disable");
+    if (!p) return;
+    ok(run(p, "SELECT 1") == DBP_OK, "pg: a query through the proxy");
+    op = q(p, "SELECT pg_sleep(0.3), 1");
+    spin(h, 50);
+    proxy_cmd(&px, "blackhole");
+    dbp_op_wait(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) < 1800,
+       "pg blackhole of a busy connection: rejected at query_timeout, sent, in %lld ms: %s", elapsed_ms(op), dbp_op_error(op)->message);
+    dbp_op_free(op);
+    spin(h, 4500); /* the cancel cannot reach the server: the grace period closes the connection */
+    proxy_cmd(&px, "pass");
+    ok(run(p, "SELECT 2") == DBP_OK, "  the pool recovers when the network does");
+    close_pool(p);
+    proxy_stop(&px);
+
+    /* a reset in the middle of a large result */
+    p = through_proxy(h, &px, "max=2&sslmode=disable");
+    if (!p) return;
+    run(p, "SELECT 1");
+    proxy_cmd(&px, "reset-after 300000 down");
+    op = dbp_query(p, "SELECT repeat('x', 1000000) AS big", NULL, 0, &idem);
+    dbp_op_wait(op, 12000);
+    {
+        dbp_stats st;
+        dbp_pool_stats(p, &st);
+        ok(dbp_op_rc(op) == DBP_ELOST && dbp_op_error(op)->sent && st.retried >= 1,
+           "pg reset in the middle of a 1 MB result: an idempotent op is retried once, cut again, reported lost (retried %llu): %s",
+           st.retried, dbp_op_error(op)->message);
+    }
+    dbp_op_free(op);
+    proxy_cmd(&px, "reset-after off");
+    op = q(p, "SELECT repeat('z', 1000000) AS big");
+    ok(dbp_op_wait(op, 12000) == DBP_OK && dbp_op_result(op)->cells[0].len == 1000000, "  the pool recovers: the 1 MB result arrives whole");
+    dbp_op_free(op);
+    close_pool(p);
+    proxy_stop(&px);
+
+    /* latency beyond query_timeout */
+    p = through_proxy(h, &px, "max=1&query_timeout=0.5&connect_timeout=1&sslmode=disable");
+    if (!p) return;
+    run(p, "SELECT 1");
+    proxy_cmd(&px, "latency 1500");
+    op = q(p, "SELECT 5");
+    dbp_op_wait(op, 10000);
+    ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) >= 450 && elapsed_ms(op) < 1500,
+       "pg latency spike beyond query_timeout: rejected with kind timeout in %lld ms", elapsed_ms(op));
+    dbp_op_free(op);
+    proxy_cmd(&px, "latency 0");
+    spin(h, 3500); /* (the delayed bytes and the cancel drain) */
+    op = q(p, "SELECT 6");
+    ok(dbp_op_wait(op, 8000) == DBP_OK, "  the pool recovers once the latency is gone: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    close_pool(p);
+    proxy_stop(&px);
+
+    n = count_fds();
+    for (i = 0; i < 100 && n > fds; i++) { spin(h, 20); n = count_fds(); }
+    ok(n <= fds, "pg faults: no file descriptor leaked (%d -> %d)", fds, n);
+}
+
 /* Resident memory of this process in kB (VmRSS). */
 static long rss_kb(void)
 {
@@ -879,6 +969,7 @@ int main(void)
     PASSWORD = need_env("DBPOOL_TEST_PG_PASSWORD");
     CA = need_env("DBPOOL_TEST_PG_CA");
     OTHER_CA = need_env("DBPOOL_TEST_PG_OTHER_CA");
+    PG_PORT = atoi(need_env("DBPOOL_TEST_PG_PORT"));
     fds0 = count_fds();
     h = dbp_hub_open(NULL);
     test_seed_close(h);
@@ -898,6 +989,7 @@ int main(void)
     test_copy(h);
     test_listen(h);
     test_prepared(h);
+    test_faults(h);
     test_restart_under_load(h);
     spin(h, 200);
     dbp_hub_stats(h, &hc);
