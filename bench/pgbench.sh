@@ -25,3 +25,5 @@ for mode in simple extended prepared; do
 done
 DBPOOL_TEST_PG_URL="$url" build/bench/bench_pgsql -n "${BENCH_PG_N:-200000}"
 DBPOOL_TEST_PG_URL="$url" build/bench/bench_pgsql -n "${BENCH_PG_N:-200000}" --prepare
+LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/lua/?.so;;" \
+    lua5.4 bench/bench_pg_lua.lua "$url" "${BENCH_PG_N:-200000}"
