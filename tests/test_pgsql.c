@@ -848,7 +848,24 @@ static void test_copy(dbp_hub *h)
        "  the COPY stored them all (affected_rows %llu): %s", dbp_op_result(op) ? dbp_op_result(op)->affected_rows : 0ULL,
        dbp_op_error(op)->message);
     ok(pending > 0, "  the buffer filled and drained as the socket took it (%d waits)", pending);
-    ok(rss_max - rss0 < 8192, "  memory stayed flat while loading (RSS %ld kB after 20000 rows, at most %ld kB after)", rss0, rss_max);
+    {
+        /* AddressSanitizer keeps freed memory in quarantine: RSS says nothing there */
+        const char *pre = getenv("LD_PRELOAD");
+        int checked = 1;
+#if defined(__SANITIZE_ADDRESS__)
+        checked = 0;
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+        checked = 0;
+#  endif
+#endif
+        if (pre && strstr(pre, "asan")) checked = 0;
+        if (checked)
+            ok(rss_max - rss0 < 8192, "  memory stayed flat while loading (RSS %ld kB after 20000 rows, at most %ld kB after)", rss0, rss_max);
+        else
+            printf("ok %d # skip under AddressSanitizer (quarantine): RSS %ld kB after 20000 rows, at most %ld kB after\n",
+                   ++tap_n, rss0, rss_max);
+    }
     is_int((int)dbp_op_copy_rows(op), (int)rows, "  rows counted");
     dbp_op_free(op);
     is_int((int)scalar(p, "SELECT count(*) FROM t_copy WHERE name = 'row' || chr(9) || id || chr(10) || '\\ ' || U&'\\00e9' "
@@ -866,7 +883,10 @@ static void test_copy(dbp_hub *h)
        "a COPY ended with an error stores nothing: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
     op = dbp_pool_copy_in(p, "COPY t_copy (id, name) FROM STDIN", NULL);
-    dbp_op_copy_data(op, "999999999\tfine\nnot-a-number\tbad\n", 35);
+    {
+        static const char data[] = "999999999\tfine\nnot-a-number\tbad\n";
+        dbp_op_copy_data(op, data, sizeof data - 1);
+    }
     dbp_op_copy_end(op, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_ESQL && strcmp(dbp_op_error(op)->sqlstate, "22P02") == 0,
        "a bad row fails the whole COPY with the server's error: %s", dbp_op_error(op)->message);

@@ -54,7 +54,13 @@ for _, case in ipairs { { name = "PostgreSQL (COPY)", db = pg, ddl = "id int8 PR
     T.ok(tonumber(r.n) == N and tonumber(r.s) == N * (N + 1) // 2 and tonumber(r.nulls) == N // 7,
         ("%s: count, sum and NULLs as generated (%s, %s, %s)"):format(case.name, r.n, r.s, r.nulls))
     local ok, base, top = flat(samples)
-    T.ok(ok, ("%s: memory flat while loading (RSS %d kB -> at most %d kB)"):format(case.name, base, top))
+    local pre = os.getenv("LD_PRELOAD") or ""
+    if pre:find("asan") or pre:find("vgpreload") then
+        -- AddressSanitizer's quarantine and Valgrind's own heap: RSS says nothing there
+        T.ok(true, ("%s: memory flat while loading # skip under a checker (RSS %d kB -> at most %d kB)"):format(case.name, base, top))
+    else
+        T.ok(ok, ("%s: memory flat while loading (RSS %d kB -> at most %d kB)"):format(case.name, base, top))
+    end
     -- keyed rows and list rows, quotes and odd names
     db:query("DELETE FROM t_load"):await()
     n = db:load("t_load", { "id", "name", "score", "even" }, {
