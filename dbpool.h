@@ -81,8 +81,10 @@
      steps can only be done by a call that blocks, and each runs as a job on
      a detached helper thread started for it alone:
        - the lookup of a host name that is not an IP literal (getaddrinfo,
-         Redis and MySQL alike); the connect then goes to the addresses
-         found, in order (MySQL: Connector/C is given the numeric address);
+         Redis, MySQL and PostgreSQL alike); the connect then goes to the
+         addresses found, in order (MySQL: Connector/C is given the numeric
+         address; PostgreSQL: libpq gets it as `hostaddr`, with the name as
+         `host` for verify-full);
        - a MySQL connect with any ssl-mode but DISABLED, because Connector/C
          3.3 runs the TLS handshake with a blocking wait (CONC-594). The
          helper runs the whole mysql_real_connect() with the host *name*
@@ -129,8 +131,9 @@
      Deadlines.  `acquire_timeout` covers time in the queue (including a
      connect made for the op), `query_timeout` covers running, and an op's own
      `timeout_ms` covers all of it. A MySQL query that runs past its deadline
-     is stopped on the server with KILL QUERY from a side connection; the
-     connection is kept if it is clean afterwards.
+     is stopped on the server with KILL QUERY from a side connection, a
+     PostgreSQL one with SELECT pg_cancel_backend(pid) (libpq 15's PQcancel
+     blocks); the connection is kept if it is clean afterwards.
 
      Close.  dbp_pool_close() accepts no new op ("pool is closing"), lets every
      queued and running op finish and settle, then sends QUIT and closes every
@@ -520,12 +523,17 @@ typedef struct dbp_op_options {
     int prepare;      /* PostgreSQL: 1 a prepared statement, -1 not, 0 the pool's `prepare` */
 } dbp_op_options;
 
-/* ==== MySQL ops ===========================================================
-   `?` placeholders in sql are bound client-side, escaped by the charset of
-   the connection that runs the statement. A `?` inside a string literal, a
-   quoted identifier or a comment is not a placeholder. A count mismatch or
-   an unusable value gives an op already rejected with DBP_EPARAM; nothing
-   is sent. Several statements separated by `;` give several result sets. */
+/* ==== SQL ops (MySQL, PostgreSQL) ========================================
+   MySQL: `?` placeholders in sql are bound client-side, escaped by the
+   charset of the connection that runs the statement. A `?` inside a string
+   literal, a quoted identifier or a comment is not a placeholder.
+   PostgreSQL: `$1`..`$n` placeholders, the values sent apart from the SQL
+   (PQsendQueryParams: text, a blob as binary bytea); `?` is left alone
+   (jsonb operators). Text values cannot hold a NUL byte (use a blob).
+   Either way a count mismatch or an unusable value gives an op already
+   rejected with DBP_EPARAM; nothing is sent. Several statements separated
+   by `;` give several result sets (PostgreSQL: only without parameters,
+   which uses the simple protocol). */
 
 /* Submits a query. Returns NULL only when out of memory. */
 DBPDEF dbp_op *dbp_query(dbp_pool *pool, const char *sql, const dbp_value *params,
