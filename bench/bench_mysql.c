@@ -288,7 +288,7 @@ static dbp_op *pool_submit(void *ctx, long i)
 {
     pool_ctx *c = (pool_ctx *)ctx;
     dbp_value v = dbp_v_uint(c->ids[i]);
-    return dbp_query(c->pool, SELECT_SQL, &v, 1, NULL);
+    return dbp_pool_query(c->pool, SELECT_SQL, &v, 1, NULL);
 }
 
 static int pool_check(void *ctx, const dbp_op *op, long i)

@@ -53,7 +53,7 @@ static void submit(void)
     if (submitted >= target) return;
     submitted++;
     v = dbp_v_int(next_aid());
-    op = dbp_query(pool, "SELECT abalance FROM pgbench_accounts WHERE aid = $1", &v, 1, NULL);
+    op = dbp_pool_query(pool, "SELECT abalance FROM pgbench_accounts WHERE aid = $1", &v, 1, NULL);
     dbp_op_on_settle(op, on_settle, NULL);
 }
 
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     cfg.url = full;
     pool = dbp_pool_open(h, &cfg, &e);
     if (!pool) { fprintf(stderr, "bench_pgsql: %s\n", e.message); return 1; }
-    op = dbp_query(pool, "SELECT count(*) FROM pgbench_accounts", NULL, 0, NULL);
+    op = dbp_pool_query(pool, "SELECT count(*) FROM pgbench_accounts", NULL, 0, NULL);
     if (dbp_op_wait(op, 30000) != DBP_OK) {
         fprintf(stderr, "bench_pgsql: no pgbench table (run pgbench -i first): %s\n", dbp_op_error(op)->message);
         return 1;
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
            pool_size, inflight, prepare ? ", prepare=true" : ", text (extended, unnamed)", done, secs, (double)done / secs, failed);
     dbp_op_free(dbp_pool_close(pool, 5000));
     dbp_pool_free(pool);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     free(settled_ops);
     return failed ? 1 : 0;
 }

@@ -33,7 +33,7 @@ static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 
 static long long ms_between(long long a_us, long long b_us) { return (b_us - a_us) / 1000; }
 
-static dbp_op *q(dbp_pool *p, const char *sql) { return dbp_query(p, sql, NULL, 0, NULL); }
+static dbp_op *q(dbp_pool *p, const char *sql) { return dbp_pool_query(p, sql, NULL, 0, NULL); }
 
 static int run(dbp_pool *p, const char *sql)
 {
@@ -76,7 +76,7 @@ static void test_seed_close(dbp_hub *h)
     int i, fulfilled = 0;
     for (i = 0; i < 5; i++) {
         dbp_value v = dbp_v_int(i);
-        ops[i] = dbp_query(p, "SELECT pg_sleep(0.05), $1::int AS i", &v, 1, NULL);
+        ops[i] = dbp_pool_query(p, "SELECT pg_sleep(0.05), $1::int AS i", &v, 1, NULL);
     }
     cl = dbp_pool_close(p, -1);
     late = q(p, "SELECT 'late'");
@@ -148,7 +148,7 @@ static void test_values(dbp_hub *h)
     v[3] = dbp_v_double(1.5); v[4] = dbp_v_double(0.1); v[5] = dbp_v_text(num40); v[6] = dbp_v_bool(1);
     v[7] = dbp_v_blob(bin, sizeof bin); v[8] = dbp_v_text(utf8); v[9] = dbp_v_null(); v[10] = dbp_v_text("2024-02-29");
     v[11] = dbp_v_text("{\"k\": [1, 2]}");
-    op = dbp_query(p, "INSERT INTO t_values VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+    op = dbp_pool_query(p, "INSERT INTO t_values VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
                       "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')", v, 12, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_OK && dbp_op_result(op)->affected_rows == 1,
        "insert with every kind of value ($1..$12): %s", dbp_op_error(op)->message);
@@ -185,7 +185,7 @@ static void test_values(dbp_hub *h)
         /* booleans and empty strings as parameters, typed by the server */
         dbp_value w[3];
         w[0] = dbp_v_bool(0); w[1] = dbp_v_text(""); w[2] = dbp_v_uint(18446744073709551615ULL);
-        op = dbp_query(p, "SELECT $1::bool AS b, $2::text AS e, $3::numeric AS u", w, 3, NULL);
+        op = dbp_pool_query(p, "SELECT $1::bool AS b, $2::text AS e, $3::numeric AS u", w, 3, NULL);
         dbp_op_wait(op, 5000);
         r = dbp_op_result(op);
         ok(r && strcmp(dbp_result_cell(r, 0, 0)->data, "f") == 0 && dbp_result_cell(r, 0, 1)->data &&
@@ -214,7 +214,7 @@ static void test_injection(dbp_hub *h)
         v[0] = dbp_v_int((long long)i);
         /* bytea: bytes that are not valid UTF-8 (0xbf 0x27) are stored as sent */
         v[1] = dbp_v_blob(corpus[i], strlen(corpus[i]));
-        op = dbp_query(p, "INSERT INTO t_inj VALUES ($1, $2)", v, 2, NULL);
+        op = dbp_pool_query(p, "INSERT INTO t_inj VALUES ($1, $2)", v, 2, NULL);
         if (dbp_op_wait(op, 5000) != DBP_OK) diag("insert %lu: %s", (unsigned long)i, dbp_op_error(op)->message);
         dbp_op_free(op);
     }
@@ -233,7 +233,7 @@ static void test_injection(dbp_hub *h)
         /* the same as text, where valid UTF-8 */
         dbp_value v[1];
         v[0] = dbp_v_text("'; DROP TABLE t_inj; --");
-        op = dbp_query(p, "SELECT $1::text = '''; DROP TABLE t_inj; --' AS same, count(*) FROM t_inj", v, 1, NULL);
+        op = dbp_pool_query(p, "SELECT $1::text = '''; DROP TABLE t_inj; --' AS same, count(*) FROM t_inj", v, 1, NULL);
         ok(dbp_op_wait(op, 5000) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "t") == 0 &&
            atoi(dbp_result_cell(dbp_op_result(op), 0, 1)->data) == (int)n, "a text parameter is a value, never SQL");
         dbp_op_free(op);
@@ -249,22 +249,22 @@ static void test_param_checks(dbp_hub *h)
     dbp_op *op;
     dbp_stats st;
     v[0] = dbp_v_int(1); v[1] = dbp_v_int(2);
-    op = dbp_query(p, "SELECT $1, $2", v, 1, NULL);
+    op = dbp_pool_query(p, "SELECT $1, $2", v, 1, NULL);
     ok(dbp_op_rc(op) == DBP_EPARAM && dbp_op_error(op)->sent == 0 && dbp_rc_kind(DBP_EPARAM) == DBP_KIND_USAGE,
        "$n count mismatch rejected at once, kind usage, not sent: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
-    op = dbp_query(p, "SELECT 1", v, 2, NULL);
+    op = dbp_pool_query(p, "SELECT 1", v, 2, NULL);
     ok(dbp_op_rc(op) == DBP_EPARAM, "values for a statement without $n rejected: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
     v[0] = dbp_v_textn("a\0b", 3);
-    op = dbp_query(p, "SELECT $1", v, 1, NULL);
+    op = dbp_pool_query(p, "SELECT $1", v, 1, NULL);
     ok(dbp_op_rc(op) == DBP_EPARAM && strstr(dbp_op_error(op)->message, "NUL"), "text with a NUL byte rejected: %s",
        dbp_op_error(op)->message);
     dbp_op_free(op);
     dbp_pool_stats(p, &st);
     is_int((int)st.created, 0, "nothing was sent: no connection was even opened");
     v[0] = dbp_v_int(7);
-    op = dbp_query(p, "SELECT '{\"a\":1}'::jsonb ? 'a' AS has, $1::int AS x", v, 1, NULL);
+    op = dbp_pool_query(p, "SELECT '{\"a\":1}'::jsonb ? 'a' AS has, $1::int AS x", v, 1, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "t") == 0,
        "`?` is PostgreSQL's own (jsonb operator), not a placeholder");
     dbp_op_free(op);
@@ -562,7 +562,7 @@ static void test_pinned(dbp_hub *h)
 static void test_stream(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=1");
-    dbp_op *op = dbp_query_stream(p, "SELECT g, repeat('x', 100), g::int8 * 2 FROM generate_series(1, 5000) g", NULL, 0, NULL);
+    dbp_op *op = dbp_pool_query_stream(p, "SELECT g, repeat('x', 100), g::int8 * 2 FROM generate_series(1, 5000) g", NULL, 0, NULL);
     long long sum = 0, rows = 0;
     int rc;
     size_t nf = 0;
@@ -579,11 +579,11 @@ static void test_stream(dbp_hub *h)
     ok(dbp_op_state(op) == DBP_OP_FULFILLED && dbp_op_fields(op, &nf) && nf == 3, "  fulfilled at the end, with its 3 columns");
     dbp_op_free(op);
     ok(run(p, "SELECT 1") == DBP_OK, "the connection is reused after the stream");
-    op = dbp_query_stream(p, "SELECT g FROM generate_series(1, 200000) g", NULL, 0, NULL);
+    op = dbp_pool_query_stream(p, "SELECT g FROM generate_series(1, 200000) g", NULL, 0, NULL);
     dbp_op_fetch_wait(op, 5000);
     dbp_op_free(op); /* abandoned after the first batch */
     ok(run(p, "SELECT 2") == DBP_OK, "an abandoned stream is drained and the connection reused");
-    op = dbp_query_stream(p, "SELECT 1/0", NULL, 0, NULL);
+    op = dbp_pool_query_stream(p, "SELECT 1/0", NULL, 0, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_ESQL && strcmp(dbp_op_error(op)->sqlstate, "22012") == 0,
        "a stream that fails is rejected with the server's error");
     dbp_op_free(op);
@@ -619,9 +619,9 @@ static void test_listen(dbp_hub *h)
     dbp_error e;
     dbp_sub *sub;
     n_subscribed = n_resubscribed = ngot = 0;
-    ok(dbp_subscribe(p, 0, NULL, 1, pats, on_msg, NULL, &e) == NULL && e.rc == DBP_EUSAGE,
+    ok(dbp_pool_subscribe(p, 0, NULL, 1, pats, on_msg, NULL, &e) == NULL && e.rc == DBP_EUSAGE,
        "patterns are refused on PostgreSQL: %s", e.message);
-    sub = dbp_subscribe(p, 2, chans, 0, NULL, on_msg, NULL, &e);
+    sub = dbp_pool_subscribe(p, 2, chans, 0, NULL, on_msg, NULL, &e);
     ok(sub != NULL, "subscribe (LISTEN) on a PostgreSQL pool");
     if (!sub) { diag("%s", e.message); return; }
     wait_for(h, &n_subscribed, 2, 5000);
@@ -641,7 +641,7 @@ static void test_listen(dbp_hub *h)
     ok(dbp_sub_add(sub, 0, 1, more) == DBP_OK && wait_for(h, &n_subscribed, 5, 5000), "a channel added later is listened to");
     run(admin, "SELECT pg_notify('later', 'four')");
     ok(wait_for(h, &ngot, 4, 5000) && strcmp(got[3], "later=four") == 0, "  and its notifications arrive (%s)", got[3]);
-    dbp_sub_close(sub);
+    dbp_sub_free(sub);
     spin(h, 100);
     is_int((int)scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'listener'"), 0,
            "closing the subscription closes its connection");
@@ -658,7 +658,7 @@ static void test_prepared(dbp_hub *h)
     dbp_op *op;
     for (i = 0; i < 30; i++) {
         dbp_value v = dbp_v_int(i * 10);
-        op = dbp_query(p, sqls[i % 3], &v, 1, NULL);
+        op = dbp_pool_query(p, sqls[i % 3], &v, 1, NULL);
         if (dbp_op_wait(op, 5000) == DBP_OK && atoi(dbp_result_cell(dbp_op_result(op), 0, 0)->data) == i * 10 + i % 3 + 1) good++;
         else diag("op %d: %s", i, dbp_op_error(op)->message);
         dbp_op_free(op);
@@ -668,7 +668,7 @@ static void test_prepared(dbp_hub *h)
            "  the connection holds at most prepare_cache statements (the least used is deallocated)");
     {
         dbp_value v = dbp_v_int(1);
-        op = dbp_query(p, "SELEC $1", &v, 1, NULL);
+        op = dbp_pool_query(p, "SELEC $1", &v, 1, NULL);
         ok(dbp_op_wait(op, 5000) == DBP_ESQL && strcmp(dbp_op_error(op)->sqlstate, "42601") == 0 && !dbp_op_error(op)->sent,
            "a statement that cannot be prepared is rejected, not sent to run: %s", dbp_op_error(op)->message);
         dbp_op_free(op);
@@ -678,7 +678,7 @@ static void test_prepared(dbp_hub *h)
         dbp_value v = dbp_v_int(5);
         memset(&o, 0, sizeof o);
         o.prepare = -1;
-        op = dbp_query(p, "SELECT $1::int * 7 AS v", &v, 1, &o);
+        op = dbp_pool_query(p, "SELECT $1::int * 7 AS v", &v, 1, &o);
         ok(dbp_op_wait(op, 5000) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "35") == 0,
            "prepare = -1 on one op: not prepared");
         dbp_op_free(op);
@@ -689,7 +689,7 @@ static void test_prepared(dbp_hub *h)
     good = 0;
     for (i = 0; i < 6; i++) {
         dbp_value v = dbp_v_int(i);
-        op = dbp_query(p, sqls[i % 3], &v, 1, NULL);
+        op = dbp_pool_query(p, sqls[i % 3], &v, 1, NULL);
         if (dbp_op_wait(op, 5000) == DBP_OK && atoi(dbp_result_cell(dbp_op_result(op), 0, 0)->data) == i + i % 3 + 1) good++;
         else diag("op %d: %s", i, dbp_op_error(op)->message);
         dbp_op_free(op);
@@ -700,7 +700,7 @@ static void test_prepared(dbp_hub *h)
         dbp_op_options o;
         memset(&o, 0, sizeof o);
         o.prepare = 1;
-        op = dbp_query_stream(p, "SELECT g FROM generate_series(1, $1::int) g", &v, 1, &o);
+        op = dbp_pool_query_stream(p, "SELECT g FROM generate_series(1, $1::int) g", &v, 1, &o);
         i = 0;
         while (dbp_op_fetch_wait(op, 5000) == DBP_OK) {
             const dbp_cell *row;
@@ -763,7 +763,7 @@ static void test_faults(dbp_hub *h)
     if (!p) return;
     run(p, "SELECT 1");
     proxy_cmd(&px, "reset-after 300000 down");
-    op = dbp_query(p, "SELECT repeat('x', 1000000) AS big", NULL, 0, &idem);
+    op = dbp_pool_query(p, "SELECT repeat('x', 1000000) AS big", NULL, 0, &idem);
     dbp_op_wait(op, 12000);
     {
         dbp_stats st;
@@ -922,7 +922,7 @@ static void test_restart_under_load(dbp_hub *h)
         /* paced (2 per ms), so that inserts run before, during and after the restart */
         while (pending < 40 && next < RESTART_OPS && next < ms_between(t0, dbp__now_us()) * 2) {
             dbp_value v = dbp_v_int(next);
-            ops[next++] = dbp_query(p, "INSERT INTO t_restart VALUES ($1)", &v, 1, NULL);
+            ops[next++] = dbp_pool_query(p, "INSERT INTO t_restart VALUES ($1)", &v, 1, NULL);
             pending++;
         }
         dbp_hub_step(h, 5);
@@ -1015,7 +1015,7 @@ int main(void)
     dbp_hub_stats(h, &hc);
     ok(hc.ops == 0 && hc.conns == 0 && hc.pools == 0, "nothing left alive in the hub (ops %d, conns %d, pools %d)",
        hc.ops, hc.conns, hc.pools);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     fds1 = count_fds();
     is_int(fds1, fds0, "no file descriptor leaked (%d before, %d after)", fds0, fds1);
     ok(!strstr(all_messages, PASSWORD) && !strstr(all_messages, "Wr0ngPassw0rd"),
