@@ -14,9 +14,9 @@
 #   make check-header   the header alone, warning-free as C99 and C++
 #   make install        dbpool.h, the Lua module and the dbpool command
 CC ?= cc
-PKGS := libmariadb hiredis lua5.4
+PKGS := libmariadb libpq hiredis lua5.4
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-DB_LIBS := $(shell pkg-config --libs libmariadb hiredis) -lm -lpthread
+DB_LIBS := $(shell pkg-config --libs libmariadb libpq hiredis) -lm -lpthread
 WARN := -Wall -Wextra -Wpedantic
 CFLAGS ?= -O2 -g
 BUILD := build
@@ -44,7 +44,7 @@ tests:
 
 # The C benchmarks, always optimised (a figure from an -O0 build means nothing).
 BENCH_CFLAGS := -O2 -g
-build-bench: $(BUILD)/bench/bench_mysql $(BUILD)/bench/bench_redis
+build-bench: $(BUILD)/bench/bench_mysql $(BUILD)/bench/bench_redis $(BUILD)/bench/bench_pgsql
 
 $(BUILD)/bench/%: bench/%.c bench/bench_common.h dbpool.h
 	@mkdir -p $(dir $@)
@@ -88,6 +88,8 @@ check-header:
 	$(CC) -std=c99 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr2.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_PGSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_THREADS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	cp $(BUILD)/hdr.c $(BUILD)/hdr.cpp
 	c++ -std=c++11 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.cpp -o $(BUILD)/hdr.o

@@ -3,13 +3,14 @@ package = "dbpool"
 version = "scm-1"
 source = { url = "git+file://." }
 description = {
-   summary = "Event-loop-free MySQL/MariaDB and Redis pools for Lua 5.4: every query a promise a coroutine can await",
+   summary = "Event-loop-free MySQL/MariaDB, PostgreSQL and Redis pools for Lua 5.4: every query a promise a coroutine can await",
    license = "MIT",
 }
 dependencies = { "lua >= 5.4" }
 external_dependencies = {
    MARIADB = { header = "mariadb/mysql.h", library = "mariadb" },
    HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
+   PQ = { header = "postgresql/libpq-fe.h", library = "pq" },
 }
 build = {
    type = "builtin",
@@ -30,9 +31,9 @@ build = {
       ["dbpool.progress"] = "lua/dbpool/progress.lua",
       ["dbpool.core"] = {
          sources = { "lua/dbpool_core.c" },
-         incdirs = { ".", "$(MARIADB_INCDIR)/mariadb", "$(HIREDIS_INCDIR)/hiredis" },
-         libraries = { "mariadb", "hiredis", "m", "pthread" },
-         libdirs = { "$(MARIADB_LIBDIR)", "$(HIREDIS_LIBDIR)" },
+         incdirs = { ".", "$(MARIADB_INCDIR)/mariadb", "$(HIREDIS_INCDIR)/hiredis", "$(PQ_INCDIR)/postgresql" },
+         libraries = { "mariadb", "pq", "hiredis", "m", "pthread" },
+         libdirs = { "$(MARIADB_LIBDIR)", "$(PQ_LIBDIR)", "$(HIREDIS_LIBDIR)" },
          defines = { "_POSIX_C_SOURCE=200809L" },
       },
    },

@@ -1,4 +1,4 @@
-/* dbpool.h - v0.1.0 - event-loop-free connection pools for MySQL/MariaDB and Redis
+/* dbpool.h - v0.1.0 - event-loop-free connection pools for MySQL/MariaDB, PostgreSQL and Redis
                        public domain or MIT, see the end of this file
 
    A single-header C library: one *hub* drives the non-blocking state machine of
@@ -14,7 +14,7 @@
          #define DBPOOL_IMPLEMENTATION
          #include "dbpool.h"
 
-     and link with `pkg-config --libs libmariadb hiredis` -lpthread. Everywhere
+     and link with `pkg-config --libs libmariadb libpq hiredis` -lpthread. Everywhere
      else, include "dbpool.h" without the #define.
 
          dbp_hub *hub = dbp_hub_open(NULL);
@@ -51,7 +51,8 @@
 
    CONTENTS
 
-     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBPOOL_NO_THREADS,
+     Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_PGSQL, DBPOOL_NO_REDIS,
+                             DBPOOL_NO_THREADS,
                              DBP_MALLOC...
      Concepts                hub, helper threads, pool, op, pinned connection, deadlines, errors
      API                     result codes, values, configuration, hub, pool, ops,
@@ -63,6 +64,7 @@
 
      DBPOOL_STATIC           make every function static (one translation unit)
      DBPOOL_NO_MYSQL         leave the MySQL/MariaDB backend out (no libmariadb)
+     DBPOOL_NO_PGSQL         leave the PostgreSQL backend out (no libpq)
      DBPOOL_NO_REDIS         leave the Redis backend out (no hiredis)
      DBPOOL_NO_THREADS       no helper threads (no -lpthread): host name lookups
                              and MySQL TLS connects run inline on the hub's
@@ -91,8 +93,10 @@
      steps can only be done by a call that blocks, and each runs as a job on
      a detached helper thread started for it alone:
        - the lookup of a host name that is not an IP literal (getaddrinfo,
-         Redis and MySQL alike); the connect then goes to the addresses
-         found, in order (MySQL: Connector/C is given the numeric address);
+         Redis, MySQL and PostgreSQL alike); the connect then goes to the
+         addresses found, in order (MySQL: Connector/C is given the numeric
+         address; PostgreSQL: libpq gets it as `hostaddr`, with the name as
+         `host` for verify-full);
        - a MySQL connect with any ssl-mode but DISABLED, because Connector/C
          3.3 runs the TLS handshake with a blocking wait (CONC-594). The
          helper runs the whole mysql_real_connect() with the host *name*
@@ -139,8 +143,9 @@
      Deadlines.  `acquire_timeout` covers time in the queue (including a
      connect made for the op), `query_timeout` covers running, and an op's own
      `timeout_ms` covers all of it. A MySQL query that runs past its deadline
-     is stopped on the server with KILL QUERY from a side connection; the
-     connection is kept if it is clean afterwards.
+     is stopped on the server with KILL QUERY from a side connection, a
+     PostgreSQL one with SELECT pg_cancel_backend(pid) (libpq 15's PQcancel
+     blocks); the connection is kept if it is clean afterwards.
 
      Close.  dbp_pool_close() accepts no new op ("pool is closing"), lets every
      queued and running op finish and settle, then sends QUIT and closes every
@@ -356,7 +361,9 @@ typedef enum dbp_event_type {
     DBP_EVENT_CONNECT = 1,  /* a connection was opened and initialised */
     DBP_EVENT_ENQUEUE,      /* an op had to wait in the queue */
     DBP_EVENT_ERROR,        /* a connection error, a dropped connection or a warning */
-    DBP_EVENT_SLOW          /* an op ran longer than slow_threshold */
+    DBP_EVENT_SLOW,         /* an op ran longer than slow_threshold */
+    DBP_EVENT_NOTICE        /* a server notice or warning (PostgreSQL NOTICE, WARNING, ...):
+                               `message` is "SEVERITY: text"; never printed to stderr */
 } dbp_event_type;
 
 typedef struct dbp_event {
@@ -372,18 +379,19 @@ typedef struct dbp_event {
 typedef void (*dbp_event_fn)(dbp_pool *pool, const dbp_event *ev, void *ud);
 
 typedef struct dbp_pool_config {
-    const char *url;        /* mysql://, redis://, redis-cluster://; NULL: DATABASE_URL,
-                               or REDIS_URL when `backend` is "redis" */
-    const char *backend;    /* "mysql" | "redis" | "redis-cluster": only needed without a URL */
+    const char *url;        /* mysql://, postgres:// (postgresql://), redis://, redis-cluster://;
+                               NULL: DATABASE_URL, or REDIS_URL when `backend` is "redis" */
+    const char *backend;    /* "mysql" | "postgres" | "redis" | "redis-cluster": only needed without a URL */
     /* connection, overriding the URL */
     const char *host;
     int port;
     const char *user;
     const char *password;
-    const char *database;   /* MySQL schema; Redis db number as text */
-    const char *socket;     /* MySQL unix socket path */
-    const char *charset;    /* MySQL, default "utf8mb4" */
-    const char *name;       /* client name (Redis CLIENT SETNAME, MySQL program_name) */
+    const char *database;   /* MySQL schema, PostgreSQL database; Redis db number as text */
+    const char *socket;     /* MySQL unix socket path; PostgreSQL: the socket's directory */
+    const char *charset;    /* MySQL, default "utf8mb4"; PostgreSQL client_encoding, default "UTF8" */
+    const char *name;       /* client name (Redis CLIENT SETNAME, MySQL program_name,
+                               PostgreSQL application_name) */
     /* sizing */
     int max;                /* most connections (10) */
     int min;                /* connections kept open even when idle (0) */
@@ -402,11 +410,13 @@ typedef struct dbp_pool_config {
     int backoff_max_ms;     /* reconnect backoff, cap (5000) */
     int slow_threshold_ms;  /* DBP_EVENT_SLOW above this, 0 = off (0) */
     int close_timeout_ms;   /* bound for closes nobody waits on (dbp_pool_free, dbp_hub_free) (30000) */
-    /* statements run on every new connection before it is used (MySQL) */
+    /* statements run on every new connection before it is used (MySQL, PostgreSQL) */
     const char *const *init;
     int ninit;
-    /* TLS (MySQL) */
-    const char *ssl_mode;   /* DISABLED | PREFERRED | REQUIRED | VERIFY_CA | VERIFY_IDENTITY */
+    /* TLS (MySQL, PostgreSQL; the URL may use PostgreSQL's names: sslmode,
+       sslrootcert, sslcert, sslkey) */
+    const char *ssl_mode;   /* DISABLED | PREFERRED | REQUIRED | VERIFY_CA | VERIFY_IDENTITY, or
+                               PostgreSQL's disable | allow | prefer | require | verify-ca | verify-full */
     const char *ssl_ca;
     const char *ssl_cert;
     const char *ssl_key;
@@ -416,6 +426,14 @@ typedef struct dbp_pool_config {
     /* hook */
     dbp_event_fn on_event;
     void *event_ud;
+    /* PostgreSQL: GSSAPI encryption, "disable" unless set ("prefer", "require") */
+    const char *gssencmode;
+    /* PostgreSQL: server-side prepared statements for queries with parameters
+       (PQsendPrepare/PQsendQueryPrepared), cached per connection, least
+       recently used dropped (DEALLOCATE) beyond prepare_cache; a new
+       connection prepares again. 0/1 (0); an op's `prepare` overrides it */
+    int prepare;
+    int prepare_cache;      /* statements kept per connection (256) */
 } dbp_pool_config;
 
 /* Fills every field with "unset". */
@@ -514,14 +532,20 @@ DBPDEF void dbp_pool_set_hook(dbp_pool *pool, dbp_event_fn fn, void *ud);
 typedef struct dbp_op_options {
     int timeout_ms;   /* one deadline over queueing, connecting and running; 0 = none */
     int idempotent;   /* 1: may be retried once after a connection lost after send */
+    int prepare;      /* PostgreSQL: 1 a prepared statement, -1 not, 0 the pool's `prepare` */
 } dbp_op_options;
 
-/* ==== MySQL ops ===========================================================
-   `?` placeholders in sql are bound client-side, escaped by the charset of
-   the connection that runs the statement. A `?` inside a string literal, a
-   quoted identifier or a comment is not a placeholder. A count mismatch or
-   an unusable value gives an op already rejected with DBP_EPARAM; nothing
-   is sent. Several statements separated by `;` give several result sets. */
+/* ==== SQL ops (MySQL, PostgreSQL) ========================================
+   MySQL: `?` placeholders in sql are bound client-side, escaped by the
+   charset of the connection that runs the statement. A `?` inside a string
+   literal, a quoted identifier or a comment is not a placeholder.
+   PostgreSQL: `$1`..`$n` placeholders, the values sent apart from the SQL
+   (PQsendQueryParams: text, a blob as binary bytea); `?` is left alone
+   (jsonb operators). Text values cannot hold a NUL byte (use a blob).
+   Either way a count mismatch or an unusable value gives an op already
+   rejected with DBP_EPARAM; nothing is sent. Several statements separated
+   by `;` give several result sets (PostgreSQL: only without parameters,
+   which uses the simple protocol). */
 
 /* Submits a query. Returns NULL only when out of memory. */
 DBPDEF dbp_op *dbp_pool_query(dbp_pool *pool, const char *sql, const dbp_value *params,
@@ -549,17 +573,22 @@ DBPDEF size_t dbp_sql_count_params(const char *sql, size_t len);
 /* Frees memory handed out by this library (dbp_sql_bind). No-op on NULL. */
 DBPDEF void dbp_free(void *p);
 
-/* ==== Results (MySQL) =====================================================
+/* ==== Results (MySQL, PostgreSQL) ========================================
    Owned by the op until the op is freed (or taken with dbp_op_take_result,
    then freed with dbp_result_free). One dbp_result per result set, chained
    through `next`. */
 typedef struct dbp_field {
     const char *name;
     size_t name_len;
-    int type;              /* enum_field_types from mysql.h (MYSQL_TYPE_LONG, ...) */
-    unsigned flags;        /* UNSIGNED_FLAG, BINARY_FLAG, ... from mysql.h */
+    int type;              /* MySQL: enum_field_types from mysql.h (MYSQL_TYPE_LONG, ...);
+                              PostgreSQL: the type's OID (23 = int4, ...) */
+    unsigned flags;        /* MySQL: UNSIGNED_FLAG, BINARY_FLAG, ... from mysql.h; PostgreSQL: 0 */
     unsigned charsetnr;    /* 63 = binary */
     unsigned decimals;
+    dbp_type vtype;        /* how to read a cell, whatever the backend: DBP_INT (decimal
+                              digits), DBP_UINT, DBP_DOUBLE, DBP_BOOL ("t"/"f" on PostgreSQL,
+                              never for MySQL), DBP_BLOB (raw bytes: bytea arrives decoded),
+                              DBP_TEXT (the rest: DECIMAL/numeric, dates, json, ...) */
 } dbp_field;
 
 typedef struct dbp_cell {
@@ -583,6 +612,43 @@ typedef struct dbp_result {
 DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col);
 /* Frees a taken result and the sets chained to it. No-op on NULL. */
 DBPDEF void dbp_result_free(dbp_result *r);
+
+/* ==== Bulk load: PostgreSQL COPY FROM STDIN ==============================
+   dbp_pool_copy_in() runs `sql`, a COPY ... FROM STDIN statement (text
+   format, the default), on a connection of its own, then takes the data:
+   rows put with dbp_op_copy_row() (the values encoded by the library: NULL,
+   numbers, text escaped, blobs as bytea) or raw COPY text with
+   dbp_op_copy_data(), then dbp_op_copy_end(). The op settles when the
+   server has them all: fulfilled with a result whose affected_rows is the
+   number of rows stored, or rejected with the server's error (COPY is one
+   statement: nothing was stored). The data waits in the op and goes out as
+   the socket takes it (PQputCopyData returning 0 is not an error: the rest
+   waits for the next step); memory stays bounded if the caller stops
+   putting while a put returns DBP_PENDING and steps the hub, or calls
+   dbp_op_copy_wait(). An op let go of before dbp_op_copy_end() ends the
+   COPY with an error (nothing stored). query_timeout covers the statement
+   until the last row is stored. */
+#ifndef DBP_COPY_BUFFER
+#  define DBP_COPY_BUFFER (1u << 20)   /* bytes buffered per COPY op before a put says DBP_PENDING */
+#endif
+/* Starts a COPY ... FROM STDIN. Returns NULL only when out of memory. */
+DBPDEF dbp_op *dbp_pool_copy_in(dbp_pool *pool, const char *sql, const dbp_op_options *opts);
+/* Adds one row of n values (in the COPY statement's column order). DBP_OK,
+   DBP_PENDING (taken, but the buffer is full: wait before the next), or an
+   error (DBP_EPARAM for a NaN or a text with a NUL byte; the op's rc once
+   it failed; DBP_EUSAGE after dbp_op_copy_end). */
+DBPDEF int dbp_op_copy_row(dbp_op *op, const dbp_value *values, size_t n);
+/* Adds bytes of COPY text format as they are (rows ending in '
+'). Returns as dbp_op_copy_row(). */
+DBPDEF int dbp_op_copy_data(dbp_op *op, const void *data, size_t len);
+/* Ends the data: the server stores the rows. With `error` not NULL, the
+   COPY fails with that message instead and nothing is stored. */
+DBPDEF int dbp_op_copy_end(dbp_op *op, const char *error);
+/* Steps the hub until at most half of DBP_COPY_BUFFER waits, or the op
+   settled (DBP_OK), or timeout_ms passed (DBP_PENDING; -1: no limit). */
+DBPDEF int dbp_op_copy_wait(dbp_op *op, int timeout_ms);
+/* Rows put so far. */
+DBPDEF unsigned long long dbp_op_copy_rows(const dbp_op *op);
 
 /* ==== Redis ops ===========================================================
    Commands are binary-safe argv; argvlen NULL means strlen of each. Many
@@ -639,6 +705,10 @@ DBPDEF int dbp_op_rc(const dbp_op *op);
 /* The error of a rejected op (rc DBP_OK otherwise). Never NULL: for a NULL
    op (what a submit returns when out of memory) an error saying so. */
 DBPDEF const dbp_error *dbp_op_error(const dbp_op *op);
+/* PostgreSQL's DETAIL and HINT of a rejected op's server error ("" when the
+   server sent none, and for every other backend). Valid while the op is. */
+DBPDEF const char *dbp_op_error_detail(const dbp_op *op);
+DBPDEF const char *dbp_op_error_hint(const dbp_op *op);
 /* The columns of a query's result, or of a stream once its first row or its
    end arrived; NULL (and *ncols 0) when there are none yet. Valid while the
    op is. ncols may be NULL. */
@@ -852,6 +922,9 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 #ifndef DBPOOL_NO_MYSQL
 #  include <mysql.h>
 #  include <errmsg.h>
+#endif
+#ifndef DBPOOL_NO_PGSQL
+#  include <libpq-fe.h>
 #endif
 #ifndef DBPOOL_NO_REDIS
 #  include <hiredis/read.h>
@@ -1657,10 +1730,12 @@ DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg)
     cfg->keepalive_ms = cfg->backoff_min_ms = cfg->backoff_max_ms = -1;
     cfg->slow_threshold_ms = cfg->close_timeout_ms = cfg->max_redirects = -1;
     cfg->ninit = -1;
+    cfg->prepare = cfg->prepare_cache = -1;
 }
 
-enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR };
-enum { DBP__FOR_ALL = 7, DBP__FOR_MYSQL = 1, DBP__FOR_REDIS = 2, DBP__FOR_CLUSTER = 4 };
+enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR, DBP__OPT_BOOL };
+enum { DBP__FOR_ALL = 15, DBP__FOR_MYSQL = 1, DBP__FOR_REDIS = 2, DBP__FOR_CLUSTER = 4, DBP__FOR_PGSQL = 8 };
+#define DBP__FOR_SQL (DBP__FOR_MYSQL | DBP__FOR_PGSQL)
 
 /* Everything a pool needs, resolved and owned. */
 typedef struct dbp__backend dbp__backend;
@@ -1681,9 +1756,11 @@ typedef struct dbp__settings {
     int ninit;
     int ssl_mode;
     char *ssl_ca, *ssl_cert, *ssl_key;
+    char *gssencmode;        /* PostgreSQL */
     int read_from;
     int max_redirects;
     int readonly;            /* a cluster replica's node pool: READONLY on every connection */
+    int prepare, prepare_cache; /* PostgreSQL */
 } dbp__settings;
 
 /* ---- the backend seam ----
@@ -1696,7 +1773,10 @@ typedef struct dbp__settings {
 enum { DBP__BKF_SQL = 1,        /* query(), `init` statements */
        DBP__BKF_COMMANDS = 2,   /* call() */
        DBP__BKF_PUBSUB = 4,     /* subscribe() */
-       DBP__BKF_SEEDS = 8 };    /* a URL's several hosts are seeds of one system */
+       DBP__BKF_SEEDS = 8,      /* a URL's several hosts are seeds of one system */
+       DBP__BKF_PATTERNS = 16,  /* subscribe() takes patterns too */
+       DBP__BKF_LISTEN = 32,    /* subscribe() is LISTEN/NOTIFY on a connection of the backend */
+       DBP__BKF_COPY = 64 };    /* dbp_pool_copy_in() */
 
 typedef struct dbp__router dbp__router;
 
@@ -1725,6 +1805,9 @@ struct dbp__backend {
     void (*stream_resume)(dbp_op *op);           /* the reader used up the batch: read the next */
     int pipelined;                               /* 1: up to `pipeline` ops in flight per
                                                     connection (replies in order); 0: one */
+    int (*check_params)(const char *sql, size_t len, const dbp_value *params, size_t n,
+                        dbp_error *err);         /* a query's placeholders and values, before
+                                                    anything is sent; NULL: `?` (dbp__check_params) */
     const dbp__router *router;                   /* a router's pool-level entries, else NULL */
 };
 
@@ -1785,14 +1868,23 @@ static const dbp__option dbp__options[] = {
     DBP__NUM("slow_threshold", DBP__OPT_MS, slow_threshold_ms, 0, DBP__FOR_ALL, slow_threshold, 0),
     DBP__NUM("close_timeout", DBP__OPT_MS, close_timeout_ms, 0, DBP__FOR_ALL, close_timeout, 30000),
     DBP__NUM("max_redirects", DBP__OPT_COUNT, max_redirects, 1, DBP__FOR_CLUSTER, max_redirects, 16),
-    DBP__STR("charset", charset, DBP__FOR_MYSQL),
+    DBP__NUM("prepare", DBP__OPT_BOOL, prepare, 0, DBP__FOR_PGSQL, prepare, 0),
+    DBP__NUM("prepare_cache", DBP__OPT_COUNT, prepare_cache, 1, DBP__FOR_PGSQL, prepare_cache, 256),
+    DBP__STR("charset", charset, DBP__FOR_SQL),
     DBP__STR("name", name, DBP__FOR_ALL),
-    DBP__STR("socket", socket, DBP__FOR_MYSQL),
-    DBP__STR("ssl-mode", ssl_mode, DBP__FOR_MYSQL),
-    DBP__STR("ssl-ca", ssl_ca, DBP__FOR_MYSQL),
-    DBP__STR("ssl-cert", ssl_cert, DBP__FOR_MYSQL),
-    DBP__STR("ssl-key", ssl_key, DBP__FOR_MYSQL),
-    DBP__STR("read_from", read_from, DBP__FOR_CLUSTER)
+    DBP__STR("socket", socket, DBP__FOR_SQL),
+    DBP__STR("ssl-mode", ssl_mode, DBP__FOR_SQL),
+    DBP__STR("ssl-ca", ssl_ca, DBP__FOR_SQL),
+    DBP__STR("ssl-cert", ssl_cert, DBP__FOR_SQL),
+    DBP__STR("ssl-key", ssl_key, DBP__FOR_SQL),
+    DBP__STR("read_from", read_from, DBP__FOR_CLUSTER),
+    /* libpq's names, for postgres:// URLs as people write them */
+    DBP__STR("sslmode", ssl_mode, DBP__FOR_SQL),
+    DBP__STR("sslrootcert", ssl_ca, DBP__FOR_SQL),
+    DBP__STR("sslcert", ssl_cert, DBP__FOR_SQL),
+    DBP__STR("sslkey", ssl_key, DBP__FOR_SQL),
+    DBP__STR("application_name", name, DBP__FOR_ALL),
+    DBP__STR("gssencmode", gssencmode, DBP__FOR_PGSQL)
 };
 #undef DBP__NUM
 #undef DBP__STR
@@ -1868,6 +1960,15 @@ DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char
         *DBP__CAST(int *, (void *)((char *)cfg + o->off)) = n;
         return DBP_OK;
     }
+    case DBP__OPT_BOOL: {
+        int n = strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
+                strcmp(value, "on") == 0 ? 1 :
+                strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                strcmp(value, "off") == 0 ? 0 : -1;
+        if (n < 0) return dbp__err_set(err, DBP_EOPTION, "option '%s' must be true or false, got '%.40s'", o->name, value);
+        *DBP__CAST(int *, (void *)((char *)cfg + o->off)) = n;
+        return DBP_OK;
+    }
     case DBP__OPT_MS: {
         int n;
         if (dbp__parse_ms(value, o->min, &n))
@@ -1893,7 +1994,7 @@ static void dbp__settings_free(dbp__settings *s)
     DBP_FREE(s->seed_hosts); DBP_FREE(s->seed_ports);
     for (i = 0; i < s->ninit; i++) DBP_FREE(s->init[i]);
     DBP_FREE(s->init);
-    DBP_FREE(s->ssl_ca); DBP_FREE(s->ssl_cert); DBP_FREE(s->ssl_key);
+    DBP_FREE(s->ssl_ca); DBP_FREE(s->ssl_cert); DBP_FREE(s->ssl_key); DBP_FREE(s->gssencmode);
     memset(s, 0, sizeof *s);
 }
 
@@ -1945,6 +2046,9 @@ static int dbp__settings_backend(const dbp_pool_config *cfg, const dbp_url *u, c
 #endif
 #ifdef DBPOOL_NO_REDIS
     if (dbp__word_in("redis redis-cluster", want)) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
+#endif
+#ifdef DBPOOL_NO_PGSQL
+    if (dbp__word_in("postgres postgresql pgsql", want)) return dbp__err_set(err, DBP_EUNSUPPORTED, "built without PostgreSQL (DBPOOL_NO_PGSQL)");
 #endif
     if (!url) return dbp__err_set(err, DBP_EOPTION, "unknown backend '%.20s'", want);
     return dbp__err_set(err, DBP_EURL, "unknown scheme '%.20s' (expected %s)", want, known);
@@ -2022,6 +2126,7 @@ static int dbp__settings_target(const dbp_pool_config *cfg, const dbp_url *u, co
         dbp__settings_str(&s->database, cfg->database, u->database, NULL) ||
         dbp__settings_str(&s->socket, cfg->socket, uc->socket, NULL) ||
         dbp__settings_str(&s->charset, cfg->charset, uc->charset, s->bk->charset) ||
+        dbp__settings_str(&s->gssencmode, cfg->gssencmode, uc->gssencmode, NULL) ||
         dbp__settings_str(&s->name, cfg->name, uc->name, NULL) ||
         dbp__settings_str(&s->ssl_ca, cfg->ssl_ca, uc->ssl_ca, NULL) ||
         dbp__settings_str(&s->ssl_cert, cfg->ssl_cert, uc->ssl_cert, NULL) ||
@@ -2066,8 +2171,15 @@ static int dbp__settings_modes(const dbp_pool_config *cfg, const dbp_pool_config
             while (*a && (*a == *b || *a == *b - 32 || (*a == '_' && *b == '-'))) { a++; b++; }
             if (!*a && !*b) { s->ssl_mode = k + 1; break; }
         }
+        if (!s->ssl_mode) {
+            /* libpq's names; "allow" (plain first, TLS if refused) is taken as prefer */
+            static const char *const pg[] = { "disable", "prefer", "require", "verify-ca", "verify-full", "allow" };
+            for (k = 0; k < 6; k++)
+                if (strcmp(m, pg[k]) == 0) { s->ssl_mode = k == 5 ? DBP__SSL_PREFERRED : k + 1; break; }
+        }
         if (!s->ssl_mode)
-            return dbp__err_set(err, DBP_EOPTION, "option 'ssl-mode' must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY, got '%.32s'", m);
+            return dbp__err_set(err, DBP_EOPTION, "option 'ssl-mode' must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY "
+                                "(or disable, allow, prefer, require, verify-ca, verify-full), got '%.32s'", m);
     } else if (s->ssl_ca) {
         s->ssl_mode = DBP__SSL_VERIFY_CA;
     }
@@ -2154,7 +2266,15 @@ typedef struct dbp__hist {
 } dbp__hist;
 
 enum { DBP__OP_QUERY = 1, DBP__OP_STREAM, DBP__OP_CALL, DBP__OP_ACQUIRE, DBP__OP_PING,
-       DBP__OP_CLOSE, DBP__OP_SLEEP, DBP__OP_KILL, DBP__OP_CLUSTER };
+       DBP__OP_CLOSE, DBP__OP_SLEEP, DBP__OP_KILL, DBP__OP_CLUSTER, DBP__OP_COPY };
+
+/* The data side of a COPY FROM STDIN op (dbp_pool_copy_in). */
+typedef struct dbp__copy {
+    dbp__buf buf;                  /* encoded rows not yet handed to the driver */
+    int end;                       /* dbp_op_copy_end was called */
+    char *abort_msg;               /* ... with this error: the COPY fails */
+    unsigned long long rows;
+} dbp__copy;
 
 enum {
     DBP__OF_CALLER = 1u << 0,      /* the caller holds a reference */
@@ -2171,7 +2291,9 @@ enum {
     DBP__OF_WAITED = 1u << 11,     /* counted as waiting in the queue */
     DBP__OF_BORROWED = 1u << 12,   /* req belongs to another op (a cluster child) */
     DBP__OF_ASKED = 1u << 13,      /* the +OK of its ASKING has been read */
-    DBP__OF_GETKEYS = 1u << 14     /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
+    DBP__OF_GETKEYS = 1u << 14,    /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
+    DBP__OF_PREPARE = 1u << 15,    /* PostgreSQL: run as a prepared statement */
+    DBP__OF_NOPREPARE = 1u << 16   /* PostgreSQL: never, whatever the pool says */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2218,6 +2340,8 @@ struct dbp_op {
                                       COMMAND GETKEYS), each pointing at the other */
     dbp_conn *target;              /* DBP__OP_KILL: the connection whose query it stops */
     dbp_pool *owner;               /* a CLUSTER SLOTS read: the cluster pool it is for */
+    char *err_extra;               /* a server error's detail, NUL, hint, NUL (PostgreSQL); NULL none */
+    dbp__copy *copy;               /* DBP__OP_COPY */
 };
 
 enum { DBP__CS_CONNECTING = 1, DBP__CS_INIT, DBP__CS_IDLE, DBP__CS_BUSY, DBP__CS_VALIDATING,
@@ -2498,6 +2622,12 @@ static void dbp__op_destroy(dbp_op *op)
     dbp_reply_free(op->reply);
     dbp__stream_free(op->stream);
     if (op->acquired) dbp_conn_release(op->acquired);
+    DBP_FREE(op->err_extra);
+    if (op->copy) {
+        dbp__buf_free(&op->copy->buf);
+        DBP_FREE(op->copy->abort_msg);
+        DBP_FREE(op->copy);
+    }
     DBP_FREE(op);
 }
 
@@ -2581,6 +2711,14 @@ DBPDEF const dbp_error *dbp_op_error(const dbp_op *op)
     /* as sqlite3_errmsg(NULL): the NULL a submit returns on out-of-memory */
     static const dbp_error no_op = { DBP_ENOMEM, 0, 0, "", "out of memory (no op was made)" };
     return op ? &op->err : &no_op;
+}
+DBPDEF const char *dbp_op_error_detail(const dbp_op *op)
+{
+    return op && op->err_extra && op->state == DBP_OP_REJECTED ? op->err_extra : "";
+}
+DBPDEF const char *dbp_op_error_hint(const dbp_op *op)
+{
+    return op && op->err_extra && op->state == DBP_OP_REJECTED ? op->err_extra + strlen(op->err_extra) + 1 : "";
 }
 DBPDEF const dbp_result *dbp_op_result(const dbp_op *op)
 {
@@ -4493,6 +4631,7 @@ DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
 
 /* ==== SECTION: sockets ==== */
 
+#if !defined(DBPOOL_NO_MYSQL) || !defined(DBPOOL_NO_REDIS)
 /* An idle connection is owed nothing: readable means EOF or a farewell
    from the server. With TLS a late session ticket may arrive, so only a
    hang-up counts. */
@@ -4510,6 +4649,7 @@ static int dbp__idle_socket_dead(dbp_conn *c, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     return 1;
 }
+#endif
 
 /* TCP keepalive (and a user timeout) on a connection's socket, for every
    backend: a peer that vanished without a FIN is found within ~ms. */
@@ -4848,6 +4988,23 @@ static void dbp__stream_free(dbp__stream *s)
     DBP_FREE(s->rows);
     dbp__buf_free(&s->data);
     DBP_FREE(s);
+}
+
+/* A finished batch: the cells' offsets become pointers into its bytes. */
+static void dbp__stream_fix(dbp__stream *s)
+{
+    size_t i, n = s->nrows * s->ncols;
+    for (i = 0; i < n; i++)
+        if (s->rows[i].data) s->rows[i].data = s->data.data + ((size_t)s->rows[i].data - 1);
+}
+
+static void dbp__stream_notify(dbp_op *op)
+{
+    dbp_hub *h = op->hub;
+    if (h && op->cb && !(op->flags & DBP__OF_NOTIFY)) {
+        op->flags |= DBP__OF_NOTIFY;
+        dbp__list_push(&h->notify, &op->notify);
+    }
 }
 
 #ifndef DBPOOL_NO_MYSQL
@@ -5345,6 +5502,21 @@ static void dbp__my_broken(dbp_conn *c, int during_send)
     dbp__conn_failed(c, &e, 0);
 }
 
+/* How a MySQL column's cells read (dbp_field.vtype). */
+static dbp_type dbp__my_vtype(const MYSQL_FIELD *f)
+{
+    switch (f->type) {
+    case MYSQL_TYPE_TINY: case MYSQL_TYPE_SHORT: case MYSQL_TYPE_LONG: case MYSQL_TYPE_INT24:
+    case MYSQL_TYPE_YEAR: return DBP_INT;
+    case MYSQL_TYPE_LONGLONG: return (f->flags & UNSIGNED_FLAG) ? DBP_UINT : DBP_INT;
+    case MYSQL_TYPE_FLOAT: case MYSQL_TYPE_DOUBLE: return DBP_DOUBLE;
+    case MYSQL_TYPE_TINY_BLOB: case MYSQL_TYPE_MEDIUM_BLOB: case MYSQL_TYPE_LONG_BLOB: case MYSQL_TYPE_BLOB:
+    case MYSQL_TYPE_STRING: case MYSQL_TYPE_VAR_STRING: case MYSQL_TYPE_VARCHAR:
+        return f->charsetnr == 63 ? DBP_BLOB : DBP_TEXT;
+    default: return DBP_TEXT;
+    }
+}
+
 /* Builds a dbp_result from a stored MYSQL_RES (or a statement without rows),
    in one allocation: the struct, the fields, the cells and the info text. */
 static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
@@ -5382,6 +5554,7 @@ static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
             r->fields[i].flags = f[i].flags;
             r->fields[i].charsetnr = f[i].charsetnr;
             r->fields[i].decimals = f[i].decimals;
+            r->fields[i].vtype = dbp__my_vtype(&f[i]);
         }
         for (;;) {
             MYSQL_ROW rw = mysql_fetch_row(res);
@@ -5429,22 +5602,6 @@ static int dbp__stream_add_row(dbp__stream *s, MYSQL_ROW row, unsigned long *len
     return DBP_OK;
 }
 
-static void dbp__stream_fix(dbp__stream *s)
-{
-    size_t i, n = s->nrows * s->ncols;
-    for (i = 0; i < n; i++)
-        if (s->rows[i].data) s->rows[i].data = s->data.data + ((size_t)s->rows[i].data - 1);
-}
-
-static void dbp__stream_notify(dbp_op *op)
-{
-    dbp_hub *h = op->hub;
-    if (h && op->cb && !(op->flags & DBP__OF_NOTIFY)) {
-        op->flags |= DBP__OF_NOTIFY;
-        dbp__list_push(&h->notify, &op->notify);
-    }
-}
-
 /* Header of a streamed result: column descriptions, copied. */
 static int dbp__my_stream_begin(dbp_conn *c, dbp_op *op)
 {
@@ -5475,6 +5632,7 @@ static int dbp__my_stream_begin(dbp_conn *c, dbp_op *op)
         r->fields[i].flags = f[i].flags;
         r->fields[i].charsetnr = f[i].charsetnr;
         r->fields[i].decimals = f[i].decimals;
+        r->fields[i].vtype = dbp__my_vtype(&f[i]);
         off += f[i].name_length + 1;
     }
     r->arena[off] = '\0';
@@ -6049,9 +6207,1751 @@ static const dbp__backend dbp__mysql_backend = {
     "mysql", "mysql mariadb", 3306, DBP__FOR_MYSQL, DBP__BKF_SQL, "utf8mb4", NULL, NULL,
     dbp__my_open, dbp__my_conn_io, dbp__my_op_start, dbp__my_op_timeout, dbp__my_validate,
     dbp__my_quit, dbp__my_abort, NULL, dbp__idle_socket_dead, dbp__my_release, dbp__my_session,
-    dbp__my_stream_cancel, dbp__my_stream_resume, 0, NULL
+    dbp__my_stream_cancel, dbp__my_stream_resume, 0, NULL, NULL
 };
 #endif /* DBPOOL_NO_MYSQL */
+
+#ifndef DBPOOL_NO_PGSQL
+/* ==== SECTION: PostgreSQL backend ==== */
+
+/* libpq 15 driven without ever blocking (DESIGN "PostgreSQL"):
+   - connect: PQconnectStartParams, then PQconnectPoll on every event of
+     PQsocket(), which is read again after every call (libpq may change
+     sockets between TLS/GSS attempts); libpq ignores connect_timeout in
+     this mode, so the deadline is the engine's connect timer. A host name
+     is looked up on a helper thread and libpq gets `hostaddr` (the
+     address) with `host` (the name, for verify-full), so libpq's own
+     blocking getaddrinfo never runs. gssencmode=disable unless asked: a
+     GSS attempt costs a round trip per connect on Debian's libpq.
+   - a statement: PQsendQuery (no parameters: the simple protocol, so
+     several statements in one string give several results, as on MySQL)
+     or PQsendQueryParams ($1..$n sent apart from the SQL as text, a blob
+     as binary), then PQflush until it returns 0, consuming input while it
+     waits (the server may be blocked sending notices), then
+     PQconsumeInput and PQisBusy/PQgetResult drained to NULL before the
+     next poll (PQconsumeInput reads at most one buffer).
+   - query_timeout: libpq 15's PQcancel blocks, so the query is cancelled
+     with SELECT pg_cancel_backend(pid) on another connection of the pool
+     (as MySQL's KILL QUERY); the connection waits for that op before it
+     is handed out again (a cancel reaching an idle backend is ignored by
+     the server, so it cannot hit the next statement).
+   - notices go to the pool's hook (DBP_EVENT_NOTICE), never to stderr; a
+     FATAL one while idle (pg_terminate_backend) marks the session gone. */
+
+enum { DBP__PG_NONE = 0, DBP__PG_LOOKUP, DBP__PG_CONNECT, DBP__PG_SEND, DBP__PG_READ, DBP__PG_PAUSED,
+       DBP__PG_KILLWAIT, DBP__PG_COPY /* COPY FROM STDIN: the op's data goes out */ };
+/* what the statement under way is for */
+enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE, DBP__PP_LISTEN,
+       DBP__PP_PREPARE /* PQsendPrepare for the op */, DBP__PP_DEALLOC /* DEALLOCATE of the least used */ };
+/* internal statements, and what follows them */
+enum { DBP__PGS_INIT = 1, DBP__PGS_LIMITS, DBP__PGS_ROLLBACK };
+enum { DBP__PGA_READY = 1, DBP__PGA_IDLE, DBP__PGA_RELEASE };
+
+#define DBP__PG_MAX_STEPS 70
+#define DBP__PG_OID_BOOL 16
+#define DBP__PG_OID_BYTEA 17
+#define DBP__PG_OID_INT8 20
+#define DBP__PG_OID_INT2 21
+#define DBP__PG_OID_INT4 23
+#define DBP__PG_OID_OID 26
+#define DBP__PG_OID_FLOAT4 700
+#define DBP__PG_OID_FLOAT8 701
+
+/* A statement prepared on a connection, as "dbp_<id>". */
+typedef struct dbp__pg_stmt { char *sql; unsigned long long used; int id, nparams; } dbp__pg_stmt;
+
+typedef struct dbp__pg {
+    PGconn *pg;
+    int phase, purpose;
+    dbp_op *op;                     /* the user op under way, NULL when discarded */
+    dbp_result *head, **tail;       /* result sets of the statement under way */
+    int failed;                     /* a result was an error: err (and extra) hold the first */
+    dbp_error err;
+    char *extra;                    /* its detail, NUL, hint, NUL */
+    int lost;                       /* the server ended the session (a FATAL message) */
+    int partial;                    /* part of the request may be out (a flush left some, or it was big) */
+    int copy_out;                   /* a COPY TO STDOUT is being read and dropped */
+    int steps[DBP__PG_MAX_STEPS], nsteps, stepi, step_kind, step_arg, after;
+    dbp_op *kill_op;
+    long long kill_started_ms;
+    dbp__job *job;                  /* the host name's lookup (kept for its other addresses) */
+    int addri;
+    char addr[INET6_ADDRSTRLEN];
+    int listen_from, listen_to;     /* a subscription's LISTEN under way: its names */
+    int listen_more;                /* names added meanwhile, from this one (-1 none) */
+    dbp__pg_stmt *stmts;            /* prepared on this connection */
+    int nstmts, next_stmt;
+    unsigned long long use_clock;
+} dbp__pg;
+
+#define DBP__PG(c) DBP__CAST(dbp__pg *, (c)->be)
+
+static void dbp__pg_next_step(dbp_conn *c);
+static void dbp__pg_drain(dbp_conn *c);
+static int dbp__pg_connect_start(dbp_conn *c);
+/* (pub/sub, below) */
+static int dbp__sub_send(dbp_sub *s, int from);
+static void dbp__sub_listened(dbp_conn *c, int from, int to);
+static int dbp__sub_notified(dbp_conn *c, const char *ch, const char *payload);
+
+/* ---- pure parts: placeholders, values ---- */
+
+static int dbp__pg_identchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+           ch == '$' || ch >= 0x80;
+}
+
+/* The highest $n of sql, walking it as PostgreSQL's lexer does: '...'
+   (E'...' with backslash escapes), "...", $tag$...$tag$, -- and nested
+   comments are not code; a '$' inside an identifier (a$1) is not a
+   placeholder. `?` is nothing here (jsonb operators use it). */
+static size_t dbp__pg_count_params(const char *sql, size_t len)
+{
+    size_t i = 0, max = 0;
+    while (i < len) {
+        unsigned char ch = (unsigned char)sql[i];
+        if (ch == '\'') {
+            int esc = i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') &&
+                      (i < 2 || !dbp__pg_identchar((unsigned char)sql[i - 2]));
+            i++;
+            while (i < len) {
+                if (esc && sql[i] == '\\') { i += 2; continue; }
+                if (sql[i] == '\'') {
+                    if (i + 1 < len && sql[i + 1] == '\'') { i += 2; continue; }
+                    break;
+                }
+                i++;
+            }
+            i++;
+        } else if (ch == '"') {
+            i++;
+            while (i < len && sql[i] != '"') i++;
+            i++;
+        } else if (ch == '-' && i + 1 < len && sql[i + 1] == '-') {
+            while (i < len && sql[i] != '\n') i++;
+        } else if (ch == '/' && i + 1 < len && sql[i + 1] == '*') {
+            int depth = 1;
+            i += 2;
+            while (i < len && depth > 0) {
+                if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') { depth++; i += 2; }
+                else if (sql[i] == '*' && i + 1 < len && sql[i + 1] == '/') { depth--; i += 2; }
+                else i++;
+            }
+        } else if (ch == '$') {
+            size_t j = i + 1;
+            if (i > 0 && dbp__pg_identchar((unsigned char)sql[i - 1])) { i++; continue; }
+            if (j < len && sql[j] >= '0' && sql[j] <= '9') {
+                size_t n = 0;
+                while (j < len && sql[j] >= '0' && sql[j] <= '9') {
+                    if (n < 1000000) n = n * 10 + (size_t)(sql[j] - '0');
+                    j++;
+                }
+                if (n > max) max = n;
+                i = j;
+                continue;
+            }
+            while (j < len && dbp__pg_identchar((unsigned char)sql[j]) && sql[j] != '$') j++;
+            if (j < len && sql[j] == '$') {
+                /* a dollar-quoted string: up to the same tag */
+                size_t taglen = j - i + 1, k = j + 1;
+                while (k + taglen <= len && memcmp(sql + k, sql + i, taglen) != 0) k++;
+                i = k + taglen <= len ? k + taglen : len;
+                continue;
+            }
+            i++;
+        } else if (dbp__pg_identchar(ch)) {
+            while (i < len && dbp__pg_identchar((unsigned char)sql[i])) i++;
+        } else {
+            i++;
+        }
+    }
+    return max;
+}
+
+/* Before anything is sent: $n against the values, and values PostgreSQL
+   can take (text cannot hold a NUL byte: that is a blob, bytea). */
+static int dbp__pg_check_params(const char *sql, size_t len, const dbp_value *params, size_t n, dbp_error *err)
+{
+    size_t want, i;
+    if (memchr(sql, '\0', len)) return dbp__err_set(err, DBP_EPARAM, "the SQL text contains a NUL byte");
+    if (n > DBP_MAX_PARAMS)
+        return dbp__err_set(err, DBP_EPARAM, "too many parameters (%lu, at most %d)", (unsigned long)n, DBP_MAX_PARAMS);
+    want = dbp__pg_count_params(sql, len);
+    if (want != n) {
+        char uses[48];
+        if (!want) snprintf(uses, sizeof uses, "has no $n placeholder");
+        else if (want == 1) snprintf(uses, sizeof uses, "uses $1");
+        else snprintf(uses, sizeof uses, "uses $1..$%lu", (unsigned long)want);
+        return dbp__err_set(err, DBP_EPARAM, "the statement %s but %lu parameter%s given", uses, (unsigned long)n,
+                            n == 1 ? " was" : "s were");
+    }
+    for (i = 0; i < n; i++) {
+        switch (params[i].type) {
+        case DBP_NULL: case DBP_BOOL: case DBP_INT: case DBP_UINT: break;
+        case DBP_DOUBLE:
+            if (isnan(params[i].v.d) || isinf(params[i].v.d))
+                return dbp__err_set(err, DBP_EPARAM, "parameter %lu is %s: pass it as text ('NaN', 'Infinity') if meant",
+                                    (unsigned long)i + 1, isnan(params[i].v.d) ? "NaN" : "infinite");
+            break;
+        case DBP_TEXT:
+            if (!params[i].v.s.data && params[i].v.s.len)
+                return dbp__err_set(err, DBP_EPARAM, "parameter %lu has no data", (unsigned long)i + 1);
+            if (params[i].v.s.len && memchr(params[i].v.s.data, '\0', params[i].v.s.len))
+                return dbp__err_set(err, DBP_EPARAM, "parameter %lu is text with a NUL byte, which PostgreSQL text cannot "
+                                    "hold; pass it as a blob (bytea)", (unsigned long)i + 1);
+            break;
+        case DBP_BLOB:
+            if (!params[i].v.s.data && params[i].v.s.len)
+                return dbp__err_set(err, DBP_EPARAM, "parameter %lu has no data", (unsigned long)i + 1);
+            break;
+        default:
+            return dbp__err_set(err, DBP_EPARAM, "parameter %lu has an unknown type %d", (unsigned long)i + 1,
+                                (int)params[i].type);
+        }
+    }
+    return DBP_OK;
+}
+
+/* How a column's cells read (dbp_field.vtype), from the type's OID. */
+static dbp_type dbp__pg_vtype(Oid t)
+{
+    switch (t) {
+    case DBP__PG_OID_BOOL: return DBP_BOOL;
+    case DBP__PG_OID_INT2: case DBP__PG_OID_INT4: case DBP__PG_OID_INT8: case DBP__PG_OID_OID: return DBP_INT;
+    case DBP__PG_OID_FLOAT4: case DBP__PG_OID_FLOAT8: return DBP_DOUBLE;
+    case DBP__PG_OID_BYTEA: return DBP_BLOB;
+    default: return DBP_TEXT; /* numeric stays exact text, as DECIMAL on MySQL */
+    }
+}
+
+/* bytea's text form ("\x4142", or the old escape form) into bytes; out
+   has room for len bytes. Returns the length written. */
+static size_t dbp__pg_unbytea(const char *s, size_t len, char *out)
+{
+    size_t i, o = 0;
+    if (len >= 2 && s[0] == '\\' && s[1] == 'x') {
+        for (i = 2; i + 1 < len; i += 2) {
+            int h = dbp__hexval((unsigned char)s[i]), l = dbp__hexval((unsigned char)s[i + 1]);
+            if (h < 0 || l < 0) break;
+            out[o++] = (char)(h * 16 + l);
+        }
+        return o;
+    }
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\\' && i + 1 < len && s[i + 1] == '\\') { out[o++] = '\\'; i++; }
+        else if (s[i] == '\\' && i + 3 < len && s[i + 1] >= '0' && s[i + 1] <= '3') {
+            out[o++] = (char)(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
+            i += 3;
+        } else out[o++] = s[i];
+    }
+    return o;
+}
+
+/* ---- errors ---- */
+
+/* libpq's own messages end in a newline and may span lines: one line. */
+static void dbp__pg_oneline(char *m)
+{
+    char *p;
+    for (p = m; *p; p++) if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+    while (p > m && p[-1] == ' ') *--p = '\0';
+}
+
+/* A server error from a result into e (kind sql), its detail and hint into *extra. */
+static void dbp__pg_result_error(dbp_conn *c, const PGresult *res, dbp_error *e, char **extra)
+{
+    dbp__pg *pg = DBP__PG(c);
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+    if (!msg || !*msg) msg = PQresultErrorMessage(res);
+    if ((!msg || !*msg) && pg && pg->pg) msg = PQerrorMessage(pg->pg);
+    e->rc = DBP_ESQL;
+    e->code = 0;
+    e->sent = 1;
+    snprintf(e->sqlstate, sizeof e->sqlstate, "%s", st ? st : "");
+    snprintf(e->message, sizeof e->message, "%s", msg && *msg ? msg : "unknown error");
+    dbp__pg_oneline(e->message);
+    if (c->pool->s.password) dbp__err_scrub(e, c->pool->s.password);
+    if (extra && ((detail && *detail) || (hint && *hint))) {
+        size_t dl = detail ? strlen(detail) : 0, hl = hint ? strlen(hint) : 0;
+        char *x = DBP__CAST(char *, DBP_MALLOC(dl + hl + 2));
+        if (x) {
+            if (dl) memcpy(x, detail, dl);
+            x[dl] = '\0';
+            if (hl) memcpy(x + dl + 1, hint, hl);
+            x[dl + 1 + hl] = '\0';
+            DBP_FREE(*extra);
+            *extra = x;
+        }
+    }
+}
+
+/* SQLSTATEs after which the session is over: admin shutdown, crash,
+   cannot connect now, idle (in transaction) session timeout, class 08. */
+static int dbp__pg_state_fatal(const char *st)
+{
+    return st && (strncmp(st, "57P", 3) == 0 || strcmp(st, "25P03") == 0 || strncmp(st, "08", 2) == 0);
+}
+
+/* Notices (and errors the server sends while no statement runs) from
+   libpq: to the hook, never to stderr. */
+static void dbp__pg_notice(void *arg, const PGresult *res)
+{
+    dbp_conn *c = DBP__CAST(dbp_conn *, arg);
+    dbp__pg *pg = c ? DBP__PG(c) : NULL;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    char line[DBP_ERRMSG_MAX];
+    if (!c || !pg) return;
+    if (!sev) sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    if (!msg) msg = PQresultErrorMessage(res);
+    if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+        pg->lost = 1;
+        if (!pg->failed) {
+            pg->failed = 1;
+            dbp__pg_result_error(c, res, &pg->err, NULL);
+        }
+    }
+    snprintf(line, sizeof line, "%s: %s", sev ? sev : "NOTICE", msg ? msg : "");
+    dbp__pg_oneline(line);
+    dbp__emit(c->pool, DBP_EVENT_NOTICE, line, NULL, 0, c);
+}
+
+static void dbp__pg_notice_drop(void *arg, const PGresult *res) { DBP__UNUSED(arg); DBP__UNUSED(res); }
+
+/* ---- connect ---- */
+
+static int dbp__pg_tcp(const dbp__settings *s) { return !(s->socket && !s->host); }
+
+static const char *dbp__pg_sslmode(int m)
+{
+    switch (m) {
+    case DBP__SSL_DISABLED: return "disable";
+    case DBP__SSL_PREFERRED: return "prefer";
+    case DBP__SSL_REQUIRED: return "require";
+    case DBP__SSL_VERIFY_CA: return "verify-ca";
+    case DBP__SSL_VERIFY_IDENTITY: return "verify-full";
+    default: return NULL; /* libpq's default (prefer) */
+    }
+}
+
+static int dbp__pg_connect_start(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    const dbp__settings *s = &c->pool->s;
+    const char *k[24], *v[24];
+    char port[16];
+    int n = 0;
+    const char *host = s->host ? s->host : "localhost";
+#define DBP__PG_KV(key, val) do { if (val) { k[n] = key; v[n] = val; n++; } } while (0)
+    snprintf(port, sizeof port, "%d", s->port);
+    if (!dbp__pg_tcp(s)) {
+        DBP__PG_KV("host", s->socket);
+    } else {
+        DBP__PG_KV("host", host);
+        /* libpq looks up `host` with a blocking getaddrinfo unless hostaddr is given */
+        DBP__PG_KV("hostaddr", pg->job ? pg->addr : host);
+    }
+    k[n] = "port"; v[n] = port; n++;
+    DBP__PG_KV("user", s->user);
+    DBP__PG_KV("password", s->password);
+    DBP__PG_KV("dbname", s->database);
+    DBP__PG_KV("client_encoding", s->charset);
+    DBP__PG_KV("application_name", s->name);
+    DBP__PG_KV("gssencmode", s->gssencmode);
+    DBP__PG_KV("sslmode", dbp__pg_sslmode(s->ssl_mode));
+    DBP__PG_KV("sslrootcert", s->ssl_ca);
+    DBP__PG_KV("sslcert", s->ssl_cert);
+    DBP__PG_KV("sslkey", s->ssl_key);
+#undef DBP__PG_KV
+    k[n] = NULL;
+    v[n] = NULL;
+    pg->pg = PQconnectStartParams(k, v, 0);
+    if (!pg->pg) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory (PQconnectStartParams)");
+    PQsetNoticeReceiver(pg->pg, dbp__pg_notice, c);
+    if (PQstatus(pg->pg) == CONNECTION_BAD) {
+        dbp__err_set(&c->err, DBP_ECONNECT, "could not connect: %s", PQerrorMessage(pg->pg));
+        dbp__pg_oneline(c->err.message);
+        if (strstr(c->err.message, "invalid") || strstr(c->err.message, "unrecognized")) c->flags |= DBP__CF_FATAL;
+        return DBP_ECONNECT;
+    }
+    pg->phase = DBP__PG_CONNECT;
+    c->state = DBP__CS_CONNECTING;
+    /* "just after PQconnectStart, behave as if it last returned PGRES_POLLING_WRITING" */
+    c->fd = PQsocket(pg->pg);
+    c->events = POLLOUT;
+    return DBP_OK;
+}
+
+/* Points the connect at the lookup's address number i. */
+static int dbp__pg_use_addr(dbp_conn *c, int i)
+{
+    dbp__pg *pg = DBP__PG(c);
+    const dbp__job *j = pg->job;
+    if (i >= j->naddr || getnameinfo(DBP__CAST(const struct sockaddr *, (const void *)&j->addr[i]), j->addrlen[i],
+                                     pg->addr, sizeof pg->addr, NULL, 0, NI_NUMERICHOST) != 0)
+        return 0;
+    pg->addri = i;
+    return 1;
+}
+
+static void dbp__pg_steps_start(dbp_conn *c, int after)
+{
+    dbp__pg *pg = DBP__PG(c);
+    pg->after = after;
+    pg->stepi = 0;
+    dbp__pg_next_step(c);
+}
+
+static void dbp__pg_step_add(dbp_conn *c, int kind, int arg)
+{
+    dbp__pg *pg = DBP__PG(c);
+    if (pg->nsteps < DBP__PG_MAX_STEPS) pg->steps[pg->nsteps++] = kind | (arg << 8);
+}
+
+static void dbp__pg_connected(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_pool *p = c->pool;
+    const char *ver;
+    int i;
+    if (pg->job) { dbp__job_release(pg->job); pg->job = NULL; }
+    dbp__timer_clear(p->hub, &c->timer);
+    PQsetnonblocking(pg->pg, 1);
+    c->fd = PQsocket(pg->pg);
+    c->events = 0;
+    c->server_id = (unsigned long long)PQbackendPID(pg->pg);
+    if (PQsslInUse(pg->pg)) c->flags |= DBP__CF_TLS;
+    if (dbp__pg_tcp(&p->s)) dbp__socket_keepalive(c->fd, p->s.keepalive);
+    ver = PQparameterStatus(pg->pg, "server_version");
+    snprintf(p->version, sizeof p->version, "%s", ver ? ver : "");
+    c->state = DBP__CS_INIT;
+    pg->phase = DBP__PG_NONE;
+    pg->nsteps = 0;
+    for (i = 0; i < p->s.ninit; i++) dbp__pg_step_add(c, DBP__PGS_INIT, i);
+    if (!p->limits_read) dbp__pg_step_add(c, DBP__PGS_LIMITS, 0);
+    dbp__pg_steps_start(c, DBP__PGA_READY);
+}
+
+static void dbp__pg_connect_failed(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_pool *p = c->pool;
+    dbp_error e;
+    char msg[DBP_ERRMSG_MAX];
+    int rc;
+    snprintf(msg, sizeof msg, "%s", pg->pg ? PQerrorMessage(pg->pg) : "");
+    {
+        /* libpq adds a line per attempt (sslmode=prefer retries without TLS): the first says it */
+        char *nl = strchr(msg, '\n');
+        if (nl && nl[1] && strncmp(msg, nl + 1, (size_t)(nl - msg)) == 0) *nl = '\0';
+    }
+    dbp__pg_oneline(msg);
+    if (pg->job && (strstr(msg, "Connection refused") || strstr(msg, "No route") || strstr(msg, "unreachable")) &&
+        dbp__pg_use_addr(c, pg->addri + 1)) {
+        /* the name has another address: try it, within the same connect deadline */
+        PQfinish(pg->pg);
+        pg->pg = NULL;
+        if (dbp__pg_connect_start(c) != DBP_OK) { e = c->err; dbp__conn_failed(c, &e, 1); }
+        return;
+    }
+    rc = strstr(msg, "authentication failed") || strstr(msg, "no password supplied") || strstr(msg, "pg_hba.conf") ||
+         strstr(msg, "password is required") ? DBP_EAUTH : DBP_ECONNECT;
+    dbp__err_set(&e, rc, "%s: %s", rc == DBP_EAUTH ? "authentication failed" : "could not connect", msg);
+    /* errors retrying cannot fix: an unknown database or role, a refused
+       TLS handshake or certificate */
+    if (strstr(msg, "does not exist") || strstr(msg, "certificate") || strstr(msg, "SSL") || strstr(msg, "ssl"))
+        c->flags |= DBP__CF_FATAL;
+    if ((strstr(msg, "too many clients") || strstr(msg, "remaining connection slots") ||
+         strstr(msg, "too many connections")) && p->nconns - 1 > 0) {
+        /* the server is full: use the connections we have, no backoff */
+        p->cap = p->nconns - 1;
+        dbp__warn(p, "the server refused one more connection (%s); the pool will use at most %d", msg, p->cap);
+        if (p->bk->abort) p->bk->abort(c);
+        dbp__conn_bury(c, DBP__CLOSE_DEAD);
+        dbp__pool_dispatch(p);
+        return;
+    }
+    dbp__conn_failed(c, &e, 1);
+}
+
+/* One round of PQconnectPoll per event, socket re-read after each call. */
+static void dbp__pg_connect_poll(dbp_conn *c)
+{
+    int guard = 0;
+    while (c->be && guard++ < 100) {
+        dbp__pg *pg = DBP__PG(c);
+        PostgresPollingStatusType st = PQconnectPoll(pg->pg);
+        c->fd = PQsocket(pg->pg);
+        switch (st) {
+        case PGRES_POLLING_READING: c->events = POLLIN; return;
+        case PGRES_POLLING_WRITING: c->events = POLLOUT; return;
+        case PGRES_POLLING_OK: dbp__pg_connected(c); return;
+        case PGRES_POLLING_FAILED: dbp__pg_connect_failed(c); return;
+        default: break; /* (PGRES_POLLING_ACTIVE) call again */
+        }
+    }
+}
+
+/* The helper thread's lookup finished: connect to its first address. */
+static void dbp__pg_helper_done(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp__job *j = pg->job;
+    dbp_error e;
+    if (!dbp__job_done(j)) return;
+    c->fd = -1;
+    c->events = 0;
+    dbp__err_clear(&e);
+    if (dbp__lookup_result(j, &e) != DBP_OK || !dbp__pg_use_addr(c, 0)) {
+        if (e.rc == DBP_OK) dbp__err_set(&e, DBP_ECONNECT, "cannot use the address of host '%.100s'", j->host);
+        dbp__conn_failed(c, &e, 1);
+        return;
+    }
+    if (dbp__pg_connect_start(c) != DBP_OK) {
+        e = c->err;
+        dbp__conn_failed(c, &e, 1);
+    }
+}
+
+static int dbp__pg_open(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__ALLOC(dbp__pg, 1);
+    const dbp__settings *s = &c->pool->s;
+    const char *host = s->host ? s->host : "localhost";
+    if (!pg) return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
+    c->be = pg;
+    pg->tail = &pg->head;
+    pg->listen_more = -1;
+    c->state = DBP__CS_CONNECTING;
+    if (dbp__pg_tcp(s) && !dbp__host_is_literal(host)) {
+        pg->job = dbp__lookup_start(host, s->port, &c->err);
+        if (!pg->job) return c->err.rc;
+        pg->phase = DBP__PG_LOOKUP;
+        c->fd = pg->job->rfd;
+        c->events = POLLIN;
+        return DBP_OK;
+    }
+    return dbp__pg_connect_start(c);
+}
+
+/* Closes without waiting and frees the backend state. */
+static void dbp__pg_abort(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    if (!pg) return;
+    if (pg->job) {
+        dbp__job_release(pg->job);
+        pg->job = NULL;
+    }
+    if (pg->pg) {
+        PQsetNoticeReceiver(pg->pg, dbp__pg_notice_drop, NULL);
+        PQfinish(pg->pg);
+        pg->pg = NULL;
+    }
+    if (pg->kill_op) {
+        /* the connection it was to rescue is gone: a cancel still queued is withdrawn */
+        dbp_op *k = pg->kill_op;
+        k->target = NULL;
+        pg->kill_op = NULL;
+        if (k->state == DBP_OP_QUEUED && dbp__linked(&k->link) && !k->pin) {
+            dbp__unqueue_op(k->pool, k);
+            dbp__op_fail(k, DBP_ECANCELLED, 0, "the connection to rescue was closed");
+        }
+    }
+    {
+        int i;
+        for (i = 0; i < pg->nstmts; i++) DBP_FREE(pg->stmts[i].sql);
+        DBP_FREE(pg->stmts);
+    }
+    dbp_result_free(pg->head);
+    DBP_FREE(pg->extra);
+    DBP_FREE(pg);
+    c->be = NULL;
+    c->fd = -1;
+    c->events = 0;
+}
+
+/* ---- statements ---- */
+
+/* The connection is gone under a statement (or between statements). */
+static void dbp__pg_broken(dbp_conn *c, int never_sent)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_error e;
+    dbp_op *op = pg->op;
+    char msg[DBP_ERRMSG_MAX];
+    if (pg->lost && pg->failed) snprintf(msg, sizeof msg, "%s", pg->err.message);
+    else snprintf(msg, sizeof msg, "%s", pg->pg ? PQerrorMessage(pg->pg) : "");
+    dbp__pg_oneline(msg);
+    dbp__err_set(&e, DBP_ECONNECT, "connection lost: %s", *msg ? msg : "the server closed the connection");
+    if (op && never_sent) op->flags &= ~DBP__OF_SENT;
+    pg->op = NULL;
+    dbp__conn_failed(c, &e, c->state == DBP__CS_INIT);
+}
+
+/* Sends a statement: the simple protocol without parameters, else
+   PQsendQueryParams with text values (a blob as binary). 0 on failure. */
+static int dbp__pg_send(dbp_conn *c, const char *sql, const dbp_value *params, size_t n, int single)
+{
+    dbp__pg *pg = DBP__PG(c);
+    int ok;
+    size_t bytes = strlen(sql);
+    if (!n) {
+        ok = PQsendQuery(pg->pg, sql);
+    } else {
+        size_t i;
+        char *block = DBP__CAST(char *, DBP_MALLOC(n * (sizeof(char *) + 2 * sizeof(int) + 32)));
+        const char **vals;
+        int *lens, *fmts;
+        char *nums;
+        if (!block) return -1;
+        vals = DBP__CAST(const char **, (void *)block);
+        lens = DBP__CAST(int *, (void *)(block + n * sizeof(char *)));
+        fmts = lens + n;
+        nums = DBP__CAST(char *, (void *)(fmts + n));
+        for (i = 0; i < n; i++) {
+            const dbp_value *v = &params[i];
+            char *num = nums + i * 32;
+            lens[i] = 0;
+            fmts[i] = 0;
+            switch (v->type) {
+            case DBP_NULL: vals[i] = NULL; break;
+            case DBP_BOOL: vals[i] = v->v.b ? "t" : "f"; break;
+            case DBP_INT: snprintf(num, 32, "%lld", v->v.i); vals[i] = num; break;
+            case DBP_UINT: snprintf(num, 32, "%llu", v->v.u); vals[i] = num; break;
+            case DBP_DOUBLE: {
+                int prec;
+                for (prec = 15; prec <= 17; prec++) {
+                    snprintf(num, 32, "%.*g", prec, v->v.d);
+                    if (strtod(num, NULL) == v->v.d) break;
+                }
+                vals[i] = num;
+                break;
+            }
+            case DBP_BLOB:
+                vals[i] = v->v.s.data ? v->v.s.data : "";
+                lens[i] = (int)v->v.s.len;
+                fmts[i] = 1;
+                bytes += v->v.s.len;
+                break;
+            default: /* text, NUL-terminated by the op's copy of its values */
+                vals[i] = v->v.s.data ? v->v.s.data : "";
+                bytes += v->v.s.len;
+                break;
+            }
+        }
+        ok = PQsendQueryParams(pg->pg, sql, (int)n, NULL, vals, lens, fmts, 0);
+        DBP_FREE(block);
+    }
+    if (ok && single) PQsetSingleRowMode(pg->pg);
+    /* libpq writes out a request of 8 kB or more while queueing it */
+    pg->partial = bytes >= 8000;
+    return ok ? 1 : 0;
+}
+
+/* The text values of a statement's parameters, as dbp__pg_send makes them,
+   for PQsendQueryPrepared. */
+static int dbp__pg_send_prepared(dbp_conn *c, const char *name, const dbp_value *params, size_t n, int single)
+{
+    dbp__pg *pg = DBP__PG(c);
+    size_t i, bytes = 0;
+    int ok;
+    char *block = DBP__CAST(char *, DBP_MALLOC(n * (sizeof(char *) + 2 * sizeof(int) + 32) + 1));
+    const char **vals;
+    int *lens, *fmts;
+    char *nums;
+    if (!block) return -1;
+    vals = DBP__CAST(const char **, (void *)block);
+    lens = DBP__CAST(int *, (void *)(block + n * sizeof(char *)));
+    fmts = lens + n;
+    nums = DBP__CAST(char *, (void *)(fmts + n));
+    for (i = 0; i < n; i++) {
+        const dbp_value *v = &params[i];
+        char *num = nums + i * 32;
+        lens[i] = 0;
+        fmts[i] = 0;
+        switch (v->type) {
+        case DBP_NULL: vals[i] = NULL; break;
+        case DBP_BOOL: vals[i] = v->v.b ? "t" : "f"; break;
+        case DBP_INT: snprintf(num, 32, "%lld", v->v.i); vals[i] = num; break;
+        case DBP_UINT: snprintf(num, 32, "%llu", v->v.u); vals[i] = num; break;
+        case DBP_DOUBLE: {
+            int prec;
+            for (prec = 15; prec <= 17; prec++) {
+                snprintf(num, 32, "%.*g", prec, v->v.d);
+                if (strtod(num, NULL) == v->v.d) break;
+            }
+            vals[i] = num;
+            break;
+        }
+        case DBP_BLOB:
+            vals[i] = v->v.s.data ? v->v.s.data : "";
+            lens[i] = (int)v->v.s.len;
+            fmts[i] = 1;
+            bytes += v->v.s.len;
+            break;
+        default:
+            vals[i] = v->v.s.data ? v->v.s.data : "";
+            bytes += v->v.s.len;
+            break;
+        }
+    }
+    ok = PQsendQueryPrepared(pg->pg, name, (int)n, vals, lens, fmts, 0);
+    DBP_FREE(block);
+    if (ok && single) PQsetSingleRowMode(pg->pg);
+    pg->partial = bytes >= 8000;
+    return ok ? 1 : 0;
+}
+
+/* Flushes the request; then waits for its results. */
+static void dbp__pg_flush(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    int r = PQflush(pg->pg);
+    if (r < 0) { dbp__pg_broken(c, !pg->partial); return; }
+    if (r > 0) {
+        pg->partial = 1;
+        c->events = POLLIN | POLLOUT;
+        return;
+    }
+    pg->phase = DBP__PG_READ;
+    c->events = POLLIN;
+    dbp__pg_drain(c);
+}
+
+/* A statement was queued by libpq: from here the server may run it. */
+static void dbp__pg_started(dbp_conn *c, int purpose)
+{
+    dbp__pg *pg = DBP__PG(c);
+    pg->purpose = purpose;
+    pg->failed = 0;
+    pg->copy_out = 0;
+    if (purpose == DBP__PP_USER && pg->op) pg->op->flags |= DBP__OF_SENT;
+    pg->phase = DBP__PG_SEND;
+    dbp__pg_flush(c);
+}
+
+/* Runs the next internal statement, or moves on when there are none left. */
+static void dbp__pg_next_step(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    const dbp__settings *s = &c->pool->s;
+    const char *sql = "";
+    if (pg->stepi >= pg->nsteps) {
+        int after = pg->after;
+        pg->nsteps = pg->stepi = 0;
+        pg->phase = DBP__PG_NONE;
+        pg->purpose = 0;
+        c->events = 0;
+        if (after == DBP__PGA_READY) {
+            dbp__conn_ready(c);
+        } else if (after == DBP__PGA_RELEASE) {
+            dbp__conn_unpin(c);
+            dbp__conn_idle(c);
+        } else {
+            c->flags &= ~DBP__CF_KILLING;
+            dbp__timer_clear(c->pool->hub, &c->timer);
+            dbp__conn_idle(c);
+        }
+        return;
+    }
+    pg->step_kind = pg->steps[pg->stepi] & 0xff;
+    pg->step_arg = pg->steps[pg->stepi] >> 8;
+    pg->stepi++;
+    switch (pg->step_kind) {
+    case DBP__PGS_INIT: sql = s->init[pg->step_arg]; break;
+    case DBP__PGS_LIMITS:
+        sql = "SELECT (SELECT setting FROM pg_settings WHERE name = 'max_connections'), "
+              "(SELECT setting FROM pg_settings WHERE name = 'idle_session_timeout'), "
+              "(SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)";
+        break;
+    case DBP__PGS_ROLLBACK: sql = "ROLLBACK"; break;
+    default: break;
+    }
+    if (dbp__pg_send(c, sql, NULL, 0, 0) != 1) { dbp__pg_broken(c, 1); return; }
+    dbp__pg_started(c, DBP__PP_STEP);
+}
+
+/* The server's limits, read once per pool. */
+static void dbp__pg_read_limits(dbp_conn *c, const PGresult *res)
+{
+    dbp_pool *p = c->pool;
+    long long idle_ms, conns, role;
+    if (PQntuples(res) < 1 || PQnfields(res) < 3) return;
+    p->limits_read = 1;
+    conns = PQgetisnull(res, 0, 0) ? -1 : atoll(PQgetvalue(res, 0, 0));
+    idle_ms = PQgetisnull(res, 0, 1) ? -1 : atoll(PQgetvalue(res, 0, 1));
+    role = PQgetisnull(res, 0, 2) ? -1 : atoll(PQgetvalue(res, 0, 2));
+    dbp__pool_limit(p, DBP__LIMIT_IDLE, idle_ms > 0 ? (idle_ms + 999) / 1000 : 0, "idle_session_timeout");
+    dbp__pool_limit(p, DBP__LIMIT_CONNS, conns, "max_connections");
+    dbp__pool_limit(p, DBP__LIMIT_USER_CONNS, role >= 0 ? role : 0, "rolconnlimit");
+}
+
+/* A result set, copied into one block (bytea decoded), so that nothing of
+   libpq's outlives the PGresult. */
+static dbp__result *dbp__pg_make_result(const PGresult *res)
+{
+    size_t nf = (size_t)PQnfields(res), nr = (size_t)PQntuples(res), bytes, i, j, text = 0;
+    const char *status = PQcmdStatus(DBP__CAST(PGresult *, res));
+    const char *tuples = PQcmdTuples(DBP__CAST(PGresult *, res));
+    size_t statuslen = status ? strlen(status) : 0;
+    dbp__result *r;
+    char *block, *w;
+    if (nf && nr > ((size_t)-1 / 4) / nf / sizeof(dbp_cell)) return NULL;
+    for (i = 0; i < nf; i++) text += strlen(PQfname(res, (int)i)) + 1;
+    for (j = 0; j < nr; j++)
+        for (i = 0; i < nf; i++)
+            if (!PQgetisnull(res, (int)j, (int)i)) text += (size_t)PQgetlength(res, (int)j, (int)i) + 1;
+    bytes = sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell) + text + statuslen + 1;
+    block = DBP__CAST(char *, dbp__calloc(1, bytes));
+    if (!block) return NULL;
+    r = DBP__CAST(dbp__result *, (void *)block);
+    r->single = 1;
+    r->fields = DBP__CAST(dbp_field *, (void *)(block + sizeof(dbp__result)));
+    r->cells = DBP__CAST(dbp_cell *, (void *)(block + sizeof(dbp__result) + nf * sizeof(dbp_field)));
+    r->arena = block + sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell);
+    w = r->arena;
+    if (statuslen) memcpy(w, status, statuslen);
+    w[statuslen] = '\0';
+    r->pub.info = w;
+    w += statuslen + 1;
+    for (i = 0; i < nf; i++) {
+        const char *name = PQfname(res, (int)i);
+        size_t n = strlen(name);
+        Oid t = PQftype(res, (int)i);
+        memcpy(w, name, n + 1);
+        r->fields[i].name = w;
+        r->fields[i].name_len = n;
+        r->fields[i].type = (int)t;
+        r->fields[i].charsetnr = t == DBP__PG_OID_BYTEA ? 63 : 0;
+        r->fields[i].vtype = dbp__pg_vtype(t);
+        w += n + 1;
+    }
+    for (j = 0; j < nr; j++)
+        for (i = 0; i < nf; i++) {
+            dbp_cell *cell = &r->cells[j * nf + i];
+            const char *v;
+            size_t n;
+            if (PQgetisnull(res, (int)j, (int)i)) continue;
+            v = PQgetvalue(res, (int)j, (int)i);
+            n = (size_t)PQgetlength(res, (int)j, (int)i);
+            if (r->fields[i].vtype == DBP_BLOB) n = dbp__pg_unbytea(v, n, w);
+            else memcpy(w, v, n);
+            w[n] = '\0';
+            cell->data = w;
+            cell->len = n;
+            w += n + 1;
+        }
+    r->pub.ncols = nf;
+    r->pub.nrows = nr;
+    r->pub.fields = nf ? r->fields : NULL;
+    r->pub.cells = nr && nf ? r->cells : NULL;
+    r->pub.affected_rows = tuples && *tuples ? strtoull(tuples, NULL, 10) : 0;
+    return r;
+}
+
+/* The header of a stream (column descriptions, copied) from its first result. */
+static int dbp__pg_stream_begin(dbp_op *op, const PGresult *res)
+{
+    dbp__stream *s = DBP__ALLOC(dbp__stream, 1);
+    dbp__result *r;
+    size_t nf = (size_t)PQnfields(res), i, bytes = 1, off = 0;
+    if (!s) return DBP_ENOMEM;
+    op->stream = s;
+    s->ncols = nf;
+    r = DBP__ALLOC(dbp__result, 1);
+    if (!r) return DBP_ENOMEM;
+    s->head = r;
+    for (i = 0; i < nf; i++) bytes += strlen(PQfname(res, (int)i)) + 1;
+    r->arena = DBP__CAST(char *, DBP_MALLOC(bytes));
+    r->fields = DBP__ALLOC(dbp_field, nf ? nf : 1);
+    if (!r->arena || !r->fields) return DBP_ENOMEM;
+    for (i = 0; i < nf; i++) {
+        const char *name = PQfname(res, (int)i);
+        size_t n = strlen(name);
+        Oid t = PQftype(res, (int)i);
+        memcpy(r->arena + off, name, n + 1);
+        r->fields[i].name = r->arena + off;
+        r->fields[i].name_len = n;
+        r->fields[i].type = (int)t;
+        r->fields[i].charsetnr = t == DBP__PG_OID_BYTEA ? 63 : 0;
+        r->fields[i].vtype = dbp__pg_vtype(t);
+        off += n + 1;
+    }
+    r->arena[off] = '\0';
+    r->pub.info = r->arena + off;
+    r->pub.ncols = nf;
+    r->pub.fields = r->fields;
+    return DBP_OK;
+}
+
+/* Streaming: copies the one row of a single-row result into the batch. */
+static int dbp__pg_stream_add_row(dbp__stream *s, const PGresult *res)
+{
+    size_t i, base;
+    if (s->nrows == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        dbp_cell *p;
+        if (cap > (size_t)-1 / (s->ncols ? s->ncols : 1) / sizeof(dbp_cell)) return DBP_ENOMEM;
+        p = DBP__CAST(dbp_cell *, DBP_REALLOC(s->rows, cap * (s->ncols ? s->ncols : 1) * sizeof(dbp_cell)));
+        if (!p) return DBP_ENOMEM;
+        s->rows = p;
+        s->cap = cap;
+    }
+    base = s->nrows * s->ncols;
+    for (i = 0; i < s->ncols; i++) {
+        const char *v;
+        size_t n;
+        if (PQgetisnull(res, 0, (int)i)) { s->rows[base + i].data = NULL; s->rows[base + i].len = 0; continue; }
+        v = PQgetvalue(res, 0, (int)i);
+        n = (size_t)PQgetlength(res, 0, (int)i);
+        if (dbp__buf_reserve(&s->data, n + 1)) return DBP_ENOMEM;
+        /* offsets now, pointers once the batch is complete (the buffer may move) */
+        s->rows[base + i].data = DBP__CAST(const char *, (void *)(size_t)(s->data.len + 1));
+        if (s->head->fields[i].vtype == DBP_BLOB) n = dbp__pg_unbytea(v, n, s->data.data + s->data.len);
+        else memcpy(s->data.data + s->data.len, v, n);
+        s->data.len += n;
+        s->data.data[s->data.len++] = '\0';
+        s->rows[base + i].len = n;
+    }
+    s->nrows++;
+    s->total++;
+    return DBP_OK;
+}
+
+/* The user op under way is done: settle it, free the connection. */
+static void dbp__pg_op_finish(dbp_conn *c, int rc, const dbp_error *e)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_op *op = pg->op;
+    pg->op = NULL;
+    pg->phase = DBP__PG_NONE;
+    pg->purpose = 0;
+    c->events = 0;
+    if (op) {
+        dbp__conn_unlink_op(c, op);
+        if (rc == DBP_OK) {
+            op->result = pg->head;
+            pg->head = NULL;
+            dbp__op_settle(op, DBP_OK);
+        } else {
+            if (pg->extra) {
+                DBP_FREE(op->err_extra);
+                op->err_extra = pg->extra;
+                pg->extra = NULL;
+            }
+            dbp__op_fail_err(op, e, rc, (op->flags & DBP__OF_SENT) != 0);
+        }
+    }
+    dbp_result_free(pg->head);
+    pg->head = NULL;
+    pg->tail = &pg->head;
+    DBP_FREE(pg->extra);
+    pg->extra = NULL;
+    pg->failed = 0;
+    if (c->flags & DBP__CF_KILLING) {
+        /* the cancelled statement has ended: wait for the cancel itself */
+        if (pg->kill_op) { pg->phase = DBP__PG_KILLWAIT; return; }
+        c->flags &= ~DBP__CF_KILLING;
+        dbp__timer_clear(c->pool->hub, &c->timer);
+    }
+    dbp__conn_idle(c);
+}
+
+/* One result of the statement under way. Returns 1 to stop draining. */
+static int dbp__pg_result(dbp_conn *c, PGresult *res)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_op *op = pg->op;
+    ExecStatusType st = PQresultStatus(res);
+    int user = pg->purpose == DBP__PP_USER && op && !(op->flags & DBP__OF_CANCEL) && !dbp__op_settled(op);
+    switch (st) {
+    case PGRES_SINGLE_TUPLE:
+        if (!user || pg->failed) break;
+        if (!op->stream && dbp__pg_stream_begin(op, res) != DBP_OK) goto nomem;
+        if (!op->stream->nrows && !op->stream->total) {
+            /* the statement ran: from here only the op's own deadline applies */
+            dbp__op_arm(op, op->deadline);
+            dbp__stream_notify(op);
+        }
+        if (dbp__pg_stream_add_row(op->stream, res) != DBP_OK) goto nomem;
+        if (op->stream->nrows >= DBP_STREAM_BATCH || op->stream->data.len >= 4u << 20) {
+            /* bounded memory: stop reading until the consumer has taken the batch */
+            dbp__stream_fix(op->stream);
+            op->stream->paused = 1;
+            pg->phase = DBP__PG_PAUSED;
+            c->events = 0;
+            dbp__stream_notify(op);
+            PQclear(res);
+            return 1;
+        }
+        break;
+    case PGRES_TUPLES_OK: case PGRES_COMMAND_OK: case PGRES_EMPTY_QUERY:
+        if (pg->failed) break;
+        if (pg->purpose == DBP__PP_STEP && pg->step_kind == DBP__PGS_LIMITS) {
+            dbp__pg_read_limits(c, res);
+        } else if (user && op->type == DBP__OP_STREAM) {
+            if (!op->stream || !op->stream->eof) {
+                if (!op->stream && dbp__pg_stream_begin(op, res) != DBP_OK) goto nomem;
+                op->stream->eof = 1;
+                op->stream->head->pub.affected_rows = op->stream->total;
+                dbp__stream_fix(op->stream);
+            }
+        } else if (user) {
+            dbp__result *r = dbp__pg_make_result(res);
+            if (!r) goto nomem;
+            *pg->tail = &r->pub;
+            pg->tail = &r->pub.next;
+        }
+        break;
+    case PGRES_COPY_IN:
+        if (user && op->type == DBP__OP_COPY && op->copy && !pg->failed) {
+            /* the server takes the data now: from the next flush on */
+            pg->phase = DBP__PG_COPY;
+            c->events = POLLIN | POLLOUT;
+            PQclear(res);
+            return 1;
+        }
+        /* the server waits for data nobody will send: end it with an error */
+        PQputCopyEnd(pg->pg, "COPY FROM STDIN needs pool:load(), not query()");
+        if (PQflush(pg->pg) > 0) c->events = POLLIN | POLLOUT;
+        break;
+    case PGRES_COPY_OUT:
+        pg->copy_out = 1;
+        if (!pg->failed) {
+            pg->failed = 1;
+            dbp__err_set(&pg->err, DBP_EUSAGE, "COPY TO STDOUT is not supported by query(); its data was discarded");
+            pg->err.sent = 1;
+        }
+        break;
+    default:
+        if (!pg->failed) {
+            pg->failed = 1;
+            dbp__pg_result_error(c, res, &pg->err, &pg->extra);
+            if (st == PGRES_BAD_RESPONSE) { pg->err.rc = DBP_EPROTOCOL; pg->lost = 1; }
+        }
+        if (dbp__pg_state_fatal(PQresultErrorField(res, PG_DIAG_SQLSTATE))) pg->lost = 1;
+        break;
+    }
+    PQclear(res);
+    return 0;
+nomem:
+    PQclear(res);
+    if (!pg->failed) {
+        pg->failed = 1;
+        dbp__err_set(&pg->err, DBP_ENOMEM, "out of memory storing the result");
+        pg->err.sent = 1;
+    }
+    return 0;
+}
+
+/* Every result of the statement arrived (PQgetResult gave NULL). */
+static void dbp__pg_listen_done(dbp_conn *c);
+static void dbp__pg_prepared_done(dbp_conn *c);
+
+static void dbp__pg_done(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    PGnotify *n;
+    if (pg->lost || PQstatus(pg->pg) == CONNECTION_BAD) { dbp__pg_broken(c, 0); return; }
+    if (pg->purpose == DBP__PP_LISTEN) { dbp__pg_listen_done(c); return; }
+    if (pg->purpose == DBP__PP_PREPARE || pg->purpose == DBP__PP_DEALLOC) { dbp__pg_prepared_done(c); return; }
+    while ((n = PQnotifies(pg->pg)) != NULL) PQfreemem(n);
+    switch (pg->purpose) {
+    case DBP__PP_STEP:
+        if (pg->failed && pg->step_kind == DBP__PGS_INIT) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ECONNECT, "init statement %d failed: %s", pg->step_arg + 1, pg->err.message);
+            c->flags |= DBP__CF_FATAL; /* a configuration error: retrying will not help */
+            dbp__conn_failed(c, &e, 1);
+            return;
+        }
+        if (pg->failed && pg->step_kind == DBP__PGS_ROLLBACK) { dbp__pg_broken(c, 0); return; }
+        pg->failed = 0;
+        dbp__pg_next_step(c);
+        return;
+    case DBP__PP_VALIDATE:
+        pg->phase = DBP__PG_NONE;
+        pg->purpose = 0;
+        c->events = 0;
+        dbp__timer_clear(c->pool->hub, &c->timer);
+        if (pg->failed) { dbp_error e = pg->err; e.rc = DBP_ECONNECT; dbp__conn_failed(c, &e, 0); return; }
+        dbp__conn_validated(c);
+        return;
+    default:
+        if (pg->failed) dbp__pg_op_finish(c, pg->err.rc, &pg->err);
+        else dbp__pg_op_finish(c, DBP_OK, NULL);
+        return;
+    }
+}
+
+/* Takes every result libpq can give without waiting. */
+static void dbp__pg_drain(dbp_conn *c)
+{
+    int guard = 0;
+    while (c->be && c->state != DBP__CS_DEAD && guard++ < 10000000) {
+        dbp__pg *pg = DBP__PG(c);
+        PGresult *res;
+        if (pg->phase != DBP__PG_READ) return;
+        if (pg->copy_out) {
+            char *buf = NULL;
+            int r = PQgetCopyData(pg->pg, &buf, 1);
+            if (buf) PQfreemem(buf);
+            if (r > 0) continue;
+            if (r == 0) { c->events = POLLIN; return; }
+            pg->copy_out = 0;
+            continue;
+        }
+        if (PQisBusy(pg->pg)) {
+            if (!(c->events & POLLOUT)) c->events = POLLIN;
+            return;
+        }
+        res = PQgetResult(pg->pg);
+        if (!res) { dbp__pg_done(c); return; }
+        if (dbp__pg_result(c, res)) return;
+    }
+}
+
+/* ---- prepared statements: per connection, least recently used dropped ---- */
+
+static int dbp__pg_stmt_find(dbp__pg *pg, const char *sql)
+{
+    int i;
+    for (i = 0; i < pg->nstmts; i++) if (strcmp(pg->stmts[i].sql, sql) == 0) return i;
+    return -1;
+}
+
+/* Runs the op's statement prepared: at once when this connection has it,
+   else DEALLOCATE the least used one if the cache is full, then prepare it. */
+static void dbp__pg_prepared_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__pg *pg = DBP__PG(c);
+    int i = dbp__pg_stmt_find(pg, op->sql), ok;
+    char name[32], sql[64];
+    if (i >= 0) {
+        pg->stmts[i].used = ++pg->use_clock;
+        snprintf(name, sizeof name, "dbp_%d", pg->stmts[i].id);
+        ok = dbp__pg_send_prepared(c, name, op->params, op->nparams, op->type == DBP__OP_STREAM);
+        if (ok < 0) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
+            dbp__pg_op_finish(c, DBP_ENOMEM, &e);
+            return;
+        }
+        if (!ok) { dbp__pg_broken(c, 1); return; }
+        dbp__pg_started(c, DBP__PP_USER);
+        return;
+    }
+    if (pg->nstmts >= c->pool->s.prepare_cache && pg->nstmts > 0) {
+        int lru = 0, k;
+        for (k = 1; k < pg->nstmts; k++) if (pg->stmts[k].used < pg->stmts[lru].used) lru = k;
+        snprintf(sql, sizeof sql, "DEALLOCATE dbp_%d", pg->stmts[lru].id);
+        DBP_FREE(pg->stmts[lru].sql);
+        pg->stmts[lru] = pg->stmts[--pg->nstmts];
+        if (!PQsendQuery(pg->pg, sql)) { dbp__pg_broken(c, 1); return; }
+        dbp__pg_started(c, DBP__PP_DEALLOC);
+        return;
+    }
+    snprintf(name, sizeof name, "dbp_%d", ++pg->next_stmt);
+    if (!PQsendPrepare(pg->pg, name, op->sql, (int)op->nparams, NULL)) { dbp__pg_broken(c, 1); return; }
+    dbp__pg_started(c, DBP__PP_PREPARE);
+}
+
+/* The prepare (or the DEALLOCATE before it) finished. */
+static void dbp__pg_prepared_done(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_op *op = pg->op;
+    if (pg->purpose == DBP__PP_PREPARE && !pg->failed && op) {
+        dbp__pg_stmt *st = DBP__CAST(dbp__pg_stmt *, DBP_REALLOC(pg->stmts, (size_t)(pg->nstmts + 1) * sizeof *pg->stmts));
+        char *sql = dbp__strdup(op->sql);
+        if (st) pg->stmts = st;
+        if (st && sql) {
+            pg->stmts[pg->nstmts].sql = sql;
+            pg->stmts[pg->nstmts].id = pg->next_stmt;
+            pg->stmts[pg->nstmts].nparams = (int)op->nparams;
+            pg->stmts[pg->nstmts].used = ++pg->use_clock;
+            pg->nstmts++;
+        } else {
+            DBP_FREE(sql); /* (not cached: prepared again next time, under a new name) */
+        }
+    }
+    if (pg->failed) {
+        /* the statement could not be prepared (a syntax error): nothing ran */
+        dbp__pg_op_finish(c, pg->err.rc, &pg->err);
+        return;
+    }
+    pg->failed = 0;
+    if (!op) { dbp__pg_op_finish(c, DBP_OK, NULL); return; }
+    if (pg->purpose == DBP__PP_DEALLOC || dbp__pg_stmt_find(pg, op->sql) < 0) {
+        /* room was made (or caching failed): prepare, or run it unprepared */
+        if (pg->purpose == DBP__PP_DEALLOC) { dbp__pg_prepared_start(c, op); return; }
+        if (dbp__pg_send(c, op->sql, op->params, op->nparams, op->type == DBP__OP_STREAM) != 1) { dbp__pg_broken(c, 1); return; }
+        dbp__pg_started(c, DBP__PP_USER);
+        return;
+    }
+    dbp__pg_prepared_start(c, op);
+}
+
+static void dbp__pg_op_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__pg *pg = DBP__PG(c);
+    char kill[64];
+    int ok;
+    pg->op = op;
+    pg->failed = 0;
+    if (op->type == DBP__OP_PING) {
+        ok = dbp__pg_send(c, "", NULL, 0, 0);
+    } else if (op->type == DBP__OP_KILL) {
+        snprintf(kill, sizeof kill, "SELECT pg_cancel_backend(%llu)", op->kill_id);
+        ok = dbp__pg_send(c, kill, NULL, 0, 0);
+    } else if ((op->type == DBP__OP_QUERY || op->type == DBP__OP_STREAM) && !(op->flags & DBP__OF_NOPREPARE) &&
+               ((op->flags & DBP__OF_PREPARE) || (c->pool->s.prepare > 0 && op->nparams > 0))) {
+        dbp__pg_prepared_start(c, op);
+        return;
+    } else {
+        ok = dbp__pg_send(c, op->sql, op->params, op->nparams, op->type == DBP__OP_STREAM);
+    }
+    if (ok != 1) {
+        dbp_error e;
+        if (ok < 0) {
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
+            dbp__pg_op_finish(c, DBP_ENOMEM, &e);
+            return;
+        }
+        /* libpq refused to queue it: the connection is not usable */
+        dbp__pg_broken(c, 1);
+        return;
+    }
+    dbp__pg_started(c, DBP__PP_USER);
+}
+
+/* COPY: hands the op's buffered data to libpq as far as it takes it, then
+   the end of the data once the caller ended it (or let go of the op). */
+static void dbp__pg_copy_push(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_op *op = pg->op;
+    dbp__copy *cp = op ? op->copy : NULL;
+    int r;
+    if (!cp) {
+        /* the op was settled under it (a timeout): end the copy, read what follows */
+        r = PQputCopyEnd(pg->pg, "abandoned");
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r == 0) { c->events = POLLIN | POLLOUT; return; }
+        pg->phase = DBP__PG_SEND;
+        dbp__pg_flush(c);
+        return;
+    }
+    /* a chunk at a time, each once libpq has written the last out: libpq
+       would otherwise take it all and grow its own buffer without bound */
+    for (;;) {
+        size_t n = cp->buf.len - cp->buf.off;
+        r = PQflush(pg->pg);
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r > 0) { c->events = POLLIN | POLLOUT; return; }
+        if (!n) break;
+        if (n > 65536) n = 65536;
+        r = PQputCopyData(pg->pg, cp->buf.data + cp->buf.off, (int)n);
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r == 0) { c->events = POLLIN | POLLOUT; return; } /* libpq's buffer is full: not an error */
+        cp->buf.off += n;
+    }
+    cp->buf.len = cp->buf.off = 0;
+    if (!cp->end && !(op->flags & DBP__OF_CALLER)) {
+        cp->end = 1;
+        DBP_FREE(cp->abort_msg);
+        cp->abort_msg = dbp__strdup("the caller let go of the COPY before its end");
+    }
+    if (cp->end) {
+        r = PQputCopyEnd(pg->pg, cp->abort_msg);
+        if (r < 0) { dbp__pg_broken(c, 0); return; }
+        if (r == 0) { c->events = POLLIN | POLLOUT; return; }
+        /* PQputCopyEnd may only queue the end: flush, then read the result */
+        pg->phase = DBP__PG_SEND;
+        dbp__pg_flush(c);
+        return;
+    }
+    c->events = POLLIN;
+}
+
+/* ---- LISTEN/NOTIFY: a subscription's connection ---- */
+
+/* LISTEN to names [from, n) (the subscription's, quoted as identifiers: a
+   channel is the exact string, as pg_notify() takes it). */
+static int dbp__pg_listen(dbp_conn *c, const char *const *names, int from, int n)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp__buf sql;
+    int i, ok;
+    if (from >= n) return DBP_OK;
+    if (pg->phase != DBP__PG_NONE) {
+        /* a LISTEN is under way: these follow it */
+        if (pg->listen_more < 0 || from < pg->listen_more) pg->listen_more = from;
+        return DBP_OK;
+    }
+    memset(&sql, 0, sizeof sql);
+    for (i = from; i < n; i++) {
+        const char *p;
+        if (dbp__buf_adds(&sql, "LISTEN \"")) goto nomem;
+        for (p = names[i]; *p; p++)
+            if (dbp__buf_add(&sql, p, 1) || (*p == '"' && dbp__buf_add(&sql, p, 1))) goto nomem;
+        if (dbp__buf_adds(&sql, "\"; ")) goto nomem;
+    }
+    ok = PQsendQuery(pg->pg, sql.data);
+    dbp__buf_free(&sql);
+    if (!ok) return DBP_ECONNECT;
+    pg->listen_from = from;
+    pg->listen_to = n;
+    dbp__pg_started(c, DBP__PP_LISTEN);
+    return DBP_OK;
+nomem:
+    dbp__buf_free(&sql);
+    return DBP_ENOMEM;
+}
+
+/* Hands every notification libpq has parsed to the subscription. */
+static void dbp__pg_sub_read(dbp_conn *c)
+{
+    PGnotify *n;
+    while (c->be && c->state != DBP__CS_DEAD && (n = PQnotifies(DBP__PG(c)->pg)) != NULL) {
+        int go_on = dbp__sub_notified(c, n->relname, n->extra ? n->extra : "");
+        PQfreemem(n);
+        if (!go_on) return;
+    }
+    if (c->be && c->state != DBP__CS_DEAD && (DBP__PG(c)->lost || PQstatus(DBP__PG(c)->pg) == CONNECTION_BAD))
+        dbp__pg_broken(c, 0);
+}
+
+static void dbp__pg_listen_done(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    int from = pg->listen_from, to = pg->listen_to, failed = pg->failed;
+    pg->phase = DBP__PG_NONE;
+    pg->purpose = 0;
+    pg->failed = 0;
+    c->events = POLLIN; /* notifications come whenever */
+    if (failed) dbp__warn(c->pool, "LISTEN failed: %s", pg->err.message);
+    else dbp__sub_listened(c, from, to);
+    if (!c->be || c->state == DBP__CS_DEAD) return;
+    pg = DBP__PG(c);
+    if (pg->listen_more >= 0 && c->sub) {
+        int more = pg->listen_more;
+        pg->listen_more = -1;
+        if (dbp__sub_send(c->sub, more) != DBP_OK) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ECONNECT, "LISTEN could not be sent");
+            dbp__conn_failed(c, &e, 0);
+            return;
+        }
+        if (!c->be || DBP__PG(c)->phase != DBP__PG_NONE) return;
+    }
+    dbp__pg_sub_read(c);
+}
+
+/* Before each poll: a COPY in progress sends what was put since. */
+static void dbp__pg_hub_flush(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    if (pg && pg->phase == DBP__PG_COPY) dbp__pg_copy_push(c);
+}
+
+static void dbp__pg_conn_io(dbp_conn *c, int revents)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_error e;
+    if (!pg) return;
+    if (revents == DBP__EV_TIMER) {
+        if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) {
+            dbp__err_set(&e, DBP_ECONNECT, "could not connect to %s within %.1f s (connect_timeout)%s",
+                         c->pool->describe, c->pool->s.connect_timeout / 1000.0,
+                         pg->phase == DBP__PG_LOOKUP ? "; the host name lookup did not finish" : "");
+            dbp__conn_failed(c, &e, 1);
+        } else if (c->flags & DBP__CF_KILLING) {
+            dbp__err_set(&e, DBP_ETIMEOUT, "the statement did not stop within %.1f s of pg_cancel_backend; connection closed",
+                         (double)(dbp__ms_now() - pg->kill_started_ms) / 1000.0);
+            dbp__conn_failed(c, &e, 0);
+        } else if (c->state == DBP__CS_VALIDATING) {
+            dbp__err_set(&e, DBP_ETIMEOUT, "validation ping got no answer");
+            dbp__conn_failed(c, &e, 0);
+        }
+        return;
+    }
+    switch (pg->phase) {
+    case DBP__PG_LOOKUP: dbp__pg_helper_done(c); return;
+    case DBP__PG_CONNECT: dbp__pg_connect_poll(c); return;
+    case DBP__PG_SEND:
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(pg->pg)) { dbp__pg_broken(c, !pg->partial); return; }
+        dbp__pg_flush(c);
+        return;
+    case DBP__PG_COPY:
+        /* the server speaks during COPY only to fail it: read, the end shows the error */
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(pg->pg)) { dbp__pg_broken(c, 0); return; }
+        dbp__pg_copy_push(c);
+        return;
+    case DBP__PG_NONE:
+        if (c->sub && (revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (!PQconsumeInput(pg->pg)) { dbp__pg_broken(c, 0); return; }
+            dbp__pg_sub_read(c);
+        }
+        return;
+    case DBP__PG_READ:
+        if (revents & POLLOUT) {
+            /* the end of a refused COPY still going out */
+            int r = PQflush(pg->pg);
+            if (r < 0) { dbp__pg_broken(c, 0); return; }
+            c->events = r > 0 ? POLLIN | POLLOUT : POLLIN;
+        }
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) && !PQconsumeInput(pg->pg)) { dbp__pg_broken(c, 0); return; }
+        dbp__pg_drain(c);
+        return;
+    default:
+        return;
+    }
+}
+
+/* An idle connection: whatever arrived is read; a FATAL message (the
+   backend was terminated) or EOF means the session is gone. */
+static int dbp__pg_idle_dead(dbp_conn *c, int revents)
+{
+    dbp__pg *pg = DBP__PG(c);
+    PGnotify *n;
+    if (revents & (POLLERR | POLLHUP | POLLNVAL)) return 1;
+    if (!pg || !pg->pg) return 1;
+    if (!PQconsumeInput(pg->pg)) return 1;
+    /* PQnotifies parses what came: an error outside a statement reaches the notice receiver */
+    while ((n = PQnotifies(pg->pg)) != NULL) PQfreemem(n);
+    return pg->lost || PQstatus(pg->pg) == CONNECTION_BAD;
+}
+
+static void dbp__pg_kill_done(dbp_op *kop)
+{
+    dbp_conn *c = kop->target;
+    dbp__pg *pg;
+    if (!c || c->state == DBP__CS_DEAD || !c->be) return;
+    pg = DBP__PG(c);
+    if (pg->kill_op != kop) return;
+    pg->kill_op = NULL;
+    if (pg->phase == DBP__PG_KILLWAIT) {
+        pg->phase = DBP__PG_NONE;
+        c->flags &= ~DBP__CF_KILLING;
+        dbp__timer_clear(c->pool->hub, &c->timer);
+        dbp__conn_idle(c);
+    }
+}
+
+/* A statement ran past its deadline: reject it now, cancel it on the
+   server from another connection, keep this one if it comes back clean. */
+static void dbp__pg_op_timeout(dbp_conn *c, dbp_op *op)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp_pool *p = c->pool;
+    double secs = op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0;
+    dbp_op *k;
+    if (!pg || pg->op != op) return;
+    dbp__conn_unlink_op(c, op);
+    pg->op = NULL;
+    pg->purpose = DBP__PP_DISCARD;
+    if (pg->phase == DBP__PG_COPY) {
+        /* waiting for data or for the socket, not for the server: end the COPY with an error */
+        dbp__op_fail(op, DBP_ETIMEOUT, 1, "COPY ran past its deadline (%.3f s) before its data was all sent; nothing was stored",
+                     secs);
+        dbp__pg_copy_push(c);
+        return;
+    }
+    if (pg->phase == DBP__PG_PAUSED) {
+        /* the consumer is slow, not the server: the rest is read and dropped */
+        op->flags |= DBP__OF_CANCEL;
+        dbp__op_fail(op, DBP_ETIMEOUT, 1, "stream ran past its deadline (%.3f s) while paused for its reader; "
+                     "the rest of the result is discarded", secs);
+        pg->phase = DBP__PG_READ;
+        c->events = POLLIN;
+        dbp__pg_drain(c);
+        return;
+    }
+    dbp__op_fail(op, DBP_ETIMEOUT, (op->flags & DBP__OF_SENT) != 0,
+                 "%s ran past its deadline (%.3f s); cancelled on the server (pg_cancel_backend)",
+                 op->type == DBP__OP_PING ? "ping" : "query", secs);
+    c->flags |= DBP__CF_KILLING;
+    pg->kill_started_ms = dbp__ms_now();
+    dbp__timer_set(p->hub, &c->timer, pg->kill_started_ms + (p->s.connect_timeout > 2000 ? p->s.connect_timeout : 2000) + 1000);
+    k = dbp__op_new(p->hub, p, DBP__OP_KILL);
+    if (!k) return; /* the grace timer will close the connection */
+    k->flags &= ~DBP__OF_CALLER;
+    k->flags |= DBP__OF_SIDE_OK;
+    k->kill_id = c->server_id;
+    k->done = dbp__pg_kill_done;
+    k->target = c;
+    k->deadline = c->timer.at;
+    pg->kill_op = k;
+    if (p->state != DBP__PS_OPEN) {
+        /* a closing pool still stops runaway statements */
+        k->acquire_deadline = dbp__ms_now() + p->s.connect_timeout;
+        dbp__queue_op(p, k, 1);
+        dbp__pool_dispatch(p);
+    } else {
+        dbp__pool_submit(p, k);
+    }
+}
+
+static void dbp__pg_validate(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    dbp__timer_set(c->pool->hub, &c->timer, dbp__ms_now() + c->pool->s.connect_timeout);
+    if (dbp__pg_send(c, "", NULL, 0, 0) != 1) {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ECONNECT, "validation failed: %s", PQerrorMessage(pg->pg));
+        dbp__pg_oneline(e.message);
+        dbp__conn_failed(c, &e, 0);
+        return;
+    }
+    dbp__pg_started(c, DBP__PP_VALIDATE);
+}
+
+/* Graceful close: PQfinish sends Terminate (a few bytes, never waits). */
+static void dbp__pg_quit(dbp_conn *c)
+{
+    dbp__conn_closed(c); /* (the abort it calls finishes the connection) */
+}
+
+static void dbp__pg_release(dbp_conn *c)
+{
+    dbp__pg *pg = DBP__PG(c);
+    PGTransactionStatusType ts = pg && pg->pg ? PQtransactionStatus(pg->pg) : PQTRANS_IDLE;
+    if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+        /* a transaction left open (or failed: state E) never reaches the next holder */
+        pg->nsteps = 0;
+        dbp__pg_step_add(c, DBP__PGS_ROLLBACK, 0);
+        c->state = DBP__CS_BUSY;
+        dbp__pg_steps_start(c, DBP__PGA_RELEASE);
+        return;
+    }
+    dbp__conn_unpin(c);
+    dbp__conn_idle(c);
+}
+
+static unsigned dbp__pg_session(const dbp_conn *c)
+{
+    const dbp__pg *pg = DBP__CAST(const dbp__pg *, c->be);
+    PGTransactionStatusType ts = pg && pg->pg ? PQtransactionStatus(pg->pg) : PQTRANS_IDLE;
+    return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR ? DBP_SESSION_TRANSACTION : 0;
+}
+
+/* The stream's caller let it go: read the rest off the wire and drop it. */
+static void dbp__pg_stream_cancel(dbp_op *op)
+{
+    dbp_conn *c = op->conn;
+    dbp__pg *pg;
+    if (!c || !c->be) return;
+    pg = DBP__PG(c);
+    if (pg->op != op || pg->phase != DBP__PG_PAUSED) return;
+    pg->purpose = DBP__PP_DISCARD;
+    pg->phase = DBP__PG_READ;
+    c->events = POLLIN;
+    dbp__pg_drain(c);
+}
+
+static void dbp__pg_stream_resume(dbp_op *op)
+{
+    dbp_conn *c = op->conn;
+    dbp__pg *pg;
+    if (!c || !c->be) return;
+    pg = DBP__PG(c);
+    if (pg->phase != DBP__PG_PAUSED) return;
+    op->stream->paused = 0;
+    pg->phase = DBP__PG_READ;
+    c->events = POLLIN;
+    dbp__pg_drain(c);
+}
+
+/* ---- COPY FROM STDIN: the public side ---- */
+
+static dbp__copy *dbp__copy_of(dbp_op *op)
+{
+    return op && op->type == DBP__OP_COPY ? op->copy : NULL;
+}
+
+/* What a put says: the op's error once settled badly, DBP_PENDING when full. */
+static int dbp__copy_level(dbp_op *op)
+{
+    if (op->state == DBP_OP_REJECTED) return op->err.rc;
+    return op->copy->buf.len - op->copy->buf.off > DBP_COPY_BUFFER ? DBP_PENDING : DBP_OK;
+}
+
+DBPDEF dbp_op *dbp_pool_copy_in(dbp_pool *p, const char *sql, const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_COPY);
+    if (!op) return NULL;
+    if (o) {
+        if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+    }
+    if (!(p->bk->flags & DBP__BKF_COPY)) { dbp__op_fail(op, DBP_EUSAGE, 0, "copy_in() needs a PostgreSQL pool"); return op; }
+    if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
+    op->sql = dbp__strdup(sql);
+    op->sql_len = strlen(sql);
+    op->copy = DBP__ALLOC(dbp__copy, 1);
+    if (!op->sql || !op->copy) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
+    return dbp__pool_submit(p, op);
+}
+
+/* One value in COPY's text format. */
+static int dbp__copy_value(dbp__buf *b, const dbp_value *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char num[40];
+    size_t i;
+    switch (v->type) {
+    case DBP_NULL: return dbp__buf_add(b, "\\N", 2);
+    case DBP_BOOL: return dbp__buf_add(b, v->v.b ? "t" : "f", 1);
+    case DBP_INT: snprintf(num, sizeof num, "%lld", v->v.i); return dbp__buf_adds(b, num);
+    case DBP_UINT: snprintf(num, sizeof num, "%llu", v->v.u); return dbp__buf_adds(b, num);
+    case DBP_DOUBLE: {
+        int prec;
+        for (prec = 15; prec <= 17; prec++) {
+            snprintf(num, sizeof num, "%.*g", prec, v->v.d);
+            if (strtod(num, NULL) == v->v.d) break;
+        }
+        return dbp__buf_adds(b, num);
+    }
+    case DBP_BLOB:
+        /* bytea's hex input, its backslash escaped for COPY */
+        if (v->v.s.len > ((size_t)-1 - 8) / 2 || dbp__buf_reserve(b, v->v.s.len * 2 + 3)) return DBP_ENOMEM;
+        b->data[b->len++] = '\\';
+        b->data[b->len++] = '\\';
+        b->data[b->len++] = 'x';
+        for (i = 0; i < v->v.s.len; i++) {
+            unsigned char ch = (unsigned char)v->v.s.data[i];
+            b->data[b->len++] = hex[ch >> 4];
+            b->data[b->len++] = hex[ch & 15];
+        }
+        return DBP_OK;
+    default: /* text */
+        if (v->v.s.len > ((size_t)-1 - 8) / 2 || dbp__buf_reserve(b, v->v.s.len * 2 + 1)) return DBP_ENOMEM;
+        for (i = 0; i < v->v.s.len; i++) {
+            char ch = v->v.s.data[i], e = 0;
+            switch (ch) {
+            case '\\': e = '\\'; break;
+            case '\t': e = 't'; break;
+            case '\n': e = 'n'; break;
+            case '\r': e = 'r'; break;
+            default: break;
+            }
+            if (e) { b->data[b->len++] = '\\'; b->data[b->len++] = e; } else b->data[b->len++] = ch;
+        }
+        return DBP_OK;
+    }
+}
+
+DBPDEF int dbp_op_copy_row(dbp_op *op, const dbp_value *values, size_t n)
+{
+    dbp__copy *cp = dbp__copy_of(op);
+    size_t i, mark;
+    if (!cp) return op && op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (dbp__op_settled(op)) return op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (cp->end || (n && !values) || n == 0) return DBP_EUSAGE;
+    for (i = 0; i < n; i++) {
+        if (values[i].type == DBP_DOUBLE && (isnan(values[i].v.d) || isinf(values[i].v.d))) return DBP_EPARAM;
+        if (values[i].type == DBP_TEXT && values[i].v.s.len && memchr(values[i].v.s.data, '\0', values[i].v.s.len))
+            return DBP_EPARAM;
+        if ((values[i].type == DBP_TEXT || values[i].type == DBP_BLOB) && !values[i].v.s.data && values[i].v.s.len)
+            return DBP_EPARAM;
+    }
+    mark = cp->buf.len;
+    for (i = 0; i < n; i++) {
+        if ((i && dbp__buf_add(&cp->buf, "\t", 1)) || dbp__copy_value(&cp->buf, &values[i])) {
+            cp->buf.len = mark; /* (never half a row) */
+            return DBP_ENOMEM;
+        }
+    }
+    if (dbp__buf_add(&cp->buf, "\n", 1)) { cp->buf.len = mark; return DBP_ENOMEM; }
+    cp->rows++;
+    return dbp__copy_level(op);
+}
+
+DBPDEF int dbp_op_copy_data(dbp_op *op, const void *data, size_t len)
+{
+    dbp__copy *cp = dbp__copy_of(op);
+    if (!cp || cp->end) return op && op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (dbp__op_settled(op)) return op->state == DBP_OP_REJECTED ? op->err.rc : DBP_EUSAGE;
+    if (len && dbp__buf_add(&cp->buf, data, len)) return DBP_ENOMEM;
+    return dbp__copy_level(op);
+}
+
+DBPDEF int dbp_op_copy_end(dbp_op *op, const char *error)
+{
+    dbp__copy *cp = dbp__copy_of(op);
+    if (!cp || cp->end) return DBP_EUSAGE;
+    cp->end = 1;
+    if (error) {
+        cp->abort_msg = dbp__strdup(error);
+        if (!cp->abort_msg) cp->abort_msg = dbp__strdup("aborted");
+    }
+    return op->state == DBP_OP_REJECTED ? op->err.rc : DBP_OK;
+}
+
+DBPDEF int dbp_op_copy_wait(dbp_op *op, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    dbp__copy *cp = dbp__copy_of(op);
+    if (!cp || !op->hub) return DBP_EUSAGE;
+    for (;;) {
+        int left = -1;
+        if (op->conn && op->conn->be && DBP__PG(op->conn)->op == op && DBP__PG(op->conn)->phase == DBP__PG_COPY)
+            dbp__pg_copy_push(op->conn);
+        if (dbp__op_settled(op) || cp->buf.len - cp->buf.off <= DBP_COPY_BUFFER / 2) return DBP_OK;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)l;
+        }
+        if (dbp_hub_step(op->hub, left) < 0) return DBP_EUSAGE;
+    }
+}
+
+DBPDEF unsigned long long dbp_op_copy_rows(const dbp_op *op)
+{
+    return op && op->type == DBP__OP_COPY && op->copy ? op->copy->rows : 0;
+}
+
+/* libpq's GSS encryption attempt costs a round trip per connect on Debian:
+   off unless the URL asks for it. */
+static int dbp__pg_settings(dbp__settings *s, dbp_error *err)
+{
+    if (!s->gssencmode && !(s->gssencmode = dbp__strdup("disable"))) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    return DBP_OK;
+}
+
+static const dbp__backend dbp__pgsql_backend = {
+    "postgres", "postgres postgresql", 5432, DBP__FOR_PGSQL, DBP__BKF_SQL | DBP__BKF_PUBSUB | DBP__BKF_LISTEN | DBP__BKF_COPY,
+    "UTF8", dbp__pg_settings, NULL,
+    dbp__pg_open, dbp__pg_conn_io, dbp__pg_op_start, dbp__pg_op_timeout, dbp__pg_validate,
+    dbp__pg_quit, dbp__pg_abort, dbp__pg_hub_flush, dbp__pg_idle_dead, dbp__pg_release, dbp__pg_session,
+    dbp__pg_stream_cancel, dbp__pg_stream_resume, 0, dbp__pg_check_params, NULL
+};
+#else
+DBPDEF dbp_op *dbp_pool_copy_in(dbp_pool *p, const char *sql, const dbp_op_options *o)
+{
+    dbp_op *op;
+    DBP__UNUSED(sql); DBP__UNUSED(o);
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_COPY);
+    if (op) dbp__op_fail(op, DBP_EUNSUPPORTED, 0, "built without PostgreSQL (DBPOOL_NO_PGSQL)");
+    return op;
+}
+DBPDEF int dbp_op_copy_row(dbp_op *op, const dbp_value *values, size_t n)
+{ DBP__UNUSED(op); DBP__UNUSED(values); DBP__UNUSED(n); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_op_copy_data(dbp_op *op, const void *data, size_t len)
+{ DBP__UNUSED(op); DBP__UNUSED(data); DBP__UNUSED(len); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_op_copy_end(dbp_op *op, const char *error) { DBP__UNUSED(op); DBP__UNUSED(error); return DBP_EUNSUPPORTED; }
+DBPDEF int dbp_op_copy_wait(dbp_op *op, int timeout_ms) { DBP__UNUSED(op); DBP__UNUSED(timeout_ms); return DBP_EUNSUPPORTED; }
+DBPDEF unsigned long long dbp_op_copy_rows(const dbp_op *op) { DBP__UNUSED(op); return 0; }
+#endif /* DBPOOL_NO_PGSQL */
 
 /* ==== SECTION: Redis replies ==== */
 
@@ -6883,13 +8783,18 @@ static void dbp__rd_describe(const dbp__settings *s, char *buf, size_t size)
 }
 
 static const dbp__backend dbp__redis_backend = {
-    "redis", "redis", 6379, DBP__FOR_REDIS, DBP__BKF_COMMANDS | DBP__BKF_PUBSUB, NULL, dbp__rd_settings, dbp__rd_describe,
+    "redis", "redis", 6379, DBP__FOR_REDIS, DBP__BKF_COMMANDS | DBP__BKF_PUBSUB | DBP__BKF_PATTERNS, NULL, dbp__rd_settings, dbp__rd_describe,
     dbp__rd_open, dbp__rd_conn_io, dbp__rd_op_start, dbp__rd_op_timeout, dbp__rd_validate,
     dbp__rd_quit, dbp__rd_abort, dbp__rd_flush, dbp__idle_socket_dead, dbp__rd_release, dbp__rd_session,
-    NULL, NULL, 1, NULL
+    NULL, NULL, 1, NULL, NULL
 };
 
+#endif /* DBPOOL_NO_REDIS (the Redis backend) */
+
+#if !defined(DBPOOL_NO_REDIS) || !defined(DBPOOL_NO_PGSQL)
 /* ==== SECTION: pub/sub ==== */
+/* Redis SUBSCRIBE/PSUBSCRIBE, PostgreSQL LISTEN: one dedicated connection
+   per subscription, resubscribed after a reconnect. */
 
 struct dbp_sub {
     dbp__link link;             /* pool->subs */
@@ -6952,9 +8857,15 @@ static void dbp__sub_free(dbp_sub *s)
 static int dbp__sub_send(dbp_sub *s, int from)
 {
     dbp_conn *c = s->conn;
+#ifndef DBPOOL_NO_REDIS
     dbp__rd *rd;
     int k;
+#endif
     if (!c || !c->be || c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) return DBP_OK;
+#ifndef DBPOOL_NO_PGSQL
+    if (c->pool->bk->flags & DBP__BKF_LISTEN) return dbp__pg_listen(c, (const char *const *)s->names, from, s->n);
+#endif
+#ifndef DBPOOL_NO_REDIS
     rd = DBP__RD(c);
     for (k = 0; k < 2; k++) {
         int i, cnt = 0;
@@ -6969,6 +8880,7 @@ static int dbp__sub_send(dbp_sub *s, int from)
         rd->appended += dbp__buf_unread(&rd->out) - before;
     }
     c->events |= POLLOUT | POLLIN;
+#endif
     return DBP_OK;
 }
 
@@ -7004,10 +8916,14 @@ static void dbp__sub_ready(dbp_conn *c)
     s->fail_streak = 0;
     c->events = POLLIN;
     if (dbp__sub_send(s, 0) != DBP_OK) {
-        dbp__rd_fail(c, DBP_ENOMEM, "out of memory subscribing");
+        dbp_error e;
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory subscribing");
+        dbp__conn_failed(c, &e, 0);
         return;
     }
-    dbp__rd_write(c);
+#ifndef DBPOOL_NO_REDIS
+    if (!(c->pool->bk->flags & DBP__BKF_LISTEN)) dbp__rd_write(c);
+#endif
     if (s->ever_ready) {
         char msg[160];
         double gap = (double)(dbp__now_us() - s->down_since_us) / 1e6;
@@ -7046,6 +8962,7 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
         dbp__sub_reap(s);
         return;
     }
+#ifndef DBPOOL_NO_REDIS
     if (p->parent && p->parent->bk->router->any) {
         /* a node went away: messages are broadcast, so any other node will do */
         dbp_pool *np = p->parent->bk->router->any(p->parent, p);
@@ -7057,9 +8974,32 @@ static void dbp__sub_lost(dbp_conn *c, const dbp_error *e)
             p = np;
         }
     }
+#endif
     dbp__timer_set(p->hub, &s->timer, dbp__ms_now() + dbp__backoff_ms(p, s->fail_streak, 0));
 }
 
+#ifndef DBPOOL_NO_PGSQL
+/* PostgreSQL: LISTEN confirmed for names [from, to); a NOTIFY arrived. */
+static void dbp__sub_listened(dbp_conn *c, int from, int to)
+{
+    dbp_sub *s = c->sub;
+    int i;
+    if (!s) return;
+    for (i = from; i < to && i < s->n && !s->ended; i++)
+        dbp__sub_deliver(s, DBP_MSG_SUBSCRIBED, s->names[i], s->lens[i], NULL, 0, NULL, 0);
+    dbp__sub_reap(s);
+}
+static int dbp__sub_notified(dbp_conn *c, const char *ch, const char *payload)
+{
+    dbp_sub *s = c->sub;
+    if (!s) return 0;
+    dbp__sub_deliver(s, DBP_MSG_MESSAGE, ch, strlen(ch), NULL, 0, payload, strlen(payload));
+    if (s->free_later && !s->in_cb) { dbp__sub_reap(s); return 0; }
+    return c->sub == s && c->be != NULL;
+}
+#endif
+
+#ifndef DBPOOL_NO_REDIS
 /* A push on a subscription connection. */
 static void dbp__sub_push(dbp_conn *c, dbp_reply *r)
 {
@@ -7077,6 +9017,7 @@ static void dbp__sub_push(dbp_conn *c, dbp_reply *r)
     dbp_reply_free(r);
     dbp__sub_reap(s);
 }
+#endif
 
 /* The pool is closing: subscriptions end with it. */
 static void dbp__sub_pool_closing(dbp_pool *p)
@@ -7133,15 +9074,21 @@ DBPDEF dbp_sub *dbp_pool_subscribe(dbp_pool *p, int nchannels, const char *const
     int rc;
     dbp__err_clear(err);
     if (!p) { dbp__err_set(err, DBP_EUSAGE, "no pool"); return NULL; }
-    if (!(p->bk->flags & DBP__BKF_PUBSUB)) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis pool"); return NULL; }
+    if (!(p->bk->flags & DBP__BKF_PUBSUB)) { dbp__err_set(err, DBP_EUSAGE, "subscribe needs a Redis or PostgreSQL pool"); return NULL; }
+    if (!(p->bk->flags & DBP__BKF_PATTERNS) && npatterns > 0) {
+        dbp__err_set(err, DBP_EUSAGE, "%s has no patterns (LISTEN takes exact names): subscribe to channels", p->bk->name);
+        return NULL;
+    }
     if (p->state != DBP__PS_OPEN) { dbp__err_set(err, DBP_ECLOSED, "pool is closing or closed"); return NULL; }
     if (nchannels + npatterns <= 0) { dbp__err_set(err, DBP_EUSAGE, "subscribe to at least one channel or pattern"); return NULL; }
+#ifndef DBPOOL_NO_REDIS
     if (p->bk->router) {
         /* classic pub/sub is broadcast to every node: any node will do */
         dbp_pool *node = p->bk->router->any ? p->bk->router->any(p, NULL) : NULL;
         if (!node) { dbp__err_set(err, DBP_ECONNECT, "no %s node known yet", p->bk->name); return NULL; }
         p = node;
     }
+#endif
     s = DBP__ALLOC(dbp_sub, 1);
     if (!s || dbp__timers_reserve(p->hub, 1) != DBP_OK) { DBP_FREE(s); dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
     s->pool = p;
@@ -7163,6 +9110,7 @@ DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names
 {
     int from, rc;
     if (!s || s->ended) return DBP_EUSAGE;
+    if (patterns && !(s->pool->bk->flags & DBP__BKF_PATTERNS)) return DBP_EUSAGE;
     from = s->n;
     if ((rc = dbp__sub_add_names(s, patterns ? 1 : 0, n, names)) != DBP_OK) return rc;
     return dbp__sub_send(s, from);
@@ -7196,14 +9144,14 @@ DBPDEF dbp_sub *dbp_pool_subscribe(dbp_pool *p, int nchannels, const char *const
 {
     DBP__UNUSED(p); DBP__UNUSED(nchannels); DBP__UNUSED(channels); DBP__UNUSED(npatterns);
     DBP__UNUSED(patterns); DBP__UNUSED(fn); DBP__UNUSED(ud);
-    dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis (DBPOOL_NO_REDIS)");
+    dbp__err_set(err, DBP_EUNSUPPORTED, "built without Redis and PostgreSQL");
     return NULL;
 }
 DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names)
 { DBP__UNUSED(s); DBP__UNUSED(patterns); DBP__UNUSED(n); DBP__UNUSED(names); return DBP_EUNSUPPORTED; }
 DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { DBP__UNUSED(s); return 0; }
 DBPDEF void dbp_sub_free(dbp_sub *s) { DBP__UNUSED(s); }
-#endif /* DBPOOL_NO_REDIS */
+#endif /* pub/sub */
 
 /* ==== SECTION: Redis commands ==== */
 
@@ -7367,11 +9315,16 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
     if (o) {
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
         if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+        if (o->prepare > 0) op->flags |= DBP__OF_PREPARE;
+        else if (o->prepare < 0) op->flags |= DBP__OF_NOPREPARE;
     }
-    if (!(p->bk->flags & DBP__BKF_SQL)) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
+    if (!(p->bk->flags & DBP__BKF_SQL)) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL or PostgreSQL pool; use call() for Redis");
+        return op;
+    }
     if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
-    if (dbp__check_params(sql, len, params, n, &op->err) != DBP_OK) {
+    if ((p->bk && p->bk->check_params ? p->bk->check_params : dbp__check_params)(sql, len, params, n, &op->err) != DBP_OK) {
         dbp__op_settle(op, op->err.rc);
         return op;
     }
@@ -8350,9 +10303,9 @@ static const dbp__router dbp__cluster_router = {
 
 /* A router over Redis pools: its pool has no connection of its own. */
 static const dbp__backend dbp__cluster_backend = {
-    "redis-cluster", "redis-cluster", 6379, DBP__FOR_CLUSTER, DBP__BKF_COMMANDS | DBP__BKF_PUBSUB | DBP__BKF_SEEDS, NULL,
-    dbp__cluster_settings, dbp__cluster_describe,
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, &dbp__cluster_router
+    "redis-cluster", "redis-cluster", 6379, DBP__FOR_CLUSTER,
+    DBP__BKF_COMMANDS | DBP__BKF_PUBSUB | DBP__BKF_PATTERNS | DBP__BKF_SEEDS, NULL, dbp__cluster_settings, dbp__cluster_describe,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, &dbp__cluster_router
 };
 #endif /* DBPOOL_NO_REDIS */
 
@@ -8363,6 +10316,9 @@ static const dbp__backend *const *dbp__backends_all(void)
     static const dbp__backend *const all[] = {
 #ifndef DBPOOL_NO_MYSQL
         &dbp__mysql_backend,
+#endif
+#ifndef DBPOOL_NO_PGSQL
+        &dbp__pgsql_backend,
 #endif
 #ifndef DBPOOL_NO_REDIS
         &dbp__redis_backend, &dbp__cluster_backend,

@@ -1,4 +1,4 @@
--- dbpool: MySQL/MariaDB and Redis pools for Lua 5.4, where every query is a
+-- dbpool: MySQL/MariaDB, PostgreSQL and Redis pools for Lua 5.4, where every query is a
 -- promise that a coroutine can await.
 --
 --   local dbpool = require "dbpool"
@@ -476,7 +476,10 @@ local function redis_sugar(k)
     return f
 end
 
--- MySQL pools and connections index their methods; Redis ones a table that
+-- SQL pools (MySQL, PostgreSQL): the same methods, the same result shapes.
+local function is_sql(backend) return backend == "mysql" or backend == "postgres" end
+
+-- SQL pools and connections index their methods; Redis ones a table that
 -- also makes command sugar (pool:hgetall(k)) on first use and keeps it, so
 -- a method call costs a table lookup, never a function call.
 local function sugared(methods)
@@ -500,7 +503,7 @@ function M.open(url, opts)
     if not ok then error(ud, 2) end
     local desc, backend = ud:describe()
     local self = setmetatable({ _c = ud, _backend = backend, _desc = desc, _handlers = {} },
-        backend == "mysql" and Pool or RedisPool)
+        is_sql(backend) and Pool or RedisPool)
     pools[self] = true
     pool_by_ud[ud] = self
     return self
@@ -554,8 +557,8 @@ end
 
 function pool_methods:on(event, fn)
     if type(fn) ~= "function" then error(usage("on: expected a function"), 2) end
-    local ok = { connect = true, enqueue = true, error = true, slow = true }
-    if not ok[event] then error(usage("on: unknown event '" .. tostring(event) .. "' (connect, enqueue, error, slow)"), 2) end
+    local ok = { connect = true, enqueue = true, error = true, slow = true, notice = true }
+    if not ok[event] then error(usage("on: unknown event '" .. tostring(event) .. "' (connect, enqueue, error, slow, notice)"), 2) end
     local list = self._handlers[event] or {}
     list[#list + 1] = fn
     self._handlers[event] = list
@@ -626,7 +629,7 @@ function pool_methods:acquire(opts)
         if q._state == "fulfilled" then
             local ud = core.take_conn(q._op)
             ud:set_where(where)
-            fulfill(p, setmetatable({ _c = ud, _backend = backend }, backend == "mysql" and Conn or RedisConn))
+            fulfill(p, setmetatable({ _c = ud, _backend = backend }, is_sql(backend) and Conn or RedisConn))
         else
             reject(p, q._value)
         end
@@ -659,7 +662,8 @@ RedisConn.__index = sugared(conn_methods)
 local in_tx = setmetatable({}, { __mode = "k" })
 
 -- pool:transaction(function(tx) ... end [, opts]) -> the function's results.
--- MySQL: BEGIN, COMMIT on return, ROLLBACK on error (re-raised).
+-- MySQL, PostgreSQL: BEGIN, COMMIT on return, ROLLBACK on error (re-raised;
+-- on PostgreSQL a transaction aborted by an error, state E, is rolled back too).
 -- Redis: MULTI, the function queues commands, EXEC; returns EXEC's replies.
 function pool_methods:transaction(fn, opts)
     if type(fn) ~= "function" then error(usage("transaction: expected a function"), 2) end
@@ -667,7 +671,7 @@ function pool_methods:transaction(fn, opts)
     if in_tx[co] then error(usage("transaction: nested use in the same task is not allowed"), 2) end
     local tx = self:acquire(opts):await()
     in_tx[co] = true
-    local mysql = self._backend == "mysql"
+    local mysql = is_sql(self._backend)
     local r
     local ok, err = pcall(function()
         if mysql then tx:query("BEGIN"):await() else tx:call("MULTI"):await() end
@@ -687,6 +691,144 @@ function pool_methods:transaction(fn, opts)
     end
     tx:release()
     return unpack(r, 1, r.n)
+end
+
+-- pool:load(table, columns, source [, opts]) -> promise of the number of rows
+-- loaded (DESIGN "Bulk load"). source: a list of rows, or a function (an
+-- iterator such as another pool's rows()) returning one row at a time, nil at
+-- the end; a row is a list in `columns` order or a table keyed by column name
+-- (a missing key is NULL). Values are encoded by the library, never spliced.
+-- PostgreSQL: one COPY ... FROM STDIN, streamed (memory bounded: the task
+-- waits while the COPY's buffer is full); it is one statement, so a failure
+-- stores nothing. MySQL: multi-row INSERTs of opts.batch rows (1000) on up to
+-- opts.concurrency connections at once (the pool's max); a failed batch
+-- rejects the load with `loaded`, the rows committed before it.
+local function quote_ident(backend, name)
+    local q = backend == "postgres" and '"' or "`"
+    local parts = {}
+    for part in tostring(name):gmatch("[^.]+") do
+        parts[#parts + 1] = q .. part:gsub(q, q .. q) .. q
+    end
+    return table.concat(parts, ".")
+end
+
+local function row_source(source)
+    if type(source) == "table" and not (getmetatable(source) or {}).__call then
+        local i = 0
+        return function() i = i + 1; return source[i] end
+    end
+    return source
+end
+
+local function row_values(row, columns, out)
+    local ncol = #columns
+    for i = 1, ncol do
+        local v = row[i]
+        if v == nil then v = row[columns[i]] end
+        out[i] = v
+    end
+    out.n = ncol
+    return out
+end
+
+local function load_copy(self, tbl, columns, next_row, opts)
+    local cols = {}
+    for i = 1, #columns do cols[i] = quote_ident("postgres", columns[i]) end
+    local sql = ("COPY %s (%s) FROM STDIN"):format(quote_ident("postgres", tbl), table.concat(cols, ", "))
+    local p = self._c:copy_in(sql, opts.timeout and { timeout = opts.timeout } or nil)
+    local op = p._op
+    local vals, n = {}, 0
+    local ok, err = pcall(function()
+        for row in next_row do
+            n = n + 1
+            if not op:copy_row(row_values(row, columns, vals)) then
+                -- the buffer is full: let the socket take it (other tasks run meanwhile)
+                while op:copy_full() do M.sleep(0.001):await() end
+            end
+            if opts.progress and n % (opts.progress_every or 10000) == 0 then opts.progress(n) end
+        end
+    end)
+    if not ok then
+        op:copy_end("load stopped: " .. tostring(type(err) == "table" and err.message or err))
+        p:result()
+        error(err, 0)
+    end
+    op:copy_end()
+    local r = p:await()
+    if opts.progress then opts.progress(n) end
+    return r.affected_rows
+end
+
+local function load_insert(self, tbl, columns, next_row, opts)
+    local ncol = #columns
+    local batch = opts.batch or 1000
+    if batch * ncol > 65535 then batch = 65535 // ncol end
+    local concurrency = opts.concurrency or self._c:stats().max or 4
+    local cols = {}
+    for i = 1, ncol do cols[i] = quote_ident("mysql", columns[i]) end
+    local head = ("INSERT INTO %s (%s) VALUES "):format(quote_ident("mysql", tbl), table.concat(cols, ", "))
+    local tuple = "(" .. ("?, "):rep(ncol - 1) .. "?)"
+    local sql_cache = {}
+    local inflight, loaded, failed = {}, 0, nil
+    local function finish_one()
+        local q = table.remove(inflight, 1)
+        local ok, r = q.p:result()
+        if ok then
+            loaded = loaded + q.rows
+            if opts.progress then opts.progress(loaded) end
+        elseif not failed then
+            failed = r
+        end
+    end
+    local params, rows, vals = { n = 0 }, 0, {}
+    local function send()
+        if rows == 0 then return end
+        local sql = sql_cache[rows]
+        if not sql then
+            local t = {}
+            for i = 1, rows do t[i] = tuple end
+            sql = head .. table.concat(t, ", ")
+            sql_cache[rows] = sql
+        end
+        inflight[#inflight + 1] = { p = self:query(sql, params), rows = rows }
+        params, rows = { n = 0 }, 0
+        while #inflight >= concurrency do finish_one() end
+    end
+    for row in next_row do
+        if failed then break end
+        row_values(row, columns, vals)
+        local base = params.n
+        for i = 1, ncol do params[base + i] = vals[i] end
+        params.n = base + ncol
+        rows = rows + 1
+        if rows >= batch then send() end
+    end
+    if not failed then send() end
+    while #inflight > 0 do finish_one() end
+    if failed then
+        local e = type(failed) == "table" and failed or new_error("sql", tostring(failed))
+        e.loaded = loaded
+        e.message = (e.message or "") .. ("; %d rows were committed before the failed batch"):format(loaded)
+        error(e, 0)
+    end
+    return loaded
+end
+
+function pool_methods:load(tbl, columns, source, opts)
+    if type(tbl) ~= "string" or tbl == "" then error(usage("load: the table must be a name"), 2) end
+    if type(columns) ~= "table" or #columns == 0 then error(usage("load: columns must be a non-empty list of names"), 2) end
+    if type(source) ~= "table" and type(source) ~= "function" then
+        error(usage("load: the source must be a list of rows or a function returning rows"), 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then error(usage("load: options must be a table"), 2) end
+    opts = opts or {}
+    check_open(self, "load")
+    local next_row = row_source(source)
+    local backend = self._backend
+    return spawn(function()
+        if backend == "postgres" then return load_copy(self, tbl, columns, next_row, opts) end
+        return load_insert(self, tbl, columns, next_row, opts)
+    end)
 end
 
 -- pool:rows(sql, params [, opts]): for row in db:rows(...) do ... end

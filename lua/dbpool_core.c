@@ -27,6 +27,7 @@
 #define SUB_MT "dbpool.sub"
 #define HUB_MT "dbpool.hubud"
 
+/* BK_MYSQL: an SQL pool, MySQL or PostgreSQL (results alike, dbp_field.vtype says how to read a cell) */
 enum { BK_MYSQL = 1, BK_REDIS = 2 };
 
 /* The exception to "no C statics": a signal handler receives no context, and
@@ -135,6 +136,15 @@ static void push_error(lua_State *L, const dbp_error *e)
     lua_setmetatable(L, -2);
 }
 
+/* A rejected op's error, with PostgreSQL's detail and hint when it has them. */
+static void push_op_error(lua_State *L, const dbp_op *op)
+{
+    const char *detail = dbp_op_error_detail(op), *hint = dbp_op_error_hint(op);
+    push_error(L, dbp_op_error(op));
+    if (*detail) { lua_pushstring(L, detail); lua_setfield(L, -2, "detail"); }
+    if (*hint) { lua_pushstring(L, hint); lua_setfield(L, -2, "hint"); }
+}
+
 /* Raises a usage error table (kind "usage") at the call. */
 static int usage_error(lua_State *L, int rc, const char *fmt, ...)
 {
@@ -160,6 +170,30 @@ static int is_int_type(int t)
 static void push_cell(lua_State *L, const dbp_field *f, const dbp_cell *c)
 {
     if (!c->data) { lua_pushlightuserdata(L, NULL); return; }
+    switch (f->vtype) {
+    case DBP_BOOL: lua_pushboolean(L, c->data[0] == 't'); return;
+    case DBP_INT: {
+        char *end;
+        long long v;
+        errno = 0;
+        v = strtoll(c->data, &end, 10);
+        if (errno == 0 && *end == '\0') lua_pushinteger(L, (lua_Integer)v);
+        else lua_pushlstring(L, c->data, c->len);
+        return;
+    }
+    case DBP_UINT: {
+        char *end;
+        unsigned long long u;
+        errno = 0;
+        u = strtoull(c->data, &end, 10);
+        if (errno == 0 && *end == '\0' && u <= (unsigned long long)LLONG_MAX) lua_pushinteger(L, (lua_Integer)u);
+        else lua_pushlstring(L, c->data, c->len); /* beyond 2^63-1 stays a string */
+        return;
+    }
+    case DBP_DOUBLE: lua_pushnumber(L, strtod(c->data, NULL)); return;
+    case DBP_TEXT: case DBP_BLOB: lua_pushlstring(L, c->data, c->len); return;
+    default: break; /* (a field without vtype: read it from the MySQL type) */
+    }
     if (is_int_type(f->type)) {
         char *end;
         errno = 0;
@@ -359,7 +393,7 @@ static void settle_promise(lua_State *L, lop *o, int pi)
     } else {
         lua_pushliteral(L, "rejected");
         lua_setfield(L, pi, "_state");
-        push_error(L, dbp_op_error(op));
+        push_op_error(L, op);
         lua_setfield(L, pi, "_value");
     }
 }
@@ -504,7 +538,7 @@ static int l_op_fetch(lua_State *L)
     if (rc == DBP_PENDING) { lua_pushliteral(L, "pending"); return 1; }
     if (rc == DBP_OK) { lua_pushliteral(L, "done"); return 1; }
     lua_pushliteral(L, "error");
-    push_error(L, dbp_op_error(o->op));
+    push_op_error(L, o->op);
     return 2;
 }
 
@@ -523,10 +557,51 @@ static int l_op_cancel(lua_State *L)
     return 0;
 }
 
+static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out);
+#define SMALL_PARAMS 8
+
+/* op:copy_row(values) -> true (room for more) | false (taken; wait for the
+   buffer to drain, op:copy_level()); raises the op's error once it failed */
+static int l_op_copy_row(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    dbp_value small[SMALL_PARAMS];
+    size_t n;
+    dbp_value *v;
+    int rc;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    v = read_params(L, 2, small, &n);
+    rc = dbp_op_copy_row(o->op, v, n);
+    if (rc == DBP_OK || rc == DBP_PENDING) { lua_pushboolean(L, rc == DBP_OK); return 1; }
+    if (dbp_op_state(o->op) == DBP_OP_REJECTED) { push_op_error(L, o->op); return lua_error(L); }
+    return usage_error(L, rc, rc == DBP_EPARAM ? "copy_row: a value COPY cannot take (NaN, infinity, text with a NUL byte)"
+                                               : "copy_row: %s", dbp_rc_string(rc));
+}
+
+/* op:copy_end([error]): the data is complete (or, with a message, the COPY fails) */
+static int l_op_copy_end(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    dbp_op_copy_end(o->op, luaL_optstring(L, 2, NULL));
+    return 0;
+}
+
+/* op:copy_level() -> true while the op's buffer is more than half full */
+static int l_op_copy_level(lua_State *L)
+{
+    lop *o = check_op(L, 1);
+    lua_pushboolean(L, dbp_op_state(o->op) != DBP_OP_REJECTED && dbp_op_state(o->op) != DBP_OP_FULFILLED &&
+                       dbp_op_copy_wait(o->op, 0) == DBP_PENDING);
+    return 1;
+}
+
 static const luaL_Reg op_methods[] = {
     { "times", l_op_times },
     { "fetch", l_op_fetch },
     { "cancel", l_op_cancel },
+    { "copy_row", l_op_copy_row },
+    { "copy_end", l_op_copy_end },
+    { "copy_full", l_op_copy_level },
     { NULL, NULL }
 };
 
@@ -624,7 +699,7 @@ static int l_open(lua_State *L)
     lp->p = dbp_pool_open(h->hub, &cfg, &e);
     if (!lp->p) { push_error(L, &e); return lua_error(L); }
     lp->h = h;
-    lp->backend = strcmp(dbp_pool_backend(lp->p), "mysql") == 0 ? BK_MYSQL : BK_REDIS;
+    lp->backend = strncmp(dbp_pool_backend(lp->p), "redis", 5) == 0 ? BK_REDIS : BK_MYSQL;
     lp->next = h->pools;
     h->pools = lp;
     lua_getfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
@@ -657,7 +732,6 @@ static int l_pool_gc(lua_State *L)
 
 /* Converts Lua parameters into dbp_values (strings borrowed from the stack):
  * into small[] (SMALL_PARAMS long) when they fit, else a userdata on the stack. */
-#define SMALL_PARAMS 8
 static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
 {
     size_t n, i;
@@ -730,6 +804,8 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
     lua_pop(L, 1);
     if (lua_getfield(L, t, "idempotent") != LUA_TNIL) o->idempotent = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, t, "prepare") != LUA_TNIL) o->prepare = lua_toboolean(L, -1) ? 1 : -1;
+    lua_pop(L, 1);
 }
 
 /* A usage error found by the library at submit raises at the call. */
@@ -754,7 +830,7 @@ static int l_pool_query(lua_State *L)
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
-    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL pool; use call() for Redis");
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL or PostgreSQL pool; use call() for Redis");
     op = dbp_pool_queryn(lp->p, sql, len, v, n, &o);
     raise_if_usage(L, op);
     new_light_op(L, lp->h, lp, op, BK_MYSQL);
@@ -772,10 +848,24 @@ static int l_pool_stream(lua_State *L)
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
-    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "rows() needs a MySQL pool");
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "rows() needs a MySQL or PostgreSQL pool");
     op = dbp_pool_query_stream(lp->p, sql, v, n, &o);
     raise_if_usage(L, op);
     new_op(L, lp->h, lp, op, 0);
+    return 1;
+}
+
+/* pool:copy_in(sql, opts) -> promise (PostgreSQL COPY ... FROM STDIN; its _op takes the rows) */
+static int l_pool_copy_in(lua_State *L)
+{
+    lpool *lp = check_pool(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    dbp_op_options o;
+    dbp_op *op;
+    read_op_options(L, 3, &o);
+    op = dbp_pool_copy_in(lp->p, sql, &o);
+    raise_if_usage(L, op);
+    new_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
 }
 
@@ -953,6 +1043,7 @@ static int l_pool_listen(lua_State *L)
     else if (strcmp(name, "enqueue") == 0) lp->events |= 1u << DBP_EVENT_ENQUEUE;
     else if (strcmp(name, "slow") == 0) lp->events |= 1u << DBP_EVENT_SLOW;
     else if (strcmp(name, "error") == 0) lp->events |= 1u << DBP_EVENT_ERROR;
+    else if (strcmp(name, "notice") == 0) lp->events |= 1u << DBP_EVENT_NOTICE;
     return 0;
 }
 
@@ -1017,7 +1108,7 @@ static int l_conn_query(lua_State *L)
     dbp_op_options o;
     dbp_op *op;
     read_op_options(L, 4, &o);
-    if (lc->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL connection; use call() for Redis");
+    if (lc->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL or PostgreSQL connection; use call() for Redis");
     op = dbp_conn_query(lc->c, sql, v, n, &o);
     raise_if_usage(L, op);
     new_light_op(L, lc->h, lc->pool, op, BK_MYSQL);
@@ -1140,7 +1231,8 @@ static int l_pool_subscribe(lua_State *L)
     lsub *ls;
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "subscribe() needs a Redis pool");
+    if (lp->backend != BK_REDIS && strcmp(dbp_pool_backend(lp->p), "postgres") != 0)
+        usage_error(L, DBP_EUSAGE, "subscribe() needs a Redis or PostgreSQL pool");
     nch = (int)lua_rawlen(L, 2);
     npat = (int)lua_rawlen(L, 3);
     ch = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(nch + 1), 0);
@@ -1223,6 +1315,7 @@ static const char *event_name(int t)
     case DBP_EVENT_CONNECT: return "connect";
     case DBP_EVENT_ENQUEUE: return "enqueue";
     case DBP_EVENT_SLOW: return "slow";
+    case DBP_EVENT_NOTICE: return "notice";
     case -1: return "leak";
     default: return "error";
     }
@@ -1556,6 +1649,7 @@ static int l_set_metatables(lua_State *L)
 static const luaL_Reg pool_methods[] = {
     { "query", l_pool_query },
     { "stream", l_pool_stream },
+    { "copy_in", l_pool_copy_in },
     { "call", l_pool_call },
     { "ping", l_pool_ping },
     { "close", l_pool_close },

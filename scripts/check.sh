@@ -61,12 +61,13 @@ esac
 [[ -f "$src" ]] || die "$src: no such file"
 
 which=""
-for kind in MYSQL REDIS CLUSTER; do
+for kind in MYSQL REDIS CLUSTER PG; do
     if grep -q "DBPOOL_TEST_$kind" "$src"; then
         case "$kind" in
             MYSQL) part=mysql ;;
             REDIS) part=redis ;;
             CLUSTER) part=cluster ;;
+            PG) part=pg ;;
         esac
         which+="${which:+,}$part"
     fi

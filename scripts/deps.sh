@@ -19,6 +19,8 @@ PACKAGES=(
     libhiredis-dev
     redis-server
     redis-tools
+    postgresql-15
+    libpq-dev
     lua-sql-mysql
     lua-redis
     lua-socket
@@ -36,6 +38,7 @@ PACKAGES=(
 MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
 REDIS_PORT="${DBPOOL_REDIS_PORT:-26379}"
 CLUSTER_BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
+PG_PORT="${DBPOOL_PG_PORT:-25432}"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
@@ -84,11 +87,11 @@ for pkg in "${missing[@]}"; do
 done
 ((${#failed[@]} == 0)) || die "still not installed: ${failed[*]}"
 
-# The mariadb-server and redis-server packages may have started their system
-# services (on 3306 and 6379). That is harmless, but nothing may hold the
+# The mariadb-server, redis-server and postgresql-15 packages may have started
+# their system services (on 3306, 6379 and 5432). That is harmless, but nothing may hold the
 # ports of the test servers.
 if command -v ss >/dev/null; then
-    ports=("$MYSQL_PORT" "$REDIS_PORT")
+    ports=("$MYSQL_PORT" "$REDIS_PORT" "$PG_PORT")
     for ((i = 0; i < 6; i++)); do
         ports+=("$((CLUSTER_BASE_PORT + i))" "$((CLUSTER_BASE_PORT + i + 100))")  # (bus: see redis-cluster.sh)
     done

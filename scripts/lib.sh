@@ -143,6 +143,53 @@ wait_redis_up() {
     done
 }
 
+# make_test_tls DIR PARENT: a test CA, a server certificate for
+# 127.0.0.1/localhost signed by it, and a second, unrelated CA that tests use
+# as the "wrong CA", in DIR (made in a temporary directory under PARENT, then
+# moved in place). Nothing is done when DIR has them already.
+make_test_tls() {
+    local TLS="$1" STATE="$2"
+    if [[ -s "$TLS/ca.pem" && -s "$TLS/server-cert.pem" && -s "$TLS/server-key.pem" &&
+        -s "$TLS/other-ca.pem" ]]; then
+        return 0
+    fi
+    command -v openssl >/dev/null || die "openssl not found (run scripts/deps.sh)"
+    log "generating test certificates in $TLS"
+    local tmp
+    tmp="$(mktemp -d "$STATE/tls.XXXXXX")"
+    (
+        cd "$tmp"
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -keyout ca-key.pem -out ca.pem -subj '/CN=dbpool test CA' \
+            -addext 'basicConstraints=critical,CA:TRUE' \
+            -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -keyout other-ca-key.pem -out other-ca.pem -subj '/CN=dbpool other test CA' \
+            -addext 'basicConstraints=critical,CA:TRUE' \
+            -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
+        openssl req -new -newkey rsa:2048 -nodes -sha256 \
+            -keyout server-key.pem -out server.csr -subj '/CN=localhost' 2>/dev/null
+        cat >server-ext.cnf <<'EOF'
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+EOF
+        openssl x509 -req -sha256 -days 3650 -in server.csr \
+            -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -extfile server-ext.cnf -out server-cert.pem 2>/dev/null
+        openssl verify -CAfile ca.pem server-cert.pem >/dev/null
+        rm -f server.csr server-ext.cnf ca.srl
+        chmod 600 ./*-key.pem
+    ) || {
+        rm -rf "$tmp"
+        die "certificate generation failed"
+    }
+    rm -rf "$TLS"
+    mv "$tmp" "$TLS"
+    chmod 755 "$TLS"
+}
+
 # ==== a single server (scripts/mariadb.sh, scripts/redis.sh) ====
 # The script defines running_pid (prints the pid, or fails), do_start,
 # PIDFILE, STOP_TIMEOUT and STATUS_DETAIL (what `status` says after the pid).

@@ -3,16 +3,16 @@
 #
 #   scripts/servers.sh start|stop|status|env [WHICH]
 #
-# WHICH is all (the default), none, or a comma-separated list of mysql, redis
-# and cluster (mysql,redis).
+# WHICH is all (the default), none, or a comma-separated list of mysql, redis,
+# cluster and pg (mysql,redis).
 #
-# start/stop/status call scripts/mariadb.sh, scripts/redis.sh and
-# scripts/redis-cluster.sh. env prints shell-quoted export lines for the tests:
+# start/stop/status call scripts/mariadb.sh, scripts/redis.sh,
+# scripts/redis-cluster.sh and scripts/postgres.sh. env prints shell-quoted export lines for the tests:
 #
 #   eval "$(scripts/servers.sh env)"
 #
 # Ports and the state directory follow DBPOOL_MYSQL_PORT, DBPOOL_REDIS_PORT,
-# DBPOOL_CLUSTER_BASE_PORT and DBPOOL_RUN_DIR, like the individual scripts.
+# DBPOOL_CLUSTER_BASE_PORT, DBPOOL_PG_PORT and DBPOOL_RUN_DIR, like the individual scripts.
 set -euo pipefail
 
 NAME=servers
@@ -22,6 +22,7 @@ SCRIPTS="$REPO/scripts"
 MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
 REDIS_PORT="${DBPOOL_REDIS_PORT:-26379}"
 CLUSTER_BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
+PG_PORT="${DBPOOL_PG_PORT:-25432}"
 
 # Same values as in the individual scripts.
 MYSQL_USER=dbpool
@@ -34,9 +35,15 @@ REDIS_PASSWORD='r3d:s@pw'
 REDIS_ACL_USER=dbpool
 REDIS_ACL_PASSWORD='acl:p@ss'
 CLUSTER_PASSWORD='cl@ster: pw'
+PG_USER=dbpool
+PG_PASSWORD='p@ss:w0rd 1'
+PG_LIMITED_USER=limited
+PG_LIMITED_PASSWORD='lim:it@1'
+PG_SUPER_PASSWORD='root:pw@1'
+PG_DATABASE=dbpool_test
 
 usage() {
-    echo "usage: $0 start|stop|status|env [all|none|mysql,redis,cluster]" >&2
+    echo "usage: $0 start|stop|status|env [all|none|mysql,redis,cluster,pg]" >&2
     exit 2
 }
 
@@ -94,21 +101,33 @@ env_cluster() {
     emit DBPOOL_TEST_CLUSTER_PORTS "${ports[*]}"
 }
 
+env_pg() {
+    local state="$RUN_DIR/postgres" hostport="127.0.0.1:$PG_PORT"
+    emit DBPOOL_TEST_PG_URL "postgres://$PG_USER:$(urlencode "$PG_PASSWORD")@$hostport/$PG_DATABASE"
+    emit DBPOOL_TEST_PG_SUPER_URL "postgres://postgres:$(urlencode "$PG_SUPER_PASSWORD")@$hostport/$PG_DATABASE"
+    emit DBPOOL_TEST_PG_LIMITED_URL "postgres://$PG_LIMITED_USER:$(urlencode "$PG_LIMITED_PASSWORD")@$hostport/$PG_DATABASE"
+    emit DBPOOL_TEST_PG_PASSWORD "$PG_PASSWORD"
+    emit DBPOOL_TEST_PG_PORT "$PG_PORT"
+    emit DBPOOL_TEST_PG_SOCKET_DIR "$state"
+    emit DBPOOL_TEST_PG_CA "$state/tls/ca.pem"
+    emit DBPOOL_TEST_PG_OTHER_CA "$state/tls/other-ca.pem"
+}
+
 [[ $# -ge 1 && $# -le 2 ]] || usage
 cmd="$1"
 what="${2:-all}"
 parts=()
 case "$what" in
-    all) parts=(mysql redis cluster) ;;
+    all) parts=(mysql redis cluster pg) ;;
     none) ;;
     "" | *,,* | ,* | *,) usage ;;
     *)
         # started in this order (stopped in reverse), whatever the list's
         IFS=, read -r -a asked <<<"$what"
         for p in "${asked[@]}"; do
-            [[ "$p" == mysql || "$p" == redis || "$p" == cluster ]] || usage
+            [[ "$p" == mysql || "$p" == redis || "$p" == cluster || "$p" == pg ]] || usage
         done
-        for p in mysql redis cluster; do
+        for p in mysql redis cluster pg; do
             [[ ",$what," == *",$p,"* ]] && parts+=("$p")
         done
         ;;
@@ -119,6 +138,7 @@ script_for() {
         mysql) echo "$SCRIPTS/mariadb.sh" ;;
         redis) echo "$SCRIPTS/redis.sh" ;;
         cluster) echo "$SCRIPTS/redis-cluster.sh" ;;
+        pg) echo "$SCRIPTS/postgres.sh" ;;
     esac
 }
 

@@ -8,7 +8,9 @@
             (three batches), a graceful close, dbp_hub_free;
      redis: the same with SET/GET of a binary value, a pipeline of eight
             commands submitted before any wait, and a nested array reply
-            (EVAL returning {1, {2, {3, "x"}}, "y"}).
+            (EVAL returning {1, {2, {3, "x"}}, "y"});
+     pgsql: the MySQL scenario's query ($1..$4) and stream on PostgreSQL,
+            then a COPY FROM STDIN of 100 rows (dbp_op_copy_row).
 
    Every run must: not crash (the child is a separate process, so a crash
    is reported with its N and the test goes on); not hang (every wait has a
@@ -21,11 +23,11 @@
    result. The allocator also checks that DBP_FREE only ever sees blocks of
    DBP_MALLOC/DBP_REALLOC.
 
-   Allocations made inside libmariadb and hiredis do not go through the
+   Allocations made inside libmariadb, libpq and hiredis do not go through the
    macros and are not failed here.
 
-   Environment: DBPOOL_TEST_MYSQL_URL, DBPOOL_TEST_REDIS_URL (as set by
-   scripts/with-servers.sh). DBPOOL_OOM_SCENARIO=mysql|redis runs one
+   Environment: DBPOOL_TEST_MYSQL_URL, DBPOOL_TEST_REDIS_URL, DBPOOL_TEST_PG_URL
+   (as set by scripts/with-servers.sh). DBPOOL_OOM_SCENARIO=mysql|redis|pgsql runs one
    scenario; DBPOOL_OOM_N=k runs only N = k, in this process (for a
    debugger); DBPOOL_OOM_MAX caps N (default 5000); DBPOOL_OOM_VERBOSE=1
    prints the outcome of every N. DBPOOL_OOM_STRICT=1 turns the known bugs
@@ -140,7 +142,7 @@ static void oom_free(void *p)
 
 /* ---- scenario helpers --------------------------------------------------- */
 
-static const char *MYSQL_URL, *REDIS_URL;
+static const char *MYSQL_URL, *REDIS_URL, *PG_URL;
 static char key_prefix[64];
 #define WAIT_MS 20000
 
@@ -321,11 +323,8 @@ static void my_query(dbp_pool *p)
     dbp_op_free(op);
 }
 
-static void my_stream(dbp_pool *p)
+static void my_stream_sql(dbp_pool *p, const char *sql)
 {
-    static const char sql[] =
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 600) "
-        "SELECT n, REPEAT('x', 40) AS pad FROM r ORDER BY n";
     dbp_op *op;
     long long end = dbp__now_ms() + WAIT_MS;
     size_t rows = 0;
@@ -367,6 +366,12 @@ static void my_stream(dbp_pool *p)
     dbp_op_free(op);
 }
 
+static void my_stream(dbp_pool *p)
+{
+    my_stream_sql(p, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 600) "
+                     "SELECT n, REPEAT('x', 40) AS pad FROM r ORDER BY n");
+}
+
 static int my_after_good(dbp_op *op)
 {
     const dbp_result *r = dbp_op_result(op);
@@ -383,6 +388,91 @@ static void scenario_mysql(void)
     if (p) {
         my_query(p);
         my_stream(p);
+        phase("after");
+        after_check("after", dbp_pool_query(p, "SELECT 'after'", NULL, 0, NULL), my_after_good);
+    }
+    close_all(h, p);
+}
+
+/* ---- the PostgreSQL scenario --------------------------------------------- */
+
+static void pg_query(dbp_pool *p)
+{
+    static const char sql[] =
+        "SELECT n, $2::text || n AS label, $3::text AS quoted, $4::text AS nothing "
+        "FROM generate_series(1, $1::int) n ORDER BY n";
+    dbp_value v[4];
+    dbp_op *op;
+    phase("query");
+    v[0] = dbp_v_int(QUERY_ROWS);
+    v[1] = dbp_v_text("row-");
+    v[2] = dbp_v_text("it's \\ \"q\"");
+    v[3] = dbp_v_null();
+    op = dbp_pool_query(p, sql, v, 4, NULL);
+    if (!op) { null_op("query"); return; }
+    if (wait_op("query", op) == DBP_OK) {
+        const dbp_result *r = dbp_op_result(op);
+        size_t i;
+        if (!r || r->nrows != QUERY_ROWS || r->ncols != 4) {
+            wrong("query result shape %lu x %lu", r ? (unsigned long)r->nrows : 0, r ? (unsigned long)r->ncols : 0);
+        } else {
+            for (i = 0; i < QUERY_ROWS; i++) {
+                char n[16], label[32];
+                snprintf(n, sizeof n, "%lu", (unsigned long)i + 1);
+                snprintf(label, sizeof label, "row-%lu", (unsigned long)i + 1);
+                if (!cell_is(dbp_result_cell(r, i, 0), n) || !cell_is(dbp_result_cell(r, i, 1), label) ||
+                    !cell_is(dbp_result_cell(r, i, 2), "it's \\ \"q\"") || !cell_is(dbp_result_cell(r, i, 3), NULL)) {
+                    wrong("query row %lu", (unsigned long)i);
+                    break;
+                }
+            }
+            if (!r->fields || strcmp(r->fields[1].name, "label") != 0) wrong("query field names");
+            if (i == QUERY_ROWS) outcome("query:ok");
+        }
+    }
+    dbp_op_free(op);
+}
+
+static void pg_copy(dbp_pool *p)
+{
+    dbp_op *op;
+    int i, rc = DBP_OK;
+    phase("copy_table");
+    op = dbp_pool_query(p, "CREATE TABLE IF NOT EXISTS dbpool_oom_copy (n int, s text)", NULL, 0, NULL);
+    if (!op) { null_op("copy_table"); return; }
+    if (wait_op("copy_table", op) != DBP_OK) { dbp_op_free(op); return; }
+    dbp_op_free(op);
+    phase("copy");
+    op = dbp_pool_copy_in(p, "COPY dbpool_oom_copy (n, s) FROM STDIN", NULL);
+    if (!op) { null_op("copy"); return; }
+    for (i = 0; i < 100 && (rc == DBP_OK || rc == DBP_PENDING); i++) {
+        dbp_value v[2];
+        v[0] = dbp_v_int(i);
+        v[1] = dbp_v_text("tab\there, new\nline \\");
+        rc = dbp_op_copy_row(op, v, 2);
+    }
+    if (rc != DBP_OK && rc != DBP_PENDING) { R->surfaced = 1; outcome("copy_row:%s", dbp_rc_name(rc)); }
+    dbp_op_copy_end(op, rc == DBP_OK || rc == DBP_PENDING ? NULL : "a row could not be put");
+    if (wait_op("copy", op) == DBP_OK) {
+        if (rc != DBP_OK && rc != DBP_PENDING) wrong("a COPY fulfilled though a row was refused");
+        else if (!dbp_op_result(op) || dbp_op_result(op)->affected_rows != 100)
+            wrong("COPY stored %llu rows", dbp_op_result(op) ? dbp_op_result(op)->affected_rows : 0ULL);
+        else outcome("copy:ok");
+    }
+    dbp_op_free(op);
+}
+
+static void scenario_pgsql(void)
+{
+    dbp_hub *h = open_hub();
+    dbp_pool *p;
+    if (!h) return;
+    R->server_up = 1;
+    p = open_pool(h, PG_URL, POOL_OPTS "&sslmode=disable");
+    if (p) {
+        pg_query(p);
+        my_stream_sql(p, "SELECT n, repeat('x', 40) AS pad FROM generate_series(1, 600) n ORDER BY n");
+        pg_copy(p);
         phase("after");
         after_check("after", dbp_pool_query(p, "SELECT 'after'", NULL, 0, NULL), my_after_good);
     }
@@ -683,7 +773,7 @@ static void loop(const char *name, void (*scenario)(void), long long max_n)
 }
 
 static const struct { const char *name; void (*fn)(void); } scenarios[] = {
-    { "mysql", scenario_mysql }, { "redis", scenario_redis },
+    { "mysql", scenario_mysql }, { "redis", scenario_redis }, { "pgsql", scenario_pgsql },
     { "mysql-down", scenario_mysql_down }, { "redis-down", scenario_redis_down }
 };
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
@@ -700,6 +790,7 @@ int main(void)
     persist = getenv("DBPOOL_OOM_PERSIST") && *getenv("DBPOOL_OOM_PERSIST") == '1';
     MYSQL_URL = need_env("DBPOOL_TEST_MYSQL_URL");
     REDIS_URL = need_env("DBPOOL_TEST_REDIS_URL");
+    PG_URL = need_env("DBPOOL_TEST_PG_URL");
     snprintf(key_prefix, sizeof key_prefix, "dbpool:test_oom:%ld:", (long)getpid());
     {
         /* a shared mapping of an unlinked temporary file (MAP_ANONYMOUS is not POSIX 2008) */

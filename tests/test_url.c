@@ -163,7 +163,12 @@ static void test_settings(void)
             { "redis://:hunter2@h/0?charset=utf8", DBP_EOPTION, "'charset' does not apply to redis" },
             { "redis://:hunter2@h/zero", DBP_EURL, "database must be a number" },
             { "rediss://:hunter2@h:6380/0", DBP_EUNSUPPORTED, "rediss://" },
-            { "postgres://u:hunter2@h/db", DBP_EURL, "unknown scheme 'postgres'" },
+            { "oracle://u:hunter2@h/db", DBP_EURL, "unknown scheme 'oracle'" },
+            { "postgres://u:hunter2@h/db?sslmode=sometimes", DBP_EOPTION, "ssl-mode" },
+            { "postgres://u:hunter2@h/db?sslmode=verify-full", DBP_EOPTION, "needs ssl-ca" },
+            { "postgres://u:hunter2@h/db?read_from=replica", DBP_EOPTION, "'read_from' does not apply to postgres" },
+            { "redis://:hunter2@h/0?gssencmode=prefer", DBP_EOPTION, "'gssencmode' does not apply to redis" },
+            { "postgresql://u:hunter2@h1,h2/db", DBP_EURL, "several hosts" },
             { "mysql://u:hunter2@h1,h2/db", DBP_EURL, "several hosts" },
             { "redis-cluster://:hunter2@h:1/3", DBP_EURL, "only database 0" },
             { "redis://user@h/0", DBP_EURL, "needs a password" },
@@ -202,6 +207,114 @@ static void test_settings(void)
     ok(dbp_pool_config_set(&cfg, "bogus", "1", &e) == DBP_EOPTION, "config_set: unknown option refused");
 }
 
+/* postgres:// and postgresql://: libpq's option names, percent-decoding,
+   the pool's own options, defaults. */
+static void test_pg_settings(void)
+{
+    dbp_pool_config cfg;
+    dbp__settings s;
+    dbp_error e;
+    int rc;
+
+    dbp_pool_config_init(&cfg);
+    cfg.url = "postgres://app:p%40ss%3Aw0rd%201@db.example:6543/shop%2Dx?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem"
+              "&application_name=migrate%20job&connect_timeout=2.5&max=4&init=SET%20TIME%20ZONE%20%27UTC%27";
+    rc = dbp__settings_resolve(&cfg, &s, &e);
+    if (ok(rc == DBP_OK, "resolves a full postgres URL")) {
+        ok(strcmp(s.bk->name, "postgres") == 0 && s.port == 6543 && strcmp(s.host, "db.example") == 0, "  backend, host, port");
+        is_str(s.password, "p@ss:w0rd 1", "  password percent-decoded ('@', ':', space)");
+        is_str(s.database, "shop-x", "  database percent-decoded");
+        ok(s.ssl_mode == DBP__SSL_VERIFY_IDENTITY && strcmp(s.ssl_ca, "/tmp/ca.pem") == 0, "  sslmode=verify-full, sslrootcert");
+        is_str(s.name, "migrate job", "  application_name is the client name");
+        ok(s.connect_timeout == 2500 && s.max == 4, "  the pool's own options");
+        ok(s.ninit == 1 && strcmp(s.init[0], "SET TIME ZONE 'UTC'") == 0, "  init statements");
+        is_str(s.gssencmode, "disable", "  gssencmode=disable unless asked");
+        is_str(s.charset, "UTF8", "  client_encoding UTF8 by default");
+        dbp__settings_free(&s);
+    } else diag("  %s", e.message);
+
+    cfg.url = "postgresql://u@[::1]/d?gssencmode=prefer&sslmode=require";
+    rc = dbp__settings_resolve(&cfg, &s, &e);
+    ok(rc == DBP_OK && strcmp(s.bk->name, "postgres") == 0 && s.port == 5432 && strcmp(s.host, "::1") == 0 &&
+       strcmp(s.gssencmode, "prefer") == 0 && s.ssl_mode == DBP__SSL_REQUIRED,
+       "postgresql:// too: default port 5432, IPv6, gssencmode and sslmode as asked");
+    if (rc == DBP_OK) dbp__settings_free(&s);
+    else diag("  %s", e.message);
+
+    {
+        static const struct { const char *mode; int want; } modes[] = {
+            { "disable", DBP__SSL_DISABLED }, { "allow", DBP__SSL_PREFERRED }, { "prefer", DBP__SSL_PREFERRED },
+            { "require", DBP__SSL_REQUIRED }, { "REQUIRED", DBP__SSL_REQUIRED },
+        };
+        size_t i;
+        for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+            char url[128];
+            snprintf(url, sizeof url, "postgres://u@h/d?sslmode=%s", modes[i].mode);
+            dbp_pool_config_init(&cfg);
+            cfg.url = url;
+            rc = dbp__settings_resolve(&cfg, &s, &e);
+            ok(rc == DBP_OK && s.ssl_mode == modes[i].want, "sslmode=%s", modes[i].mode);
+            if (rc == DBP_OK) dbp__settings_free(&s);
+        }
+    }
+
+    dbp_pool_config_init(&cfg);
+    setenv("DATABASE_URL", "postgres://envuser:envpw@10.1.2.3/envdb", 1);
+    rc = dbp__settings_resolve(&cfg, &s, &e);
+    ok(rc == DBP_OK && strcmp(s.bk->name, "postgres") == 0 && strcmp(s.user, "envuser") == 0 && s.port == 5432,
+       "a postgres:// DATABASE_URL is the default");
+    if (rc == DBP_OK) dbp__settings_free(&s);
+    unsetenv("DATABASE_URL");
+    cfg.backend = "postgres";
+    cfg.host = "127.0.0.1";
+    rc = dbp__settings_resolve(&cfg, &s, &e);
+    ok(rc == DBP_OK && strcmp(s.bk->name, "postgres") == 0 && s.port == 5432, "backend \"postgres\" without a URL");
+    if (rc == DBP_OK) dbp__settings_free(&s);
+}
+
+/* $1..$n as PostgreSQL's lexer sees them. */
+static void test_pg_params(void)
+{
+#ifndef DBPOOL_NO_PGSQL
+    static const struct { const char *sql; size_t n; } counts[] = {
+        { "SELECT $1", 1 }, { "SELECT $1, $2, $1", 2 }, { "SELECT $3", 3 }, { "SELECT '$1'", 0 },
+        { "SELECT \"$1\"", 0 }, { "SELECT $$ $1 $$, $1", 1 }, { "SELECT $tag$ $2 $tag$ || $1", 1 },
+        { "SELECT 1 -- $4\n, $1", 1 }, { "SELECT /* $2 /* $3 */ $4 */ $1", 1 }, { "SELECT a$1 FROM t", 0 },
+        { "SELECT E'it\\'s $2', $1", 1 }, { "SELECT 'it''s $2', $1", 1 }, { "SELECT data ? 'k' FROM t WHERE id = $1", 1 },
+        { "SELECT ?", 0 }, { "SELECT $10", 10 }, { "SELECT '$1", 0 }, { "SELECT $$ unterminated $1", 0 }, { "", 0 },
+        { "SELECT $1::int8, $2::text", 2 },
+    };
+    size_t i;
+    dbp_value v[2];
+    dbp_error e;
+    for (i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        size_t n = dbp__pg_count_params(counts[i].sql, strlen(counts[i].sql));
+        ok(n == counts[i].n, "$n count of [%s] is %lu", counts[i].sql, (unsigned long)counts[i].n);
+        if (n != counts[i].n) diag("  got %lu", (unsigned long)n);
+    }
+    v[0] = dbp_v_int(1);
+    v[1] = dbp_v_textn("a\0b", 3);
+    ok(dbp__pg_check_params("SELECT $1", 9, v, 1, &e) == DBP_OK, "check: one $1, one value");
+    ok(dbp__pg_check_params("SELECT $1, $2", 13, v, 1, &e) == DBP_EPARAM && strstr(e.message, "uses $1..$2 but 1 parameter was given"),
+       "check: $n count mismatch refused (%s)", e.message);
+    ok(dbp__pg_check_params("SELECT 1", 8, v, 1, &e) == DBP_EPARAM && strstr(e.message, "no $n placeholder"),
+       "check: values for a statement without placeholders refused");
+    ok(dbp__pg_check_params("SELECT $1, $2", 13, v, 2, &e) == DBP_EPARAM && strstr(e.message, "NUL byte"),
+       "check: text with a NUL byte refused (bytea is a blob)");
+    v[1] = dbp_v_blob("a\0b", 3);
+    ok(dbp__pg_check_params("SELECT $1, $2", 13, v, 2, &e) == DBP_OK, "check: a blob with a NUL byte is fine");
+    v[1] = dbp_v_double(NAN);
+    ok(dbp__pg_check_params("SELECT $1, $2", 13, v, 2, &e) == DBP_EPARAM && strstr(e.message, "NaN"), "check: NaN refused");
+    {
+        char out[16];
+        size_t n = dbp__pg_unbytea("\\x610062ff", 10, out);
+        ok(n == 4 && memcmp(out, "a\0b\xff", 4) == 0, "bytea hex form decoded");
+        n = dbp__pg_unbytea("a\\000\\\\b", 8, out);
+        ok(n == 4 && memcmp(out, "a\0\\b", 4) == 0, "bytea escape form decoded");
+    }
+#endif
+}
+
 static void test_pool_describe(void)
 {
     dbp_hub *h = dbp_hub_open(NULL);
@@ -215,6 +328,12 @@ static void test_pool_describe(void)
     ok(p != NULL, "a pool opens without connecting");
     dbp_pool_describe(p, buf, sizeof buf);
     is_str(buf, "mysql://app@127.0.0.1:1/shop", "describe has no password");
+    dbp_pool_free(p);
+    cfg.url = "postgres://app:TopSecret@127.0.0.1:1/shop";
+    p = dbp_pool_open(h, &cfg, &e);
+    dbp_pool_describe(p, buf, sizeof buf);
+    is_str(buf, "postgres://app@127.0.0.1:1/shop", "postgres: describe has no password");
+    is_str(dbp_pool_backend(p), "postgres", "postgres: backend name");
     cfg.url = "mysql://app:TopSecret@127.0.0.1:1/shop?max=x";
     ok(dbp_pool_open(h, &cfg, &e) == NULL && !strstr(e.message, "TopSecret"), "open error has no password");
     dbp_pool_free(p);
@@ -304,6 +423,8 @@ int main(void)
     test_redact();
     test_garbage();
     test_settings();
+    test_pg_settings();
+    test_pg_params();
     test_pool_describe();
     test_binder();
     test_slots();

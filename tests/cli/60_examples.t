@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every example under scripts/examples, run with `dbpool run` against the
-# test servers, and its result checked with the mysql and redis clients.
+# test servers, and its result checked with the mysql, redis and psql clients.
 source "$(dirname "$0")/lib.sh"
-need_env DBPOOL_TEST_MYSQL_URL DBPOOL_TEST_REDIS_URL DBPOOL_TEST_MYSQL_PASSWORD DBPOOL_TEST_REDIS_PASSWORD
+need_env DBPOOL_TEST_MYSQL_URL DBPOOL_TEST_REDIS_URL DBPOOL_TEST_MYSQL_PASSWORD DBPOOL_TEST_REDIS_PASSWORD DBPOOL_TEST_PG_URL
 export DATABASE_URL="$DBPOOL_TEST_MYSQL_URL" REDIS_URL="$DBPOOL_TEST_REDIS_URL"
 EX="$T_REPO/scripts/examples"
 
 n=0
 for f in "$EX"/*.lua; do n=$((n + 1)); done
-is "$n" 3 "three examples (each one is run below)"
+is "$n" 4 "four examples (each one is run below)"
 
 # MySQL -> MySQL batched copy
 run_bounded 120 "$DBPOOL" run "$EX/copy_mysql.lua" 3000 250 4
@@ -49,7 +49,15 @@ ttl=$(rcli TTL 'ex:session:{42}')
 ok $([[ $ttl -gt 3000 ]]; echo $?) "rekey_redis: the TTL moved with the key ($ttl s)"
 is "$(rcli TTL 'ex:session:{43}')" "-1" "rekey_redis: a key without a TTL has none"
 
-sql "DROP TABLE IF EXISTS ex_copy_src, ex_copy_dst, ex_users"
+# MySQL -> PostgreSQL with pool:load fed by rows()
+run_bounded 120 env DATABASE_URL="$DBPOOL_TEST_PG_URL" MYSQL_URL="$DBPOOL_TEST_MYSQL_URL" "$DBPOOL" run "$EX/mysql_to_postgres.lua" 5000
+is "$T_RC" 0 "mysql_to_postgres: exit 0"
+like "$T_OUT" "both sides agree" "mysql_to_postgres: its own check passed"
+like "$T_ERR" "copy ex_orders: 5000/5000" "mysql_to_postgres: progress"
+is "$(psql "$DBPOOL_TEST_PG_URL" -Atc "SELECT count(*) FROM ex_orders")" 5000 "mysql_to_postgres: 5000 rows in PostgreSQL"
+psql "$DBPOOL_TEST_PG_URL" -qc "DROP TABLE IF EXISTS ex_orders" >/dev/null 2>&1
+
+sql "DROP TABLE IF EXISTS ex_copy_src, ex_copy_dst, ex_users, ex_orders"
 rcli --scan --pattern 'ex:*' | xargs -r -n 500 sh -c 'REDISCLI_AUTH="$0" redis-cli -h 127.0.0.1 -p "$1" --no-auth-warning UNLINK "$@" >/dev/null' \
     "$DBPOOL_TEST_REDIS_PASSWORD" "$DBPOOL_TEST_REDIS_PORT" 2>/dev/null
 done_testing

@@ -109,7 +109,7 @@ end
 -- A default name for a URL's connection: db, db2 ... / redis, redis2 ...
 function Repl:default_name(url)
     local scheme = tostring(url):match("^(%a[%w+.-]*)://") or "db"
-    local base = scheme == "mysql" and "db" or (scheme == "redis-cluster" and "cluster") or (scheme == "redis" and "redis") or scheme
+    local base = (scheme == "mysql" or scheme == "postgres" or scheme == "postgresql") and "db" or (scheme == "redis-cluster" and "cluster") or (scheme == "redis" and "redis") or scheme
     local name, k = base, 1
     while self.conns[name] do k = k + 1; name = base .. k end
     return name
@@ -200,6 +200,7 @@ end
 
 local SESSION_STATE = {
     mysql = "variables, temporary tables, an open transaction",
+    postgres = "settings, temporary tables, an open transaction, prepared statements, LISTEN",
     redis = "MULTI, WATCH, CLIENT SETNAME",
 }
 
@@ -413,7 +414,7 @@ local function lost_with(conn, err)
 end
 
 local function not_run_in_tx(c)
-    return { kind = "connection", sent = false, message = c.backend == "mysql"
+    return { kind = "connection", sent = false, message = (c.backend == "mysql" or c.backend == "postgres")
         and "connection lost with a transaction open (the server rolled it back); the statement was not run"
         or "connection lost inside MULTI (the queued commands were discarded); the command was not run" }
 end
@@ -703,7 +704,7 @@ function Repl:_feed(o, line)
         end
         return
     end
-    if c.backend ~= "mysql" then
+    if c.backend ~= "mysql" and c.backend ~= "postgres" then
         self:_remember(t)
         return self:_redis(o, c, line)
     end

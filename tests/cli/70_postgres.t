@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The command on PostgreSQL: ping (line and JSON, a wrong password), the
+# REPL's SQL (tables, NULL, booleans, errors), run with a postgres://
+# DATABASE_URL (db is the PostgreSQL pool).
+source "$(dirname "$0")/lib.sh"
+need_env DBPOOL_TEST_PG_URL DBPOOL_TEST_PG_PASSWORD DBPOOL_TEST_PG_PORT
+unset DATABASE_URL REDIS_URL
+
+run_bounded 20 "$DBPOOL" ping "$DBPOOL_TEST_PG_URL"
+is "$T_RC" 0 "PostgreSQL up: exit 0"
+like "$T_OUT" "ok postgres://dbpool:***@127.0.0.1:$DBPOOL_TEST_PG_PORT/dbpool_test postgres 15" "one line: the URL without its password, the backend, the version"
+unlike "$T_OUT" "$DBPOOL_TEST_PG_PASSWORD" "no password"
+run_bounded 20 "$DBPOOL" ping --json "$DBPOOL_TEST_PG_URL"
+like "$T_OUT" '"backend":"postgres"' "JSON: the backend"
+bad_url="postgres://dbpool:Wr0ngPw@127.0.0.1:$DBPOOL_TEST_PG_PORT/dbpool_test"
+run_bounded 20 "$DBPOOL" ping "$bad_url"
+ok $([[ "$T_RC" != 0 ]]; echo $?) "a wrong password: non-zero exit ($T_RC)"
+like "$T_OUT$T_ERR" "auth" "  said to be an auth error"
+unlike "$T_OUT$T_ERR" "Wr0ngPw" "  without the password"
+
+run_bounded 20 bash -c "printf '%s\n' 'SELECT 1 AS a, NULL AS b, true AS c, 12.50::numeric AS n;' 'SELECT nosuch;' | DATABASE_URL='$DBPOOL_TEST_PG_URL' '$DBPOOL' repl"
+like "$T_OUT" "| a | b    | c    | n     |" "repl: a table with the columns"
+like "$T_OUT" "| 1 | NULL | true | 12.50 |" "repl: NULL, a boolean, an exact numeric"
+like "$T_OUT$T_ERR" 'column "nosuch" does not exist' "repl: the server's error"
+
+script="$(mktemp "${TMPDIR:-/tmp}/dbpool-pg-run.XXXXXX.lua")"
+cat >"$script" <<'LUA'
+db:query("CREATE TEMP TABLE t (id int, ok bool)"):await()
+db:query("INSERT INTO t VALUES ($1, $2), ($3, $4)", { 1, true, 2, false }):await()
+local r = db:query("SELECT count(*) AS n, bool_or(ok) AS any FROM t"):await()
+print(("rows=%d any=%s backend=%s"):format(r[1].n, tostring(r[1].any), db:ping():await().backend))
+LUA
+run_bounded 30 env DATABASE_URL="$DBPOOL_TEST_PG_URL" "$DBPOOL" run "$script"
+is "$T_RC" 0 "run with a postgres:// DATABASE_URL: exit 0"
+like "$T_OUT" "rows=2 any=true backend=postgres" "run: db is the PostgreSQL pool, values as Lua types"
+rm -f "$script"
+done_testing
