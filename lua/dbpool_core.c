@@ -55,10 +55,11 @@ typedef struct lop {
     lhub *h;
     lpool *pool;
     int backend;
-    int ref;                     /* strong ref (the userdata; a light op's promise) until Lua saw it settle */
+    int ref;                     /* strong ref (the userdata) until Lua saw it settle */
+    int slot;                    /* a light op: its promise's index in the hub's in-flight table */
     int queued;                  /* in the hub's ready list */
     int light;
-    struct lop *next_ready;
+    struct lop *next_ready;      /* (also the hub's free list of light ops) */
     struct lop *live_prev, *live_next; /* light ops not yet delivered (the hub frees them at shutdown) */
 } lop;
 
@@ -92,10 +93,27 @@ typedef struct lmsg {
     char *s1, *s2, *s3;          /* message / channel / pattern / payload */
 } lmsg;
 
+/* The columns table of a result shape (its column names, in order), kept
+   so that every result of that shape shares one interned list instead of
+   building its own: the names are the row tables' keys too. */
+#define COLCACHE 16
+typedef struct colshape {
+    unsigned hash;
+    size_t ncols, klen;
+    char *key;                   /* each name, then a NUL */
+    int ref;                     /* the columns table, LUA_NOREF when empty */
+} colshape;
+
 struct lhub {
     dbp_hub *hub;
     lop *ready_head, *ready_tail;
     lop *live;                   /* light ops in flight */
+    lop *free_lops;              /* light ops to reuse, each keeping its slot */
+    int nslots;                  /* slots handed out so far */
+    int inflight;                /* registry ref: slot -> promise of a light op in flight (false when free) */
+    int promise_mt;              /* registry ref of the promise metatable */
+    colshape cc[COLCACHE];
+    int cc_next;
     lmsg *msg_head, *msg_tail;
     lpool *pools;
     lconn *conns;
@@ -157,11 +175,31 @@ static int is_int_type(int t)
            t == MYSQL_TYPE_INT24 || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
 }
 
+/* A decimal integer of at most 18 digits (it cannot overflow), as MySQL's
+   text protocol sends them; 0 for anything else (strtoll decides then). */
+static int parse_small_int(const char *s, size_t len, long long *out)
+{
+    size_t i = 0;
+    long long v = 0;
+    int neg = 0;
+    if (len && s[0] == '-') { neg = 1; i = 1; }
+    if (i == len || len - i > 18) return 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9) return 0;
+        v = v * 10 + (long long)d;
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
 static void push_cell(lua_State *L, const dbp_field *f, const dbp_cell *c)
 {
     if (!c->data) { lua_pushlightuserdata(L, NULL); return; }
     if (is_int_type(f->type)) {
         char *end;
+        long long quick;
+        if (parse_small_int(c->data, c->len, &quick)) { lua_pushinteger(L, (lua_Integer)quick); return; }
         errno = 0;
         if ((f->flags & UNSIGNED_FLAG) && f->type == MYSQL_TYPE_LONGLONG) {
             unsigned long long u = strtoull(c->data, &end, 10);
@@ -203,12 +241,63 @@ static void push_columns(lua_State *L, const dbp_field *fields, size_t ncols)
     }
 }
 
-static void push_one_result(lua_State *L, const dbp_result *r)
+/* Pushes the columns table of this result shape, from the hub's cache when
+   a result of the same column names was converted before (one table shared
+   by every result of the shape: treat it as read-only). */
+static void push_columns_cached(lua_State *L, lhub *h, const dbp_field *fields, size_t ncols)
+{
+    unsigned hash = 2166136261u;
+    size_t j, k, klen = 0;
+    colshape *e;
+    for (j = 0; j < ncols; j++) {
+        const unsigned char *p = (const unsigned char *)fields[j].name;
+        for (k = 0; k < fields[j].name_len; k++) hash = (hash ^ p[k]) * 16777619u;
+        hash = (hash ^ 0xffu) * 16777619u;
+        klen += fields[j].name_len + 1;
+    }
+    for (j = 0; j < COLCACHE; j++) {
+        const char *q;
+        e = &h->cc[j];
+        if (e->ref == LUA_NOREF || e->hash != hash || e->ncols != ncols || e->klen != klen) continue;
+        for (k = 0, q = e->key; k < ncols; k++) {
+            size_t n = fields[k].name_len;
+            if ((n && memcmp(q, fields[k].name, n) != 0) || q[n] != '\0') break;
+            q += n + 1;
+        }
+        if (k == ncols) { lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref); return; }
+    }
+    push_columns(L, fields, ncols);
+    if (ncols == 0 || klen > 4096) return;
+    {
+        char *key = (char *)malloc(klen), *q = key;
+        if (!key) return;
+        for (k = 0; k < ncols; k++) {
+            if (fields[k].name_len) memcpy(q, fields[k].name, fields[k].name_len);
+            q += fields[k].name_len;
+            *q++ = '\0';
+        }
+        e = &h->cc[h->cc_next];
+        h->cc_next = (h->cc_next + 1) % COLCACHE;
+        if (e->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, e->ref);
+        free(e->key);
+        e->key = NULL;
+        e->ref = LUA_NOREF;
+        lua_pushvalue(L, -1);
+        e->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        e->key = key;
+        e->hash = hash;
+        e->ncols = ncols;
+        e->klen = klen;
+    }
+}
+
+static void push_one_result(lua_State *L, lhub *h, const dbp_result *r)
 {
     size_t i;
     int names;
-    lua_createtable(L, (int)r->nrows, 4);
-    push_columns(L, r->fields, r->ncols);
+    lua_createtable(L, (int)r->nrows, r->info && *r->info ? 5 : 4);
+    if (h) push_columns_cached(L, h, r->fields, r->ncols);
+    else push_columns(L, r->fields, r->ncols);
     names = lua_gettop(L);
     for (i = 0; i < r->nrows; i++) {
         push_row(L, r->fields, r->ncols, &r->cells[i * r->ncols], names);
@@ -225,10 +314,10 @@ static void push_one_result(lua_State *L, const dbp_result *r)
 }
 
 /* The first result set, with `results` listing every set when there are several. */
-static void push_result(lua_State *L, const dbp_result *r)
+static void push_result(lua_State *L, lhub *h, const dbp_result *r)
 {
     if (!r) { lua_createtable(L, 0, 0); return; }
-    push_one_result(L, r);
+    push_one_result(L, h, r);
     if (r->next) {
         const dbp_result *x;
         int i = 2;
@@ -236,7 +325,7 @@ static void push_result(lua_State *L, const dbp_result *r)
         lua_pushvalue(L, -2);
         lua_rawseti(L, -2, 1);
         for (x = r->next; x; x = x->next) {
-            push_one_result(L, x);
+            push_one_result(L, h, x);
             lua_rawseti(L, -2, i++);
         }
         lua_setfield(L, -2, "results");
@@ -349,7 +438,7 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         lua_setfield(L, pi, "_state");
         if (o->backend == BK_MYSQL) {
             const dbp_result *r = dbp_op_result(op);
-            push_result(L, r);
+            push_result(L, o->h, r);
         } else if (o->backend == BK_REDIS) {
             push_reply(L, dbp_op_reply(op), 0);
         } else {
@@ -380,7 +469,7 @@ static lop *new_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
     lua_createtable(L, 0, 4);                    /* the promise */
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "_op");
-    lua_getfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, -3, 1);                 /* op -> promise */
@@ -399,14 +488,33 @@ static lop *new_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
     return o;
 }
 
+/* A light op's C side: from the hub's free list (with the slot it keeps in
+   the in-flight table), or new, its slot made in the table first. */
+static lop *get_light_op(lua_State *L, lhub *h)
+{
+    lop *o = h->free_lops;
+    if (o) { h->free_lops = o->next_ready; o->next_ready = NULL; return o; }
+    o = (lop *)calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->slot = ++h->nslots;
+    o->next_ready = h->free_lops;              /* listed before the table grows, which may raise */
+    h->free_lops = o;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, o->slot);
+    lua_pop(L, 1);
+    h->free_lops = o->next_ready;
+    o->next_ready = NULL;
+    return o;
+}
+
 /* A light op and its promise; returns with the promise on top. */
 static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
 {
     lop *o;
-    int ref;
     if (!op) luaL_error(L, "dbpool: out of memory");
     lua_createtable(L, 0, 4);                    /* the promise */
-    lua_getfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
     lua_setmetatable(L, -2);
     if (dbp_op_state(op) >= DBP_OP_FULFILLED && !dbp_op_result(op) && !dbp_op_reply(op)) {
         lop tmp;                                 /* settled at submit (refused) */
@@ -419,32 +527,39 @@ static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backe
     }
     lua_pushliteral(L, "pending");
     lua_setfield(L, -2, "_state");
-    lua_pushvalue(L, -1);
-    ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    o = (lop *)calloc(1, sizeof *o);             /* (after the Lua allocations, which may raise) */
+    o = get_light_op(L, h);                      /* (after the Lua allocations, which may raise) */
     if (!o) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         dbp_op_free(op);
         luaL_error(L, "dbpool: out of memory");
     }
-    o->ref = ref;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, o->slot);                 /* an existing slot: no allocation */
+    lua_pop(L, 1);
+    o->ref = 0;
     o->op = op;
     o->h = h;
     o->pool = lp;
     o->backend = backend;
     o->light = 1;
+    o->queued = 0;
+    o->live_prev = NULL;
     o->live_next = h->live;
     if (h->live) h->live->live_prev = o;
     h->live = o;
     dbp_op_on_settle(op, op_ready, o);
 }
 
+/* Back to the free list (its promise slot already cleared, or never to be read). */
 static void free_light_op(lhub *h, lop *o)
 {
     if (o->live_prev) o->live_prev->live_next = o->live_next; else h->live = o->live_next;
     if (o->live_next) o->live_next->live_prev = o->live_prev;
     if (o->op) { dbp_op_on_settle(o->op, NULL, NULL); dbp_op_free(o->op); }
-    free(o);
+    o->op = NULL;
+    o->live_prev = o->live_next = NULL;
+    o->next_ready = h->free_lops;
+    h->free_lops = o;
 }
 
 static int l_op_gc(lua_State *L)
@@ -720,9 +835,10 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
 {
     memset(o, 0, sizeof *o);
     if (lua_isnoneornil(L, t)) return;
-    luaL_checktype(L, t, LUA_TTABLE);
+    /* usage errors are tables, never strings: the Lua layer passes them on as they are */
+    if (!lua_istable(L, t)) usage_error(L, DBP_EOPTION, "options must be a table, got %s", luaL_typename(L, t));
     if (lua_getfield(L, t, "timeout") != LUA_TNIL) {
-        double s = luaL_checknumber(L, -1);
+        double s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
         if (!(s > 0)) usage_error(L, DBP_EOPTION, "timeout must be a number of seconds above 0");
         o->timeout_ms = (int)(s * 1000.0 + 0.5);
         if (o->timeout_ms < 1) o->timeout_ms = 1;
@@ -1239,36 +1355,55 @@ static const char *msg_name(int t)
     }
 }
 
-/* Pushes the settled promises (and events, messages) gathered so far. */
+/* Pushes the settled promises Lua must look at (and events, messages)
+   gathered so far, and how many ops settled in all: a fulfilled light op
+   that nobody waits on is settled here and not listed. */
 static int deliver(lua_State *L, lhub *h)
 {
-    int n = 0, count = 0;
+    int n = 0, count = 0, all = 0, inflight;
     lop *o;
     /* sized once: growing it by doubling every step was a malloc hot spot */
     for (o = h->ready_head; o; o = o->next_ready) count++;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    inflight = lua_gettop(L);
     lua_createtable(L, count, 0);
     while (h->ready_head) {
         lop *o = h->ready_head;
         h->ready_head = o->next_ready;
         if (!h->ready_head) h->ready_tail = NULL;
         o->queued = 0;
-        if (o->ref == LUA_NOREF) continue;
         if (o->light) {
-            lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);  /* its promise */
+            int pi;
+            lua_rawgeti(L, inflight, o->slot);          /* its promise */
+            pi = lua_gettop(L);
             if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
-                settle_promise(L, o, lua_gettop(L));
-                luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+                int fulfilled = dbp_op_state(o->op) == DBP_OP_FULFILLED;
+                settle_promise(L, o, pi);
+                lua_pushboolean(L, 0);
+                lua_rawseti(L, inflight, o->slot);
                 free_light_op(h, o);                     /* Lua has all it needs */
+                all++;
+                /* nobody waits on a fulfilled promise: Lua has nothing to do for it */
+                if (fulfilled) {
+                    lua_pushliteral(L, "_waiters");
+                    if (lua_rawget(L, pi) == LUA_TNIL) {
+                        lua_pushliteral(L, "_swait");
+                        if (lua_rawget(L, pi) == LUA_TNIL) { lua_settop(L, pi - 1); continue; }
+                    }
+                    lua_settop(L, pi);
+                }
             }
             lua_rawseti(L, -2, ++n);
             continue;
         }
+        if (o->ref == LUA_NOREF) continue;
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);      /* the op userdata */
         lua_getiuservalue(L, -1, 1);                     /* its promise */
         if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
             settle_promise(L, o, lua_gettop(L));
             luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
             o->ref = LUA_NOREF;
+            all++;
             /* converted: the C copy (a MYSQL_RES holds 8 KiB) need not wait for the GC */
             dbp_result_free(dbp_op_take_result(o->op));
             dbp_reply_free(dbp_op_take_reply(o->op));
@@ -1311,10 +1446,11 @@ static int deliver(lua_State *L, lhub *h)
     } else {
         lua_pushnil(L);
     }
-    return 2;
+    lua_pushinteger(L, all);
+    return 3;
 }
 
-/* core.step(timeout_seconds) -> settled promises, events|nil */
+/* core.step(timeout_seconds) -> promises to wake, events|nil, ops settled */
 static int l_step(lua_State *L)
 {
     lhub *h = get_hub(L);
@@ -1418,6 +1554,11 @@ static void hub_shutdown(lhub *h)
     h->hub = NULL;
     /* light ops Lua never saw settle: their C ops go now (their promises stay pending) */
     while (h->live) free_light_op(h, h->live);
+    while (h->free_lops) { lop *o = h->free_lops; h->free_lops = o->next_ready; free(o); }
+    {
+        int j;
+        for (j = 0; j < COLCACHE; j++) { free(h->cc[j].key); h->cc[j].key = NULL; }
+    }
     h->ready_head = h->ready_tail = NULL;
     for (lp = h->pools; lp; lp = lp->next) { lp->p = NULL; lp->h = NULL; }
     for (lc = h->conns; lc; lc = lc->next) { lc->c = NULL; lc->h = NULL; }
@@ -1550,6 +1691,11 @@ static int l_set_metatables(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
     lua_pushvalue(L, 2);
     lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+    {
+        lhub *h = get_hub(L);
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, h->promise_mt);
+    }
     return 0;
 }
 
@@ -1646,9 +1792,17 @@ int luaopen_dbpool_core(lua_State *L)
         lua_setmetatable(L, -2);
         lua_setfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
         lua_newtable(L);
+        lua_pushvalue(L, -1);
+        h->promise_mt = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_setfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
         lua_newtable(L);
         lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+        lua_newtable(L);
+        h->inflight = luaL_ref(L, LUA_REGISTRYINDEX);
+        {
+            int j;
+            for (j = 0; j < COLCACHE; j++) h->cc[j].ref = LUA_NOREF;
+        }
     } else {
         lua_pop(L, 1);
     }
