@@ -846,6 +846,9 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
     lua_pop(L, 1);
     if (lua_getfield(L, t, "idempotent") != LUA_TNIL) o->idempotent = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    /* MySQL: true a server-side prepared statement, false text, absent the pool's choice */
+    if (lua_getfield(L, t, "prepare") != LUA_TNIL) o->prepare = lua_toboolean(L, -1) ? 1 : -1;
+    lua_pop(L, 1);
 }
 
 /* A usage error found by the library at submit raises at the call. */
