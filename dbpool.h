@@ -1140,17 +1140,25 @@ DBPDEF void dbp_free(void *p) { DBP_FREE(p); }
    escapes inside quotes are assumed (the server default). */
 typedef int (*dbp__ph_fn)(void *ud, size_t pos);
 
+/* The bytes that start something (a quote, a comment, a placeholder): " # ' - / ? ` */
+static const unsigned char dbp__scan_special[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,1,1,0,0,0,1,0,0,0,0,0,1,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0
+};
+
 static size_t dbp__scan_placeholders(const char *sql, size_t len, dbp__ph_fn fn, void *ud)
 {
-    /* the bytes that start something (a quote, a comment, a placeholder) as
-       bits: " # ' - / ? below 64, ` above */
-#define DBP__SCAN_LO ((1ULL << '"') | (1ULL << '#') | (1ULL << '\'') | (1ULL << '-') | (1ULL << '/') | (1ULL << '?'))
-#define DBP__SCAN_HI (1ULL << ('`' - 64))
-#define DBP__SCAN_SPECIAL(u) ((u) < 64 ? (DBP__SCAN_LO >> (u)) & 1 : (u) < 128 ? (DBP__SCAN_HI >> ((u) - 64)) & 1 : 0)
     size_t i = 0, n = 0;
     while (i < len) {
         char c;
-        while (i < len && !DBP__SCAN_SPECIAL((unsigned char)sql[i])) i++;
+        /* (a table lookup per byte: the scan runs twice per query, at submit and at bind) */
+        while (i < len && !dbp__scan_special[(unsigned char)sql[i]]) i++;
         if (i >= len) break;
         c = sql[i];
         if (c == '\'' || c == '"' || c == '`') {
@@ -1214,10 +1222,23 @@ static size_t dbp__escape_default(void *ud, char *to, const char *from, size_t l
 }
 
 /* Checks values before anything is sent: count and finite doubles. */
-static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n,
-                             dbp_error *err)
+/* The positions of the first DBP__PH_KEPT placeholders, noted at submit so
+   that binding need not scan the SQL again. */
+#define DBP__PH_KEPT 8
+typedef struct dbp__ph_list { unsigned pos[DBP__PH_KEPT]; size_t n; } dbp__ph_list;
+static int dbp__ph_note(void *ud, size_t pos)
 {
-    size_t want = dbp__scan_placeholders(sql, len, NULL, NULL), i;
+    dbp__ph_list *l = DBP__CAST(dbp__ph_list *, ud);
+    if (l->n < DBP__PH_KEPT) l->pos[l->n] = (unsigned)pos;
+    l->n++;
+    return 0;
+}
+
+static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *params, size_t n,
+                                dbp_error *err, dbp__ph_list *ph)
+{
+    size_t want = ph ? (dbp__scan_placeholders(sql, len, dbp__ph_note, ph), ph->n)
+                     : dbp__scan_placeholders(sql, len, NULL, NULL), i;
     if (n > DBP_MAX_PARAMS)
         return dbp__err_set(err, DBP_EPARAM, "too many parameters (%lu, at most %d)",
                             (unsigned long)n, DBP_MAX_PARAMS);
@@ -1244,6 +1265,11 @@ static int dbp__check_params(const char *sql, size_t len, const dbp_value *param
     return DBP_OK;
 }
 
+static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n, dbp_error *err)
+{
+    return dbp__check_params_at(sql, len, params, n, err, NULL);
+}
+
 typedef struct dbp__bind_ctx {
     const char *sql;
     const dbp_value *params;
@@ -1262,8 +1288,15 @@ static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn esc
     switch (v->type) {
     case DBP_NULL: return dbp__buf_adds(out, "NULL");
     case DBP_BOOL: return dbp__buf_adds(out, v->v.b ? "TRUE" : "FALSE");
-    case DBP_INT: return dbp__buf_printf(out, "%lld", v->v.i);
-    case DBP_UINT: return dbp__buf_printf(out, "%llu", v->v.u);
+    case DBP_INT: case DBP_UINT: {
+        /* decimal digits by hand: vsnprintf cost as much as the rest of the bind */
+        unsigned long long u = v->type == DBP_UINT ? v->v.u
+                             : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
+        char *e = num + sizeof num, *d = e;
+        do { *--d = (char)('0' + u % 10); u /= 10; } while (u);
+        if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
+        return dbp__buf_add(out, d, (size_t)(e - d));
+    }
     case DBP_DOUBLE: {
         /* Shortest text that reads back as the same double; the e0 suffix
            makes the server read a DOUBLE literal, not an exact DECIMAL. */
@@ -1313,16 +1346,28 @@ static int dbp__bind_cb(void *ud, size_t pos)
     return 0;
 }
 
-/* Binds params into sql, appending to out. Values must have been checked. */
+/* Binds params into sql, appending to out. Values must have been checked.
+   ph: the placeholders' positions when known (at most DBP__PH_KEPT), else NULL. */
+static int dbp__bind_at(const char *sql, size_t len, const dbp_value *params, dbp__buf *out,
+                        dbp__escape_fn escape, void *ud, const unsigned *ph, size_t nph)
+{
+    dbp__bind_ctx b;
+    size_t k;
+    memset(&b, 0, sizeof b);
+    b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
+    if (ph) {
+        for (k = 0; k < nph && !b.rc; k++) dbp__bind_cb(&b, ph[k]);
+    } else {
+        dbp__scan_placeholders(sql, len, dbp__bind_cb, &b);
+    }
+    if (b.rc) return b.rc;
+    return dbp__buf_add(out, sql + b.last, len - b.last);
+}
+
 static int dbp__bind(const char *sql, size_t len, const dbp_value *params, dbp__buf *out,
                      dbp__escape_fn escape, void *ud)
 {
-    dbp__bind_ctx b;
-    memset(&b, 0, sizeof b);
-    b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
-    dbp__scan_placeholders(sql, len, dbp__bind_cb, &b);
-    if (b.rc) return b.rc;
-    return dbp__buf_add(out, sql + b.last, len - b.last);
+    return dbp__bind_at(sql, len, params, out, escape, ud, NULL, 0);
 }
 
 DBPDEF char *dbp_bind_sql(const char *sql, size_t len, const dbp_value *params, size_t nparams,
@@ -2103,7 +2148,8 @@ enum {
     DBP__OF_BORROWED = 1u << 12,   /* req belongs to another op (a cluster child) */
     DBP__OF_ASKED = 1u << 13,      /* the +OK of its ASKING has been read */
     DBP__OF_GETKEYS = 1u << 14,    /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
-    DBP__OF_PREPARE = 1u << 15     /* MySQL: run as a server-side prepared statement */
+    DBP__OF_PREPARE = 1u << 15,    /* MySQL: run as a server-side prepared statement */
+    DBP__OF_INLINE = 1u << 16      /* sql and params live in the op's own block */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2131,6 +2177,8 @@ struct dbp_op {
     size_t sql_len;
     dbp_value *params;
     size_t nparams;
+    unsigned ph[DBP__PH_KEPT];     /* MySQL: where the placeholders are (nph <= DBP__PH_KEPT), noted at submit */
+    size_t nph;
     char *req;                     /* Redis: the command in RESP */
     size_t req_len;
     unsigned long long out_end;    /* Redis: stream offset just past this command */
@@ -2417,9 +2465,10 @@ static long long dbp__hist_pct(const dbp__hist *h, double p)
 
 static void dbp__op_timer_fire(dbp__timer *t);
 
-static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+/* An op with `extra` bytes after it (an inline request). */
+static dbp_op *dbp__op_new_extra(dbp_hub *hub, dbp_pool *pool, int type, size_t extra)
 {
-    dbp_op *op = DBP__ALLOC(dbp_op, 1);
+    dbp_op *op = extra > (size_t)-1 / 2 ? NULL : DBP__CAST(dbp_op *, dbp__calloc(1, sizeof(dbp_op) + extra));
     if (!op) return NULL;
     if (dbp__timers_reserve(hub, 1) != DBP_OK) { DBP_FREE(op); return NULL; }
     op->hub = hub;
@@ -2435,6 +2484,11 @@ static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
     return op;
 }
 
+static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+{
+    return dbp__op_new_extra(hub, pool, type, 0);
+}
+
 static void dbp__stream_free(dbp__stream *s);
 
 static void dbp__op_destroy(dbp_op *op)
@@ -2445,8 +2499,10 @@ static void dbp__op_destroy(dbp_op *op)
         dbp__list_remove(&op->all);
         dbp__list_remove(&op->notify);
     }
-    DBP_FREE(op->sql);
-    DBP_FREE(op->params);
+    if (!(op->flags & DBP__OF_INLINE)) {
+        DBP_FREE(op->sql);
+        DBP_FREE(op->params);
+    }
     if (!(op->flags & DBP__OF_BORROWED)) DBP_FREE(op->req);
     dbp_result_free(op->result);
     dbp_reply_free(op->reply);
@@ -5522,7 +5578,8 @@ static void dbp__my_text_start(dbp_conn *c, dbp_op *op)
     dbp__my *my = DBP__MY(c);
     my->sql.len = my->sql.off = 0;
     if (dbp__buf_reserve(&my->sql, op->sql_len + 16) ||
-        dbp__bind(op->sql, op->sql_len, op->params, &my->sql, dbp__my_escape, my->m) != DBP_OK) {
+        dbp__bind_at(op->sql, op->sql_len, op->params, &my->sql, dbp__my_escape, my->m,
+                     op->nph <= DBP__PH_KEPT ? op->ph : NULL, op->nph) != DBP_OK) {
         dbp_error e;
         dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
         dbp__my_op_finish(c, DBP_ENOMEM, &e);
@@ -7808,7 +7865,18 @@ DBPDEF dbp_op *dbp_conn_call(dbp_conn *c, int argc, const char *const *argv, con
 static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
                                size_t n, const dbp_op_options *o)
 {
-    dbp_op *op = dbp__op_new(p->hub, p, type);
+    /* one block: the op, its parameters with their bytes, then the SQL */
+    size_t i, bytes = 0, head = n * sizeof(dbp_value), extra;
+    dbp__ph_list ph;
+    dbp_op *op;
+    for (i = 0; params && i < n && i <= DBP_MAX_PARAMS; i++)
+        if ((params[i].type == DBP_TEXT || params[i].type == DBP_BLOB) && params[i].v.s.data) {
+            if (params[i].v.s.len > (size_t)-1 / 4 - bytes) { bytes = (size_t)-1 / 4; break; }
+            bytes += params[i].v.s.len + 1;
+        }
+    extra = (n && !params) || n > DBP_MAX_PARAMS || !sql || len > (size_t)-1 / 4 || bytes >= (size_t)-1 / 4 ? 0
+          : head + bytes + len + 1;
+    op = dbp__op_new_extra(p->hub, p, type, extra);
     if (!op) return NULL;
     if (o) {
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
@@ -7818,13 +7886,41 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
     if (p->s.backend != DBP__BK_MYSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
     if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
-    if (dbp__check_params(sql, len, params, n, &op->err) != DBP_OK) {
+    memset(&ph, 0, sizeof ph);
+    if (dbp__check_params_at(sql, len, params, n, &op->err, &ph) != DBP_OK) {
         dbp__op_settle(op, op->err.rc);
         return op;
     }
-    op->sql = dbp__strndup(sql, len);
+    if (ph.n <= DBP__PH_KEPT) {
+        memcpy(op->ph, ph.pos, sizeof op->ph);
+        op->nph = ph.n;
+    } else {
+        op->nph = (size_t)-1;                       /* bind scans again */
+    }
+    if (extra) {
+        char *q = DBP__CAST(char *, (void *)(op + 1));
+        op->flags |= DBP__OF_INLINE;
+        if (n) {
+            op->params = DBP__CAST(dbp_value *, (void *)q);
+            memcpy(op->params, params, head);
+            q += head;
+            for (i = 0; i < n; i++)
+                if (op->params[i].type == DBP_TEXT || op->params[i].type == DBP_BLOB) {
+                    if (!op->params[i].v.s.data) continue;
+                    if (op->params[i].v.s.len) memcpy(q, op->params[i].v.s.data, op->params[i].v.s.len);
+                    q[op->params[i].v.s.len] = '\0';
+                    op->params[i].v.s.data = q;
+                    q += op->params[i].v.s.len + 1;
+                }
+        }
+        if (len) memcpy(q, sql, len);
+        q[len] = '\0';
+        op->sql = q;
+    } else {
+        op->sql = dbp__strndup(sql, len);
+        op->params = dbp__params_copy(params, n);
+    }
     op->sql_len = len;
-    op->params = dbp__params_copy(params, n);
     op->nparams = n;
     if (!op->sql || (n && !op->params)) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
     return op;

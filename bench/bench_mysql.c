@@ -377,7 +377,7 @@ int main(int argc, char **argv)
         done_p = run_pool(pool, ids, n, a.inflight, max_s, &err_p, &capped_p);
         secs_p = bench_now() - t0;
         dbp_pool_stats(pool, &st);
-        snprintf(name_p, sizeof name_p, "c_pool%d", a.pool);
+        snprintf(name_p, sizeof name_p, "c_pool%d%s", a.pool, getenv("BENCH_MYSQL_PREPARE") && !strcmp(getenv("BENCH_MYSQL_PREPARE"), "1") ? "_ps" : "");
         snprintf(extra, sizeof extra, "dbpool C API, %d in flight; run p50 %lld us, p99 %lld us; %d connections",
                  a.inflight, st.run_p50_us, st.run_p99_us, st.total);
         bench_print_rate("mysql", name_p, done_p, secs_p, "q/s", capped_p, extra);

@@ -7,7 +7,8 @@
 #   bench/instr.sh WHICH [SMALL LARGE]
 #
 # WHICH: c-mysql, raw-mysql, lua-mysql[-MODE], c-redis, lua-redis[-MODE]
-# (MODE: map, batch, window; default window). Prints
+# (MODE: map, batch, window; default window). BENCH_MYSQL_PREPARE=1 makes
+# the dbpool MySQL ones use prepared statements. Prints
 #   WHICH: <instructions per op> (Ir A at n=SMALL, B at n=LARGE, ops counted)
 # The op counts include each program's warm-up (the same formulas as the
 # benchmarks use), so the marginal is per measured op.
