@@ -378,7 +378,8 @@ typedef struct dbp_pool_config {
     int max_waiting;        /* most queued ops, 0 = unbounded (0) */
     int max_blocking;       /* Redis: most connections for blocking commands (max) */
     int pipeline;           /* Redis: most commands in flight per connection (1000) */
-    int prepare;            /* MySQL: 1 = queries run as server-side prepared statements (0) */
+    int prepare;            /* MySQL: 1 = queries with parameters run as server-side prepared
+                               statements, 0 = every query as text (1) */
     int prepare_cache;      /* MySQL: prepared statements kept per connection, LRU (256) */
     /* time, milliseconds; 0 turns a timeout off where noted */
     int acquire_timeout_ms; /* waiting in the queue, connect included (30000) */
@@ -1745,7 +1746,7 @@ static const dbp__option dbp__options[] = {
     DBP__NUM("max_waiting", DBP__OPT_COUNT, max_waiting, 0, DBP__FOR_ALL, max_waiting, 0),
     DBP__NUM("max_blocking", DBP__OPT_COUNT, max_blocking, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER, max_blocking, DBP__DEF_MAX),
     DBP__NUM("pipeline", DBP__OPT_COUNT, pipeline, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER, pipeline, 1000),
-    DBP__NUM("prepare", DBP__OPT_COUNT, prepare, 0, DBP__FOR_MYSQL, prepare, 0),
+    DBP__NUM("prepare", DBP__OPT_COUNT, prepare, 0, DBP__FOR_MYSQL, prepare, 1),
     DBP__NUM("prepare_cache", DBP__OPT_COUNT, prepare_cache, 1, DBP__FOR_MYSQL, prepare_cache, 256),
     DBP__NUM("acquire_timeout", DBP__OPT_MS, acquire_timeout_ms, 0, DBP__FOR_ALL, acquire_timeout, 30000),
     DBP__NUM("connect_timeout", DBP__OPT_MS, connect_timeout_ms, 1, DBP__FOR_ALL, connect_timeout, 10000),
@@ -1836,6 +1837,11 @@ DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char
     switch (o->kind) {
     case DBP__OPT_COUNT: {
         int n;
+        if (strcmp(o->name, "prepare") == 0) {
+            /* a switch: true/false (yes/no, on/off) as well as 1/0 */
+            if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "on")) value = "1";
+            else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "off")) value = "0";
+        }
         if (dbp__parse_count(value, o->min, &n))
             return dbp__err_set(err, DBP_EOPTION, "option '%s' must be an integer >= %d, got '%.40s'",
                                 o->name, o->min, value);
@@ -7882,7 +7888,9 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
         if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
     }
-    if (type == DBP__OP_QUERY && (o && o->prepare ? o->prepare > 0 : p->s.prepare > 0)) op->flags |= DBP__OF_PREPARE;
+    /* the pool's `prepare` applies to statements with parameters (those are
+       the ones run again with other values); an op's own choice to any */
+    if (type == DBP__OP_QUERY && (o && o->prepare ? o->prepare > 0 : p->s.prepare > 0 && n > 0)) op->flags |= DBP__OF_PREPARE;
     if (p->s.backend != DBP__BK_MYSQL) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
     if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
