@@ -99,7 +99,7 @@ if arg and arg[1] == "--one" then
     local run = U.runner(runners, "bench_lua", mode)
     local ids = U.ids(N, ROWS)
     local warm = math.max(math.min(N // 20, 5000), math.min(N, 500))
-    local db = mode ~= "luasql" and dbpool.open(url, { max = POOL, prepare = os.getenv("BENCH_MYSQL_PREPARE") == "1" }) or nil
+    local db = mode ~= "luasql" and dbpool.open(url, { max = POOL, prepare = ({ ["0"] = false, ["1"] = true })[os.getenv("BENCH_MYSQL_PREPARE") or ""] }) or nil
     run(ids, warm, db)
     collectgarbage()
     local n, secs, capped, what = run(ids, N, db)

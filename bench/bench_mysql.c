@@ -299,6 +299,13 @@ static int pool_check(void *ctx, const dbp_op *op, long i)
            strtoul(cell->data, NULL, 10) == ((pool_ctx *)ctx)->ids[i];
 }
 
+/* The figure's name says BENCH_MYSQL_PREPARE when it is set. */
+static const char *ps_suffix(void)
+{
+    const char *ps = getenv("BENCH_MYSQL_PREPARE");
+    return !ps ? "" : !strcmp(ps, "1") ? "_ps" : !strcmp(ps, "0") ? "_text" : "";
+}
+
 /* --only insert: a 10-parameter INSERT (text against prepared, BENCH_MYSQL_PREPARE=1) */
 #define INSERT_SQL "INSERT INTO bench_ins (a, b, c, d, e, f, g, h, i, j) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -415,7 +422,7 @@ int main(int argc, char **argv)
         done_p = run_pool(pool, ids, n, a.inflight, max_s, &err_p, &capped_p);
         secs_p = bench_now() - t0;
         dbp_pool_stats(pool, &st);
-        snprintf(name_p, sizeof name_p, "c_pool%d%s", a.pool, getenv("BENCH_MYSQL_PREPARE") && !strcmp(getenv("BENCH_MYSQL_PREPARE"), "1") ? "_ps" : "");
+        snprintf(name_p, sizeof name_p, "c_pool%d%s", a.pool, ps_suffix());
         snprintf(extra, sizeof extra, "dbpool C API, %d in flight; run p50 %lld us, p99 %lld us; %d connections",
                  a.inflight, st.run_p50_us, st.run_p99_us, st.total);
         bench_print_rate("mysql", name_p, done_p, secs_p, "q/s", capped_p, extra);
@@ -437,7 +444,7 @@ int main(int argc, char **argv)
         done_i = bench_run_window(pool, a.inflight, n, max_s, insert_submit, insert_check, &c, "bench_mysql", &err_i, &capped_i);
         secs_i = bench_now() - t0;
         snprintf(name_i, sizeof name_i, "c_insert10_pool%d%s", a.pool,
-                 getenv("BENCH_MYSQL_PREPARE") && !strcmp(getenv("BENCH_MYSQL_PREPARE"), "1") ? "_ps" : "");
+                 ps_suffix());
         bench_print_rate("mysql", name_i, done_i, secs_i, "q/s", capped_i, "INSERT of 10 parameters, dbpool C API");
         bench_pool_close(pool);
         err_p += err_i;

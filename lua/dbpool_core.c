@@ -112,6 +112,7 @@ struct lhub {
     int nslots;                  /* slots handed out so far */
     int inflight;                /* registry ref: slot -> promise of a light op in flight (false when free) */
     int promise_mt;              /* registry ref of the promise metatable */
+    int empty;                   /* registry ref of an empty list: the steps that settle nothing Lua must see */
     colshape cc[COLCACHE];
     int cc_next;
     lmsg *msg_head, *msg_tail;
@@ -880,6 +881,30 @@ static int l_pool_query(lua_State *L)
     return 1;
 }
 
+/* The Lua pool's own query/call (dbpool.lua installs them as its methods):
+   self is the wrapper table, whose _c is the pool userdata. Saves the Lua
+   method that only forwarded to the core, a frame per query. */
+static int l_wrap_query(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query: call it as pool:query(sql [, params [, opts]])");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query: the SQL must be a string");
+    lua_settop(L, 4);   /* (what l_pool_query pushes goes above its four arguments) */
+    return l_pool_query(L);
+}
+
+static int l_pool_call(lua_State *L);
+static int l_wrap_call(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call: call it as pool:call(cmd, ...)");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    return l_pool_call(L);
+}
+
 /* pool:stream(sql, params, opts) -> promise (settles at the end of the rows) */
 static int l_pool_stream(lua_State *L)
 {
@@ -1369,7 +1394,8 @@ static int deliver(lua_State *L, lhub *h)
     for (o = h->ready_head; o; o = o->next_ready) count++;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
     inflight = lua_gettop(L);
-    lua_createtable(L, count, 0);
+    /* the list is made when a first promise goes in it: most steps have none
+       (a promise nobody waits on is not listed), and get the shared empty one */
     while (h->ready_head) {
         lop *o = h->ready_head;
         h->ready_head = o->next_ready;
@@ -1396,10 +1422,12 @@ static int deliver(lua_State *L, lhub *h)
                     lua_settop(L, pi);
                 }
             }
+            if (!n) { lua_createtable(L, count, 0); lua_insert(L, -2); }
             lua_rawseti(L, -2, ++n);
             continue;
         }
         if (o->ref == LUA_NOREF) continue;
+        if (!n) lua_createtable(L, count, 0);
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);      /* the op userdata */
         lua_getiuservalue(L, -1, 1);                     /* its promise */
         if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
@@ -1414,6 +1442,7 @@ static int deliver(lua_State *L, lhub *h)
         lua_rawseti(L, -3, ++n);
         lua_pop(L, 1);
     }
+    if (!n) lua_rawgeti(L, LUA_REGISTRYINDEX, h->empty);   /* (never written to: Lua only reads it) */
     if (h->msg_head) {
         int k = 0;
         lua_newtable(L);
@@ -1754,6 +1783,8 @@ static const luaL_Reg core_funcs[] = {
     { "exit_now", l_exit_now },
     { "isatty", l_isatty },
     { "set_metatables", l_set_metatables },
+    { "pool_query", l_wrap_query },
+    { "pool_call", l_wrap_call },
     { NULL, NULL }
 };
 
@@ -1802,6 +1833,8 @@ int luaopen_dbpool_core(lua_State *L)
         lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
         lua_newtable(L);
         h->inflight = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_newtable(L);
+        h->empty = luaL_ref(L, LUA_REGISTRYINDEX);
         {
             int j;
             for (j = 0; j < COLCACHE; j++) h->cc[j].ref = LUA_NOREF;
