@@ -518,6 +518,15 @@ end
 -- its pcall, was a tenth of the Lua side's cost per query.
 pool_methods.query = core.pool_query
 pool_methods.call = core.pool_call
+-- Bulk: one promise for many queries or commands (its value is the list of
+-- results or replies, an error object where one failed; dbpool.is_error
+-- tells). pool:query_many(sql, { params1, params2, ... } [, opts]) runs one
+-- statement with each params list over the pool's connections;
+-- pool:call_many({ { "GET", k1 }, { "SET", k2, v }, ... } [, opts]) sends
+-- the commands pipelined. A usage mistake in any item raises before
+-- anything is sent.
+pool_methods.query_many = core.pool_query_many
+pool_methods.call_many = core.pool_call_many
 
 function pool_methods:stats() return self._c:stats() end
 function pool_methods:nodes() return self._c:nodes() end

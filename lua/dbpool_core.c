@@ -61,6 +61,8 @@ typedef struct lop {
     int light;
     struct lop *next_ready;      /* (also the hub's free list of light ops) */
     struct lop *live_prev, *live_next; /* light ops not yet delivered (the hub frees them at shutdown) */
+    dbp_op **kids;               /* a batch (query_many, call_many): its ops in order, op NULL */
+    int nkids, left;             /* ... and how many have not settled */
 } lop;
 
 typedef struct lconn {
@@ -376,6 +378,13 @@ static void op_ready(dbp_op *op, void *ud)
     o->h->ready_tail = o;
 }
 
+/* One op of a batch settled; the batch is ready when the last one has. */
+static void kid_ready(dbp_op *op, void *ud)
+{
+    lop *o = (lop *)ud;
+    if (--o->left == 0) op_ready(op, ud);
+}
+
 static void msg_push(lhub *h, lmsg *m)
 {
     if (h->nmsgs > 100000) { free(m->s1); free(m->s2); free(m->s3); free(m); return; } /* nobody drives: bounded */
@@ -452,6 +461,29 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         push_error(L, dbp_op_error(op));
         lua_setfield(L, pi, "_value");
     }
+}
+
+/* A batch settles fulfilled with the list of its ops' outcomes: a value, or
+   an error object where one failed. */
+static void settle_batch(lua_State *L, lop *o, int pi)
+{
+    int i;
+    lua_pushliteral(L, "fulfilled");
+    lua_setfield(L, pi, "_state");
+    lua_createtable(L, o->nkids, 1);
+    for (i = 0; i < o->nkids; i++) {
+        dbp_op *op = o->kids[i];
+        if (dbp_op_state(op) == DBP_OP_FULFILLED) {
+            if (o->backend == BK_MYSQL) push_result(L, o->h, dbp_op_result(op));
+            else push_reply(L, dbp_op_reply(op), 0);
+        } else {
+            push_error(L, dbp_op_error(op));
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushinteger(L, o->nkids);
+    lua_setfield(L, -2, "n");
+    lua_setfield(L, pi, "_value");
 }
 
 /* Makes the op userdata and its promise; returns with the promise on top. */
@@ -558,6 +590,14 @@ static void free_light_op(lhub *h, lop *o)
     if (o->live_next) o->live_next->live_prev = o->live_prev;
     if (o->op) { dbp_op_on_settle(o->op, NULL, NULL); dbp_op_free(o->op); }
     o->op = NULL;
+    if (o->kids) {
+        int i;
+        for (i = 0; i < o->nkids; i++)
+            if (o->kids[i]) { dbp_op_on_settle(o->kids[i], NULL, NULL); dbp_op_free(o->kids[i]); }
+        free(o->kids);
+        o->kids = NULL;
+        o->nkids = o->left = 0;
+    }
     o->live_prev = o->live_next = NULL;
     o->next_ready = h->free_lops;
     h->free_lops = o;
@@ -972,6 +1012,158 @@ static int read_argv(lua_State *L, int first, small_argv *small, const char ***a
     *argv_out = argv;
     *lens_out = lens;
     return argc;
+}
+
+/* A batch's promise and its C side, before any of its ops is submitted
+   (what may raise is done): returns the lop, the promise on top. */
+static lop *new_batch(lua_State *L, lhub *h, lpool *lp, int n, int backend)
+{
+    lop *o;
+    dbp_op **kids;
+    lua_createtable(L, 0, 4);                    /* the promise */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
+    lua_setmetatable(L, -2);
+    lua_pushliteral(L, "pending");
+    lua_setfield(L, -2, "_state");
+    o = get_light_op(L, h);
+    if (!o) luaL_error(L, "dbpool: out of memory");
+    kids = (dbp_op **)calloc((size_t)(n ? n : 1), sizeof *kids);
+    if (!kids) {
+        o->next_ready = h->free_lops;
+        h->free_lops = o;
+        luaL_error(L, "dbpool: out of memory");
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, o->slot);
+    lua_pop(L, 1);
+    o->ref = 0;
+    o->op = NULL;
+    o->h = h;
+    o->pool = lp;
+    o->backend = backend;
+    o->light = 1;
+    o->queued = 0;
+    o->kids = kids;
+    o->nkids = n;
+    o->left = n + 1;                             /* + 1 until every op is submitted */
+    o->live_prev = NULL;
+    o->live_next = h->live;
+    if (h->live) h->live->live_prev = o;
+    h->live = o;
+    return o;
+}
+
+/* Every op submitted: the guard off (ready at once when all settled already). */
+static void batch_submitted(lop *o)
+{
+    if (--o->left == 0) op_ready(NULL, o);
+}
+
+/* pool:query_many(sql, list_of_params [, opts]) -> promise of the list of
+   results: one statement run with each params table of the list, over the
+   pool's connections, one promise for all (an error object in the place of
+   a query that failed). Every params table is checked before anything is
+   sent. */
+static int l_wrap_query_many(lua_State *L)
+{
+    lpool *lp;
+    size_t len;
+    const char *sql;
+    dbp_op_options o;
+    int n, i, top;
+    size_t want;
+    lop *b;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query_many: call it as pool:query_many(sql, list)");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    lp = check_pool(L, 1);
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query_many() needs a MySQL pool; use call_many() for Redis");
+    if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query_many: the SQL must be a string");
+    sql = lua_tolstring(L, 2, &len);
+    if (!lua_istable(L, 3)) usage_error(L, DBP_EUSAGE, "query_many: expected a list of parameter lists");
+    lua_settop(L, 4);
+    read_op_options(L, 4, &o);
+    n = (int)lua_rawlen(L, 3);
+    top = lua_gettop(L);
+    want = dbp_count_params(sql, len);
+    for (i = 1; i <= n; i++) {                   /* every item checked first: nothing is sent on a usage error */
+        dbp_value small[SMALL_PARAMS];
+        size_t np;
+        lua_rawgeti(L, 3, i);
+        if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "query_many: item %d is not a list of parameters", i);
+        read_params(L, top + 1, small, &np);
+        if (np != want)
+            usage_error(L, DBP_EPARAM, "query_many: item %d has %lu parameter%s, the statement %lu placeholder%s", i,
+                        (unsigned long)np, np == 1 ? "" : "s", (unsigned long)want, want == 1 ? "" : "s");
+        lua_settop(L, top);
+    }
+    b = new_batch(L, lp->h, lp, n, BK_MYSQL);
+    top = lua_gettop(L);                          /* the promise */
+    for (i = 1; i <= n; i++) {
+        dbp_value small[SMALL_PARAMS];
+        size_t np;
+        dbp_op *op;
+        lua_rawgeti(L, 3, i);
+        read_params(L, top + 1, small, &np);
+        op = dbp_queryn(lp->p, sql, len, np ? small : NULL, np, &o);
+        lua_settop(L, top);
+        if (!op) { b->left -= n - i + 1; break; } /* out of memory: the rest never runs (and never settles) */
+        b->kids[i - 1] = op;
+        dbp_op_on_settle(op, kid_ready, b);
+    }
+    batch_submitted(b);
+    return 1;
+}
+
+/* pool:call_many({ {cmd, args...}, ... } [, opts]) -> promise of the list
+   of replies (an error object in the place of a command that failed): the
+   commands go out pipelined, one promise for all. */
+static int l_wrap_call_many(lua_State *L)
+{
+    lpool *lp;
+    dbp_op_options o;
+    int n, i, top;
+    lop *b;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call_many: call it as pool:call_many(commands)");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    lp = check_pool(L, 1);
+    if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call_many() needs a Redis pool; use query_many() for SQL");
+    if (!lua_istable(L, 2)) usage_error(L, DBP_EUSAGE, "call_many: expected a list of commands");
+    lua_settop(L, 3);
+    read_op_options(L, 3, &o);
+    n = (int)lua_rawlen(L, 2);
+    top = lua_gettop(L);
+    for (i = 1; i <= n; i++) {                   /* every command checked first */
+        small_argv small;
+        const char **argv;
+        size_t *lens;
+        lua_rawgeti(L, 2, i);
+        if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
+        read_argv(L, top + 1, &small, &argv, &lens);
+        lua_settop(L, top);
+    }
+    b = new_batch(L, lp->h, lp, n, BK_REDIS);
+    top = lua_gettop(L);
+    for (i = 1; i <= n; i++) {
+        small_argv small;
+        const char **argv;
+        size_t *lens;
+        int argc;
+        dbp_op *op;
+        lua_rawgeti(L, 2, i);
+        argc = read_argv(L, top + 1, &small, &argv, &lens);
+        op = dbp_call(lp->p, argc, argv, lens, &o);
+        lua_settop(L, top);
+        if (!op) { b->left -= n - i + 1; break; }
+        b->kids[i - 1] = op;
+        dbp_op_on_settle(op, kid_ready, b);
+    }
+    batch_submitted(b);
+    return 1;
 }
 
 /* pool:call(name, ...) or pool:call({name, ...}, opts) -> promise */
@@ -1405,9 +1597,9 @@ static int deliver(lua_State *L, lhub *h)
             int pi;
             lua_rawgeti(L, inflight, o->slot);          /* its promise */
             pi = lua_gettop(L);
-            if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
-                int fulfilled = dbp_op_state(o->op) == DBP_OP_FULFILLED;
-                settle_promise(L, o, pi);
+            if (o->kids ? o->left == 0 : (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED)) {
+                int fulfilled = o->kids || dbp_op_state(o->op) == DBP_OP_FULFILLED;
+                if (o->kids) settle_batch(L, o, pi); else settle_promise(L, o, pi);
                 lua_pushboolean(L, 0);
                 lua_rawseti(L, inflight, o->slot);
                 free_light_op(h, o);                     /* Lua has all it needs */
@@ -1785,6 +1977,8 @@ static const luaL_Reg core_funcs[] = {
     { "set_metatables", l_set_metatables },
     { "pool_query", l_wrap_query },
     { "pool_call", l_wrap_call },
+    { "pool_query_many", l_wrap_query_many },
+    { "pool_call_many", l_wrap_call_many },
     { NULL, NULL }
 };
 
