@@ -1137,13 +1137,25 @@ static int l_wrap_call_many(lua_State *L)
     read_op_options(L, 3, &o);
     n = (int)lua_rawlen(L, 2);
     top = lua_gettop(L);
-    for (i = 1; i <= n; i++) {                   /* every command checked first */
-        small_argv small;
-        const char **argv;
-        size_t *lens;
+    for (i = 1; i <= n; i++) {                   /* every command checked first (what read_argv would refuse) */
+        int argc, j;
         lua_rawgeti(L, 2, i);
         if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
-        read_argv(L, top + 1, &small, &argv, &lens);
+        if (lua_getfield(L, top + 1, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
+        else argc = (int)lua_rawlen(L, top + 1);
+        lua_pop(L, 1);
+        if (argc < 1) usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i);
+        for (j = 1; j <= argc; j++) {
+            int t = lua_rawgeti(L, top + 1, j);
+            if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+                double d = lua_tonumber(L, -1);
+                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", i, j);
+            } else if (t != LUA_TNUMBER && t != LUA_TSTRING) {
+                usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers", i, j,
+                            lua_typename(L, t));
+            }
+            lua_pop(L, 1);
+        }
         lua_settop(L, top);
     }
     b = new_batch(L, lp->h, lp, n, BK_REDIS);
