@@ -11,7 +11,7 @@
 # Environment: BENCH_PS_ROUNDS (3), BENCH_PS_SECONDS (sysbench's --time, 10),
 # BENCH_PS_N (dbpool point selects per measurement, 60000), BENCH_PS_INSERTS
 # (20000), LUA (lua5.4). Prints "[ps] name = rate q/s (round r)" lines, then
-# the median of each over the rounds.
+# the median of each over the rounds. bench/chart.sh draws them.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -43,7 +43,7 @@ for r in $(seq 1 "$ROUNDS"); do
         line "sysbench_${mode}_t8" "$rate" "$r"
     done
     for ps in 0 1; do
-        sfx=$([[ $ps == 1 ]] && echo _ps || true)
+        sfx=$([[ $ps == 1 ]] && echo _ps || echo _text)
         rate=$(BENCH_MYSQL_PREPARE=$ps build/bench/bench_mysql --only pool -n "$N" | awk '/c_pool8/ { print $4 }')
         line "c_pool8$sfx" "$rate" "$r"
         rate=$(BENCH_MYSQL_PREPARE=$ps BENCH_MYSQL_N="$N" "$LUA" bench/bench_lua.lua --one window | awk '/lua_window/ { print $4 }')
