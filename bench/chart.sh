@@ -10,7 +10,8 @@
 # as a multiple of its workload's reference, which is marked at 1 (the
 # limit a client could reach there: the raw non-blocking loop for MySQL
 # point selects, redis-benchmark -P 32 for GETs, sysbench with prepared
-# statements for prepared point selects, the text C API for INSERTs).
+# statements for prepared point selects, the text C API for INSERTs, the
+# mariadb | awk | redis-cli --pipe pipeline for the 1M-row copy).
 # Needs gnuplot (Debian gnuplot-nox).
 set -euo pipefail
 log="$1"
@@ -28,9 +29,10 @@ function wl(g, n) {
         return "ps_point_select"
     }
     if (g == "redis" || g == "lua-redis") return "get"
+    if (g == "copy") return "copy_1m_rows"
     return ""
 }
-/^\[[a-z-]+\] [a-z0-9_]+ = [0-9.]+ / {
+/^\[[a-z-]+\] [A-Za-z0-9_]+ = [0-9.]+ / && $2 !~ /^lua_pool[0-9]+$/ {
     g = substr($1, 2, length($1) - 2); n = $2; r = $4
     w = wl(g, n); if (w == "") next
     key = w SUBSEP n
@@ -47,7 +49,8 @@ END {
     }
     ref["point_select"] = "raw_nonblock8"; ref["get"] = "redis_benchmark_c8_P32"
     ref["ps_point_select"] = "sysbench_auto_t8"; ref["insert10"] = "c_insert10_pool8_text"
-    print "# workload figure rate ratio_to_reference (reference: " ref["point_select"] ", " ref["get"] ", " ref["ps_point_select"] ", " ref["insert10"] ")"
+    ref["copy_1m_rows"] = "mariadb_awk_rediscli_pipe"
+    print "# workload figure rate ratio_to_reference (reference: " ref["point_select"] ", " ref["get"] ", " ref["ps_point_select"] ", " ref["insert10"] ", " ref["copy_1m_rows"] ")"
     for (i = 1; i <= k; i++) {
         split(order[i], a, SUBSEP); w = a[1]; n = a[2]
         rk = w SUBSEP ref[w]
