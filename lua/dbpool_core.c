@@ -966,7 +966,23 @@ static int l_pool_stream(lua_State *L)
 /* Reads argv from stack slots [first, top], or from a list at `first`. Every
    argument is left as a string on the stack while the call copies it. */
 #define SMALL_ARGS 16
-typedef struct small_argv { const char *argv[SMALL_ARGS]; size_t lens[SMALL_ARGS]; } small_argv;
+typedef struct small_argv {
+    const char *argv[SMALL_ARGS];
+    size_t lens[SMALL_ARGS];
+    char nums[SMALL_ARGS][32];   /* numbers as text, for the first SMALL_ARGS arguments */
+} small_argv;
+
+/* An integer in decimal, at the end of buf[32]; returns where it starts. */
+static char *format_int(char *buf, long long v, size_t *len)
+{
+    char *e = buf + 31, *d = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    *e = '\0';
+    do { *--d = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--d = '-';
+    *len = (size_t)(e - d);
+    return d;
+}
 static int read_argv(lua_State *L, int first, small_argv *small, const char ***argv_out, size_t **lens_out)
 {
     int top = lua_gettop(L), argc, i, from_table = lua_istable(L, first);
@@ -992,6 +1008,21 @@ static int read_argv(lua_State *L, int first, small_argv *small, const char ***a
         int t;
         if (from_table) lua_rawgeti(L, first, i + 1); else lua_pushvalue(L, first + i);
         t = lua_type(L, -1);
+        if (t == LUA_TNUMBER && i < SMALL_ARGS && argv == small->argv) {
+            /* integers exactly, floats with every digit, as text in C memory
+               (no Lua string made for them) */
+            if (lua_isinteger(L, -1)) {
+                argv[i] = format_int(small->nums[i], (long long)lua_tointeger(L, -1), &lens[i]);
+            } else {
+                double d = lua_tonumber(L, -1);
+                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "argument %d is not a finite number", i + 1);
+                snprintf(small->nums[i], sizeof small->nums[i], "%.17g", d);
+                argv[i] = small->nums[i];
+                lens[i] = strlen(small->nums[i]);
+            }
+            lua_pop(L, 1);
+            continue;
+        }
         if (t == LUA_TNUMBER) {
             /* integers exactly; floats with every digit */
             if (lua_isinteger(L, -1)) {
