@@ -4,8 +4,8 @@
 --
 --   DATABASE_URL=... REDIS_URL=... scripts/dbpool run bench/copy.lua FORM [N]
 --
--- FORM: map     dbpool.map over db:rows(), fn returns redis:hset(...) (the
---               form the README teaches), concurrency N (default 256)
+-- FORM: map     dbpool.map over db:rows(), fn awaits redis:hset(...) and
+--               returns nothing (the form the README teaches), concurrency N (256)
 --       window  a loop over db:rows() keeping N HSET promises in flight (1024)
 --       many    a loop over db:rows() sending batches of N HSETs with
 --               redis:call_many (2000), the next batch built while one is out
@@ -14,9 +14,10 @@ local form, n = arg[1] or "map", math.tointeger(tonumber(arg[2] or ""))
 local SQL = "SELECT id, k, c FROM bench_copy"
 local rows = 0
 if form == "map" then
+    -- (fn returns nothing: map keeps what fn returns for every item until it ends)
     dbpool.map(db:rows(SQL), function(r)
         rows = rows + 1
-        return redis:hset("copy:" .. r.id, "id", r.id, "k", r.k, "c", r.c)
+        redis:hset("copy:" .. r.id, "id", r.id, "k", r.k, "c", r.c):await()
     end, { concurrency = n or 256 }):await()
 elseif form == "window" then
     local k, ring, head, tail = n or 1024, {}, 1, 0
