@@ -267,7 +267,23 @@ static void push_columns_cached(lua_State *L, lhub *h, const dbp_field *fields, 
             if ((n && memcmp(q, fields[k].name, n) != 0) || q[n] != '\0') break;
             q += n + 1;
         }
-        if (k == ncols) { lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref); return; }
+        if (k < ncols) continue;
+        /* the shared table is the row keys' source: used only while it still
+           holds the names (code that changed a result's columns gets its own) */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
+        if (lua_rawlen(L, -1) == ncols) {
+            for (k = 0; k < ncols; k++) {
+                size_t n;
+                const char *v;
+                lua_rawgeti(L, -1, (lua_Integer)k + 1);
+                v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+                lua_pop(L, 1);
+                if (!v || n != fields[k].name_len || (n && memcmp(v, fields[k].name, n) != 0)) break;
+            }
+            if (k == ncols) return;
+        }
+        lua_pop(L, 1);
+        break;                                    /* changed: replaced below */
     }
     push_columns(L, fields, ncols);
     if (ncols == 0 || klen > 4096) return;
@@ -279,8 +295,12 @@ static void push_columns_cached(lua_State *L, lhub *h, const dbp_field *fields, 
             q += fields[k].name_len;
             *q++ = '\0';
         }
-        e = &h->cc[h->cc_next];
-        h->cc_next = (h->cc_next + 1) % COLCACHE;
+        if (j < COLCACHE) {
+            e = &h->cc[j];                         /* the entry whose table was changed */
+        } else {
+            e = &h->cc[h->cc_next];
+            h->cc_next = (h->cc_next + 1) % COLCACHE;
+        }
         if (e->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, e->ref);
         free(e->key);
         e->key = NULL;

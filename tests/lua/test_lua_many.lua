@@ -41,6 +41,15 @@ T.ok(dbpool.is_error(q[3]) and q[3].code == 1062, "  a failed one is an error ob
 ok, err = pcall(db.query_many, db, "INSERT INTO t_many VALUES (?, ?)", { { 4, "d" }, { 5 } })
 T.ok(not ok and err.kind == "usage" and err.message:find("item 2"), "a params list of the wrong length raises: " .. tostring(err))
 T.is(db:query("SELECT COUNT(*) AS n FROM t_many"):await()[1].n, 3, "  and nothing was sent")
+-- results of one shape share their columns table; changing it must not change the keys of later rows
+do
+    local a = db:query("SELECT 1 AS x, 2 AS y"):await()
+    a.columns[1] = "zzz"
+    a.columns[3] = "extra"
+    local b = db:query("SELECT 1 AS x, 2 AS y"):await()
+    T.ok(b[1].x == 1 and b[1].y == 2 and b[1].zzz == nil and #b.columns == 2 and b.columns[1] == "x",
+        "a result whose columns were changed by its user does not change the next result's keys")
+end
 dbpool.run(function()
     local res = db:query_many("SELECT id, s FROM t_many WHERE id = ?", { { 1 }, { 2 } }):await()
     T.ok(res[1][1].s == "a" and res[2][1].s == "b", "query_many awaited inside a task")
