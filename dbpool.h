@@ -26,7 +26,7 @@
          if (!db) { fprintf(stderr, "%s\n", err.message); return 1; }
 
          dbp_value id = dbp_v_int(42);
-         dbp_op *op = dbp_query(db, "SELECT name FROM users WHERE id = ?", &id, 1, NULL);
+         dbp_op *op = dbp_pool_query(db, "SELECT name FROM users WHERE id = ?", &id, 1, NULL);
          if (dbp_op_wait(op, -1) == DBP_OK) {
              const dbp_result *r = dbp_op_result(op);
              if (r->nrows) printf("%.*s\n", (int)dbp_result_cell(r, 0, 0)->len, dbp_result_cell(r, 0, 0)->data);
@@ -35,7 +35,7 @@
          }
          dbp_op_free(op);
          dbp_op_free(dbp_pool_close(db, 5000)); // graceful: queued ops still run
-         dbp_hub_close(hub, 10000);            // drives the close, frees everything
+         dbp_hub_free(hub, 10000);            // drives the close, frees everything
 
    CONTENTS
 
@@ -143,7 +143,7 @@
 
        object      made by                 let go with            let go while busy
        ----------  ----------------------  ---------------------  ------------------------------
-       hub         dbp_hub_open            dbp_hub_close          drives every pool closed (bounded),
+       hub         dbp_hub_open            dbp_hub_free          drives every pool closed (bounded),
                                                                   then frees everything it made;
                                                                   ops the caller holds stay
                                                                   readable until dbp_op_free
@@ -152,7 +152,7 @@
                                                                   that finished the close, but not
                                                                   before every dead pinned
                                                                   connection it handed out is let go
-       op          dbp_query, dbp_call,    dbp_op_free            runs on; freed when it settles
+       op          dbp_pool_query, dbp_pool_call,    dbp_op_free            runs on; freed when it settles
                    dbp_pool_acquire, ...                          (its callback is dropped); a
                                                                   stream is cancelled and drained
        pinned conn dbp_op_take_conn        dbp_conn_release,      its ops finish, then back to the
@@ -163,7 +163,7 @@
                                                                   says why, every op on it is
                                                                   rejected (kind connection, not
                                                                   sent); release/discard free it
-       subscription dbp_subscribe          dbp_sub_close          ended at once; from inside its
+       subscription dbp_pool_subscribe          dbp_sub_free          ended at once; from inside its
                                                                   own callback, as that returns
        result,     dbp_op_take_result,     dbp_result_free,       (plain data: the caller's)
        reply       dbp_op_take_reply       dbp_reply_free
@@ -298,7 +298,7 @@ typedef struct dbp_sub dbp_sub;     /* a Redis pub/sub subscription */
 
 /* ==== Values (query parameters) ==========================================
    Parameters are copied when the op is submitted: the caller's buffers may
-   be reused as soon as dbp_query() returns. */
+   be reused as soon as dbp_pool_query() returns. */
 typedef enum dbp_type {
     DBP_NULL = 0,
     DBP_BOOL,
@@ -392,7 +392,7 @@ typedef struct dbp_pool_config {
     int backoff_min_ms;     /* reconnect backoff, first delay (100) */
     int backoff_max_ms;     /* reconnect backoff, cap (5000) */
     int slow_threshold_ms;  /* DBP_EVENT_SLOW above this, 0 = off (0) */
-    int close_timeout_ms;   /* bound for closes nobody waits on (dbp_pool_free, dbp_hub_close) (30000) */
+    int close_timeout_ms;   /* bound for closes nobody waits on (dbp_pool_free, dbp_hub_free) (30000) */
     /* statements run on every new connection before it is used (MySQL) */
     const char *const *init;
     int ninit;
@@ -443,7 +443,7 @@ DBPDEF void dbp_hub_stats(const dbp_hub *hub, dbp_hub_counts *out);
    them until closed or until timeout_ms (-1: use the pools' bounds), then
    frees the hub, its pools and every op still owned by it. Ops the caller
    has not freed stay valid (settled) until dbp_op_free(). No-op on NULL. */
-DBPDEF void dbp_hub_close(dbp_hub *hub, int timeout_ms);
+DBPDEF void dbp_hub_free(dbp_hub *hub, int timeout_ms);
 /* One round: run due timers, poll() for at most timeout_ms (-1: until the
    next deadline or event), step the ready connections, deliver callbacks.
    Returns the number of ops settled in this round, or a negative dbp_rc. */
@@ -516,29 +516,29 @@ typedef struct dbp_op_options {
    is sent. Several statements separated by `;` give several result sets. */
 
 /* Submits a query. Returns NULL only when out of memory. */
-DBPDEF dbp_op *dbp_query(dbp_pool *pool, const char *sql, const dbp_value *params,
-                         size_t nparams, const dbp_op_options *opts);
-/* Like dbp_query() with an explicit length (sql may contain NUL bytes). */
-DBPDEF dbp_op *dbp_queryn(dbp_pool *pool, const char *sql, size_t len, const dbp_value *params,
-                          size_t nparams, const dbp_op_options *opts);
+DBPDEF dbp_op *dbp_pool_query(dbp_pool *pool, const char *sql, const dbp_value *params,
+                              size_t nparams, const dbp_op_options *opts);
+/* Like dbp_pool_query() with an explicit length (sql may contain NUL bytes). */
+DBPDEF dbp_op *dbp_pool_queryn(dbp_pool *pool, const char *sql, size_t len, const dbp_value *params,
+                               size_t nparams, const dbp_op_options *opts);
 /* Submit and wait: returns the op's rc; *out (if not NULL) receives the op,
    which the caller frees; with out NULL the op is freed here. */
-DBPDEF int dbp_exec(dbp_pool *pool, const char *sql, const dbp_value *params, size_t nparams,
-                    dbp_op **out);
+DBPDEF int dbp_pool_exec(dbp_pool *pool, const char *sql, const dbp_value *params, size_t nparams,
+                         dbp_op **out);
 /* A streaming query (mysql_use_result): rows arrive in batches and memory
    stays bounded whatever the size of the result. See dbp_op_fetch(). */
-DBPDEF dbp_op *dbp_query_stream(dbp_pool *pool, const char *sql, const dbp_value *params,
-                                size_t nparams, const dbp_op_options *opts);
+DBPDEF dbp_op *dbp_pool_query_stream(dbp_pool *pool, const char *sql, const dbp_value *params,
+                                     size_t nparams, const dbp_op_options *opts);
 
 /* The bound SQL text a query would send, escaped without a connection
    (the client default charset, backslash escapes). For tests and tools. The
    returned string is the caller's, freed with dbp_free(). NULL on error, with
    err set (DBP_EPARAM names the problem). */
-DBPDEF char *dbp_bind_sql(const char *sql, size_t len, const dbp_value *params, size_t nparams,
+DBPDEF char *dbp_sql_bind(const char *sql, size_t len, const dbp_value *params, size_t nparams,
                           size_t *out_len, dbp_error *err);
 /* Number of `?` placeholders in sql (see above for what does not count). */
-DBPDEF size_t dbp_count_params(const char *sql, size_t len);
-/* Frees memory handed out by this library (dbp_bind_sql). No-op on NULL. */
+DBPDEF size_t dbp_sql_count_params(const char *sql, size_t len);
+/* Frees memory handed out by this library (dbp_sql_bind). No-op on NULL. */
 DBPDEF void dbp_free(void *p);
 
 /* ==== Results (MySQL) =====================================================
@@ -581,11 +581,11 @@ DBPDEF void dbp_result_free(dbp_result *r);
    commands may be in flight on one connection (replies come back in order).
    Commands submitted before the hub next runs are written together.
    MULTI/EXEC/WATCH/DISCARD/UNWATCH and SELECT are refused on a pool (use a
-   pinned connection); SUBSCRIBE and friends are refused (use dbp_subscribe);
+   pinned connection); SUBSCRIBE and friends are refused (use dbp_pool_subscribe);
    blocking commands (BLPOP, BRPOP, BLMOVE, BZPOPMIN, XREAD ... BLOCK, WAIT,
    ...) run on a connection of their own so they never stall the others. */
-DBPDEF dbp_op *dbp_call(dbp_pool *pool, int argc, const char *const *argv,
-                        const size_t *argvlen, const dbp_op_options *opts);
+DBPDEF dbp_op *dbp_pool_call(dbp_pool *pool, int argc, const char *const *argv,
+                             const size_t *argvlen, const dbp_op_options *opts);
 
 typedef enum dbp_reply_type {
     DBP_REPLY_STRING = 1,  /* bulk string: str/len, binary-safe */
@@ -657,7 +657,7 @@ DBPDEF void dbp_op_times(const dbp_op *op, long long *submitted, long long *star
    when it settles (its callback is dropped). No-op on NULL. */
 DBPDEF void dbp_op_free(dbp_op *op);
 
-/* Streaming: after dbp_query_stream(), returns DBP_ROW and points *row at
+/* Streaming: after dbp_pool_query_stream(), returns DBP_ROW and points *row at
    the next row's ncols cells (valid until the next call), DBP_OK at the end
    of the result (the op is fulfilled), DBP_PENDING when no row is buffered yet
    (wait on the op or step the hub), or the op's error code when it failed.
@@ -733,14 +733,14 @@ typedef void (*dbp_message_fn)(dbp_sub *sub, const dbp_message *msg, void *ud);
 
 /* Subscribes to channels and patterns (either list may be empty). The
    strings are copied. NULL on error with err filled. */
-DBPDEF dbp_sub *dbp_subscribe(dbp_pool *pool, int nchannels, const char *const *channels,
-                              int npatterns, const char *const *patterns,
-                              dbp_message_fn fn, void *ud, dbp_error *err);
+DBPDEF dbp_sub *dbp_pool_subscribe(dbp_pool *pool, int nchannels, const char *const *channels,
+                                   int npatterns, const char *const *patterns,
+                                   dbp_message_fn fn, void *ud, dbp_error *err);
 /* Adds channels (patterns: 1) to a subscription. */
 DBPDEF int dbp_sub_add(dbp_sub *sub, int patterns, int n, const char *const *names);
 /* Unsubscribes and closes the connection; the callback is not called after
    this returns. No-op on NULL. */
-DBPDEF void dbp_sub_close(dbp_sub *sub);
+DBPDEF void dbp_sub_free(dbp_sub *sub);
 /* Number of reconnects so far. */
 DBPDEF int dbp_sub_reconnects(const dbp_sub *sub);
 
@@ -773,7 +773,7 @@ typedef struct dbp_node_info {
 } dbp_node_info;
 
 /* Fills up to max entries, returns how many nodes are known. */
-DBPDEF int dbp_cluster_nodes(const dbp_pool *pool, dbp_node_info *out, int max);
+DBPDEF int dbp_pool_nodes(const dbp_pool *pool, dbp_node_info *out, int max);
 /* The hash slot of a key: CRC16-XMODEM modulo 16384, {hash tags} honoured. */
 DBPDEF unsigned dbp_key_slot(const char *key, size_t len);
 
@@ -1193,7 +1193,7 @@ static size_t dbp__scan_placeholders(const char *sql, size_t len, dbp__ph_fn fn,
     return n;
 }
 
-DBPDEF size_t dbp_count_params(const char *sql, size_t len)
+DBPDEF size_t dbp_sql_count_params(const char *sql, size_t len)
 {
     return sql ? dbp__scan_placeholders(sql, len, NULL, NULL) : 0;
 }
@@ -1371,7 +1371,7 @@ static int dbp__bind(const char *sql, size_t len, const dbp_value *params, dbp__
     return dbp__bind_at(sql, len, params, out, escape, ud, NULL, 0);
 }
 
-DBPDEF char *dbp_bind_sql(const char *sql, size_t len, const dbp_value *params, size_t nparams,
+DBPDEF char *dbp_sql_bind(const char *sql, size_t len, const dbp_value *params, size_t nparams,
                           size_t *out_len, dbp_error *err)
 {
     dbp__buf out;
@@ -4217,7 +4217,7 @@ static void dbp__pool_destroy(dbp_pool *p)
         dbp__list_remove(&c->link);
         dbp__conn_free(c);
     }
-    while (!dbp__list_empty(&p->husks)) { /* only at dbp_hub_close: held handles end with the hub */
+    while (!dbp__list_empty(&p->husks)) { /* only at dbp_hub_free: held handles end with the hub */
         dbp_conn *c = DBP__CONTAINER(p->husks.next, dbp_conn, link);
         dbp__list_remove(&c->link);
         dbp__conn_free(c);
@@ -4262,7 +4262,7 @@ DBPDEF void dbp_pool_free(dbp_pool *p)
     }
 }
 
-DBPDEF void dbp_hub_close(dbp_hub *h, int timeout_ms)
+DBPDEF void dbp_hub_free(dbp_hub *h, int timeout_ms)
 {
     dbp__link *l;
     long long end;
@@ -4518,7 +4518,7 @@ DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
     if (p->cluster) {
         /* a cluster has no connection of its own: PING one of its primaries */
         static const char *const argv[] = { "PING" };
-        return dbp_call(p, 1, argv, NULL, o);
+        return dbp_pool_call(p, 1, argv, NULL, o);
     }
     op = dbp__op_new(p->hub, p, DBP__OP_PING);
     if (!op) return NULL;
@@ -7399,7 +7399,7 @@ struct dbp_sub {
     dbp_message_fn fn;
     void *ud;
     int reconnects, fail_streak;
-    int ended;                  /* the pool closed under it, or dbp_sub_close */
+    int ended;                  /* the pool closed under it, or dbp_sub_free */
     int in_cb, free_later;
     int ever_ready;
     long long down_since_us;
@@ -7626,8 +7626,8 @@ static int dbp__sub_add_names(dbp_sub *s, int pattern, int n, const char *const 
     return DBP_OK;
 }
 
-DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *channels, int npatterns,
-                              const char *const *patterns, dbp_message_fn fn, void *ud, dbp_error *err)
+DBPDEF dbp_sub *dbp_pool_subscribe(dbp_pool *p, int nchannels, const char *const *channels, int npatterns,
+                                   const char *const *patterns, dbp_message_fn fn, void *ud, dbp_error *err)
 {
     dbp_sub *s;
     int rc;
@@ -7675,7 +7675,7 @@ DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names
 
 DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { return s ? s->reconnects : 0; }
 
-DBPDEF void dbp_sub_close(dbp_sub *s)
+DBPDEF void dbp_sub_free(dbp_sub *s)
 {
     dbp_conn *c;
     if (!s) return;
@@ -7696,8 +7696,8 @@ DBPDEF void dbp_sub_close(dbp_sub *s)
 static void dbp__sub_pool_closing(dbp_pool *p) { DBP__UNUSED(p); }
 static void dbp__sub_ready(dbp_conn *c) { DBP__UNUSED(c); }
 static void dbp__sub_lost(dbp_conn *c, const dbp_error *e) { DBP__UNUSED(c); DBP__UNUSED(e); }
-DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *channels, int npatterns,
-                              const char *const *patterns, dbp_message_fn fn, void *ud, dbp_error *err)
+DBPDEF dbp_sub *dbp_pool_subscribe(dbp_pool *p, int nchannels, const char *const *channels, int npatterns,
+                                   const char *const *patterns, dbp_message_fn fn, void *ud, dbp_error *err)
 {
     DBP__UNUSED(p); DBP__UNUSED(nchannels); DBP__UNUSED(channels); DBP__UNUSED(npatterns);
     DBP__UNUSED(patterns); DBP__UNUSED(fn); DBP__UNUSED(ud);
@@ -7707,7 +7707,7 @@ DBPDEF dbp_sub *dbp_subscribe(dbp_pool *p, int nchannels, const char *const *cha
 DBPDEF int dbp_sub_add(dbp_sub *s, int patterns, int n, const char *const *names)
 { DBP__UNUSED(s); DBP__UNUSED(patterns); DBP__UNUSED(n); DBP__UNUSED(names); return DBP_EUNSUPPORTED; }
 DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { DBP__UNUSED(s); return 0; }
-DBPDEF void dbp_sub_close(dbp_sub *s) { DBP__UNUSED(s); }
+DBPDEF void dbp_sub_free(dbp_sub *s) { DBP__UNUSED(s); }
 #endif /* DBPOOL_NO_REDIS */
 
 /* ==== SECTION: Redis commands ==== */
@@ -7840,8 +7840,8 @@ out:
 
 static void dbp__cluster_submit(dbp_pool *p, dbp_op *op);
 
-DBPDEF dbp_op *dbp_call(dbp_pool *p, int argc, const char *const *argv, const size_t *argvlen,
-                        const dbp_op_options *o)
+DBPDEF dbp_op *dbp_pool_call(dbp_pool *p, int argc, const char *const *argv, const size_t *argvlen,
+                             const dbp_op_options *o)
 {
     dbp_op *op;
     if (!p) return NULL;
@@ -7934,8 +7934,8 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
     return op;
 }
 
-DBPDEF dbp_op *dbp_queryn(dbp_pool *p, const char *sql, size_t len, const dbp_value *params, size_t n,
-                          const dbp_op_options *o)
+DBPDEF dbp_op *dbp_pool_queryn(dbp_pool *p, const char *sql, size_t len, const dbp_value *params, size_t n,
+                               const dbp_op_options *o)
 {
     dbp_op *op;
     if (!p) return NULL;
@@ -7944,13 +7944,13 @@ DBPDEF dbp_op *dbp_queryn(dbp_pool *p, const char *sql, size_t len, const dbp_va
     return dbp__pool_submit(p, op);
 }
 
-DBPDEF dbp_op *dbp_query(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, const dbp_op_options *o)
+DBPDEF dbp_op *dbp_pool_query(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, const dbp_op_options *o)
 {
-    return dbp_queryn(p, sql, sql ? strlen(sql) : 0, params, n, o);
+    return dbp_pool_queryn(p, sql, sql ? strlen(sql) : 0, params, n, o);
 }
 
-DBPDEF dbp_op *dbp_query_stream(dbp_pool *p, const char *sql, const dbp_value *params, size_t n,
-                                const dbp_op_options *o)
+DBPDEF dbp_op *dbp_pool_query_stream(dbp_pool *p, const char *sql, const dbp_value *params, size_t n,
+                                     const dbp_op_options *o)
 {
     dbp_op *op;
     if (!p) return NULL;
@@ -7969,9 +7969,9 @@ DBPDEF dbp_op *dbp_conn_query(dbp_conn *c, const char *sql, const dbp_value *par
     return dbp__pinned_submit(c, op);
 }
 
-DBPDEF int dbp_exec(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, dbp_op **out)
+DBPDEF int dbp_pool_exec(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, dbp_op **out)
 {
-    dbp_op *op = dbp_query(p, sql, params, n, NULL);
+    dbp_op *op = dbp_pool_query(p, sql, params, n, NULL);
     int rc;
     if (out) *out = op;
     if (!op) return p ? DBP_ENOMEM : DBP_EUSAGE;
@@ -8864,7 +8864,7 @@ static dbp_pool *dbp__cluster_any_node(dbp_pool *p, dbp_pool *not_this)
     return NULL;
 }
 
-DBPDEF int dbp_cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max)
 {
     dbp__cluster *cl = p ? p->cluster : NULL;
     int i, n = 0;
@@ -8899,7 +8899,7 @@ static int dbp__cluster_route(dbp_pool *p, dbp_op *op, int argc, const char *con
 static void dbp__cluster_submit(dbp_pool *p, dbp_op *op) { dbp__pool_submit(p, op); }
 static void dbp__cluster_dispatch(dbp_pool *p) { DBP__UNUSED(p); }
 static void dbp__cluster_close_nodes(dbp_pool *p, int timeout_ms) { DBP__UNUSED(p); DBP__UNUSED(timeout_ms); }
-DBPDEF int dbp_cluster_nodes(const dbp_pool *p, dbp_node_info *out, int max) { DBP__UNUSED(p); DBP__UNUSED(out); DBP__UNUSED(max); return 0; }
+DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max) { DBP__UNUSED(p); DBP__UNUSED(out); DBP__UNUSED(max); return 0; }
 #endif
 
 #endif /* DBPOOL_IMPLEMENTATION_ONCE */

@@ -206,7 +206,7 @@ static void bench_pool_close(dbp_pool *pool)
 {
     dbp_hub *hub = dbp_pool_hub(pool);
     dbp_op_free(dbp_pool_close(pool, 5000));
-    dbp_hub_close(hub, 10000);
+    dbp_hub_free(hub, 10000);
 }
 
 /* ==== the window of ops in flight (both benchmarks' dbpool side) ==== */

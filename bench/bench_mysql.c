@@ -288,7 +288,7 @@ static dbp_op *pool_submit(void *ctx, long i)
 {
     pool_ctx *c = (pool_ctx *)ctx;
     dbp_value v = dbp_v_uint(c->ids[i]);
-    return dbp_query(c->pool, SELECT_SQL, &v, 1, NULL);
+    return dbp_pool_query(c->pool, SELECT_SQL, &v, 1, NULL);
 }
 
 static int pool_check(void *ctx, const dbp_op *op, long i)
@@ -324,7 +324,7 @@ static dbp_op *insert_submit(void *ctx, long i)
     v[7] = dbp_v_null();
     v[8] = dbp_v_blob(blob, sizeof blob);
     v[9] = dbp_v_int(-i);
-    return dbp_query(c->pool, INSERT_SQL, v, 10, NULL);
+    return dbp_pool_query(c->pool, INSERT_SQL, v, 10, NULL);
 }
 
 static int insert_check(void *ctx, const dbp_op *op, long i)

@@ -1,4 +1,4 @@
-/* bench_redis.c - GETs through dbpool's C API (dbp_call, a pool of 4,
+/* bench_redis.c - GETs through dbpool's C API (dbp_pool_call, a pool of 4,
    automatic pipelining: many commands in flight, written together) against
    `redis-benchmark -c 8 -P 32 -t get`, in the same run.
 
@@ -49,7 +49,7 @@ static void ensure_keys(dbp_pool *pool, long nkeys)
             else { snprintf(key, sizeof key, "bench:k:%ld", i); argv[1] = key; }
             argv[0] = "SET";
             argv[2] = "xxx";
-            ops[n] = dbp_call(pool, 3, argv, NULL, NULL);
+            ops[n] = dbp_pool_call(pool, 3, argv, NULL, NULL);
             if (!ops[n]) bench_die("out of memory");
             n++;
         }
@@ -74,7 +74,7 @@ static dbp_op *pool_submit(void *ctx, long i)
     lens[0] = 3;
     argv[1] = c->keys[i];
     lens[1] = c->keylens[i];
-    return dbp_call(c->pool, 2, argv, lens, NULL);
+    return dbp_pool_call(c->pool, 2, argv, lens, NULL);
 }
 
 static int pool_check(void *ctx, const dbp_op *op, long i)
@@ -216,7 +216,7 @@ int main(int argc, char **argv)
         secs = bench_now() - t0;
         dbp_pool_stats(pool, &st);
         snprintf(name_p, sizeof name_p, "c_pool%d", a.pool);
-        snprintf(extra, sizeof extra, "dbpool C API dbp_call, %d in flight, automatic pipelining; %d connections",
+        snprintf(extra, sizeof extra, "dbpool C API dbp_pool_call, %d in flight, automatic pipelining; %d connections",
                  a.inflight, st.total);
         bench_print_rate("redis", name_p, done, secs, "GET/s", capped, extra);
         rate_p = secs > 0 ? (double)done / secs : 0;

@@ -935,7 +935,7 @@ static int l_pool_query(lua_State *L)
     dbp_op *op;
     read_op_options(L, 4, &o);
     if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query() needs a MySQL pool; use call() for Redis");
-    op = dbp_queryn(lp->p, sql, len, v, n, &o);
+    op = dbp_pool_queryn(lp->p, sql, len, v, n, &o);
     raise_if_usage(L, op);
     new_light_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
@@ -977,7 +977,7 @@ static int l_pool_stream(lua_State *L)
     dbp_op *op;
     read_op_options(L, 4, &o);
     if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "rows() needs a MySQL pool");
-    op = dbp_query_stream(lp->p, sql, v, n, &o);
+    op = dbp_pool_query_stream(lp->p, sql, v, n, &o);
     raise_if_usage(L, op);
     new_op(L, lp->h, lp, op, 0);
     return 1;
@@ -1138,7 +1138,7 @@ static int l_wrap_query_many(lua_State *L)
     read_op_options(L, 4, &o);
     n = (int)lua_rawlen(L, 3);
     top = lua_gettop(L);
-    want = dbp_count_params(sql, len);
+    want = dbp_sql_count_params(sql, len);
     for (i = 1; i <= n; i++) {                   /* every item checked first: nothing is sent on a usage error */
         dbp_value small[SMALL_PARAMS];
         size_t np;
@@ -1158,7 +1158,7 @@ static int l_wrap_query_many(lua_State *L)
         dbp_op *op;
         lua_rawgeti(L, 3, i);
         read_params(L, top + 1, small, &np);
-        op = dbp_queryn(lp->p, sql, len, np ? small : NULL, np, &o);
+        op = dbp_pool_queryn(lp->p, sql, len, np ? small : NULL, np, &o);
         lua_settop(L, top);
         if (!op) { b->left -= n - i + 1; break; } /* out of memory: the rest never runs (and never settles) */
         b->kids[i - 1] = op;
@@ -1219,7 +1219,7 @@ static int l_wrap_call_many(lua_State *L)
         dbp_op *op;
         lua_rawgeti(L, 2, i);
         argc = read_argv(L, top + 1, &small, &argv, &lens);
-        op = dbp_call(lp->p, argc, argv, lens, &o);
+        op = dbp_pool_call(lp->p, argc, argv, lens, &o);
         lua_settop(L, top);
         if (!op) { b->left -= n - i + 1; break; }
         b->kids[i - 1] = op;
@@ -1246,7 +1246,7 @@ static int l_pool_call(lua_State *L)
         lua_settop(L, 2);
     }
     argc = read_argv(L, 2, &small, &argv, &lens);
-    op = dbp_call(lp->p, argc, argv, lens, &o);
+    op = dbp_pool_call(lp->p, argc, argv, lens, &o);
     raise_if_usage(L, op);
     new_light_op(L, lp->h, lp, op, BK_REDIS);
     return 1;
@@ -1315,7 +1315,7 @@ static int l_pool_nodes(lua_State *L)
 {
     lpool *lp = check_pool(L, 1);
     dbp_node_info info[64];
-    int n = dbp_cluster_nodes(lp->p, info, 64), i;
+    int n = dbp_pool_nodes(lp->p, info, 64), i;
     lua_createtable(L, n, 0);
     for (i = 0; i < n && i < 64; i++) {
         lua_createtable(L, 0, 6);
@@ -1559,7 +1559,7 @@ static int l_pool_subscribe(lua_State *L)
     ls = (lsub *)lua_newuserdatauv(L, sizeof *ls, 1);
     memset(ls, 0, sizeof *ls);
     luaL_setmetatable(L, SUB_MT);
-    ls->s = dbp_subscribe(lp->p, nch, ch, npat, pat, sub_message, ls, &e);
+    ls->s = dbp_pool_subscribe(lp->p, nch, ch, npat, pat, sub_message, ls, &e);
     if (!ls->s) { push_error(L, &e); return lua_error(L); }
     ls->h = lp->h;
     ls->pool = lp;
@@ -1582,7 +1582,7 @@ static void sub_unlist(lsub *ls)
 static int l_sub_close(lua_State *L)
 {
     lsub *ls = (lsub *)luaL_checkudata(L, 1, SUB_MT);
-    if (ls->s && ls->h && !ls->h->closed) dbp_sub_close(ls->s);
+    if (ls->s && ls->h && !ls->h->closed) dbp_sub_free(ls->s);
     ls->s = NULL;
     sub_unlist(ls);
     return 0;
@@ -1837,7 +1837,7 @@ static void hub_shutdown(lhub *h)
     }
     h->ready_tail = NULL;
     for (lp = h->pools; lp; lp = lp->next) if (lp->p) dbp_pool_set_hook(lp->p, NULL, NULL);
-    dbp_hub_close(h->hub, -1);
+    dbp_hub_free(h->hub, -1);
     h->hub = NULL;
     /* light ops Lua never saw settle: their C ops go now (their promises stay pending) */
     while (h->live) free_light_op(h, h->live);

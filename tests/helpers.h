@@ -63,7 +63,7 @@ static void spin(dbp_hub *h, int ms)
 static int run_sql(dbp_pool *p, const char *sql) __attribute__((unused));
 static int run_sql(dbp_pool *p, const char *sql)
 {
-    dbp_op *op = dbp_query(p, sql, NULL, 0, NULL);
+    dbp_op *op = dbp_pool_query(p, sql, NULL, 0, NULL);
     int rc = dbp_op_wait(op, 20000);
     if (rc != DBP_OK) diag("'%s': %s", sql, dbp_op_error(op)->message);
     dbp_op_free(op);
@@ -92,11 +92,11 @@ static int server_kill(dbp_pool *admin, const dbp_conn *c, int mysql)
     int rc;
     if (mysql) {
         snprintf(id, sizeof id, "KILL %llu", dbp_conn_server_id(c));
-        op = dbp_query(admin, id, NULL, 0, NULL);
+        op = dbp_pool_query(admin, id, NULL, 0, NULL);
     } else {
         const char *argv[4] = { "CLIENT", "KILL", "ID", id };
         snprintf(id, sizeof id, "%llu", dbp_conn_server_id(c));
-        op = dbp_call(admin, 4, argv, NULL, NULL);
+        op = dbp_pool_call(admin, 4, argv, NULL, NULL);
     }
     rc = dbp_op_wait(op, 5000);
     if (rc != DBP_OK) diag("kill %llu: %s", dbp_conn_server_id(c), dbp_op_error(op)->message);

@@ -227,13 +227,13 @@ int main(void)
         static char names[NKEYS + 1][32];
         dbp_op *a;
         for (i = 0; i < 2; i++) {
-            a = dbp_query(mdirect, setup_sql[i], NULL, 0, NULL);
+            a = dbp_pool_query(mdirect, setup_sql[i], NULL, 0, NULL);
             if (dbp_op_wait(a, 10000) != DBP_OK) { printf("Bail out! %s: %s\n", setup_sql[i], dbp_op_error(a)->message); return 255; }
             dbp_op_free(a);
         }
         argv[0] = "DEL";
         for (i = 1; i <= NKEYS; i++) { key_name(names[i], sizeof names[i], i); argv[i] = names[i]; }
-        a = dbp_call(rdirect, NKEYS + 1, argv, NULL, NULL);
+        a = dbp_pool_call(rdirect, NKEYS + 1, argv, NULL, NULL);
         if (dbp_op_wait(a, 10000) != DBP_OK) { printf("Bail out! DEL soak:*: %s\n", dbp_op_error(a)->message); return 255; }
         dbp_op_free(a);
     }
@@ -287,7 +287,7 @@ int main(void)
             switch (s->kind) {
             case 0: {
                 dbp_value v = dbp_v_int(++insert_id);
-                s->op = dbp_query(my, sqlf("INSERT INTO %s VALUES (?)"), &v, 1, &o);
+                s->op = dbp_pool_query(my, sqlf("INSERT INTO %s VALUES (?)"), &v, 1, &o);
                 s->key = 0;
                 s->id = insert_id;
                 break;
@@ -295,7 +295,7 @@ int main(void)
             case 1: {
                 dbp_value v = dbp_v_int(s->id);
                 o.idempotent = 1;
-                s->op = dbp_query(my, sqlf("SELECT ?, COUNT(*) FROM %s"), &v, 1, &o);
+                s->op = dbp_pool_query(my, sqlf("SELECT ?, COUNT(*) FROM %s"), &v, 1, &o);
                 break;
             }
             case 2: {
@@ -304,7 +304,7 @@ int main(void)
                 key_name(key, sizeof key, s->key);
                 set_value(val, sizeof val, s->key, s->id);
                 argv[0] = "SET"; argv[1] = key; argv[2] = val;
-                s->op = dbp_call(rd, 3, argv, NULL, &o);
+                s->op = dbp_pool_call(rd, 3, argv, NULL, &o);
                 keys[s->key].busy = 1;
                 break;
             }
@@ -314,7 +314,7 @@ int main(void)
                 key_name(key, sizeof key, s->key);
                 argv[0] = "GET"; argv[1] = key;
                 o.idempotent = 1;
-                s->op = dbp_call(rd, 2, argv, NULL, &o);
+                s->op = dbp_pool_call(rd, 2, argv, NULL, &o);
                 keys[s->key].busy = 1;
             }
             }
@@ -346,7 +346,7 @@ int main(void)
         unsigned char *have = DBP__CAST(unsigned char *, calloc((size_t)insert_id + 2, 1));
         const char *argv[NKEYS + 1];
         static char names[NKEYS + 1][32];
-        dbp_op *q = dbp_query(mdirect, sqlf("SELECT id FROM %s"), NULL, 0, NULL);
+        dbp_op *q = dbp_pool_query(mdirect, sqlf("SELECT id FROM %s"), NULL, 0, NULL);
         if (dbp_op_wait(q, 20000) == DBP_OK) {
             const dbp_result *r = dbp_op_result(q);
             size_t row;
@@ -364,7 +364,7 @@ int main(void)
         free(have);
         argv[0] = "MGET";
         for (i = 1; i <= NKEYS; i++) { key_name(names[i], sizeof names[i], i); argv[i] = names[i]; }
-        q = dbp_call(rdirect, NKEYS + 1, argv, NULL, NULL);
+        q = dbp_pool_call(rdirect, NKEYS + 1, argv, NULL, NULL);
         if (dbp_op_wait(q, 20000) != DBP_OK) lost_set = NKEYS;
         else
             for (i = 1; i <= NKEYS; i++) {
@@ -383,16 +383,16 @@ int main(void)
         is_int((int)violations, 0, "every reply belongs to its op; no write reported unsent ran");
     }
     {
-        dbp_op *a = dbp_query(my, "SELECT 1", NULL, 0, NULL), *b = dbp_call(rd, 1, (const char *const[]){ "PING" }, NULL, NULL);
+        dbp_op *a = dbp_pool_query(my, "SELECT 1", NULL, 0, NULL), *b = dbp_pool_call(rd, 1, (const char *const[]){ "PING" }, NULL, NULL);
         ok(dbp_op_wait(a, 10000) == DBP_OK && dbp_op_wait(b, 10000) == DBP_OK, "both pools recovered");
         dbp_op_free(a); dbp_op_free(b);
     }
     {
-        dbp_op *a = dbp_query(mdirect, sqlf("DROP TABLE %s"), NULL, 0, NULL);
+        dbp_op *a = dbp_pool_query(mdirect, sqlf("DROP TABLE %s"), NULL, 0, NULL);
         dbp_op_wait(a, 5000);
         dbp_op_free(a);
     }
-    dbp_hub_close(h, 10000);
+    dbp_hub_free(h, 10000);
     proxy_stop(&pm);
     proxy_stop(&pr);
     is_int(count_fds(), fds0, "no file descriptor leaked");

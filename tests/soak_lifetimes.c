@@ -41,7 +41,7 @@ static int env_int(const char *name, int def)
 static void close_on_subscribed(dbp_sub *sub, const dbp_message *m, void *ud)
 {
     (void)ud;
-    if (m->type == DBP_MSG_SUBSCRIBED) { subs_closed++; dbp_sub_close(sub); }
+    if (m->type == DBP_MSG_SUBSCRIBED) { subs_closed++; dbp_sub_free(sub); }
 }
 
 static void fire_and_forget(dbp_pool *my, dbp_pool *rd, int round)
@@ -53,15 +53,15 @@ static void fire_and_forget(dbp_pool *my, dbp_pool *rd, int round)
         const char *set[3] = { "SET", key, val };
         snprintf(key, sizeof key, "ls:%d", i);
         snprintf(val, sizeof val, "%d", round);
-        dbp_op_free(dbp_query(my, "SELECT ?", &v, 1, NULL));
-        dbp_op_free(dbp_call(rd, 3, set, NULL, NULL));
+        dbp_op_free(dbp_pool_query(my, "SELECT ?", &v, 1, NULL));
+        dbp_op_free(dbp_pool_call(rd, 3, set, NULL, NULL));
         fired += 2;
     }
 }
 
 static void broken_stream(dbp_pool *my)
 {
-    dbp_op *op = dbp_query_stream(my, "SELECT seq, REPEAT('s', 200) FROM seq_1_to_3000", NULL, 0, NULL);
+    dbp_op *op = dbp_pool_query_stream(my, "SELECT seq, REPEAT('s', 200) FROM seq_1_to_3000", NULL, 0, NULL);
     const dbp_cell *row;
     size_t n;
     if (dbp_op_fetch_wait(op, 5000) == DBP_OK) dbp_op_fetch(op, &row, &n);
@@ -75,8 +75,8 @@ static void pool_dropped(dbp_hub *h, int round)
     int j;
     if (!p) return;
     for (j = 0; j < 5; j++) {
-        if (round % 2) dbp_op_free(dbp_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL));
-        else dbp_op_free(dbp_query(p, "SELECT SLEEP(0.005)", NULL, 0, NULL));
+        if (round % 2) dbp_op_free(dbp_pool_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL));
+        else dbp_op_free(dbp_pool_query(p, "SELECT SLEEP(0.005)", NULL, 0, NULL));
     }
     dbp_pool_free(p);
     pools_dropped++;
@@ -149,7 +149,7 @@ int main(void)
         if (round % 20 == 0) {
             const char *chan[1] = { "ls:chan" };
             pinned_killed(h, round % 40 ? rd : my, round % 40 ? rda : mya, round % 40 == 0);
-            if (!dbp_subscribe(rd, 1, chan, 0, NULL, close_on_subscribed, NULL, NULL)) diag("subscribe failed");
+            if (!dbp_pool_subscribe(rd, 1, chan, 0, NULL, close_on_subscribed, NULL, NULL)) diag("subscribe failed");
         }
         dbp_hub_step(h, 5);
         round++;
@@ -175,6 +175,6 @@ int main(void)
         ok(z.ops == 0 && z.pools == 0 && z.conns == 0 && z.conns_dead_held == 0, "at the end nothing is alive (ops %d, pools %d, conns %d)",
            z.ops, z.pools, z.conns);
     }
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     return done_testing();
 }

@@ -41,7 +41,7 @@ static dbp_pool *open_node(dbp_hub *h, int port)
 
 static dbp_op *cmdv(dbp_pool *p, int argc, const char **argv)
 {
-    dbp_op *op = dbp_call(p, argc, argv, NULL, NULL);
+    dbp_op *op = dbp_pool_call(p, argc, argv, NULL, NULL);
     dbp_op_wait(op, 30000);
     if (dbp_op_rc(op) != DBP_OK) keep(dbp_op_error(op)->message);
     return op;
@@ -150,7 +150,7 @@ static void test_spread(dbp_hub *h)
         snprintf(key, sizeof key, "spread:%d", i);
         snprintf(val, sizeof val, "v%d", i);
         argv[0] = "SET"; argv[1] = key; argv[2] = val;
-        ops[i] = dbp_call(cl, 3, argv, NULL, NULL);
+        ops[i] = dbp_pool_call(cl, 3, argv, NULL, NULL);
     }
     dbp_hub_run(h, 60000);
     for (i = 0; i < N; i++) { if (dbp_op_rc(ops[i]) == DBP_OK) good++; dbp_op_free(ops[i]); }
@@ -159,7 +159,7 @@ static void test_spread(dbp_hub *h)
         const char *argv[2];
         snprintf(key, sizeof key, "spread:%d", i);
         argv[0] = "GET"; argv[1] = key;
-        ops[i] = dbp_call(cl, 2, argv, NULL, NULL);
+        ops[i] = dbp_pool_call(cl, 2, argv, NULL, NULL);
     }
     dbp_hub_run(h, 60000);
     good = 0;
@@ -170,7 +170,7 @@ static void test_spread(dbp_hub *h)
     }
     is_int(good, N, "and read back, each its own value");
     /* right after a restart a replica may still be rejoining: the map is read again every 5 s */
-    for (i = 0; i < 120 && (n = dbp_cluster_nodes(cl, info, 8)) < 6; i++) spin(h, 100);
+    for (i = 0; i < 120 && (n = dbp_pool_nodes(cl, info, 8)) < 6; i++) spin(h, 100);
     {
         int prim = 0, spread = 1;
         for (i = 0; i < n && i < 8; i++) {
@@ -199,7 +199,7 @@ static void test_multikey(dbp_hub *h)
     ok(dbp_op_reply(op) && dbp_op_reply(op)->elements == 3 && strcmp(dbp_op_reply(op)->element[2]->str, "33") == 0,
        "hash-tagged MGET reads all three");
     dbp_op_free(op);
-    op = dbp_call(cl, 3, (const char *const[]){ "MGET", "a", "z" }, NULL, NULL);
+    op = dbp_pool_call(cl, 3, (const char *const[]){ "MGET", "a", "z" }, NULL, NULL);
     ok(dbp_op_rc(op) == DBP_ECROSSSLOT && dbp_rc_kind(DBP_ECROSSSLOT) == DBP_KIND_USAGE && dbp_op_error(op)->sent == 0 &&
        strstr(dbp_op_error(op)->message, "15495") && strstr(dbp_op_error(op)->message, "8157"),
        "CROSSSLOT refused before sending, naming the slots: %s", dbp_op_error(op)->message);
@@ -324,7 +324,7 @@ static void test_wrong_password(dbp_hub *h)
     long long s, st, e;
     snprintf(url, sizeof url, "redis-cluster://:NotTheClusterPw@127.0.0.1:%d/?acquire_timeout=10", node_port[0]);
     cl = open_url(h, url);
-    op = dbp_call(cl, 2, (const char *const[]){ "GET", "foo" }, NULL, NULL);
+    op = dbp_pool_call(cl, 2, (const char *const[]){ "GET", "foo" }, NULL, NULL);
     dbp_op_wait(op, 15000);
     dbp_op_times(op, &s, &st, &e);
     ok(dbp_op_rc(op) == DBP_EAUTH, "a wrong cluster password is an auth error: %s", dbp_op_error(op)->message);
@@ -345,7 +345,7 @@ static void test_replica_reads(dbp_hub *h)
         snprintf(key, sizeof key, "spread:%d", i);
         if (rc_free(CMD(cl, "GET", key)) == DBP_OK) good++;
     }
-    n = dbp_cluster_nodes(cl, info, 8);
+    n = dbp_pool_nodes(cl, info, 8);
     for (i = 0; i < n; i++) { if (info[i].primary) primary_ops += (long long)info[i].stats.ops; else replica_ops += (long long)info[i].stats.ops; }
     ok(good == 300 && replica_ops >= 300 && primary_ops <= 3,
        "read_from=replica: 300 GETs served by replicas (replicas %lld ops, primaries %lld)", replica_ops, primary_ops);
@@ -376,7 +376,7 @@ static void test_failover(dbp_hub *h)
     char cmdline[128];
     (void)str_is(CMD(cl, "GET", "foo"), "bar");
     victim = owner_port(cl, "foo");
-    sub = dbp_subscribe(cl, 1, chans, 0, NULL, on_msg, NULL, &e);
+    sub = dbp_pool_subscribe(cl, 1, chans, 0, NULL, on_msg, NULL, &e);
     spin(h, 200);
     /* the subscription sits on some node: make sure messages flow first */
     dbp_op_free(CMD(cl, "PUBLISH", "fo:chan", "before"));
@@ -389,7 +389,7 @@ static void test_failover(dbp_hub *h)
             const char *argv[3];
             snprintf(keys[nw], sizeof keys[nw], "fo:%d", nw);
             argv[0] = "SET"; argv[1] = keys[nw]; argv[2] = keys[nw];
-            w[nw] = dbp_call(cl, 3, argv, NULL, &(dbp_op_options){ 25000, 0, 0 });
+            w[nw] = dbp_pool_call(cl, 3, argv, NULL, &(dbp_op_options){ 25000, 0, 0 });
         }
         for (b = nw - 20; b < nw; b++) dbp_op_wait(w[b], 30000);
         /* after 2 s, or sooner if the writes run fast enough to fill w[]
@@ -418,7 +418,7 @@ static void test_failover(dbp_hub *h)
     for (i = 0; i < nw; i++) {
         if (dbp_op_rc(w[i]) == DBP_OK) {
             const char *argv[2] = { "GET", keys[i] };
-            dbp_op *g = dbp_call(cl, 2, argv, NULL, NULL);
+            dbp_op *g = dbp_pool_call(cl, 2, argv, NULL, NULL);
             dbp_op_free(w[i]);
             w[i] = g;
         } else { dbp_op_free(w[i]); w[i] = NULL; }
@@ -436,7 +436,7 @@ static void test_failover(dbp_hub *h)
         spin(h, 50);
     }
     ok(msgs >= 1 && strcmp(last, "after") == 0, "the subscription resubscribed on a live node");
-    dbp_sub_close(sub);
+    dbp_sub_free(sub);
     snprintf(cmdline, sizeof cmdline, "scripts/redis-cluster.sh restart-node %d >/dev/null 2>&1 && scripts/redis-cluster.sh wait-ok >/dev/null 2>&1", victim);
     ok(system(cmdline) == 0, "the killed node rejoins as a replica and the cluster is ok again");
     close_pool(cl);
@@ -456,10 +456,10 @@ static void test_getkeys_timeout_close(dbp_hub *h)
     rc_free(CMD(cl, "SET", "foo", "bar")); /* the map is read */
     for (i = 0; i < 3; i++) {
         nodes[i] = open_node(h, ports[i]);
-        dbp_op_free(dbp_call(nodes[i], 3, (const char *const[]){ "DEBUG", "SLEEP", "0.6" }, NULL, NULL));
+        dbp_op_free(dbp_pool_call(nodes[i], 3, (const char *const[]){ "DEBUG", "SLEEP", "0.6" }, NULL, NULL));
     }
     spin(h, 50); /* the sleeps have started */
-    op = dbp_call(cl, 3, (const char *const[]){ "OBJECT", "ENCODING", "foo" }, NULL, &(dbp_op_options){ 200, 0, 0 });
+    op = dbp_pool_call(cl, 3, (const char *const[]){ "OBJECT", "ENCODING", "foo" }, NULL, &(dbp_op_options){ 200, 0, 0 });
     rc = dbp_op_wait(op, 3000);
     ok(rc == DBP_ETIMEOUT, "an op timed out while its COMMAND GETKEYS waited on a busy node: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
@@ -492,7 +492,7 @@ int main(void)
     test_replica_reads(h);
     test_getkeys_timeout_close(h);
     test_failover(h);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     is_int(count_fds(), fds0, "no file descriptor leaked");
     ok(!strstr(all_messages, PASSWORD), "no message contains the cluster password");
     return done_testing();

@@ -30,13 +30,13 @@ static long long elapsed_ms(const dbp_op *op)
 static dbp_op *sql(dbp_pool *p, const char *q, int timeout_ms)
 {
     dbp_op_options o = { timeout_ms, 0, 0 };
-    return dbp_query(p, q, NULL, 0, timeout_ms ? &o : NULL);
+    return dbp_pool_query(p, q, NULL, 0, timeout_ms ? &o : NULL);
 }
 
 static dbp_op *rcmd(dbp_pool *p, int argc, const char **argv, const size_t *lens, int timeout_ms)
 {
     dbp_op_options o = { timeout_ms, 0, 0 };
-    return dbp_call(p, argc, argv, lens, timeout_ms ? &o : NULL);
+    return dbp_pool_call(p, argc, argv, lens, timeout_ms ? &o : NULL);
 }
 
 /* One scenario's frame: a proxy, a pool through it, fds around both, and a
@@ -155,7 +155,7 @@ static void mysql_reset_large_result(dbp_hub *h)
     if (dbp_op_rc(op) == DBP_OK) diag("  got %lu bytes", (unsigned long)dbp_op_result(op)->cells[0].len);
     else if (dbp_op_rc(op) != DBP_ELOST) diag("  rc %s", dbp_rc_name(dbp_op_rc(op)));
     dbp_op_free(op);
-    op = dbp_query(s.pool, "SELECT REPEAT('y', 1000000) AS big", NULL, 0, &idem);
+    op = dbp_pool_query(s.pool, "SELECT REPEAT('y', 1000000) AS big", NULL, 0, &idem);
     settle(op, 12000);
     {
         dbp_stats st;
@@ -227,7 +227,7 @@ static void mysql_half_written(dbp_hub *h, dbp_pool *direct)
     proxy_cmd(&s.px, "reset-after 100000 up");
     v[0] = dbp_v_int(1);
     v[1] = dbp_v_blob(big, sizeof big);
-    op = dbp_query(s.pool, "INSERT INTO t_half VALUES (?, ?)", v, 2, NULL);
+    op = dbp_pool_query(s.pool, "INSERT INTO t_half VALUES (?, ?)", v, 2, NULL);
     settle(op, 10000);
     ok(dbp_op_rc(op) == DBP_ELOST || dbp_op_rc(op) == DBP_ECONNECT,
        "mysql half-written request: rejected with kind connection (sent=%d): %s", dbp_op_error(op)->sent, dbp_op_error(op)->message);
@@ -237,7 +237,7 @@ static void mysql_half_written(dbp_hub *h, dbp_pool *direct)
     ok(dbp_op_result(op) && strcmp(dbp_op_result(op)->cells[0].data, "0") == 0, "  the cut statement did not run on the server");
     dbp_op_free(op);
     proxy_cmd(&s.px, "reset-after off");
-    op = dbp_query(s.pool, "INSERT INTO t_half VALUES (?, ?)", v, 2, NULL);
+    op = dbp_pool_query(s.pool, "INSERT INTO t_half VALUES (?, ?)", v, 2, NULL);
     ok(settle(op, 10000) == DBP_OK, "  the pool recovers: the insert runs once the network is whole");
     dbp_op_free(op);
     scene_close(&s, h);
@@ -556,7 +556,7 @@ int main(void)
     redis_reset_pending_write(h, rdirect);
     close_pool(mdirect);
     close_pool(rdirect);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     is_int(count_fds(), fds0, "no file descriptor leaked overall");
     return done_testing();
 }

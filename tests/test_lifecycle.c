@@ -29,7 +29,7 @@ static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 /* A one-value query: the first cell as a number (-1 on error). */
 static long long scalar(dbp_pool *p, const char *sql)
 {
-    dbp_op *op = dbp_query(p, sql, NULL, 0, NULL);
+    dbp_op *op = dbp_pool_query(p, sql, NULL, 0, NULL);
     long long v = -1;
     if (dbp_op_wait(op, 20000) == DBP_OK && dbp_op_result(op)->nrows && dbp_result_cell(dbp_op_result(op), 0, 0)->data)
         v = atoll(dbp_result_cell(dbp_op_result(op), 0, 0)->data);
@@ -59,7 +59,7 @@ static void test_kill_idle_and_busy(dbp_hub *h, dbp_pool *admin)
     dbp_pool_stats(p, &st);
     ok(st.created == 2 && st.rejected == 0, "  on a fresh connection (created %llu, rejected %llu)", st.created, st.rejected);
     id = scalar(p, "SELECT CONNECTION_ID()");
-    busy = dbp_query(p, "SELECT SLEEP(3)", NULL, 0, NULL);
+    busy = dbp_pool_query(p, "SELECT SLEEP(3)", NULL, 0, NULL);
     spin(h, 300);
     snprintf(sql, sizeof sql, "KILL %lld", id);
     run_sql(admin, sql);
@@ -99,7 +99,7 @@ static void test_user_limit(dbp_hub *h)
     dbp_op *ops[N];
     dbp_stats st;
     nwarn = 0;
-    for (i = 0; i < N; i++) ops[i] = dbp_query(p, "SELECT SLEEP(0.01)", NULL, 0, NULL);
+    for (i = 0; i < N; i++) ops[i] = dbp_pool_query(p, "SELECT SLEEP(0.01)", NULL, 0, NULL);
     for (i = 0; i < N; i++) {
         if (dbp_op_wait(ops[i], 30000) == DBP_OK) good++;
         else diag("  %s", dbp_op_error(ops[i])->message);
@@ -125,7 +125,7 @@ static void test_restart(dbp_hub *h)
     if (system("scripts/mariadb.sh stop >/dev/null 2>&1") != 0) diag("mariadb.sh stop failed");
     for (i = 0; i < N; i++) {
         dbp_op_options o = { i % 2 ? 2000 : 30000, 1, 0 };
-        ops[i] = dbp_query(p, "SELECT 1", NULL, 0, &o);
+        ops[i] = dbp_pool_query(p, "SELECT 1", NULL, 0, &o);
         spin(h, 5);
     }
     spin(h, 300);
@@ -169,7 +169,7 @@ static void test_backoff(dbp_hub *h)
     fds = count_fds();
     snprintf(url, sizeof url, "mysql://u:pw@127.0.0.1:%d/db", port);
     p = open_pool(h, url, "acquire_timeout=3&backoff_min=0.1&backoff_max=1");
-    op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
     dbp_op_wait(op, 10000);
     dbp_pool_stats(p, &st);
     ok(st.connect_failures >= 3 && st.connect_failures <= 12,
@@ -190,7 +190,7 @@ static void test_query_timeout(dbp_hub *h, dbp_pool *admin)
     dbp_stats stt;
     char sql[160];
     id = scalar(p, "SELECT CONNECTION_ID()");
-    op = dbp_query(p, "SELECT SLEEP(10)", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT SLEEP(10)", NULL, 0, NULL);
     dbp_op_wait(op, 15000);
     dbp_op_times(op, &s, &st, &e);
     ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_rc_kind(DBP_ETIMEOUT) == DBP_KIND_TIMEOUT,
@@ -207,7 +207,7 @@ static void test_query_timeout(dbp_hub *h, dbp_pool *admin)
        "  stats: 1 timeout; the side connection for KILL QUERY closed again (created %llu, total %d)", stt.created, stt.total);
     {
         dbp_op_options o = { 300, 0, 0 };
-        op = dbp_query(p, "SELECT SLEEP(5)", NULL, 0, &o);
+        op = dbp_pool_query(p, "SELECT SLEEP(5)", NULL, 0, &o);
         dbp_op_wait(op, 10000);
         dbp_op_times(op, &s, &st, &e);
         ok(dbp_op_rc(op) == DBP_ETIMEOUT && (e - s) / 1000 < 1000, "an op's own deadline stops a running query too (%lld ms)", (e - s) / 1000);
@@ -225,7 +225,7 @@ static void test_lifetime(dbp_hub *h)
     long long end = dbp__now_us() / 1000 + 3500;
     while (dbp__now_us() / 1000 < end && n < 100000) {
         dbp_op *ops[3];
-        for (i = 0; i < 3; i++) ops[i] = dbp_query(p, "SELECT SLEEP(0.02)", NULL, 0, NULL);
+        for (i = 0; i < 3; i++) ops[i] = dbp_pool_query(p, "SELECT SLEEP(0.02)", NULL, 0, NULL);
         for (i = 0; i < 3; i++) { if (dbp_op_wait(ops[i], 10000) == DBP_OK) good++; dbp_op_free(ops[i]); n++; }
     }
     dbp_pool_stats(p, &st);
@@ -247,7 +247,7 @@ static void test_min_and_idle(dbp_hub *h, dbp_pool *admin)
     spin(h, 500);
     dbp_pool_stats(p, &st);
     ok(st.total == 2 && st.idle == 2, "min=2: two connections kept warm with no op at all (total %d)", st.total);
-    for (i = 0; i < 4; i++) ops[i] = dbp_query(p, "SELECT SLEEP(0.1)", NULL, 0, NULL);
+    for (i = 0; i < 4; i++) ops[i] = dbp_pool_query(p, "SELECT SLEEP(0.1)", NULL, 0, NULL);
     for (i = 0; i < 4; i++) { dbp_op_wait(ops[i], 5000); dbp_op_free(ops[i]); }
     dbp_pool_stats(p, &st);
     is_int(st.total, 4, "load grows the pool to max");
@@ -273,7 +273,7 @@ static void test_init_failure(dbp_hub *h)
 {
     int fds = count_fds();
     dbp_pool *p = open_pool(h, URL, "init=SET%20time_zone%3D%27%2B00:00%27&init=SET%20no_such_variable%3D1");
-    dbp_op *op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    dbp_op *op = dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
     long long s, st, e;
     dbp_op_wait(op, 10000);
     dbp_op_times(op, &s, &st, &e);
@@ -295,7 +295,7 @@ static void test_stats(dbp_hub *h)
     dbp_stats st;
     int i;
     dbp_op *ops[10];
-    for (i = 0; i < 10; i++) ops[i] = dbp_query(p, i == 9 ? "SELECT nope" : "SELECT SLEEP(0.05)", NULL, 0, NULL);
+    for (i = 0; i < 10; i++) ops[i] = dbp_pool_query(p, i == 9 ? "SELECT nope" : "SELECT SLEEP(0.05)", NULL, 0, NULL);
     for (i = 0; i < 10; i++) { dbp_op_wait(ops[i], 5000); dbp_op_free(ops[i]); }
     dbp_pool_stats(p, &st);
     ok(st.ops == 10 && st.fulfilled == 9 && st.rejected == 1 && st.errors == 0,
@@ -331,7 +331,7 @@ int main(void)
     test_stats(h);
     test_restart(h);
     close_pool(admin);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     (void)fds0;
     is_int(count_fds(), fds_base, "no file descriptor leaked overall");
     return done_testing();

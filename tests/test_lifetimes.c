@@ -66,7 +66,7 @@ static void pinned_killed(dbp_hub *h, int mysql)
     dbp_conn_release(c);
     dbp_hub_stats(h, &k);
     is_int(k.conns_dead_held, 0, "%s: release frees it", name);
-    op = mysql ? dbp_query(p, "SELECT 1", NULL, 0, NULL) : dbp_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL);
+    op = mysql ? dbp_pool_query(p, "SELECT 1", NULL, 0, NULL) : dbp_pool_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_OK, "%s: the pool goes on", name);
     dbp_op_free(op);
     close_pool(p);
@@ -110,8 +110,8 @@ static void ops_freed_pending(dbp_hub *h)
     for (i = 0; i < 100; i++) {
         dbp_value v = dbp_v_int(i);
         const char *argv[2] = { "ECHO", "x" };
-        dbp_op_free(dbp_query(my, "SELECT ?", &v, 1, NULL));
-        dbp_op_free(dbp_call(rd, 2, argv, NULL, NULL));
+        dbp_op_free(dbp_pool_query(my, "SELECT ?", &v, 1, NULL));
+        dbp_op_free(dbp_pool_call(rd, 2, argv, NULL, NULL));
     }
     dbp_hub_stats(h, &k);
     ok(k.ops_released >= 100, "200 ops freed while pending are alive while they run (%d)", k.ops_released);
@@ -130,7 +130,7 @@ static void stream_abandoned(dbp_hub *h)
     int i, rows = 0;
     counts(h, &k0);
     for (i = 0; i < 50; i++) {
-        dbp_op *op = dbp_query_stream(my, "SELECT seq, REPEAT('x', 100) FROM seq_1_to_20000", NULL, 0, NULL);
+        dbp_op *op = dbp_pool_query_stream(my, "SELECT seq, REPEAT('x', 100) FROM seq_1_to_20000", NULL, 0, NULL);
         const dbp_cell *row;
         size_t n;
         if (dbp_op_fetch_wait(op, 5000) == DBP_OK && dbp_op_fetch(op, &row, &n) == DBP_ROW) rows++;
@@ -158,8 +158,8 @@ static void pool_freed_busy(dbp_hub *h)
     for (i = 0; i < 20; i++) {
         dbp_pool *p = open_pool(h, i % 2 ? RD_URL : MY_URL, "max=2");
         for (j = 0; j < 5; j++) {
-            if (i % 2) dbp_op_free(dbp_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL));
-            else dbp_op_free(dbp_query(p, "SELECT SLEEP(0.02)", NULL, 0, NULL));
+            if (i % 2) dbp_op_free(dbp_pool_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL));
+            else dbp_op_free(dbp_pool_query(p, "SELECT SLEEP(0.02)", NULL, 0, NULL));
         }
         dbp_pool_free(p);
     }
@@ -181,10 +181,10 @@ static void acquire_after_validation(dbp_hub *h, int mysql)
     dbp_conn *c = NULL;
     const char *echo[2] = { "ECHO", "pinned" }, *echo2[2] = { "ECHO", "other" };
     ok(!mysql || run_sql(p, "SELECT 1") == DBP_OK, "%s: a connection opened", name);
-    if (!mysql) { dbp_op *o = dbp_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL); dbp_op_wait(o, 3000); dbp_op_free(o); }
+    if (!mysql) { dbp_op *o = dbp_pool_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL); dbp_op_wait(o, 3000); dbp_op_free(o); }
     spin(h, 150); /* idle past validate_after: the next taker validates it */
     acq = dbp_pool_acquire(p, NULL);
-    other = mysql ? dbp_query(p, "SELECT 'other'", NULL, 0, NULL) : dbp_call(p, 2, echo2, NULL, NULL);
+    other = mysql ? dbp_pool_query(p, "SELECT 'other'", NULL, 0, NULL) : dbp_pool_call(p, 2, echo2, NULL, NULL);
     ok(dbp_op_wait(acq, 3000) == DBP_OK && (c = dbp_op_take_conn(acq)) != NULL,
        "%s: an acquire that validated the idle connection first settles with it", name);
     if (c) {
@@ -205,7 +205,7 @@ static void acquire_after_validation(dbp_hub *h, int mysql)
     close_pool(p);
 }
 
-/* dbp_sub_close from the callbacks that report a resubscription or an
+/* dbp_sub_free from the callbacks that report a resubscription or an
    error: the subscription ends there and then. On 1fddf2d such a close was
    completed only by the next message's delivery (for RESUBSCRIBED the
    SUBSCRIBE confirmations that follow it happen to do that, so the first
@@ -215,12 +215,12 @@ static int resubscribed, sub_errors;
 static void close_on_resubscribe(dbp_sub *sub, const dbp_message *m, void *ud)
 {
     (void)ud;
-    if (m->type == DBP_MSG_RESUBSCRIBED) { resubscribed++; dbp_sub_close(sub); }
+    if (m->type == DBP_MSG_RESUBSCRIBED) { resubscribed++; dbp_sub_free(sub); }
 }
 static void close_on_error(dbp_sub *sub, const dbp_message *m, void *ud)
 {
     (void)ud;
-    if (m->type == DBP_MSG_ERROR) { sub_errors++; dbp_sub_close(sub); }
+    if (m->type == DBP_MSG_ERROR) { sub_errors++; dbp_sub_free(sub); }
 }
 
 static void sub_error_closed_from_callback(dbp_hub *h)
@@ -234,13 +234,13 @@ static void sub_error_closed_from_callback(dbp_hub *h)
     int i;
     snprintf(url, sizeof url, "redis://:wrong-password%s", at ? at : "@127.0.0.1:1/0");
     p = open_pool(h, url, "backoff_min=0.02&backoff_max=0.05");
-    sub = p ? dbp_subscribe(p, 1, chan, 0, NULL, close_on_error, NULL, NULL) : NULL;
+    sub = p ? dbp_pool_subscribe(p, 1, chan, 0, NULL, close_on_error, NULL, NULL) : NULL;
     if (!sub) { ok(0, "subscribe"); return; }
     for (i = 0; i < 100 && !sub_errors; i++) spin(h, 20);
     spin(h, 100);
     dbp_hub_stats(h, &k);
     ok(sub_errors == 1 && k.conns == 0,
-       "a subscription refused for its credentials reports ERROR once, and dbp_sub_close from that callback ends it (%d errors, %d connections)",
+       "a subscription refused for its credentials reports ERROR once, and dbp_sub_free from that callback ends it (%d errors, %d connections)",
        sub_errors, k.conns);
     close_pool(p);
 }
@@ -249,24 +249,24 @@ static void sub_closed_from_callback(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, RD_URL, "backoff_min=0.02&backoff_max=0.05"), *direct = open_pool(h, RD_URL, NULL);
     const char *chan[1] = { "lt:chan" };
-    dbp_sub *sub = dbp_subscribe(p, 1, chan, 0, NULL, close_on_resubscribe, NULL, NULL);
+    dbp_sub *sub = dbp_pool_subscribe(p, 1, chan, 0, NULL, close_on_resubscribe, NULL, NULL);
     dbp_hub_counts k0, k;
     dbp_op *op;
     int i;
     if (!sub) { ok(0, "subscribe"); return; }
-    op = dbp_call(direct, 1, (const char *const[]){ "PING" }, NULL, NULL); /* its connection, counted before */
+    op = dbp_pool_call(direct, 1, (const char *const[]){ "PING" }, NULL, NULL); /* its connection, counted before */
     dbp_op_wait(op, 3000);
     dbp_op_free(op);
     spin(h, 200);
     dbp_hub_stats(h, &k0);
-    op = dbp_call(direct, 4, (const char *const[]){ "CLIENT", "KILL", "TYPE", "pubsub" }, NULL, NULL);
+    op = dbp_pool_call(direct, 4, (const char *const[]){ "CLIENT", "KILL", "TYPE", "pubsub" }, NULL, NULL);
     dbp_op_wait(op, 3000);
     dbp_op_free(op);
     for (i = 0; i < 100 && !resubscribed; i++) spin(h, 20);
     spin(h, 100);
     dbp_hub_stats(h, &k);
     ok(resubscribed == 1 && k.conns == k0.conns - 1,
-       "dbp_sub_close from the RESUBSCRIBED callback ends the subscription: its connection closes (%d -> %d)", k0.conns, k.conns);
+       "dbp_sub_free from the RESUBSCRIBED callback ends the subscription: its connection closes (%d -> %d)", k0.conns, k.conns);
     close_pool(p);
     close_pool(direct);
 }
@@ -277,7 +277,7 @@ static void paused_stream_timeout(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, MY_URL, "max=1");
     dbp_op_options o = { 300, 0, 0 };
-    dbp_op *op = dbp_query_stream(p, "SELECT seq, REPEAT('y', 500) FROM seq_1_to_200000", NULL, 0, &o);
+    dbp_op *op = dbp_pool_query_stream(p, "SELECT seq, REPEAT('y', 500) FROM seq_1_to_200000", NULL, 0, &o);
     int rc;
     spin(h, 600); /* nobody reads: the batch fills, the stream pauses, the deadline passes */
     rc = dbp_op_rc(op);
@@ -313,6 +313,6 @@ int main(void)
     counts(h, &k);
     ok(k.ops == 0 && k.pools == 0 && k.conns == 0 && k.conns_dead_held == 0 && k.pending == 0,
        "at the end nothing is alive: ops %d, pools %d, connections %d, held %d", k.ops, k.pools, k.conns, k.conns_dead_held);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     return done_testing();
 }

@@ -25,7 +25,7 @@ static long long ms_between(long long a_us, long long b_us) { return (b_us - a_u
 
 static dbp_op *q(dbp_pool *p, const char *sql)
 {
-    return dbp_query(p, sql, NULL, 0, NULL);
+    return dbp_pool_query(p, sql, NULL, 0, NULL);
 }
 
 static int run(dbp_pool *p, const char *sql)
@@ -75,7 +75,7 @@ static void test_fifo(dbp_hub *h)
     norder = 0;
     for (i = 0; i < 20; i++) {
         dbp_value v = dbp_v_int(i);
-        ops[i] = dbp_query(p, "SELECT ?", &v, 1, NULL);
+        ops[i] = dbp_pool_query(p, "SELECT ?", &v, 1, NULL);
         dbp_op_on_settle(ops[i], record, (void *)(size_t)i);
     }
     dbp_hub_run(h, 10000);
@@ -129,7 +129,7 @@ static void test_acquire_timeout(dbp_hub *h)
         /* an op's own deadline covers the queue too */
         dbp_op_options o = { 150, 0, 0 };
         dbp_op *x = q(p, "SELECT SLEEP(1)");
-        dbp_op *y = dbp_query(p, "SELECT 1", NULL, 0, &o);
+        dbp_op *y = dbp_pool_query(p, "SELECT 1", NULL, 0, &o);
         rc = dbp_op_wait(y, 5000);
         ok(rc == DBP_ETIMEOUT && strstr(dbp_op_error(y)->message, "waiting for a connection"),
            "an op deadline expires in the queue: %s", dbp_op_error(y)->message);
@@ -147,7 +147,7 @@ static void test_seed_close(dbp_hub *h)
     int i, fulfilled = 0;
     for (i = 0; i < 5; i++) {
         dbp_value v = dbp_v_int(i);
-        ops[i] = dbp_query(p, "SELECT SLEEP(0.05), ?", &v, 1, NULL);
+        ops[i] = dbp_pool_query(p, "SELECT SLEEP(0.05), ?", &v, 1, NULL);
     }
     cl = dbp_pool_close(p, -1);
     late = q(p, "SELECT 'late'");
@@ -205,7 +205,7 @@ static void test_values(dbp_hub *h)
            "n VARCHAR(8), e VARCHAR(8), d DOUBLE, u BIGINT UNSIGNED)");
     v[0] = dbp_v_blob(bin, sizeof bin); v[1] = dbp_v_text(utf8); v[2] = dbp_v_null(); v[3] = dbp_v_text("");
     v[4] = dbp_v_double(0.1); v[5] = dbp_v_uint(18446744073709551615ULL);
-    op = dbp_query(p, "INSERT INTO t_values VALUES (1, ?, ?, ?, ?, ?, ?)", v, 6, NULL);
+    op = dbp_pool_query(p, "INSERT INTO t_values VALUES (1, ?, ?, ?, ?, ?, ?)", v, 6, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_OK && dbp_op_result(op)->affected_rows == 1, "insert with every kind of value");
     dbp_op_free(op);
     op = q(p, "SELECT b, t, n, e, d, u FROM t_values WHERE id = 1");
@@ -245,7 +245,7 @@ static void test_injection(dbp_hub *h)
         dbp_value v[2];
         v[0] = dbp_v_int((long long)i);
         v[1] = dbp_v_textn(corpus[i], len);
-        op = dbp_query(p, "INSERT INTO t_inj VALUES (?, ?)", v, 2, NULL);
+        op = dbp_pool_query(p, "INSERT INTO t_inj VALUES (?, ?)", v, 2, NULL);
         dbp_op_wait(op, 5000);
         dbp_op_free(op);
     }
@@ -342,7 +342,7 @@ static void test_pinned(dbp_hub *h)
 static void test_stream(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=1");
-    dbp_op *op = dbp_query_stream(p, "SELECT seq, REPEAT('x', 100) FROM seq_1_to_5000", NULL, 0, NULL);
+    dbp_op *op = dbp_pool_query_stream(p, "SELECT seq, REPEAT('x', 100) FROM seq_1_to_5000", NULL, 0, NULL);
     long long sum = 0, rows = 0;
     int rc;
     for (;;) {
@@ -358,7 +358,7 @@ static void test_stream(dbp_hub *h)
     ok(dbp_op_state(op) == DBP_OP_FULFILLED, "  and the op is fulfilled at the end");
     dbp_op_free(op);
     ok(run(p, "SELECT 1") == DBP_OK, "the connection is reused after the stream");
-    op = dbp_query_stream(p, "SELECT seq FROM seq_1_to_100000", NULL, 0, NULL);
+    op = dbp_pool_query_stream(p, "SELECT seq FROM seq_1_to_100000", NULL, 0, NULL);
     dbp_op_fetch_wait(op, 5000);
     dbp_op_free(op); /* abandoned after the first batch */
     ok(run(p, "SELECT 2") == DBP_OK, "an abandoned stream is drained and the connection reused");
@@ -472,16 +472,16 @@ static void test_usage(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=1");
     dbp_value v = dbp_v_double(NAN);
-    dbp_op *op = dbp_query(p, "SELECT ?", &v, 1, NULL);
+    dbp_op *op = dbp_pool_query(p, "SELECT ?", &v, 1, NULL);
     dbp_stats st;
     ok(dbp_op_rc(op) == DBP_EPARAM && dbp_op_error(op)->sent == 0, "NaN is refused before anything is sent");
     dbp_op_free(op);
-    op = dbp_query(p, "SELECT ?, ?", &v, 1, NULL);
+    op = dbp_pool_query(p, "SELECT ?, ?", &v, 1, NULL);
     ok(dbp_op_rc(op) == DBP_EPARAM && strstr(dbp_op_error(op)->message, "2 placeholders"), "a count mismatch too");
     dbp_op_free(op);
     dbp_pool_stats(p, &st);
     is_int(st.total, 0, "  no connection was even opened");
-    op = dbp_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL);
+    op = dbp_pool_call(p, 1, (const char *const[]){ "PING" }, NULL, NULL);
     ok(dbp_op_rc(op) == DBP_EUSAGE, "call() on a MySQL pool is a usage error");
     dbp_op_free(op);
     dbp_op_free(dbp_pool_close(p, 1000));
@@ -512,7 +512,7 @@ int main(void)
     test_unreachable(h);
     test_usage(h);
     test_external_loop(h);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     fds1 = count_fds();
     is_int(fds1, fds0, "no file descriptor leaked (%d before, %d after)", fds0, fds1);
     ok(!strstr(all_messages, PASSWORD) && !strstr(all_messages, "Wr0ngPassw0rd") && !strstr(all_messages, "SilentPw"),

@@ -105,8 +105,8 @@ static void load_begin(load *L, dbp_hub *h, dbp_pool *my, dbp_pool *rd)
     L->hub = h;
     L->my = my;
     L->rd = rd;
-    L->q = dbp_query(my, "SELECT 1", NULL, 0, NULL);
-    L->ping = dbp_call(rd, 1, PING_ARGV, NULL, NULL);
+    L->q = dbp_pool_query(my, "SELECT 1", NULL, 0, NULL);
+    L->ping = dbp_pool_call(rd, 1, PING_ARGV, NULL, NULL);
 }
 
 /* An op of the load settled: note its latency, send the next one. */
@@ -122,7 +122,7 @@ static dbp_op *load_reap(load *L, dbp_op *op, int is_ping)
     }
     L->done++;
     dbp_op_free(op);
-    return is_ping ? dbp_call(L->rd, 1, PING_ARGV, NULL, NULL) : dbp_query(L->my, "SELECT 1", NULL, 0, NULL);
+    return is_ping ? dbp_pool_call(L->rd, 1, PING_ARGV, NULL, NULL) : dbp_pool_query(L->my, "SELECT 1", NULL, 0, NULL);
 }
 
 /* Counts a stretch of the hub's thread: a step, or a submit (a connect may
@@ -514,7 +514,7 @@ static void test_tls_handshake_stall(dbp_hub *h, load *L)
     load_begin(L, h, L->my, L->rd);
     load_until(L, NULL, 100);
     t0 = now_us();
-    op = dbp_query(stalled, "SELECT 1", NULL, 0, NULL);
+    op = dbp_pool_query(stalled, "SELECT 1", NULL, 0, NULL);
     load_note(L, now_us() - t0);
     load_until_error(L, &fe, 6000);
     took = (double)(fe.at_us - t0) / 1e6;
@@ -545,14 +545,14 @@ static void test_tls_by_name(dbp_hub *h, load *L)
     load_begin(L, h, L->my, L->rd);
     load_until(L, NULL, 100);
     t0 = now_us();
-    op = dbp_query(tls, "SHOW SESSION STATUS LIKE 'Ssl_cipher'", NULL, 0, NULL);
+    op = dbp_pool_query(tls, "SHOW SESSION STATUS LIKE 'Ssl_cipher'", NULL, 0, NULL);
     load_note(L, now_us() - t0);
     load_until(L, op, 20000);
     ok(dbp_op_rc(op) == DBP_OK && dbp_op_result(op)->nrows == 1 && dbp_result_cell(dbp_op_result(op), 0, 1)->len > 0,
        "VERIFY_IDENTITY to 'localhost': the certificate is checked against the name and the session is encrypted%s%s",
        dbp_op_rc(op) ? ": " : "", dbp_op_rc(op) ? dbp_op_error(op)->message : "");
     dbp_op_free(op);
-    op = dbp_query(tls, "SELECT SLEEP(0.3)", NULL, 0, NULL);
+    op = dbp_pool_query(tls, "SELECT SLEEP(0.3)", NULL, 0, NULL);
     load_until(L, op, 5000);
     ok(dbp_op_rc(op) == DBP_OK, "  a query on the handed-back connection");
     report_load(L, "TLS connect by name, then a 0.3 s query on it");
@@ -575,7 +575,7 @@ static dbp_op *lookup_begin(dbp_hub *h, load *L, int mysql, const char *host, co
     load_begin(L, h, L->my, L->rd);
     load_until(L, NULL, 100);
     *t0 = now_us();
-    op = mysql ? dbp_query(*p, "SELECT 1", NULL, 0, NULL) : dbp_call(*p, 1, PING_ARGV, NULL, NULL);
+    op = mysql ? dbp_pool_query(*p, "SELECT 1", NULL, 0, NULL) : dbp_pool_call(*p, 1, PING_ARGV, NULL, NULL);
     load_note(L, now_us() - *t0);
     return op;
 }
@@ -632,7 +632,7 @@ static void test_second_address(dbp_hub *h)
         return;
     }
     p = open_pool_with(h, rehost(MYSQL_URL, "multi.nb.test", "connect_timeout=5"), NULL, NULL, NULL);
-    op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
     dbp_op_wait(op, 10000);
     ok(dbp_op_rc(op) == DBP_OK, "MySQL: a name whose first address refuses connects to its second%s%s",
        dbp_op_rc(op) ? ": " : "", dbp_op_rc(op) ? dbp_op_error(op)->message : "");
@@ -698,7 +698,7 @@ int main(void)
     dbp_hub_stats(h, &hc);
     ok(hc.pools == 0 && hc.conns == 0 && hc.ops == 0, "nothing left in the hub (%d pools, %d connections, %d ops)",
        hc.pools, hc.conns, hc.ops);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     fds = settle_fds(fds0, 6000);
     is_int(fds, fds0, "every abandoned helper returned and left no descriptor behind");
     if (dns_ok) dns_stop(&dns);

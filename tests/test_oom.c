@@ -5,7 +5,7 @@
 
      mysql: open a hub, open a pool (min=0, max=2), a query with parameters
             whose result is read and checked, a streamed query of 600 rows
-            (three batches), a graceful close, dbp_hub_close;
+            (three batches), a graceful close, dbp_hub_free;
      redis: the same with SET/GET of a binary value, a pipeline of eight
             commands submitted before any wait, and a nested array reply
             (EVAL returning {1, {2, {3, "x"}}, "y"}).
@@ -13,7 +13,7 @@
    Every run must: not crash (the child is a separate process, so a crash
    is reported with its N and the test goes on); not hang (every wait has a
    deadline, and the child has an alarm); not leak (the allocator counts live
-   blocks: back to 0 after dbp_hub_close; file descriptors back to where
+   blocks: back to 0 after dbp_hub_free; file descriptors back to where
    they were); surface the failure as an error - a NULL return with the
    error set to DBP_ENOMEM, an op rejected, a wait that returns an error -
    or absorb it (a connect retried) with every result still right: an op
@@ -65,7 +65,7 @@ typedef struct report {
     size_t fail_size;
     char fail_phase[32];       /* scenario step when it failed */
     char phase[32];            /* current step */
-    long long live_end;        /* live blocks after dbp_hub_close */
+    long long live_end;        /* live blocks after dbp_hub_free */
     int fds_before, fds_after;
     int done;                  /* the scenario ran to its end */
     int wrong;                 /* a fulfilled op had wrong data, or an error had no message */
@@ -249,7 +249,7 @@ static void close_all(dbp_hub *h, dbp_pool *p)
         dbp_pool_free(p);
     }
     phase("hub_close");
-    dbp_hub_close(h, 10000);
+    dbp_hub_free(h, 10000);
 }
 
 static int cell_is(const dbp_cell *c, const char *want)
@@ -296,7 +296,7 @@ static void my_query(dbp_pool *p)
     v[1] = dbp_v_text("row-");
     v[2] = dbp_v_text("it's \\ \"q\"");
     v[3] = dbp_v_null();
-    op = dbp_query(p, sql, v, 4, NULL);
+    op = dbp_pool_query(p, sql, v, 4, NULL);
     if (!op) { null_op("query"); return; }
     if (wait_op("query", op) == DBP_OK) {
         const dbp_result *r = dbp_op_result(op);
@@ -331,7 +331,7 @@ static void my_stream(dbp_pool *p)
     size_t rows = 0;
     int rc, waits = 0;
     phase("stream");
-    op = dbp_query_stream(p, sql, NULL, 0, NULL);
+    op = dbp_pool_query_stream(p, sql, NULL, 0, NULL);
     if (!op) { null_op("stream"); return; }
     for (;;) {
         const dbp_cell *row = NULL;
@@ -384,7 +384,7 @@ static void scenario_mysql(void)
         my_query(p);
         my_stream(p);
         phase("after");
-        after_check("after", dbp_query(p, "SELECT 'after'", NULL, 0, NULL), my_after_good);
+        after_check("after", dbp_pool_query(p, "SELECT 'after'", NULL, 0, NULL), my_after_good);
     }
     close_all(h, p);
 }
@@ -393,7 +393,7 @@ static void scenario_mysql(void)
 
 static dbp_op *call(dbp_pool *p, int argc, const char *const *argv, const size_t *lens)
 {
-    return dbp_call(p, argc, argv, lens, NULL);
+    return dbp_pool_call(p, argc, argv, lens, NULL);
 }
 
 static int reply_str(const dbp_reply *r, int type, const char *s, size_t n)
@@ -508,7 +508,7 @@ static void scenario_redis(void)
         static const char *const ping[1] = { "PING" };
         redis_commands(p);
         phase("after");
-        after_check("after", dbp_call(p, 1, ping, NULL, NULL), rd_after_good);
+        after_check("after", dbp_pool_call(p, 1, ping, NULL, NULL), rd_after_good);
     }
     close_all(h, p);
 }
@@ -531,7 +531,7 @@ static void scenario_down(const char *url, int redis)
         static const char *const ping[1] = { "PING" };
         phase("op");
         t0 = dbp__now_ms();
-        op = redis ? dbp_call(p, 1, ping, NULL, NULL) : dbp_query(p, "SELECT 1", NULL, 0, NULL);
+        op = redis ? dbp_pool_call(p, 1, ping, NULL, NULL) : dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
         if (!op) null_op("op");
         else {
             int rc = dbp_op_wait(op, 5000);

@@ -148,7 +148,7 @@ int main(void)
     dbp_hub_stats(h, &k);
     ok(k.ops == 0 && k.pools == 0 && k.conns == 0 && k.conns_dead_held == 0,
        "at the end nothing is alive: ops %d, pools %d, connections %d, held %d", k.ops, k.pools, k.conns, k.conns_dead_held);
-    dbp_hub_close(side, 5000);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(side, 5000);
+    dbp_hub_free(h, 5000);
     return done_testing();
 }

@@ -22,7 +22,7 @@ static const dbp_op_options PS = { 0, 0, 1 }, TEXT = { 0, 0, -1 };
 /* Runs sql (text or prepared) and waits; the op is the caller's. */
 static dbp_op *qv(dbp_pool *p, const char *sql, const dbp_value *v, size_t n, const dbp_op_options *o)
 {
-    dbp_op *op = dbp_query(p, sql, v, n, o);
+    dbp_op *op = dbp_pool_query(p, sql, v, n, o);
     if (dbp_op_wait(op, 20000) != DBP_OK) diag("'%s' failed: %s", sql, dbp_op_error(op)->message);
     return op;
 }
@@ -166,7 +166,7 @@ static void test_dml_and_errors(dbp_hub *h)
     r = dbp_op_result(op);
     ok(r && r->affected_rows == 1 && r->insert_id == 1 && r->ncols == 0, "prepared INSERT: affected_rows 1, insert_id 1, no columns");
     dbp_op_free(op);
-    op = dbp_query(p, "INSERT INTO t_ps_dml (s) VALUES (?)", v, 1, NULL);
+    op = dbp_pool_query(p, "INSERT INTO t_ps_dml (s) VALUES (?)", v, 1, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_ESQL && dbp_op_error(op)->code == 1062 && strcmp(dbp_op_error(op)->sqlstate, "23000") == 0 &&
        dbp_op_error(op)->sent, "a duplicate key: DBP_ESQL 1062, SQLSTATE 23000, sent: %s", dbp_op_error(op)->message);
     dbp_op_free(op);
@@ -178,10 +178,10 @@ static void test_dml_and_errors(dbp_hub *h)
     op = qv(p, "UPDATE t_ps_dml SET s = CONCAT(s, '!') WHERE id > ?", (dbp_value[]){ dbp_v_int(0) }, 1, NULL);
     ok(dbp_op_rc(op) == DBP_OK && dbp_op_result(op)->affected_rows == 2, "prepared UPDATE: affected_rows 2");
     dbp_op_free(op);
-    op = dbp_query(p, "SELEKT 1", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELEKT 1", NULL, 0, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_ESQL && dbp_op_error(op)->code == 1064, "a syntax error: 1064 as with text");
     dbp_op_free(op);
-    op = dbp_query(p, "SELECT * FROM t_no_such_table WHERE id = ?", (dbp_value[]){ dbp_v_int(1) }, 1, NULL);
+    op = dbp_pool_query(p, "SELECT * FROM t_no_such_table WHERE id = ?", (dbp_value[]){ dbp_v_int(1) }, 1, NULL);
     ok(dbp_op_wait(op, 5000) == DBP_ESQL && dbp_op_error(op)->code == 1146, "a missing table: 1146 as with text");
     dbp_op_free(op);
     op = qv(p, "SELECT 1 AS a; SELECT 2 AS b, 3 AS c", NULL, 0, NULL);
@@ -252,7 +252,7 @@ static void test_reconnect(dbp_hub *h)
     snprintf(kill, sizeof kill, "KILL %llu", id);
     ok(id && run(admin, kill) == DBP_OK, "the pool's connection %llu killed on the server", id);
     spin(h, 200);
-    op = dbp_query(p, "SELECT CONNECTION_ID() AS id, ? AS x", (dbp_value[]){ dbp_v_int(2) }, 1, NULL);
+    op = dbp_pool_query(p, "SELECT CONNECTION_ID() AS id, ? AS x", (dbp_value[]){ dbp_v_int(2) }, 1, NULL);
     if (dbp_op_wait(op, 10000) != DBP_OK) {
         /* a dead connection the pool could not see in time: the op says so, the next one works */
         diag("first query after the kill: %s", dbp_op_error(op)->message);
@@ -365,7 +365,7 @@ int main(void)
         dbp_hub_stats(h, &k);
         is_int(k.ops, 0, "no op left alive");
     }
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     fds1 = count_fds();
     is_int(fds1, fds0, "no file descriptor leaked (%d before, %d after)", fds0, fds1);
     return done_testing();

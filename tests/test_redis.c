@@ -25,7 +25,7 @@ static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
 /* Runs a command given as words, waits, returns the op (caller frees). */
 static dbp_op *cmdv(dbp_pool *p, int argc, const char **argv)
 {
-    dbp_op *op = dbp_call(p, argc, argv, NULL, NULL);
+    dbp_op *op = dbp_pool_call(p, argc, argv, NULL, NULL);
     dbp_op_wait(op, 10000);
     if (dbp_op_rc(op) != DBP_OK) keep(dbp_op_error(op)->message);
     return op;
@@ -99,7 +99,7 @@ static void test_replies(dbp_hub *h)
     dbp_op *op;
     const dbp_reply *r;
     argv[2] = "a\0b\r\nc";
-    op = dbp_call(p, 3, argv, lens, NULL);
+    op = dbp_pool_call(p, 3, argv, lens, NULL);
     dbp_op_wait(op, 5000);
     r = dbp_op_reply(op);
     ok(r && r->type == DBP_REPLY_STATUS && strcmp(r->str, "OK") == 0, "status reply (+OK)");
@@ -161,7 +161,7 @@ static void test_pipeline(dbp_hub *h)
     for (i = 0; i < N; i++) {
         snprintf(buf, sizeof buf, "%d", i);
         argv[0] = "ECHO"; argv[1] = buf;
-        ops[i] = dbp_call(p, 2, argv, NULL, NULL);
+        ops[i] = dbp_pool_call(p, 2, argv, NULL, NULL);
     }
     dbp_hub_run(h, 60000);
     for (i = 0; i < N; i++) {
@@ -189,7 +189,7 @@ static void test_close_pending(dbp_hub *h)
         char b[16];
         const char *argv[3] = { "SET", "t:close", b };
         snprintf(b, sizeof b, "%d", i);
-        ops[i] = dbp_call(p, 3, argv, NULL, NULL);
+        ops[i] = dbp_pool_call(p, 3, argv, NULL, NULL);
     }
     cl = dbp_pool_close(p, -1);
     late = CMD(p, "PING");
@@ -230,7 +230,7 @@ static void test_client_kill(dbp_hub *h)
         /* Redis runs one command at a time: a busy connection is one blocked in BLPOP */
         const char *argv[3] = { "BLPOP", "t:never", "3" };
         dbp_op_free(CMD(admin, "DEL", "t:never"));
-        busy = dbp_call(p, 3, argv, NULL, NULL);
+        busy = dbp_pool_call(p, 3, argv, NULL, NULL);
     }
     dbp_hub_run(h, 200);
     k = CMD(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
@@ -247,7 +247,7 @@ static void test_client_kill(dbp_hub *h)
         /* an idempotent command is retried once */
         dbp_op_options o = { 0, 1, 0 };
         const char *argv[3] = { "BLPOP", "t:never", "1" };
-        busy = dbp_call(p, 3, argv, NULL, &o);
+        busy = dbp_pool_call(p, 3, argv, NULL, &o);
         dbp_hub_run(h, 200);
         k = CMD(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
         dbp_op_free(k);
@@ -277,7 +277,7 @@ static void test_pubsub(dbp_hub *h)
     dbp_pool *p = open_pool(h, URL, "max=2&backoff_min=0.05&backoff_max=0.2");
     const char *chans[] = { "t:chan" }, *pats[] = { "t:pat:*" };
     dbp_error e;
-    dbp_sub *s = dbp_subscribe(p, 1, chans, 1, pats, on_msg, NULL, &e);
+    dbp_sub *s = dbp_pool_subscribe(p, 1, chans, 1, pats, on_msg, NULL, &e);
     dbp_op *op;
     int i;
     ok(s != NULL, "subscribe to a channel and a pattern");
@@ -295,7 +295,7 @@ static void test_pubsub(dbp_hub *h)
     op = CMD(p, "PUBLISH", "t:chan", "after"); dbp_op_free(op);
     for (i = 0; i < 50 && strcmp(last_msg, "after") != 0; i++) dbp_hub_step(h, 20);
     ok(strcmp(last_msg, "after") == 0, "a message published after the reconnect is received");
-    dbp_sub_close(s);
+    dbp_sub_free(s);
     spin(h, 200);
     op = CMD(p, "PUBLISH", "t:chan", "nobody");
     ok(reply_int(op) == 0, "after close nobody is subscribed");
@@ -311,7 +311,7 @@ static void test_blocking(dbp_hub *h)
     const char *argv[3] = { "BLPOP", "t:emptylist", "1" };
     long long s1, st1, e1, s2, st2, e2;
     dbp_op_free(CMD(p, "DEL", "t:emptylist"));
-    blk = dbp_call(p, 3, argv, NULL, NULL);
+    blk = dbp_pool_call(p, 3, argv, NULL, NULL);
     get = CMD(p, "GET", "t:bin");
     dbp_op_times(get, &s2, &st2, &e2);
     ok(dbp_op_rc(get) == DBP_OK && dbp_op_state(blk) == DBP_OP_RUNNING,
@@ -362,7 +362,7 @@ static void test_restart(dbp_hub *h)
     for (i = 0; i < 20; i++) {
         const char *argv[2] = { "GET", "t:restart" };
         dbp_op_options o = { 15000, 0, 0 };
-        during[i] = dbp_call(p, 2, argv, NULL, &o);
+        during[i] = dbp_pool_call(p, 2, argv, NULL, &o);
     }
     dbp_hub_run(h, 500);
     if (system("scripts/redis.sh start >/dev/null 2>&1") != 0) diag("redis.sh start failed");
@@ -401,7 +401,7 @@ int main(void)
     test_blocking(h);
     test_pinned(h);
     test_restart(h);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     is_int(count_fds(), fds0, "no file descriptor leaked");
     ok(!strstr(all_messages, PASSWORD) && !strstr(all_messages, "Wr0ngRedisPw"), "no message contains a password");
     return done_testing();

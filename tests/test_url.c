@@ -218,7 +218,7 @@ static void test_pool_describe(void)
     cfg.url = "mysql://app:TopSecret@127.0.0.1:1/shop?max=x";
     ok(dbp_pool_open(h, &cfg, &e) == NULL && !strstr(e.message, "TopSecret"), "open error has no password");
     dbp_pool_free(p);
-    dbp_hub_close(h, 1000);
+    dbp_hub_free(h, 1000);
 }
 
 static void test_binder(void)
@@ -234,31 +234,31 @@ static void test_binder(void)
     char *out;
     dbp_value v[9];
     for (i = 0; i < sizeof counts / sizeof counts[0]; i++)
-        is_int(dbp_count_params(counts[i].sql, strlen(counts[i].sql)), counts[i].n, "placeholders in %s", counts[i].sql);
+        is_int(dbp_sql_count_params(counts[i].sql, strlen(counts[i].sql)), counts[i].n, "placeholders in %s", counts[i].sql);
 
     v[0] = dbp_v_null(); v[1] = dbp_v_bool(1); v[2] = dbp_v_int(-42); v[3] = dbp_v_uint(18446744073709551615ULL);
     v[4] = dbp_v_double(0.1); v[5] = dbp_v_text("it's \"q\" \\ \n"); v[6] = dbp_v_blob("\0\xff", 2);
     v[7] = dbp_v_double(1e300); v[8] = dbp_v_textn("a\0b", 3);
-    out = dbp_bind_sql("VALUES (?,?,?,?,?,?,?,?,?)", strlen("VALUES (?,?,?,?,?,?,?,?,?)"), v, 9, &len, &e);
+    out = dbp_sql_bind("VALUES (?,?,?,?,?,?,?,?,?)", strlen("VALUES (?,?,?,?,?,?,?,?,?)"), v, 9, &len, &e);
     is_str(out, "VALUES (NULL,TRUE,-42,18446744073709551615,0.1e0,'it\\'s \\\"q\\\" \\\\ \\n',X'00FF',1e+300,'a\\0b')",
            "binds every type");
     dbp_free(out);
-    out = dbp_bind_sql("SELECT '?', ?", strlen("SELECT '?', ?"), v, 1, &len, &e);
+    out = dbp_sql_bind("SELECT '?', ?", strlen("SELECT '?', ?"), v, 1, &len, &e);
     is_str(out, "SELECT '?', NULL", "a quoted ? is left alone");
     dbp_free(out);
     v[0] = dbp_v_double(NAN);
-    ok(dbp_bind_sql("SELECT ?", 8, v, 1, &len, &e) == NULL && e.rc == DBP_EPARAM && strstr(e.message, "NaN"),
+    ok(dbp_sql_bind("SELECT ?", 8, v, 1, &len, &e) == NULL && e.rc == DBP_EPARAM && strstr(e.message, "NaN"),
        "NaN refused: %s", e.message);
     v[0] = dbp_v_double(-INFINITY);
-    ok(dbp_bind_sql("SELECT ?", 8, v, 1, &len, &e) == NULL && strstr(e.message, "infinite"), "infinity refused");
-    ok(dbp_bind_sql("SELECT ?, ?", 11, v, 1, &len, &e) == NULL && e.rc == DBP_EPARAM &&
+    ok(dbp_sql_bind("SELECT ?", 8, v, 1, &len, &e) == NULL && strstr(e.message, "infinite"), "infinity refused");
+    ok(dbp_sql_bind("SELECT ?, ?", 11, v, 1, &len, &e) == NULL && e.rc == DBP_EPARAM &&
        strstr(e.message, "2 placeholders but 1 parameter was given"), "count mismatch: %s", e.message);
-    ok(dbp_bind_sql("SELECT 1", 8, v, 1, &len, &e) == NULL && strstr(e.message, "0 placeholders"),
+    ok(dbp_sql_bind("SELECT 1", 8, v, 1, &len, &e) == NULL && strstr(e.message, "0 placeholders"),
        "extra parameter refused");
     {
         /* an injection attempt stays inside its literal */
         dbp_value inj = dbp_v_text("x'); DROP TABLE t; --");
-        out = dbp_bind_sql("SELECT ?", 8, &inj, 1, &len, &e);
+        out = dbp_sql_bind("SELECT ?", 8, &inj, 1, &len, &e);
         is_str(out, "SELECT 'x\\'); DROP TABLE t; --'", "injection stays quoted");
         dbp_free(out);
     }
@@ -275,8 +275,8 @@ static void test_binder(void)
             char *b;
             for (j = 0; j < n; j++) sql[j] = alphabet[dbp__rand(&seed) % (sizeof alphabet - 1)];
             sql[n] = '\0';
-            want = dbp_count_params(sql, n);
-            b = dbp_bind_sql(sql, n, vals, want, &len, &e);
+            want = dbp_sql_count_params(sql, n);
+            b = dbp_sql_bind(sql, n, vals, want, &len, &e);
             if (!b) bad++;
             dbp_free(b);
         }

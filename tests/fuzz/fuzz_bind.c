@@ -1,5 +1,5 @@
-/* fuzz_bind - the client-side parameter binder: dbp_count_params(),
-   dbp__check_params() and dbp_bind_sql().
+/* fuzz_bind - the client-side parameter binder: dbp_sql_count_params(),
+   dbp__check_params() and dbp_sql_bind().
 
    Input layout:
      byte 0..1      length L of the SQL text (little endian, clamped to what is left)
@@ -13,8 +13,8 @@
    - the statement's placeholder count is what dbp__check_params accepts:
      exactly n parameters pass (when every double is finite), n-1 and n+1 are
      refused with DBP_EPARAM, a NaN or an infinity is refused with DBP_EPARAM
-     and dbp_bind_sql() then returns NULL;
-   - dbp_bind_sql() with n parameters succeeds and returns out_len bytes
+     and dbp_sql_bind() then returns NULL;
+   - dbp_sql_bind() with n parameters succeeds and returns out_len bytes
      followed by a NUL;
    - with no placeholder the output is the statement, byte for byte;
    - the output has no placeholder left: a bound value never opens a string
@@ -126,7 +126,7 @@ static void check_round_trip(const dbp_value *v)
 {
     dbp_error err;
     size_t n = 0, i, o;
-    char *out = dbp_bind_sql("?", 1, v, 1, &n, &err);
+    char *out = dbp_sql_bind("?", 1, v, 1, &n, &err);
     CHECK(out != NULL, "binding one value failed: %s", err.message);
     CHECK(n == value_len(v), "value of type %d: %lu bytes, want %lu", (int)v->type, (unsigned long)n,
           (unsigned long)value_len(v));
@@ -174,7 +174,7 @@ static void check_round_trip(const dbp_value *v)
         break;
     default: break;
     }
-    CHECK(dbp_count_params(out, n) == 0, "a value alone leaves a placeholder: %s", out);
+    CHECK(dbp_sql_count_params(out, n) == 0, "a value alone leaves a placeholder: %s", out);
     dbp_free(out);
 }
 
@@ -196,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (sql_len) memcpy(sql, r.p, sql_len);
     r.p += sql_len; r.n -= sql_len;
 
-    n = dbp_count_params(sql, sql_len);
+    n = dbp_sql_count_params(sql, sql_len);
     CHECK(n <= sql_len, "%lu placeholders in %lu bytes", (unsigned long)n, (unsigned long)sql_len);
     if (n > MAX_PARAMS) { free(sql); return 0; }
     params = (dbp_value *)calloc(n + 1, sizeof *params);
@@ -212,24 +212,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dbp_value keep = params[n - 1];
         params[n - 1] = dbp_v_double(NAN);
         CHECK(dbp__check_params(sql, sql_len, params, n, &err) == DBP_EPARAM, "NaN accepted");
-        CHECK(dbp_bind_sql(sql, sql_len, params, n, NULL, &err) == NULL && err.rc == DBP_EPARAM,
+        CHECK(dbp_sql_bind(sql, sql_len, params, n, NULL, &err) == NULL && err.rc == DBP_EPARAM,
               "NaN bound");
         params[n - 1] = dbp_v_double(-INFINITY);
         CHECK(dbp__check_params(sql, sql_len, params, n, &err) == DBP_EPARAM, "-inf accepted");
         params[n - 1] = keep;
     }
-    CHECK(dbp_bind_sql(sql, sql_len, params, n + 1, NULL, &err) == NULL && err.rc == DBP_EPARAM,
+    CHECK(dbp_sql_bind(sql, sql_len, params, n + 1, NULL, &err) == NULL && err.rc == DBP_EPARAM,
           "n + 1 parameters bound");
 
-    out = dbp_bind_sql(sql, sql_len, params, n, &out_len, &err);
+    out = dbp_sql_bind(sql, sql_len, params, n, &out_len, &err);
     CHECK(out != NULL, "binding %lu parameters failed: %s", (unsigned long)n, err.message);
     CHECK(out[out_len] == '\0', "output not NUL-terminated");
     want_len = sql_len - n;
     for (i = 0; i < n; i++) want_len += value_len(&params[i]);
     CHECK(out_len == want_len, "output of %lu bytes, want %lu", (unsigned long)out_len, (unsigned long)want_len);
     if (n == 0) CHECK(memcmp(out, sql, sql_len) == 0, "a statement without placeholders was changed");
-    CHECK(dbp_count_params(out, out_len) == 0, "%lu placeholder(s) left after binding %lu",
-          (unsigned long)dbp_count_params(out, out_len), (unsigned long)n);
+    CHECK(dbp_sql_count_params(out, out_len) == 0, "%lu placeholder(s) left after binding %lu",
+          (unsigned long)dbp_sql_count_params(out, out_len), (unsigned long)n);
     dbp_free(out);
 
     for (i = 0; i < n && i < 16; i++) check_round_trip(&params[i]);

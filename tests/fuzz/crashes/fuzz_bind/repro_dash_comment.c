@@ -27,7 +27,7 @@ int main(void)
     size_t i;
     int bad = 0;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t got = dbp_count_params(cases[i].sql, strlen(cases[i].sql));
+        size_t got = dbp_sql_count_params(cases[i].sql, strlen(cases[i].sql));
         printf("case %lu: %lu placeholder(s), the server sees %lu%s\n", (unsigned long)i, (unsigned long)got,
                (unsigned long)cases[i].want, got == cases[i].want ? "" : "  <- differs");
         if (got != cases[i].want) bad++;

@@ -87,12 +87,12 @@ static int b3(void)
     dbp_op *op;
     int rc;
     fail_size = 5 * sizeof(dbp_field);          /* r->fields of a 5-column result */
-    op = dbp_query(p, "SELECT 1, 2, 3, 4, 5", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT 1, 2, 3, 4, 5", NULL, 0, NULL);
     rc = dbp_op_wait(op, 10000);                /* aborts here with the bug: double free */
     printf("b3: the query settled with %s (%s), allocation failed: %d\n", dbp_rc_name(rc),
            dbp_op_error(op)->message, failed);
     dbp_op_free(op);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     return rc == DBP_ENOMEM ? 0 : 1;
 }
 
@@ -103,13 +103,13 @@ static int b4(void)
     dbp_op *op;
     int rc;
     fail_size = sizeof(dbp_conn);
-    op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
     rc = dbp_op_wait(op, 5000);
     printf("b4: after 5 s the op is %s (%s), allocation failed: %d\n", dbp_rc_name(rc),
            rc == DBP_PENDING ? "still queued, and nothing will ever open a connection for it" : dbp_op_error(op)->message,
            failed);
     dbp_op_free(op);
-    dbp_hub_close(h, 1000);
+    dbp_hub_free(h, 1000);
     return rc == DBP_PENDING ? 1 : 0;
 }
 
@@ -120,21 +120,21 @@ static int b5(void)
     dbp_op *op, *next;
     int rc;
     /* warm the connection first, so the failure hits the stream's own state */
-    op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
     dbp_op_wait(op, 10000);
     dbp_op_free(op);
     fail_size = sizeof(dbp__stream);
     /* a small result: libmariadb reads it whole into its own buffer, so the
        socket is not readable and the pool sees nothing wrong with it */
-    op = dbp_query_stream(p, "SELECT 1 UNION ALL SELECT 2", NULL, 0, NULL);
-    next = dbp_query(p, "SELECT 'next'", NULL, 0, NULL);
+    op = dbp_pool_query_stream(p, "SELECT 1 UNION ALL SELECT 2", NULL, 0, NULL);
+    next = dbp_pool_query(p, "SELECT 'next'", NULL, 0, NULL);
     dbp_op_wait(op, 10000);
     rc = dbp_op_wait(next, 10000);
     printf("b5: the stream: %s (%s); the next query: %s (%s)\n", dbp_rc_name(dbp_op_rc(op)),
            dbp_op_error(op)->message, dbp_rc_name(rc), rc ? dbp_op_error(next)->message : "fine");
     dbp_op_free(op);
     dbp_op_free(next);
-    dbp_hub_close(h, 5000);
+    dbp_hub_free(h, 5000);
     return rc == DBP_OK ? 0 : 1;
 }
 
@@ -148,12 +148,12 @@ static int b6(void)
     snprintf(url, sizeof url, "mysql://nobody:pw@127.0.0.1:%d/none", closed_port());
     p = open_pool(h, url, "acquire_timeout=0.5&backoff_min=0.1&backoff_max=0.2");
     fail_size = 64 * sizeof(void *);            /* the first timer heap: 64 pointers */
-    op = dbp_query(p, "SELECT 1", NULL, 0, NULL);
+    op = dbp_pool_query(p, "SELECT 1", NULL, 0, NULL);
     rc = dbp_op_wait(op, 5000);
     printf("b6: 5 s after a query with acquire_timeout=0.5 to a closed port, the op is %s, allocation failed: %d\n",
            dbp_rc_name(rc), failed);
     dbp_op_free(op);
-    dbp_hub_close(h, 1000);
+    dbp_hub_free(h, 1000);
     return rc == DBP_PENDING ? 1 : 0;
 }
 
