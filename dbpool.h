@@ -398,6 +398,12 @@ typedef struct dbp_pool_config {
     int max_waiting;        /* most queued ops, 0 = unbounded (0) */
     int max_blocking;       /* Redis: most connections for blocking commands (max) */
     int pipeline;           /* Redis: most commands in flight per connection (1000) */
+    int prepare;            /* 1 = queries with parameters run as server-side prepared
+                               statements (MySQL: mysql_stmt_*; PostgreSQL: PQsendPrepare /
+                               PQsendQueryPrepared), 0 = every query as text (1); an op's
+                               `prepare` overrides it */
+    int prepare_cache;      /* prepared statements kept per connection, least recently used
+                               given back beyond it; a new connection prepares again (256) */
     /* time, milliseconds; 0 turns a timeout off where noted */
     int acquire_timeout_ms; /* waiting in the queue, connect included (30000) */
     int connect_timeout_ms; /* one connection attempt (10000) */
@@ -428,12 +434,6 @@ typedef struct dbp_pool_config {
     void *event_ud;
     /* PostgreSQL: GSSAPI encryption, "disable" unless set ("prefer", "require") */
     const char *gssencmode;
-    /* PostgreSQL: server-side prepared statements for queries with parameters
-       (PQsendPrepare/PQsendQueryPrepared), cached per connection, least
-       recently used dropped (DEALLOCATE) beyond prepare_cache; a new
-       connection prepares again. 0/1 (0); an op's `prepare` overrides it */
-    int prepare;
-    int prepare_cache;      /* statements kept per connection (256) */
 } dbp_pool_config;
 
 /* Fills every field with "unset". */
@@ -532,7 +532,7 @@ DBPDEF void dbp_pool_set_hook(dbp_pool *pool, dbp_event_fn fn, void *ud);
 typedef struct dbp_op_options {
     int timeout_ms;   /* one deadline over queueing, connecting and running; 0 = none */
     int idempotent;   /* 1: may be retried once after a connection lost after send */
-    int prepare;      /* PostgreSQL: 1 a prepared statement, -1 not, 0 the pool's `prepare` */
+    int prepare;      /* 1 a server-side prepared statement, -1 text, 0 the pool's `prepare` */
 } dbp_op_options;
 
 /* ==== SQL ops (MySQL, PostgreSQL) ========================================
@@ -1055,6 +1055,7 @@ static int dbp__buf_add(dbp__buf *b, const void *p, size_t n)
     return DBP_OK;
 }
 static int dbp__buf_adds(dbp__buf *b, const char *s) { return dbp__buf_add(b, s, strlen(s)); }
+#ifndef DBPOOL_NO_MYSQL /* (only MySQL formats a statement of its own: KILL QUERY) */
 static int dbp__buf_printf(dbp__buf *b, const char *fmt, ...)
 {
     va_list ap;
@@ -1072,6 +1073,7 @@ static int dbp__buf_printf(dbp__buf *b, const char *fmt, ...)
     b->len += (size_t)n;
     return DBP_OK;
 }
+#endif
 static void dbp__buf_free(dbp__buf *b) { DBP_FREE(b->data); memset(b, 0, sizeof *b); }
 
 /* op->cmd (upper-cased) is the literal NAME; the first letter is checked first */
@@ -1222,17 +1224,25 @@ DBPDEF void dbp_free(void *p) { DBP_FREE(p); }
    escapes inside quotes are assumed (the server default). */
 typedef int (*dbp__ph_fn)(void *ud, size_t pos);
 
+/* The bytes that start something (a quote, a comment, a placeholder): " # ' - / ? ` */
+static const unsigned char dbp__scan_special[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,1,1,0,0,0,1,0,0,0,0,0,1,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0
+};
+
 static size_t dbp__scan_placeholders(const char *sql, size_t len, dbp__ph_fn fn, void *ud)
 {
-    /* the bytes that start something (a quote, a comment, a placeholder) as
-       bits: " # ' - / ? below 64, ` above */
-#define DBP__SCAN_LO ((1ULL << '"') | (1ULL << '#') | (1ULL << '\'') | (1ULL << '-') | (1ULL << '/') | (1ULL << '?'))
-#define DBP__SCAN_HI (1ULL << ('`' - 64))
-#define DBP__SCAN_SPECIAL(u) ((u) < 64 ? (DBP__SCAN_LO >> (u)) & 1 : (u) < 128 ? (DBP__SCAN_HI >> ((u) - 64)) & 1 : 0)
     size_t i = 0, n = 0;
     while (i < len) {
         char c;
-        while (i < len && !DBP__SCAN_SPECIAL((unsigned char)sql[i])) i++;
+        /* (a table lookup per byte: the scan runs twice per query, at submit and at bind) */
+        while (i < len && !dbp__scan_special[(unsigned char)sql[i]]) i++;
         if (i >= len) break;
         c = sql[i];
         if (c == '\'' || c == '"' || c == '`') {
@@ -1296,10 +1306,23 @@ static size_t dbp__escape_default(void *ud, char *to, const char *from, size_t l
 }
 
 /* Checks values before anything is sent: count and finite doubles. */
-static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n,
-                             dbp_error *err)
+/* The positions of the first DBP__PH_KEPT placeholders, noted at submit so
+   that binding need not scan the SQL again. */
+#define DBP__PH_KEPT 8
+typedef struct dbp__ph_list { unsigned pos[DBP__PH_KEPT]; size_t n; } dbp__ph_list;
+static int dbp__ph_note(void *ud, size_t pos)
 {
-    size_t want = dbp__scan_placeholders(sql, len, NULL, NULL), i;
+    dbp__ph_list *l = DBP__CAST(dbp__ph_list *, ud);
+    if (l->n < DBP__PH_KEPT) l->pos[l->n] = (unsigned)pos;
+    l->n++;
+    return 0;
+}
+
+static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *params, size_t n,
+                                dbp_error *err, dbp__ph_list *ph)
+{
+    size_t want = ph ? (dbp__scan_placeholders(sql, len, dbp__ph_note, ph), ph->n)
+                     : dbp__scan_placeholders(sql, len, NULL, NULL), i;
     if (n > DBP_MAX_PARAMS)
         return dbp__err_set(err, DBP_EPARAM, "too many parameters (%lu, at most %d)",
                             (unsigned long)n, DBP_MAX_PARAMS);
@@ -1326,6 +1349,11 @@ static int dbp__check_params(const char *sql, size_t len, const dbp_value *param
     return DBP_OK;
 }
 
+static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n, dbp_error *err)
+{
+    return dbp__check_params_at(sql, len, params, n, err, NULL);
+}
+
 typedef struct dbp__bind_ctx {
     const char *sql;
     const dbp_value *params;
@@ -1344,8 +1372,15 @@ static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn esc
     switch (v->type) {
     case DBP_NULL: return dbp__buf_adds(out, "NULL");
     case DBP_BOOL: return dbp__buf_adds(out, v->v.b ? "TRUE" : "FALSE");
-    case DBP_INT: return dbp__buf_printf(out, "%lld", v->v.i);
-    case DBP_UINT: return dbp__buf_printf(out, "%llu", v->v.u);
+    case DBP_INT: case DBP_UINT: {
+        /* decimal digits by hand: vsnprintf cost as much as the rest of the bind */
+        unsigned long long u = v->type == DBP_UINT ? v->v.u
+                             : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
+        char *e = num + sizeof num, *d = e;
+        do { *--d = (char)('0' + u % 10); u /= 10; } while (u);
+        if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
+        return dbp__buf_add(out, d, (size_t)(e - d));
+    }
     case DBP_DOUBLE: {
         /* Shortest text that reads back as the same double; the e0 suffix
            makes the server read a DOUBLE literal, not an exact DECIMAL. */
@@ -1395,16 +1430,28 @@ static int dbp__bind_cb(void *ud, size_t pos)
     return 0;
 }
 
-/* Binds params into sql, appending to out. Values must have been checked. */
+/* Binds params into sql, appending to out. Values must have been checked.
+   ph: the placeholders' positions when known (at most DBP__PH_KEPT), else NULL. */
+static int dbp__bind_at(const char *sql, size_t len, const dbp_value *params, dbp__buf *out,
+                        dbp__escape_fn escape, void *ud, const unsigned *ph, size_t nph)
+{
+    dbp__bind_ctx b;
+    size_t k;
+    memset(&b, 0, sizeof b);
+    b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
+    if (ph) {
+        for (k = 0; k < nph && !b.rc; k++) dbp__bind_cb(&b, ph[k]);
+    } else {
+        dbp__scan_placeholders(sql, len, dbp__bind_cb, &b);
+    }
+    if (b.rc) return b.rc;
+    return dbp__buf_add(out, sql + b.last, len - b.last);
+}
+
 static int dbp__bind(const char *sql, size_t len, const dbp_value *params, dbp__buf *out,
                      dbp__escape_fn escape, void *ud)
 {
-    dbp__bind_ctx b;
-    memset(&b, 0, sizeof b);
-    b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
-    dbp__scan_placeholders(sql, len, dbp__bind_cb, &b);
-    if (b.rc) return b.rc;
-    return dbp__buf_add(out, sql + b.last, len - b.last);
+    return dbp__bind_at(sql, len, params, out, escape, ud, NULL, 0);
 }
 
 DBPDEF char *dbp_sql_bind(const char *sql, size_t len, const dbp_value *params, size_t nparams,
@@ -1725,6 +1772,7 @@ DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->port = -1;
     cfg->max = cfg->min = cfg->max_waiting = cfg->max_blocking = cfg->pipeline = -1;
+    cfg->prepare = cfg->prepare_cache = -1;
     cfg->acquire_timeout_ms = cfg->connect_timeout_ms = cfg->query_timeout_ms = -1;
     cfg->idle_timeout_ms = cfg->max_lifetime_ms = cfg->validate_after_ms = -1;
     cfg->keepalive_ms = cfg->backoff_min_ms = cfg->backoff_max_ms = -1;
@@ -1749,7 +1797,7 @@ typedef struct dbp__settings {
     char **seed_hosts;       /* cluster seeds */
     int *seed_ports;
     int redis_db;
-    int max, min, max_waiting, max_blocking, pipeline;
+    int max, min, max_waiting, max_blocking, pipeline, prepare, prepare_cache;
     int acquire_timeout, connect_timeout, query_timeout, idle_timeout, max_lifetime;
     int validate_after, keepalive, backoff_min, backoff_max, slow_threshold, close_timeout;
     char **init;
@@ -1760,7 +1808,6 @@ typedef struct dbp__settings {
     int read_from;
     int max_redirects;
     int readonly;            /* a cluster replica's node pool: READONLY on every connection */
-    int prepare, prepare_cache; /* PostgreSQL */
 } dbp__settings;
 
 /* ---- the backend seam ----
@@ -1856,6 +1903,8 @@ static const dbp__option dbp__options[] = {
     DBP__NUM("max_waiting", DBP__OPT_COUNT, max_waiting, 0, DBP__FOR_ALL, max_waiting, 0),
     DBP__NUM("max_blocking", DBP__OPT_COUNT, max_blocking, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER, max_blocking, DBP__DEF_MAX),
     DBP__NUM("pipeline", DBP__OPT_COUNT, pipeline, 1, DBP__FOR_REDIS | DBP__FOR_CLUSTER, pipeline, 1000),
+    DBP__NUM("prepare", DBP__OPT_BOOL, prepare, 0, DBP__FOR_SQL, prepare, 1),
+    DBP__NUM("prepare_cache", DBP__OPT_COUNT, prepare_cache, 1, DBP__FOR_SQL, prepare_cache, 256),
     DBP__NUM("acquire_timeout", DBP__OPT_MS, acquire_timeout_ms, 0, DBP__FOR_ALL, acquire_timeout, 30000),
     DBP__NUM("connect_timeout", DBP__OPT_MS, connect_timeout_ms, 1, DBP__FOR_ALL, connect_timeout, 10000),
     DBP__NUM("query_timeout", DBP__OPT_MS, query_timeout_ms, 0, DBP__FOR_ALL, query_timeout, 0),
@@ -1868,8 +1917,6 @@ static const dbp__option dbp__options[] = {
     DBP__NUM("slow_threshold", DBP__OPT_MS, slow_threshold_ms, 0, DBP__FOR_ALL, slow_threshold, 0),
     DBP__NUM("close_timeout", DBP__OPT_MS, close_timeout_ms, 0, DBP__FOR_ALL, close_timeout, 30000),
     DBP__NUM("max_redirects", DBP__OPT_COUNT, max_redirects, 1, DBP__FOR_CLUSTER, max_redirects, 16),
-    DBP__NUM("prepare", DBP__OPT_BOOL, prepare, 0, DBP__FOR_PGSQL, prepare, 0),
-    DBP__NUM("prepare_cache", DBP__OPT_COUNT, prepare_cache, 1, DBP__FOR_PGSQL, prepare_cache, 256),
     DBP__STR("charset", charset, DBP__FOR_SQL),
     DBP__STR("name", name, DBP__FOR_ALL),
     DBP__STR("socket", socket, DBP__FOR_SQL),
@@ -2292,8 +2339,9 @@ enum {
     DBP__OF_BORROWED = 1u << 12,   /* req belongs to another op (a cluster child) */
     DBP__OF_ASKED = 1u << 13,      /* the +OK of its ASKING has been read */
     DBP__OF_GETKEYS = 1u << 14,    /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
-    DBP__OF_PREPARE = 1u << 15,    /* PostgreSQL: run as a prepared statement */
-    DBP__OF_NOPREPARE = 1u << 16   /* PostgreSQL: never, whatever the pool says */
+    DBP__OF_PREPARE = 1u << 15,    /* run as a server-side prepared statement */
+    DBP__OF_NOPREPARE = 1u << 16,  /* never, whatever the pool says */
+    DBP__OF_INLINE = 1u << 17      /* sql and params live in the op's own block */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2321,6 +2369,8 @@ struct dbp_op {
     size_t sql_len;
     dbp_value *params;
     size_t nparams;
+    unsigned ph[DBP__PH_KEPT];     /* MySQL: where the placeholders are (nph <= DBP__PH_KEPT), noted at submit */
+    size_t nph;
     char *req;                     /* Redis: the command in RESP */
     size_t req_len;
     unsigned long long out_end;    /* Redis: stream offset just past this command */
@@ -2587,9 +2637,10 @@ static long long dbp__hist_pct(const dbp__hist *h, double p)
 
 static void dbp__op_timer_fire(dbp__timer *t);
 
-static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+/* An op with `extra` bytes after it (an inline request). */
+static dbp_op *dbp__op_new_extra(dbp_hub *hub, dbp_pool *pool, int type, size_t extra)
 {
-    dbp_op *op = DBP__ALLOC(dbp_op, 1);
+    dbp_op *op = extra > (size_t)-1 / 2 ? NULL : DBP__CAST(dbp_op *, dbp__calloc(1, sizeof(dbp_op) + extra));
     if (!op) return NULL;
     if (dbp__timers_reserve(hub, 1) != DBP_OK) { DBP_FREE(op); return NULL; }
     op->hub = hub;
@@ -2605,6 +2656,11 @@ static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
     return op;
 }
 
+static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+{
+    return dbp__op_new_extra(hub, pool, type, 0);
+}
+
 static void dbp__stream_free(dbp__stream *s);
 
 static void dbp__op_destroy(dbp_op *op)
@@ -2615,8 +2671,10 @@ static void dbp__op_destroy(dbp_op *op)
         dbp__list_remove(&op->all);
         dbp__list_remove(&op->notify);
     }
-    DBP_FREE(op->sql);
-    DBP_FREE(op->params);
+    if (!(op->flags & DBP__OF_INLINE)) {
+        DBP_FREE(op->sql);
+        DBP_FREE(op->params);
+    }
     if (!(op->flags & DBP__OF_BORROWED)) DBP_FREE(op->req);
     dbp_result_free(op->result);
     dbp_reply_free(op->reply);
@@ -5012,7 +5070,8 @@ static void dbp__stream_notify(dbp_op *op)
 
 enum { DBP__MY_NONE = 0, DBP__MY_CONNECT, DBP__MY_QUERY, DBP__MY_STORE, DBP__MY_NEXT, DBP__MY_FETCH,
        DBP__MY_FREE, DBP__MY_PING, DBP__MY_CLOSE, DBP__MY_PAUSED, DBP__MY_KILLWAIT,
-       DBP__MY_HELPER /* a helper thread resolves the host or runs the TLS connect */ };
+       DBP__MY_HELPER, /* a helper thread resolves the host or runs the TLS connect */
+       DBP__MY_SPREPARE, DBP__MY_SEXEC, DBP__MY_SSTORE, DBP__MY_SCLOSE /* prepared statements */ };
 /* what the statement under way is for */
 enum { DBP__MP_USER = 1, DBP__MP_STEP, DBP__MP_DISCARD, DBP__MP_VALIDATE };
 /* internal statements */
@@ -5021,6 +5080,16 @@ enum { DBP__MS_INIT = 1, DBP__MS_LIMITS, DBP__MS_CLEAR_KILL, DBP__MS_ROLLBACK };
 enum { DBP__MA_READY = 1, DBP__MA_IDLE, DBP__MA_RELEASE };
 
 #define DBP__MY_MAX_STEPS 70
+
+/* A prepared statement of a connection's cache (most recently used first). */
+typedef struct dbp__my_stmt {
+    char *sql;
+    size_t len;
+    unsigned hash;
+    MYSQL_STMT *stmt;
+    int ready;                      /* prepared on the server */
+    int text;                       /* the server cannot prepare it: run as text */
+} dbp__my_stmt;
 
 typedef struct dbp__my {
     MYSQL *m;
@@ -5041,6 +5110,18 @@ typedef struct dbp__my {
     dbp__job *job;                  /* the lookup (kept for its other addresses) or the TLS connect */
     int addri;                      /* the lookup's address being tried */
     char addr[INET6_ADDRSTRLEN];
+    /* prepared statements */
+    dbp__my_stmt *stmts;            /* the cache, most recently used first */
+    int nstmts, capstmts;
+    MYSQL_STMT *stmt;               /* the statement under way (stmts[0] while it runs) */
+    MYSQL_STMT *closing;            /* an evicted statement being closed */
+    MYSQL_BIND *binds;              /* parameters, then result columns */
+    unsigned long *lens;
+    my_bool *nulls, *errs;
+    char **bufs;
+    size_t *bufcap;
+    size_t nbinds;
+    long long *bools;               /* BOOL parameters, as TINYs */
 } dbp__my;
 
 #define DBP__MY(c) DBP__CAST(dbp__my *, (c)->be)
@@ -5109,6 +5190,20 @@ static int dbp__my_call(dbp_conn *c, int ev)
     case DBP__MY_CLOSE:
         st = cont ? mysql_close_cont(my->m, ev) : mysql_close_start(my->m);
         break;
+    case DBP__MY_SPREPARE:
+        st = cont ? mysql_stmt_prepare_cont(&my->r_int, my->stmt, ev)
+                  : mysql_stmt_prepare_start(&my->r_int, my->stmt, my->stmts[0].sql, (unsigned long)my->stmts[0].len);
+        break;
+    case DBP__MY_SEXEC:
+        st = cont ? mysql_stmt_execute_cont(&my->r_int, my->stmt, ev) : mysql_stmt_execute_start(&my->r_int, my->stmt);
+        break;
+    case DBP__MY_SSTORE:
+        st = cont ? mysql_stmt_store_result_cont(&my->r_int, my->stmt, ev)
+                  : mysql_stmt_store_result_start(&my->r_int, my->stmt);
+        break;
+    case DBP__MY_SCLOSE:
+        st = cont ? mysql_stmt_close_cont(&my->r_bool, my->closing, ev) : mysql_stmt_close_start(&my->r_bool, my->closing);
+        break;
     default:
         my->started = 0;
         return 0;
@@ -5135,6 +5230,29 @@ static void dbp__my_wait(dbp_conn *c, int st)
 
 
 static void dbp__my_run(dbp_conn *c, int ev);
+
+/* The statement cache and the bind buffers. Only after mysql_close(): the
+   handle has let go of its statements then, and closing one sends nothing. */
+static void dbp__my_stmts_free(dbp__my *my)
+{
+    int i;
+    size_t k;
+    for (i = 0; i < my->nstmts; i++) {
+        if (my->stmts[i].stmt) mysql_stmt_close(my->stmts[i].stmt);
+        DBP_FREE(my->stmts[i].sql);
+    }
+    if (my->closing) mysql_stmt_close(my->closing);
+    DBP_FREE(my->stmts);
+    my->stmts = NULL;
+    my->nstmts = my->capstmts = 0;
+    my->stmt = my->closing = NULL;
+    for (k = 0; k < my->nbinds; k++) DBP_FREE(my->bufs ? my->bufs[k] : NULL);
+    DBP_FREE(my->binds); DBP_FREE(my->lens); DBP_FREE(my->nulls); DBP_FREE(my->errs);
+    DBP_FREE(my->bufs); DBP_FREE(my->bufcap); DBP_FREE(my->bools);
+    my->binds = NULL; my->lens = NULL; my->nulls = my->errs = NULL; my->bufs = NULL; my->bufcap = NULL;
+    my->bools = NULL;
+    my->nbinds = 0;
+}
 
 /* Frees a copied secret, wiped first. */
 static void dbp__free_secret(char *p)
@@ -5351,6 +5469,7 @@ static void dbp__my_abort(dbp_conn *c)
         if (my->m) mysql_close(my->m);
         my->m = NULL;
     }
+    dbp__my_stmts_free(my);
     if (my->kill_op) {
         /* the connection it was to rescue is gone: a KILL still queued is withdrawn */
         dbp_op *k = my->kill_op;
@@ -5649,6 +5768,355 @@ static size_t dbp__my_escape(void *ud, char *to, const char *from, size_t len)
     return (size_t)mysql_real_escape_string(DBP__CAST(MYSQL *, ud), to, from, (unsigned long)len);
 }
 
+/* A query as text: parameters bound into the SQL on this connection, whose
+   charset and sql_mode decide the escaping. */
+static void dbp__my_text_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__my *my = DBP__MY(c);
+    my->sql.len = my->sql.off = 0;
+    if (dbp__buf_reserve(&my->sql, op->sql_len + 16) ||
+        dbp__bind_at(op->sql, op->sql_len, op->params, &my->sql, dbp__my_escape, my->m,
+                     op->nph <= DBP__PH_KEPT ? op->ph : NULL, op->nph) != DBP_OK) {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
+        dbp__my_op_finish(c, DBP_ENOMEM, &e);
+        return;
+    }
+    dbp__my_start_query(c, DBP__MP_USER);
+}
+
+/* ---- prepared statements ---------------------------------------------------
+   A query with DBP__OF_PREPARE runs through the binary protocol: the
+   statement is prepared once per connection and kept in its cache (LRU,
+   `prepare_cache` long; the least recently used one is closed on the server
+   to make room), then executed with the parameters bound, its result stored
+   and each value fetched as text, so that results have the shape and the
+   values of a text query. What the server cannot prepare (several
+   statements, CALL, a statement the binary protocol lacks) runs as text,
+   and the cache remembers it; a statement that fails to prepare for another
+   reason runs as text once, which reports the server's error as a text
+   query would. When the server's max_prepared_stmt_count is reached, the
+   cache gives back its least recently used statement and prepares again,
+   or, with nothing to give back, runs the query as text. */
+
+static unsigned dbp__my_hash(const char *s, size_t n)
+{
+    unsigned h = 2166136261u;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* Room for n binds (their buffers kept from query to query). */
+static int dbp__my_binds(dbp__my *my, size_t n)
+{
+    size_t k;
+    if (n > my->nbinds) {
+        MYSQL_BIND *b = DBP__CAST(MYSQL_BIND *, DBP_REALLOC(my->binds, n * sizeof *b));
+        if (!b) return DBP_ENOMEM;
+        my->binds = b;
+#define DBP__GROW(f, T) do { T *x = DBP__CAST(T *, DBP_REALLOC(my->f, n * sizeof(T))); if (!x) return DBP_ENOMEM; my->f = x; } while (0)
+        DBP__GROW(lens, unsigned long);
+        DBP__GROW(nulls, my_bool);
+        DBP__GROW(errs, my_bool);
+        DBP__GROW(bufcap, size_t);
+        DBP__GROW(bools, long long);
+        {
+            char **x = DBP__CAST(char **, DBP_REALLOC(my->bufs, n * sizeof(char *)));
+            if (!x) return DBP_ENOMEM;
+            my->bufs = x;
+        }
+#undef DBP__GROW
+        for (k = my->nbinds; k < n; k++) { my->bufs[k] = NULL; my->bufcap[k] = 0; }
+        my->nbinds = n;
+    }
+    memset(my->binds, 0, n * sizeof *my->binds);
+    return DBP_OK;
+}
+
+static void dbp__my_stmt_error(dbp_conn *c, MYSQL_STMT *st, dbp_error *e)
+{
+    const char *msg = mysql_stmt_error(st);
+    e->rc = DBP_ESQL;
+    e->code = (int)mysql_stmt_errno(st);
+    e->sent = 1;
+    snprintf(e->sqlstate, sizeof e->sqlstate, "%s", mysql_stmt_sqlstate(st));
+    if (strcmp(e->sqlstate, "00000") == 0) e->sqlstate[0] = '\0';
+    snprintf(e->message, sizeof e->message, "%s", msg && *msg ? msg : "unknown error");
+    if (c->pool->s.password) dbp__err_scrub(e, c->pool->s.password);
+}
+
+/* Statements the binary protocol would run differently: CALL (result sets
+   of a procedure) goes as text. */
+static int dbp__my_text_only(const char *sql, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r' || sql[i] == '(')) i++;
+    return len - i >= 5 && (sql[i] | 32) == 'c' && (sql[i + 1] | 32) == 'a' && (sql[i + 2] | 32) == 'l' &&
+           (sql[i + 3] | 32) == 'l' && !((sql[i + 4] | 32) >= 'a' && (sql[i + 4] | 32) <= 'z') && sql[i + 4] != '_';
+}
+
+/* Drops cache entry i whose server statement is gone or never was (no I/O). */
+static void dbp__my_stmt_drop(dbp__my *my, int i)
+{
+    if (my->stmts[i].stmt) mysql_stmt_close(my->stmts[i].stmt);
+    DBP_FREE(my->stmts[i].sql);
+    memmove(&my->stmts[i], &my->stmts[i + 1], (size_t)(my->nstmts - i - 1) * sizeof *my->stmts);
+    my->nstmts--;
+}
+
+static int dbp__my_ps_execute(dbp_conn *c);
+
+/* Gives back the least recently used statement at index from or later
+   that the server holds: closed there (phase SCLOSE), after which the op
+   under way starts again; returns 0 then. With none, drops the last entry
+   beyond from, if any (no I/O), and returns 1. */
+static int dbp__my_ps_evict(dbp_conn *c, int from)
+{
+    dbp__my *my = DBP__MY(c);
+    int i;
+    for (i = my->nstmts - 1; i >= from; i--) if (my->stmts[i].stmt && my->stmts[i].ready) break;
+    if (i < from) {
+        if (my->nstmts - 1 >= from) dbp__my_stmt_drop(my, my->nstmts - 1);
+        return 1;
+    }
+    my->closing = my->stmts[i].stmt;
+    my->stmts[i].stmt = NULL;
+    dbp__my_stmt_drop(my, i);
+    my->phase = DBP__MY_SCLOSE;
+    my->started = 0;
+    return 0;
+}
+
+/* Starts op as a prepared statement: from the cache, or prepared now.
+   Returns 0 with a phase set to run, 1 when it went elsewhere (text, an
+   error) and that already ran. */
+static int dbp__my_ps_begin(dbp_conn *c, dbp_op *op)
+{
+    dbp__my *my = DBP__MY(c);
+    unsigned h = dbp__my_hash(op->sql, op->sql_len);
+    int i;
+    dbp__my_stmt e0;
+    for (i = 0; i < my->nstmts; i++) {
+        const dbp__my_stmt *x = &my->stmts[i];
+        if (x->hash == h && x->len == op->sql_len && memcmp(x->sql, op->sql, op->sql_len) == 0) break;
+    }
+    if (i < my->nstmts) {
+        if (i > 0) {                                /* to the front: most recently used */
+            e0 = my->stmts[i];
+            memmove(&my->stmts[1], &my->stmts[0], (size_t)i * sizeof *my->stmts);
+            my->stmts[0] = e0;
+        }
+        if (my->stmts[0].text) { dbp__my_text_start(c, op); return 1; }
+        my->stmt = my->stmts[0].stmt;
+        if (my->stmts[0].ready) return dbp__my_ps_execute(c);
+        my->purpose = DBP__MP_USER;
+        my->phase = DBP__MY_SPREPARE;
+        my->started = 0;
+        return 0;
+    }
+    if (dbp__my_text_only(op->sql, op->sql_len)) { dbp__my_text_start(c, op); return 1; }
+    if (my->nstmts >= c->pool->s.prepare_cache && dbp__my_ps_evict(c, 0) == 0) return 0; /* then here again */
+    if (my->nstmts >= my->capstmts) {
+        int cap = my->capstmts ? my->capstmts * 2 : 8;
+        dbp__my_stmt *x = DBP__CAST(dbp__my_stmt *, DBP_REALLOC(my->stmts, (size_t)cap * sizeof *x));
+        if (!x) goto nomem;
+        my->stmts = x;
+        my->capstmts = cap;
+    }
+    memset(&e0, 0, sizeof e0);
+    e0.sql = dbp__strndup(op->sql, op->sql_len);
+    e0.len = op->sql_len;
+    e0.hash = h;
+    e0.stmt = e0.sql ? mysql_stmt_init(my->m) : NULL;
+    if (!e0.stmt) { DBP_FREE(e0.sql); goto nomem; }
+    {
+        my_bool yes = 1;
+        mysql_stmt_attr_set(e0.stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &yes);
+    }
+    memmove(&my->stmts[1], &my->stmts[0], (size_t)my->nstmts * sizeof *my->stmts);
+    my->stmts[0] = e0;
+    my->nstmts++;
+    my->stmt = e0.stmt;
+    my->purpose = DBP__MP_USER;
+    my->phase = DBP__MY_SPREPARE;
+    my->started = 0;
+    return 0;
+nomem:
+    {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ENOMEM, "out of memory preparing the statement");
+        dbp__my_op_finish(c, DBP_ENOMEM, &e);
+    }
+    return 1;
+}
+
+static void dbp__my_ps_start(dbp_conn *c, dbp_op *op)
+{
+    dbp__my *my = DBP__MY(c);
+    my->op = op;
+    if (dbp__my_ps_begin(c, op) == 0) dbp__my_run(c, 0);
+}
+
+/* Binds the op's parameters and starts the execution (phase SEXEC). */
+static int dbp__my_ps_execute(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_op *op = my->op;
+    size_t i, n = op->nparams;
+    if (n) {
+        if (dbp__my_binds(my, n) != DBP_OK) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
+            dbp__my_op_finish(c, DBP_ENOMEM, &e);
+            return 1;
+        }
+        for (i = 0; i < n; i++) {
+            const dbp_value *v = &op->params[i];
+            MYSQL_BIND *b = &my->binds[i];
+            switch (v->type) {
+            case DBP_BOOL:
+                my->bools[i] = v->v.b ? 1 : 0;
+                b->buffer_type = MYSQL_TYPE_LONGLONG;
+                b->buffer = &my->bools[i];
+                break;
+            case DBP_INT: b->buffer_type = MYSQL_TYPE_LONGLONG; b->buffer = DBP__CAST(void *, &v->v.i); break;
+            case DBP_UINT:
+                b->buffer_type = MYSQL_TYPE_LONGLONG;
+                b->buffer = DBP__CAST(void *, &v->v.u);
+                b->is_unsigned = 1;
+                break;
+            case DBP_DOUBLE: b->buffer_type = MYSQL_TYPE_DOUBLE; b->buffer = DBP__CAST(void *, &v->v.d); break;
+            case DBP_TEXT: case DBP_BLOB:
+                b->buffer_type = v->type == DBP_TEXT ? MYSQL_TYPE_STRING : MYSQL_TYPE_BLOB;
+                b->buffer = DBP__CAST(void *, v->v.s.data);
+                b->buffer_length = (unsigned long)v->v.s.len;
+                break;
+            default: b->buffer_type = MYSQL_TYPE_NULL; break;
+            }
+        }
+        if (mysql_stmt_bind_param(my->stmt, my->binds)) {
+            dbp_error e;
+            dbp__my_stmt_error(c, my->stmt, &e);
+            e.sent = 0;
+            dbp__my_op_finish(c, DBP_ESQL, &e);
+            return 1;
+        }
+    }
+    /* from here the server may run it; only a failed write proves it did not */
+    op->flags |= DBP__OF_SENT;
+    my->purpose = DBP__MP_USER;
+    my->phase = DBP__MY_SEXEC;
+    my->started = 0;
+    return 0;
+}
+
+/* The stored result of the statement under way, each value fetched as text
+   into one block: the struct, the fields (names copied: the statement may
+   be closed before the result is freed), the cells, then the bytes. */
+static dbp__result *dbp__my_ps_result(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    MYSQL_STMT *st = my->stmt;
+    size_t nf = mysql_stmt_field_count(st), nr = (size_t)mysql_stmt_num_rows(st), i, row = 0, names = 0, bytes;
+    MYSQL_FIELD *f = st->fields;
+    const char *info = mysql_info(my->m);
+    size_t infolen = info ? strlen(info) : 0;
+    dbp__buf data;
+    size_t *tmp = NULL;            /* per cell: offset in data ((size_t)-1: NULL), length */
+    dbp__result *r = NULL;
+    char *block, *q;
+    int rc;
+    memset(&data, 0, sizeof data);
+    if (nf && nr > ((size_t)-1 / 4) / nf / sizeof(dbp_cell)) return NULL;
+    if (nf) {
+        if (dbp__my_binds(my, nf) != DBP_OK) return NULL;
+        for (i = 0; i < nf; i++) {
+            size_t want = (size_t)f[i].max_length + 1;
+            if (want < 72) want = 72;                 /* numbers, dates and times as text */
+            if (my->bufcap[i] < want) {
+                char *b = DBP__CAST(char *, DBP_REALLOC(my->bufs[i], want));
+                if (!b) return NULL;
+                my->bufs[i] = b;
+                my->bufcap[i] = want;
+            }
+            my->binds[i].buffer_type = MYSQL_TYPE_STRING;
+            my->binds[i].buffer = my->bufs[i];
+            my->binds[i].buffer_length = (unsigned long)my->bufcap[i];
+            my->binds[i].length = &my->lens[i];
+            my->binds[i].is_null = &my->nulls[i];
+            my->binds[i].error = &my->errs[i];
+            names += f[i].name_length + 1;
+        }
+        if (mysql_stmt_bind_result(st, my->binds)) return NULL;
+        if (nr && !(tmp = DBP__CAST(size_t *, DBP_MALLOC(2 * nr * nf * sizeof *tmp)))) return NULL;
+        while (row < nr && ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED)) {
+            int rebind = 0;
+            for (i = 0; i < nf; i++) {
+                size_t *cell = &tmp[2 * (row * nf + i)];
+                size_t len = my->lens[i];
+                if (my->nulls[i]) { cell[0] = (size_t)-1; cell[1] = 0; continue; }
+                if (len >= my->bufcap[i]) {
+                    char *b = DBP__CAST(char *, DBP_REALLOC(my->bufs[i], len + 1));
+                    if (!b) goto fail;
+                    my->bufs[i] = b;
+                    my->bufcap[i] = len + 1;
+                    my->binds[i].buffer = b;
+                    my->binds[i].buffer_length = (unsigned long)(len + 1);
+                    if (mysql_stmt_fetch_column(st, &my->binds[i], (unsigned)i, 0)) goto fail;
+                    rebind = 1;
+                }
+                cell[0] = data.len;
+                cell[1] = len;
+                if ((len && dbp__buf_add(&data, my->bufs[i], len)) || dbp__buf_add(&data, "", 1)) goto fail;
+            }
+            if (rebind && mysql_stmt_bind_result(st, my->binds)) goto fail;
+            row++;
+        }
+        nr = row;
+    }
+    bytes = sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell) + names + data.len + infolen + 1;
+    block = DBP__CAST(char *, dbp__calloc(1, bytes));
+    if (!block) goto fail;
+    r = DBP__CAST(dbp__result *, (void *)block);
+    r->single = 1;
+    r->fields = DBP__CAST(dbp_field *, (void *)(block + sizeof(dbp__result)));
+    r->cells = DBP__CAST(dbp_cell *, (void *)(block + sizeof(dbp__result) + nf * sizeof(dbp_field)));
+    q = block + sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell);
+    for (i = 0; i < nf; i++) {
+        if (f[i].name_length) memcpy(q, f[i].name, f[i].name_length);
+        r->fields[i].name = q;
+        r->fields[i].name_len = f[i].name_length;
+        r->fields[i].type = (int)f[i].type;
+        r->fields[i].flags = f[i].flags;
+        r->fields[i].charsetnr = f[i].charsetnr;
+        r->fields[i].decimals = f[i].decimals;
+        q += f[i].name_length + 1;
+    }
+    if (data.len) memcpy(q, data.data, data.len);
+    for (i = 0; i < nr * nf; i++) {
+        r->cells[i].len = tmp[2 * i + 1];
+        r->cells[i].data = tmp[2 * i] == (size_t)-1 ? NULL : q + tmp[2 * i];
+    }
+    q += data.len;
+    r->arena = q;
+    if (infolen) memcpy(q, info, infolen);
+    r->pub.info = q;
+    r->pub.affected_rows = (unsigned long long)mysql_stmt_affected_rows(st);
+    r->pub.insert_id = (unsigned long long)mysql_stmt_insert_id(st);
+    r->pub.warning_count = (unsigned)mysql_stmt_warning_count(st);
+    if (nf) {
+        r->pub.ncols = nf;
+        r->pub.nrows = nr;
+        r->pub.fields = r->fields;
+        r->pub.cells = nr ? r->cells : NULL;
+    }
+fail:
+    DBP_FREE(tmp);
+    dbp__buf_free(&data);
+    return r;
+}
+
 static void dbp__my_op_start(dbp_conn *c, dbp_op *op)
 {
     dbp__my *my = DBP__MY(c);
@@ -5672,19 +6140,123 @@ static void dbp__my_op_start(dbp_conn *c, dbp_op *op)
         dbp__my_start_query(c, DBP__MP_USER);
         return;
     }
-    /* bind on this connection: its charset and sql_mode decide the escaping */
-    my->sql.len = my->sql.off = 0;
-    if (dbp__buf_reserve(&my->sql, op->sql_len + 16) ||
-        dbp__bind(op->sql, op->sql_len, op->params, &my->sql, dbp__my_escape, my->m) != DBP_OK) {
-        dbp_error e;
-        dbp__err_set(&e, DBP_ENOMEM, "out of memory binding parameters");
-        dbp__my_op_finish(c, DBP_ENOMEM, &e);
-        return;
-    }
-    dbp__my_start_query(c, DBP__MP_USER);
+    if (op->flags & DBP__OF_PREPARE) { dbp__my_ps_start(c, op); return; }
+    dbp__my_text_start(c, op);
 }
 
 /* The phases' completions: what happens when the call of a phase returns. */
+
+/* Prepared statements: a statement that failed or ran for an op gone
+   (timed out): its connection goes idle through the usual finish. */
+static int dbp__my_ps_failed(dbp_conn *c, int during_send)
+{
+    dbp__my *my = DBP__MY(c);
+    unsigned code = mysql_stmt_errno(my->stmt);
+    dbp_error e;
+    if (dbp__my_err_class(code) != DBP__MYE_SQL) { dbp__my_broken(c, during_send); return 1; }
+    dbp__my_stmt_error(c, my->stmt, &e);
+    dbp__my_op_finish(c, DBP_ESQL, &e);
+    return 1;
+}
+
+static int dbp__my_done_sprepare(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    dbp_op *op = my->op;
+    if (my->r_int) {
+        unsigned code = mysql_stmt_errno(my->stmt);
+        if (dbp__my_err_class(code) == DBP__MYE_LOST) { dbp__my_broken(c, 1); return 1; }
+        if (code == 1461 && op && dbp__my_ps_evict(c, 1) == 0) return 0;   /* max_prepared_stmt_count: give one back */
+        if (code == 1295 || code == 1064) {
+            /* not preparable (ER_UNSUPPORTED_PS; several statements, or
+               SQL only the text protocol takes): text from now on */
+            mysql_stmt_close(my->stmt);
+            my->stmts[0].stmt = NULL;
+            my->stmts[0].text = 1;
+        } else {
+            dbp__my_stmt_drop(my, 0);
+        }
+        my->stmt = NULL;
+        if (!op) { dbp__my_op_finish(c, DBP_OK, NULL); return 1; }
+        dbp__my_text_start(c, op);                  /* reports the server's error the text way */
+        return 1;
+    }
+    my->stmts[0].ready = 1;
+    if (!op) { dbp__my_op_finish(c, DBP_OK, NULL); return 1; }
+    if (mysql_stmt_param_count(my->stmt) != op->nparams) {
+        /* the server counts the placeholders differently: the text binder decides */
+        my->phase = DBP__MY_SCLOSE;
+        my->closing = my->stmt;
+        my->stmts[0].stmt = NULL;
+        my->stmts[0].text = 1;
+        my->stmt = NULL;
+        my->started = 0;
+        return 0;
+    }
+    return dbp__my_ps_execute(c);
+}
+
+static int dbp__my_done_sexec(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    if (my->r_int) return dbp__my_ps_failed(c, 1);
+    if (mysql_stmt_field_count(my->stmt) > 0) { my->phase = DBP__MY_SSTORE; return 0; }
+    if (my->op && my->purpose == DBP__MP_USER) {
+        dbp__result *r = dbp__my_ps_result(c);
+        if (!r) {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory storing the result");
+            e.sent = 1;
+            dbp__my_op_finish(c, DBP_ENOMEM, &e);
+            return 1;
+        }
+        *my->tail = &r->pub;
+        my->tail = &r->pub.next;
+    }
+    my->stmt = NULL;
+    dbp__my_op_finish(c, DBP_OK, NULL);
+    return 1;
+}
+
+static int dbp__my_done_sstore(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    MYSQL_STMT *st = my->stmt;
+    if (my->r_int) return dbp__my_ps_failed(c, 0);
+    if (my->op && my->purpose == DBP__MP_USER) {
+        dbp__result *r = dbp__my_ps_result(c);
+        if (!r) {
+            dbp_error e;
+            mysql_stmt_free_result(st);
+            dbp__err_set(&e, DBP_ENOMEM, "out of memory storing the result");
+            e.sent = 1;
+            dbp__my_op_finish(c, DBP_ENOMEM, &e);
+            return 1;
+        }
+        *my->tail = &r->pub;
+        my->tail = &r->pub.next;
+    }
+    mysql_stmt_free_result(st);
+    my->stmt = NULL;
+    /* (a CALL runs as text: a prepared statement gives one result set) */
+    if (mysql_stmt_more_results(st)) c->flags |= DBP__CF_BROKEN;
+    dbp__my_op_finish(c, DBP_OK, NULL);
+    return 1;
+}
+
+static int dbp__my_done_sclose(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    my->closing = NULL;                             /* freed by the close, whatever it said */
+    if (my->r_bool && dbp__my_err_class(mysql_errno(my->m)) == DBP__MYE_LOST) { dbp__my_broken(c, 0); return 1; }
+    if (!my->op) { dbp__my_op_finish(c, DBP_OK, NULL); return 1; }
+    if (my->stmts && my->nstmts && my->stmts[0].text && !my->stmt && !my->stmts[0].stmt &&
+        my->stmts[0].len == my->op->sql_len && memcmp(my->stmts[0].sql, my->op->sql, my->op->sql_len) == 0) {
+        dbp__my_text_start(c, my->op);
+        return 1;
+    }
+    return dbp__my_ps_begin(c, my->op);
+}
 
 static int dbp__my_done_connect(dbp_conn *c)
 {
@@ -5989,6 +6561,10 @@ static int (*const dbp__my_done[])(dbp_conn *c) = {
     NULL, /* DBP__MY_PAUSED */
     NULL, /* DBP__MY_KILLWAIT */
     NULL, /* DBP__MY_HELPER */
+    dbp__my_done_sprepare, /* DBP__MY_SPREPARE */
+    dbp__my_done_sexec, /* DBP__MY_SEXEC */
+    dbp__my_done_sstore, /* DBP__MY_SSTORE */
+    dbp__my_done_sclose, /* DBP__MY_SCLOSE */
 };
 
 /* What happens when the current call completes. Returns 1 to stop running. */
@@ -9310,7 +9886,18 @@ DBPDEF dbp_op *dbp_conn_call(dbp_conn *c, int argc, const char *const *argv, con
 static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
                                size_t n, const dbp_op_options *o)
 {
-    dbp_op *op = dbp__op_new(p->hub, p, type);
+    /* one block: the op, its parameters with their bytes, then the SQL */
+    size_t i, bytes = 0, head = n * sizeof(dbp_value), extra;
+    dbp__ph_list ph;
+    dbp_op *op;
+    for (i = 0; params && i < n && i <= DBP_MAX_PARAMS; i++)
+        if ((params[i].type == DBP_TEXT || params[i].type == DBP_BLOB) && params[i].v.s.data) {
+            if (params[i].v.s.len > (size_t)-1 / 4 - bytes) { bytes = (size_t)-1 / 4; break; }
+            bytes += params[i].v.s.len + 1;
+        }
+    extra = (n && !params) || n > DBP_MAX_PARAMS || !sql || len > (size_t)-1 / 4 || bytes >= (size_t)-1 / 4 ? 0
+          : head + bytes + len + 1;
+    op = dbp__op_new_extra(p->hub, p, type, extra);
     if (!op) return NULL;
     if (o) {
         if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
@@ -9322,15 +9909,48 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
         dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL or PostgreSQL pool; use call() for Redis");
         return op;
     }
+    /* the pool's `prepare` applies to statements with parameters (those are
+       the ones run again with other values); an op's own choice to any */
+    if (type == DBP__OP_QUERY && !(op->flags & (DBP__OF_PREPARE | DBP__OF_NOPREPARE)) && p->s.prepare > 0 && n > 0)
+        op->flags |= DBP__OF_PREPARE;
     if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
-    if ((p->bk && p->bk->check_params ? p->bk->check_params : dbp__check_params)(sql, len, params, n, &op->err) != DBP_OK) {
+    memset(&ph, 0, sizeof ph);
+    if ((p->bk->check_params ? p->bk->check_params(sql, len, params, n, &op->err)
+                             : dbp__check_params_at(sql, len, params, n, &op->err, &ph)) != DBP_OK) {
         dbp__op_settle(op, op->err.rc);
         return op;
     }
-    op->sql = dbp__strndup(sql, len);
+    if (ph.n <= DBP__PH_KEPT) {
+        memcpy(op->ph, ph.pos, sizeof op->ph);
+        op->nph = ph.n;
+    } else {
+        op->nph = (size_t)-1;                       /* bind scans again */
+    }
+    if (extra) {
+        char *q = DBP__CAST(char *, (void *)(op + 1));
+        op->flags |= DBP__OF_INLINE;
+        if (n) {
+            op->params = DBP__CAST(dbp_value *, (void *)q);
+            memcpy(op->params, params, head);
+            q += head;
+            for (i = 0; i < n; i++)
+                if (op->params[i].type == DBP_TEXT || op->params[i].type == DBP_BLOB) {
+                    if (!op->params[i].v.s.data) continue;
+                    if (op->params[i].v.s.len) memcpy(q, op->params[i].v.s.data, op->params[i].v.s.len);
+                    q[op->params[i].v.s.len] = '\0';
+                    op->params[i].v.s.data = q;
+                    q += op->params[i].v.s.len + 1;
+                }
+        }
+        if (len) memcpy(q, sql, len);
+        q[len] = '\0';
+        op->sql = q;
+    } else {
+        op->sql = dbp__strndup(sql, len);
+        op->params = dbp__params_copy(params, n);
+    }
     op->sql_len = len;
-    op->params = dbp__params_copy(params, n);
     op->nparams = n;
     if (!op->sql || (n && !op->params)) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
     return op;

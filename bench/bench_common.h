@@ -191,6 +191,11 @@ static dbp_pool *bench_pool_open(const char *url, int max, int pipeline)
     cfg.url = url;
     cfg.max = max;
     if (pipeline > 0) cfg.pipeline = pipeline;
+    {
+        /* BENCH_MYSQL_PREPARE=1: MySQL queries as server-side prepared statements, 0: as text */
+        const char *ps = getenv("BENCH_MYSQL_PREPARE");
+        if (ps && (!strcmp(ps, "1") || !strcmp(ps, "0"))) cfg.prepare = ps[0] - '0';
+    }
     pool = dbp_pool_open(hub, &cfg, &e);
     if (!pool) bench_die("dbp_pool_open: %s", e.message);
     return pool;

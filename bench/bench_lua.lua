@@ -84,6 +84,22 @@ function runners.map(ids, n, db)
     return done, U.now() - t0, capped, "dbpool.map, concurrency " .. K
 end
 
+-- query_many: batches of K point selects, one promise per batch (the bulk form).
+function runners.many(ids, n, db)
+    local t0, capped, i = U.now(), false, 0
+    local list = {}
+    while i < n do
+        if U.now() - t0 > MAX_S then capped = true break end
+        local m = math.min(K, n - i)
+        for j = 1, m do list[j] = { ids[i + j] } end
+        for j = m + 1, #list do list[j] = nil end
+        local res = db:query_many(SQL, list):await()
+        for j = 1, m do check(res[j], ids[i + j]) end
+        i = i + m
+    end
+    return i, U.now() - t0, capped, "query_many, batches of " .. K
+end
+
 -- Batches of K promises, and a sliding window of K (bench_util.lua).
 for mode, drive in pairs(U.drivers) do
     runners[mode] = function(ids, n, db)
@@ -99,7 +115,7 @@ if arg and arg[1] == "--one" then
     local run = U.runner(runners, "bench_lua", mode)
     local ids = U.ids(N, ROWS)
     local warm = math.max(math.min(N // 20, 5000), math.min(N, 500))
-    local db = mode ~= "luasql" and dbpool.open(url, { max = POOL }) or nil
+    local db = mode ~= "luasql" and dbpool.open(url, { max = POOL, prepare = ({ ["0"] = false, ["1"] = true })[os.getenv("BENCH_MYSQL_PREPARE") or ""] }) or nil
     run(ids, warm, db)
     collectgarbage()
     local n, secs, capped, what = run(ids, N, db)

@@ -299,6 +299,49 @@ static int pool_check(void *ctx, const dbp_op *op, long i)
            strtoul(cell->data, NULL, 10) == ((pool_ctx *)ctx)->ids[i];
 }
 
+/* The figure's name says BENCH_MYSQL_PREPARE when it is set. */
+static const char *ps_suffix(void)
+{
+    const char *ps = getenv("BENCH_MYSQL_PREPARE");
+    return !ps ? "" : !strcmp(ps, "1") ? "_ps" : !strcmp(ps, "0") ? "_text" : "";
+}
+
+/* --only insert: a 10-parameter INSERT (text against prepared, BENCH_MYSQL_PREPARE=1) */
+#define INSERT_SQL "INSERT INTO bench_ins (a, b, c, d, e, f, g, h, i, j) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+static dbp_op *insert_submit(void *ctx, long i)
+{
+    pool_ctx *c = (pool_ctx *)ctx;
+    static const char blob[8] = { 0, 1, 2, 3, (char)0xfe, (char)0xff, '\'', '\\' };
+    dbp_value v[10];
+    v[0] = dbp_v_int(i);
+    v[1] = dbp_v_uint(c->ids[i]);
+    v[2] = dbp_v_double((double)i * 0.25);
+    v[3] = dbp_v_text("some text of a row");
+    v[4] = dbp_v_text("it's quoted");
+    v[5] = dbp_v_text("2026-11-30 12:34:56");
+    v[6] = dbp_v_bool((int)(i & 1));
+    v[7] = dbp_v_null();
+    v[8] = dbp_v_blob(blob, sizeof blob);
+    v[9] = dbp_v_int(-i);
+    return dbp_pool_query(c->pool, INSERT_SQL, v, 10, NULL);
+}
+
+static int insert_check(void *ctx, const dbp_op *op, long i)
+{
+    const dbp_result *res = dbp_op_result(op);
+    (void)ctx; (void)i;
+    return res && res->affected_rows == 1;
+}
+
+static void ensure_insert_table(MYSQL *m)
+{
+    if (mysql_query(m, "DROP TABLE IF EXISTS bench_ins") ||
+        mysql_query(m, "CREATE TABLE bench_ins (id INT AUTO_INCREMENT PRIMARY KEY, a BIGINT, b BIGINT UNSIGNED, c DOUBLE, "
+                       "d VARCHAR(64), e VARCHAR(64), f DATETIME, g TINYINT, h INT NULL, i VARBINARY(16), j BIGINT)"))
+        bench_die("creating bench_ins: %s", mysql_error(m));
+}
+
 /* Runs ids[0..n) through the pool with `inflight` ops in flight; returns
    the count done. */
 static long run_pool(dbp_pool *pool, const unsigned *ids, long n, int inflight, double max_s,
@@ -330,8 +373,9 @@ int main(int argc, char **argv)
     char name_p[32], extra[160];
     MYSQL *m;
 
-    bench_args_init(&a, "BENCH_MYSQL", "ROWS", "blocking,pool,raw", 100000, 10000, 100000, 8, 64);
+    bench_args_init(&a, "BENCH_MYSQL", "ROWS", "blocking,pool,raw,insert", 100000, 10000, 100000, 8, 64);
     phases = bench_parse_args(argc, argv, "--rows", "R", &a);
+    if (a.only == a.phases) phases &= ~8u;    /* the INSERT phase only when asked for */
     n = a.n;
     rows = a.size;
     want_blocking = (phases & 1) != 0;
@@ -351,6 +395,7 @@ int main(int argc, char **argv)
 
     m = blocking_connect(url);
     ensure_table(m, rows);
+    if (phases & 8) ensure_insert_table(m);
     printf("bench_mysql: %ld point selects by primary key on %ld rows (%s)\n", n, rows, SELECT_SQL);
 
     if (want_blocking) {
@@ -377,11 +422,32 @@ int main(int argc, char **argv)
         done_p = run_pool(pool, ids, n, a.inflight, max_s, &err_p, &capped_p);
         secs_p = bench_now() - t0;
         dbp_pool_stats(pool, &st);
-        snprintf(name_p, sizeof name_p, "c_pool%d", a.pool);
+        snprintf(name_p, sizeof name_p, "c_pool%d%s", a.pool, ps_suffix());
         snprintf(extra, sizeof extra, "dbpool C API, %d in flight; run p50 %lld us, p99 %lld us; %d connections",
                  a.inflight, st.run_p50_us, st.run_p99_us, st.total);
         bench_print_rate("mysql", name_p, done_p, secs_p, "q/s", capped_p, extra);
         bench_pool_close(pool);
+    }
+
+    if (phases & 8) {
+        dbp_pool *pool = bench_pool_open(url, a.pool, 0);
+        pool_ctx c;
+        long werr = 0, done_i, err_i = 0;
+        int wc, capped_i = 0;
+        double secs_i;
+        char name_i[40];
+        c.pool = pool;
+        c.ids = ids;
+        (void)bench_run_window(pool, a.inflight, warm, max_s, insert_submit, insert_check, &c, "bench_mysql", &werr, &wc);
+        if (werr) bench_die("the warm-up inserts failed");
+        t0 = bench_now();
+        done_i = bench_run_window(pool, a.inflight, n, max_s, insert_submit, insert_check, &c, "bench_mysql", &err_i, &capped_i);
+        secs_i = bench_now() - t0;
+        snprintf(name_i, sizeof name_i, "c_insert10_pool%d%s", a.pool,
+                 ps_suffix());
+        bench_print_rate("mysql", name_i, done_i, secs_i, "q/s", capped_i, "INSERT of 10 parameters, dbpool C API");
+        bench_pool_close(pool);
+        err_p += err_i;
     }
 
     if (want_raw) {

@@ -79,6 +79,24 @@ for mode, drive in pairs(U.drivers) do
     end
 end
 
+-- call_many: batches of K GETs, one promise per batch (the bulk form).
+function runners.many(n, st)
+    local t0, capped, i = U.now(), false, 0
+    local cmds = {}
+    while i < n do
+        if U.now() - t0 > MAX_S then capped = true break end
+        local m = math.min(K, n - i)
+        for j = 1, m do cmds[j] = { "GET", keys[i + j] } end
+        for j = m + 1, #cmds do cmds[j] = nil end
+        local vals = st.kv:call_many(cmds):await()
+        for j = 1, m do
+            if vals[j] ~= "xxx" then bad(vals[j], i + j) end
+        end
+        i = i + m
+    end
+    return i, U.now() - t0, capped, "call_many, batches of " .. K
+end
+
 -- (bench_lua.lua and bench_redis.lua run a measurement in the same steps,
 -- each over its own state and figures: kept apart, like their headers.)
 if arg and arg[1] == "--one" then

@@ -56,11 +56,14 @@ typedef struct lop {
     lhub *h;
     lpool *pool;
     int backend;
-    int ref;                     /* strong ref (the userdata; a light op's promise) until Lua saw it settle */
+    int ref;                     /* strong ref (the userdata) until Lua saw it settle */
+    int slot;                    /* a light op: its promise's index in the hub's in-flight table */
     int queued;                  /* in the hub's ready list */
     int light;
-    struct lop *next_ready;
+    struct lop *next_ready;      /* (also the hub's free list of light ops) */
     struct lop *live_prev, *live_next; /* light ops not yet delivered (the hub frees them at shutdown) */
+    dbp_op **kids;               /* a batch (query_many, call_many): its ops in order, op NULL */
+    int nkids, left;             /* ... and how many have not settled */
 } lop;
 
 typedef struct lconn {
@@ -93,10 +96,28 @@ typedef struct lmsg {
     char *s1, *s2, *s3;          /* message / channel / pattern / payload */
 } lmsg;
 
+/* The columns table of a result shape (its column names, in order), kept
+   so that every result of that shape shares one interned list instead of
+   building its own: the names are the row tables' keys too. */
+#define COLCACHE 16
+typedef struct colshape {
+    unsigned hash;
+    size_t ncols, klen;
+    char *key;                   /* each name, then a NUL */
+    int ref;                     /* the columns table, LUA_NOREF when empty */
+} colshape;
+
 struct lhub {
     dbp_hub *hub;
     lop *ready_head, *ready_tail;
     lop *live;                   /* light ops in flight */
+    lop *free_lops;              /* light ops to reuse, each keeping its slot */
+    int nslots;                  /* slots handed out so far */
+    int inflight;                /* registry ref: slot -> promise of a light op in flight (false when free) */
+    int promise_mt;              /* registry ref of the promise metatable */
+    int empty;                   /* registry ref of an empty list: the steps that settle nothing Lua must see */
+    colshape cc[COLCACHE];
+    int cc_next;
     lmsg *msg_head, *msg_tail;
     lpool *pools;
     lconn *conns;
@@ -167,6 +188,24 @@ static int is_int_type(int t)
            t == MYSQL_TYPE_INT24 || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
 }
 
+/* A decimal integer of at most 18 digits (it cannot overflow), as MySQL's
+   text protocol sends them; 0 for anything else (strtoll decides then). */
+static int parse_small_int(const char *s, size_t len, long long *out)
+{
+    size_t i = 0;
+    long long v = 0;
+    int neg = 0;
+    if (len && s[0] == '-') { neg = 1; i = 1; }
+    if (i == len || len - i > 18) return 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9) return 0;
+        v = v * 10 + (long long)d;
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
 static void push_cell(lua_State *L, const dbp_field *f, const dbp_cell *c)
 {
     if (!c->data) { lua_pushlightuserdata(L, NULL); return; }
@@ -196,6 +235,8 @@ static void push_cell(lua_State *L, const dbp_field *f, const dbp_cell *c)
     }
     if (is_int_type(f->type)) {
         char *end;
+        long long quick;
+        if (parse_small_int(c->data, c->len, &quick)) { lua_pushinteger(L, (lua_Integer)quick); return; }
         errno = 0;
         if ((f->flags & UNSIGNED_FLAG) && f->type == MYSQL_TYPE_LONGLONG) {
             unsigned long long u = strtoull(c->data, &end, 10);
@@ -237,12 +278,83 @@ static void push_columns(lua_State *L, const dbp_field *fields, size_t ncols)
     }
 }
 
-static void push_one_result(lua_State *L, const dbp_result *r)
+/* Pushes the columns table of this result shape, from the hub's cache when
+   a result of the same column names was converted before (one table shared
+   by every result of the shape: treat it as read-only). */
+static void push_columns_cached(lua_State *L, lhub *h, const dbp_field *fields, size_t ncols)
+{
+    unsigned hash = 2166136261u;
+    size_t j, k, klen = 0;
+    colshape *e;
+    for (j = 0; j < ncols; j++) {
+        const unsigned char *p = (const unsigned char *)fields[j].name;
+        for (k = 0; k < fields[j].name_len; k++) hash = (hash ^ p[k]) * 16777619u;
+        hash = (hash ^ 0xffu) * 16777619u;
+        klen += fields[j].name_len + 1;
+    }
+    for (j = 0; j < COLCACHE; j++) {
+        const char *q;
+        e = &h->cc[j];
+        if (e->ref == LUA_NOREF || e->hash != hash || e->ncols != ncols || e->klen != klen) continue;
+        for (k = 0, q = e->key; k < ncols; k++) {
+            size_t n = fields[k].name_len;
+            if ((n && memcmp(q, fields[k].name, n) != 0) || q[n] != '\0') break;
+            q += n + 1;
+        }
+        if (k < ncols) continue;
+        /* the shared table is the row keys' source: used only while it still
+           holds the names (code that changed a result's columns gets its own) */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
+        if (lua_rawlen(L, -1) == ncols) {
+            for (k = 0; k < ncols; k++) {
+                size_t n;
+                const char *v;
+                lua_rawgeti(L, -1, (lua_Integer)k + 1);
+                v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+                lua_pop(L, 1);
+                if (!v || n != fields[k].name_len || (n && memcmp(v, fields[k].name, n) != 0)) break;
+            }
+            if (k == ncols) return;
+        }
+        lua_pop(L, 1);
+        break;                                    /* changed: replaced below */
+    }
+    push_columns(L, fields, ncols);
+    if (ncols == 0 || klen > 4096) return;
+    {
+        char *key = (char *)malloc(klen), *q = key;
+        if (!key) return;
+        for (k = 0; k < ncols; k++) {
+            if (fields[k].name_len) memcpy(q, fields[k].name, fields[k].name_len);
+            q += fields[k].name_len;
+            *q++ = '\0';
+        }
+        if (j < COLCACHE) {
+            e = &h->cc[j];                         /* the entry whose table was changed */
+        } else {
+            e = &h->cc[h->cc_next];
+            h->cc_next = (h->cc_next + 1) % COLCACHE;
+        }
+        if (e->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, e->ref);
+        free(e->key);
+        e->key = NULL;
+        e->ref = LUA_NOREF;
+        lua_pushvalue(L, -1);
+        e->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        e->key = key;
+        e->hash = hash;
+        e->ncols = ncols;
+        e->klen = klen;
+    }
+}
+
+static void push_one_result(lua_State *L, lhub *h, const dbp_result *r)
 {
     size_t i;
     int names;
-    lua_createtable(L, (int)r->nrows, 4);
-    push_columns(L, r->fields, r->ncols);
+    lua_createtable(L, (int)r->nrows, r->info && *r->info ? 5 : 4);
+    if (h) push_columns_cached(L, h, r->fields, r->ncols);
+    else push_columns(L, r->fields, r->ncols);
     names = lua_gettop(L);
     for (i = 0; i < r->nrows; i++) {
         push_row(L, r->fields, r->ncols, &r->cells[i * r->ncols], names);
@@ -259,10 +371,10 @@ static void push_one_result(lua_State *L, const dbp_result *r)
 }
 
 /* The first result set, with `results` listing every set when there are several. */
-static void push_result(lua_State *L, const dbp_result *r)
+static void push_result(lua_State *L, lhub *h, const dbp_result *r)
 {
     if (!r) { lua_createtable(L, 0, 0); return; }
-    push_one_result(L, r);
+    push_one_result(L, h, r);
     if (r->next) {
         const dbp_result *x;
         int i = 2;
@@ -270,7 +382,7 @@ static void push_result(lua_State *L, const dbp_result *r)
         lua_pushvalue(L, -2);
         lua_rawseti(L, -2, 1);
         for (x = r->next; x; x = x->next) {
-            push_one_result(L, x);
+            push_one_result(L, h, x);
             lua_rawseti(L, -2, i++);
         }
         lua_setfield(L, -2, "results");
@@ -318,6 +430,13 @@ static void op_ready(dbp_op *op, void *ud)
     o->next_ready = NULL;
     if (o->h->ready_tail) o->h->ready_tail->next_ready = o; else o->h->ready_head = o;
     o->h->ready_tail = o;
+}
+
+/* One op of a batch settled; the batch is ready when the last one has. */
+static void kid_ready(dbp_op *op, void *ud)
+{
+    lop *o = (lop *)ud;
+    if (--o->left == 0) op_ready(op, ud);
 }
 
 static void msg_push(lhub *h, lmsg *m)
@@ -383,7 +502,7 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         lua_setfield(L, pi, "_state");
         if (o->backend == BK_MYSQL) {
             const dbp_result *r = dbp_op_result(op);
-            push_result(L, r);
+            push_result(L, o->h, r);
         } else if (o->backend == BK_REDIS) {
             push_reply(L, dbp_op_reply(op), 0);
         } else {
@@ -396,6 +515,29 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         push_op_error(L, op);
         lua_setfield(L, pi, "_value");
     }
+}
+
+/* A batch settles fulfilled with the list of its ops' outcomes: a value, or
+   an error object where one failed. */
+static void settle_batch(lua_State *L, lop *o, int pi)
+{
+    int i;
+    lua_pushliteral(L, "fulfilled");
+    lua_setfield(L, pi, "_state");
+    lua_createtable(L, o->nkids, 1);
+    for (i = 0; i < o->nkids; i++) {
+        dbp_op *op = o->kids[i];
+        if (dbp_op_state(op) == DBP_OP_FULFILLED) {
+            if (o->backend == BK_MYSQL) push_result(L, o->h, dbp_op_result(op));
+            else push_reply(L, dbp_op_reply(op), 0);
+        } else {
+            push_error(L, dbp_op_error(op));
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushinteger(L, o->nkids);
+    lua_setfield(L, -2, "n");
+    lua_setfield(L, pi, "_value");
 }
 
 /* Makes the op userdata and its promise; returns with the promise on top. */
@@ -414,7 +556,7 @@ static lop *new_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
     lua_createtable(L, 0, 4);                    /* the promise */
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "_op");
-    lua_getfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, -3, 1);                 /* op -> promise */
@@ -433,14 +575,33 @@ static lop *new_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
     return o;
 }
 
+/* A light op's C side: from the hub's free list (with the slot it keeps in
+   the in-flight table), or new, its slot made in the table first. */
+static lop *get_light_op(lua_State *L, lhub *h)
+{
+    lop *o = h->free_lops;
+    if (o) { h->free_lops = o->next_ready; o->next_ready = NULL; return o; }
+    o = (lop *)calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->slot = ++h->nslots;
+    o->next_ready = h->free_lops;              /* listed before the table grows, which may raise */
+    h->free_lops = o;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, o->slot);
+    lua_pop(L, 1);
+    h->free_lops = o->next_ready;
+    o->next_ready = NULL;
+    return o;
+}
+
 /* A light op and its promise; returns with the promise on top. */
 static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backend)
 {
     lop *o;
-    int ref;
     if (!op) luaL_error(L, "dbpool: out of memory");
     lua_createtable(L, 0, 4);                    /* the promise */
-    lua_getfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
     lua_setmetatable(L, -2);
     if (dbp_op_state(op) >= DBP_OP_FULFILLED && !dbp_op_result(op) && !dbp_op_reply(op)) {
         lop tmp;                                 /* settled at submit (refused) */
@@ -453,32 +614,47 @@ static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backe
     }
     lua_pushliteral(L, "pending");
     lua_setfield(L, -2, "_state");
-    lua_pushvalue(L, -1);
-    ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    o = (lop *)calloc(1, sizeof *o);             /* (after the Lua allocations, which may raise) */
+    o = get_light_op(L, h);                      /* (after the Lua allocations, which may raise) */
     if (!o) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         dbp_op_free(op);
         luaL_error(L, "dbpool: out of memory");
     }
-    o->ref = ref;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, o->slot);                 /* an existing slot: no allocation */
+    lua_pop(L, 1);
+    o->ref = 0;
     o->op = op;
     o->h = h;
     o->pool = lp;
     o->backend = backend;
     o->light = 1;
+    o->queued = 0;
+    o->live_prev = NULL;
     o->live_next = h->live;
     if (h->live) h->live->live_prev = o;
     h->live = o;
     dbp_op_on_settle(op, op_ready, o);
 }
 
+/* Back to the free list (its promise slot already cleared, or never to be read). */
 static void free_light_op(lhub *h, lop *o)
 {
     if (o->live_prev) o->live_prev->live_next = o->live_next; else h->live = o->live_next;
     if (o->live_next) o->live_next->live_prev = o->live_prev;
     if (o->op) { dbp_op_on_settle(o->op, NULL, NULL); dbp_op_free(o->op); }
-    free(o);
+    o->op = NULL;
+    if (o->kids) {
+        int i;
+        for (i = 0; i < o->nkids; i++)
+            if (o->kids[i]) { dbp_op_on_settle(o->kids[i], NULL, NULL); dbp_op_free(o->kids[i]); }
+        free(o->kids);
+        o->kids = NULL;
+        o->nkids = o->left = 0;
+    }
+    o->live_prev = o->live_next = NULL;
+    o->next_ready = h->free_lops;
+    h->free_lops = o;
 }
 
 static int l_op_gc(lua_State *L)
@@ -794,9 +970,10 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
 {
     memset(o, 0, sizeof *o);
     if (lua_isnoneornil(L, t)) return;
-    luaL_checktype(L, t, LUA_TTABLE);
+    /* usage errors are tables, never strings: the Lua layer passes them on as they are */
+    if (!lua_istable(L, t)) usage_error(L, DBP_EOPTION, "options must be a table, got %s", luaL_typename(L, t));
     if (lua_getfield(L, t, "timeout") != LUA_TNIL) {
-        double s = luaL_checknumber(L, -1);
+        double s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
         if (!(s > 0)) usage_error(L, DBP_EOPTION, "timeout must be a number of seconds above 0");
         o->timeout_ms = (int)(s * 1000.0 + 0.5);
         if (o->timeout_ms < 1) o->timeout_ms = 1;
@@ -804,6 +981,7 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
     lua_pop(L, 1);
     if (lua_getfield(L, t, "idempotent") != LUA_TNIL) o->idempotent = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    /* true a server-side prepared statement, false text, absent the pool's choice */
     if (lua_getfield(L, t, "prepare") != LUA_TNIL) o->prepare = lua_toboolean(L, -1) ? 1 : -1;
     lua_pop(L, 1);
 }
@@ -835,6 +1013,30 @@ static int l_pool_query(lua_State *L)
     raise_if_usage(L, op);
     new_light_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
+}
+
+/* The Lua pool's own query/call (dbpool.lua installs them as its methods):
+   self is the wrapper table, whose _c is the pool userdata. Saves the Lua
+   method that only forwarded to the core, a frame per query. */
+static int l_wrap_query(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query: call it as pool:query(sql [, params [, opts]])");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query: the SQL must be a string");
+    lua_settop(L, 4);   /* (what l_pool_query pushes goes above its four arguments) */
+    return l_pool_query(L);
+}
+
+static int l_pool_call(lua_State *L);
+static int l_wrap_call(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call: call it as pool:call(cmd, ...)");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    return l_pool_call(L);
 }
 
 /* pool:stream(sql, params, opts) -> promise (settles at the end of the rows) */
@@ -872,7 +1074,23 @@ static int l_pool_copy_in(lua_State *L)
 /* Reads argv from stack slots [first, top], or from a list at `first`. Every
    argument is left as a string on the stack while the call copies it. */
 #define SMALL_ARGS 16
-typedef struct small_argv { const char *argv[SMALL_ARGS]; size_t lens[SMALL_ARGS]; } small_argv;
+typedef struct small_argv {
+    const char *argv[SMALL_ARGS];
+    size_t lens[SMALL_ARGS];
+    char nums[SMALL_ARGS][32];   /* numbers as text, for the first SMALL_ARGS arguments */
+} small_argv;
+
+/* An integer in decimal, at the end of buf[32]; returns where it starts. */
+static char *format_int(char *buf, long long v, size_t *len)
+{
+    char *e = buf + 31, *d = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    *e = '\0';
+    do { *--d = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--d = '-';
+    *len = (size_t)(e - d);
+    return d;
+}
 static int read_argv(lua_State *L, int first, small_argv *small, const char ***argv_out, size_t **lens_out)
 {
     int top = lua_gettop(L), argc, i, from_table = lua_istable(L, first);
@@ -898,6 +1116,21 @@ static int read_argv(lua_State *L, int first, small_argv *small, const char ***a
         int t;
         if (from_table) lua_rawgeti(L, first, i + 1); else lua_pushvalue(L, first + i);
         t = lua_type(L, -1);
+        if (t == LUA_TNUMBER && i < SMALL_ARGS && argv == small->argv) {
+            /* integers exactly, floats with every digit, as text in C memory
+               (no Lua string made for them) */
+            if (lua_isinteger(L, -1)) {
+                argv[i] = format_int(small->nums[i], (long long)lua_tointeger(L, -1), &lens[i]);
+            } else {
+                double d = lua_tonumber(L, -1);
+                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "argument %d is not a finite number", i + 1);
+                snprintf(small->nums[i], sizeof small->nums[i], "%.17g", d);
+                argv[i] = small->nums[i];
+                lens[i] = strlen(small->nums[i]);
+            }
+            lua_pop(L, 1);
+            continue;
+        }
         if (t == LUA_TNUMBER) {
             /* integers exactly; floats with every digit */
             if (lua_isinteger(L, -1)) {
@@ -918,6 +1151,170 @@ static int read_argv(lua_State *L, int first, small_argv *small, const char ***a
     *argv_out = argv;
     *lens_out = lens;
     return argc;
+}
+
+/* A batch's promise and its C side, before any of its ops is submitted
+   (what may raise is done): returns the lop, the promise on top. */
+static lop *new_batch(lua_State *L, lhub *h, lpool *lp, int n, int backend)
+{
+    lop *o;
+    dbp_op **kids;
+    lua_createtable(L, 0, 4);                    /* the promise */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
+    lua_setmetatable(L, -2);
+    lua_pushliteral(L, "pending");
+    lua_setfield(L, -2, "_state");
+    o = get_light_op(L, h);
+    if (!o) luaL_error(L, "dbpool: out of memory");
+    kids = (dbp_op **)calloc((size_t)(n ? n : 1), sizeof *kids);
+    if (!kids) {
+        o->next_ready = h->free_lops;
+        h->free_lops = o;
+        luaL_error(L, "dbpool: out of memory");
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, o->slot);
+    lua_pop(L, 1);
+    o->ref = 0;
+    o->op = NULL;
+    o->h = h;
+    o->pool = lp;
+    o->backend = backend;
+    o->light = 1;
+    o->queued = 0;
+    o->kids = kids;
+    o->nkids = n;
+    o->left = n + 1;                             /* + 1 until every op is submitted */
+    o->live_prev = NULL;
+    o->live_next = h->live;
+    if (h->live) h->live->live_prev = o;
+    h->live = o;
+    return o;
+}
+
+/* Every op submitted: the guard off (ready at once when all settled already). */
+static void batch_submitted(lop *o)
+{
+    if (--o->left == 0) op_ready(NULL, o);
+}
+
+/* pool:query_many(sql, list_of_params [, opts]) -> promise of the list of
+   results: one statement run with each params table of the list, over the
+   pool's connections, one promise for all (an error object in the place of
+   a query that failed). Every params table is checked before anything is
+   sent. */
+static int l_wrap_query_many(lua_State *L)
+{
+    lpool *lp;
+    size_t len;
+    const char *sql;
+    dbp_op_options o;
+    int n, i, top;
+    size_t want;
+    lop *b;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query_many: call it as pool:query_many(sql, list)");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    lp = check_pool(L, 1);
+    if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query_many() needs a MySQL pool; use call_many() for Redis");
+    if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query_many: the SQL must be a string");
+    sql = lua_tolstring(L, 2, &len);
+    if (!lua_istable(L, 3)) usage_error(L, DBP_EUSAGE, "query_many: expected a list of parameter lists");
+    lua_settop(L, 4);
+    read_op_options(L, 4, &o);
+    n = (int)lua_rawlen(L, 3);
+    top = lua_gettop(L);
+    want = dbp_sql_count_params(sql, len);
+    for (i = 1; i <= n; i++) {                   /* every item checked first: nothing is sent on a usage error */
+        dbp_value small[SMALL_PARAMS];
+        size_t np;
+        lua_rawgeti(L, 3, i);
+        if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "query_many: item %d is not a list of parameters", i);
+        read_params(L, top + 1, small, &np);
+        if (np != want)
+            usage_error(L, DBP_EPARAM, "query_many: item %d has %lu parameter%s, the statement %lu placeholder%s", i,
+                        (unsigned long)np, np == 1 ? "" : "s", (unsigned long)want, want == 1 ? "" : "s");
+        lua_settop(L, top);
+    }
+    b = new_batch(L, lp->h, lp, n, BK_MYSQL);
+    top = lua_gettop(L);                          /* the promise */
+    for (i = 1; i <= n; i++) {
+        dbp_value small[SMALL_PARAMS];
+        size_t np;
+        dbp_op *op;
+        lua_rawgeti(L, 3, i);
+        read_params(L, top + 1, small, &np);
+        op = dbp_pool_queryn(lp->p, sql, len, np ? small : NULL, np, &o);
+        lua_settop(L, top);
+        if (!op) { b->left -= n - i + 1; break; } /* out of memory: the rest never runs (and never settles) */
+        b->kids[i - 1] = op;
+        dbp_op_on_settle(op, kid_ready, b);
+    }
+    batch_submitted(b);
+    return 1;
+}
+
+/* pool:call_many({ {cmd, args...}, ... } [, opts]) -> promise of the list
+   of replies (an error object in the place of a command that failed): the
+   commands go out pipelined, one promise for all. */
+static int l_wrap_call_many(lua_State *L)
+{
+    lpool *lp;
+    dbp_op_options o;
+    int n, i, top;
+    lop *b;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call_many: call it as pool:call_many(commands)");
+    lua_pushliteral(L, "_c");
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    lp = check_pool(L, 1);
+    if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call_many() needs a Redis pool; use query_many() for SQL");
+    if (!lua_istable(L, 2)) usage_error(L, DBP_EUSAGE, "call_many: expected a list of commands");
+    lua_settop(L, 3);
+    read_op_options(L, 3, &o);
+    n = (int)lua_rawlen(L, 2);
+    top = lua_gettop(L);
+    for (i = 1; i <= n; i++) {                   /* every command checked first (what read_argv would refuse) */
+        int argc, j;
+        lua_rawgeti(L, 2, i);
+        if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
+        if (lua_getfield(L, top + 1, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
+        else argc = (int)lua_rawlen(L, top + 1);
+        lua_pop(L, 1);
+        if (argc < 1) usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i);
+        for (j = 1; j <= argc; j++) {
+            int t = lua_rawgeti(L, top + 1, j);
+            if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+                double d = lua_tonumber(L, -1);
+                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", i, j);
+            } else if (t != LUA_TNUMBER && t != LUA_TSTRING) {
+                usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers", i, j,
+                            lua_typename(L, t));
+            }
+            lua_pop(L, 1);
+        }
+        lua_settop(L, top);
+    }
+    b = new_batch(L, lp->h, lp, n, BK_REDIS);
+    top = lua_gettop(L);
+    for (i = 1; i <= n; i++) {
+        small_argv small;
+        const char **argv;
+        size_t *lens;
+        int argc;
+        dbp_op *op;
+        lua_rawgeti(L, 2, i);
+        argc = read_argv(L, top + 1, &small, &argv, &lens);
+        op = dbp_pool_call(lp->p, argc, argv, lens, &o);
+        lua_settop(L, top);
+        if (!op) { b->left -= n - i + 1; break; }
+        b->kids[i - 1] = op;
+        dbp_op_on_settle(op, kid_ready, b);
+    }
+    batch_submitted(b);
+    return 1;
 }
 
 /* pool:call(name, ...) or pool:call({name, ...}, opts) -> promise */
@@ -1332,36 +1729,58 @@ static const char *msg_name(int t)
     }
 }
 
-/* Pushes the settled promises (and events, messages) gathered so far. */
+/* Pushes the settled promises Lua must look at (and events, messages)
+   gathered so far, and how many ops settled in all: a fulfilled light op
+   that nobody waits on is settled here and not listed. */
 static int deliver(lua_State *L, lhub *h)
 {
-    int n = 0, count = 0;
+    int n = 0, count = 0, all = 0, inflight;
     lop *o;
     /* sized once: growing it by doubling every step was a malloc hot spot */
     for (o = h->ready_head; o; o = o->next_ready) count++;
-    lua_createtable(L, count, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    inflight = lua_gettop(L);
+    /* the list is made when a first promise goes in it: most steps have none
+       (a promise nobody waits on is not listed), and get the shared empty one */
     while (h->ready_head) {
         lop *o = h->ready_head;
         h->ready_head = o->next_ready;
         if (!h->ready_head) h->ready_tail = NULL;
         o->queued = 0;
-        if (o->ref == LUA_NOREF) continue;
         if (o->light) {
-            lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);  /* its promise */
-            if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
-                settle_promise(L, o, lua_gettop(L));
-                luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+            int pi;
+            lua_rawgeti(L, inflight, o->slot);          /* its promise */
+            pi = lua_gettop(L);
+            if (o->kids ? o->left == 0 : (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED)) {
+                int fulfilled = o->kids || dbp_op_state(o->op) == DBP_OP_FULFILLED;
+                if (o->kids) settle_batch(L, o, pi); else settle_promise(L, o, pi);
+                lua_pushboolean(L, 0);
+                lua_rawseti(L, inflight, o->slot);
                 free_light_op(h, o);                     /* Lua has all it needs */
+                all++;
+                /* nobody waits on a fulfilled promise: Lua has nothing to do for it */
+                if (fulfilled) {
+                    lua_pushliteral(L, "_waiters");
+                    if (lua_rawget(L, pi) == LUA_TNIL) {
+                        lua_pushliteral(L, "_swait");
+                        if (lua_rawget(L, pi) == LUA_TNIL) { lua_settop(L, pi - 1); continue; }
+                    }
+                    lua_settop(L, pi);
+                }
             }
+            if (!n) { lua_createtable(L, count, 0); lua_insert(L, -2); }
             lua_rawseti(L, -2, ++n);
             continue;
         }
+        if (o->ref == LUA_NOREF) continue;
+        if (!n) lua_createtable(L, count, 0);
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);      /* the op userdata */
         lua_getiuservalue(L, -1, 1);                     /* its promise */
         if (o->op && dbp_op_state(o->op) >= DBP_OP_FULFILLED) {
             settle_promise(L, o, lua_gettop(L));
             luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
             o->ref = LUA_NOREF;
+            all++;
             /* converted: the C copy (a MYSQL_RES holds 8 KiB) need not wait for the GC */
             dbp_result_free(dbp_op_take_result(o->op));
             dbp_reply_free(dbp_op_take_reply(o->op));
@@ -1369,6 +1788,7 @@ static int deliver(lua_State *L, lhub *h)
         lua_rawseti(L, -3, ++n);
         lua_pop(L, 1);
     }
+    if (!n) lua_rawgeti(L, LUA_REGISTRYINDEX, h->empty);   /* (never written to: Lua only reads it) */
     if (h->msg_head) {
         int k = 0;
         lua_newtable(L);
@@ -1404,10 +1824,11 @@ static int deliver(lua_State *L, lhub *h)
     } else {
         lua_pushnil(L);
     }
-    return 2;
+    lua_pushinteger(L, all);
+    return 3;
 }
 
-/* core.step(timeout_seconds) -> settled promises, events|nil */
+/* core.step(timeout_seconds) -> promises to wake, events|nil, ops settled */
 static int l_step(lua_State *L)
 {
     lhub *h = get_hub(L);
@@ -1511,6 +1932,11 @@ static void hub_shutdown(lhub *h)
     h->hub = NULL;
     /* light ops Lua never saw settle: their C ops go now (their promises stay pending) */
     while (h->live) free_light_op(h, h->live);
+    while (h->free_lops) { lop *o = h->free_lops; h->free_lops = o->next_ready; free(o); }
+    {
+        int j;
+        for (j = 0; j < COLCACHE; j++) { free(h->cc[j].key); h->cc[j].key = NULL; }
+    }
     h->ready_head = h->ready_tail = NULL;
     for (lp = h->pools; lp; lp = lp->next) { lp->p = NULL; lp->h = NULL; }
     for (lc = h->conns; lc; lc = lc->next) { lc->c = NULL; lc->h = NULL; }
@@ -1643,6 +2069,11 @@ static int l_set_metatables(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
     lua_pushvalue(L, 2);
     lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+    {
+        lhub *h = get_hub(L);
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, h->promise_mt);
+    }
     return 0;
 }
 
@@ -1699,6 +2130,10 @@ static const luaL_Reg core_funcs[] = {
     { "exit_now", l_exit_now },
     { "isatty", l_isatty },
     { "set_metatables", l_set_metatables },
+    { "pool_query", l_wrap_query },
+    { "pool_call", l_wrap_call },
+    { "pool_query_many", l_wrap_query_many },
+    { "pool_call_many", l_wrap_call_many },
     { NULL, NULL }
 };
 
@@ -1740,9 +2175,19 @@ int luaopen_dbpool_core(lua_State *L)
         lua_setmetatable(L, -2);
         lua_setfield(L, LUA_REGISTRYINDEX, POOLS_KEY);
         lua_newtable(L);
+        lua_pushvalue(L, -1);
+        h->promise_mt = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_setfield(L, LUA_REGISTRYINDEX, PROMISE_MT_KEY);
         lua_newtable(L);
         lua_setfield(L, LUA_REGISTRYINDEX, ERROR_MT_KEY);
+        lua_newtable(L);
+        h->inflight = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_newtable(L);
+        h->empty = luaL_ref(L, LUA_REGISTRYINDEX);
+        {
+            int j;
+            for (j = 0; j < COLCACHE; j++) h->cc[j].ref = LUA_NOREF;
+        }
     } else {
         lua_pop(L, 1);
     }

@@ -32,6 +32,8 @@ PACKAGES=(
     luarocks
     procps
     iproute2
+    sysbench       # bench/bench_ps.sh: the prepared-statement peer
+    gnuplot-nox    # bench/chart.sh: the benchmark chart
 )
 
 # Ports the test servers use (same defaults and overrides as their scripts).
