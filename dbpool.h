@@ -57,7 +57,20 @@
      API                     result codes, values, configuration, hub, pool, ops,
                              results, Redis replies, pub/sub, statistics, URLs
      Implementation          behind DBPOOL_IMPLEMENTATION, sections marked
-                             "==== SECTION: name ====" so they can be grepped
+                             "==== SECTION: name ====" so they can be grepped,
+                             in this order:
+         foundations         platform, utilities, errors, values and the
+                             parameter binder, settings (with the backend
+                             seam: the table every backend fills)
+         structures          core structures (with a legend of the state
+                             machines), forward declarations, timers,
+                             histogram, results
+         engine              sockets, helper threads, connections, pool
+                             engine, hub, pool API, the op API
+         backends            MySQL backend; Redis replies, Redis backend,
+                             pub/sub, Redis commands; Redis Cluster (a
+                             router over Redis pools); backends table
+         URLs                the URL parser
 
    COMPILE-TIME OPTIONS (define before including the implementation)
 
@@ -822,8 +835,9 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 #ifndef DBPOOL_IMPLEMENTATION_ONCE
 #define DBPOOL_IMPLEMENTATION_ONCE
 
-/* ==== SECTION: platform ==== */
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
+/* ==== SECTION: platform ==== */
+
 #  error "dbpool.h: a system header came first; define _POSIX_C_SOURCE 200809L (or _GNU_SOURCE) at the top of the implementation file"
 #endif
 #include <errno.h>
@@ -877,6 +891,7 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 #define DBP__CAST(T, x) ((T)(x))
 #define DBP__ALLOC(T, n) DBP__CAST(T *, dbp__calloc((n), sizeof(T)))
 #define DBP__UNUSED(x) ((void)(x))
+
 
 /* ==== SECTION: utilities ==== */
 
@@ -1004,6 +1019,7 @@ static void dbp__buf_free(dbp__buf *b) { DBP_FREE(b->data); memset(b, 0, sizeof 
 /* op->cmd (upper-cased) is the literal NAME; the first letter is checked first */
 #define dbp__cmd_eq(op, NAME) ((op)->cmd[0] == (NAME)[0] && strcmp((op)->cmd, (NAME)) == 0)
 
+
 /* ==== SECTION: errors ==== */
 
 DBPDEF const char *dbp_rc_name(int rc)
@@ -1120,6 +1136,7 @@ static void dbp__err_scrub(dbp_error *e, const char *secret)
         p += k; /* go on after the mask: a secret of '*' would match its own mask */
     }
 }
+
 
 /* ==== SECTION: values and the parameter binder ==== */
 
@@ -1379,266 +1396,6 @@ static dbp_value *dbp__params_copy(const dbp_value *params, size_t n)
     return copy;
 }
 
-/* ==== SECTION: URLs ==== */
-
-static int dbp__hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [s, s+n) into dst (NUL-terminated); -1 on a bad escape. */
-static int dbp__pct_decode(const char *s, size_t n, char *dst, size_t *outn)
-{
-    size_t i, o = 0;
-    for (i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            int h, l;
-            if (i + 2 >= n) return -1;
-            h = dbp__hexval((unsigned char)s[i + 1]);
-            l = dbp__hexval((unsigned char)s[i + 2]);
-            if (h < 0 || l < 0) return -1;
-            dst[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            dst[o++] = s[i];
-        }
-    }
-    dst[o] = '\0';
-    if (outn) *outn = o;
-    return 0;
-}
-
-/* Where the password of a URL lies: [*start, *end). 0 when there is none.
-   Redaction errs on the side of hiding: the userinfo ends at the last '@'
-   anywhere, so a password with an unencoded '/', '?' or '@' stays hidden. */
-static int dbp__url_password_span(const char *url, size_t *start, size_t *end)
-{
-    const char *p = strstr(url, "://"), *auth, *at = NULL, *q, *colon;
-    if (!p) return 0;
-    auth = p + 3;
-    for (q = auth; *q; q++) if (*q == '@') at = q;
-    if (!at) return 0;
-    colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
-    if (!colon) return 0;
-    *start = (size_t)(colon + 1 - url);
-    *end = (size_t)(at - url);
-    return 1;
-}
-
-DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n)
-{
-    size_t s = 0, e = 0, len, want;
-    dbp__buf b;
-    memset(&b, 0, sizeof b);
-    if (!url) url = "";
-    len = strlen(url);
-    if (dbp__url_password_span(url, &s, &e) && e > s) {
-        if (dbp__buf_add(&b, url, s) || dbp__buf_adds(&b, "***") || dbp__buf_add(&b, url + e, len - e)) {
-            dbp__buf_free(&b);
-            if (n) buf[0] = '\0';
-            return 0;
-        }
-    } else if (dbp__buf_add(&b, url, len)) {
-        if (n) buf[0] = '\0';
-        return 0;
-    }
-    want = b.len;
-    if (n) {
-        size_t c = want < n - 1 ? want : n - 1;
-        memcpy(buf, b.data, c);
-        buf[c] = '\0';
-    }
-    dbp__buf_free(&b);
-    return want;
-}
-
-DBPDEF void dbp_url_free(dbp_url *u)
-{
-    if (!u) return;
-    DBP_FREE(u->buf_);
-    memset(u, 0, sizeof *u);
-}
-
-static int dbp__url_fail(dbp_url *u, dbp_error *err, const char *what)
-{
-    dbp_url_free(u);
-    return dbp__err_set(err, DBP_EURL, "malformed URL: %s", what);
-}
-
-/* The parts of a URL, each decoded into the buffer at *w (advanced past what
-   it wrote). Each returns NULL, or what is wrong for dbp__url_fail. */
-
-static const char *dbp__url_scheme(const char *url, const char *sep, dbp_url *u, char **w)
-{
-    const char *q;
-    if (sep == url) return "expected scheme://... (e.g. mysql://user@host/db)";
-    for (q = url; q < sep; q++)
-        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-              *q == '+' || *q == '-' || *q == '.'))
-            return "invalid character in scheme";
-    u->scheme = *w;
-    for (q = url; q < sep; q++) *(*w)++ = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
-    *(*w)++ = '\0';
-    return NULL;
-}
-
-/* user[:password] between auth and at */
-static const char *dbp__url_userinfo(const char *auth, const char *at, dbp_url *u, char **w)
-{
-    const char *colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
-    const char *uend = colon ? colon : at;
-    size_t n;
-    u->user = *w;
-    if (dbp__pct_decode(auth, (size_t)(uend - auth), *w, &n)) return "bad percent-escape in the user name";
-    *w += n + 1;
-    if (n == 0) u->user = NULL;
-    if (colon) {
-        u->password = *w;
-        if (dbp__pct_decode(colon + 1, (size_t)(at - colon - 1), *w, &n)) return "bad percent-escape in the password";
-        *w += n + 1;
-    }
-    return NULL;
-}
-
-/* ":port" digits between ps and pe */
-static const char *dbp__url_port(const char *ps, const char *pe, int *port)
-{
-    long v = 0;
-    const char *q;
-    if (ps == pe) return "empty port";
-    for (q = ps; q < pe; q++) {
-        if (*q < '0' || *q > '9') return "port is not a number";
-        v = v * 10 + (*q - '0');
-        if (v > 65535) return "port out of range (1-65535)";
-    }
-    if (v == 0) return "port out of range (1-65535)";
-    *port = (int)v;
-    return NULL;
-}
-
-/* host[:port][,host[:port]...] from q to auth_end; IPv6 in brackets */
-static const char *dbp__url_hosts(const char *q, const char *auth_end, dbp_url *u, char **w)
-{
-    size_t i;
-    while (q < auth_end || (q == auth_end && u->nhosts == 0)) {
-        const char *hs = q, *he, *ps = NULL, *why;
-        size_t n;
-        if (u->nhosts >= DBP_URL_MAX_HOSTS) return "too many hosts";
-        if (q < auth_end && *q == '[') {
-            he = (const char *)memchr(q, ']', (size_t)(auth_end - q));
-            if (!he) return "unterminated '[' in an IPv6 host";
-            hs = q + 1;
-            q = he + 1;
-            if (q < auth_end && *q != ':' && *q != ',') return "unexpected text after ']'";
-        } else {
-            while (q < auth_end && *q != ':' && *q != ',') q++;
-            he = q;
-        }
-        if (q < auth_end && *q == ':') {
-            ps = ++q;
-            while (q < auth_end && *q != ',') q++;
-        }
-        u->hosts[u->nhosts].host = *w;
-        if (dbp__pct_decode(hs, (size_t)(he - hs), *w, &n)) return "bad percent-escape in a host";
-        for (i = 0; i < n; i++)
-            if ((*w)[i] == ' ' || (*w)[i] == '/' || (*w)[i] == '@' || (*w)[i] == '[' || (*w)[i] == ']')
-                return "invalid character in a host name";
-        *w += n + 1;
-        if (ps && (why = dbp__url_port(ps, q, &u->hosts[u->nhosts].port)) != NULL) return why;
-        u->nhosts++;
-        if (q < auth_end && *q == ',') {
-            q++;
-            if (q == auth_end) return "empty host after ','";
-            continue;
-        }
-        break;
-    }
-    if (u->nhosts > 1)
-        for (i = 0; i < (size_t)u->nhosts; i++)
-            if (!u->hosts[i].host[0]) return "empty host in a host list";
-    return NULL;
-}
-
-/* "/database" between path and query */
-static const char *dbp__url_path(const char *path, const char *query, dbp_url *u, char **w)
-{
-    size_t n;
-    if (path == query) return NULL;
-    if (*path != '/') return "unexpected text after the host";
-    if (query - path <= 1) return NULL;
-    u->database = *w;
-    if (dbp__pct_decode(path + 1, (size_t)(query - path - 1), *w, &n)) return "bad percent-escape in the database name";
-    if (memchr(*w, '/', n)) return "'/' in the database name";
-    *w += n + 1;
-    return NULL;
-}
-
-/* key=value&... from q (after the '?') to end */
-static const char *dbp__url_query(const char *q, const char *end, dbp_url *u, char **w)
-{
-    while (q < end) {
-        const char *ks = q, *ke, *vs, *ve;
-        size_t n;
-        while (q < end && *q != '&') q++;
-        ve = q;
-        if (ve == ks) { q++; continue; }
-        ke = (const char *)memchr(ks, '=', (size_t)(ve - ks));
-        if (!ke) { ke = ve; vs = ve; } else vs = ke + 1;
-        if (ke == ks) return "option without a name in the query string";
-        if (u->noptions >= DBP_URL_MAX_OPTIONS) return "too many options";
-        u->options[u->noptions].key = *w;
-        if (dbp__pct_decode(ks, (size_t)(ke - ks), *w, &n)) return "bad percent-escape in an option name";
-        *w += n + 1;
-        u->options[u->noptions].value = *w;
-        if (dbp__pct_decode(vs, (size_t)(ve - vs), *w, &n)) return "bad percent-escape in an option value";
-        *w += n + 1;
-        u->noptions++;
-        if (q < end) q++;
-    }
-    return NULL;
-}
-
-DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
-{
-    const char *sep, *end, *auth, *auth_end, *at = NULL, *q, *query, *why;
-    char *w;
-    size_t len, i;
-    dbp__err_clear(err);
-    if (!u) return dbp__err_set(err, DBP_EUSAGE, "no output for the parsed URL");
-    memset(u, 0, sizeof *u);
-    if (!url) return dbp__url_fail(u, err, "no URL given");
-    len = strlen(url);
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)url[i];
-        if (c < 0x20 || c == 0x7f) return dbp__url_fail(u, err, "control character in URL");
-        if (c == '#') return dbp__url_fail(u, err, "'#' is not allowed (percent-encode it as %23)");
-    }
-    /* Every decoded string is shorter than the URL: one buffer holds them all. */
-    u->buf_ = DBP__CAST(char *, DBP_MALLOC(len * 2 + 16));
-    if (!u->buf_) { dbp_url_free(u); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
-    w = u->buf_;
-    sep = strstr(url, "://");
-    if (!sep) return dbp__url_fail(u, err, "expected scheme://... (e.g. mysql://user@host/db)");
-    if ((why = dbp__url_scheme(url, sep, u, &w)) != NULL) return dbp__url_fail(u, err, why);
-    auth = sep + 3;
-    end = url + len;
-    /* The userinfo ends at the last '@' before the query string, so an
-       unencoded '@' or '/' in a password still parses (a '?' must be %3F). */
-    for (q = auth; q < end && *q != '?'; q++) if (*q == '@') at = q;
-    q = at ? at + 1 : auth;
-    while (q < end && *q != '/' && *q != '?') q++;
-    auth_end = q;
-    for (query = auth_end; query < end && *query != '?'; query++) ;
-    if ((at && (why = dbp__url_userinfo(auth, at, u, &w)) != NULL) ||
-        (why = dbp__url_hosts(at ? at + 1 : auth, auth_end, u, &w)) != NULL ||
-        (why = dbp__url_path(auth_end, query, u, &w)) != NULL ||
-        (query < end && (why = dbp__url_query(query + 1, end, u, &w)) != NULL))
-        return dbp__url_fail(u, err, why);
-    return DBP_OK;
-}
 
 /* ==== SECTION: settings ==== */
 
@@ -2135,6 +1892,7 @@ static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, d
     return DBP_OK;
 }
 
+
 /* ==== SECTION: core structures ==== */
 
 /* A hub timer: embedded in ops, connections and pools; kept in a binary heap. */
@@ -2220,6 +1978,35 @@ struct dbp_op {
     dbp_pool *owner;               /* a CLUSTER SLOTS read: the cluster pool it is for */
 };
 
+/* ---- the state machines, a legend ----
+
+   An op (dbp_state, public):
+     QUEUED ---(a connection takes it)---> RUNNING ---> FULFILLED | REJECTED
+       |  waits in pool->queue (or a pinned      settled exactly once, in
+       |  connection's pinq) until a             dbp__op_settle(); its callback
+       |  connection is free                     and continuation run in the
+       +--(deadline, close, usage error)-------> hub's notify phase
+     A RUNNING op whose connection dies before it was sent goes back to
+     QUEUED (never sent: safe to retry); after it was sent it is rejected
+     (DBP_ELOST) unless marked idempotent.
+
+   A connection (DBP__CS_*):
+     CONNECTING --> INIT --> IDLE <--> BUSY             --> CLOSING --> DEAD
+      TCP, TLS,     init     |   \--> VALIDATING --/       QUIT sent    socket gone,
+      handshake     statements,  (a ping before reuse)      politely     freed at the
+      (the backend) limits                                               end of the step
+     Any state goes straight to DEAD on an error (dbp__conn_failed). A
+     pinned connection (DBP__CF_PINNED) is IDLE/BUSY for its holder only.
+
+   A pool (DBP__PS_*):  OPEN --(dbp_pool_close)--> CLOSING --> CLOSED
+     CLOSING accepts nothing new and runs what it accepted; CLOSED once the
+     queue, the connections and the subscriptions are gone (or the close
+     deadline cut them). The handle lives until dbp_pool_free.
+
+   Each backend has its own phases inside a connection's state (MySQL:
+   DBP__MY_* calls and DBP__MP_* purposes; Redis: DBP__RP_*), described in
+   its section. */
+
 enum { DBP__CS_CONNECTING = 1, DBP__CS_INIT, DBP__CS_IDLE, DBP__CS_BUSY, DBP__CS_VALIDATING,
        DBP__CS_CLOSING, DBP__CS_DEAD };
 
@@ -2268,7 +2055,7 @@ struct dbp_conn {
 
 #define DBP__EV_TIMER 0x4000
 
-enum { DBP__PS_OPEN = 1, DBP__PS_CLOSING, DBP__PS_CLOSED };
+enum { DBP__PS_OPEN = 1, DBP__PS_CLOSING, DBP__PS_CLOSED }; /* see the legend above */
 
 struct dbp_pool {
     dbp__link link;                /* hub->pools */
@@ -2323,6 +2110,104 @@ struct dbp_hub {
     int wakeup_fd;
     int timers_reserved;           /* heap slots promised to live timers */
 };
+
+
+/* ==== SECTION: forward declarations ==== */
+
+/* The engine's functions call one another across the sections below. */
+
+enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_POOL, DBP__CLOSE_DEAD,
+       DBP__CLOSE_SURPLUS };
+
+static long long dbp__ms_now(void) { return dbp__now_ms(); }
+
+/* the server limits a backend tells dbp__pool_limit() of */
+enum { DBP__LIMIT_IDLE = 1, DBP__LIMIT_CONNS, DBP__LIMIT_USER_CONNS };
+
+static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type);
+static void dbp__op_destroy(dbp_op *op);
+static int dbp__op_settled(const dbp_op *op);
+static void dbp__op_maybe_free(dbp_op *op);
+static void dbp__op_settle(dbp_op *op, int rc);
+static void dbp__op_fail(dbp_op *op, int rc, int sent, const char *fmt, ...);
+static void dbp__op_fail_err(dbp_op *op, const dbp_error *e, int rc, int sent);
+static void dbp__emit(dbp_pool *p, dbp_event_type type, const char *message, const dbp_error *e,
+                      long long dur, const dbp_conn *c);
+static void dbp__warn(dbp_pool *p, const char *fmt, ...);
+static int dbp__pool_max(const dbp_pool *p);
+static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op);
+static long long dbp__op_queue_deadline(const dbp_op *op);
+static long long dbp__op_run_deadline(const dbp_op *op);
+static void dbp__op_arm(dbp_op *op, long long at);
+static void dbp__queue_op(dbp_pool *p, dbp_op *op, int front);
+static void dbp__unqueue_op(dbp_pool *p, dbp_op *op);
+static int dbp__pool_fail_queue(dbp_pool *p, const dbp_error *e, int rc);
+static void dbp__op_begin(dbp_conn *c, dbp_op *op);
+static void dbp__conn_unlink_op(dbp_conn *c, dbp_op *op);
+static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why);
+static long long dbp__backoff_ms(dbp_pool *p, int streak, int cap);
+static void dbp__pool_limit(dbp_pool *p, int which, long long v, const char *name);
+static void dbp__pool_backoff(dbp_pool *p);
+static void dbp__pool_close_idle(dbp_pool *p);
+static dbp_conn *dbp__pool_open_conn(dbp_pool *p, unsigned flags);
+static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op);
+static void dbp__pool_dispatch(dbp_pool *p);
+static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op);
+static void dbp__router_submit(dbp_pool *p, dbp_op *op);
+static void dbp__op_timer_fire(dbp__timer *t);
+static void dbp__pool_maintain(dbp_pool *p);
+static void dbp__pool_cut(dbp_pool *p);
+static void dbp__pool_timer_fire(dbp__timer *t);
+static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms);
+static void dbp__pool_check_closed(dbp_pool *p);
+static void dbp__pool_finish_close(dbp_pool *p);
+static int dbp__hub_notify(dbp_hub *h);
+static void dbp__hub_bury(dbp_hub *h);
+static void dbp__hub_timers(dbp_hub *h);
+static int dbp__hub_collect(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int max);
+static int dbp__hub_grow(dbp_hub *h, int need);
+static int dbp__hub_timeout(const dbp_hub *h, int limit);
+static int dbp__hub_dispatch_events(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int n);
+static void dbp__describe_host(const dbp__settings *s, const char *database, char *buf, size_t size);
+static void dbp__pool_describe_init(dbp_pool *p);
+static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err);
+static void dbp__pool_destroy(dbp_pool *p);
+static void dbp__stats_one(const dbp_pool *p, dbp_stats *st);
+static void dbp__op_apply_options(dbp_op *op, const dbp_op_options *o);
+static void dbp__conn_unpin(dbp_conn *c);
+static void dbp__conn_free(dbp_conn *c);
+static void dbp__count_close(dbp_conn *c, int reason);
+static void dbp__conn_bury(dbp_conn *c, int reason);
+static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting);
+static void dbp__conn_ready(dbp_conn *c);
+static void dbp__conn_kill(dbp_conn *c, int reason);
+static void dbp__conn_close(dbp_conn *c, int reason);
+static void dbp__conn_closed(dbp_conn *c);
+static void dbp__conn_idle(dbp_conn *c);
+static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags);
+static int dbp__needs_validation(const dbp_pool *p, const dbp_conn *c);
+static void dbp__conn_take(dbp_conn *c, dbp_op *op);
+static void dbp__conn_validated(dbp_conn *c);
+static void dbp__acquire_done(dbp_conn *c, dbp_op *op);
+static int dbp__conn_slots(const dbp_pool *p);
+static int dbp__conn_available(const dbp_pool *p, const dbp_conn *c);
+static int dbp__conn_dead_before_write(dbp_conn *c);
+static void dbp__conn_timer_fire(dbp__timer *t);
+static void dbp__conn_arm_housekeeping(dbp_conn *c);
+static void dbp__conn_htimer_fire(dbp__timer *t);
+static void dbp__pinned_next(dbp_conn *c);
+static dbp_op *dbp__pinned_submit(dbp_conn *c, dbp_op *op);
+static int dbp__conn_let_go(dbp_conn *c);
+static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
+                               size_t n, const dbp_op_options *o);
+static void dbp__hub_reap(dbp_hub *h);
+static dbp_op *dbp__call_make(dbp_hub *hub, dbp_pool *p, int pinned, int argc, const char *const *argv,
+                              const size_t *argvlen, const dbp_op_options *o, size_t *lens_buf_fallback);
+static void dbp__stream_free(dbp__stream *s);
+static void dbp__sub_ready(dbp_conn *c);
+static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
+static void dbp__sub_pool_closing(dbp_pool *p);
+
 
 /* ==== SECTION: timers ==== */
 
@@ -2415,6 +2300,7 @@ static void dbp__timer_min(dbp_hub *h, dbp__timer *t, long long at_ms)
     if (t->idx < 0 || at_ms < t->at) dbp__timer_set(h, t, at_ms);
 }
 
+
 /* ==== SECTION: histogram ==== */
 
 static int dbp__hist_bucket(long long v)
@@ -2459,2037 +2345,64 @@ static long long dbp__hist_pct(const dbp__hist *h, double p)
     return h->max;
 }
 
-/* ==== SECTION: ops ==== */
 
-static void dbp__op_timer_fire(dbp__timer *t);
+/* ==== SECTION: results ==== */
 
-static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+/* A result set as handed out, with what keeps its cells alive. */
+typedef struct dbp__result {
+    dbp_result pub;
+    void *res;            /* MYSQL_RES of a stored result, freed with it */
+    dbp_field *fields;
+    dbp_cell *cells;
+    char *arena;          /* copied text (streamed header, info) */
+    int single;           /* fields, cells and arena live in this block */
+} dbp__result;
+
+DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col)
 {
-    dbp_op *op = DBP__ALLOC(dbp_op, 1);
-    if (!op) return NULL;
-    if (dbp__timers_reserve(hub, 1) != DBP_OK) { DBP_FREE(op); return NULL; }
-    op->hub = hub;
-    op->pool = pool;
-    op->type = type;
-    op->state = DBP_OP_QUEUED;
-    op->flags = DBP__OF_CALLER;
-    op->slot = -1;
-    op->t_submit = dbp__now_us();
-    dbp__timer_init(&op->timer, dbp__op_timer_fire);
-    dbp__list_push(&hub->all_ops, &op->all);
-    hub->pending++;
-    return op;
+    if (!r || row >= r->nrows || col >= r->ncols) return NULL;
+    return &r->cells[row * r->ncols + col];
 }
 
-static void dbp__stream_free(dbp__stream *s);
-
-static void dbp__op_destroy(dbp_op *op)
+DBPDEF void dbp_result_free(dbp_result *r)
 {
-    if (op->hub) {
-        dbp__timers_release(op->hub, 1);
-        dbp__timer_clear(op->hub, &op->timer);
-        dbp__list_remove(&op->all);
-        dbp__list_remove(&op->notify);
-    }
-    DBP_FREE(op->sql);
-    DBP_FREE(op->params);
-    if (!(op->flags & DBP__OF_BORROWED)) DBP_FREE(op->req);
-    dbp_result_free(op->result);
-    dbp_reply_free(op->reply);
-    dbp__stream_free(op->stream);
-    if (op->acquired) dbp_conn_release(op->acquired);
-    DBP_FREE(op);
-}
-
-static int dbp__op_settled(const dbp_op *op) { return op->state >= DBP_OP_FULFILLED; }
-
-/* Frees the op when nobody needs it any more: not held by the caller,
-   settled, not waiting for its notification, not a zombie in a pipeline. */
-static void dbp__op_maybe_free(dbp_op *op)
-{
-    if (op->flags & (DBP__OF_CALLER | DBP__OF_NOTIFY | DBP__OF_ZOMBIE)) return;
-    if (!dbp__op_settled(op)) return;
-    if (op->conn || dbp__linked(&op->link)) return;
-    dbp__op_destroy(op);
-}
-
-static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op);
-
-/* Settles an op exactly once. The caller has unlinked it from queues. */
-static void dbp__op_settle(dbp_op *op, int rc)
-{
-    dbp_hub *h = op->hub;
-    if (dbp__op_settled(op)) return;
-    op->state = rc == DBP_OK ? DBP_OP_FULFILLED : DBP_OP_REJECTED;
-    op->err.rc = rc;
-    op->t_settle = dbp__now_us();
-    if (h) {
-        dbp__timer_clear(h, &op->timer);
-        h->pending--;
-    }
-    if (op->pool && op->pool->bk->router && op->peer) {
-        /* a routed op settled before the op it passed on (or its COMMAND
-           GETKEYS): that one must not come back to it, so it no longer
-           counts as running here (else a close would wait for it for ever) */
-        op->peer->peer = NULL;
-        op->peer = NULL;
-        op->pool->bk->router->detach(op->pool);
-    }
-    if (op->pool) dbp__pool_op_settled(op->pool, op);
-    /* the notify phase runs its continuation and callback and, when the
-       caller let go of it already, frees it (not here: the code settling it
-       may still look at it) */
-    if (h && (op->cb || op->done || !(op->flags & DBP__OF_CALLER)) && !(op->flags & DBP__OF_NOTIFY)) {
-        op->flags |= DBP__OF_NOTIFY;
-        dbp__list_push(&h->notify, &op->notify);
-    }
-}
-
-/* Rejects an op with a formatted message. */
-static void dbp__op_fail(dbp_op *op, int rc, int sent, const char *fmt, ...)
-{
-    va_list ap;
-    if (dbp__op_settled(op)) return;
-    op->err.rc = rc;
-    op->err.code = 0;
-    op->err.sqlstate[0] = '\0';
-    op->err.sent = sent;
-    va_start(ap, fmt);
-    vsnprintf(op->err.message, sizeof op->err.message, fmt, ap);
-    va_end(ap);
-    dbp__op_settle(op, rc);
-}
-
-/* Rejects an op with a copy of an error, keeping its code and SQLSTATE. */
-static void dbp__op_fail_err(dbp_op *op, const dbp_error *e, int rc, int sent)
-{
-    if (dbp__op_settled(op)) return;
-    op->err = *e;
-    op->err.rc = rc;
-    op->err.sent = sent;
-    dbp__op_settle(op, rc);
-}
-
-DBPDEF dbp_state dbp_op_state(const dbp_op *op) { return op ? (dbp_state)op->state : DBP_OP_REJECTED; }
-DBPDEF int dbp_op_rc(const dbp_op *op)
-{
-    if (!op) return DBP_EUSAGE;
-    return dbp__op_settled(op) ? op->err.rc : DBP_PENDING;
-}
-DBPDEF const dbp_error *dbp_op_error(const dbp_op *op)
-{
-    /* as sqlite3_errmsg(NULL): the NULL a submit returns on out-of-memory */
-    static const dbp_error no_op = { DBP_ENOMEM, 0, 0, "", "out of memory (no op was made)" };
-    return op ? &op->err : &no_op;
-}
-DBPDEF const dbp_result *dbp_op_result(const dbp_op *op)
-{
-    return op && op->state == DBP_OP_FULFILLED ? op->result : NULL;
-}
-DBPDEF dbp_result *dbp_op_take_result(dbp_op *op)
-{
-    dbp_result *r;
-    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
-    r = op->result; op->result = NULL;
-    return r;
-}
-DBPDEF const dbp_reply *dbp_op_reply(const dbp_op *op)
-{
-    return op && op->state == DBP_OP_FULFILLED ? op->reply : NULL;
-}
-DBPDEF dbp_reply *dbp_op_take_reply(dbp_op *op)
-{
-    dbp_reply *r;
-    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
-    r = op->reply; op->reply = NULL;
-    return r;
-}
-DBPDEF dbp_conn *dbp_op_take_conn(dbp_op *op)
-{
-    dbp_conn *c;
-    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
-    c = op->acquired; op->acquired = NULL;
-    if (c) c->pin_op = NULL;
-    return c;
-}
-DBPDEF void dbp_op_on_settle(dbp_op *op, dbp_settle_fn fn, void *ud)
-{
-    if (!op) return;
-    op->cb = fn; op->cb_ud = ud;
-    if (fn && dbp__op_settled(op) && op->hub && !(op->flags & DBP__OF_NOTIFY)) {
-        op->flags |= DBP__OF_NOTIFY;
-        dbp__list_push(&op->hub->notify, &op->notify);
-    }
-}
-DBPDEF void dbp_op_times(const dbp_op *op, long long *submitted, long long *started, long long *settled)
-{
-    if (submitted) *submitted = op ? op->t_submit : 0;
-    if (started) *started = op ? op->t_start : 0;
-    if (settled) *settled = op ? op->t_settle : 0;
-}
-
-/* ==== SECTION: pool engine ==== */
-
-static void dbp__pool_dispatch(dbp_pool *p);
-static void dbp__pool_check_closed(dbp_pool *p);
-static void dbp__sub_ready(dbp_conn *c);
-static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
-static void dbp__conn_close(dbp_conn *c, int reason);
-static void dbp__conn_kill(dbp_conn *c, int reason);
-static void dbp__conn_closed(dbp_conn *c);
-static void dbp__pool_timer_fire(dbp__timer *t);
-static void dbp__conn_timer_fire(dbp__timer *t);
-static void dbp__conn_htimer_fire(dbp__timer *t);
-static void dbp__conn_arm_housekeeping(dbp_conn *c);
-static void dbp__pinned_next(dbp_conn *c);
-static void dbp__pool_maintain(dbp_pool *p);
-
-enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_POOL, DBP__CLOSE_DEAD,
-       DBP__CLOSE_SURPLUS };
-
-static long long dbp__ms_now(void) { return dbp__now_ms(); }
-
-static void dbp__emit(dbp_pool *p, dbp_event_type type, const char *message, const dbp_error *e,
-                      long long dur, const dbp_conn *c)
-{
-    dbp_event ev;
-    dbp_pool *target = p->parent ? p->parent : p;
-    char msg[DBP_ERRMSG_MAX + 96];
-    if (!target->hook) return;
-    memset(&ev, 0, sizeof ev);
-    ev.type = type;
-    if (p->parent) {
-        /* pools under a router speak through the router pool's hook, naming the node */
-        snprintf(msg, sizeof msg, "%s:%d: %s", p->s.host ? p->s.host : "", p->s.port, message ? message : "");
-        ev.message = msg;
-    } else {
-        ev.message = message ? message : "";
-    }
-    ev.error = e;
-    ev.duration_us = dur;
-    ev.conn_id = c ? c->id : 0;
-    ev.server_id = c ? (unsigned long)c->server_id : 0;
-    ev.waiting = p->nqueue;
-    target->hook(target, &ev, target->hook_ud);
-}
-
-static void dbp__warn(dbp_pool *p, const char *fmt, ...)
-{
-    dbp_error e;
-    va_list ap;
-    dbp__err_clear(&e);
-    va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
-    va_end(ap);
-    dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, NULL);
-}
-
-static int dbp__pool_max(const dbp_pool *p)
-{
-    return p->cap > 0 && p->cap < p->s.max ? p->cap : p->s.max;
-}
-
-/* Statistics at settle time. */
-static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op)
-{
-    if (op->type == DBP__OP_CLOSE || op->type == DBP__OP_SLEEP || op->type == DBP__OP_KILL) return;
-    p->st_ops++;
-    if (op->state == DBP_OP_FULFILLED) {
-        p->st_fulfilled++;
-    } else {
-        p->st_rejected++;
-        switch (op->err.rc) {
-        case DBP_ETIMEOUT: case DBP_EACQUIRE_TIMEOUT: p->st_timeouts++; p->st_errors++; break;
-        case DBP_ELOST: p->st_lost++; p->st_errors++; break;
-        case DBP_ESQL: case DBP_EREDIS: case DBP_EPARAM: case DBP_EUSAGE: case DBP_ECROSSSLOT: break;
-        default: p->st_errors++; break;
+    while (r) {
+        dbp_result *next = r->next;
+        dbp__result *x = DBP__CAST(dbp__result *, (void *)r);
+#ifndef DBPOOL_NO_MYSQL
+        if (x->res) mysql_free_result(DBP__CAST(MYSQL_RES *, x->res));
+#endif
+        if (!x->single) {
+            DBP_FREE(x->fields);
+            DBP_FREE(x->cells);
+            DBP_FREE(x->arena);
         }
+        DBP_FREE(x);
+        r = next;
     }
-    if (op->t_start) {
-        long long run = op->t_settle - op->t_start;
-        dbp__hist_add(&p->h_run, run);
-        if (p->s.slow_threshold > 0 && run >= (long long)p->s.slow_threshold * 1000 &&
-            op->state == DBP_OP_FULFILLED) {
-            char msg[200];
-            if (op->sql)
-                snprintf(msg, sizeof msg, "slow query (%.3f s): %.120s", (double)run / 1e6, op->sql);
-            else
-                snprintf(msg, sizeof msg, "slow command (%.3f s): %s", (double)run / 1e6, op->cmd);
-            dbp__emit(p, DBP_EVENT_SLOW, msg, NULL, run, op->conn);
-        }
-    }
-}
-
-/* The deadline that applies to an op in the queue. */
-static long long dbp__op_queue_deadline(const dbp_op *op)
-{
-    long long d = op->acquire_deadline;
-    if (op->deadline && (!d || op->deadline < d)) d = op->deadline;
-    return d;
-}
-
-/* The deadline that applies to an op while it runs. */
-static long long dbp__op_run_deadline(const dbp_op *op)
-{
-    long long d = op->query_timeout > 0 ? dbp__ms_now() + op->query_timeout : 0;
-    if (op->deadline && (!d || op->deadline < d)) d = op->deadline;
-    return d;
-}
-
-static void dbp__op_arm(dbp_op *op, long long at)
-{
-    if (!op->hub) return;
-    if (at) dbp__timer_set(op->hub, &op->timer, at);
-    else dbp__timer_clear(op->hub, &op->timer);
-}
-
-/* Puts an op in the pool's queue (front: a retry keeps its place). */
-static void dbp__queue_op(dbp_pool *p, dbp_op *op, int front)
-{
-    op->state = DBP_OP_QUEUED;
-    op->conn = NULL;
-    if (front) dbp__list_unshift(&p->queue, &op->link);
-    else dbp__list_push(&p->queue, &op->link);
-    p->nqueue++;
-    if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking++;
-    dbp__op_arm(op, dbp__op_queue_deadline(op));
-}
-
-static void dbp__unqueue_op(dbp_pool *p, dbp_op *op)
-{
-    dbp__list_remove(&op->link);
-    p->nqueue--;
-    if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking--;
-}
-
-/* Rejects every op waiting in the queue (none was sent) with a copy of `e`
-   under `rc`; returns how many. */
-static int dbp__pool_fail_queue(dbp_pool *p, const dbp_error *e, int rc)
-{
-    int n = 0;
-    while (!dbp__list_empty(&p->queue)) {
-        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
-        dbp__unqueue_op(p, op);
-        dbp__op_fail_err(op, e, rc, 0);
-        n++;
-    }
-    return n;
-}
-
-/* The op leaves the queue for a connection. */
-static void dbp__op_begin(dbp_conn *c, dbp_op *op)
-{
-    dbp_pool *p = c->pool;
-    op->conn = c;
-    op->state = DBP_OP_RUNNING;
-    if (!op->t_start) {
-        op->t_start = dbp__now_us();
-        dbp__hist_add(&p->h_wait, op->t_start - op->t_submit);
-    }
-    dbp__op_arm(op, dbp__op_run_deadline(op));
-    dbp__list_push(&c->ops, &op->link);
-    c->nops++;
-    c->state = DBP__CS_BUSY;
-    dbp__list_remove(&c->idle_link);
-    dbp__timer_clear(p->hub, &c->htimer);
-    p->bk->op_start(c, op);
-}
-
-/* A backend is done with an op on a connection (settled or to be retried). */
-static void dbp__conn_unlink_op(dbp_conn *c, dbp_op *op)
-{
-    if (op->conn != c) return;
-    dbp__list_remove(&op->link);
-    c->nops--;
-    op->conn = NULL;
-}
-
-/* Decides the fate of an op whose connection died under it: retried when it
-   was never sent (or is idempotent and not yet retried after a send), else
-   rejected as lost after send. */
-static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why)
-{
-    int sent = (op->flags & DBP__OF_SENT) != 0;
-    if (dbp__op_settled(op)) return;
-    if (op->pin) {
-        /* a pinned session is gone with its connection: nothing can be retried */
-        dbp__op_fail(op, sent ? DBP_ELOST : DBP_ECONNECT, sent,
-                     sent ? "connection lost after the request was sent; it may or may not have run (%s)"
-                          : "the pinned connection was lost (%s)", why->message);
-        return;
-    }
-    if (p->state != DBP__PS_CLOSED && op->type != DBP__OP_STREAM &&
-        ((!sent && op->retries < 3) ||
-         (sent && (op->flags & DBP__OF_IDEMPOTENT) && !(op->flags & DBP__OF_RETRIED_SENT)))) {
-        if (sent) op->flags |= DBP__OF_RETRIED_SENT;
-        op->flags &= ~DBP__OF_SENT;
-        op->retries++;
-        p->st_retried++;
-        dbp__queue_op(p, op, 1);
-        return;
-    }
-    if (sent && why->rc == DBP_ENOMEM)
-        dbp__op_fail(op, DBP_ENOMEM, 1, "%s; the request was sent and may or may not have run", why->message);
-    else if (sent)
-        dbp__op_fail(op, DBP_ELOST, 1,
-                     "connection lost after the request was sent; it may or may not have run (%s)", why->message);
-    else
-        dbp__op_fail_err(op, why, why->rc ? why->rc : DBP_ECONNECT, 0);
-}
-
-/* A pinned connection goes back to being the pool's (its holder let go, or
-   it closes): the one place pinned accounting drops. */
-static void dbp__conn_unpin(dbp_conn *c)
-{
-    if (!(c->flags & DBP__CF_PINNED)) return;
-    c->pool->npinned--;
-    c->flags &= ~DBP__CF_PINNED;
-}
-
-static void dbp__conn_free(dbp_conn *c)
-{
-    dbp_hub *h = c->pool->hub;
-    dbp__timers_release(h, 2);
-    dbp__timer_clear(h, &c->timer);
-    dbp__timer_clear(h, &c->htimer);
-    DBP_FREE(c);
-}
-
-/* The close statistics, once per connection that was ever ready. */
-static void dbp__count_close(dbp_conn *c, int reason)
-{
-    dbp_pool *p = c->pool;
-    if (!(c->flags & DBP__CF_OPENED)) return;
-    p->st_closed++;
-    switch (reason) {
-    case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
-    case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
-    case DBP__CLOSE_ERROR: p->st_closed_error++; break;
-    case DBP__CLOSE_POOL: p->st_closed_close++; break;
-    default: p->st_closed_dead++; break; /* DBP__CLOSE_DEAD: the server or the network ended it */
-    }
-}
-
-/* Takes a dead connection out of its pool; it is freed at the end of the step. */
-static void dbp__conn_bury(dbp_conn *c, int reason)
-{
-    dbp_pool *p = c->pool;
-    dbp_hub *h = p->hub;
-    if (c->state == DBP__CS_DEAD) return;
-    if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) p->nconnecting--;
-    dbp__conn_unpin(c);
-    if (!(c->flags & DBP__CF_SUB)) {
-        if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
-    }
-    c->state = DBP__CS_DEAD;
-    c->fd = -1;
-    c->events = 0;
-    dbp__list_remove(&c->idle_link);
-    dbp__list_remove(&c->link);
-    dbp__timer_clear(h, &c->timer);
-    dbp__timer_clear(h, &c->htimer);
-    dbp__count_close(c, reason);
-    dbp__list_push(&h->graveyard, &c->link);
-    if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
-        dbp__timer_min(h, &p->timer, dbp__ms_now()); /* keep min warm: replace it */
-}
-
-/* The wait before the next try after `streak` failures in a row: capped
-   exponential (backoff_min doubling up to backoff_max; `cap` starts at the
-   top), with jitter over the upper half: never a thundering herd, never 0. */
-static long long dbp__backoff_ms(dbp_pool *p, int streak, int cap)
-{
-    long long d = p->s.backoff_min;
-    int i;
-    for (i = 1; i < streak && d < p->s.backoff_max; i++) d *= 2;
-    if (d > p->s.backoff_max || cap) d = p->s.backoff_max;
-    return d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
-}
-
-/* A backend learnt one of the server's limits (-1: unknown); the engine
-   keeps the pool inside it: idle connections close before the server's
-   idle timeout would close them, `max` is capped to the account's limit,
-   and a `max` the server cannot fit is reported. `name` is the server's. */
-enum { DBP__LIMIT_IDLE = 1, DBP__LIMIT_CONNS, DBP__LIMIT_USER_CONNS };
-static void dbp__pool_limit(dbp_pool *p, int which, long long v, const char *name)
-{
-    switch (which) {
-    case DBP__LIMIT_IDLE:
-        p->srv_wait_timeout = v;
-        if (v > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= v * 1000) {
-            p->s.idle_timeout = (int)(v * 1000 * 3 / 4);
-            if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
-        }
-        break;
-    case DBP__LIMIT_CONNS:
-        p->srv_max_conn = v;
-        if (v > 0 && p->s.max > v) dbp__warn(p, "max=%d exceeds the server's %s=%lld", p->s.max, name, v);
-        break;
-    default:
-        p->srv_max_user_conn = v;
-        if (v > 0 && p->s.max > v) {
-            p->cap = (int)v;
-            dbp__warn(p, "max=%d but the server allows this user %lld connections (%s); the pool will use at most %d",
-                      p->s.max, v, name, p->cap);
-        }
-    }
-}
-
-/* Backoff after a failed connect (at the cap when retrying cannot help). */
-static void dbp__pool_backoff(dbp_pool *p)
-{
-    p->next_connect_ms = dbp__ms_now() + dbp__backoff_ms(p, p->fail_streak, p->fatal);
-    dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
-}
-
-/* A connection failed: while connecting (a connect error) or later (I/O).
-   Its ops are retried or rejected, it is buried, the pool carries on. */
-static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
-{
-    dbp_pool *p = c->pool;
-    dbp_error e = *why;
-    if (c->state == DBP__CS_DEAD) return;
-    if (c->pool->s.password) dbp__err_scrub(&e, c->pool->s.password);
-    c->err = e;
-    if (p->bk->abort) p->bk->abort(c);
-    if (connecting) {
-        p->fail_streak++;
-        p->st_connect_failures++;
-        p->last_connect_err = e;
-        p->fatal = e.rc == DBP_EAUTH || e.rc == DBP_EUNSUPPORTED || (c->flags & DBP__CF_FATAL);
-        dbp__pool_backoff(p);
-        dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
-    } else if (!(c->flags & DBP__CF_SUB)) {
-        dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
-    }
-    dbp__conn_bury(c, connecting ? DBP__CLOSE_DEAD : DBP__CLOSE_ERROR);
-    if (c->sub) dbp__sub_lost(c, &e);
-    if (c->pending) {
-        dbp_op *op = c->pending;
-        c->pending = NULL;
-        op->conn = NULL;
-        /* never sent: back to the front of the queue */
-        op->retries++;
-        dbp__queue_op(p, op, 1);
-    }
-    /* newest first: each retried op goes to the front of the queue, so they
-       run again in the order they were submitted */
-    while (!dbp__list_empty(&c->ops)) {
-        dbp_op *op = DBP__CONTAINER(c->ops.prev, dbp_op, link);
-        dbp__conn_unlink_op(c, op);
-        if (op->flags & DBP__OF_ZOMBIE) {
-            op->flags &= ~DBP__OF_ZOMBIE;
-            dbp__op_maybe_free(op);
-            continue;
-        }
-        dbp__op_orphaned(p, op, &e);
-    }
-    while (!dbp__list_empty(&c->pinq)) {
-        dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
-        dbp__list_remove(&op->link);
-        dbp__op_orphaned(p, op, &e);
-    }
-    if (c->pin_op) {
-        /* handed out but not taken yet: nobody holds it, it is freed */
-        dbp_op *op = c->pin_op;
-        c->pin_op = NULL;
-        c->flags &= ~DBP__CF_HELD;
-        if (op->acquired == c) op->acquired = NULL;
-    }
-    if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
-        /* retrying cannot fix a wrong password or a refused TLS handshake:
-           fail the waiting ops now rather than at their deadlines */
-        dbp__pool_fail_queue(p, &e, e.rc ? e.rc : DBP_ECONNECT);
-    }
-    dbp__pool_dispatch(p);
-    dbp__pool_check_closed(p);
-}
-
-/* The backend finished connecting and initialising a connection. */
-static void dbp__conn_ready(dbp_conn *c)
-{
-    dbp_pool *p = c->pool;
-    long long took = dbp__now_us() - c->connect_started_us;
-    char msg[96];
-    p->nconnecting--;
-    p->fail_streak = 0;
-    p->fatal = 0;
-    p->st_created++;
-    c->flags |= DBP__CF_OPENED;
-    c->state = DBP__CS_IDLE;
-    c->idle_since_ms = dbp__ms_now();
-    if (p->s.max_lifetime > 0) {
-        /* up to 10% negative jitter so connections made together do not expire together */
-        long long life = p->s.max_lifetime;
-        long long jitter = (long long)(dbp__rand(&p->hub->rng) % (unsigned)(life / 10 + 1));
-        c->expires_ms = c->created_ms + life - jitter;
-    }
-    snprintf(msg, sizeof msg, "connection %d opened in %.1f ms", c->id, (double)took / 1000.0);
-    if (c->flags & DBP__CF_SUB) {
-        dbp__sub_ready(c);
-        return;
-    }
-    dbp__emit(p, DBP_EVENT_CONNECT, msg, NULL, took, c);
-    /* a new connection retires one whose lifetime is ending */
-    {
-        dbp__link *l;
-        for (l = p->conns.next; l != &p->conns; l = l->next) {
-            dbp_conn *o = DBP__CONTAINER(l, dbp_conn, link);
-            if (o != c && (o->flags & DBP__CF_REPLACED) && !(o->flags & DBP__CF_RETIRING)) {
-                o->flags |= DBP__CF_RETIRING;
-                if (o->state == DBP__CS_IDLE) { dbp__conn_close(o, DBP__CLOSE_LIFETIME); }
-                break;
-            }
-        }
-    }
-    if (c->flags & DBP__CF_BLOCKING) dbp__list_push(&p->idle_blocking, &c->idle_link);
-    else dbp__list_push(&p->idle, &c->idle_link);
-    dbp__conn_arm_housekeeping(c);
-    dbp__pool_dispatch(p);
-    if (p->nconns < p->s.min) dbp__pool_maintain(p);
-    dbp__pool_check_closed(p);
-}
-
-/* Closes a connection at once, without QUIT; ops still on it are cut off. */
-static void dbp__conn_kill(dbp_conn *c, int reason)
-{
-    dbp_pool *p = c->pool;
-    if (c->state == DBP__CS_DEAD) return;
-    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
-    if (p->bk->abort) p->bk->abort(c);
-    dbp__conn_bury(c, reason);
-    if (c->pending) {
-        dbp_op *op = c->pending;
-        c->pending = NULL;
-        op->conn = NULL;
-        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
-    }
-    while (!dbp__list_empty(&c->ops)) {
-        dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
-        dbp__conn_unlink_op(c, op);
-        if (op->flags & DBP__OF_ZOMBIE) { op->flags &= ~DBP__OF_ZOMBIE; dbp__op_maybe_free(op); continue; }
-        dbp__op_fail(op, DBP_ECANCELLED, (op->flags & DBP__OF_SENT) != 0,
-                     "the pool's close deadline cut the op off while it ran%s",
-                     (op->flags & DBP__OF_SENT) ? "; it may or may not have run" : "");
-    }
-    while (!dbp__list_empty(&c->pinq)) {
-        dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
-        dbp__list_remove(&op->link);
-        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
-    }
-    if (c->sub) dbp__sub_lost(c, &c->err);
-}
-
-/* Graceful close of one connection (QUIT) when it is idle, else at once. */
-static void dbp__conn_close(dbp_conn *c, int reason)
-{
-    dbp_pool *p = c->pool;
-    if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
-    if (c->state != DBP__CS_IDLE || !p->bk->quit) { dbp__conn_kill(c, reason); return; }
-    dbp__list_remove(&c->idle_link);
-    dbp__timer_clear(p->hub, &c->htimer);
-    /* counted as gone now: the QUIT finishes on its own */
-    dbp__conn_unpin(c);
-    c->state = DBP__CS_CLOSING;
-    dbp__count_close(c, reason);
-    if (!(c->flags & DBP__CF_SUB)) {
-        if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
-    }
-    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + 2000);
-    if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
-        dbp__timer_min(p->hub, &p->timer, dbp__ms_now());
-    p->bk->quit(c);
-}
-
-/* Closes the idle connections of a pool that has nothing left for them.
-   Closing one may settle ops and close others: rescan from the head. */
-static void dbp__pool_close_idle(dbp_pool *p)
-{
-    int guard = 0;
-    while (guard++ < 100000) {
-        dbp__link *l;
-        dbp_conn *found = NULL;
-        for (l = p->conns.next; l != &p->conns; l = l->next) {
-            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-            if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)) && !c->nops) { found = c; break; }
-            if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB) &&
-                dbp__list_empty(&p->queue)) { found = c; break; }
-        }
-        if (!found) return;
-        if (found->state == DBP__CS_IDLE) dbp__conn_close(found, DBP__CLOSE_POOL);
-        else dbp__conn_kill(found, DBP__CLOSE_POOL);
-    }
-}
-
-/* A connection in CLOSING finished its QUIT (or gave up). */
-static void dbp__conn_closed(dbp_conn *c)
-{
-    dbp_pool *p = c->pool;
-    dbp_hub *h = p->hub;
-    if (c->state == DBP__CS_DEAD) return;
-    if (p->bk->abort) p->bk->abort(c);
-    c->state = DBP__CS_DEAD;
-    c->fd = -1;
-    c->events = 0;
-    dbp__list_remove(&c->link);
-    dbp__timer_clear(h, &c->timer);
-    dbp__timer_clear(h, &c->htimer);
-    dbp__list_push(&h->graveyard, &c->link);
-    dbp__pool_check_closed(p);
-}
-
-/* A connection has no more work: back to idle, or closed, or next pinned op. */
-static void dbp__conn_idle(dbp_conn *c)
-{
-    dbp_pool *p = c->pool;
-    if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
-    if (c->nops > 0) return;
-    if (c->flags & DBP__CF_KILLING) return;
-    c->state = DBP__CS_IDLE;
-    c->idle_since_ms = dbp__ms_now();
-    if (c->flags & DBP__CF_SUB) return;
-    if (c->flags & DBP__CF_PINNED) {
-        if (!dbp__list_empty(&c->pinq)) { dbp__pinned_next(c); return; }
-        if (c->flags & DBP__CF_DISCARD) {
-            c->flags &= ~DBP__CF_DISCARD;
-            dbp__conn_unpin(c);
-            dbp__conn_close(c, DBP__CLOSE_ERROR);
-            dbp__pool_dispatch(p);
-            dbp__pool_check_closed(p);
-            return;
-        }
-        if (c->flags & DBP__CF_RELEASE) {
-            c->flags &= ~DBP__CF_RELEASE;
-            if (p->bk->release) { p->bk->release(c); return; }
-            dbp__conn_unpin(c);
-        } else {
-            return; /* still pinned: waits for its owner */
-        }
-    }
-    if ((c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING)) ||
-        (p->state != DBP__PS_OPEN && dbp__list_empty(&p->queue)) ||
-        (!(c->flags & DBP__CF_BLOCKING) && p->nconns > dbp__pool_max(p) && dbp__list_empty(&p->queue))) {
-        dbp__conn_close(c, (c->flags & DBP__CF_RETIRING) ? DBP__CLOSE_LIFETIME :
-                           (c->flags & DBP__CF_BROKEN) ? DBP__CLOSE_ERROR :
-                           p->state != DBP__PS_OPEN ? DBP__CLOSE_POOL : DBP__CLOSE_SURPLUS);
-        dbp__pool_dispatch(p);
-        dbp__pool_check_closed(p);
-        return;
-    }
-    dbp__list_remove(&c->idle_link);
-    /* LIFO: the most recently used connection goes out first, so the others
-       can reach idle_timeout when traffic drops */
-    if (c->flags & DBP__CF_BLOCKING) dbp__list_unshift(&p->idle_blocking, &c->idle_link);
-    else dbp__list_unshift(&p->idle, &c->idle_link);
-    dbp__conn_arm_housekeeping(c);
-    dbp__pool_dispatch(p);
-}
-
-static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
-{
-    dbp_conn *c = DBP__ALLOC(dbp_conn, 1);
-    if (!c) return NULL;
-    if (dbp__timers_reserve(p->hub, 2) != DBP_OK) { DBP_FREE(c); return NULL; }
-    c->pool = p;
-    c->id = ++p->next_conn_id;
-    c->flags = flags;
-    c->fd = -1;
-    c->state = DBP__CS_CONNECTING;
-    c->created_ms = dbp__ms_now();
-    c->connect_started_us = dbp__now_us();
-    dbp__timer_init(&c->timer, dbp__conn_timer_fire);
-    dbp__timer_init(&c->htimer, dbp__conn_htimer_fire);
-    dbp__list_init(&c->ops);
-    dbp__list_init(&c->pinq);
-    c->idle_link.next = c->idle_link.prev = NULL;
-    return c;
-}
-
-/* Opens one more connection (of the blocking class when asked). */
-static dbp_conn *dbp__pool_open_conn(dbp_pool *p, unsigned flags)
-{
-    dbp_conn *c = dbp__conn_new(p, flags);
-    if (!c) {
-        /* as a failed connect: remembered, retried after a backoff, and what
-           waits on a pool with no connection hears it now */
-        dbp__err_set(&p->last_connect_err, DBP_ENOMEM, "out of memory opening a connection");
-        p->fail_streak++;
-        p->st_connect_failures++;
-        dbp__pool_backoff(p);
-        if (p->nconns + p->nblocking == 0) {
-            dbp__pool_fail_queue(p, &p->last_connect_err, DBP_ENOMEM);
-        }
-        return NULL;
-    }
-    dbp__list_push(&p->conns, &c->link);
-    if (!(flags & DBP__CF_SUB)) {
-        if (flags & DBP__CF_BLOCKING) p->nblocking++; else p->nconns++;
-    }
-    p->nconnecting++;
-    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + p->s.connect_timeout);
-    if (p->bk->conn_open(c) != DBP_OK) {
-        dbp_error e = c->err;
-        dbp__conn_failed(c, &e, 1);
-        return NULL;
-    }
-    return c;
-}
-
-/* Whether an idle connection must be pinged before use. */
-static int dbp__needs_validation(const dbp_pool *p, const dbp_conn *c)
-{
-    return p->s.validate_after > 0 && dbp__ms_now() - c->idle_since_ms >= p->s.validate_after;
-}
-
-/* Hands an op to an idle connection, validating it first when it has been idle a while. */
-static void dbp__conn_take(dbp_conn *c, dbp_op *op)
-{
-    dbp_pool *p = c->pool;
-    if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
-        dbp__list_remove(&c->idle_link);
-        dbp__timer_clear(p->hub, &c->htimer);
-        c->pending = op;
-        op->conn = c;
-        c->state = DBP__CS_VALIDATING;
-        p->bk->validate(c);
-        return;
-    }
-    dbp__op_begin(c, op);
-}
-
-/* The validation ping of c finished: run the op that waited for it. */
-static void dbp__acquire_done(dbp_conn *c, dbp_op *op);
-
-static void dbp__conn_validated(dbp_conn *c)
-{
-    dbp_op *op = c->pending;
-    c->pending = NULL;
-    c->state = DBP__CS_IDLE;
-    if (!op) { dbp__conn_idle(c); return; }
-    op->conn = NULL;
-    /* an acquire waited for the ping only: it is done, nothing is sent (begun
-       as an op, it would sit in a Redis pipeline and take another's reply) */
-    if (op->type == DBP__OP_ACQUIRE) { dbp__acquire_done(c, op); return; }
-    dbp__op_begin(c, op);
-}
-
-/* Settles an acquire op with a pinned connection. */
-static void dbp__acquire_done(dbp_conn *c, dbp_op *op)
-{
-    dbp_pool *p = c->pool;
-    dbp__list_remove(&c->idle_link);
-    dbp__timer_clear(p->hub, &c->htimer);
-    c->flags |= DBP__CF_PINNED | DBP__CF_HELD;
-    p->npinned++;
-    c->state = DBP__CS_IDLE;
-    c->pin_op = op;
-    op->acquired = c;
-    if (!op->t_start) {
-        op->t_start = dbp__now_us();
-        dbp__hist_add(&p->h_wait, op->t_start - op->t_submit);
-    }
-    dbp__op_settle(op, DBP_OK);
-}
-
-/* How many ops may be in flight on one connection of the pool. */
-static int dbp__conn_slots(const dbp_pool *p) { return p->bk->pipelined ? p->s.pipeline : 1; }
-
-/* A connection of a pipelined backend that can take one more op. */
-static int dbp__conn_available(const dbp_pool *p, const dbp_conn *c)
-{
-    return (c->state == DBP__CS_IDLE || c->state == DBP__CS_BUSY) &&
-           !(c->flags & (DBP__CF_PINNED | DBP__CF_BLOCKING | DBP__CF_SUB | DBP__CF_BROKEN |
-                         DBP__CF_RETIRING | DBP__CF_SUSPECT)) &&
-           c->nops < dbp__conn_slots(p) && !c->pending;
-}
-
-/* Finds a connection for the op at the head of the queue, or NULL. */
-static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
-{
-    dbp__link *l;
-    if (op->flags & DBP__OF_BLOCKING) {
-        if (dbp__list_empty(&p->idle_blocking)) return NULL;
-        return DBP__CONTAINER(p->idle_blocking.next, dbp_conn, idle_link);
-    }
-    if (!p->bk->pipelined || op->type == DBP__OP_ACQUIRE) {
-        for (l = p->idle.next; l != &p->idle; l = l->next) {
-            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, idle_link);
-            if (c->state == DBP__CS_IDLE && c->nops == 0 && !(c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING))) return c;
-        }
-        return NULL;
-    }
-    /* pipelined: the ready connection with the fewest ops in flight */
-    {
-        dbp_conn *best = NULL;
-        for (l = p->conns.next; l != &p->conns; l = l->next) {
-            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-            if (dbp__conn_available(p, c) && (!best || c->nops < best->nops)) {
-                best = c;
-                if (c->nops == 0) break;
-            }
-        }
-        return best;
-    }
-}
-
-/* A connection with nothing in flight is owed nothing: if its socket is
-   readable (EOF, or a farewell from the server) it died while idle, perhaps
-   since the last poll. Checked before the first write, so a dead socket is
-   dropped and its ops stay unsent (go-sql-driver's check, PR #934). */
-static int dbp__conn_dead_before_write(dbp_conn *c)
-{
-    dbp_error e;
-    if (c->fd < 0 || c->state != DBP__CS_IDLE || c->nops || !c->pool->bk->idle_dead) return 0;
-    if (!c->pool->bk->idle_dead(c, 0)) return 0;
-    dbp__err_set(&e, DBP_ECONNECT, "the server closed idle connection %d", c->id);
-    dbp__conn_failed(c, &e, 0);
-    return 1;
-}
-
-/* Assigns queued ops to connections and opens connections as needed. */
-static void dbp__pool_dispatch(dbp_pool *p)
-{
-    long long now;
-    int guard = 0;
-    if (p->bk->router) { p->bk->router->dispatch(p); return; }
-    if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
-    p->in_dispatch = 1;
-    while (!dbp__list_empty(&p->queue)) {
-        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
-        dbp_conn *c = dbp__pool_pick(p, op);
-        if (!c) break;
-        if (dbp__conn_dead_before_write(c)) {
-            if (++guard > 1000000) break;
-            continue;
-        }
-        dbp__unqueue_op(p, op);
-        if (op->type == DBP__OP_ACQUIRE) {
-            if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
-                dbp__conn_take(c, op);
-            } else {
-                dbp__acquire_done(c, op);
-            }
-        } else {
-            dbp__conn_take(c, op);
-        }
-        if (++guard > 1000000) break;
-    }
-    p->in_dispatch = 0;
-    if (dbp__list_empty(&p->queue) || p->state == DBP__PS_CLOSED) return;
-    /* Grow: one new connection per waiting op not yet covered by one being
-       opened, up to max (the blocking class has its own max). */
-    now = dbp__ms_now();
-    if (now < p->next_connect_ms) {
-        dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
-        return;
-    }
-    {
-        int want_normal = p->nqueue - p->nqueue_blocking, want_blocking = p->nqueue_blocking;
-        int connecting_normal = 0, connecting_blocking = 0;
-        /* a KILL QUERY waits at the head and may use one connection beyond max */
-        int side = (DBP__CONTAINER(p->queue.next, dbp_op, link)->flags & DBP__OF_SIDE_OK) != 0;
-        dbp__link *l;
-        for (l = p->conns.next; l != &p->conns; l = l->next) {
-            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-            if (c->state != DBP__CS_CONNECTING && c->state != DBP__CS_INIT) continue;
-            if (c->flags & DBP__CF_SUB) continue;
-            if (c->flags & DBP__CF_BLOCKING) connecting_blocking++; else connecting_normal++;
-        }
-        if (p->bk->pipelined && want_normal > 0) {
-            /* a pipelined connection takes many ops: grow only when every
-               ready connection is full */
-            int busy_all = 1;
-            for (l = p->conns.next; l != &p->conns; l = l->next) {
-                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-                if (dbp__conn_available(p, c)) { busy_all = 0; break; }
-            }
-            if (!busy_all) want_normal = 0;
-        }
-        /* Until one connection has come up, open one at a time: a wrong
-           password then fails once, and the server's limits are known
-           before the pool grows into them. */
-        if (!p->st_created && (connecting_normal + connecting_blocking) > 0) return;
-        if (!p->st_created && want_normal > 1) want_normal = 1;
-        while (want_normal > connecting_normal &&
-               (p->nconns < dbp__pool_max(p) || (side && p->nconns < dbp__pool_max(p) + 1))) {
-            if (!dbp__pool_open_conn(p, 0)) return;
-            connecting_normal++;
-            side = 0;
-        }
-        while (want_blocking > connecting_blocking && p->nblocking < p->s.max_blocking) {
-            if (!dbp__pool_open_conn(p, DBP__CF_BLOCKING)) return;
-            connecting_blocking++;
-        }
-    }
-}
-
-/* Accepts an op into the pool. */
-static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
-{
-    if (p->state != DBP__PS_OPEN) {
-        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted",
-                     p->state == DBP__PS_CLOSING ? "closing" : "closed");
-        return op;
-    }
-    if (p->s.max_waiting > 0 && p->nqueue >= p->s.max_waiting && !(op->flags & DBP__OF_SIDE_OK)) {
-        /* an op that can start at once does not count against the bound */
-        dbp_conn *c = dbp__pool_pick(p, op);
-        if (!c) {
-            dbp__op_fail(op, DBP_EQUEUE_FULL, 0, "%d ops already waiting (max_waiting); op refused",
-                         p->nqueue);
-            return op;
-        }
-    }
-    if ((p->fatal || (p->parent && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
-        dbp__ms_now() < p->next_connect_ms && !(op->flags & DBP__OF_SIDE_OK)) {
-        /* the last connect failed for a reason retrying cannot fix: fail fast
-           until the backoff allows the next attempt */
-        dbp__op_fail_err(op, &p->last_connect_err,
-                         p->last_connect_err.rc ? p->last_connect_err.rc : DBP_ECONNECT, 0);
-        return op;
-    }
-    if (p->s.acquire_timeout > 0) op->acquire_deadline = dbp__ms_now() + p->s.acquire_timeout;
-    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
-    if (dbp__list_empty(&p->queue) && !p->bk->router) {
-        /* nobody waits and a connection is free: start at once, without a
-           trip through the queue and its deadline timer */
-        dbp_conn *c = dbp__pool_pick(p, op);
-        if (c && !dbp__conn_dead_before_write(c)) {
-            if (op->type == DBP__OP_ACQUIRE &&
-                !(c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate))
-                dbp__acquire_done(c, op);
-            else
-                dbp__conn_take(c, op);
-            return op;
-        }
-    }
-    dbp__queue_op(p, op, (op->flags & DBP__OF_SIDE_OK) != 0);
-    dbp__pool_dispatch(p);
-    if (op->state == DBP_OP_QUEUED && !(op->flags & DBP__OF_SIDE_OK)) {
-        dbp__emit(p, DBP_EVENT_ENQUEUE, "op waiting for a connection", NULL, 0, NULL);
-    }
-    return op;
-}
-
-/* A router's pool takes an op: queued, and the router passes it on. */
-static void dbp__router_submit(dbp_pool *p, dbp_op *op)
-{
-    if (p->state != DBP__PS_OPEN) {
-        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted", p->state == DBP__PS_CLOSING ? "closing" : "closed");
-        return;
-    }
-    op->acquire_deadline = dbp__ms_now() + (p->s.acquire_timeout > 0 ? p->s.acquire_timeout : 30000);
-    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
-    dbp__queue_op(p, op, 0);
-    p->bk->router->dispatch(p);
-}
-
-/* An op's deadline passed. */
-static void dbp__op_timer_fire(dbp__timer *t)
-{
-    dbp_op *op = DBP__CONTAINER(t, dbp_op, timer);
-    dbp_pool *p = op->pool;
-    long long now = dbp__ms_now();
-    if (op->type == DBP__OP_SLEEP) { dbp__op_settle(op, DBP_OK); return; }
-    if (dbp__op_settled(op)) return;
-    if (p->bk->router && op->state == DBP_OP_RUNNING && !op->peer) {
-        /* a routed op's retry delay is over: route it again */
-        op->state = DBP_OP_QUEUED;
-        dbp__queue_op(p, op, 1);
-        p->bk->router->dispatch(p);
-        return;
-    }
-    if (op->state == DBP_OP_QUEUED) {
-        int own = op->deadline && op->deadline <= now + 1;
-        if (op->conn && op->conn->pending == op) {
-            /* waiting for a validation ping: the connection is suspect */
-            dbp_conn *c = op->conn;
-            dbp_error e;
-            c->pending = NULL;
-            op->conn = NULL;
-            dbp__err_set(&e, DBP_ETIMEOUT, "validation ping timed out");
-            dbp__conn_failed(c, &e, 0);
-            if (dbp__op_settled(op) || op->state != DBP_OP_QUEUED) return;
-        }
-        if (dbp__linked(&op->link)) {
-            if (op->pin) dbp__list_remove(&op->link);
-            else dbp__unqueue_op(p, op);
-        }
-        if (own)
-            dbp__op_fail(op, DBP_ETIMEOUT, 0, "deadline of %.3f s expired while waiting for a connection%s%s",
-                         (double)(op->deadline - op->t_submit / 1000) / 1000.0,
-                         p->fail_streak > 0 ? "; last connect error: " : "",
-                         p->fail_streak > 0 ? p->last_connect_err.message : "");
-        else if (p->bk->router)
-            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no %s node took the command within %.3f s (acquire_timeout); last error: %s",
-                         p->bk->name, (double)p->s.acquire_timeout / 1000.0, p->bk->router->last_error(p));
-        else
-            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no connection within %.3f s (acquire_timeout)%s%s",
-                         (double)p->s.acquire_timeout / 1000.0,
-                         p->fail_streak > 0 ? "; last connect error: " : "",
-                         p->fail_streak > 0 ? p->last_connect_err.message : "");
-        dbp__pool_check_closed(p);
-        return;
-    }
-    if (op->state == DBP_OP_RUNNING && op->conn) {
-        p->bk->op_timeout(op->conn, op);
-        return;
-    }
-}
-
-/* A connection's backend deadline passed. */
-static void dbp__conn_timer_fire(dbp__timer *t)
-{
-    dbp_conn *c = DBP__CONTAINER(t, dbp_conn, timer);
-    if (c->state == DBP__CS_DEAD) return;
-    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
-    c->pool->bk->conn_io(c, DBP__EV_TIMER);
-}
-
-/* Housekeeping of an idle connection: idle timeout, lifetime, keepalive. */
-static void dbp__conn_arm_housekeeping(dbp_conn *c)
-{
-    dbp_pool *p = c->pool;
-    long long at = 0;
-    if (c->state != DBP__CS_IDLE || (c->flags & (DBP__CF_PINNED | DBP__CF_SUB))) return;
-    if (p->s.idle_timeout > 0) at = c->idle_since_ms + p->s.idle_timeout;
-    if (c->expires_ms) {
-        long long pre = c->expires_ms - (p->s.connect_timeout < 30000 ? p->s.connect_timeout : 30000);
-        long long when = (c->flags & DBP__CF_REPLACED) ? c->expires_ms : pre;
-        if (!at || when < at) at = when;
-    }
-    if (p->srv_wait_timeout > 0) {
-        /* keep the server's idle timer from firing: ping at half of it */
-        long long ka = c->idle_since_ms + p->srv_wait_timeout * 500;
-        if (!at || ka < at) at = ka;
-    }
-    if (at) dbp__timer_set(p->hub, &c->htimer, at < c->idle_since_ms + 1 ? c->idle_since_ms + 1 : at);
-}
-
-static void dbp__conn_htimer_fire(dbp__timer *t)
-{
-    dbp_conn *c = DBP__CONTAINER(t, dbp_conn, htimer);
-    dbp_pool *p = c->pool;
-    long long now = dbp__ms_now();
-    if (c->state != DBP__CS_IDLE || (c->flags & DBP__CF_PINNED)) return;
-    if (c->expires_ms && now >= c->expires_ms) {
-        c->flags |= DBP__CF_RETIRING;
-        dbp__conn_close(c, DBP__CLOSE_LIFETIME);
-        dbp__pool_dispatch(p);
-        return;
-    }
-    if (c->expires_ms && !(c->flags & DBP__CF_REPLACED) &&
-        now >= c->expires_ms - (p->s.connect_timeout < 30000 ? p->s.connect_timeout : 30000)) {
-        /* make before break: open the replacement now, retire this one when it is ready */
-        c->flags |= DBP__CF_REPLACED;
-        if (p->nconns < dbp__pool_max(p) && p->state == DBP__PS_OPEN &&
-            !(c->flags & DBP__CF_BLOCKING)) {
-            dbp__pool_open_conn(p, 0);
-        }
-        dbp__conn_arm_housekeeping(c);
-        return;
-    }
-    if (p->s.idle_timeout > 0 && now - c->idle_since_ms >= p->s.idle_timeout &&
-        (c->flags & DBP__CF_BLOCKING ? 1 : p->nconns > p->s.min)) {
-        dbp__conn_close(c, DBP__CLOSE_IDLE);
-        return;
-    }
-    if (p->srv_wait_timeout > 0 && now - c->idle_since_ms >= p->srv_wait_timeout * 500 &&
-        p->bk->validate) {
-        /* keepalive ping of a connection kept open for min */
-        dbp__list_remove(&c->idle_link);
-        c->state = DBP__CS_VALIDATING;
-        c->pending = NULL;
-        p->bk->validate(c);
-        return;
-    }
-    dbp__conn_arm_housekeeping(c);
-}
-
-/* Keeps min connections open and the close deadline honoured. */
-static void dbp__pool_maintain(dbp_pool *p)
-{
-    long long now = dbp__ms_now();
-    if (p->state == DBP__PS_OPEN && p->nconns < p->s.min) {
-        if (now < p->next_connect_ms) {
-            dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
-        } else {
-            int connecting = 0, guard = 0;
-            dbp__link *l;
-            for (l = p->conns.next; l != &p->conns; l = l->next) {
-                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-                if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB)) connecting++;
-            }
-            /* the first alone (see dispatch), then the rest of min together */
-            if (!p->st_created) { if (connecting == 0) dbp__pool_open_conn(p, 0); }
-            else while (p->nconns < p->s.min && p->state == DBP__PS_OPEN && guard++ < 1000)
-                if (!dbp__pool_open_conn(p, 0)) break;
-        }
-    }
-}
-
-static void dbp__sub_pool_closing(dbp_pool *p);
-static void dbp__pool_finish_close(dbp_pool *p);
-static void dbp__sub_ready(dbp_conn *c);
-static void dbp__sub_lost(dbp_conn *c, const dbp_error *e);
-
-static void dbp__pool_cut(dbp_pool *p)
-{
-    int guard = 0;
-    p->close_cut = 0;
-    {
-        dbp_error e;
-        dbp__err_set(&e, DBP_ECANCELLED, "the pool's close deadline passed before the op started; it did not run");
-        p->close_cut = dbp__pool_fail_queue(p, &e, DBP_ECANCELLED);
-    }
-    dbp__sub_pool_closing(p);
-    if (p->bk->router) {
-        /* what runs under it is cut there; routed ops hear it from the ops they passed on */
-        p->close_cut += p->bk->router->running(p);
-        p->bk->router->close(p, 0);
-    }
-    while (!dbp__list_empty(&p->conns) && guard++ < 100000) {
-        dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
-        if (c->state != DBP__CS_CLOSING &&
-            (c->nops || c->pending || !dbp__list_empty(&c->pinq) || (c->flags & DBP__CF_PINNED)))
-            p->close_cut++;
-        dbp__conn_kill(c, DBP__CLOSE_POOL);
-    }
-}
-
-static void dbp__pool_timer_fire(dbp__timer *t)
-{
-    dbp_pool *p = DBP__CONTAINER(t, dbp_pool, timer);
-    long long now = dbp__ms_now();
-    if (p->state == DBP__PS_CLOSING && p->close_deadline && now >= p->close_deadline) {
-        dbp__pool_cut(p);
-        dbp__pool_check_closed(p);
-        return;
-    }
-    if (p->state == DBP__PS_CLOSED) return;
-    dbp__pool_dispatch(p);
-    dbp__pool_maintain(p);
-    if (p->state == DBP__PS_CLOSING && p->close_deadline) dbp__timer_min(p->hub, &p->timer, p->close_deadline);
-}
-
-/* Starts closing: idle connections quit now, the rest when their work is done. */
-static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms)
-{
-    long long now = dbp__ms_now();
-    if (p->state == DBP__PS_OPEN) {
-        p->state = DBP__PS_CLOSING;
-        dbp__sub_pool_closing(p);
-    }
-    if (timeout_ms >= 0 && p->state == DBP__PS_CLOSING) {
-        long long d = now + timeout_ms;
-        if (!p->close_deadline || d < p->close_deadline) p->close_deadline = d;
-        dbp__timer_min(p->hub, &p->timer, p->close_deadline);
-    }
-    if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
-    dbp__pool_check_closed(p);
-}
-
-/* Finishes the close when nothing is left: settles the close ops. */
-static void dbp__pool_check_closed(dbp_pool *p)
-{
-    if (p->state != DBP__PS_CLOSING) return;
-    if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) {
-        /* idle connections with an empty queue have nothing left to do */
-        if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
-        if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) return;
-    }
-    if (p->bk->router) {
-        const dbp__router *r = p->bk->router;
-        if (!r->running(p))
-            r->close(p, p->close_deadline ? (int)(p->close_deadline - dbp__ms_now() > 0 ? p->close_deadline - dbp__ms_now() : 0) : -1);
-        if (r->busy(p)) return;
-    }
-    dbp__pool_finish_close(p);
-}
-
-static void dbp__pool_destroy(dbp_pool *p);
-
-static void dbp__pool_finish_close(dbp_pool *p)
-{
-    p->state = DBP__PS_CLOSED;
-    dbp__timer_clear(p->hub, &p->timer);
-    while (!dbp__list_empty(&p->close_ops)) {
-        dbp_op *op = DBP__CONTAINER(p->close_ops.next, dbp_op, link);
-        dbp__list_remove(&op->link);
-        if (p->close_cut)
-            dbp__op_fail(op, DBP_ECANCELLED, 0, "pool closed; the close deadline cut off %d op%s or connection%s",
-                         p->close_cut, p->close_cut == 1 ? "" : "s", p->close_cut == 1 ? "" : "s");
-        else
-            dbp__op_settle(op, DBP_OK);
-    }
-    if (p->parent && p->parent->state == DBP__PS_CLOSING) dbp__pool_check_closed(p->parent);
-    if (p->freed) p->hub->reap = 1; /* released while it closed: freed after this step */
-}
-
-/* Ops on a pinned connection run one after another (MySQL) or pipelined (Redis).
-   Before the first write on an idle one, the same peek as the pool's: a
-   socket the server already closed fails the connection, and its queued ops
-   are rejected as never sent (a pinned session cannot be retried elsewhere,
-   but its holder knows that running the op again is safe). */
-static void dbp__pinned_next(dbp_conn *c)
-{
-    dbp_pool *p = c->pool;
-    while (!dbp__list_empty(&c->pinq) && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING &&
-           !(c->flags & DBP__CF_KILLING)) {
-        dbp_op *op;
-        if (c->nops >= dbp__conn_slots(p)) return;
-        if (dbp__conn_dead_before_write(c)) return;
-        op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
-        dbp__list_remove(&op->link);
-        dbp__op_begin(c, op);
-    }
-}
-
-static dbp_op *dbp__pinned_submit(dbp_conn *c, dbp_op *op)
-{
-    dbp_pool *p = c->pool;
-    op->pin = c;
-    if (c->state == DBP__CS_DEAD || !(c->flags & DBP__CF_PINNED)) {
-        dbp__op_fail_err(op, &c->err, c->err.rc ? c->err.rc : DBP_ECONNECT, 0);
-        if (!c->err.rc) snprintf(op->err.message, sizeof op->err.message, "the pinned connection is closed");
-        return op;
-    }
-    if (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD)) {
-        dbp__op_fail(op, DBP_EUSAGE, 0, "the pinned connection was released");
-        return op;
-    }
-    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
-    op->state = DBP_OP_QUEUED;
-    dbp__list_push(&c->pinq, &op->link);
-    if (op->deadline) dbp__op_arm(op, op->deadline);
-    if (c->state == DBP__CS_IDLE || (p->bk->pipelined && c->state == DBP__CS_BUSY))
-        dbp__pinned_next(c);
-    return op;
-}
-
-/* ==== SECTION: hub ==== */
-
-DBPDEF dbp_hub *dbp_hub_open(dbp_error *err)
-{
-    dbp_hub *h = DBP__ALLOC(dbp_hub, 1);
-    dbp__err_clear(err);
-    if (!h) { dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
-    dbp__list_init(&h->pools);
-    dbp__list_init(&h->notify);
-    dbp__list_init(&h->all_ops);
-    dbp__list_init(&h->graveyard);
-    h->wakeup_fd = -1;
-    h->rng = (unsigned long long)dbp__now_us() ^ ((unsigned long long)(size_t)h << 16) ^ 0x9E3779B97F4A7C15ULL;
-    if (!h->rng) h->rng = 1;
-    return h;
-}
-
-DBPDEF int dbp_hub_pending(const dbp_hub *h) { return h ? h->pending : 0; }
-
-DBPDEF void dbp_hub_stats(const dbp_hub *h, dbp_hub_counts *out)
-{
-    const dbp__link *l, *k;
-    if (!out) return;
-    memset(out, 0, sizeof *out);
-    if (!h) return;
-    out->pending = h->pending;
-    for (l = h->all_ops.next; l != &h->all_ops; l = l->next) {
-        const dbp_op *op = DBP__CONTAINER(l, const dbp_op, all);
-        out->ops++;
-        if (!(op->flags & DBP__OF_CALLER)) out->ops_released++;
-    }
-    for (l = h->pools.next; l != &h->pools; l = l->next) {
-        const dbp_pool *p = DBP__CONTAINER(l, const dbp_pool, link);
-        out->pools++;
-        if (p->freed) out->pools_released++;
-        for (k = p->conns.next; k != &p->conns; k = k->next) out->conns++;
-        for (k = p->husks.next; k != &p->husks; k = k->next) out->conns_dead_held++;
-    }
-    for (l = h->graveyard.next; l != &h->graveyard; l = l->next) out->conns_buried++;
-}
-DBPDEF void dbp_hub_set_wakeup_fd(dbp_hub *h, int fd) { if (h) h->wakeup_fd = fd; }
-
-/* Runs callbacks of settled ops; they may submit new ops. */
-static int dbp__hub_notify(dbp_hub *h)
-{
-    int n = 0;
-    if (h->in_notify) return 0;
-    h->in_notify = 1;
-    while (!dbp__list_empty(&h->notify)) {
-        dbp_op *op = DBP__CONTAINER(h->notify.next, dbp_op, notify);
-        dbp__list_remove(&op->notify);
-        op->flags &= ~DBP__OF_NOTIFY;
-        if (op->done) op->done(op);
-        if (op->cb) op->cb(op, op->cb_ud);
-        dbp__op_maybe_free(op);
-        n++;
-    }
-    h->in_notify = 0;
-    return n;
-}
-
-/* Frees the connections that died during the step. One whose holder still
-   has it (a pinned connection not yet released) stays allocated, dead, in
-   its pool's husks, until dbp_conn_release/discard. */
-static void dbp__hub_bury(dbp_hub *h)
-{
-    while (!dbp__list_empty(&h->graveyard)) {
-        dbp_conn *c = DBP__CONTAINER(h->graveyard.next, dbp_conn, link);
-        dbp__list_remove(&c->link);
-        if (c->flags & DBP__CF_HELD) {
-            c->flags |= DBP__CF_HUSK;
-            dbp__list_push(&c->pool->husks, &c->link);
-            continue;
-        }
-        dbp__conn_free(c);
-    }
-}
-
-static void dbp__hub_timers(dbp_hub *h)
-{
-    long long now = dbp__ms_now();
-    int guard = 0;
-    while (h->nheap > 0 && h->heap[0]->at <= now && guard++ < 100000) {
-        dbp__timer *t = h->heap[0];
-        dbp__timer_clear(h, t);
-        t->fire(t);
-    }
-}
-
-/* Before poll: flush queued writes, collect fds; returns how many. */
-static int dbp__hub_collect(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int max)
-{
-    dbp__link *pl, *cl;
-    int n = 0, restarts = 0;
-    /* A write that fails kills its connection, which moves to the graveyard
-       (and may end a closing pool): the lists walked here change under the
-       walk, so it starts again from the top. A connection already flushed
-       has nothing left to write, so another pass costs little. */
-again:
-    for (pl = h->pools.next; pl != &h->pools; pl = pl->next) {
-        dbp_pool *p = DBP__CONTAINER(pl, dbp_pool, link);
-        if (!p->bk->flush) continue;
-        for (cl = p->conns.next; cl != &p->conns; cl = cl->next) {
-            dbp_conn *c = DBP__CONTAINER(cl, dbp_conn, link);
-            if (c->state == DBP__CS_DEAD) continue;
-            p->bk->flush(c);
-            if (c->state == DBP__CS_DEAD) {
-                if (restarts++ < 10000) goto again;
-                goto flushed; /* (what is left is written at the next step) */
-            }
-        }
-    }
-flushed:
-    for (pl = h->pools.next; pl != &h->pools; pl = pl->next) {
-        dbp_pool *p = DBP__CONTAINER(pl, dbp_pool, link);
-        for (cl = p->conns.next; cl != &p->conns; cl = cl->next) {
-            dbp_conn *c = DBP__CONTAINER(cl, dbp_conn, link);
-            if (c->state == DBP__CS_DEAD || c->fd < 0 || !c->events) continue;
-            if (n < max) {
-                pfd[n].fd = c->fd;
-                pfd[n].events = c->events;
-                pfd[n].revents = 0;
-                pc[n] = c;
-            }
-            n++;
-        }
-    }
-    return n;
-}
-
-static int dbp__hub_grow(dbp_hub *h, int need)
-{
-    struct pollfd *pfd;
-    dbp_conn **pc;
-    int cap;
-    if (need <= h->cappfd) return DBP_OK;
-    cap = h->cappfd ? h->cappfd : 32;
-    while (cap < need) cap *= 2;
-    pfd = DBP__CAST(struct pollfd *, DBP_REALLOC(h->pfd, (size_t)cap * sizeof *pfd));
-    if (!pfd) return DBP_ENOMEM;
-    h->pfd = pfd;
-    pc = DBP__CAST(dbp_conn **, DBP_REALLOC(h->pconn, (size_t)cap * sizeof *pc));
-    if (!pc) return DBP_ENOMEM;
-    h->pconn = pc;
-    h->cappfd = cap;
-    return DBP_OK;
-}
-
-/* Milliseconds until the nearest timer (-1: none), at most `limit` (-1: none). */
-static int dbp__hub_timeout(const dbp_hub *h, int limit)
-{
-    long long d;
-    if (!dbp__list_empty(&h->notify)) return 0;
-    if (h->nheap == 0) return limit;
-    d = h->heap[0]->at - dbp__ms_now();
-    if (d < 0) d = 0;
-    if (d > INT_MAX) d = INT_MAX;
-    if (limit >= 0 && d > limit) d = limit;
-    return (int)d;
-}
-
-static void dbp__hub_reap(dbp_hub *h);
-
-static int dbp__hub_dispatch_events(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int n)
-{
-    int i;
-    for (i = 0; i < n; i++) {
-        dbp_conn *c = pc[i];
-        if (!pfd[i].revents) continue;
-        /* a connection buried earlier in this round may have been reached */
-        if (c->state == DBP__CS_DEAD || c->fd != pfd[i].fd) continue;
-        c->pool->bk->conn_io(c, pfd[i].revents);
-    }
-    dbp__hub_timers(h);
-    {
-        int settled = dbp__hub_notify(h);
-        dbp__hub_bury(h);
-        if (h->reap) { h->reap = 0; dbp__hub_reap(h); }
-        return settled;
-    }
-}
-
-DBPDEF int dbp_hub_step(dbp_hub *h, int timeout_ms)
-{
-    int n, rc, to;
-    if (!h) return DBP_EUSAGE;
-    dbp__hub_timers(h);
-    n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
-    if (n > h->cappfd) {
-        if (dbp__hub_grow(h, n)) return DBP_ENOMEM;
-        n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
-    }
-    to = dbp__hub_timeout(h, timeout_ms);
-    if (h->wakeup_fd >= 0) {
-        if (dbp__hub_grow(h, n + 1)) return DBP_ENOMEM;
-        h->pfd[n].fd = h->wakeup_fd;
-        h->pfd[n].events = POLLIN;
-        h->pfd[n].revents = 0;
-        rc = poll(h->pfd, (nfds_t)n + 1, to);
-    } else {
-        rc = poll(h->pfd, (nfds_t)n, to);
-    }
-    if (rc < 0 && errno != EINTR) return DBP_EUSAGE;
-    if (rc < 0) n = 0;
-    return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);
-}
-
-DBPDEF int dbp_hub_fds(dbp_hub *h, void *pollfds, int max, int *timeout_ms)
-{
-    int n;
-    if (!h) return DBP_EUSAGE;
-    dbp__hub_timers(h);
-    dbp__hub_notify(h);
-    n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
-    if (n > h->cappfd) {
-        if (dbp__hub_grow(h, n)) return DBP_ENOMEM;
-        n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
-    }
-    h->npfd = n;
-    if (pollfds && max > 0) memcpy(pollfds, h->pfd, (size_t)(n < max ? n : max) * sizeof(struct pollfd));
-    if (timeout_ms) *timeout_ms = dbp__hub_timeout(h, -1);
-    return n;
-}
-
-DBPDEF int dbp_hub_process(dbp_hub *h, void *pollfds, int n)
-{
-    struct pollfd *user = DBP__CAST(struct pollfd *, pollfds);
-    int i;
-    if (!h) return DBP_EUSAGE;
-    if (n > h->npfd) n = h->npfd;
-    for (i = 0; i < n; i++) {
-        /* match by fd: the caller may have reordered nothing, but be safe */
-        if (user && h->pfd[i].fd == user[i].fd) h->pfd[i].revents = user[i].revents;
-        else h->pfd[i].revents = 0;
-    }
-    h->npfd = 0;
-    return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);
-}
-
-DBPDEF int dbp_hub_run(dbp_hub *h, int timeout_ms)
-{
-    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
-    if (!h) return DBP_EUSAGE;
-    dbp__hub_notify(h);
-    while (h->pending > 0 || !dbp__list_empty(&h->notify)) {
-        int left = -1, rc;
-        if (timeout_ms >= 0) {
-            long long l = end - dbp__ms_now();
-            if (l <= 0) return DBP_PENDING;
-            left = (int)(l > INT_MAX ? INT_MAX : l);
-        }
-        rc = dbp_hub_step(h, left);
-        if (rc < 0) return rc;
-    }
-    return DBP_OK;
-}
-
-DBPDEF int dbp_op_wait(dbp_op *op, int timeout_ms)
-{
-    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
-    if (!op) return DBP_EUSAGE;
-    while (!dbp__op_settled(op)) {
-        int left = -1, rc;
-        if (!op->hub) return DBP_EUSAGE;
-        if (timeout_ms >= 0) {
-            long long l = end - dbp__ms_now();
-            if (l <= 0) return DBP_PENDING;
-            left = (int)(l > INT_MAX ? INT_MAX : l);
-        }
-        rc = dbp_hub_step(op->hub, left);
-        if (rc < 0) return rc;
-    }
-    if (op->hub) dbp__hub_notify(op->hub);
-    return op->err.rc;
-}
-
-DBPDEF dbp_op *dbp_hub_sleep(dbp_hub *h, int ms)
-{
-    dbp_op *op;
-    if (!h) return NULL;
-    op = dbp__op_new(h, NULL, DBP__OP_SLEEP);
-    if (!op) return NULL;
-    op->state = DBP_OP_RUNNING;
-    if (dbp__timer_set(h, &op->timer, dbp__ms_now() + (ms > 0 ? ms : 0))) {
-        dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory");
-    }
-    return op;
-}
-
-DBPDEF void dbp_op_free(dbp_op *op)
-{
-    if (!op) return;
-    if (!(op->flags & DBP__OF_CALLER)) return;
-    op->flags &= ~DBP__OF_CALLER;
-    op->cb = NULL;
-    op->cb_ud = NULL;
-    if (!op->hub) { dbp__op_destroy(op); return; }
-    if (op->type == DBP__OP_SLEEP && !dbp__op_settled(op)) {
-        dbp__timer_clear(op->hub, &op->timer);
-        op->state = DBP_OP_REJECTED;
-        op->err.rc = DBP_ECANCELLED;
-        op->hub->pending--;
-    }
-    if (op->type == DBP__OP_STREAM && op->state == DBP_OP_RUNNING) {
-        op->flags |= DBP__OF_CANCEL;
-        if (op->pool && op->pool->bk->stream_cancel) op->pool->bk->stream_cancel(op);
-    }
-    if (op->type == DBP__OP_ACQUIRE && op->acquired && dbp__op_settled(op)) {
-        /* nobody took the connection: it goes back */
-        dbp_conn *c = op->acquired;
-        op->acquired = NULL;
-        c->pin_op = NULL;
-        dbp_conn_release(c);
-    }
-    dbp__op_maybe_free(op);
-}
-
-/* ==== SECTION: pool API ==== */
-
-/* scheme://user@host:port/ and the database: the usual description. */
-static void dbp__describe_host(const dbp__settings *s, const char *database, char *buf, size_t size)
-{
-    int v6 = s->host && strchr(s->host, ':') != NULL;
-    if (s->socket && !s->host)
-        snprintf(buf, size, "%s://%s%slocalhost/%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "",
-                 database ? database : "");
-    else
-        snprintf(buf, size, "%s://%s%s%s%s%s:%d/%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "",
-                 v6 ? "[" : "", s->host ? s->host : "localhost", v6 ? "]" : "", s->port, database ? database : "");
-}
-
-static void dbp__pool_describe_init(dbp_pool *p)
-{
-    if (p->s.bk->describe) p->s.bk->describe(&p->s, p->describe, sizeof p->describe);
-    else dbp__describe_host(&p->s, p->s.database, p->describe, sizeof p->describe);
-}
-
-static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
-{
-    dbp_pool *p = DBP__ALLOC(dbp_pool, 1);
-    if (!p || dbp__timers_reserve(hub, 1) != DBP_OK) {
-        DBP_FREE(p);
-        dbp__settings_free(s);
-        dbp__err_set(err, DBP_ENOMEM, "out of memory");
-        return NULL;
-    }
-    p->hub = hub;
-    p->s = *s;
-    p->state = DBP__PS_OPEN;
-    p->bk = s->bk;
-    p->srv_wait_timeout = p->srv_max_conn = p->srv_max_user_conn = -1;
-    dbp__list_init(&p->conns);
-    dbp__list_init(&p->idle);
-    dbp__list_init(&p->idle_blocking);
-    dbp__list_init(&p->queue);
-    dbp__list_init(&p->subs);
-    dbp__list_init(&p->close_ops);
-    dbp__list_init(&p->husks);
-    dbp__timer_init(&p->timer, dbp__pool_timer_fire);
-    dbp__pool_describe_init(p);
-    dbp__list_push(&hub->pools, &p->link);
-    return p;
-}
-
-DBPDEF dbp_pool *dbp_pool_open(dbp_hub *hub, const dbp_pool_config *cfg, dbp_error *err)
-{
-    dbp__settings s;
-    dbp_pool_config def;
-    dbp_pool *p;
-    dbp__err_clear(err);
-    if (!hub) { dbp__err_set(err, DBP_EUSAGE, "no hub"); return NULL; }
-    if (!cfg) { dbp_pool_config_init(&def); cfg = &def; }
-    if (dbp__settings_resolve(cfg, &s, err) != DBP_OK) return NULL;
-    p = dbp__pool_make(hub, &s, err);
-    if (!p) return NULL;
-    p->hook = cfg->on_event;
-    p->hook_ud = cfg->event_ud;
-    if (p->bk->router) {
-        if (p->bk->router->open(p, err) != DBP_OK) {
-            dbp__list_remove(&p->link);
-            dbp__settings_free(&p->s);
-            DBP_FREE(p);
-            return NULL;
-        }
-    } else if (p->s.min > 0) {
-        dbp__pool_maintain(p);
-    }
-    return p;
-}
-
-DBPDEF dbp_op *dbp_pool_close(dbp_pool *p, int timeout_ms)
-{
-    dbp_op *op;
-    if (!p) return NULL;
-    op = dbp__op_new(p->hub, p, DBP__OP_CLOSE);
-    if (!op) return NULL;
-    if (p->state == DBP__PS_CLOSED) {
-        if (p->close_cut) dbp__op_fail(op, DBP_ECANCELLED, 0, "pool closed; the close deadline cut off %d op%s",
-                                       p->close_cut, p->close_cut == 1 ? "" : "s");
-        else dbp__op_settle(op, DBP_OK);
-        return op;
-    }
-    op->state = DBP_OP_RUNNING;
-    dbp__list_push(&p->close_ops, &op->link);
-    dbp__pool_begin_close(p, timeout_ms);
-    return op;
-}
-
-static void dbp__pool_destroy(dbp_pool *p)
-{
-    dbp_hub *h = p->hub;
-    dbp__timers_release(h, 1);
-    dbp__timer_clear(h, &p->timer);
-    while (!dbp__list_empty(&p->conns)) {
-        dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
-        if (p->bk->abort) p->bk->abort(c);
-        dbp__list_remove(&c->link);
-        dbp__conn_free(c);
-    }
-    while (!dbp__list_empty(&p->husks)) { /* only at dbp_hub_free: held handles end with the hub */
-        dbp_conn *c = DBP__CONTAINER(p->husks.next, dbp_conn, link);
-        dbp__list_remove(&c->link);
-        dbp__conn_free(c);
-    }
-    if (p->bk->router) p->bk->router->free(p);
-    dbp__list_remove(&p->link);
-    dbp__settings_free(&p->s);
-    DBP_FREE(p);
-}
-
-/* Frees pools that are closed and released. */
-static void dbp__hub_reap(dbp_hub *h)
-{
-    int again = 1;
-    /* destroying a cluster pool destroys its node pools too: rescan each time */
-    while (again) {
-        dbp__link *l;
-        again = 0;
-        for (l = h->pools.next; l != &h->pools; l = l->next) {
-            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-            if (p->freed && p->state == DBP__PS_CLOSED && !p->parent && dbp__list_empty(&p->husks)) {
-                dbp__hub_bury(h);
-                dbp__pool_destroy(p);
-                again = 1;
-                break;
-            }
-        }
-    }
-}
-
-DBPDEF void dbp_pool_free(dbp_pool *p)
-{
-    if (!p) return;
-    p->freed = 1;
-    if (p->state == DBP__PS_OPEN) {
-        dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
-        dbp_op_free(op);
-    }
-    if (p->state == DBP__PS_CLOSED) {
-        if (p->hub->in_notify) p->hub->reap = 1;
-        else dbp__hub_reap(p->hub);
-    }
-}
-
-DBPDEF void dbp_hub_free(dbp_hub *h, int timeout_ms)
-{
-    dbp__link *l;
-    long long end;
-    if (!h) return;
-    h->closing = 1;
-    for (l = h->pools.next; l != &h->pools; l = l->next) {
-        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-        if (p->state == DBP__PS_OPEN && !p->parent) {
-            dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
-            dbp_op_free(op);
-        }
-    }
-    end = dbp__ms_now() + (timeout_ms >= 0 ? timeout_ms : 0);
-    for (;;) {
-        int open = 0;
-        for (l = h->pools.next; l != &h->pools; l = l->next) {
-            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-            if (p->state != DBP__PS_CLOSED) open = 1;
-        }
-        if (!open && h->pending == 0) break;
-        if (timeout_ms >= 0 && dbp__ms_now() >= end) break;
-        if (dbp_hub_step(h, timeout_ms >= 0 ? (int)(end - dbp__ms_now() > 0 ? end - dbp__ms_now() : 0) : 100) < 0) break;
-    }
-    /* whatever is left is cut off */
-    for (l = h->pools.next; l != &h->pools; l = l->next) {
-        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-        if (p->state != DBP__PS_CLOSED) { dbp__pool_cut(p); p->state = DBP__PS_CLOSING; dbp__pool_finish_close(p); }
-    }
-    dbp__hub_notify(h);
-    dbp__hub_bury(h);
-    for (;;) {
-        dbp_pool *top = NULL;
-        for (l = h->pools.next; l != &h->pools; l = l->next) {
-            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
-            if (!p->parent) { top = p; break; }
-        }
-        if (!top) break;
-        dbp__pool_destroy(top); /* with its node pools, if a cluster */
-    }
-    while (!dbp__list_empty(&h->pools)) dbp__pool_destroy(DBP__CONTAINER(h->pools.next, dbp_pool, link));
-    /* ops still held by the caller stay readable; the rest go */
-    while (!dbp__list_empty(&h->all_ops)) {
-        dbp_op *op = DBP__CONTAINER(h->all_ops.next, dbp_op, all);
-        dbp__list_remove(&op->all);
-        dbp__list_remove(&op->notify);
-        dbp__timer_clear(h, &op->timer);
-        op->flags &= ~(DBP__OF_NOTIFY | DBP__OF_ZOMBIE);
-        dbp__list_remove(&op->link);
-        op->conn = NULL;
-        op->pool = NULL;
-        op->hub = NULL;
-        if (!dbp__op_settled(op)) {
-            op->state = DBP_OP_REJECTED;
-            dbp__err_set(&op->err, DBP_ECANCELLED, "the hub was closed before the op settled");
-        }
-        if (op->acquired) { op->acquired = NULL; }
-        if (!(op->flags & DBP__OF_CALLER)) dbp__op_destroy(op);
-    }
-    DBP_FREE(h->heap);
-    DBP_FREE(h->pfd);
-    DBP_FREE(h->pconn);
-    DBP_FREE(h);
 }
 
-DBPDEF dbp_pool_state dbp_pool_get_state(const dbp_pool *p)
-{
-    if (!p || p->state == DBP__PS_CLOSED) return DBP_POOL_CLOSED;
-    return p->state == DBP__PS_OPEN ? DBP_POOL_OPEN : DBP_POOL_CLOSING;
-}
-
-DBPDEF long long dbp_clock_us(void) { return dbp__now_us(); }
-
-DBPDEF size_t dbp_pool_describe(const dbp_pool *p, char *buf, size_t n)
-{
-    size_t len;
-    if (!p) { if (n) buf[0] = '\0'; return 0; }
-    len = strlen(p->describe);
-    if (n) {
-        size_t c = len < n - 1 ? len : n - 1;
-        memcpy(buf, p->describe, c);
-        buf[c] = '\0';
-    }
-    return len;
-}
-
-DBPDEF const char *dbp_pool_backend(const dbp_pool *p)
-{
-    if (!p) return "";
-    return p->bk->name;
-}
-DBPDEF const char *dbp_pool_server_version(const dbp_pool *p)
-{
-    dbp__link *l;
-    if (!p) return "";
-    if (p->bk->router && !p->version[0]) /* the first pool under it that knows */
-        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
-            const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
-            if (n->parent == p && n->version[0]) return n->version;
-        }
-    return p->version;
-}
-DBPDEF dbp_hub *dbp_pool_hub(const dbp_pool *p) { return p ? p->hub : NULL; }
-DBPDEF void dbp_pool_set_hook(dbp_pool *p, dbp_event_fn fn, void *ud) { if (p) { p->hook = fn; p->hook_ud = ud; } }
-
-static void dbp__stats_one(const dbp_pool *p, dbp_stats *st)
-{
-    dbp__link *l;
-    for (l = p->conns.next; l != &p->conns; l = l->next) {
-        const dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
-        if (c->flags & DBP__CF_SUB) continue;
-        switch (c->state) {
-        case DBP__CS_CONNECTING: case DBP__CS_INIT: st->connecting++; st->total++; break;
-        case DBP__CS_IDLE:
-            st->total++;
-            if (c->flags & DBP__CF_PINNED) st->pinned++; else st->idle++;
-            break;
-        case DBP__CS_BUSY: case DBP__CS_VALIDATING:
-            st->total++;
-            if (c->flags & DBP__CF_PINNED) st->pinned++; else st->busy++;
-            break;
-        default: break;
-        }
-    }
-    st->waiting += p->nqueue;
-    st->max += dbp__pool_max(p);
-    st->ops += p->st_ops; st->fulfilled += p->st_fulfilled; st->rejected += p->st_rejected;
-    st->created += p->st_created; st->closed += p->st_closed;
-    st->closed_idle += p->st_closed_idle; st->closed_lifetime += p->st_closed_lifetime;
-    st->closed_error += p->st_closed_error; st->closed_close += p->st_closed_close;
-    st->closed_dead += p->st_closed_dead;
-    st->errors += p->st_errors; st->timeouts += p->st_timeouts; st->retried += p->st_retried;
-    st->lost += p->st_lost; st->connect_failures += p->st_connect_failures;
-}
-
-DBPDEF void dbp_pool_stats(const dbp_pool *p, dbp_stats *st)
-{
-    dbp__hist wait, run;
-    int i;
-    if (!st) return;
-    memset(st, 0, sizeof *st);
-    st->server_wait_timeout = st->server_max_connections = st->server_max_user_connections = -1;
-    if (!p) return;
-    memcpy(&wait, &p->h_wait, sizeof wait);
-    memcpy(&run, &p->h_run, sizeof run);
-    dbp__stats_one(p, st);
-    if (p->bk->router) {
-        dbp__link *l;
-        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
-            const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
-            if (n->parent != p) continue;
-            dbp__stats_one(n, st);
-            for (i = 0; i < DBP__HIST_BUCKETS; i++) { wait.count[i] += n->h_wait.count[i]; run.count[i] += n->h_run.count[i]; }
-            wait.n += n->h_wait.n; run.n += n->h_run.n;
-            if (n->h_wait.max > wait.max) wait.max = n->h_wait.max;
-            if (n->h_run.max > run.max) run.max = n->h_run.max;
-        }
-        /* the router's pool counts routed ops; the pools under it count them again */
-        st->ops = p->st_ops; st->fulfilled = p->st_fulfilled; st->rejected = p->st_rejected;
-    }
-    st->wait_p50_us = dbp__hist_pct(&wait, 0.50);
-    st->wait_p99_us = dbp__hist_pct(&wait, 0.99);
-    st->wait_max_us = wait.max;
-    st->run_p50_us = dbp__hist_pct(&run, 0.50);
-    st->run_p99_us = dbp__hist_pct(&run, 0.99);
-    st->run_max_us = run.max;
-    st->server_wait_timeout = p->srv_wait_timeout;
-    st->server_max_connections = p->srv_max_conn;
-    st->server_max_user_connections = p->srv_max_user_conn;
-}
-
-static void dbp__op_apply_options(dbp_op *op, const dbp_op_options *o)
-{
-    if (!o) return;
-    if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
-    if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
-}
+/* Streaming state: the header of the result and one batch of copied rows. */
+struct dbp__stream {
+    dbp__result *head;         /* fields, counts; cells unused */
+    size_t ncols;
+    dbp_cell *rows;            /* batch: nrows * ncols cells */
+    size_t nrows, cap, pos;
+    dbp__buf data;             /* the batch's bytes */
+    int eof;                   /* the server sent the last row */
+    int paused;                /* the batch is full: reading waits for the consumer */
+    size_t total;
+};
 
-DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *p, const dbp_op_options *o)
+static void dbp__stream_free(dbp__stream *s)
 {
-    dbp_op *op;
-    if (!p) return NULL;
-    op = dbp__op_new(p->hub, p, DBP__OP_ACQUIRE);
-    if (!op) return NULL;
-    dbp__op_apply_options(op, o);
-    if (p->bk->router) {
-        dbp__op_fail(op, DBP_EUSAGE, 0, "%s", p->bk->router->no_pin);
-        return op;
-    }
-    return dbp__pool_submit(p, op);
-}
-
-/* The holder lets go of a pinned connection: from here on the pool owns it.
-   Returns 1 when the connection is still alive and the caller goes on to
-   release or discard it; a dead one is freed here (or, still in the
-   graveyard of this step, at its end). */
-static int dbp__conn_let_go(dbp_conn *c)
-{
-    dbp_pool *p = c->pool;
-    if (!(c->flags & DBP__CF_HELD)) return 0;
-    c->flags &= ~DBP__CF_HELD;
-    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
-    if (c->state != DBP__CS_DEAD) return 1;
-    if (c->flags & DBP__CF_HUSK) {
-        dbp__list_remove(&c->link);
-        dbp__conn_free(c);
-        if (p->freed && p->state == DBP__PS_CLOSED) p->hub->reap = 1;
-    }
-    return 0;
-}
-
-DBPDEF void dbp_conn_release(dbp_conn *c)
-{
-    if (!c || !dbp__conn_let_go(c)) return;
-    if (!(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
-    c->flags |= DBP__CF_RELEASE;
-    if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
-}
-
-DBPDEF void dbp_conn_discard(dbp_conn *c)
-{
-    if (!c || !dbp__conn_let_go(c)) return;
-    if (!(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
-    c->flags |= DBP__CF_DISCARD;
-    if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
+    if (!s) return;
+    dbp_result_free(s->head ? &s->head->pub : NULL);
+    DBP_FREE(s->rows);
+    dbp__buf_free(&s->data);
+    DBP_FREE(s);
 }
 
-DBPDEF int dbp_conn_ok(const dbp_conn *c)
-{
-    return c && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING && !(c->flags & DBP__CF_BROKEN);
-}
-
-DBPDEF unsigned long long dbp_conn_server_id(const dbp_conn *c) { return c ? c->server_id : 0; }
-
-DBPDEF unsigned dbp_conn_session(const dbp_conn *c)
-{
-    unsigned bits;
-    if (!c || c->state == DBP__CS_DEAD || !c->pool->bk->session) return 0;
-    bits = c->pool->bk->session(c);
-    if (bits & DBP_SESSION_TRANSACTION) bits |= DBP_SESSION_CHANGED;
-    return bits;
-}
-
-DBPDEF const dbp_error *dbp_conn_error(const dbp_conn *c)
-{
-    static const dbp_error none = { DBP_EUSAGE, 0, 0, "", "no connection" };
-    return c ? &c->err : &none;
-}
-
-DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
-{
-    dbp_op *op;
-    if (!p) return NULL;
-    if (p->bk->router) return p->bk->router->ping(p, o);
-    op = dbp__op_new(p->hub, p, DBP__OP_PING);
-    if (!op) return NULL;
-    dbp__op_apply_options(op, o);
-    return dbp__pool_submit(p, op);
-}
 
 /* ==== SECTION: sockets ==== */
 
@@ -4534,6 +2447,7 @@ static void dbp__socket_keepalive(int fd, int ms)
 #endif
     }
 }
+
 
 /* ==== SECTION: helper threads ==== */
 
@@ -4790,53 +2704,2081 @@ static int dbp__lookup_result(const dbp__job *j, dbp_error *err)
                         j->gai_rc == EAI_SYSTEM ? "system error" : gai_strerror(j->gai_rc));
 }
 
-/* ==== SECTION: results ==== */
 
-/* A result set as handed out, with what keeps its cells alive. */
-typedef struct dbp__result {
-    dbp_result pub;
-    void *res;            /* MYSQL_RES of a stored result, freed with it */
-    dbp_field *fields;
-    dbp_cell *cells;
-    char *arena;          /* copied text (streamed header, info) */
-    int single;           /* fields, cells and arena live in this block */
-} dbp__result;
+/* ==== SECTION: connections ==== */
 
-DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col)
+/* A pinned connection goes back to being the pool's (its holder let go, or
+   it closes): the one place pinned accounting drops. */
+static void dbp__conn_unpin(dbp_conn *c)
 {
-    if (!r || row >= r->nrows || col >= r->ncols) return NULL;
-    return &r->cells[row * r->ncols + col];
+    if (!(c->flags & DBP__CF_PINNED)) return;
+    c->pool->npinned--;
+    c->flags &= ~DBP__CF_PINNED;
 }
 
-DBPDEF void dbp_result_free(dbp_result *r)
+static void dbp__conn_free(dbp_conn *c)
 {
-    while (r) {
-        dbp_result *next = r->next;
-        dbp__result *x = DBP__CAST(dbp__result *, (void *)r);
-#ifndef DBPOOL_NO_MYSQL
-        if (x->res) mysql_free_result(DBP__CAST(MYSQL_RES *, x->res));
-#endif
-        if (!x->single) {
-            DBP_FREE(x->fields);
-            DBP_FREE(x->cells);
-            DBP_FREE(x->arena);
-        }
-        DBP_FREE(x);
-        r = next;
+    dbp_hub *h = c->pool->hub;
+    dbp__timers_release(h, 2);
+    dbp__timer_clear(h, &c->timer);
+    dbp__timer_clear(h, &c->htimer);
+    DBP_FREE(c);
+}
+
+/* The close statistics, once per connection that was ever ready. */
+static void dbp__count_close(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    if (!(c->flags & DBP__CF_OPENED)) return;
+    p->st_closed++;
+    switch (reason) {
+    case DBP__CLOSE_IDLE: case DBP__CLOSE_SURPLUS: p->st_closed_idle++; break;
+    case DBP__CLOSE_LIFETIME: p->st_closed_lifetime++; break;
+    case DBP__CLOSE_ERROR: p->st_closed_error++; break;
+    case DBP__CLOSE_POOL: p->st_closed_close++; break;
+    default: p->st_closed_dead++; break; /* DBP__CLOSE_DEAD: the server or the network ended it */
     }
 }
 
-/* Streaming state: the header of the result and one batch of copied rows. */
-struct dbp__stream {
-    dbp__result *head;         /* fields, counts; cells unused */
-    size_t ncols;
-    dbp_cell *rows;            /* batch: nrows * ncols cells */
-    size_t nrows, cap, pos;
-    dbp__buf data;             /* the batch's bytes */
-    int eof;                   /* the server sent the last row */
-    int paused;                /* the batch is full: reading waits for the consumer */
-    size_t total;
-};
+/* Takes a dead connection out of its pool; it is freed at the end of the step. */
+static void dbp__conn_bury(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    dbp_hub *h = p->hub;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) p->nconnecting--;
+    dbp__conn_unpin(c);
+    if (!(c->flags & DBP__CF_SUB)) {
+        if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
+    }
+    c->state = DBP__CS_DEAD;
+    c->fd = -1;
+    c->events = 0;
+    dbp__list_remove(&c->idle_link);
+    dbp__list_remove(&c->link);
+    dbp__timer_clear(h, &c->timer);
+    dbp__timer_clear(h, &c->htimer);
+    dbp__count_close(c, reason);
+    dbp__list_push(&h->graveyard, &c->link);
+    if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
+        dbp__timer_min(h, &p->timer, dbp__ms_now()); /* keep min warm: replace it */
+}
+
+/* A connection failed: while connecting (a connect error) or later (I/O).
+   Its ops are retried or rejected, it is buried, the pool carries on. */
+static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
+{
+    dbp_pool *p = c->pool;
+    dbp_error e = *why;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->pool->s.password) dbp__err_scrub(&e, c->pool->s.password);
+    c->err = e;
+    if (p->bk->abort) p->bk->abort(c);
+    if (connecting) {
+        p->fail_streak++;
+        p->st_connect_failures++;
+        p->last_connect_err = e;
+        p->fatal = e.rc == DBP_EAUTH || e.rc == DBP_EUNSUPPORTED || (c->flags & DBP__CF_FATAL);
+        dbp__pool_backoff(p);
+        dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
+    } else if (!(c->flags & DBP__CF_SUB)) {
+        dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, c);
+    }
+    dbp__conn_bury(c, connecting ? DBP__CLOSE_DEAD : DBP__CLOSE_ERROR);
+    if (c->sub) dbp__sub_lost(c, &e);
+    if (c->pending) {
+        dbp_op *op = c->pending;
+        c->pending = NULL;
+        op->conn = NULL;
+        /* never sent: back to the front of the queue */
+        op->retries++;
+        dbp__queue_op(p, op, 1);
+    }
+    /* newest first: each retried op goes to the front of the queue, so they
+       run again in the order they were submitted */
+    while (!dbp__list_empty(&c->ops)) {
+        dbp_op *op = DBP__CONTAINER(c->ops.prev, dbp_op, link);
+        dbp__conn_unlink_op(c, op);
+        if (op->flags & DBP__OF_ZOMBIE) {
+            op->flags &= ~DBP__OF_ZOMBIE;
+            dbp__op_maybe_free(op);
+            continue;
+        }
+        dbp__op_orphaned(p, op, &e);
+    }
+    while (!dbp__list_empty(&c->pinq)) {
+        dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        dbp__op_orphaned(p, op, &e);
+    }
+    if (c->pin_op) {
+        /* handed out but not taken yet: nobody holds it, it is freed */
+        dbp_op *op = c->pin_op;
+        c->pin_op = NULL;
+        c->flags &= ~DBP__CF_HELD;
+        if (op->acquired == c) op->acquired = NULL;
+    }
+    if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
+        /* retrying cannot fix a wrong password or a refused TLS handshake:
+           fail the waiting ops now rather than at their deadlines */
+        dbp__pool_fail_queue(p, &e, e.rc ? e.rc : DBP_ECONNECT);
+    }
+    dbp__pool_dispatch(p);
+    dbp__pool_check_closed(p);
+}
+
+/* The backend finished connecting and initialising a connection. */
+static void dbp__conn_ready(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    long long took = dbp__now_us() - c->connect_started_us;
+    char msg[96];
+    p->nconnecting--;
+    p->fail_streak = 0;
+    p->fatal = 0;
+    p->st_created++;
+    c->flags |= DBP__CF_OPENED;
+    c->state = DBP__CS_IDLE;
+    c->idle_since_ms = dbp__ms_now();
+    if (p->s.max_lifetime > 0) {
+        /* up to 10% negative jitter so connections made together do not expire together */
+        long long life = p->s.max_lifetime;
+        long long jitter = (long long)(dbp__rand(&p->hub->rng) % (unsigned)(life / 10 + 1));
+        c->expires_ms = c->created_ms + life - jitter;
+    }
+    snprintf(msg, sizeof msg, "connection %d opened in %.1f ms", c->id, (double)took / 1000.0);
+    if (c->flags & DBP__CF_SUB) {
+        dbp__sub_ready(c);
+        return;
+    }
+    dbp__emit(p, DBP_EVENT_CONNECT, msg, NULL, took, c);
+    /* a new connection retires one whose lifetime is ending */
+    {
+        dbp__link *l;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *o = DBP__CONTAINER(l, dbp_conn, link);
+            if (o != c && (o->flags & DBP__CF_REPLACED) && !(o->flags & DBP__CF_RETIRING)) {
+                o->flags |= DBP__CF_RETIRING;
+                if (o->state == DBP__CS_IDLE) { dbp__conn_close(o, DBP__CLOSE_LIFETIME); }
+                break;
+            }
+        }
+    }
+    if (c->flags & DBP__CF_BLOCKING) dbp__list_push(&p->idle_blocking, &c->idle_link);
+    else dbp__list_push(&p->idle, &c->idle_link);
+    dbp__conn_arm_housekeeping(c);
+    dbp__pool_dispatch(p);
+    if (p->nconns < p->s.min) dbp__pool_maintain(p);
+    dbp__pool_check_closed(p);
+}
+
+/* Closes a connection at once, without QUIT; ops still on it are cut off. */
+static void dbp__conn_kill(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
+    if (p->bk->abort) p->bk->abort(c);
+    dbp__conn_bury(c, reason);
+    if (c->pending) {
+        dbp_op *op = c->pending;
+        c->pending = NULL;
+        op->conn = NULL;
+        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+    }
+    while (!dbp__list_empty(&c->ops)) {
+        dbp_op *op = DBP__CONTAINER(c->ops.next, dbp_op, link);
+        dbp__conn_unlink_op(c, op);
+        if (op->flags & DBP__OF_ZOMBIE) { op->flags &= ~DBP__OF_ZOMBIE; dbp__op_maybe_free(op); continue; }
+        dbp__op_fail(op, DBP_ECANCELLED, (op->flags & DBP__OF_SENT) != 0,
+                     "the pool's close deadline cut the op off while it ran%s",
+                     (op->flags & DBP__OF_SENT) ? "; it may or may not have run" : "");
+    }
+    while (!dbp__list_empty(&c->pinq)) {
+        dbp_op *op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        dbp__op_fail(op, DBP_ECANCELLED, 0, "the pool's close deadline passed before the op started; it did not run");
+    }
+    if (c->sub) dbp__sub_lost(c, &c->err);
+}
+
+/* Graceful close of one connection (QUIT) when it is idle, else at once. */
+static void dbp__conn_close(dbp_conn *c, int reason)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
+    if (c->state != DBP__CS_IDLE || !p->bk->quit) { dbp__conn_kill(c, reason); return; }
+    dbp__list_remove(&c->idle_link);
+    dbp__timer_clear(p->hub, &c->htimer);
+    /* counted as gone now: the QUIT finishes on its own */
+    dbp__conn_unpin(c);
+    c->state = DBP__CS_CLOSING;
+    dbp__count_close(c, reason);
+    if (!(c->flags & DBP__CF_SUB)) {
+        if (c->flags & DBP__CF_BLOCKING) p->nblocking--; else p->nconns--;
+    }
+    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + 2000);
+    if (p->s.min > 0 && p->state == DBP__PS_OPEN && !(c->flags & DBP__CF_SUB))
+        dbp__timer_min(p->hub, &p->timer, dbp__ms_now());
+    p->bk->quit(c);
+}
+
+/* A connection in CLOSING finished its QUIT (or gave up). */
+static void dbp__conn_closed(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    dbp_hub *h = p->hub;
+    if (c->state == DBP__CS_DEAD) return;
+    if (p->bk->abort) p->bk->abort(c);
+    c->state = DBP__CS_DEAD;
+    c->fd = -1;
+    c->events = 0;
+    dbp__list_remove(&c->link);
+    dbp__timer_clear(h, &c->timer);
+    dbp__timer_clear(h, &c->htimer);
+    dbp__list_push(&h->graveyard, &c->link);
+    dbp__pool_check_closed(p);
+}
+
+/* A connection has no more work: back to idle, or closed, or next pinned op. */
+static void dbp__conn_idle(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_DEAD || c->state == DBP__CS_CLOSING) return;
+    if (c->nops > 0) return;
+    if (c->flags & DBP__CF_KILLING) return;
+    c->state = DBP__CS_IDLE;
+    c->idle_since_ms = dbp__ms_now();
+    if (c->flags & DBP__CF_SUB) return;
+    if (c->flags & DBP__CF_PINNED) {
+        if (!dbp__list_empty(&c->pinq)) { dbp__pinned_next(c); return; }
+        if (c->flags & DBP__CF_DISCARD) {
+            c->flags &= ~DBP__CF_DISCARD;
+            dbp__conn_unpin(c);
+            dbp__conn_close(c, DBP__CLOSE_ERROR);
+            dbp__pool_dispatch(p);
+            dbp__pool_check_closed(p);
+            return;
+        }
+        if (c->flags & DBP__CF_RELEASE) {
+            c->flags &= ~DBP__CF_RELEASE;
+            if (p->bk->release) { p->bk->release(c); return; }
+            dbp__conn_unpin(c);
+        } else {
+            return; /* still pinned: waits for its owner */
+        }
+    }
+    if ((c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING)) ||
+        (p->state != DBP__PS_OPEN && dbp__list_empty(&p->queue)) ||
+        (!(c->flags & DBP__CF_BLOCKING) && p->nconns > dbp__pool_max(p) && dbp__list_empty(&p->queue))) {
+        dbp__conn_close(c, (c->flags & DBP__CF_RETIRING) ? DBP__CLOSE_LIFETIME :
+                           (c->flags & DBP__CF_BROKEN) ? DBP__CLOSE_ERROR :
+                           p->state != DBP__PS_OPEN ? DBP__CLOSE_POOL : DBP__CLOSE_SURPLUS);
+        dbp__pool_dispatch(p);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    dbp__list_remove(&c->idle_link);
+    /* LIFO: the most recently used connection goes out first, so the others
+       can reach idle_timeout when traffic drops */
+    if (c->flags & DBP__CF_BLOCKING) dbp__list_unshift(&p->idle_blocking, &c->idle_link);
+    else dbp__list_unshift(&p->idle, &c->idle_link);
+    dbp__conn_arm_housekeeping(c);
+    dbp__pool_dispatch(p);
+}
+
+static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
+{
+    dbp_conn *c = DBP__ALLOC(dbp_conn, 1);
+    if (!c) return NULL;
+    if (dbp__timers_reserve(p->hub, 2) != DBP_OK) { DBP_FREE(c); return NULL; }
+    c->pool = p;
+    c->id = ++p->next_conn_id;
+    c->flags = flags;
+    c->fd = -1;
+    c->state = DBP__CS_CONNECTING;
+    c->created_ms = dbp__ms_now();
+    c->connect_started_us = dbp__now_us();
+    dbp__timer_init(&c->timer, dbp__conn_timer_fire);
+    dbp__timer_init(&c->htimer, dbp__conn_htimer_fire);
+    dbp__list_init(&c->ops);
+    dbp__list_init(&c->pinq);
+    c->idle_link.next = c->idle_link.prev = NULL;
+    return c;
+}
+
+/* Whether an idle connection must be pinged before use. */
+static int dbp__needs_validation(const dbp_pool *p, const dbp_conn *c)
+{
+    return p->s.validate_after > 0 && dbp__ms_now() - c->idle_since_ms >= p->s.validate_after;
+}
+
+/* Hands an op to an idle connection, validating it first when it has been idle a while. */
+static void dbp__conn_take(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
+        dbp__list_remove(&c->idle_link);
+        dbp__timer_clear(p->hub, &c->htimer);
+        c->pending = op;
+        op->conn = c;
+        c->state = DBP__CS_VALIDATING;
+        p->bk->validate(c);
+        return;
+    }
+    dbp__op_begin(c, op);
+}
+
+static void dbp__conn_validated(dbp_conn *c)
+{
+    dbp_op *op = c->pending;
+    c->pending = NULL;
+    c->state = DBP__CS_IDLE;
+    if (!op) { dbp__conn_idle(c); return; }
+    op->conn = NULL;
+    /* an acquire waited for the ping only: it is done, nothing is sent (begun
+       as an op, it would sit in a Redis pipeline and take another's reply) */
+    if (op->type == DBP__OP_ACQUIRE) { dbp__acquire_done(c, op); return; }
+    dbp__op_begin(c, op);
+}
+
+/* Settles an acquire op with a pinned connection. */
+static void dbp__acquire_done(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    dbp__list_remove(&c->idle_link);
+    dbp__timer_clear(p->hub, &c->htimer);
+    c->flags |= DBP__CF_PINNED | DBP__CF_HELD;
+    p->npinned++;
+    c->state = DBP__CS_IDLE;
+    c->pin_op = op;
+    op->acquired = c;
+    if (!op->t_start) {
+        op->t_start = dbp__now_us();
+        dbp__hist_add(&p->h_wait, op->t_start - op->t_submit);
+    }
+    dbp__op_settle(op, DBP_OK);
+}
+
+/* How many ops may be in flight on one connection of the pool. */
+static int dbp__conn_slots(const dbp_pool *p) { return p->bk->pipelined ? p->s.pipeline : 1; }
+
+/* A connection of a pipelined backend that can take one more op. */
+static int dbp__conn_available(const dbp_pool *p, const dbp_conn *c)
+{
+    return (c->state == DBP__CS_IDLE || c->state == DBP__CS_BUSY) &&
+           !(c->flags & (DBP__CF_PINNED | DBP__CF_BLOCKING | DBP__CF_SUB | DBP__CF_BROKEN |
+                         DBP__CF_RETIRING | DBP__CF_SUSPECT)) &&
+           c->nops < dbp__conn_slots(p) && !c->pending;
+}
+
+/* A connection with nothing in flight is owed nothing: if its socket is
+   readable (EOF, or a farewell from the server) it died while idle, perhaps
+   since the last poll. Checked before the first write, so a dead socket is
+   dropped and its ops stay unsent (go-sql-driver's check, PR #934). */
+static int dbp__conn_dead_before_write(dbp_conn *c)
+{
+    dbp_error e;
+    if (c->fd < 0 || c->state != DBP__CS_IDLE || c->nops || !c->pool->bk->idle_dead) return 0;
+    if (!c->pool->bk->idle_dead(c, 0)) return 0;
+    dbp__err_set(&e, DBP_ECONNECT, "the server closed idle connection %d", c->id);
+    dbp__conn_failed(c, &e, 0);
+    return 1;
+}
+
+/* A connection's backend deadline passed. */
+static void dbp__conn_timer_fire(dbp__timer *t)
+{
+    dbp_conn *c = DBP__CONTAINER(t, dbp_conn, timer);
+    if (c->state == DBP__CS_DEAD) return;
+    if (c->state == DBP__CS_CLOSING) { dbp__conn_closed(c); return; }
+    c->pool->bk->conn_io(c, DBP__EV_TIMER);
+}
+
+/* Housekeeping of an idle connection: idle timeout, lifetime, keepalive. */
+static void dbp__conn_arm_housekeeping(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    long long at = 0;
+    if (c->state != DBP__CS_IDLE || (c->flags & (DBP__CF_PINNED | DBP__CF_SUB))) return;
+    if (p->s.idle_timeout > 0) at = c->idle_since_ms + p->s.idle_timeout;
+    if (c->expires_ms) {
+        long long pre = c->expires_ms - (p->s.connect_timeout < 30000 ? p->s.connect_timeout : 30000);
+        long long when = (c->flags & DBP__CF_REPLACED) ? c->expires_ms : pre;
+        if (!at || when < at) at = when;
+    }
+    if (p->srv_wait_timeout > 0) {
+        /* keep the server's idle timer from firing: ping at half of it */
+        long long ka = c->idle_since_ms + p->srv_wait_timeout * 500;
+        if (!at || ka < at) at = ka;
+    }
+    if (at) dbp__timer_set(p->hub, &c->htimer, at < c->idle_since_ms + 1 ? c->idle_since_ms + 1 : at);
+}
+
+static void dbp__conn_htimer_fire(dbp__timer *t)
+{
+    dbp_conn *c = DBP__CONTAINER(t, dbp_conn, htimer);
+    dbp_pool *p = c->pool;
+    long long now = dbp__ms_now();
+    if (c->state != DBP__CS_IDLE || (c->flags & DBP__CF_PINNED)) return;
+    if (c->expires_ms && now >= c->expires_ms) {
+        c->flags |= DBP__CF_RETIRING;
+        dbp__conn_close(c, DBP__CLOSE_LIFETIME);
+        dbp__pool_dispatch(p);
+        return;
+    }
+    if (c->expires_ms && !(c->flags & DBP__CF_REPLACED) &&
+        now >= c->expires_ms - (p->s.connect_timeout < 30000 ? p->s.connect_timeout : 30000)) {
+        /* make before break: open the replacement now, retire this one when it is ready */
+        c->flags |= DBP__CF_REPLACED;
+        if (p->nconns < dbp__pool_max(p) && p->state == DBP__PS_OPEN &&
+            !(c->flags & DBP__CF_BLOCKING)) {
+            dbp__pool_open_conn(p, 0);
+        }
+        dbp__conn_arm_housekeeping(c);
+        return;
+    }
+    if (p->s.idle_timeout > 0 && now - c->idle_since_ms >= p->s.idle_timeout &&
+        (c->flags & DBP__CF_BLOCKING ? 1 : p->nconns > p->s.min)) {
+        dbp__conn_close(c, DBP__CLOSE_IDLE);
+        return;
+    }
+    if (p->srv_wait_timeout > 0 && now - c->idle_since_ms >= p->srv_wait_timeout * 500 &&
+        p->bk->validate) {
+        /* keepalive ping of a connection kept open for min */
+        dbp__list_remove(&c->idle_link);
+        c->state = DBP__CS_VALIDATING;
+        c->pending = NULL;
+        p->bk->validate(c);
+        return;
+    }
+    dbp__conn_arm_housekeeping(c);
+}
+
+/* Ops on a pinned connection run one after another (MySQL) or pipelined (Redis).
+   Before the first write on an idle one, the same peek as the pool's: a
+   socket the server already closed fails the connection, and its queued ops
+   are rejected as never sent (a pinned session cannot be retried elsewhere,
+   but its holder knows that running the op again is safe). */
+static void dbp__pinned_next(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    while (!dbp__list_empty(&c->pinq) && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING &&
+           !(c->flags & DBP__CF_KILLING)) {
+        dbp_op *op;
+        if (c->nops >= dbp__conn_slots(p)) return;
+        if (dbp__conn_dead_before_write(c)) return;
+        op = DBP__CONTAINER(c->pinq.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        dbp__op_begin(c, op);
+    }
+}
+
+static dbp_op *dbp__pinned_submit(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    op->pin = c;
+    if (c->state == DBP__CS_DEAD || !(c->flags & DBP__CF_PINNED)) {
+        dbp__op_fail_err(op, &c->err, c->err.rc ? c->err.rc : DBP_ECONNECT, 0);
+        if (!c->err.rc) snprintf(op->err.message, sizeof op->err.message, "the pinned connection is closed");
+        return op;
+    }
+    if (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD)) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "the pinned connection was released");
+        return op;
+    }
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    op->state = DBP_OP_QUEUED;
+    dbp__list_push(&c->pinq, &op->link);
+    if (op->deadline) dbp__op_arm(op, op->deadline);
+    if (c->state == DBP__CS_IDLE || (p->bk->pipelined && c->state == DBP__CS_BUSY))
+        dbp__pinned_next(c);
+    return op;
+}
+
+/* The holder lets go of a pinned connection: from here on the pool owns it.
+   Returns 1 when the connection is still alive and the caller goes on to
+   release or discard it; a dead one is freed here (or, still in the
+   graveyard of this step, at its end). */
+static int dbp__conn_let_go(dbp_conn *c)
+{
+    dbp_pool *p = c->pool;
+    if (!(c->flags & DBP__CF_HELD)) return 0;
+    c->flags &= ~DBP__CF_HELD;
+    if (c->pin_op) { dbp_op *op = c->pin_op; c->pin_op = NULL; if (op->acquired == c) op->acquired = NULL; }
+    if (c->state != DBP__CS_DEAD) return 1;
+    if (c->flags & DBP__CF_HUSK) {
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+        if (p->freed && p->state == DBP__PS_CLOSED) p->hub->reap = 1;
+    }
+    return 0;
+}
+
+DBPDEF void dbp_conn_release(dbp_conn *c)
+{
+    if (!c || !dbp__conn_let_go(c)) return;
+    if (!(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
+    c->flags |= DBP__CF_RELEASE;
+    if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
+}
+
+DBPDEF void dbp_conn_discard(dbp_conn *c)
+{
+    if (!c || !dbp__conn_let_go(c)) return;
+    if (!(c->flags & DBP__CF_PINNED) || (c->flags & (DBP__CF_RELEASE | DBP__CF_DISCARD))) return;
+    c->flags |= DBP__CF_DISCARD;
+    if (c->state == DBP__CS_IDLE) dbp__conn_idle(c);
+}
+
+DBPDEF int dbp_conn_ok(const dbp_conn *c)
+{
+    return c && c->state != DBP__CS_DEAD && c->state != DBP__CS_CLOSING && !(c->flags & DBP__CF_BROKEN);
+}
+
+DBPDEF unsigned long long dbp_conn_server_id(const dbp_conn *c) { return c ? c->server_id : 0; }
+
+DBPDEF unsigned dbp_conn_session(const dbp_conn *c)
+{
+    unsigned bits;
+    if (!c || c->state == DBP__CS_DEAD || !c->pool->bk->session) return 0;
+    bits = c->pool->bk->session(c);
+    if (bits & DBP_SESSION_TRANSACTION) bits |= DBP_SESSION_CHANGED;
+    return bits;
+}
+
+DBPDEF const dbp_error *dbp_conn_error(const dbp_conn *c)
+{
+    static const dbp_error none = { DBP_EUSAGE, 0, 0, "", "no connection" };
+    return c ? &c->err : &none;
+}
+
+DBPDEF dbp_op *dbp_conn_query(dbp_conn *c, const char *sql, const dbp_value *params, size_t n,
+                              const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!c) return NULL;
+    op = dbp__query_make(c->pool, DBP__OP_QUERY, sql, sql ? strlen(sql) : 0, params, n, o);
+    if (!op || dbp__op_settled(op)) return op;
+    return dbp__pinned_submit(c, op);
+}
+
+DBPDEF dbp_op *dbp_conn_call(dbp_conn *c, int argc, const char *const *argv, const size_t *argvlen,
+                             const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!c) return NULL;
+    op = dbp__call_make(c->pool->hub, c->pool, 1, argc, argv, argvlen, o, NULL);
+    if (!op || dbp__op_settled(op)) return op;
+    if (op->query_timeout < 0) op->query_timeout = 0;
+    return dbp__pinned_submit(c, op);
+}
+
+
+/* ==== SECTION: pool engine ==== */
+
+static void dbp__emit(dbp_pool *p, dbp_event_type type, const char *message, const dbp_error *e,
+                      long long dur, const dbp_conn *c)
+{
+    dbp_event ev;
+    dbp_pool *target = p->parent ? p->parent : p;
+    char msg[DBP_ERRMSG_MAX + 96];
+    if (!target->hook) return;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    if (p->parent) {
+        /* pools under a router speak through the router pool's hook, naming the node */
+        snprintf(msg, sizeof msg, "%s:%d: %s", p->s.host ? p->s.host : "", p->s.port, message ? message : "");
+        ev.message = msg;
+    } else {
+        ev.message = message ? message : "";
+    }
+    ev.error = e;
+    ev.duration_us = dur;
+    ev.conn_id = c ? c->id : 0;
+    ev.server_id = c ? (unsigned long)c->server_id : 0;
+    ev.waiting = p->nqueue;
+    target->hook(target, &ev, target->hook_ud);
+}
+
+static void dbp__warn(dbp_pool *p, const char *fmt, ...)
+{
+    dbp_error e;
+    va_list ap;
+    dbp__err_clear(&e);
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    dbp__emit(p, DBP_EVENT_ERROR, e.message, &e, 0, NULL);
+}
+
+static int dbp__pool_max(const dbp_pool *p)
+{
+    return p->cap > 0 && p->cap < p->s.max ? p->cap : p->s.max;
+}
+
+/* Statistics at settle time. */
+static void dbp__pool_op_settled(dbp_pool *p, dbp_op *op)
+{
+    if (op->type == DBP__OP_CLOSE || op->type == DBP__OP_SLEEP || op->type == DBP__OP_KILL) return;
+    p->st_ops++;
+    if (op->state == DBP_OP_FULFILLED) {
+        p->st_fulfilled++;
+    } else {
+        p->st_rejected++;
+        switch (op->err.rc) {
+        case DBP_ETIMEOUT: case DBP_EACQUIRE_TIMEOUT: p->st_timeouts++; p->st_errors++; break;
+        case DBP_ELOST: p->st_lost++; p->st_errors++; break;
+        case DBP_ESQL: case DBP_EREDIS: case DBP_EPARAM: case DBP_EUSAGE: case DBP_ECROSSSLOT: break;
+        default: p->st_errors++; break;
+        }
+    }
+    if (op->t_start) {
+        long long run = op->t_settle - op->t_start;
+        dbp__hist_add(&p->h_run, run);
+        if (p->s.slow_threshold > 0 && run >= (long long)p->s.slow_threshold * 1000 &&
+            op->state == DBP_OP_FULFILLED) {
+            char msg[200];
+            if (op->sql)
+                snprintf(msg, sizeof msg, "slow query (%.3f s): %.120s", (double)run / 1e6, op->sql);
+            else
+                snprintf(msg, sizeof msg, "slow command (%.3f s): %s", (double)run / 1e6, op->cmd);
+            dbp__emit(p, DBP_EVENT_SLOW, msg, NULL, run, op->conn);
+        }
+    }
+}
+
+/* The deadline that applies to an op in the queue. */
+static long long dbp__op_queue_deadline(const dbp_op *op)
+{
+    long long d = op->acquire_deadline;
+    if (op->deadline && (!d || op->deadline < d)) d = op->deadline;
+    return d;
+}
+
+/* The deadline that applies to an op while it runs. */
+static long long dbp__op_run_deadline(const dbp_op *op)
+{
+    long long d = op->query_timeout > 0 ? dbp__ms_now() + op->query_timeout : 0;
+    if (op->deadline && (!d || op->deadline < d)) d = op->deadline;
+    return d;
+}
+
+static void dbp__op_arm(dbp_op *op, long long at)
+{
+    if (!op->hub) return;
+    if (at) dbp__timer_set(op->hub, &op->timer, at);
+    else dbp__timer_clear(op->hub, &op->timer);
+}
+
+/* Puts an op in the pool's queue (front: a retry keeps its place). */
+static void dbp__queue_op(dbp_pool *p, dbp_op *op, int front)
+{
+    op->state = DBP_OP_QUEUED;
+    op->conn = NULL;
+    if (front) dbp__list_unshift(&p->queue, &op->link);
+    else dbp__list_push(&p->queue, &op->link);
+    p->nqueue++;
+    if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking++;
+    dbp__op_arm(op, dbp__op_queue_deadline(op));
+}
+
+static void dbp__unqueue_op(dbp_pool *p, dbp_op *op)
+{
+    dbp__list_remove(&op->link);
+    p->nqueue--;
+    if (op->flags & DBP__OF_BLOCKING) p->nqueue_blocking--;
+}
+
+/* Rejects every op waiting in the queue (none was sent) with a copy of `e`
+   under `rc`; returns how many. */
+static int dbp__pool_fail_queue(dbp_pool *p, const dbp_error *e, int rc)
+{
+    int n = 0;
+    while (!dbp__list_empty(&p->queue)) {
+        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+        dbp__unqueue_op(p, op);
+        dbp__op_fail_err(op, e, rc, 0);
+        n++;
+    }
+    return n;
+}
+
+/* The op leaves the queue for a connection. */
+static void dbp__op_begin(dbp_conn *c, dbp_op *op)
+{
+    dbp_pool *p = c->pool;
+    op->conn = c;
+    op->state = DBP_OP_RUNNING;
+    if (!op->t_start) {
+        op->t_start = dbp__now_us();
+        dbp__hist_add(&p->h_wait, op->t_start - op->t_submit);
+    }
+    dbp__op_arm(op, dbp__op_run_deadline(op));
+    dbp__list_push(&c->ops, &op->link);
+    c->nops++;
+    c->state = DBP__CS_BUSY;
+    dbp__list_remove(&c->idle_link);
+    dbp__timer_clear(p->hub, &c->htimer);
+    p->bk->op_start(c, op);
+}
+
+/* A backend is done with an op on a connection (settled or to be retried). */
+static void dbp__conn_unlink_op(dbp_conn *c, dbp_op *op)
+{
+    if (op->conn != c) return;
+    dbp__list_remove(&op->link);
+    c->nops--;
+    op->conn = NULL;
+}
+
+/* Decides the fate of an op whose connection died under it: retried when it
+   was never sent (or is idempotent and not yet retried after a send), else
+   rejected as lost after send. */
+static void dbp__op_orphaned(dbp_pool *p, dbp_op *op, const dbp_error *why)
+{
+    int sent = (op->flags & DBP__OF_SENT) != 0;
+    if (dbp__op_settled(op)) return;
+    if (op->pin) {
+        /* a pinned session is gone with its connection: nothing can be retried */
+        dbp__op_fail(op, sent ? DBP_ELOST : DBP_ECONNECT, sent,
+                     sent ? "connection lost after the request was sent; it may or may not have run (%s)"
+                          : "the pinned connection was lost (%s)", why->message);
+        return;
+    }
+    if (p->state != DBP__PS_CLOSED && op->type != DBP__OP_STREAM &&
+        ((!sent && op->retries < 3) ||
+         (sent && (op->flags & DBP__OF_IDEMPOTENT) && !(op->flags & DBP__OF_RETRIED_SENT)))) {
+        if (sent) op->flags |= DBP__OF_RETRIED_SENT;
+        op->flags &= ~DBP__OF_SENT;
+        op->retries++;
+        p->st_retried++;
+        dbp__queue_op(p, op, 1);
+        return;
+    }
+    if (sent && why->rc == DBP_ENOMEM)
+        dbp__op_fail(op, DBP_ENOMEM, 1, "%s; the request was sent and may or may not have run", why->message);
+    else if (sent)
+        dbp__op_fail(op, DBP_ELOST, 1,
+                     "connection lost after the request was sent; it may or may not have run (%s)", why->message);
+    else
+        dbp__op_fail_err(op, why, why->rc ? why->rc : DBP_ECONNECT, 0);
+}
+
+/* The wait before the next try after `streak` failures in a row: capped
+   exponential (backoff_min doubling up to backoff_max; `cap` starts at the
+   top), with jitter over the upper half: never a thundering herd, never 0. */
+static long long dbp__backoff_ms(dbp_pool *p, int streak, int cap)
+{
+    long long d = p->s.backoff_min;
+    int i;
+    for (i = 1; i < streak && d < p->s.backoff_max; i++) d *= 2;
+    if (d > p->s.backoff_max || cap) d = p->s.backoff_max;
+    return d / 2 + (long long)(dbp__rand(&p->hub->rng) % (unsigned)(d / 2 + 1));
+}
+
+/* A backend learnt one of the server's limits (-1: unknown); the engine
+   keeps the pool inside it: idle connections close before the server's
+   idle timeout would close them, `max` is capped to the account's limit,
+   and a `max` the server cannot fit is reported. `name` is the server's. */
+static void dbp__pool_limit(dbp_pool *p, int which, long long v, const char *name)
+{
+    switch (which) {
+    case DBP__LIMIT_IDLE:
+        p->srv_wait_timeout = v;
+        if (v > 0 && p->s.idle_timeout > 0 && p->s.idle_timeout >= v * 1000) {
+            p->s.idle_timeout = (int)(v * 1000 * 3 / 4);
+            if (p->s.idle_timeout < 1) p->s.idle_timeout = 1;
+        }
+        break;
+    case DBP__LIMIT_CONNS:
+        p->srv_max_conn = v;
+        if (v > 0 && p->s.max > v) dbp__warn(p, "max=%d exceeds the server's %s=%lld", p->s.max, name, v);
+        break;
+    default:
+        p->srv_max_user_conn = v;
+        if (v > 0 && p->s.max > v) {
+            p->cap = (int)v;
+            dbp__warn(p, "max=%d but the server allows this user %lld connections (%s); the pool will use at most %d",
+                      p->s.max, v, name, p->cap);
+        }
+    }
+}
+
+/* Backoff after a failed connect (at the cap when retrying cannot help). */
+static void dbp__pool_backoff(dbp_pool *p)
+{
+    p->next_connect_ms = dbp__ms_now() + dbp__backoff_ms(p, p->fail_streak, p->fatal);
+    dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
+}
+
+/* Closes the idle connections of a pool that has nothing left for them.
+   Closing one may settle ops and close others: rescan from the head. */
+static void dbp__pool_close_idle(dbp_pool *p)
+{
+    int guard = 0;
+    while (guard++ < 100000) {
+        dbp__link *l;
+        dbp_conn *found = NULL;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            if (c->state == DBP__CS_IDLE && !(c->flags & (DBP__CF_PINNED | DBP__CF_SUB)) && !c->nops) { found = c; break; }
+            if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB) &&
+                dbp__list_empty(&p->queue)) { found = c; break; }
+        }
+        if (!found) return;
+        if (found->state == DBP__CS_IDLE) dbp__conn_close(found, DBP__CLOSE_POOL);
+        else dbp__conn_kill(found, DBP__CLOSE_POOL);
+    }
+}
+
+/* Opens one more connection (of the blocking class when asked). */
+static dbp_conn *dbp__pool_open_conn(dbp_pool *p, unsigned flags)
+{
+    dbp_conn *c = dbp__conn_new(p, flags);
+    if (!c) {
+        /* as a failed connect: remembered, retried after a backoff, and what
+           waits on a pool with no connection hears it now */
+        dbp__err_set(&p->last_connect_err, DBP_ENOMEM, "out of memory opening a connection");
+        p->fail_streak++;
+        p->st_connect_failures++;
+        dbp__pool_backoff(p);
+        if (p->nconns + p->nblocking == 0) {
+            dbp__pool_fail_queue(p, &p->last_connect_err, DBP_ENOMEM);
+        }
+        return NULL;
+    }
+    dbp__list_push(&p->conns, &c->link);
+    if (!(flags & DBP__CF_SUB)) {
+        if (flags & DBP__CF_BLOCKING) p->nblocking++; else p->nconns++;
+    }
+    p->nconnecting++;
+    dbp__timer_set(p->hub, &c->timer, dbp__ms_now() + p->s.connect_timeout);
+    if (p->bk->conn_open(c) != DBP_OK) {
+        dbp_error e = c->err;
+        dbp__conn_failed(c, &e, 1);
+        return NULL;
+    }
+    return c;
+}
+
+/* Finds a connection for the op at the head of the queue, or NULL. */
+static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
+{
+    dbp__link *l;
+    if (op->flags & DBP__OF_BLOCKING) {
+        if (dbp__list_empty(&p->idle_blocking)) return NULL;
+        return DBP__CONTAINER(p->idle_blocking.next, dbp_conn, idle_link);
+    }
+    if (!p->bk->pipelined || op->type == DBP__OP_ACQUIRE) {
+        for (l = p->idle.next; l != &p->idle; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, idle_link);
+            if (c->state == DBP__CS_IDLE && c->nops == 0 && !(c->flags & (DBP__CF_BROKEN | DBP__CF_RETIRING))) return c;
+        }
+        return NULL;
+    }
+    /* pipelined: the ready connection with the fewest ops in flight */
+    {
+        dbp_conn *best = NULL;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            if (dbp__conn_available(p, c) && (!best || c->nops < best->nops)) {
+                best = c;
+                if (c->nops == 0) break;
+            }
+        }
+        return best;
+    }
+}
+
+/* Assigns queued ops to connections and opens connections as needed. */
+static void dbp__pool_dispatch(dbp_pool *p)
+{
+    long long now;
+    int guard = 0;
+    if (p->bk->router) { p->bk->router->dispatch(p); return; }
+    if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
+    p->in_dispatch = 1;
+    while (!dbp__list_empty(&p->queue)) {
+        dbp_op *op = DBP__CONTAINER(p->queue.next, dbp_op, link);
+        dbp_conn *c = dbp__pool_pick(p, op);
+        if (!c) break;
+        if (dbp__conn_dead_before_write(c)) {
+            if (++guard > 1000000) break;
+            continue;
+        }
+        dbp__unqueue_op(p, op);
+        if (op->type == DBP__OP_ACQUIRE) {
+            if (c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate) {
+                dbp__conn_take(c, op);
+            } else {
+                dbp__acquire_done(c, op);
+            }
+        } else {
+            dbp__conn_take(c, op);
+        }
+        if (++guard > 1000000) break;
+    }
+    p->in_dispatch = 0;
+    if (dbp__list_empty(&p->queue) || p->state == DBP__PS_CLOSED) return;
+    /* Grow: one new connection per waiting op not yet covered by one being
+       opened, up to max (the blocking class has its own max). */
+    now = dbp__ms_now();
+    if (now < p->next_connect_ms) {
+        dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
+        return;
+    }
+    {
+        int want_normal = p->nqueue - p->nqueue_blocking, want_blocking = p->nqueue_blocking;
+        int connecting_normal = 0, connecting_blocking = 0;
+        /* a KILL QUERY waits at the head and may use one connection beyond max */
+        int side = (DBP__CONTAINER(p->queue.next, dbp_op, link)->flags & DBP__OF_SIDE_OK) != 0;
+        dbp__link *l;
+        for (l = p->conns.next; l != &p->conns; l = l->next) {
+            dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+            if (c->state != DBP__CS_CONNECTING && c->state != DBP__CS_INIT) continue;
+            if (c->flags & DBP__CF_SUB) continue;
+            if (c->flags & DBP__CF_BLOCKING) connecting_blocking++; else connecting_normal++;
+        }
+        if (p->bk->pipelined && want_normal > 0) {
+            /* a pipelined connection takes many ops: grow only when every
+               ready connection is full */
+            int busy_all = 1;
+            for (l = p->conns.next; l != &p->conns; l = l->next) {
+                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+                if (dbp__conn_available(p, c)) { busy_all = 0; break; }
+            }
+            if (!busy_all) want_normal = 0;
+        }
+        /* Until one connection has come up, open one at a time: a wrong
+           password then fails once, and the server's limits are known
+           before the pool grows into them. */
+        if (!p->st_created && (connecting_normal + connecting_blocking) > 0) return;
+        if (!p->st_created && want_normal > 1) want_normal = 1;
+        while (want_normal > connecting_normal &&
+               (p->nconns < dbp__pool_max(p) || (side && p->nconns < dbp__pool_max(p) + 1))) {
+            if (!dbp__pool_open_conn(p, 0)) return;
+            connecting_normal++;
+            side = 0;
+        }
+        while (want_blocking > connecting_blocking && p->nblocking < p->s.max_blocking) {
+            if (!dbp__pool_open_conn(p, DBP__CF_BLOCKING)) return;
+            connecting_blocking++;
+        }
+    }
+}
+
+/* Accepts an op into the pool. */
+static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
+{
+    if (p->state != DBP__PS_OPEN) {
+        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted",
+                     p->state == DBP__PS_CLOSING ? "closing" : "closed");
+        return op;
+    }
+    if (p->s.max_waiting > 0 && p->nqueue >= p->s.max_waiting && !(op->flags & DBP__OF_SIDE_OK)) {
+        /* an op that can start at once does not count against the bound */
+        dbp_conn *c = dbp__pool_pick(p, op);
+        if (!c) {
+            dbp__op_fail(op, DBP_EQUEUE_FULL, 0, "%d ops already waiting (max_waiting); op refused",
+                         p->nqueue);
+            return op;
+        }
+    }
+    if ((p->fatal || (p->parent && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
+        dbp__ms_now() < p->next_connect_ms && !(op->flags & DBP__OF_SIDE_OK)) {
+        /* the last connect failed for a reason retrying cannot fix: fail fast
+           until the backoff allows the next attempt */
+        dbp__op_fail_err(op, &p->last_connect_err,
+                         p->last_connect_err.rc ? p->last_connect_err.rc : DBP_ECONNECT, 0);
+        return op;
+    }
+    if (p->s.acquire_timeout > 0) op->acquire_deadline = dbp__ms_now() + p->s.acquire_timeout;
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    if (dbp__list_empty(&p->queue) && !p->bk->router) {
+        /* nobody waits and a connection is free: start at once, without a
+           trip through the queue and its deadline timer */
+        dbp_conn *c = dbp__pool_pick(p, op);
+        if (c && !dbp__conn_dead_before_write(c)) {
+            if (op->type == DBP__OP_ACQUIRE &&
+                !(c->state == DBP__CS_IDLE && dbp__needs_validation(p, c) && p->bk->validate))
+                dbp__acquire_done(c, op);
+            else
+                dbp__conn_take(c, op);
+            return op;
+        }
+    }
+    dbp__queue_op(p, op, (op->flags & DBP__OF_SIDE_OK) != 0);
+    dbp__pool_dispatch(p);
+    if (op->state == DBP_OP_QUEUED && !(op->flags & DBP__OF_SIDE_OK)) {
+        dbp__emit(p, DBP_EVENT_ENQUEUE, "op waiting for a connection", NULL, 0, NULL);
+    }
+    return op;
+}
+
+/* A router's pool takes an op: queued, and the router passes it on. */
+static void dbp__router_submit(dbp_pool *p, dbp_op *op)
+{
+    if (p->state != DBP__PS_OPEN) {
+        dbp__op_fail(op, DBP_ECLOSED, 0, "pool is %s: no new ops are accepted", p->state == DBP__PS_CLOSING ? "closing" : "closed");
+        return;
+    }
+    op->acquire_deadline = dbp__ms_now() + (p->s.acquire_timeout > 0 ? p->s.acquire_timeout : 30000);
+    if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    dbp__queue_op(p, op, 0);
+    p->bk->router->dispatch(p);
+}
+
+/* An op's deadline passed. */
+static void dbp__op_timer_fire(dbp__timer *t)
+{
+    dbp_op *op = DBP__CONTAINER(t, dbp_op, timer);
+    dbp_pool *p = op->pool;
+    long long now = dbp__ms_now();
+    if (op->type == DBP__OP_SLEEP) { dbp__op_settle(op, DBP_OK); return; }
+    if (dbp__op_settled(op)) return;
+    if (p->bk->router && op->state == DBP_OP_RUNNING && !op->peer) {
+        /* a routed op's retry delay is over: route it again */
+        op->state = DBP_OP_QUEUED;
+        dbp__queue_op(p, op, 1);
+        p->bk->router->dispatch(p);
+        return;
+    }
+    if (op->state == DBP_OP_QUEUED) {
+        int own = op->deadline && op->deadline <= now + 1;
+        if (op->conn && op->conn->pending == op) {
+            /* waiting for a validation ping: the connection is suspect */
+            dbp_conn *c = op->conn;
+            dbp_error e;
+            c->pending = NULL;
+            op->conn = NULL;
+            dbp__err_set(&e, DBP_ETIMEOUT, "validation ping timed out");
+            dbp__conn_failed(c, &e, 0);
+            if (dbp__op_settled(op) || op->state != DBP_OP_QUEUED) return;
+        }
+        if (dbp__linked(&op->link)) {
+            if (op->pin) dbp__list_remove(&op->link);
+            else dbp__unqueue_op(p, op);
+        }
+        if (own)
+            dbp__op_fail(op, DBP_ETIMEOUT, 0, "deadline of %.3f s expired while waiting for a connection%s%s",
+                         (double)(op->deadline - op->t_submit / 1000) / 1000.0,
+                         p->fail_streak > 0 ? "; last connect error: " : "",
+                         p->fail_streak > 0 ? p->last_connect_err.message : "");
+        else if (p->bk->router)
+            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no %s node took the command within %.3f s (acquire_timeout); last error: %s",
+                         p->bk->name, (double)p->s.acquire_timeout / 1000.0, p->bk->router->last_error(p));
+        else
+            dbp__op_fail(op, DBP_EACQUIRE_TIMEOUT, 0, "no connection within %.3f s (acquire_timeout)%s%s",
+                         (double)p->s.acquire_timeout / 1000.0,
+                         p->fail_streak > 0 ? "; last connect error: " : "",
+                         p->fail_streak > 0 ? p->last_connect_err.message : "");
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (op->state == DBP_OP_RUNNING && op->conn) {
+        p->bk->op_timeout(op->conn, op);
+        return;
+    }
+}
+
+/* Keeps min connections open and the close deadline honoured. */
+static void dbp__pool_maintain(dbp_pool *p)
+{
+    long long now = dbp__ms_now();
+    if (p->state == DBP__PS_OPEN && p->nconns < p->s.min) {
+        if (now < p->next_connect_ms) {
+            dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
+        } else {
+            int connecting = 0, guard = 0;
+            dbp__link *l;
+            for (l = p->conns.next; l != &p->conns; l = l->next) {
+                dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+                if ((c->state == DBP__CS_CONNECTING || c->state == DBP__CS_INIT) && !(c->flags & DBP__CF_SUB)) connecting++;
+            }
+            /* the first alone (see dispatch), then the rest of min together */
+            if (!p->st_created) { if (connecting == 0) dbp__pool_open_conn(p, 0); }
+            else while (p->nconns < p->s.min && p->state == DBP__PS_OPEN && guard++ < 1000)
+                if (!dbp__pool_open_conn(p, 0)) break;
+        }
+    }
+}
+
+static void dbp__pool_cut(dbp_pool *p)
+{
+    int guard = 0;
+    p->close_cut = 0;
+    {
+        dbp_error e;
+        dbp__err_set(&e, DBP_ECANCELLED, "the pool's close deadline passed before the op started; it did not run");
+        p->close_cut = dbp__pool_fail_queue(p, &e, DBP_ECANCELLED);
+    }
+    dbp__sub_pool_closing(p);
+    if (p->bk->router) {
+        /* what runs under it is cut there; routed ops hear it from the ops they passed on */
+        p->close_cut += p->bk->router->running(p);
+        p->bk->router->close(p, 0);
+    }
+    while (!dbp__list_empty(&p->conns) && guard++ < 100000) {
+        dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
+        if (c->state != DBP__CS_CLOSING &&
+            (c->nops || c->pending || !dbp__list_empty(&c->pinq) || (c->flags & DBP__CF_PINNED)))
+            p->close_cut++;
+        dbp__conn_kill(c, DBP__CLOSE_POOL);
+    }
+}
+
+static void dbp__pool_timer_fire(dbp__timer *t)
+{
+    dbp_pool *p = DBP__CONTAINER(t, dbp_pool, timer);
+    long long now = dbp__ms_now();
+    if (p->state == DBP__PS_CLOSING && p->close_deadline && now >= p->close_deadline) {
+        dbp__pool_cut(p);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (p->state == DBP__PS_CLOSED) return;
+    dbp__pool_dispatch(p);
+    dbp__pool_maintain(p);
+    if (p->state == DBP__PS_CLOSING && p->close_deadline) dbp__timer_min(p->hub, &p->timer, p->close_deadline);
+}
+
+/* Starts closing: idle connections quit now, the rest when their work is done. */
+static void dbp__pool_begin_close(dbp_pool *p, int timeout_ms)
+{
+    long long now = dbp__ms_now();
+    if (p->state == DBP__PS_OPEN) {
+        p->state = DBP__PS_CLOSING;
+        dbp__sub_pool_closing(p);
+    }
+    if (timeout_ms >= 0 && p->state == DBP__PS_CLOSING) {
+        long long d = now + timeout_ms;
+        if (!p->close_deadline || d < p->close_deadline) p->close_deadline = d;
+        dbp__timer_min(p->hub, &p->timer, p->close_deadline);
+    }
+    if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
+    dbp__pool_check_closed(p);
+}
+
+/* Finishes the close when nothing is left: settles the close ops. */
+static void dbp__pool_check_closed(dbp_pool *p)
+{
+    if (p->state != DBP__PS_CLOSING) return;
+    if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) {
+        /* idle connections with an empty queue have nothing left to do */
+        if (dbp__list_empty(&p->queue)) dbp__pool_close_idle(p);
+        if (!dbp__list_empty(&p->queue) || !dbp__list_empty(&p->conns) || !dbp__list_empty(&p->subs)) return;
+    }
+    if (p->bk->router) {
+        const dbp__router *r = p->bk->router;
+        if (!r->running(p))
+            r->close(p, p->close_deadline ? (int)(p->close_deadline - dbp__ms_now() > 0 ? p->close_deadline - dbp__ms_now() : 0) : -1);
+        if (r->busy(p)) return;
+    }
+    dbp__pool_finish_close(p);
+}
+
+static void dbp__pool_finish_close(dbp_pool *p)
+{
+    p->state = DBP__PS_CLOSED;
+    dbp__timer_clear(p->hub, &p->timer);
+    while (!dbp__list_empty(&p->close_ops)) {
+        dbp_op *op = DBP__CONTAINER(p->close_ops.next, dbp_op, link);
+        dbp__list_remove(&op->link);
+        if (p->close_cut)
+            dbp__op_fail(op, DBP_ECANCELLED, 0, "pool closed; the close deadline cut off %d op%s or connection%s",
+                         p->close_cut, p->close_cut == 1 ? "" : "s", p->close_cut == 1 ? "" : "s");
+        else
+            dbp__op_settle(op, DBP_OK);
+    }
+    if (p->parent && p->parent->state == DBP__PS_CLOSING) dbp__pool_check_closed(p->parent);
+    if (p->freed) p->hub->reap = 1; /* released while it closed: freed after this step */
+}
+
+
+/* ==== SECTION: hub ==== */
+
+DBPDEF dbp_hub *dbp_hub_open(dbp_error *err)
+{
+    dbp_hub *h = DBP__ALLOC(dbp_hub, 1);
+    dbp__err_clear(err);
+    if (!h) { dbp__err_set(err, DBP_ENOMEM, "out of memory"); return NULL; }
+    dbp__list_init(&h->pools);
+    dbp__list_init(&h->notify);
+    dbp__list_init(&h->all_ops);
+    dbp__list_init(&h->graveyard);
+    h->wakeup_fd = -1;
+    h->rng = (unsigned long long)dbp__now_us() ^ ((unsigned long long)(size_t)h << 16) ^ 0x9E3779B97F4A7C15ULL;
+    if (!h->rng) h->rng = 1;
+    return h;
+}
+
+DBPDEF int dbp_hub_pending(const dbp_hub *h) { return h ? h->pending : 0; }
+
+DBPDEF void dbp_hub_stats(const dbp_hub *h, dbp_hub_counts *out)
+{
+    const dbp__link *l, *k;
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!h) return;
+    out->pending = h->pending;
+    for (l = h->all_ops.next; l != &h->all_ops; l = l->next) {
+        const dbp_op *op = DBP__CONTAINER(l, const dbp_op, all);
+        out->ops++;
+        if (!(op->flags & DBP__OF_CALLER)) out->ops_released++;
+    }
+    for (l = h->pools.next; l != &h->pools; l = l->next) {
+        const dbp_pool *p = DBP__CONTAINER(l, const dbp_pool, link);
+        out->pools++;
+        if (p->freed) out->pools_released++;
+        for (k = p->conns.next; k != &p->conns; k = k->next) out->conns++;
+        for (k = p->husks.next; k != &p->husks; k = k->next) out->conns_dead_held++;
+    }
+    for (l = h->graveyard.next; l != &h->graveyard; l = l->next) out->conns_buried++;
+}
+DBPDEF void dbp_hub_set_wakeup_fd(dbp_hub *h, int fd) { if (h) h->wakeup_fd = fd; }
+
+/* Runs callbacks of settled ops; they may submit new ops. */
+static int dbp__hub_notify(dbp_hub *h)
+{
+    int n = 0;
+    if (h->in_notify) return 0;
+    h->in_notify = 1;
+    while (!dbp__list_empty(&h->notify)) {
+        dbp_op *op = DBP__CONTAINER(h->notify.next, dbp_op, notify);
+        dbp__list_remove(&op->notify);
+        op->flags &= ~DBP__OF_NOTIFY;
+        if (op->done) op->done(op);
+        if (op->cb) op->cb(op, op->cb_ud);
+        dbp__op_maybe_free(op);
+        n++;
+    }
+    h->in_notify = 0;
+    return n;
+}
+
+/* Frees the connections that died during the step. One whose holder still
+   has it (a pinned connection not yet released) stays allocated, dead, in
+   its pool's husks, until dbp_conn_release/discard. */
+static void dbp__hub_bury(dbp_hub *h)
+{
+    while (!dbp__list_empty(&h->graveyard)) {
+        dbp_conn *c = DBP__CONTAINER(h->graveyard.next, dbp_conn, link);
+        dbp__list_remove(&c->link);
+        if (c->flags & DBP__CF_HELD) {
+            c->flags |= DBP__CF_HUSK;
+            dbp__list_push(&c->pool->husks, &c->link);
+            continue;
+        }
+        dbp__conn_free(c);
+    }
+}
+
+static void dbp__hub_timers(dbp_hub *h)
+{
+    long long now = dbp__ms_now();
+    int guard = 0;
+    while (h->nheap > 0 && h->heap[0]->at <= now && guard++ < 100000) {
+        dbp__timer *t = h->heap[0];
+        dbp__timer_clear(h, t);
+        t->fire(t);
+    }
+}
+
+/* Before poll: flush queued writes, collect fds; returns how many. */
+static int dbp__hub_collect(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int max)
+{
+    dbp__link *pl, *cl;
+    int n = 0, restarts = 0;
+    /* A write that fails kills its connection, which moves to the graveyard
+       (and may end a closing pool): the lists walked here change under the
+       walk, so it starts again from the top. A connection already flushed
+       has nothing left to write, so another pass costs little. */
+again:
+    for (pl = h->pools.next; pl != &h->pools; pl = pl->next) {
+        dbp_pool *p = DBP__CONTAINER(pl, dbp_pool, link);
+        if (!p->bk->flush) continue;
+        for (cl = p->conns.next; cl != &p->conns; cl = cl->next) {
+            dbp_conn *c = DBP__CONTAINER(cl, dbp_conn, link);
+            if (c->state == DBP__CS_DEAD) continue;
+            p->bk->flush(c);
+            if (c->state == DBP__CS_DEAD) {
+                if (restarts++ < 10000) goto again;
+                goto flushed; /* (what is left is written at the next step) */
+            }
+        }
+    }
+flushed:
+    for (pl = h->pools.next; pl != &h->pools; pl = pl->next) {
+        dbp_pool *p = DBP__CONTAINER(pl, dbp_pool, link);
+        for (cl = p->conns.next; cl != &p->conns; cl = cl->next) {
+            dbp_conn *c = DBP__CONTAINER(cl, dbp_conn, link);
+            if (c->state == DBP__CS_DEAD || c->fd < 0 || !c->events) continue;
+            if (n < max) {
+                pfd[n].fd = c->fd;
+                pfd[n].events = c->events;
+                pfd[n].revents = 0;
+                pc[n] = c;
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+static int dbp__hub_grow(dbp_hub *h, int need)
+{
+    struct pollfd *pfd;
+    dbp_conn **pc;
+    int cap;
+    if (need <= h->cappfd) return DBP_OK;
+    cap = h->cappfd ? h->cappfd : 32;
+    while (cap < need) cap *= 2;
+    pfd = DBP__CAST(struct pollfd *, DBP_REALLOC(h->pfd, (size_t)cap * sizeof *pfd));
+    if (!pfd) return DBP_ENOMEM;
+    h->pfd = pfd;
+    pc = DBP__CAST(dbp_conn **, DBP_REALLOC(h->pconn, (size_t)cap * sizeof *pc));
+    if (!pc) return DBP_ENOMEM;
+    h->pconn = pc;
+    h->cappfd = cap;
+    return DBP_OK;
+}
+
+/* Milliseconds until the nearest timer (-1: none), at most `limit` (-1: none). */
+static int dbp__hub_timeout(const dbp_hub *h, int limit)
+{
+    long long d;
+    if (!dbp__list_empty(&h->notify)) return 0;
+    if (h->nheap == 0) return limit;
+    d = h->heap[0]->at - dbp__ms_now();
+    if (d < 0) d = 0;
+    if (d > INT_MAX) d = INT_MAX;
+    if (limit >= 0 && d > limit) d = limit;
+    return (int)d;
+}
+
+static int dbp__hub_dispatch_events(dbp_hub *h, struct pollfd *pfd, dbp_conn **pc, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        dbp_conn *c = pc[i];
+        if (!pfd[i].revents) continue;
+        /* a connection buried earlier in this round may have been reached */
+        if (c->state == DBP__CS_DEAD || c->fd != pfd[i].fd) continue;
+        c->pool->bk->conn_io(c, pfd[i].revents);
+    }
+    dbp__hub_timers(h);
+    {
+        int settled = dbp__hub_notify(h);
+        dbp__hub_bury(h);
+        if (h->reap) { h->reap = 0; dbp__hub_reap(h); }
+        return settled;
+    }
+}
+
+DBPDEF int dbp_hub_step(dbp_hub *h, int timeout_ms)
+{
+    int n, rc, to;
+    if (!h) return DBP_EUSAGE;
+    dbp__hub_timers(h);
+    n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    if (n > h->cappfd) {
+        if (dbp__hub_grow(h, n)) return DBP_ENOMEM;
+        n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    }
+    to = dbp__hub_timeout(h, timeout_ms);
+    if (h->wakeup_fd >= 0) {
+        if (dbp__hub_grow(h, n + 1)) return DBP_ENOMEM;
+        h->pfd[n].fd = h->wakeup_fd;
+        h->pfd[n].events = POLLIN;
+        h->pfd[n].revents = 0;
+        rc = poll(h->pfd, (nfds_t)n + 1, to);
+    } else {
+        rc = poll(h->pfd, (nfds_t)n, to);
+    }
+    if (rc < 0 && errno != EINTR) return DBP_EUSAGE;
+    if (rc < 0) n = 0;
+    return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);
+}
+
+DBPDEF int dbp_hub_fds(dbp_hub *h, void *pollfds, int max, int *timeout_ms)
+{
+    int n;
+    if (!h) return DBP_EUSAGE;
+    dbp__hub_timers(h);
+    dbp__hub_notify(h);
+    n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    if (n > h->cappfd) {
+        if (dbp__hub_grow(h, n)) return DBP_ENOMEM;
+        n = dbp__hub_collect(h, h->pfd, h->pconn, h->cappfd);
+    }
+    h->npfd = n;
+    if (pollfds && max > 0) memcpy(pollfds, h->pfd, (size_t)(n < max ? n : max) * sizeof(struct pollfd));
+    if (timeout_ms) *timeout_ms = dbp__hub_timeout(h, -1);
+    return n;
+}
+
+DBPDEF int dbp_hub_process(dbp_hub *h, void *pollfds, int n)
+{
+    struct pollfd *user = DBP__CAST(struct pollfd *, pollfds);
+    int i;
+    if (!h) return DBP_EUSAGE;
+    if (n > h->npfd) n = h->npfd;
+    for (i = 0; i < n; i++) {
+        /* match by fd: the caller may have reordered nothing, but be safe */
+        if (user && h->pfd[i].fd == user[i].fd) h->pfd[i].revents = user[i].revents;
+        else h->pfd[i].revents = 0;
+    }
+    h->npfd = 0;
+    return dbp__hub_dispatch_events(h, h->pfd, h->pconn, n);
+}
+
+DBPDEF int dbp_hub_run(dbp_hub *h, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    if (!h) return DBP_EUSAGE;
+    dbp__hub_notify(h);
+    while (h->pending > 0 || !dbp__list_empty(&h->notify)) {
+        int left = -1, rc;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)(l > INT_MAX ? INT_MAX : l);
+        }
+        rc = dbp_hub_step(h, left);
+        if (rc < 0) return rc;
+    }
+    return DBP_OK;
+}
+
+DBPDEF dbp_op *dbp_hub_sleep(dbp_hub *h, int ms)
+{
+    dbp_op *op;
+    if (!h) return NULL;
+    op = dbp__op_new(h, NULL, DBP__OP_SLEEP);
+    if (!op) return NULL;
+    op->state = DBP_OP_RUNNING;
+    if (dbp__timer_set(h, &op->timer, dbp__ms_now() + (ms > 0 ? ms : 0))) {
+        dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory");
+    }
+    return op;
+}
+
+
+/* Frees pools that are closed and released. */
+static void dbp__hub_reap(dbp_hub *h)
+{
+    int again = 1;
+    /* destroying a cluster pool destroys its node pools too: rescan each time */
+    while (again) {
+        dbp__link *l;
+        again = 0;
+        for (l = h->pools.next; l != &h->pools; l = l->next) {
+            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+            if (p->freed && p->state == DBP__PS_CLOSED && !p->parent && dbp__list_empty(&p->husks)) {
+                dbp__hub_bury(h);
+                dbp__pool_destroy(p);
+                again = 1;
+                break;
+            }
+        }
+    }
+}
+
+DBPDEF void dbp_hub_free(dbp_hub *h, int timeout_ms)
+{
+    dbp__link *l;
+    long long end;
+    if (!h) return;
+    h->closing = 1;
+    for (l = h->pools.next; l != &h->pools; l = l->next) {
+        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+        if (p->state == DBP__PS_OPEN && !p->parent) {
+            dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
+            dbp_op_free(op);
+        }
+    }
+    end = dbp__ms_now() + (timeout_ms >= 0 ? timeout_ms : 0);
+    for (;;) {
+        int open = 0;
+        for (l = h->pools.next; l != &h->pools; l = l->next) {
+            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+            if (p->state != DBP__PS_CLOSED) open = 1;
+        }
+        if (!open && h->pending == 0) break;
+        if (timeout_ms >= 0 && dbp__ms_now() >= end) break;
+        if (dbp_hub_step(h, timeout_ms >= 0 ? (int)(end - dbp__ms_now() > 0 ? end - dbp__ms_now() : 0) : 100) < 0) break;
+    }
+    /* whatever is left is cut off */
+    for (l = h->pools.next; l != &h->pools; l = l->next) {
+        dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+        if (p->state != DBP__PS_CLOSED) { dbp__pool_cut(p); p->state = DBP__PS_CLOSING; dbp__pool_finish_close(p); }
+    }
+    dbp__hub_notify(h);
+    dbp__hub_bury(h);
+    for (;;) {
+        dbp_pool *top = NULL;
+        for (l = h->pools.next; l != &h->pools; l = l->next) {
+            dbp_pool *p = DBP__CONTAINER(l, dbp_pool, link);
+            if (!p->parent) { top = p; break; }
+        }
+        if (!top) break;
+        dbp__pool_destroy(top); /* with its node pools, if a cluster */
+    }
+    while (!dbp__list_empty(&h->pools)) dbp__pool_destroy(DBP__CONTAINER(h->pools.next, dbp_pool, link));
+    /* ops still held by the caller stay readable; the rest go */
+    while (!dbp__list_empty(&h->all_ops)) {
+        dbp_op *op = DBP__CONTAINER(h->all_ops.next, dbp_op, all);
+        dbp__list_remove(&op->all);
+        dbp__list_remove(&op->notify);
+        dbp__timer_clear(h, &op->timer);
+        op->flags &= ~(DBP__OF_NOTIFY | DBP__OF_ZOMBIE);
+        dbp__list_remove(&op->link);
+        op->conn = NULL;
+        op->pool = NULL;
+        op->hub = NULL;
+        if (!dbp__op_settled(op)) {
+            op->state = DBP_OP_REJECTED;
+            dbp__err_set(&op->err, DBP_ECANCELLED, "the hub was closed before the op settled");
+        }
+        if (op->acquired) { op->acquired = NULL; }
+        if (!(op->flags & DBP__OF_CALLER)) dbp__op_destroy(op);
+    }
+    DBP_FREE(h->heap);
+    DBP_FREE(h->pfd);
+    DBP_FREE(h->pconn);
+    DBP_FREE(h);
+}
+
+
+/* ==== SECTION: pool API ==== */
+
+/* scheme://user@host:port/ and the database: the usual description. */
+static void dbp__describe_host(const dbp__settings *s, const char *database, char *buf, size_t size)
+{
+    int v6 = s->host && strchr(s->host, ':') != NULL;
+    if (s->socket && !s->host)
+        snprintf(buf, size, "%s://%s%slocalhost/%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "",
+                 database ? database : "");
+    else
+        snprintf(buf, size, "%s://%s%s%s%s%s:%d/%s", s->bk->name, s->user ? s->user : "", s->user ? "@" : "",
+                 v6 ? "[" : "", s->host ? s->host : "localhost", v6 ? "]" : "", s->port, database ? database : "");
+}
+
+static void dbp__pool_describe_init(dbp_pool *p)
+{
+    if (p->s.bk->describe) p->s.bk->describe(&p->s, p->describe, sizeof p->describe);
+    else dbp__describe_host(&p->s, p->s.database, p->describe, sizeof p->describe);
+}
+
+static dbp_pool *dbp__pool_make(dbp_hub *hub, dbp__settings *s, dbp_error *err)
+{
+    dbp_pool *p = DBP__ALLOC(dbp_pool, 1);
+    if (!p || dbp__timers_reserve(hub, 1) != DBP_OK) {
+        DBP_FREE(p);
+        dbp__settings_free(s);
+        dbp__err_set(err, DBP_ENOMEM, "out of memory");
+        return NULL;
+    }
+    p->hub = hub;
+    p->s = *s;
+    p->state = DBP__PS_OPEN;
+    p->bk = s->bk;
+    p->srv_wait_timeout = p->srv_max_conn = p->srv_max_user_conn = -1;
+    dbp__list_init(&p->conns);
+    dbp__list_init(&p->idle);
+    dbp__list_init(&p->idle_blocking);
+    dbp__list_init(&p->queue);
+    dbp__list_init(&p->subs);
+    dbp__list_init(&p->close_ops);
+    dbp__list_init(&p->husks);
+    dbp__timer_init(&p->timer, dbp__pool_timer_fire);
+    dbp__pool_describe_init(p);
+    dbp__list_push(&hub->pools, &p->link);
+    return p;
+}
+
+DBPDEF dbp_pool *dbp_pool_open(dbp_hub *hub, const dbp_pool_config *cfg, dbp_error *err)
+{
+    dbp__settings s;
+    dbp_pool_config def;
+    dbp_pool *p;
+    dbp__err_clear(err);
+    if (!hub) { dbp__err_set(err, DBP_EUSAGE, "no hub"); return NULL; }
+    if (!cfg) { dbp_pool_config_init(&def); cfg = &def; }
+    if (dbp__settings_resolve(cfg, &s, err) != DBP_OK) return NULL;
+    p = dbp__pool_make(hub, &s, err);
+    if (!p) return NULL;
+    p->hook = cfg->on_event;
+    p->hook_ud = cfg->event_ud;
+    if (p->bk->router) {
+        if (p->bk->router->open(p, err) != DBP_OK) {
+            dbp__list_remove(&p->link);
+            dbp__settings_free(&p->s);
+            DBP_FREE(p);
+            return NULL;
+        }
+    } else if (p->s.min > 0) {
+        dbp__pool_maintain(p);
+    }
+    return p;
+}
+
+DBPDEF dbp_op *dbp_pool_close(dbp_pool *p, int timeout_ms)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_CLOSE);
+    if (!op) return NULL;
+    if (p->state == DBP__PS_CLOSED) {
+        if (p->close_cut) dbp__op_fail(op, DBP_ECANCELLED, 0, "pool closed; the close deadline cut off %d op%s",
+                                       p->close_cut, p->close_cut == 1 ? "" : "s");
+        else dbp__op_settle(op, DBP_OK);
+        return op;
+    }
+    op->state = DBP_OP_RUNNING;
+    dbp__list_push(&p->close_ops, &op->link);
+    dbp__pool_begin_close(p, timeout_ms);
+    return op;
+}
+
+static void dbp__pool_destroy(dbp_pool *p)
+{
+    dbp_hub *h = p->hub;
+    dbp__timers_release(h, 1);
+    dbp__timer_clear(h, &p->timer);
+    while (!dbp__list_empty(&p->conns)) {
+        dbp_conn *c = DBP__CONTAINER(p->conns.next, dbp_conn, link);
+        if (p->bk->abort) p->bk->abort(c);
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+    }
+    while (!dbp__list_empty(&p->husks)) { /* only at dbp_hub_free: held handles end with the hub */
+        dbp_conn *c = DBP__CONTAINER(p->husks.next, dbp_conn, link);
+        dbp__list_remove(&c->link);
+        dbp__conn_free(c);
+    }
+    if (p->bk->router) p->bk->router->free(p);
+    dbp__list_remove(&p->link);
+    dbp__settings_free(&p->s);
+    DBP_FREE(p);
+}
+
+DBPDEF void dbp_pool_free(dbp_pool *p)
+{
+    if (!p) return;
+    p->freed = 1;
+    if (p->state == DBP__PS_OPEN) {
+        dbp_op *op = dbp_pool_close(p, p->s.close_timeout);
+        dbp_op_free(op);
+    }
+    if (p->state == DBP__PS_CLOSED) {
+        if (p->hub->in_notify) p->hub->reap = 1;
+        else dbp__hub_reap(p->hub);
+    }
+}
+
+DBPDEF dbp_pool_state dbp_pool_get_state(const dbp_pool *p)
+{
+    if (!p || p->state == DBP__PS_CLOSED) return DBP_POOL_CLOSED;
+    return p->state == DBP__PS_OPEN ? DBP_POOL_OPEN : DBP_POOL_CLOSING;
+}
+
+DBPDEF long long dbp_clock_us(void) { return dbp__now_us(); }
+
+DBPDEF size_t dbp_pool_describe(const dbp_pool *p, char *buf, size_t n)
+{
+    size_t len;
+    if (!p) { if (n) buf[0] = '\0'; return 0; }
+    len = strlen(p->describe);
+    if (n) {
+        size_t c = len < n - 1 ? len : n - 1;
+        memcpy(buf, p->describe, c);
+        buf[c] = '\0';
+    }
+    return len;
+}
+
+DBPDEF const char *dbp_pool_backend(const dbp_pool *p)
+{
+    if (!p) return "";
+    return p->bk->name;
+}
+DBPDEF const char *dbp_pool_server_version(const dbp_pool *p)
+{
+    dbp__link *l;
+    if (!p) return "";
+    if (p->bk->router && !p->version[0]) /* the first pool under it that knows */
+        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
+            const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
+            if (n->parent == p && n->version[0]) return n->version;
+        }
+    return p->version;
+}
+DBPDEF dbp_hub *dbp_pool_hub(const dbp_pool *p) { return p ? p->hub : NULL; }
+DBPDEF void dbp_pool_set_hook(dbp_pool *p, dbp_event_fn fn, void *ud) { if (p) { p->hook = fn; p->hook_ud = ud; } }
+
+static void dbp__stats_one(const dbp_pool *p, dbp_stats *st)
+{
+    dbp__link *l;
+    for (l = p->conns.next; l != &p->conns; l = l->next) {
+        const dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
+        if (c->flags & DBP__CF_SUB) continue;
+        switch (c->state) {
+        case DBP__CS_CONNECTING: case DBP__CS_INIT: st->connecting++; st->total++; break;
+        case DBP__CS_IDLE:
+            st->total++;
+            if (c->flags & DBP__CF_PINNED) st->pinned++; else st->idle++;
+            break;
+        case DBP__CS_BUSY: case DBP__CS_VALIDATING:
+            st->total++;
+            if (c->flags & DBP__CF_PINNED) st->pinned++; else st->busy++;
+            break;
+        default: break;
+        }
+    }
+    st->waiting += p->nqueue;
+    st->max += dbp__pool_max(p);
+    st->ops += p->st_ops; st->fulfilled += p->st_fulfilled; st->rejected += p->st_rejected;
+    st->created += p->st_created; st->closed += p->st_closed;
+    st->closed_idle += p->st_closed_idle; st->closed_lifetime += p->st_closed_lifetime;
+    st->closed_error += p->st_closed_error; st->closed_close += p->st_closed_close;
+    st->closed_dead += p->st_closed_dead;
+    st->errors += p->st_errors; st->timeouts += p->st_timeouts; st->retried += p->st_retried;
+    st->lost += p->st_lost; st->connect_failures += p->st_connect_failures;
+}
+
+DBPDEF void dbp_pool_stats(const dbp_pool *p, dbp_stats *st)
+{
+    dbp__hist wait, run;
+    int i;
+    if (!st) return;
+    memset(st, 0, sizeof *st);
+    st->server_wait_timeout = st->server_max_connections = st->server_max_user_connections = -1;
+    if (!p) return;
+    memcpy(&wait, &p->h_wait, sizeof wait);
+    memcpy(&run, &p->h_run, sizeof run);
+    dbp__stats_one(p, st);
+    if (p->bk->router) {
+        dbp__link *l;
+        for (l = p->hub->pools.next; l != &p->hub->pools; l = l->next) {
+            const dbp_pool *n = DBP__CONTAINER(l, dbp_pool, link);
+            if (n->parent != p) continue;
+            dbp__stats_one(n, st);
+            for (i = 0; i < DBP__HIST_BUCKETS; i++) { wait.count[i] += n->h_wait.count[i]; run.count[i] += n->h_run.count[i]; }
+            wait.n += n->h_wait.n; run.n += n->h_run.n;
+            if (n->h_wait.max > wait.max) wait.max = n->h_wait.max;
+            if (n->h_run.max > run.max) run.max = n->h_run.max;
+        }
+        /* the router's pool counts routed ops; the pools under it count them again */
+        st->ops = p->st_ops; st->fulfilled = p->st_fulfilled; st->rejected = p->st_rejected;
+    }
+    st->wait_p50_us = dbp__hist_pct(&wait, 0.50);
+    st->wait_p99_us = dbp__hist_pct(&wait, 0.99);
+    st->wait_max_us = wait.max;
+    st->run_p50_us = dbp__hist_pct(&run, 0.50);
+    st->run_p99_us = dbp__hist_pct(&run, 0.99);
+    st->run_max_us = run.max;
+    st->server_wait_timeout = p->srv_wait_timeout;
+    st->server_max_connections = p->srv_max_conn;
+    st->server_max_user_connections = p->srv_max_user_conn;
+}
+
+static void dbp__op_apply_options(dbp_op *op, const dbp_op_options *o)
+{
+    if (!o) return;
+    if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+    if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+}
+
+DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *p, const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__op_new(p->hub, p, DBP__OP_ACQUIRE);
+    if (!op) return NULL;
+    dbp__op_apply_options(op, o);
+    if (p->bk->router) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "%s", p->bk->router->no_pin);
+        return op;
+    }
+    return dbp__pool_submit(p, op);
+}
+
+DBPDEF dbp_op *dbp_pool_ping(dbp_pool *p, const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    if (p->bk->router) return p->bk->router->ping(p, o);
+    op = dbp__op_new(p->hub, p, DBP__OP_PING);
+    if (!op) return NULL;
+    dbp__op_apply_options(op, o);
+    return dbp__pool_submit(p, op);
+}
+
+
+DBPDEF dbp_op *dbp_pool_queryn(dbp_pool *p, const char *sql, size_t len, const dbp_value *params, size_t n,
+                               const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__query_make(p, DBP__OP_QUERY, sql, len, params, n, o);
+    if (!op || dbp__op_settled(op)) return op;
+    return dbp__pool_submit(p, op);
+}
+
+DBPDEF dbp_op *dbp_pool_query(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, const dbp_op_options *o)
+{
+    return dbp_pool_queryn(p, sql, sql ? strlen(sql) : 0, params, n, o);
+}
+
+DBPDEF dbp_op *dbp_pool_query_stream(dbp_pool *p, const char *sql, const dbp_value *params, size_t n,
+                                     const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__query_make(p, DBP__OP_STREAM, sql, sql ? strlen(sql) : 0, params, n, o);
+    if (!op || dbp__op_settled(op)) return op;
+    return dbp__pool_submit(p, op);
+}
+
+DBPDEF int dbp_pool_exec(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, dbp_op **out)
+{
+    dbp_op *op = dbp_pool_query(p, sql, params, n, NULL);
+    int rc;
+    if (out) *out = op;
+    if (!op) return p ? DBP_ENOMEM : DBP_EUSAGE;
+    rc = dbp_op_wait(op, -1);
+    if (!out) dbp_op_free(op);
+    return rc;
+}
+
+DBPDEF dbp_op *dbp_pool_call(dbp_pool *p, int argc, const char *const *argv, const size_t *argvlen,
+                             const dbp_op_options *o)
+{
+    dbp_op *op;
+    if (!p) return NULL;
+    op = dbp__call_make(p->hub, p, 0, argc, argv, argvlen, o, NULL);
+    if (!op || dbp__op_settled(op)) return op;
+    if (op->query_timeout < 0) op->query_timeout = 0; else if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
+    if (op->query_timeout == 0 && (op->flags & DBP__OF_BLOCKING)) op->query_timeout = -1;
+    if (p->bk->router) { dbp__router_submit(p, op); return op; }
+    dbp__pool_submit(p, op);
+    if (op->query_timeout < 0) op->query_timeout = 0;
+    return op;
+}
+
+
+/* ==== SECTION: the op API ==== */
+
+static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
+{
+    dbp_op *op = DBP__ALLOC(dbp_op, 1);
+    if (!op) return NULL;
+    if (dbp__timers_reserve(hub, 1) != DBP_OK) { DBP_FREE(op); return NULL; }
+    op->hub = hub;
+    op->pool = pool;
+    op->type = type;
+    op->state = DBP_OP_QUEUED;
+    op->flags = DBP__OF_CALLER;
+    op->slot = -1;
+    op->t_submit = dbp__now_us();
+    dbp__timer_init(&op->timer, dbp__op_timer_fire);
+    dbp__list_push(&hub->all_ops, &op->all);
+    hub->pending++;
+    return op;
+}
+
+static void dbp__op_destroy(dbp_op *op)
+{
+    if (op->hub) {
+        dbp__timers_release(op->hub, 1);
+        dbp__timer_clear(op->hub, &op->timer);
+        dbp__list_remove(&op->all);
+        dbp__list_remove(&op->notify);
+    }
+    DBP_FREE(op->sql);
+    DBP_FREE(op->params);
+    if (!(op->flags & DBP__OF_BORROWED)) DBP_FREE(op->req);
+    dbp_result_free(op->result);
+    dbp_reply_free(op->reply);
+    dbp__stream_free(op->stream);
+    if (op->acquired) dbp_conn_release(op->acquired);
+    DBP_FREE(op);
+}
+
+static int dbp__op_settled(const dbp_op *op) { return op->state >= DBP_OP_FULFILLED; }
+
+/* Frees the op when nobody needs it any more: not held by the caller,
+   settled, not waiting for its notification, not a zombie in a pipeline. */
+static void dbp__op_maybe_free(dbp_op *op)
+{
+    if (op->flags & (DBP__OF_CALLER | DBP__OF_NOTIFY | DBP__OF_ZOMBIE)) return;
+    if (!dbp__op_settled(op)) return;
+    if (op->conn || dbp__linked(&op->link)) return;
+    dbp__op_destroy(op);
+}
+
+/* Settles an op exactly once. The caller has unlinked it from queues. */
+static void dbp__op_settle(dbp_op *op, int rc)
+{
+    dbp_hub *h = op->hub;
+    if (dbp__op_settled(op)) return;
+    op->state = rc == DBP_OK ? DBP_OP_FULFILLED : DBP_OP_REJECTED;
+    op->err.rc = rc;
+    op->t_settle = dbp__now_us();
+    if (h) {
+        dbp__timer_clear(h, &op->timer);
+        h->pending--;
+    }
+    if (op->pool && op->pool->bk->router && op->peer) {
+        /* a routed op settled before the op it passed on (or its COMMAND
+           GETKEYS): that one must not come back to it, so it no longer
+           counts as running here (else a close would wait for it for ever) */
+        op->peer->peer = NULL;
+        op->peer = NULL;
+        op->pool->bk->router->detach(op->pool);
+    }
+    if (op->pool) dbp__pool_op_settled(op->pool, op);
+    /* the notify phase runs its continuation and callback and, when the
+       caller let go of it already, frees it (not here: the code settling it
+       may still look at it) */
+    if (h && (op->cb || op->done || !(op->flags & DBP__OF_CALLER)) && !(op->flags & DBP__OF_NOTIFY)) {
+        op->flags |= DBP__OF_NOTIFY;
+        dbp__list_push(&h->notify, &op->notify);
+    }
+}
+
+/* Rejects an op with a formatted message. */
+static void dbp__op_fail(dbp_op *op, int rc, int sent, const char *fmt, ...)
+{
+    va_list ap;
+    if (dbp__op_settled(op)) return;
+    op->err.rc = rc;
+    op->err.code = 0;
+    op->err.sqlstate[0] = '\0';
+    op->err.sent = sent;
+    va_start(ap, fmt);
+    vsnprintf(op->err.message, sizeof op->err.message, fmt, ap);
+    va_end(ap);
+    dbp__op_settle(op, rc);
+}
+
+/* Rejects an op with a copy of an error, keeping its code and SQLSTATE. */
+static void dbp__op_fail_err(dbp_op *op, const dbp_error *e, int rc, int sent)
+{
+    if (dbp__op_settled(op)) return;
+    op->err = *e;
+    op->err.rc = rc;
+    op->err.sent = sent;
+    dbp__op_settle(op, rc);
+}
+
+DBPDEF dbp_state dbp_op_state(const dbp_op *op) { return op ? (dbp_state)op->state : DBP_OP_REJECTED; }
+DBPDEF int dbp_op_rc(const dbp_op *op)
+{
+    if (!op) return DBP_EUSAGE;
+    return dbp__op_settled(op) ? op->err.rc : DBP_PENDING;
+}
+DBPDEF const dbp_error *dbp_op_error(const dbp_op *op)
+{
+    /* as sqlite3_errmsg(NULL): the NULL a submit returns on out-of-memory */
+    static const dbp_error no_op = { DBP_ENOMEM, 0, 0, "", "out of memory (no op was made)" };
+    return op ? &op->err : &no_op;
+}
+DBPDEF const dbp_result *dbp_op_result(const dbp_op *op)
+{
+    return op && op->state == DBP_OP_FULFILLED ? op->result : NULL;
+}
+DBPDEF dbp_result *dbp_op_take_result(dbp_op *op)
+{
+    dbp_result *r;
+    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
+    r = op->result; op->result = NULL;
+    return r;
+}
+DBPDEF const dbp_reply *dbp_op_reply(const dbp_op *op)
+{
+    return op && op->state == DBP_OP_FULFILLED ? op->reply : NULL;
+}
+DBPDEF dbp_reply *dbp_op_take_reply(dbp_op *op)
+{
+    dbp_reply *r;
+    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
+    r = op->reply; op->reply = NULL;
+    return r;
+}
+DBPDEF dbp_conn *dbp_op_take_conn(dbp_op *op)
+{
+    dbp_conn *c;
+    if (!op || op->state != DBP_OP_FULFILLED) return NULL;
+    c = op->acquired; op->acquired = NULL;
+    if (c) c->pin_op = NULL;
+    return c;
+}
+DBPDEF void dbp_op_on_settle(dbp_op *op, dbp_settle_fn fn, void *ud)
+{
+    if (!op) return;
+    op->cb = fn; op->cb_ud = ud;
+    if (fn && dbp__op_settled(op) && op->hub && !(op->flags & DBP__OF_NOTIFY)) {
+        op->flags |= DBP__OF_NOTIFY;
+        dbp__list_push(&op->hub->notify, &op->notify);
+    }
+}
+DBPDEF void dbp_op_times(const dbp_op *op, long long *submitted, long long *started, long long *settled)
+{
+    if (submitted) *submitted = op ? op->t_submit : 0;
+    if (started) *started = op ? op->t_start : 0;
+    if (settled) *settled = op ? op->t_settle : 0;
+}
+
+
+DBPDEF int dbp_op_wait(dbp_op *op, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    if (!op) return DBP_EUSAGE;
+    while (!dbp__op_settled(op)) {
+        int left = -1, rc;
+        if (!op->hub) return DBP_EUSAGE;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)(l > INT_MAX ? INT_MAX : l);
+        }
+        rc = dbp_hub_step(op->hub, left);
+        if (rc < 0) return rc;
+    }
+    if (op->hub) dbp__hub_notify(op->hub);
+    return op->err.rc;
+}
+
+DBPDEF void dbp_op_free(dbp_op *op)
+{
+    if (!op) return;
+    if (!(op->flags & DBP__OF_CALLER)) return;
+    op->flags &= ~DBP__OF_CALLER;
+    op->cb = NULL;
+    op->cb_ud = NULL;
+    if (!op->hub) { dbp__op_destroy(op); return; }
+    if (op->type == DBP__OP_SLEEP && !dbp__op_settled(op)) {
+        dbp__timer_clear(op->hub, &op->timer);
+        op->state = DBP_OP_REJECTED;
+        op->err.rc = DBP_ECANCELLED;
+        op->hub->pending--;
+    }
+    if (op->type == DBP__OP_STREAM && op->state == DBP_OP_RUNNING) {
+        op->flags |= DBP__OF_CANCEL;
+        if (op->pool && op->pool->bk->stream_cancel) op->pool->bk->stream_cancel(op);
+    }
+    if (op->type == DBP__OP_ACQUIRE && op->acquired && dbp__op_settled(op)) {
+        /* nobody took the connection: it goes back */
+        dbp_conn *c = op->acquired;
+        op->acquired = NULL;
+        c->pin_op = NULL;
+        dbp_conn_release(c);
+    }
+    dbp__op_maybe_free(op);
+}
 
 DBPDEF const dbp_field *dbp_op_fields(const dbp_op *op, size_t *ncols)
 {
@@ -4847,14 +4789,80 @@ DBPDEF const dbp_field *dbp_op_fields(const dbp_op *op, size_t *ncols)
     return r ? r->fields : NULL;
 }
 
-static void dbp__stream_free(dbp__stream *s)
+DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols)
 {
-    if (!s) return;
-    dbp_result_free(s->head ? &s->head->pub : NULL);
-    DBP_FREE(s->rows);
-    dbp__buf_free(&s->data);
-    DBP_FREE(s);
+    dbp__stream *s;
+    if (!op || op->type != DBP__OP_STREAM) return DBP_EUSAGE;
+    s = op->stream;
+    if (s && ncols) *ncols = s->ncols;
+    if (s && s->pos < s->nrows && (s->paused || s->eof)) {
+        if (row) *row = &s->rows[s->pos * s->ncols];
+        s->pos++;
+        return DBP_ROW;
+    }
+    if (s && s->pos >= s->nrows && s->nrows) {
+        /* the batch is used up: let the connection read the next one */
+        s->pos = s->nrows = 0;
+        s->data.len = s->data.off = 0;
+        if (!s->eof) {
+            if (op->pool && op->pool->bk->stream_resume) op->pool->bk->stream_resume(op);
+            /* what was already in the socket may have arrived, up to the end */
+            if (s->pos < s->nrows && (s->paused || s->eof)) {
+                if (row) *row = &s->rows[s->pos * s->ncols];
+                s->pos++;
+                return DBP_ROW;
+            }
+        }
+    }
+    if (op->state == DBP_OP_REJECTED) return op->err.rc;
+    if (op->state == DBP_OP_FULFILLED && (!s || s->eof)) return DBP_OK;
+    return DBP_PENDING;
 }
+
+DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms)
+{
+    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
+    if (!op || op->type != DBP__OP_STREAM) return DBP_EUSAGE;
+    for (;;) {
+        dbp__stream *s = op->stream;
+        int left = -1;
+        if (dbp__op_settled(op)) return DBP_OK;
+        if (s && (s->paused || s->eof) && s->pos < s->nrows) return DBP_OK;
+        if (s && s->pos >= s->nrows && s->nrows) return DBP_OK; /* fetch will resume */
+        if (!op->hub) return DBP_EUSAGE;
+        if (timeout_ms >= 0) {
+            long long l = end - dbp__ms_now();
+            if (l <= 0) return DBP_PENDING;
+            left = (int)l;
+        }
+        if (dbp_hub_step(op->hub, left) < 0) return DBP_EUSAGE;
+    }
+}
+
+static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
+                               size_t n, const dbp_op_options *o)
+{
+    dbp_op *op = dbp__op_new(p->hub, p, type);
+    if (!op) return NULL;
+    if (o) {
+        if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
+        if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
+    }
+    if (!(p->bk->flags & DBP__BKF_SQL)) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
+    if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
+    if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
+    if (dbp__check_params(sql, len, params, n, &op->err) != DBP_OK) {
+        dbp__op_settle(op, op->err.rc);
+        return op;
+    }
+    op->sql = dbp__strndup(sql, len);
+    op->sql_len = len;
+    op->params = dbp__params_copy(params, n);
+    op->nparams = n;
+    if (!op->sql || (n && !op->params)) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
+    return op;
+}
+
 
 #ifndef DBPOOL_NO_MYSQL
 /* ==== SECTION: MySQL backend ==== */
@@ -6043,6 +6051,7 @@ static const dbp__backend dbp__mysql_backend = {
 };
 #endif /* DBPOOL_NO_MYSQL */
 
+
 /* ==== SECTION: Redis replies ==== */
 
 /* A reply as allocated: its element array grows as elements arrive, so an
@@ -6126,6 +6135,7 @@ static int dbp__resp_format(dbp__buf *out, int argc, const char *const *argv, co
     out->len = (size_t)(w - out->data);
     return DBP_OK;
 }
+
 
 #ifndef DBPOOL_NO_REDIS
 /* ==== SECTION: Redis backend ==== */
@@ -6879,6 +6889,7 @@ static const dbp__backend dbp__redis_backend = {
     NULL, NULL, 1, NULL
 };
 
+
 /* ==== SECTION: pub/sub ==== */
 
 struct dbp_sub {
@@ -7195,6 +7206,7 @@ DBPDEF int dbp_sub_reconnects(const dbp_sub *s) { DBP__UNUSED(s); return 0; }
 DBPDEF void dbp_sub_free(dbp_sub *s) { DBP__UNUSED(s); }
 #endif /* DBPOOL_NO_REDIS */
 
+
 /* ==== SECTION: Redis commands ==== */
 
 /* Upper-cases the command name into op->cmd. */
@@ -7321,153 +7333,6 @@ out:
     return op;
 }
 
-DBPDEF dbp_op *dbp_pool_call(dbp_pool *p, int argc, const char *const *argv, const size_t *argvlen,
-                             const dbp_op_options *o)
-{
-    dbp_op *op;
-    if (!p) return NULL;
-    op = dbp__call_make(p->hub, p, 0, argc, argv, argvlen, o, NULL);
-    if (!op || dbp__op_settled(op)) return op;
-    if (op->query_timeout < 0) op->query_timeout = 0; else if (!op->query_timeout) op->query_timeout = p->s.query_timeout;
-    if (op->query_timeout == 0 && (op->flags & DBP__OF_BLOCKING)) op->query_timeout = -1;
-    if (p->bk->router) { dbp__router_submit(p, op); return op; }
-    dbp__pool_submit(p, op);
-    if (op->query_timeout < 0) op->query_timeout = 0;
-    return op;
-}
-
-DBPDEF dbp_op *dbp_conn_call(dbp_conn *c, int argc, const char *const *argv, const size_t *argvlen,
-                             const dbp_op_options *o)
-{
-    dbp_op *op;
-    if (!c) return NULL;
-    op = dbp__call_make(c->pool->hub, c->pool, 1, argc, argv, argvlen, o, NULL);
-    if (!op || dbp__op_settled(op)) return op;
-    if (op->query_timeout < 0) op->query_timeout = 0;
-    return dbp__pinned_submit(c, op);
-}
-
-/* ==== SECTION: MySQL ops ==== */
-
-static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
-                               size_t n, const dbp_op_options *o)
-{
-    dbp_op *op = dbp__op_new(p->hub, p, type);
-    if (!op) return NULL;
-    if (o) {
-        if (o->timeout_ms > 0) op->deadline = dbp__ms_now() + o->timeout_ms;
-        if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
-    }
-    if (!(p->bk->flags & DBP__BKF_SQL)) { dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL pool; use call() for Redis"); return op; }
-    if (!sql) { dbp__op_fail(op, DBP_EUSAGE, 0, "sql is NULL"); return op; }
-    if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
-    if (dbp__check_params(sql, len, params, n, &op->err) != DBP_OK) {
-        dbp__op_settle(op, op->err.rc);
-        return op;
-    }
-    op->sql = dbp__strndup(sql, len);
-    op->sql_len = len;
-    op->params = dbp__params_copy(params, n);
-    op->nparams = n;
-    if (!op->sql || (n && !op->params)) { dbp__op_fail(op, DBP_ENOMEM, 0, "out of memory"); return op; }
-    return op;
-}
-
-DBPDEF dbp_op *dbp_pool_queryn(dbp_pool *p, const char *sql, size_t len, const dbp_value *params, size_t n,
-                               const dbp_op_options *o)
-{
-    dbp_op *op;
-    if (!p) return NULL;
-    op = dbp__query_make(p, DBP__OP_QUERY, sql, len, params, n, o);
-    if (!op || dbp__op_settled(op)) return op;
-    return dbp__pool_submit(p, op);
-}
-
-DBPDEF dbp_op *dbp_pool_query(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, const dbp_op_options *o)
-{
-    return dbp_pool_queryn(p, sql, sql ? strlen(sql) : 0, params, n, o);
-}
-
-DBPDEF dbp_op *dbp_pool_query_stream(dbp_pool *p, const char *sql, const dbp_value *params, size_t n,
-                                     const dbp_op_options *o)
-{
-    dbp_op *op;
-    if (!p) return NULL;
-    op = dbp__query_make(p, DBP__OP_STREAM, sql, sql ? strlen(sql) : 0, params, n, o);
-    if (!op || dbp__op_settled(op)) return op;
-    return dbp__pool_submit(p, op);
-}
-
-DBPDEF dbp_op *dbp_conn_query(dbp_conn *c, const char *sql, const dbp_value *params, size_t n,
-                              const dbp_op_options *o)
-{
-    dbp_op *op;
-    if (!c) return NULL;
-    op = dbp__query_make(c->pool, DBP__OP_QUERY, sql, sql ? strlen(sql) : 0, params, n, o);
-    if (!op || dbp__op_settled(op)) return op;
-    return dbp__pinned_submit(c, op);
-}
-
-DBPDEF int dbp_pool_exec(dbp_pool *p, const char *sql, const dbp_value *params, size_t n, dbp_op **out)
-{
-    dbp_op *op = dbp_pool_query(p, sql, params, n, NULL);
-    int rc;
-    if (out) *out = op;
-    if (!op) return p ? DBP_ENOMEM : DBP_EUSAGE;
-    rc = dbp_op_wait(op, -1);
-    if (!out) dbp_op_free(op);
-    return rc;
-}
-
-DBPDEF int dbp_op_fetch(dbp_op *op, const dbp_cell **row, size_t *ncols)
-{
-    dbp__stream *s;
-    if (!op || op->type != DBP__OP_STREAM) return DBP_EUSAGE;
-    s = op->stream;
-    if (s && ncols) *ncols = s->ncols;
-    if (s && s->pos < s->nrows && (s->paused || s->eof)) {
-        if (row) *row = &s->rows[s->pos * s->ncols];
-        s->pos++;
-        return DBP_ROW;
-    }
-    if (s && s->pos >= s->nrows && s->nrows) {
-        /* the batch is used up: let the connection read the next one */
-        s->pos = s->nrows = 0;
-        s->data.len = s->data.off = 0;
-        if (!s->eof) {
-            if (op->pool && op->pool->bk->stream_resume) op->pool->bk->stream_resume(op);
-            /* what was already in the socket may have arrived, up to the end */
-            if (s->pos < s->nrows && (s->paused || s->eof)) {
-                if (row) *row = &s->rows[s->pos * s->ncols];
-                s->pos++;
-                return DBP_ROW;
-            }
-        }
-    }
-    if (op->state == DBP_OP_REJECTED) return op->err.rc;
-    if (op->state == DBP_OP_FULFILLED && (!s || s->eof)) return DBP_OK;
-    return DBP_PENDING;
-}
-
-DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms)
-{
-    long long end = timeout_ms >= 0 ? dbp__ms_now() + timeout_ms : 0;
-    if (!op || op->type != DBP__OP_STREAM) return DBP_EUSAGE;
-    for (;;) {
-        dbp__stream *s = op->stream;
-        int left = -1;
-        if (dbp__op_settled(op)) return DBP_OK;
-        if (s && (s->paused || s->eof) && s->pos < s->nrows) return DBP_OK;
-        if (s && s->pos >= s->nrows && s->nrows) return DBP_OK; /* fetch will resume */
-        if (!op->hub) return DBP_EUSAGE;
-        if (timeout_ms >= 0) {
-            long long l = end - dbp__ms_now();
-            if (l <= 0) return DBP_PENDING;
-            left = (int)l;
-        }
-        if (dbp_hub_step(op->hub, left) < 0) return DBP_EUSAGE;
-    }
-}
 
 /* ==== SECTION: Redis Cluster ==== */
 
@@ -8346,6 +8211,7 @@ static const dbp__backend dbp__cluster_backend = {
 };
 #endif /* DBPOOL_NO_REDIS */
 
+
 /* ==== SECTION: backends table ==== */
 
 static const dbp__backend *const *dbp__backends_all(void)
@@ -8367,6 +8233,269 @@ DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max)
 {
     return p && p->bk->router && p->bk->router->nodes ? p->bk->router->nodes(p, out, max) : 0;
 }
+
+
+/* ==== SECTION: URLs ==== */
+
+static int dbp__hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into dst (NUL-terminated); -1 on a bad escape. */
+static int dbp__pct_decode(const char *s, size_t n, char *dst, size_t *outn)
+{
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= n) return -1;
+            h = dbp__hexval((unsigned char)s[i + 1]);
+            l = dbp__hexval((unsigned char)s[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            dst[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            dst[o++] = s[i];
+        }
+    }
+    dst[o] = '\0';
+    if (outn) *outn = o;
+    return 0;
+}
+
+/* Where the password of a URL lies: [*start, *end). 0 when there is none.
+   Redaction errs on the side of hiding: the userinfo ends at the last '@'
+   anywhere, so a password with an unencoded '/', '?' or '@' stays hidden. */
+static int dbp__url_password_span(const char *url, size_t *start, size_t *end)
+{
+    const char *p = strstr(url, "://"), *auth, *at = NULL, *q, *colon;
+    if (!p) return 0;
+    auth = p + 3;
+    for (q = auth; *q; q++) if (*q == '@') at = q;
+    if (!at) return 0;
+    colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
+    if (!colon) return 0;
+    *start = (size_t)(colon + 1 - url);
+    *end = (size_t)(at - url);
+    return 1;
+}
+
+DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n)
+{
+    size_t s = 0, e = 0, len, want;
+    dbp__buf b;
+    memset(&b, 0, sizeof b);
+    if (!url) url = "";
+    len = strlen(url);
+    if (dbp__url_password_span(url, &s, &e) && e > s) {
+        if (dbp__buf_add(&b, url, s) || dbp__buf_adds(&b, "***") || dbp__buf_add(&b, url + e, len - e)) {
+            dbp__buf_free(&b);
+            if (n) buf[0] = '\0';
+            return 0;
+        }
+    } else if (dbp__buf_add(&b, url, len)) {
+        if (n) buf[0] = '\0';
+        return 0;
+    }
+    want = b.len;
+    if (n) {
+        size_t c = want < n - 1 ? want : n - 1;
+        memcpy(buf, b.data, c);
+        buf[c] = '\0';
+    }
+    dbp__buf_free(&b);
+    return want;
+}
+
+DBPDEF void dbp_url_free(dbp_url *u)
+{
+    if (!u) return;
+    DBP_FREE(u->buf_);
+    memset(u, 0, sizeof *u);
+}
+
+static int dbp__url_fail(dbp_url *u, dbp_error *err, const char *what)
+{
+    dbp_url_free(u);
+    return dbp__err_set(err, DBP_EURL, "malformed URL: %s", what);
+}
+
+/* The parts of a URL, each decoded into the buffer at *w (advanced past what
+   it wrote). Each returns NULL, or what is wrong for dbp__url_fail. */
+
+static const char *dbp__url_scheme(const char *url, const char *sep, dbp_url *u, char **w)
+{
+    const char *q;
+    if (sep == url) return "expected scheme://... (e.g. mysql://user@host/db)";
+    for (q = url; q < sep; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '+' || *q == '-' || *q == '.'))
+            return "invalid character in scheme";
+    u->scheme = *w;
+    for (q = url; q < sep; q++) *(*w)++ = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+    *(*w)++ = '\0';
+    return NULL;
+}
+
+/* user[:password] between auth and at */
+static const char *dbp__url_userinfo(const char *auth, const char *at, dbp_url *u, char **w)
+{
+    const char *colon = (const char *)memchr(auth, ':', (size_t)(at - auth));
+    const char *uend = colon ? colon : at;
+    size_t n;
+    u->user = *w;
+    if (dbp__pct_decode(auth, (size_t)(uend - auth), *w, &n)) return "bad percent-escape in the user name";
+    *w += n + 1;
+    if (n == 0) u->user = NULL;
+    if (colon) {
+        u->password = *w;
+        if (dbp__pct_decode(colon + 1, (size_t)(at - colon - 1), *w, &n)) return "bad percent-escape in the password";
+        *w += n + 1;
+    }
+    return NULL;
+}
+
+/* ":port" digits between ps and pe */
+static const char *dbp__url_port(const char *ps, const char *pe, int *port)
+{
+    long v = 0;
+    const char *q;
+    if (ps == pe) return "empty port";
+    for (q = ps; q < pe; q++) {
+        if (*q < '0' || *q > '9') return "port is not a number";
+        v = v * 10 + (*q - '0');
+        if (v > 65535) return "port out of range (1-65535)";
+    }
+    if (v == 0) return "port out of range (1-65535)";
+    *port = (int)v;
+    return NULL;
+}
+
+/* host[:port][,host[:port]...] from q to auth_end; IPv6 in brackets */
+static const char *dbp__url_hosts(const char *q, const char *auth_end, dbp_url *u, char **w)
+{
+    size_t i;
+    while (q < auth_end || (q == auth_end && u->nhosts == 0)) {
+        const char *hs = q, *he, *ps = NULL, *why;
+        size_t n;
+        if (u->nhosts >= DBP_URL_MAX_HOSTS) return "too many hosts";
+        if (q < auth_end && *q == '[') {
+            he = (const char *)memchr(q, ']', (size_t)(auth_end - q));
+            if (!he) return "unterminated '[' in an IPv6 host";
+            hs = q + 1;
+            q = he + 1;
+            if (q < auth_end && *q != ':' && *q != ',') return "unexpected text after ']'";
+        } else {
+            while (q < auth_end && *q != ':' && *q != ',') q++;
+            he = q;
+        }
+        if (q < auth_end && *q == ':') {
+            ps = ++q;
+            while (q < auth_end && *q != ',') q++;
+        }
+        u->hosts[u->nhosts].host = *w;
+        if (dbp__pct_decode(hs, (size_t)(he - hs), *w, &n)) return "bad percent-escape in a host";
+        for (i = 0; i < n; i++)
+            if ((*w)[i] == ' ' || (*w)[i] == '/' || (*w)[i] == '@' || (*w)[i] == '[' || (*w)[i] == ']')
+                return "invalid character in a host name";
+        *w += n + 1;
+        if (ps && (why = dbp__url_port(ps, q, &u->hosts[u->nhosts].port)) != NULL) return why;
+        u->nhosts++;
+        if (q < auth_end && *q == ',') {
+            q++;
+            if (q == auth_end) return "empty host after ','";
+            continue;
+        }
+        break;
+    }
+    if (u->nhosts > 1)
+        for (i = 0; i < (size_t)u->nhosts; i++)
+            if (!u->hosts[i].host[0]) return "empty host in a host list";
+    return NULL;
+}
+
+/* "/database" between path and query */
+static const char *dbp__url_path(const char *path, const char *query, dbp_url *u, char **w)
+{
+    size_t n;
+    if (path == query) return NULL;
+    if (*path != '/') return "unexpected text after the host";
+    if (query - path <= 1) return NULL;
+    u->database = *w;
+    if (dbp__pct_decode(path + 1, (size_t)(query - path - 1), *w, &n)) return "bad percent-escape in the database name";
+    if (memchr(*w, '/', n)) return "'/' in the database name";
+    *w += n + 1;
+    return NULL;
+}
+
+/* key=value&... from q (after the '?') to end */
+static const char *dbp__url_query(const char *q, const char *end, dbp_url *u, char **w)
+{
+    while (q < end) {
+        const char *ks = q, *ke, *vs, *ve;
+        size_t n;
+        while (q < end && *q != '&') q++;
+        ve = q;
+        if (ve == ks) { q++; continue; }
+        ke = (const char *)memchr(ks, '=', (size_t)(ve - ks));
+        if (!ke) { ke = ve; vs = ve; } else vs = ke + 1;
+        if (ke == ks) return "option without a name in the query string";
+        if (u->noptions >= DBP_URL_MAX_OPTIONS) return "too many options";
+        u->options[u->noptions].key = *w;
+        if (dbp__pct_decode(ks, (size_t)(ke - ks), *w, &n)) return "bad percent-escape in an option name";
+        *w += n + 1;
+        u->options[u->noptions].value = *w;
+        if (dbp__pct_decode(vs, (size_t)(ve - vs), *w, &n)) return "bad percent-escape in an option value";
+        *w += n + 1;
+        u->noptions++;
+        if (q < end) q++;
+    }
+    return NULL;
+}
+
+DBPDEF int dbp_url_parse(const char *url, dbp_url *u, dbp_error *err)
+{
+    const char *sep, *end, *auth, *auth_end, *at = NULL, *q, *query, *why;
+    char *w;
+    size_t len, i;
+    dbp__err_clear(err);
+    if (!u) return dbp__err_set(err, DBP_EUSAGE, "no output for the parsed URL");
+    memset(u, 0, sizeof *u);
+    if (!url) return dbp__url_fail(u, err, "no URL given");
+    len = strlen(url);
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c < 0x20 || c == 0x7f) return dbp__url_fail(u, err, "control character in URL");
+        if (c == '#') return dbp__url_fail(u, err, "'#' is not allowed (percent-encode it as %23)");
+    }
+    /* Every decoded string is shorter than the URL: one buffer holds them all. */
+    u->buf_ = DBP__CAST(char *, DBP_MALLOC(len * 2 + 16));
+    if (!u->buf_) { dbp_url_free(u); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+    w = u->buf_;
+    sep = strstr(url, "://");
+    if (!sep) return dbp__url_fail(u, err, "expected scheme://... (e.g. mysql://user@host/db)");
+    if ((why = dbp__url_scheme(url, sep, u, &w)) != NULL) return dbp__url_fail(u, err, why);
+    auth = sep + 3;
+    end = url + len;
+    /* The userinfo ends at the last '@' before the query string, so an
+       unencoded '@' or '/' in a password still parses (a '?' must be %3F). */
+    for (q = auth; q < end && *q != '?'; q++) if (*q == '@') at = q;
+    q = at ? at + 1 : auth;
+    while (q < end && *q != '/' && *q != '?') q++;
+    auth_end = q;
+    for (query = auth_end; query < end && *query != '?'; query++) ;
+    if ((at && (why = dbp__url_userinfo(auth, at, u, &w)) != NULL) ||
+        (why = dbp__url_hosts(at ? at + 1 : auth, auth_end, u, &w)) != NULL ||
+        (why = dbp__url_path(auth_end, query, u, &w)) != NULL ||
+        (query < end && (why = dbp__url_query(query + 1, end, u, &w)) != NULL))
+        return dbp__url_fail(u, err, why);
+    return DBP_OK;
+}
+
 
 #endif /* DBPOOL_IMPLEMENTATION_ONCE */
 #endif /* DBPOOL_IMPLEMENTATION */
