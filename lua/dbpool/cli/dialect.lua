@@ -78,7 +78,8 @@ M.mysql = {
   table_rows AS `rows (estimate)`, table_comment AS `comment`
 FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name]],
     describe_columns = [[SELECT column_name AS `column`, column_type AS `type`,
-  IF(is_nullable = 'YES', 'yes', 'no') AS `null`, column_default AS `default`,
+  IF(is_nullable = 'YES', 'yes', 'no') AS `null`,
+  CASE WHEN column_default IS NULL THEN '' WHEN column_default = 'NULL' THEN NULL ELSE column_default END AS `default`,
   CONCAT_WS(' ', NULLIF(column_key, ''), NULLIF(extra, '')) AS `key / extra`
 FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?
 ORDER BY ordinal_position]],
