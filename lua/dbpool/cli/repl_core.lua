@@ -726,7 +726,7 @@ function Repl:_describe_redis(o, c, arg)
     local cursor, seen, groups, order = "0", 0, {}, {}
     local done = false
     repeat
-        local r = redis_call(self, o, c, "SCAN", cursor, "MATCH", arg or "*", "COUNT", "1000")
+        local r = redis_call(self, o, c, "SCAN", cursor, "MATCH", arg or "*", "COUNT", tostring(math.min(1000, M.SCAN_LIMIT)))
         if not r then return end
         cursor = r[1]
         for _, key in ipairs(r[2]) do
