@@ -67,6 +67,7 @@ nobody awaited failed; 2 usage; 130/143 stopped by a signal.
 
 TEXT.repl = [[
 usage: dbpool repl [OPTIONS] [[NAME=]URL...]
+       dbpool repl -e STATEMENT [--csv|--json] [[NAME=]URL...]
 
 The admin REPL. Each URL opens a named connection (NAME=URL, or by default
 "db" for the first MySQL URL and "redis" for the first Redis URL). Without
@@ -88,10 +89,24 @@ Commands:
   \timing [on|off]    show how long each statement took
   \stats [NAME]       pool statistics
   \ping [NAME]        round trip and server version
+  \d                  list tables (Redis: key patterns, by a bounded SCAN)
+  \d NAME             describe a table: columns, types, null, default, indexes
+                      (Redis: a key's type, length, TTL; a glob: its patterns)
+  \x [on|off]         expanded output: one column per line
+  \watch SECONDS [N]  run the last statement again every SECONDS seconds,
+                      until Ctrl-C (or N times)
+  \i FILE             run the statements in FILE
+  \o [FILE]           send results to FILE; \o alone: back to the output
+  \refresh            reload the table and column names tab completes
   \null TEXT          how SQL NULL is shown (default NULL)
   \c                  clear the statement being typed
   \help               this list
   \q                  quit (also quit, exit, Ctrl-D)
+
+Tab completes backslash commands, SQL keywords, the current database's
+table and column names (TABLE.column too; cached until \refresh, USE or DDL)
+and Redis command names. On a terminal, values too long for its width are
+cut with a marker (…) so that tables never wrap; \x shows them whole.
 
 Ctrl-C cancels a running statement (KILL QUERY) or discards the line being
 typed; a second Ctrl-C in the session quits at once.
@@ -105,6 +120,12 @@ transaction or MULTI was lost, the next statement is not run.
 Options:
   -e, --execute TEXT  run TEXT as if typed, then exit (repeatable)
   -B, --batch         tab-separated results without borders (like mysql -B)
+  --csv               results as RFC 4180 CSV: a header row, CRLF, NULL an
+                      empty unquoted field, binary as base64:...
+  --json              results as one JSON object per row (keys in column
+                      order), NULL null, binary {"$base64": "..."}
+                      With --csv/--json stdout carries results only: messages
+                      and errors go to stderr, and any error exits 1.
   --no-history        neither read nor write the history file
 
 History: ~/.dbpool_history (or DBPOOL_HISTFILE), written when input is a
