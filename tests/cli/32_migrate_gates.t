@@ -252,6 +252,25 @@ is "$(sql "SELECT GROUP_CONCAT(CONCAT(version, ':', status) ORDER BY version) FR
 run_bounded 20 "$DBPOOL" migrate status "${B[@]}"
 unlike "$T_OUT$T_ERR" "no file" "the marker is not reported as a missing file"
 
+# --- a table made by an older dbpool (five columns) ---------------------------------
+sql "DROP TABLE cli_m16_b; CREATE TABLE cli_m16_b (version BIGINT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,
+     checksum CHAR(64) NOT NULL, applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+     duration_ms INT UNSIGNED NOT NULL DEFAULT 0) ENGINE=InnoDB;
+     DROP TABLE IF EXISTS cli_m16_b_repeatable;
+     INSERT INTO cli_m16_b (version, name, checksum) VALUES (10, 't', '$(sha256sum "$D/0010_t.sql" | cut -d' ' -f1)')"
+run_bounded 20 "$DBPOOL" migrate status "${B[@]}"
+is "$T_RC" 0 "status on an older table: exit 0"
+like "$T_OUT" "| 0010    | t" "its rows read as applied"
+is "$(sql "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'cli_m16_b'")" "5" \
+    "status only reads: the table is unchanged"
+run_bounded 30 "$DBPOOL" migrate up --to 10 "${B[@]}"
+is "$T_RC" 0 "up on an older table: exit 0"
+like "$T_OUT" "Nothing to migrate: 1 applied" "its row counts as applied"
+is "$(sql "SELECT CONCAT(COUNT(*), ' ', GROUP_CONCAT(column_name ORDER BY ordinal_position)) FROM information_schema.columns
+           WHERE table_schema = DATABASE() AND table_name = 'cli_m16_b' AND ordinal_position > 5")" "3 status,error,statements_done" \
+    "up added the new columns"
+is "$(sql "SELECT status FROM cli_m16_b")" "applied" "the old row reads applied"
+
 # --- usage ------------------------------------------------------------------------
 run_bounded 20 "$DBPOOL" migrate status --dry-run "${M[@]}"
 is "$T_RC" 2 "--dry-run with status: a usage error"
