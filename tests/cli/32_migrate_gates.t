@@ -230,6 +230,24 @@ like "$T_OUT" "Applying 0060_dml.sql ... ok" "and continues"
 is "$(sql "SELECT CONCAT(COUNT(*), ' ', (SELECT status FROM $TBL WHERE version = 60)) FROM cli_m16_t WHERE id = 60")" "1 applied" \
     "0060 ran once in all"
 
+# --- a repeatable migration that fails ------------------------------------------------
+printf 'CREATE OR REPLACE VIEW cli_m16_bad AS SELECT nosuchcol FROM cli_m16_t;\n' > "$D/R__bad.sql"
+run_bounded 30 "$DBPOOL" migrate up "${M[@]}"
+is "$T_RC" 1 "a failing repeatable migration: exit 1"
+like "$T_ERR" "R__bad.sql up failed at statement 1" "it is named"
+is "$(sql "SELECT status FROM ${TBL}_repeatable WHERE name = 'bad'")" "failed" "it is recorded as failed"
+run_bounded 30 "$DBPOOL" migrate up "${M[@]}"
+is "$T_RC" 1 "up again: refused"
+like "$T_ERR" "dbpool migrate repair R__bad" "naming how to repair it"
+printf 'CREATE OR REPLACE VIEW cli_m16_bad AS SELECT id FROM cli_m16_t;\n' > "$D/R__bad.sql"
+run_bounded 20 "$DBPOOL" migrate repair R__bad "${M[@]}"
+is "$T_RC" 0 "repair R__bad: exit 0"
+run_bounded 30 "$DBPOOL" migrate up "${M[@]}"
+is "$T_RC" 0 "then up: exit 0"
+like "$T_OUT" "Applying (repeatable) R__bad.sql ... ok" "the fixed file is applied"
+sql "DROP VIEW cli_m16_bad"
+rm "$D/R__bad.sql"
+
 # --- baseline ----------------------------------------------------------------------
 B=(--dir "$D" --table cli_m16_b)
 run_bounded 30 "$DBPOOL" migrate baseline 20 "${B[@]}"

@@ -483,7 +483,7 @@ local function execute(s, m, direction, record, progress)
 end
 
 -- Applied rows whose file changed are refused; rows without a file warned about.
-local function verify(files_by, st, out, rep_by)
+local function verify(files_by, st, out)
     local bad = {}
     for _, r in ipairs(st.rows) do
         local f = files_by[r.version]
@@ -499,7 +499,6 @@ local function verify(files_by, st, out, rep_by)
     if #bad > 0 then
         util.fail(table.concat(bad, "\n") .. "\nRefusing to run: restore the file(s); a change to the schema needs a new migration.")
     end
-    local _ = rep_by
 end
 
 -- The newest version recorded as applied or baselined (0 when none).
