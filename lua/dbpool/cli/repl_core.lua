@@ -685,6 +685,14 @@ function Repl:_query(o, c, text, params)
     return res
 end
 
+-- Rows the REPL made itself (\d), in the output format: a table, or CSV /
+-- JSON rows like a statement's.
+function Repl:_rows_text(res, title)
+    if self.format == "csv" then return render.csv(res) end
+    if self.format == "json" then return render.json_rows(res) end
+    return (title or "") .. render.result(res, self:_render_opts(nil, nil, false))
+end
+
 -- Redis: keys are grouped into patterns by replacing each part (between
 -- ':' or '.') that is a number, a UUID or a long hex id with '*'.
 function M.key_pattern(key)
@@ -721,7 +729,7 @@ function Repl:_describe_redis(o, c, arg)
         local enc = redis_call(self, o, c, "OBJECT", "ENCODING", arg)
         rows[1] = { key = arg, type = t, length = len or dbpool.null,
                     ttl = ttl == -1 and "none" or ttl, encoding = enc or dbpool.null }
-        return self:_result(o, render.table(rows, { null = self.null }))
+        return self:_result(o, self:_rows_text(rows))
     end
     local cursor, seen, groups, order = "0", 0, {}, {}
     local done = false
@@ -745,6 +753,7 @@ function Repl:_describe_redis(o, c, arg)
         rows[#rows + 1] = { pattern = p, keys = g.n, type = redis_call(self, o, c, "TYPE", g.sample) or "?", example = g.sample }
     end
     local total = redis_call(self, o, c, "DBSIZE")
+    if self.format ~= "table" then return self:_result(o, self:_rows_text(rows)) end
     local text = #order > 0 and render.table(rows, { null = self.null, width = self.width }) or ""
     text = text .. ("%d key%s seen in %d pattern%s (of %s in the database)%s\n"):format(seen, seen == 1 and "" or "s",
         #order, #order == 1 and "" or "s", tostring(total),
@@ -757,8 +766,8 @@ function Repl:_describe_sql(o, c, arg)
     if not arg then
         local res = self:_query(o, c, d.list_tables)
         if not res then return end
-        if #res == 0 then return self:_result(o, "No tables in the current database.\n") end
-        return self:_result(o, render.result(res, self:_render_opts(nil, nil, false)))
+        if #res == 0 and self.format == "table" then return self:_result(o, "No tables in the current database.\n") end
+        return self:_result(o, self:_rows_text(res))
     end
     local schema, name = arg:match("^([^.]+)%.(.+)$")
     if not schema then name = arg end
@@ -769,9 +778,9 @@ function Repl:_describe_sql(o, c, arg)
     if #cols == 0 then return self:_error(o, ("ERROR: no table or view named '%s'"):format(arg)) end
     local idx = self:_query(o, c, d.describe_indexes, { schema or dbpool.null, name })
     if not idx then return end
-    local opts = self:_render_opts(nil, nil, false)
-    local text = "Table " .. arg .. "\n" .. render.result(cols, opts)
-    if #idx > 0 then text = text .. "Indexes\n" .. render.result(idx, opts) else text = text .. "No indexes.\n" end
+    local text = self:_rows_text(cols, "Table " .. arg .. "\n")
+    if #idx > 0 then text = text .. self:_rows_text(idx, "Indexes\n")
+    elseif self.format == "table" then text = text .. "No indexes.\n" end
     self:_result(o, text)
 end
 
