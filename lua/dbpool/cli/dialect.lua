@@ -12,17 +12,31 @@
 --   migrations_ddl(q)      CREATE TABLE IF NOT EXISTS for the versioned table q
 --   repeatable_ddl(q)      CREATE TABLE IF NOT EXISTS for the repeatable table q
 --   add_column(q, name)    ALTER TABLE adding a column that older tables lack
+--   params(text)           the CLI's own statements are written with '?'
+--                          placeholders: this gives the backend's (identity
+--                          on MySQL; $1, $2... on PostgreSQL)
 --   table_exists           SQL, param: the table's name; a row with n
 --   columns_of             SQL, param: the table's name; rows with name
---   lock(timeout)          SQL + params (table name, timeout): a row with got = 1 when taken
---   unlock                 SQL, param: the table name
---   lock_holder            SQL, param: the table name; a row with holder (NULL when free)
+--   lock(run, tbl, timeout)   takes the migrations' session lock, waiting up
+--                          to timeout seconds (0: not at all) -> true | false;
+--                          run(sql, params) runs a statement on the session
+--   unlock(run, tbl), lock_busy(run, tbl) -> whether another session holds it
 --   list_tables            SQL: the REPL's \d
 --   describe_columns, describe_indexes   SQL, params: schema (or NULL), table
 --   completion_names       SQL: rows of tbl, col in the current database
 --   keywords               SQL keywords offered by tab completion
 --
--- Placeholders are the backend's own (MySQL '?'; PostgreSQL will say $1).
+-- SQL given here is in the backend's own placeholders.
+--
+-- PostgreSQL, when its backend lands, needs: quote with "..." ; ddl_commits
+-- = false (its DDL is transactional; CREATE INDEX CONCURRENTLY and the like
+-- need "-- dbpool: no-transaction"); now = clock_timestamp() (now() is the
+-- transaction's start); the tables with TIMESTAMPTZ and TEXT; add_column with
+-- ADD COLUMN IF NOT EXISTS; params turning '?' into $n; information_schema
+-- queries on current_schema(); the lock as pg_advisory_lock on a bigint key
+-- hashed from current_database(), current_schema() and the table (a wait
+-- bounded with SET lock_timeout, pg_try_advisory_lock for 0), pg_locks for
+-- lock_busy; \d from information_schema.columns and pg_index/pg_indexes.
 local sql = require "dbpool.cli.sql"
 
 local M = {}
@@ -31,6 +45,7 @@ local M = {}
 -- table, so two projects in one server never wait for each other (MySQL
 -- lock names: at most 64 characters).
 local MY_LOCK = "CONCAT('dbpool_migrate:', SHA1(CONCAT(IFNULL(DATABASE(), ''), '.', ?)))"
+local NULL = require("dbpool").null
 
 local MY_COLUMNS = {
     status = "ADD COLUMN status VARCHAR(16) NOT NULL DEFAULT 'applied'",
@@ -71,9 +86,15 @@ M.mysql = {
     add_column = function(q, name) return MY_COLUMNS[name] and ("ALTER TABLE " .. q .. " " .. MY_COLUMNS[name]) end,
     table_exists = "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
     columns_of = "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
-    lock = "SELECT GET_LOCK(" .. MY_LOCK .. ", ?) AS got",
-    unlock = "DO RELEASE_LOCK(" .. MY_LOCK .. ")",
-    lock_holder = "SELECT IS_USED_LOCK(" .. MY_LOCK .. ") AS holder",
+    params = function(text) return text end,
+    lock = function(run, tbl, timeout)
+        return run("SELECT GET_LOCK(" .. MY_LOCK .. ", ?) AS got", { tbl, timeout })[1].got == 1
+    end,
+    unlock = function(run, tbl) run("DO RELEASE_LOCK(" .. MY_LOCK .. ")", { tbl }) end,
+    lock_busy = function(run, tbl)
+        local h = run("SELECT IS_USED_LOCK(" .. MY_LOCK .. ") AS holder", { tbl })[1].holder
+        return h ~= nil and h ~= NULL
+    end,
     list_tables = [[SELECT table_name AS `table`, LOWER(table_type) AS `type`, engine AS `engine`,
   table_rows AS `rows (estimate)`, table_comment AS `comment`
 FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name]],

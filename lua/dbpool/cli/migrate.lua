@@ -169,6 +169,11 @@ local function q(self, text, params)
     return self.conn:query(text, params):await()
 end
 
+-- The migrator's own statements (written with '?' placeholders).
+local function own(self, text, params)
+    return self.conn:query(self.d.params(text), params):await()
+end
+
 -- A pinned connection from the session's pool. Fails fast: a refused or
 -- failed connect ends the wait at once (the pool would retry until 30 s).
 function Session:pin()
@@ -269,13 +274,14 @@ end
 
 function Session:lock(timeout)
     local d = self.d
-    local got = q(self, d.lock, { self.tbl, 0 })[1].got
-    if got ~= 1 and timeout > 0 then
+    local run = function(text, params) return q(self, text, params) end
+    local got = d.lock(run, self.tbl, 0)
+    if not got and timeout > 0 then
         self.out:write(("Another migrator holds the lock; waiting up to %g s...\n"):format(timeout))
         self.out:flush()
-        got = q(self, d.lock, { self.tbl, timeout })[1].got
+        got = d.lock(run, self.tbl, timeout)
     end
-    if got ~= 1 then
+    if not got then
         util.fail(("another migrator holds the migration lock (waited %g s); try again, or raise --lock-timeout"):format(timeout))
     end
     self.locked = true
@@ -283,12 +289,12 @@ end
 
 -- Whether another session holds the lock (a running row is then live).
 function Session:lock_busy()
-    return not is_null(q(self, self.d.lock_holder, { self.tbl })[1].holder)
+    return self.d.lock_busy(function(text, params) return q(self, text, params) end, self.tbl)
 end
 
 function Session:close()
     if self.conn then
-        if self.locked then pcall(q, self, self.d.unlock, { self.tbl }) end
+        if self.locked then pcall(self.d.unlock, function(text, params) return q(self, text, params) end, self.tbl) end
         -- a connection left inside a transaction is not handed back to the pool
         if self.conn._c:ok() and not self.conn:in_transaction() then self.conn:release() else self.conn:discard() end
         self.conn = nil
@@ -305,37 +311,37 @@ end
 -- The row that says m is running, committed before m starts.
 function Session:mark_running(m)
     local t, w, k = where(self, m)
-    q(self, "DELETE FROM " .. t .. " WHERE " .. w, { k })
+    own(self, "DELETE FROM " .. t .. " WHERE " .. w, { k })
     if m.repeatable then
-        q(self, "INSERT INTO " .. t .. " (name, checksum, status, applied_at) VALUES (?, ?, 'running', " .. self.d.now .. ")",
+        own(self, "INSERT INTO " .. t .. " (name, checksum, status, applied_at) VALUES (?, ?, 'running', " .. self.d.now .. ")",
             { m.name, m.checksum })
     else
-        q(self, "INSERT INTO " .. t .. " (version, name, checksum, status, applied_at) VALUES (?, ?, ?, 'running', "
+        own(self, "INSERT INTO " .. t .. " (version, name, checksum, status, applied_at) VALUES (?, ?, ?, 'running', "
             .. self.d.now .. ")", { m.version, m.name, m.checksum })
     end
 end
 
 function Session:mark_done_so_far(m, n)
     local t, w, k = where(self, m)
-    q(self, "UPDATE " .. t .. " SET statements_done = ? WHERE " .. w, { n, k })
+    own(self, "UPDATE " .. t .. " SET statements_done = ? WHERE " .. w, { n, k })
 end
 
 function Session:mark_applied(m, ms, n)
     local t, w, k = where(self, m)
-    q(self, "UPDATE " .. t .. " SET status = 'applied', error = NULL, duration_ms = ?, statements_done = ?, applied_at = "
+    own(self, "UPDATE " .. t .. " SET status = 'applied', error = NULL, duration_ms = ?, statements_done = ?, applied_at = "
         .. self.d.now .. " WHERE " .. w, { ms, n, k })
 end
 
 function Session:mark_failed(m, message, n)
     local t, w, k = where(self, m)
     if #message > 60000 then message = message:sub(1, 60000) .. "..." end
-    q(self, "UPDATE " .. t .. " SET status = 'failed', error = ?, statements_done = ?, applied_at = "
+    own(self, "UPDATE " .. t .. " SET status = 'failed', error = ?, statements_done = ?, applied_at = "
         .. self.d.now .. " WHERE " .. w, { message, n, k })
 end
 
 function Session:forget(m)
     local t, w, k = where(self, m)
-    q(self, "DELETE FROM " .. t .. " WHERE " .. w, { k })
+    own(self, "DELETE FROM " .. t .. " WHERE " .. w, { k })
 end
 
 -- Whether err is the session connection dying under a statement.
@@ -829,7 +835,7 @@ local function cmd_down(ctx, o, dir)
             return "ok"
         end
         local n = run_each(ctx, s, todo, "Reverting", "down", function(m)
-            q(s, "DELETE FROM " .. s.qtbl .. " WHERE version = ?", { m.version })
+            own(s, "DELETE FROM " .. s.qtbl .. " WHERE version = ?", { m.version })
         end, renewer(ctx, s, o, files_by, rep_files), function(m, by) return by.by[m.version] ~= nil end)
         ctx.out:write(("Rolled back %d migration%s.\n"):format(n, n == 1 and "" or "s"))
         return "ok"
@@ -853,7 +859,7 @@ local function cmd_baseline(ctx, o, dir, arg)
         local n, exact = 0, false
         for _, f in ipairs(files) do
             if f.version <= version then
-                q(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, status) VALUES (?, ?, ?, 'baseline')",
+                own(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, status) VALUES (?, ?, ?, 'baseline')",
                     { f.version, f.name, f.checksum })
                 n = n + 1
                 ctx.out:write(("Baselined %s (recorded as applied, not run)\n"):format(f.file))
@@ -862,7 +868,7 @@ local function cmd_baseline(ctx, o, dir, arg)
         end
         if not exact then
             -- the marker: versions up to here count as applied
-            q(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, status) VALUES (?, 'baseline', '', 'baseline')", { version })
+            own(s, "INSERT INTO " .. s.qtbl .. " (version, name, checksum, status) VALUES (?, 'baseline', '', 'baseline')", { version })
         end
         ctx.out:write(("Baseline at version %d: %d file%s recorded as applied without running; `up` applies what is newer.\n")
             :format(version, n, n == 1 and "" or "s"))

@@ -787,7 +787,7 @@ end
 COMMANDS["d"] = function(self, o, args)
     local c = pick(self, o)
     if not c then return end
-    if c.backend == "redis" or c.backend == "redis-cluster" then return self:_describe_redis(o, c, args[1]) end
+    if not dialect.of(c.backend) then return self:_describe_redis(o, c, args[1]) end
     return self:_describe_sql(o, c, args[1])
 end
 COMMANDS["dt"] = COMMANDS["d"]
@@ -964,7 +964,7 @@ function Repl:complete(line, from, to)
     end
     local c = self.current and self.conns[self.current]
     if not c or before:match("^%s*=") or before:match("^%s*lua%s") then return out end
-    if c.backend == "redis" or c.backend == "redis-cluster" then
+    if not dialect.of(c.backend) then
         if before:match("^%s*$") then for _, n in ipairs(M.REDIS_COMMANDS) do add(n) end end
         table.sort(out)
         return out
@@ -1063,7 +1063,8 @@ function Repl:_feed(o, line)
         end
         return
     end
-    if c.backend ~= "mysql" then
+    -- an SQL backend is one with a dialect entry; the rest speak Redis
+    if not dialect.of(c.backend) then
         self:_remember(t)
         return self:_redis(o, c, line)
     end
