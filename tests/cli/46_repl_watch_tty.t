@@ -84,5 +84,18 @@ like "$TTY" "Timing is on." "tab completed a backslash command (\\tim -> \\timin
 like "$TTY" "Expanded display is on." "\\x"
 like "$TTY" "v: $long" "expanded output shows the long value whole"
 
+watch_session() {
+    sleep 0.8; printf 'SELECT 7 AS w;\n'
+    sleep 0.3; printf '\\watch 0.3\n'
+    sleep 1.2; printf '\003'
+    sleep 0.5; printf 'SELECT "after" AS a;\n'
+    sleep 0.5; printf '\\q\n'
+}
+tty_session watch_session
+is "$TTY_RC" 0 "terminal: \\watch then Ctrl-C: exit 0"
+like "$TTY" "Every 0.3s (2)" "\\watch ran the statement again"
+like "$TTY" "\\watch stopped (SIGINT)" "Ctrl-C stopped it"
+like "$TTY" "| after |" "and the REPL went on"
+
 sql "DROP TABLE cli_watch, cli_tty_completion_target"
 done_testing
