@@ -289,6 +289,15 @@ is "$(sql "SELECT CONCAT(COUNT(*), ' ', GROUP_CONCAT(column_name ORDER BY ordina
     "up added the new columns"
 is "$(sql "SELECT status FROM cli_m16_b")" "applied" "the old row reads applied"
 
+# --- new --repeatable -----------------------------------------------------------------
+run_bounded 20 "$DBPOOL" migrate new --repeatable "Active users" --dir "$T_TMP/new"
+is "$T_RC" 0 "new --repeatable: exit 0"
+like "$T_OUT" "$T_TMP/new/R__active_users.sql" "it writes R__NAME.sql"
+run_bounded 20 "$DBPOOL" migrate new --repeatable --lua grants --dir "$T_TMP/new"
+like "$T_OUT" "R__grants.lua" "and R__NAME.lua with --lua"
+run_bounded 20 "$DBPOOL" migrate up --dry-run --dir "$T_TMP/new" --table cli_m16_none
+like "$T_OUT" "-- R__active_users.sql (repeatable)" "the new files load as repeatable migrations"
+
 # --- usage ------------------------------------------------------------------------
 run_bounded 20 "$DBPOOL" migrate status --dry-run "${M[@]}"
 is "$T_RC" 2 "--dry-run with status: a usage error"

@@ -141,7 +141,7 @@ usage: dbpool migrate up [--to VERSION] [--dry-run] [--allow-out-of-order] [OPTI
        dbpool migrate status [--exit-code] [--json] [OPTIONS]
        dbpool migrate baseline VERSION [OPTIONS]
        dbpool migrate repair VERSION|R__name [OPTIONS]
-       dbpool migrate new NAME [--lua] [--dir DIR]
+       dbpool migrate new NAME [--lua] [--repeatable] [--dir DIR]
 
 Versioned and repeatable migrations for MySQL/MariaDB, in DIR:
   NNNN_name.sql   statements separated by ';' (DELIMITER allowed); an optional
@@ -167,6 +167,7 @@ Subcommands:
   repair VERSION     clear the record of a failed migration (after fixing the
             database by hand), so `up` runs it again
   new NAME  create the next NNNN_NAME.sql (or .lua) with an up and a down part
+            (--repeatable: R__NAME.sql)
 
 Applied migrations are recorded in the table schema_migrations (version,
 name, checksum (SHA-256 of the file), applied_at, duration_ms, status,
@@ -196,6 +197,7 @@ Options:
   --json                  status: print one JSON object
   --lock-timeout S        seconds to wait for another migrator (default 60; 0 = fail at once)
   --lua                   new: write a Lua migration
+  --repeatable            new: write a repeatable one (R__NAME)
 
 Exit status: 0 ok; 1 failure (or, with status --exit-code, not up to date); 2 usage.
 ]]

@@ -45,6 +45,7 @@ local SPEC = {
     ["--to"] = { key = "to", value = "integer" },
     ["--lock-timeout"] = { key = "lock_timeout", value = "number" },
     ["--lua"] = { key = "lua" },
+    ["--repeatable"] = { key = "repeatable" },
     ["--dry-run"] = { key = "dry_run" },
     ["--exit-code"] = { key = "exit_code" },
     ["--json"] = { key = "json" },
@@ -1028,6 +1029,21 @@ return {
 }
 ]]
 
+local SQL_REPEATABLE = [[
+-- %s: a repeatable migration, applied again whenever this file changes.
+-- Define the whole object each time: CREATE OR REPLACE VIEW ..., or
+-- DROP ... IF EXISTS then CREATE.
+]]
+
+local LUA_REPEATABLE = [[
+-- %s: a repeatable migration, applied again whenever this file changes.
+return {
+    up = function(conn, pool)
+        -- conn:query("CREATE OR REPLACE VIEW ..."):await()
+    end,
+}
+]]
+
 local function cmd_new(ctx, o, dir, name)
     if not name then util.usage("migrate new needs a NAME", "migrate") end
     local clean = name:lower():gsub("[^%w]+", "_"):gsub("^_+", ""):gsub("_+$", "")
@@ -1040,12 +1056,12 @@ local function cmd_new(ctx, o, dir, name)
         if #f.digits > width then width = #f.digits end
     end
     local ext = o.lua and "lua" or "sql"
-    local file = ("%0" .. width .. "d_%s.%s"):format(last + 1, clean, ext)
+    local file = o.repeatable and ("R__%s.%s"):format(clean, ext) or ("%0" .. width .. "d_%s.%s"):format(last + 1, clean, ext)
     local path = dir .. "/" .. file
     if util.file_exists(path) then util.fail(path .. " exists already") end
     local f, err = io.open(path, "w")
     if not f then util.fail(("cannot create %s: %s"):format(path, tostring(err))) end
-    f:write((o.lua and LUA_TEMPLATE or SQL_TEMPLATE):format(file))
+    f:write((o.repeatable and (o.lua and LUA_REPEATABLE or SQL_REPEATABLE) or (o.lua and LUA_TEMPLATE or SQL_TEMPLATE)):format(file))
     f:close()
     ctx.out:write("Created ", path, "\n")
     return "ok"
@@ -1058,7 +1074,7 @@ local ALLOWED = {
     status = { dir = true, url = true, table = true, json = true, exit_code = true },
     baseline = { dir = true, url = true, table = true, lock_timeout = true },
     repair = { dir = true, url = true, table = true, lock_timeout = true },
-    new = { dir = true, lua = true },
+    new = { dir = true, lua = true, repeatable = true },
 }
 local OPTION_NAME = {}
 for name, o in pairs(SPEC) do OPTION_NAME[o.key] = name end
