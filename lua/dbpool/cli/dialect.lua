@@ -25,6 +25,10 @@
 --   describe_columns, describe_indexes   SQL, params: schema (or NULL), table
 --   completion_names       SQL: rows of tbl, col in the current database
 --   keywords               SQL keywords offered by tab completion
+--   cancel(id)             SQL, run on another connection, that stops the
+--                          statement running on session id (the REPL's Ctrl-C)
+--   use(name)              SQL that makes name the current database again
+--                          (the REPL, after a reconnect)
 --
 -- SQL given here is in the backend's own placeholders.
 --
@@ -36,7 +40,8 @@
 -- queries on current_schema(); the lock as pg_advisory_lock on a bigint key
 -- hashed from current_database(), current_schema() and the table (a wait
 -- bounded with SET lock_timeout, pg_try_advisory_lock for 0), pg_locks for
--- lock_busy; \d from information_schema.columns and pg_index/pg_indexes.
+-- lock_busy; \d from information_schema.columns and pg_index/pg_indexes;
+-- cancel as SELECT pg_cancel_backend(id); use as SET search_path TO ....
 local sql = require "dbpool.cli.sql"
 
 local M = {}
@@ -87,6 +92,8 @@ M.mysql = {
     table_exists = "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
     columns_of = "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?",
     params = function(text) return text end,
+    cancel = function(id) return "KILL QUERY " .. math.tointeger(id) end,
+    use = function(name) return "USE " .. name end,
     lock = function(run, tbl, timeout)
         return run("SELECT GET_LOCK(" .. MY_LOCK .. ", ?) AS got", { tbl, timeout })[1].got == 1
     end,

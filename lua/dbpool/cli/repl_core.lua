@@ -222,8 +222,9 @@ local SESSION_STATE = {
 function Repl:_renewed(c, conn)
     local again = ""
     local ok, err
-    if c.backend == "mysql" and c.database then
-        ok, err = pcall(function() return conn:query("USE " .. c.database):await() end)
+    local d = dialect.of(c.backend)
+    if d and c.database then
+        ok, err = pcall(function() return conn:query(d.use(c.database)):await() end)
         again = ok and (" Current database: " .. c.database .. ".")
             or (" Could not USE " .. c.database .. " again: " .. errtext(err) .. ".")
     elseif c.backend == "redis" and c.db then
@@ -440,7 +441,7 @@ local function lost_with(conn, err)
 end
 
 local function not_run_in_tx(c)
-    return { kind = "connection", sent = false, message = c.backend == "mysql"
+    return { kind = "connection", sent = false, message = dialect.of(c.backend)
         and "connection lost with a transaction open (the server rolled it back); the statement was not run"
         or "connection lost inside MULTI (the queued commands were discarded); the command was not run" }
 end
@@ -504,7 +505,7 @@ function Repl:_run_sql(o, c, stmt)
         return conn:query(stmt.sql), function()
             -- as the mysql client does on Ctrl-C: stop the statement on the server
             local id = conn:id()
-            if id and id > 0 then c.pool:query("KILL QUERY " .. id):next(nil, function() end) end
+            if id and id > 0 then c.pool:query(dialect.of(c.backend).cancel(id)):next(nil, function() end) end
         end
     end)
     local dt = now() - t0
