@@ -31,6 +31,21 @@ n=$(grep -c '^Every 0.2s' <<<"$out")
 ok $([[ $n -ge 4 ]]; echo $?) "several runs ($n)"
 like "$out" $'| n |\n+---+\n| 0 |' "the first runs saw no rows"
 
+# --- a second \watch stopped by a second SIGINT: the REPL still goes on ----------------
+printf 'SELECT 1 AS one;\n\\watch 0.2\n\\watch 0.2\nSELECT "after2" AS a;\n' > "$T_TMP/watch2.in"
+"$DBPOOL" repl "$URL" < "$T_TMP/watch2.in" > "$T_TMP/watch2.out" 2> "$T_TMP/watch2.err" &
+pid=$!
+wait_for "$T_TMP/watch2.out" 20 "Every 0.2s (2)"
+kill -INT "$pid"
+wait_for "$T_TMP/watch2.err" 10 "stopped (SIGINT)"
+ok $? "the first SIGINT stops the first \\watch"
+wait_for "$T_TMP/watch2.out" 20 "Every 0.2s (6)"
+kill -INT "$pid"
+wait "$pid"; rc=$?
+is "$rc" 0 "the second SIGINT stops the second \\watch, not the REPL: exit 0"
+like "$(cat "$T_TMP/watch2.out")" "| after2 |" "the statement after both ran"
+is "$(grep -c 'stopped (SIGINT)' "$T_TMP/watch2.err")" 2 "stderr says so twice"
+
 # --- \watch SECONDS COUNT ends by itself ----------------------------------------------
 run_bounded 20 "$DBPOOL" repl -e "SELECT COUNT(*) AS n FROM cli_watch" -e '\watch 0.1 3' "$URL"
 is "$T_RC" 0 "\\watch 0.1 3: exit 0"

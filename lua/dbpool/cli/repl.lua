@@ -75,6 +75,7 @@ function M.command(argv, ctx)
     dbpool._core.trap_signals()
     return repl_term.run(repl, {
         signals = dbpool._core.signals,
+        reset_signals = dbpool._core.reset_signals,
         interactive = interactive,
         execute = o.execute,
         histfile = histfile,

@@ -66,6 +66,8 @@ end
 --   opts.banner        text shown first when interactive
 --   opts.signals       a function returning the signals caught since the
 --                      last call (dbpool.core.signals once trap_signals ran)
+--   opts.reset_signals the next signal counts as a first one again
+--                      (dbpool.core.reset_signals)
 --
 -- Ctrl-C (with opts.signals): a running statement is cancelled (MySQL: KILL
 -- QUERY; Redis: its connection is dropped), a Lua line is interrupted; at the
@@ -73,7 +75,7 @@ end
 -- without a terminal, ends the REPL: "sigint" / "sigterm". The core's
 -- handler ends the process at the second signal it ever receives, so a
 -- second Ctrl-C in a session quits the REPL at once (exit 130); the hint
--- says so. (History is appended entry by entry, so nothing is lost.)
+-- says so. Stopping a \watch does not count towards it. (History is appended entry by entry, so nothing is lost.)
 function M.run(repl, opts)
     local out, err = opts.out or io.stdout, opts.err or io.stderr
     local input = opts.input or io.stdin
@@ -137,6 +139,12 @@ function M.run(repl, opts)
     -- the count is reached or a signal stops it (Ctrl-C: the REPL goes on).
     local sleep = opts.sleep or function(s) require("dbpool").sleep(s):await() end
     local clock = opts.clock or require("dbpool")._core.now
+    -- Ctrl-C is how a \watch is meant to end: it was handled, so the next
+    -- one counts as a first again (it cancels, rather than quitting the REPL)
+    local function watch_stopped(sig)
+        show("", "\\watch stopped (" .. sig .. ").\n")
+        if opts.reset_signals then opts.reset_signals() end
+    end
     local function watch()
         while repl.watching and not stopped do
             show(repl:watch_tick())
@@ -144,7 +152,7 @@ function M.run(repl, opts)
             repl.interrupted = nil
             if isig then
                 repl:stop_watch()
-                if isig == "SIGTERM" then stopped = isig else show("", "\\watch stopped (" .. isig .. ").\n") end
+                if isig == "SIGTERM" then stopped = isig else watch_stopped(isig) end
                 break
             end
             local w = repl.watching
@@ -154,7 +162,7 @@ function M.run(repl, opts)
                 local sig = take_signal()
                 if sig then
                     repl:stop_watch()
-                    if sig == "SIGTERM" then stopped = sig else show("", "\\watch stopped (" .. sig .. ").\n") end
+                    if sig == "SIGTERM" then stopped = sig else watch_stopped(sig) end
                     break
                 end
                 sleep(math.min(0.05, math.max(deadline - clock(), 0)))
