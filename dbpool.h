@@ -2486,7 +2486,7 @@ struct dbp__job {
     int wfd;                        /* the thread's end */
     void (*work)(dbp__job *j);      /* the blocking call, on the helper thread */
     void (*drop)(dbp__job *j);      /* frees what the job still owns, on either side */
-    void (*thread_end)(void);       /* last thing the helper thread does (mysql_thread_end) */
+    void (*thread_end)(void);       /* last thing the helper thread does (a backend's, or NULL) */
     /* a name lookup: in host, port; out naddr, addr, addrlen, gai_rc */
     char *host;
     int port;
@@ -2494,13 +2494,7 @@ struct dbp__job {
     int naddr;
     struct sockaddr_storage addr[DBP__JOB_ADDRS];
     socklen_t addrlen[DBP__JOB_ADDRS];
-#ifndef DBPOOL_NO_MYSQL
-    /* a MySQL connect: the handle (options set) and copies of the arguments */
-    MYSQL *m;
-    int connected;
-    char *user, *password, *database, *socket;
-    unsigned long client_flags;
-#endif
+    void *arg;                      /* the work's own data (a backend's): drop frees it */
 };
 
 /* Whether a host needs no lookup: an IPv4 or IPv6 address (brackets already
@@ -5009,29 +5003,40 @@ static void dbp__free_secret(char *p)
    timeouts, which stay unset: a long query must not be cut by them). With
    MYSQL_OPT_NONBLOCK set but no _start call under way the handle behaves as
    a blocking one, and the non-blocking calls work on it afterwards. */
+typedef struct dbp__my_hs {
+    MYSQL *m;                       /* the handle, options set; the hub takes it back */
+    int connected;
+    char *user, *password, *database, *socket;
+    unsigned long client_flags;
+} dbp__my_hs;
+
 static void dbp__my_handshake_work(dbp__job *j)
 {
+    dbp__my_hs *a = DBP__CAST(dbp__my_hs *, j->arg);
 #ifndef DBPOOL_NO_THREADS
     mysql_thread_init();
 #endif
-    j->connected = mysql_real_connect(j->m, j->host, j->user, j->password, j->database, (unsigned)j->port,
-                                      j->socket, j->client_flags) != NULL;
+    a->connected = mysql_real_connect(a->m, j->host, a->user, a->password, a->database, (unsigned)j->port,
+                                      a->socket, a->client_flags) != NULL;
 }
 
 /* What a connect job still owns when it is freed: a handle nobody took (the
    hub gave up on it), closed without a goodbye that could wait. */
 static void dbp__my_handshake_drop(dbp__job *j)
 {
-    if (j->m) {
-        int fd = (int)mysql_get_socket(j->m);
+    dbp__my_hs *a = DBP__CAST(dbp__my_hs *, j->arg);
+    if (!a) return;
+    if (a->m) {
+        int fd = (int)mysql_get_socket(a->m);
         if (fd >= 0) shutdown(fd, SHUT_RDWR);
-        mysql_close(j->m);
-        j->m = NULL;
+        mysql_close(a->m);
     }
-    DBP_FREE(j->user);
-    dbp__free_secret(j->password);
-    DBP_FREE(j->database);
-    DBP_FREE(j->socket);
+    DBP_FREE(a->user);
+    dbp__free_secret(a->password);
+    DBP_FREE(a->database);
+    DBP_FREE(a->socket);
+    DBP_FREE(a);
+    j->arg = NULL;
 }
 
 /* Hands the handle and copies of the connect arguments to a helper thread. */
@@ -5040,23 +5045,27 @@ static int dbp__my_handshake_start(dbp_conn *c)
     dbp__my *my = DBP__MY(c);
     const dbp__settings *s = &c->pool->s;
     dbp__job *j = dbp__job_new(dbp__my_handshake_work, dbp__my_handshake_drop, &c->err);
+    dbp__my_hs *a;
     if (!j) return c->err.rc;
+    j->arg = a = DBP__ALLOC(dbp__my_hs, 1);
     j->host = dbp__strdup(my->host);
-    j->user = dbp__strdup(s->user);
-    j->password = dbp__strdup(s->password);
-    j->database = dbp__strdup(s->database);
-    j->socket = dbp__strdup(s->socket);
-    if (!j->host || (s->user && !j->user) || (s->password && !j->password) || (s->database && !j->database) ||
-        (s->socket && !j->socket)) {
+    if (a) {
+        a->user = dbp__strdup(s->user);
+        a->password = dbp__strdup(s->password);
+        a->database = dbp__strdup(s->database);
+        a->socket = dbp__strdup(s->socket);
+    }
+    if (!a || !j->host || (s->user && !a->user) || (s->password && !a->password) || (s->database && !a->database) ||
+        (s->socket && !a->socket)) {
         dbp__job_free(j);
         return dbp__err_set(&c->err, DBP_ENOMEM, "out of memory");
     }
     j->port = s->port;
-    j->client_flags = DBP__MY_CLIENT_FLAGS;
+    a->client_flags = DBP__MY_CLIENT_FLAGS;
 #ifndef DBPOOL_NO_THREADS
     j->thread_end = mysql_thread_end;
 #endif
-    j->m = my->m;
+    a->m = my->m;
     my->m = NULL;
     if (dbp__job_start(j, &c->err) != DBP_OK) return c->err.rc; /* (the handle went with the job) */
     my->job = j;
@@ -5107,9 +5116,10 @@ static void dbp__my_helper_done(dbp_conn *c)
     my->phase = DBP__MY_CONNECT;
     my->started = 0;
     if (j->work == dbp__my_handshake_work) {
-        my->m = j->m;
-        j->m = NULL;
-        my->r_conn = j->connected ? my->m : NULL;
+        dbp__my_hs *a = DBP__CAST(dbp__my_hs *, j->arg);
+        my->m = a->m;
+        a->m = NULL;
+        my->r_conn = a->connected ? my->m : NULL;
         my->job = NULL;
         dbp__job_release(j);
         dbp__my_finish(c);
