@@ -89,7 +89,7 @@ like "$TTY" "2 rows in set" "both rows"
 table_lines="$(grep -E '^[|+]' <<<"$TTY")"
 widest=0
 while IFS= read -r l; do
-    w=$(printf '%s' "$l" | wc -m)
+    w=$(printf '%s' "$l" | LC_ALL=C.UTF-8 wc -m) # characters, whatever the caller's locale
     (( w > widest )) && widest=$w
 done <<<"$table_lines"
 ok $([[ $widest -le 50 && $widest -gt 0 ]]; echo $?) "in 50 columns, no table line is wider (widest: $widest)"
