@@ -16,6 +16,7 @@ build = {
    type = "builtin",
    modules = {
       dbpool = "lua/dbpool.lua",
+      ["dbpool.cli.dialect"] = "lua/dbpool/cli/dialect.lua",
       ["dbpool.cli.help"] = "lua/dbpool/cli/help.lua",
       ["dbpool.cli.main"] = "lua/dbpool/cli/main.lua",
       ["dbpool.cli.migrate"] = "lua/dbpool/cli/migrate.lua",

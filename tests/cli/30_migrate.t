@@ -8,7 +8,7 @@ D="$T_TMP/migrations"
 TBL=cli_schema_migrations          # the bookkeeping table of these tests
 M=(--dir "$D" --table "$TBL")
 reset_db() {
-    sql "DROP TABLE IF EXISTS $TBL, cli_mig_users, cli_mig_posts, cli_mig_slow, cli_mig_bad, cli_mig_log"
+    sql "DROP TABLE IF EXISTS $TBL, ${TBL}_repeatable, cli_mig_users, cli_mig_posts, cli_mig_slow, cli_mig_bad, cli_mig_log"
 }
 reset_db
 
@@ -149,7 +149,8 @@ like "$T_ERR" "NOT rolled back" "what could not be rolled back is said"
 like "$T_ERR" "CREATE TABLE cli_mig_bad" "the DDL is listed"
 is "$(sql "SELECT GROUP_CONCAT(id ORDER BY id) FROM cli_mig_users WHERE id >= 10")" "10" \
     "the insert after the DDL was rolled back (the one before it was committed with the DDL)"
-is "$(sql "SELECT COUNT(*) FROM $TBL WHERE version = 5")" "0" "the failed migration is not recorded"
+is "$(sql "SELECT status FROM $TBL WHERE version = 5")" "failed" "the failed migration is recorded as failed"
+like "$T_ERR" "Recorded as failed" "and the error says so"
 
 # --- errors ------------------------------------------------------------------------
 run_bounded 20 "$DBPOOL" migrate up --dir "$T_TMP/none" --table "$TBL"

@@ -14,7 +14,8 @@ health probe.
 Commands:
   run SCRIPT [ARGS...]        run a Lua script as a dbpool task (globals db, redis)
   repl [[NAME=]URL...]        the admin REPL: SQL, Redis commands and Lua
-  migrate up|down|status|new  versioned migrations recorded in schema_migrations
+  migrate up|down|status|baseline|repair|new
+                              versioned and repeatable migrations, recorded in a table
   ping [URL]                  readiness probe: round trip, server version, stats
   help [COMMAND]              this text, or a command's
 
@@ -66,6 +67,7 @@ nobody awaited failed; 2 usage; 130/143 stopped by a signal.
 
 TEXT.repl = [[
 usage: dbpool repl [OPTIONS] [[NAME=]URL...]
+       dbpool repl -e STATEMENT [--csv|--json] [[NAME=]URL...]
 
 The admin REPL. Each URL opens a named connection (NAME=URL, or by default
 "db" for the first MySQL URL and "redis" for the first Redis URL). Without
@@ -87,10 +89,24 @@ Commands:
   \timing [on|off]    show how long each statement took
   \stats [NAME]       pool statistics
   \ping [NAME]        round trip and server version
+  \d                  list tables (Redis: key patterns, by a bounded SCAN)
+  \d NAME             describe a table: columns, types, null, default, indexes
+                      (Redis: a key's type, length, TTL; a glob: its patterns)
+  \x [on|off]         expanded output: one column per line
+  \watch SECONDS [N]  run the last statement again every SECONDS seconds,
+                      until Ctrl-C (or N times)
+  \i FILE             run the statements in FILE
+  \o [FILE]           send results to FILE; \o alone: back to the output
+  \refresh            reload the table and column names tab completes
   \null TEXT          how SQL NULL is shown (default NULL)
   \c                  clear the statement being typed
   \help               this list
   \q                  quit (also quit, exit, Ctrl-D)
+
+Tab completes backslash commands, SQL keywords, the current database's
+table and column names (TABLE.column too; cached until \refresh, USE or DDL)
+and Redis command names. On a terminal, values too long for its width are
+cut with a marker (…) so that tables never wrap; \x shows them whole.
 
 Ctrl-C cancels a running statement (KILL QUERY) or discards the line being
 typed; a second Ctrl-C in the session quits at once.
@@ -104,6 +120,12 @@ transaction or MULTI was lost, the next statement is not run.
 Options:
   -e, --execute TEXT  run TEXT as if typed, then exit (repeatable)
   -B, --batch         tab-separated results without borders (like mysql -B)
+  --csv               results as RFC 4180 CSV: a header row, CRLF, NULL an
+                      empty unquoted field, binary as base64:...
+  --json              results as one JSON object per row (keys in column
+                      order), NULL null, binary {"$base64": "..."}
+                      With --csv/--json stdout carries results only: messages
+                      and errors go to stderr, and any error exits 1.
   --no-history        neither read nor write the history file
 
 History: ~/.dbpool_history (or DBPOOL_HISTFILE), written when input is a
@@ -114,39 +136,70 @@ Exit status: 0; without a terminal, 1 if any statement failed.
 ]]
 
 TEXT.migrate = [[
-usage: dbpool migrate up|down|status [OPTIONS]
-       dbpool migrate new NAME [--lua] [--dir DIR]
+usage: dbpool migrate up [--to VERSION] [--dry-run] [--allow-out-of-order] [OPTIONS]
+       dbpool migrate down [--steps N | --to VERSION] [OPTIONS]
+       dbpool migrate status [--exit-code] [--json] [OPTIONS]
+       dbpool migrate baseline VERSION [OPTIONS]
+       dbpool migrate repair VERSION|R__name [OPTIONS]
+       dbpool migrate new NAME [--lua] [--repeatable] [--dir DIR]
 
-Versioned migrations for MySQL/MariaDB, in DIR:
+Versioned and repeatable migrations for MySQL/MariaDB, in DIR:
   NNNN_name.sql   statements separated by ';' (DELIMITER allowed); an optional
                   line '-- down' starts the statements that undo them
   NNNN_name.lua   returns { up = function(conn) ... end, down = function(conn) ... end };
                   conn:query(sql, params):await() runs on the migration's connection
+  R__name.sql, R__name.lua
+                  repeatable: applied after the versioned ones, again whenever
+                  the file changes (views, functions, grants)
+  A line '-- dbpool: no-transaction' among a file's first comment lines runs
+  it outside a transaction (a .lua file may return no_transaction = true).
 
 Subcommands:
-  up        apply every pending migration, in version order
-  down      roll back the latest applied migration (--steps N for more)
-  status    list applied and pending migrations (exit 1 if a file changed)
+  up        apply the pending migrations in version order (--to VERSION: only
+            up to it), then the changed repeatable ones; --dry-run prints what
+            would run, with its SQL, and changes nothing
+  down      roll back the latest applied migration (--steps N, or --to VERSION:
+            every one newer than VERSION)
+  status    list migrations: applied, pending, failed, interrupted, CHANGED;
+            --exit-code: exit 1 unless up to date; --json: one JSON object
+  baseline VERSION   record every file up to VERSION as applied without running
+            it (adopting an existing database)
+  repair VERSION     clear the record of a failed migration (after fixing the
+            database by hand), so `up` runs it again
   new NAME  create the next NNNN_NAME.sql (or .lua) with an up and a down part
+            (--repeatable: R__NAME.sql)
 
 Applied migrations are recorded in the table schema_migrations (version,
-name, checksum (SHA-256 of the file), applied_at, duration_ms). A migration
-whose file changed after it was applied is refused. GET_LOCK keeps two
-migrators from running at once: the second waits (--lock-timeout) and then
-finds nothing left to apply. Each migration runs in one transaction, but
-MySQL/MariaDB commit DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE, ...)
-implicitly: a failed migration rolls back its data changes, not its DDL.
-A connection lost between two migrations is replaced (the lock taken again);
-one lost while a migration ran stops the command: that migration may or may
-not have been applied, and `dbpool migrate status` shows what is recorded.
+name, checksum (SHA-256 of the file), applied_at, duration_ms, status,
+error, statements_done), repeatable ones in schema_migrations_repeatable. A
+migration whose file changed after it was applied is refused. A pending
+version older than the newest applied one is refused (out of order) unless
+--allow-out-of-order. GET_LOCK keeps two migrators from running at once: the
+second waits (--lock-timeout) and then finds nothing left to apply; the
+server drops the lock with the connection, so a killed migrator never leaves
+it behind. Each migration runs in one transaction, but MySQL/MariaDB commit
+DDL implicitly: a failed migration rolls back its data changes, not its DDL;
+it is recorded as failed with its error, naming the statements that had
+committed, and `up` refuses to go on until `repair`. A migration is marked
+running before it starts: if its migrator dies (even by SIGKILL), the next
+run reports it, runs it again if nothing of it can have committed, or else
+records it as failed with the statements that had.
 
 Options:
-  --dir DIR          migrations directory (default $DBPOOL_MIGRATIONS_DIR or ./migrations)
-  --url URL          the database (default $DATABASE_URL)
-  --table NAME       bookkeeping table (default schema_migrations)
-  --steps N          down: migrations to roll back (default 1)
-  --lock-timeout S   seconds to wait for another migrator (default 60; 0 = fail at once)
-  --lua              new: write a Lua migration
+  --dir DIR               migrations directory (default $DBPOOL_MIGRATIONS_DIR or ./migrations)
+  --url URL               the database (default $DATABASE_URL)
+  --table NAME            bookkeeping table (default schema_migrations)
+  --to VERSION            up: apply only up to VERSION; down: roll back to it
+  --steps N               down: migrations to roll back (default 1)
+  --dry-run               up: print the plan, change nothing
+  --allow-out-of-order    up: apply pending versions older than the newest applied one
+  --exit-code             status: exit 1 when anything is pending, failed or interrupted
+  --json                  status: print one JSON object
+  --lock-timeout S        seconds to wait for another migrator (default 60; 0 = fail at once)
+  --lua                   new: write a Lua migration
+  --repeatable            new: write a repeatable one (R__NAME)
+
+Exit status: 0 ok; 1 failure (or, with status --exit-code, not up to date); 2 usage.
 ]]
 
 TEXT.ping = [[

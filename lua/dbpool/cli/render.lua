@@ -60,7 +60,42 @@ local function rows_word(n) return n == 1 and "1 row" or (n .. " rows") end
 
 local function secs(elapsed) return ("(%.3f sec)"):format(elapsed) end
 
--- The bordered table. result: an array of rows with .columns.
+M.CUT = "\u{2026}" -- marks a value cut to fit the terminal
+
+-- The first n characters of a (UTF-8) text.
+local function prefix(s, n)
+    if not valid_utf8(s) then return s:sub(1, n) end
+    local e = utf8.offset(s, n + 1)
+    return e and s:sub(1, e - 1) or s
+end
+
+-- s cut to w characters, the last one the marker, when longer.
+local function cut(s, w)
+    if width(s) <= w then return s end
+    return prefix(s, math.max(w - 1, 0)) .. M.CUT
+end
+M.cut = cut
+
+-- Narrows the widest columns, one character at a time, until the table is
+-- at most `limit` wide or every column is down to `floor` characters.
+-- -> the total width
+local function narrow(w, limit, floor)
+    local total = 1
+    for j = 1, #w do total = total + w[j] + 3 end
+    while total > limit do
+        local widest = nil
+        for j = 1, #w do if w[j] > floor and (not widest or w[j] > w[widest]) then widest = j end end
+        if not widest then break end
+        w[widest] = w[widest] - 1
+        total = total - 1
+    end
+    return total
+end
+
+-- The bordered table. result: an array of rows with .columns. With
+-- opts.width (the terminal's), long values are cut with a marker so that the
+-- table fits: a wrapped line would break it. -> text, width (nil when it
+-- cannot fit even so)
 function M.table(result, opts)
     opts = opts or {}
     local cols = result.columns or {}
@@ -86,12 +121,21 @@ function M.table(result, opts)
         end
         cells[i] = line
     end
+    local heads = {}
+    for j = 1, ncol do heads[j] = cols[j] end
+    if opts.width and opts.width > 0 then
+        if narrow(w, opts.width, 4) > opts.width then return nil end
+        for j = 1, ncol do
+            heads[j] = cut(heads[j], w[j])
+            for i = 1, #cells do cells[i][j] = cut(cells[i][j], w[j]) end
+        end
+    end
     local sep = { "+" }
     for j = 1, ncol do sep[#sep + 1] = ("-"):rep(w[j] + 2) .. "+" end
     sep = table.concat(sep)
     local out = { sep }
     local head = { "|" }
-    for j = 1, ncol do head[#head + 1] = " " .. cols[j] .. (" "):rep(w[j] - width(cols[j])) .. " |" end
+    for j = 1, ncol do head[#head + 1] = " " .. heads[j] .. (" "):rep(w[j] - width(heads[j])) .. " |" end
     out[#out + 1] = table.concat(head)
     out[#out + 1] = sep
     for i = 1, #cells do
@@ -164,11 +208,10 @@ function M.result(res, opts)
             elseif #r == 0 then
                 parts[#parts + 1] = status("Empty set")
             else
-                local text, tw
-                if not opts.vertical then text, tw = M.table(r, opts) end
-                if opts.vertical or (opts.width and opts.width > 0 and tw > opts.width) then
-                    text = M.vertical(r, opts)
-                end
+                local text
+                -- (a table that cannot fit even with its values cut is shown expanded)
+                if not opts.vertical then text = M.table(r, opts) end
+                if not text then text = M.vertical(r, opts) end
                 parts[#parts + 1] = text .. status(rows_word(#r) .. " in set")
             end
         elseif not opts.batch then
@@ -184,6 +227,138 @@ function M.result(res, opts)
         if k < #list and not opts.batch then parts[#parts + 1] = "\n" end
     end
     return table.concat(parts)
+end
+
+---------------------------------------------------------------------------
+-- Machine-readable output (repl --csv / --json)
+---------------------------------------------------------------------------
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+function M.base64(s)
+    local out = {}
+    for i = 1, #s, 3 do
+        local a, b, c = s:byte(i, i + 2)
+        local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+        local q = {}
+        for k = 1, 4 do
+            local idx = (n >> (6 * (4 - k))) & 63
+            q[k] = B64:sub(idx + 1, idx + 1)
+        end
+        if not b then q[3], q[4] = "=", "=" elseif not c then q[4] = "=" end
+        out[#out + 1] = table.concat(q)
+    end
+    return table.concat(out)
+end
+
+-- Bytes that are not text: invalid UTF-8, or control characters other than
+-- tab, newline and carriage return.
+local function is_binary(s)
+    return not valid_utf8(s) or s:find("[%z\1-\8\11\12\14-\31\127]") ~= nil
+end
+M.is_binary = is_binary
+
+-- The marker of a binary value: {"$base64": "..."} in JSON, base64:... in CSV.
+M.BASE64_KEY, M.BASE64_PREFIX = "$base64", "base64:"
+
+local function json_text(s)
+    return '"' .. s:gsub('[%c"\\]', function(c)
+        local e = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+        return e[c] or ("\\u%04x"):format(c:byte())
+    end) .. '"'
+end
+
+-- One value as JSON: NULL null, integers, floats (shortest exact text;
+-- NaN/inf null), booleans, text; binary {"$base64": "..."}.
+function M.json_value(v)
+    if is_null(v) then return "null" end
+    local t = type(v)
+    if t == "number" then
+        if math.type(v) == "integer" then return tostring(v) end
+        if v ~= v or v == math.huge or v == -math.huge then return "null" end
+        local f = float_text(v)
+        return f:find("[%.eE]") and f or (f .. ".0")
+    end
+    if t == "boolean" then return tostring(v) end
+    if t == "string" then
+        if is_binary(v) then return '{"' .. M.BASE64_KEY .. '":"' .. M.base64(v) .. '"}' end
+        return json_text(v)
+    end
+    if t == "table" and not (getmetatable(v) and v.kind) then
+        local parts = {}
+        for i = 1, #v do parts[i] = M.json_value(v[i]) end
+        return "[" .. table.concat(parts, ",") .. "]"
+    end
+    return json_text(tostring(v))
+end
+
+-- One JSON object per row, keys in column order, one per line.
+function M.json_rows(res)
+    local out = {}
+    for _, r in ipairs(res.results or { res }) do
+        local cols = r.columns
+        if cols and #cols > 0 then
+            for i = 1, #r do
+                local parts = {}
+                for j, c in ipairs(cols) do parts[j] = json_text(c) .. ":" .. M.json_value(r[i][c]) end
+                out[#out + 1] = "{" .. table.concat(parts, ",") .. "}\n"
+            end
+        end
+    end
+    return table.concat(out)
+end
+
+-- An RFC 4180 field: quoted when it holds a comma, a quote, CR or LF (or
+-- is empty text, so that NULL, an empty unquoted field, stays distinct).
+local function csv_field(v)
+    if is_null(v) then return "" end
+    local s
+    if type(v) == "string" then
+        s = is_binary(v) and (M.BASE64_PREFIX .. M.base64(v)) or v
+    elseif type(v) == "number" then
+        s = math.type(v) == "integer" and tostring(v) or float_text(v)
+    else
+        s = tostring(v)
+    end
+    if s == "" or s:find('[,"\r\n]') then return '"' .. s:gsub('"', '""') .. '"' end
+    return s
+end
+M.csv_field = csv_field
+
+-- RFC 4180 CSV: a header row, then the rows; CRLF line ends. Each result set
+-- of a statement is one such table.
+function M.csv(res)
+    local out = {}
+    for _, r in ipairs(res.results or { res }) do
+        local cols = r.columns
+        if cols and #cols > 0 then
+            local line = {}
+            for j, c in ipairs(cols) do line[j] = csv_field(c) end
+            out[#out + 1] = table.concat(line, ",") .. "\r\n"
+            for i = 1, #r do
+                for j, c in ipairs(cols) do line[j] = csv_field(r[i][c]) end
+                out[#out + 1] = table.concat(line, ",") .. "\r\n"
+            end
+        end
+    end
+    return table.concat(out)
+end
+
+-- A Redis reply: JSON, one value per line; CSV, a "value" column with one
+-- row per element of an array reply (one row for any other reply).
+function M.redis_machine(v, format)
+    if format == "json" then return M.json_value(v) .. "\n" end
+    local out = { "value\r\n" }
+    local list = (type(v) == "table" and not is_null(v)) and v or { v }
+    for i = 1, math.max(#list, type(v) == "table" and 0 or 1) do
+        local e = list[i]
+        if type(e) == "table" and not is_null(e) then
+            out[#out + 1] = csv_field(M.json_value(e)) .. "\r\n"
+        else
+            out[#out + 1] = csv_field(e) .. "\r\n"
+        end
+    end
+    return table.concat(out)
 end
 
 ---------------------------------------------------------------------------

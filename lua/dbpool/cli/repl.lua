@@ -13,10 +13,15 @@ local SPEC = {
     ["--execute"] = { key = "execute", value = true, list = true },
     ["-B"] = { key = "batch" }, ["--batch"] = { key = "batch" },
     ["--no-history"] = { key = "no_history" },
+    ["--csv"] = { key = "csv" },
+    ["--json"] = { key = "json" },
 }
 
 function M.command(argv, ctx)
     local o, pos = util.parse_options(argv, 1, SPEC, "repl")
+    if (o.csv and 1 or 0) + (o.json and 1 or 0) + (o.batch and 1 or 0) > 1 then
+        util.usage("--csv, --json and --batch do not go together", "repl")
+    end
     local targets = {}
     for _, a in ipairs(pos) do
         local name, url = a:match("^([%a_][%w_]*)=(%a[%w+.-]*://.*)$")
@@ -36,7 +41,7 @@ function M.command(argv, ctx)
     for _, t in ipairs(targets) do util.add_url_secrets(t.url) end
 
     local interactive = dbpool._core.isatty(0) and not o.execute
-    local repl = repl_core.new({ batch = o.batch })
+    local repl = repl_core.new({ batch = o.batch, format = o.csv and "csv" or o.json and "json" or "table" })
     local lines = {}
     local failed = false
     for _, t in ipairs(targets) do
@@ -70,6 +75,7 @@ function M.command(argv, ctx)
     dbpool._core.trap_signals()
     return repl_term.run(repl, {
         signals = dbpool._core.signals,
+        reset_signals = dbpool._core.reset_signals,
         interactive = interactive,
         execute = o.execute,
         histfile = histfile,

@@ -19,6 +19,7 @@ local dbpool = require "dbpool"
 local util = require "dbpool.cli.util"
 local sql = require "dbpool.cli.sql"
 local render = require "dbpool.cli.render"
+local dialect = require "dbpool.cli.dialect"
 
 local M = {}
 local Repl = {}
@@ -36,7 +37,11 @@ Lua: '= EXPR' or 'lua CODE'; pools by name (db, redis, ...), dbpool, null;
 \connect NAME       switch to NAME                    \list          connections
 \disconnect NAME    close a connection                \ping [NAME]   round trip, version
 \stats [NAME]       pool statistics                   \timing [on|off]
-\x                  toggle vertical results           \null TEXT     how NULL is shown
+\d                  tables (Redis: key patterns)      \d NAME       describe a table (Redis: a key)
+\x [on|off]         expanded output (one column per line)
+\watch SECONDS [N]  run the last statement again every SECONDS (N times; Ctrl-C stops)
+\i FILE             run the statements in FILE        \o [FILE]     results to FILE (\o: back)
+\refresh            reload the names tab completes    \null TEXT     how NULL is shown
 \c                  clear the statement being typed   \help          this text
 \q                  quit (also quit, exit, Ctrl-D)
 ]]
@@ -57,6 +62,12 @@ local HIST_IGNORE = { "identified", "password", "requirepass", "masterauth", "ac
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
+local function first_line(s)
+    local l = s:match("^[^\n]*")
+    if #l > 60 then l = l:sub(1, 57) .. "..." end
+    return l
+end
+
 local function errtext(e)
     if type(e) == "table" then
         if e.kind == "sql" and e.code then
@@ -68,7 +79,8 @@ local function errtext(e)
     return "ERROR: " .. tostring(e)
 end
 
--- new{ batch = false, width = 0, timing = false, null = "NULL", probe_timeout = 5 }
+-- new{ batch = false, format = "table" | "csv" | "json", width = 0, timing = false,
+--      null = "NULL", probe_timeout = 5 }
 function M.new(opts)
     opts = opts or {}
     local self = setmetatable({
@@ -77,6 +89,7 @@ function M.new(opts)
         lua_buf = nil,
         timing = opts.timing or false,
         batch = opts.batch or false,
+        format = opts.format or "table",
         width = opts.width or 0,
         vertical = false,
         null = opts.null or "NULL",
@@ -210,8 +223,9 @@ local SESSION_STATE = {
 function Repl:_renewed(c, conn)
     local again = ""
     local ok, err
-    if c.backend == "mysql" and c.database then
-        ok, err = pcall(function() return conn:query("USE " .. c.database):await() end)
+    local d = dialect.of(c.backend)
+    if d and c.database then
+        ok, err = pcall(function() return conn:query(d.use(c.database)):await() end)
         again = ok and (" Current database: " .. c.database .. ".")
             or (" Could not USE " .. c.database .. " again: " .. errtext(err) .. ".")
     elseif c.backend == "redis" and c.db then
@@ -224,6 +238,7 @@ function Repl:_renewed(c, conn)
 end
 
 function Repl:close()
+    if self.outfile then self.outfile:close() self.outfile = nil end
     for _, name in ipairs({ table.unpack(self.order) }) do self:disconnect(name) end
 end
 
@@ -246,7 +261,20 @@ function Repl:_error(o, text)
     put(o, o.err, util.scrub(text) .. "\n")
 end
 
+-- A message (not a result): in --csv/--json mode stdout carries results
+-- alone, so messages go to the error stream (they are not errors).
 function Repl:_say(o, text)
+    if self.format ~= "table" then return put(o, o.err, text) end
+    put(o, o.out, text)
+end
+
+-- A result (rows, a reply, \d, a Lua value): to the \o file when one is open.
+function Repl:_result(o, text)
+    if self.outfile then
+        self.outfile:write(text)
+        self.outfile:flush()
+        return
+    end
     put(o, o.out, text)
 end
 
@@ -369,7 +397,7 @@ function Repl:_lua(o, code)
             texts[#texts + 1] = render.lua(v) .. "\n"
         end
     end
-    if #texts > 0 then self:_say(o, table.concat(texts)) end
+    if #texts > 0 then self:_result(o, table.concat(texts)) end
     if self.timing then self:_say(o, ("(%.3f sec)\n"):format(dt)) end
 end
 
@@ -414,7 +442,7 @@ local function lost_with(conn, err)
 end
 
 local function not_run_in_tx(c)
-    return { kind = "connection", sent = false, message = (c.backend == "mysql" or c.backend == "postgres")
+    return { kind = "connection", sent = false, message = dialect.of(c.backend)
         and "connection lost with a transaction open (the server rolled it back); the statement was not run"
         or "connection lost inside MULTI (the queued commands were discarded); the command was not run" }
 end
@@ -478,7 +506,7 @@ function Repl:_run_sql(o, c, stmt)
         return conn:query(stmt.sql), function()
             -- as the mysql client does on Ctrl-C: stop the statement on the server
             local id = conn:id()
-            if id and id > 0 then c.pool:query("KILL QUERY " .. id):next(nil, function() end) end
+            if id and id > 0 then c.pool:query(dialect.of(c.backend).cancel(id)):next(nil, function() end) end
         end
     end)
     local dt = now() - t0
@@ -486,8 +514,14 @@ function Repl:_run_sql(o, c, stmt)
     -- USE is chosen again when the session is renewed (as the mysql client does)
     local db = stmt.sql:match("^[Uu][Ss][Ee]%s+(%S+)$")
     if db then c.database = db end
+    self.last = { conn = c.name, stmt = stmt }
+    -- the names tab completes change with the schema
+    local kw = sql.keyword(stmt.sql)
+    if db or kw == "CREATE" or kw == "ALTER" or kw == "DROP" or kw == "RENAME" then c.names = nil end
+    if self.format == "csv" then return self:_result(o, render.csv(res)) end
+    if self.format == "json" then return self:_result(o, render.json_rows(res)) end
     local vertical = stmt.term == "\\G"
-    self:_say(o, render.result(res, self:_render_opts(stmt.term, dt, vertical)))
+    self:_result(o, render.result(res, self:_render_opts(stmt.term, dt, vertical)))
 end
 
 function Repl:_redis(o, c, line)
@@ -507,11 +541,17 @@ function Repl:_redis(o, c, line)
         end
     end)
     local dt = now() - t0
+    self.last = { conn = c.name, line = line }
+    if rok and self.format ~= "table" then
+        if cmd == "MULTI" then c.in_multi = true end
+        if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
+        return self:_result(o, render.redis_machine(reply, self.format))
+    end
     if rok then
         if cmd == "MULTI" then c.in_multi = true end
         -- SELECT is made again when the session is renewed (as redis-cli does)
         if cmd == "SELECT" and not c.in_multi and argv[2] then c.db = argv[2] end
-        self:_say(o, render.redis(reply, render.redis_status(argv, reply, c.in_multi and cmd ~= "MULTI")))
+        self:_result(o, render.redis(reply, render.redis_status(argv, reply, c.in_multi and cmd ~= "MULTI")))
         if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
     else
         if cmd == "EXEC" or cmd == "DISCARD" then c.in_multi = false end
@@ -575,9 +615,12 @@ COMMANDS["timing"] = function(self, o, args)
     self:_say(o, "Timing is " .. (self.timing and "on" or "off") .. ".\n")
 end
 
-COMMANDS["x"] = function(self, o)
-    self.vertical = not self.vertical
-    self:_say(o, "Vertical display is " .. (self.vertical and "on" or "off") .. ".\n")
+COMMANDS["x"] = function(self, o, args)
+    local a = args[1] and args[1]:lower()
+    if a == "on" then self.vertical = true elseif a == "off" then self.vertical = false
+    elseif a == nil then self.vertical = not self.vertical
+    else return self:_error(o, "ERROR: usage: \\x [on|off]") end
+    self:_say(o, "Expanded display is " .. (self.vertical and "on" or "off") .. ".\n")
 end
 
 COMMANDS["null"] = function(self, o, args, rest)
@@ -631,6 +674,324 @@ COMMANDS["quit"] = COMMANDS["q"]
 COMMANDS["exit"] = COMMANDS["q"]
 
 COMMANDS["c"] = function(self) self:clear() end
+
+---------------------------------------------------------------------------
+-- \d: what is in the database
+---------------------------------------------------------------------------
+
+-- Runs one query of the REPL's own on c's session. -> result | nil (the
+-- error shown)
+function Repl:_query(o, c, text, params)
+    local ok, res, after = self:_on_session(o, c, function(conn) return conn:query(text, params) end)
+    if not ok then self:_failed(o, res, after) return nil end
+    return res
+end
+
+-- Rows the REPL made itself (\d), in the output format: a table, or CSV /
+-- JSON rows like a statement's.
+function Repl:_rows_text(res, title)
+    if self.format == "csv" then return render.csv(res) end
+    if self.format == "json" then return render.json_rows(res) end
+    return (title or "") .. render.result(res, self:_render_opts(nil, nil, false))
+end
+
+-- Redis: keys are grouped into patterns by replacing each part (between
+-- ':' or '.') that is a number, a UUID or a long hex id with '*'.
+function M.key_pattern(key)
+    return (key:gsub("[^:./]+", function(part)
+        if part:match("^%d+$") or part:match("^%x+%-%x+%-%x+%-%x+%-%x+$") or (#part >= 12 and part:match("^%x+$")) then
+            return "*"
+        end
+        return part
+    end))
+end
+
+M.SCAN_LIMIT = 10000 -- \d on Redis looks at no more keys than this
+
+local function redis_call(self, o, c, ...)
+    local argv = { ... }
+    local ok, r, after = self:_on_session(o, c, function(target) return target:call(argv) end)
+    if not ok then self:_failed(o, r, after) return nil end
+    return r
+end
+
+function Repl:_describe_redis(o, c, arg)
+    if c.backend == "redis-cluster" then
+        return self:_error(o, "ERROR: \\d scans one server; on a cluster use Lua (cluster:nodes()) or redis-cli --cluster")
+    end
+    if arg and not arg:find("[*?%[]") then
+        -- one key: its type, size and expiry
+        local t = redis_call(self, o, c, "TYPE", arg)
+        if not t then return end
+        if t == "none" then return self:_error(o, ("ERROR: no key named '%s'"):format(arg)) end
+        local LEN = { string = "STRLEN", list = "LLEN", hash = "HLEN", set = "SCARD", zset = "ZCARD", stream = "XLEN" }
+        local rows = { columns = { "key", "type", "length", "ttl", "encoding" } }
+        local len = LEN[t] and redis_call(self, o, c, LEN[t], arg)
+        local ttl = redis_call(self, o, c, "TTL", arg)
+        local enc = redis_call(self, o, c, "OBJECT", "ENCODING", arg)
+        rows[1] = { key = arg, type = t, length = len or dbpool.null,
+                    ttl = ttl == -1 and "none" or ttl, encoding = enc or dbpool.null }
+        return self:_result(o, self:_rows_text(rows))
+    end
+    local cursor, seen, groups, order = "0", 0, {}, {}
+    local done = false
+    repeat
+        local r = redis_call(self, o, c, "SCAN", cursor, "MATCH", arg or "*", "COUNT", tostring(math.min(1000, M.SCAN_LIMIT)))
+        if not r then return end
+        cursor = r[1]
+        for _, key in ipairs(r[2]) do
+            seen = seen + 1
+            local p = M.key_pattern(key)
+            local g = groups[p]
+            if not g then g = { n = 0, sample = key } groups[p] = g order[#order + 1] = p end
+            g.n = g.n + 1
+        end
+        done = cursor == "0"
+    until done or seen >= M.SCAN_LIMIT
+    table.sort(order)
+    local rows = { columns = { "pattern", "keys", "type", "example" } }
+    for _, p in ipairs(order) do
+        local g = groups[p]
+        rows[#rows + 1] = { pattern = p, keys = g.n, type = redis_call(self, o, c, "TYPE", g.sample) or "?", example = g.sample }
+    end
+    local total = redis_call(self, o, c, "DBSIZE")
+    if self.format ~= "table" then return self:_result(o, self:_rows_text(rows)) end
+    local text = #order > 0 and render.table(rows, { null = self.null, width = self.width }) or ""
+    text = text .. ("%d key%s seen in %d pattern%s (of %s in the database)%s\n"):format(seen, seen == 1 and "" or "s",
+        #order, #order == 1 and "" or "s", tostring(total),
+        done and "" or ("; stopped after " .. M.SCAN_LIMIT .. " keys: there are more"))
+    self:_result(o, text)
+end
+
+function Repl:_describe_sql(o, c, arg)
+    local d = dialect.of(c.backend)
+    if not arg then
+        local res = self:_query(o, c, d.list_tables)
+        if not res then return end
+        if #res == 0 and self.format == "table" then return self:_result(o, "No tables in the current database.\n") end
+        return self:_result(o, self:_rows_text(res))
+    end
+    local schema, name = arg:match("^([^.]+)%.(.+)$")
+    if not schema then name = arg end
+    local unq = function(x) return x and (x:match("^`(.*)`$") or x:match('^"(.*)"$') or x) end
+    schema, name = unq(schema), unq(name)
+    local cols = self:_query(o, c, d.describe_columns, { schema or dbpool.null, name })
+    if not cols then return end
+    if #cols == 0 then return self:_error(o, ("ERROR: no table or view named '%s'"):format(arg)) end
+    local idx = self:_query(o, c, d.describe_indexes, { schema or dbpool.null, name })
+    if not idx then return end
+    local text = self:_rows_text(cols, "Table " .. arg .. "\n")
+    if #idx > 0 then text = text .. self:_rows_text(idx, "Indexes\n")
+    elseif self.format == "table" then text = text .. "No indexes.\n" end
+    self:_result(o, text)
+end
+
+COMMANDS["d"] = function(self, o, args)
+    local c = pick(self, o)
+    if not c then return end
+    if not dialect.of(c.backend) then return self:_describe_redis(o, c, args[1]) end
+    return self:_describe_sql(o, c, args[1])
+end
+COMMANDS["dt"] = COMMANDS["d"]
+
+COMMANDS["refresh"] = function(self, o)
+    local c = pick(self, o)
+    if not c then return end
+    c.names = nil
+    local names = self:_names(c)
+    self:_say(o, ("Completion names reloaded: %d table%s, %d column%s.\n"):format(#names.tables,
+        #names.tables == 1 and "" or "s", #names.columns, #names.columns == 1 and "" or "s"))
+end
+
+---------------------------------------------------------------------------
+-- \watch, \i, \o
+---------------------------------------------------------------------------
+
+COMMANDS["watch"] = function(self, o, args)
+    local secs = tonumber(args[1] or "2")
+    local count = args[2] and math.tointeger(tonumber(args[2]))
+    if not secs or secs <= 0 or secs ~= secs or (args[2] and (not count or count < 1)) then
+        return self:_error(o, "ERROR: usage: \\watch SECONDS [COUNT]")
+    end
+    if not self.last or not self.conns[self.last.conn] then
+        return self:_error(o, "ERROR: \\watch runs the last statement again: run one first")
+    end
+    self.watching = { interval = secs, count = count, n = 0, last = self.last }
+end
+
+-- One run of the watched statement, with a header line. The front end calls
+-- it, then waits `repl.watching.interval` seconds, until repl.watching is nil
+-- (the count reached, or stop_watch() on Ctrl-C).
+function Repl:watch_tick()
+    local o = Out()
+    local w = self.watching
+    if not w then return "", "", "" end
+    local c = self.conns[w.last.conn]
+    if not c then self.watching = nil return "", "", "" end
+    w.n = w.n + 1
+    local text = w.last.stmt and w.last.stmt.sql or w.last.line
+    if self.format == "table" then
+        self:_result(o, ("Every %gs (%d)  %s  %s\n"):format(w.interval, w.n, os.date("%Y-%m-%d %H:%M:%S"), first_line(text)))
+    end
+    local errors = self.nerrors
+    if w.last.stmt then self:_run_sql(o, c, w.last.stmt) else self:_redis(o, c, w.last.line) end
+    if self.interrupted or (w.count and w.n >= w.count) or self.nerrors > errors then self.watching = nil end
+    return table.concat(o.out), table.concat(o.err), table.concat(o.all)
+end
+
+function Repl:stop_watch()
+    self.watching = nil
+end
+
+COMMANDS["i"] = function(self, o, args, rest)
+    if rest == "" then return self:_error(o, "ERROR: usage: \\i FILE") end
+    if (self.depth or 0) >= 16 then return self:_error(o, "ERROR: \\i nested too deep (16 files)") end
+    local f, err = io.open(rest, "r")
+    if not f then return self:_error(o, "ERROR: " .. tostring(err)) end
+    local text = f:read("a")
+    f:close()
+    self.depth = (self.depth or 0) + 1
+    local ok, e = pcall(function()
+        for line in (text .. (text:sub(-1) == "\n" and "" or "\n")):gmatch("(.-)\r?\n") do
+            self:_feed(o, line)
+            if self.done or self.interrupted then break end
+        end
+        -- a last statement without its ';' runs at the end of the file
+        if self.buffer ~= "" and not self.done then
+            local c = self.current and self.conns[self.current]
+            local stmts = sql.split(self.buffer, self.delimiter, true)
+            self.buffer, self.hist_lines = "", {}
+            if c then for _, st in ipairs(stmts) do self:_run_sql(o, c, st) end end
+        end
+    end)
+    self.depth = self.depth - 1
+    if not ok then error(e, 0) end
+end
+COMMANDS["include"] = COMMANDS["i"]
+
+COMMANDS["o"] = function(self, o, args, rest)
+    if self.outfile then self.outfile:close() self.outfile = nil end
+    if rest == "" then return self:_say(o, "Results go to the output again.\n") end
+    local f, err = io.open(rest, "w")
+    if not f then return self:_error(o, "ERROR: " .. tostring(err)) end
+    self.outfile = f
+    self:_say(o, ("Results go to %s (\\o alone ends it).\n"):format(rest))
+end
+COMMANDS["out"] = COMMANDS["o"]
+
+---------------------------------------------------------------------------
+-- Tab completion
+---------------------------------------------------------------------------
+
+-- Command names of Redis, for completion.
+M.REDIS_COMMANDS = {
+    "APPEND", "AUTH", "BGSAVE", "BITCOUNT", "BITOP", "BITPOS", "BLMOVE", "BLPOP", "BRPOP", "BZPOPMAX", "BZPOPMIN",
+    "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "COPY", "DBSIZE", "DECR", "DECRBY", "DEL", "DISCARD", "DUMP", "ECHO",
+    "EVAL", "EVALSHA", "EXEC", "EXISTS", "EXPIRE", "EXPIREAT", "EXPIRETIME", "FLUSHALL", "FLUSHDB", "FUNCTION",
+    "GEOADD", "GEODIST", "GEOPOS", "GEOSEARCH", "GET", "GETBIT", "GETDEL", "GETEX", "GETRANGE", "GETSET", "HDEL",
+    "HELLO", "HEXISTS", "HGET", "HGETALL", "HINCRBY", "HINCRBYFLOAT", "HKEYS", "HLEN", "HMGET", "HMSET",
+    "HRANDFIELD", "HSCAN", "HSET", "HSETNX", "HSTRLEN", "HVALS", "INCR", "INCRBY", "INCRBYFLOAT", "INFO", "KEYS",
+    "LASTSAVE", "LATENCY", "LINDEX", "LINSERT", "LLEN", "LMOVE", "LMPOP", "LPOP", "LPOS", "LPUSH", "LPUSHX",
+    "LRANGE", "LREM", "LSET", "LTRIM", "MEMORY", "MGET", "MOVE", "MSET", "MSETNX", "MULTI", "OBJECT", "PERSIST",
+    "PEXPIRE", "PEXPIREAT", "PFADD", "PFCOUNT", "PFMERGE", "PING", "PSETEX", "PTTL", "PUBLISH", "PUBSUB",
+    "RANDOMKEY", "RENAME", "RENAMENX", "RESTORE", "ROLE", "RPOP", "RPOPLPUSH", "RPUSH", "RPUSHX", "SADD", "SAVE",
+    "SCAN", "SCARD", "SCRIPT", "SDIFF", "SDIFFSTORE", "SELECT", "SET", "SETBIT", "SETEX", "SETNX", "SETRANGE",
+    "SINTER", "SINTERCARD", "SINTERSTORE", "SISMEMBER", "SLOWLOG", "SMEMBERS", "SMISMEMBER", "SMOVE", "SORT",
+    "SPOP", "SRANDMEMBER", "SREM", "SSCAN", "STRLEN", "SUNION", "SUNIONSTORE", "SWAPDB", "TIME", "TOUCH", "TTL",
+    "TYPE", "UNLINK", "UNWATCH", "WAIT", "WATCH", "XACK", "XADD", "XAUTOCLAIM", "XCLAIM", "XDEL", "XGROUP",
+    "XINFO", "XLEN", "XPENDING", "XRANGE", "XREAD", "XREADGROUP", "XREVRANGE", "XTRIM", "ZADD", "ZCARD", "ZCOUNT",
+    "ZDIFF", "ZINCRBY", "ZINTER", "ZINTERCARD", "ZLEXCOUNT", "ZMPOP", "ZMSCORE", "ZPOPMAX", "ZPOPMIN",
+    "ZRANDMEMBER", "ZRANGE", "ZRANGEBYLEX", "ZRANGEBYSCORE", "ZRANGESTORE", "ZRANK", "ZREM", "ZREMRANGEBYRANK",
+    "ZREMRANGEBYSCORE", "ZREVRANGE", "ZREVRANK", "ZSCAN", "ZSCORE", "ZUNION", "ZUNIONSTORE",
+}
+
+-- The backslash commands tab completes (aliases left out).
+M.BACKSLASH = { "c", "connect", "d", "disconnect", "help", "i", "list", "null", "o", "ping", "q", "refresh",
+                "stats", "timing", "use", "watch", "x" }
+
+-- The table and column names of c's current database, cached until
+-- \refresh, a USE or a statement that changes the schema.
+function Repl:_names(c)
+    if c.names then return c.names end
+    local names = { tables = {}, columns = {}, by_table = {} }
+    local d = dialect.of(c.backend)
+    if d and d.completion_names then
+        local ok, conn = self:session(c)
+        local rok, rows = false, nil
+        if ok then rok, rows = pcall(function() return conn:query(d.completion_names):await() end) end
+        if rok then
+            local seen_c = {}
+            for _, r in ipairs(rows) do
+                local t, col = r.tbl, r.col
+                if not names.by_table[t] then
+                    names.by_table[t] = {}
+                    names.tables[#names.tables + 1] = t
+                end
+                table.insert(names.by_table[t], col)
+                if not seen_c[col] then seen_c[col] = true names.columns[#names.columns + 1] = col end
+            end
+        end
+    end
+    c.names = names
+    return names
+end
+
+-- complete(line, from, to) -> the completions of line:sub(from, to), as
+-- readline's completion function wants them (lua-readline's
+-- set_complete_function). readline ends a word at '\', so a backslash
+-- command's word may or may not include it.
+function Repl:complete(line, from, to)
+    local word = line:sub(from, to)
+    local before = line:sub(1, from - 1)
+    local out, seen = {}, {}
+    local function add(cand, keep_case)
+        if not keep_case and word:match("^%l") then cand = cand:lower() end
+        if cand:sub(1, #word):lower() == word:lower() and not seen[cand] then
+            seen[cand] = true
+            out[#out + 1] = cand
+        end
+    end
+    -- a backslash command's name
+    local bs = word:sub(1, 1) == "\\" and "\\" or ""
+    if (bs ~= "" and before:match("^%s*$")) or before:match("^%s*\\$") then
+        for _, n in ipairs(M.BACKSLASH) do add(bs .. n, true) end
+        table.sort(out)
+        return out
+    end
+    local cmd = before:match("^%s*\\(%a+)%s")
+    if cmd == "use" or cmd == "u" or cmd == "connect" or cmd == "disconnect" or cmd == "stats" or cmd == "ping" then
+        for _, n in ipairs(self.order) do add(n, true) end
+        table.sort(out)
+        return out
+    end
+    local c = self.current and self.conns[self.current]
+    if not c or before:match("^%s*=") or before:match("^%s*lua%s") then return out end
+    if not dialect.of(c.backend) then
+        if before:match("^%s*$") then for _, n in ipairs(M.REDIS_COMMANDS) do add(n) end end
+        table.sort(out)
+        return out
+    end
+    local names = self:_names(c)
+    local tbl, part = word:match("^([%w_$]+)%.([%w_$]*)$")
+    if tbl and names.by_table[tbl] then
+        for _, col in ipairs(names.by_table[tbl]) do
+            if col:sub(1, #part):lower() == part:lower() then
+                local cand = tbl .. "." .. col
+                if not seen[cand] then seen[cand] = true out[#out + 1] = cand end
+            end
+        end
+        table.sort(out)
+        return out
+    end
+    for _, t in ipairs(names.tables) do add(t, true) end
+    if cmd ~= "d" and cmd ~= "dt" then
+        for _, col in ipairs(names.columns) do add(col, true) end
+        local d = dialect.of(c.backend)
+        for _, k in ipairs(d and d.keywords or {}) do add(k) end
+    end
+    table.sort(out)
+    return out
+end
 
 function Repl:_command(o, line)
     local word, rest = line:match("^\\(%S+)%s*(.-)%s*$")
@@ -704,7 +1065,8 @@ function Repl:_feed(o, line)
         end
         return
     end
-    if c.backend ~= "mysql" and c.backend ~= "postgres" then
+    -- an SQL backend is one with a dialect entry; the rest speak Redis
+    if not dialect.of(c.backend) then
         self:_remember(t)
         return self:_redis(o, c, line)
     end

@@ -46,11 +46,16 @@ local function lines_of(text)
     return out
 end
 
-local COMPLETIONS = {
-    "\\connect", "\\use", "\\list", "\\disconnect", "\\timing", "\\stats", "\\ping", "\\help", "\\null",
-    "\\q", "SELECT", "FROM", "WHERE", "INSERT INTO", "UPDATE", "DELETE FROM", "SHOW TABLES",
-    "SHOW DATABASES", "DESCRIBE", "CREATE TABLE", "ALTER TABLE", "DROP TABLE", "ORDER BY", "GROUP BY", "LIMIT",
-}
+-- The terminal's width: readline exports COLUMNS once it has started; before
+-- that (and without readline) stty asks the terminal.
+local function term_width()
+    local c = tonumber(os.getenv("COLUMNS"))
+    if c and c > 0 then return c end
+    local p = io.popen("stty size </dev/tty 2>/dev/null")
+    local line = p and p:read("l")
+    if p then p:close() end
+    return tonumber(line and line:match("^%d+%s+(%d+)")) or 0
+end
 
 -- run(repl, opts) -> "ok" | "failure"
 --   opts.interactive   stdin is a terminal: readline, prompts, history
@@ -61,6 +66,8 @@ local COMPLETIONS = {
 --   opts.banner        text shown first when interactive
 --   opts.signals       a function returning the signals caught since the
 --                      last call (dbpool.core.signals once trap_signals ran)
+--   opts.reset_signals the next signal counts as a first one again
+--                      (dbpool.core.reset_signals)
 --
 -- Ctrl-C (with opts.signals): a running statement is cancelled (MySQL: KILL
 -- QUERY; Redis: its connection is dropped), a Lua line is interrupted; at the
@@ -68,7 +75,7 @@ local COMPLETIONS = {
 -- without a terminal, ends the REPL: "sigint" / "sigterm". The core's
 -- handler ends the process at the second signal it ever receives, so a
 -- second Ctrl-C in a session quits the REPL at once (exit 130); the hint
--- says so. (History is appended entry by entry, so nothing is lost.)
+-- says so. Stopping a \watch does not count towards it. (History is appended entry by entry, so nothing is lost.)
 function M.run(repl, opts)
     local out, err = opts.out or io.stdout, opts.err or io.stderr
     local input = opts.input or io.stdin
@@ -95,7 +102,14 @@ function M.run(repl, opts)
             -- readline keeps the list; we alone write the file (redacted entries)
             rl.set_options({ histfile = "", auto_add = false, keeplines = KEEP, completion = true })
             rl.set_readline_name("dbpool")
-            if rl.set_complete_list then rl.set_complete_list(COMPLETIONS) end
+            -- completion asks the core (backslash commands, SQL keywords, the
+            -- database's table and column names, Redis commands)
+            if rl.set_complete_function then
+                rl.set_complete_function(function(text, from, to)
+                    local ok, list = pcall(repl.complete, repl, text, from, to)
+                    return ok and list or {}
+                end)
+            end
             if opts.histfile then
                 for _, l in ipairs(load_history(opts.histfile)) do rl.add_history(l) end
             end
@@ -121,20 +135,57 @@ function M.run(repl, opts)
 
     if interactive and opts.banner then out:write(opts.banner) end
 
+    -- \watch: the watched statement, then a wait of its interval, until
+    -- the count is reached or a signal stops it (Ctrl-C: the REPL goes on).
+    local sleep = opts.sleep or function(s) require("dbpool").sleep(s):await() end
+    local clock = opts.clock or require("dbpool")._core.now
+    -- Ctrl-C is how a \watch is meant to end: it was handled, so the next
+    -- one counts as a first again (it cancels, rather than quitting the REPL)
+    local function watch_stopped(sig)
+        show("", "\\watch stopped (" .. sig .. ").\n")
+        if opts.reset_signals then opts.reset_signals() end
+    end
+    local function watch()
+        while repl.watching and not stopped do
+            show(repl:watch_tick())
+            local isig = repl.interrupted
+            repl.interrupted = nil
+            if isig then
+                repl:stop_watch()
+                if isig == "SIGTERM" then stopped = isig else watch_stopped(isig) end
+                break
+            end
+            local w = repl.watching
+            if not w then break end
+            local deadline = clock() + w.interval
+            while clock() < deadline do
+                local sig = take_signal()
+                if sig then
+                    repl:stop_watch()
+                    if sig == "SIGTERM" then stopped = sig else watch_stopped(sig) end
+                    break
+                end
+                sleep(math.min(0.05, math.max(deadline - clock(), 0)))
+            end
+        end
+    end
+
     if opts.execute then
         for _, text in ipairs(opts.execute) do
             for _, l in ipairs(lines_of(text)) do
                 show(repl:feed(l))
                 after_feed()
-                if repl.done then break end
+                if repl.watching then watch() end
+                if repl.done or stopped then break end
             end
+            if stopped then break end
             if repl.done then break end
             -- each -e text stands alone: an unterminated last statement runs
             show(repl:finish())
         end
     else
-        while not repl.done do
-            if interactive then repl.width = tonumber(os.getenv("COLUMNS")) or 0 end
+        while not repl.done and not stopped do
+            if interactive then repl.width = term_width() end
             local line
             if rl then
                 line = rl.readline(repl:prompt())
@@ -155,6 +206,8 @@ function M.run(repl, opts)
             else
                 show(repl:feed(line))
                 after_feed()
+                if repl.watching then watch() end
+                if stopped then break end
                 local isig = repl.interrupted
                 repl.interrupted = nil
                 if isig == "SIGTERM" or (isig and not interactive) then stopped = isig break end
