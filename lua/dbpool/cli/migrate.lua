@@ -89,8 +89,8 @@ function M.no_transaction(text)
 end
 
 -- The statements of a SQL text.
-local function statements(text)
-    local list = sql.split(text, ";", true)
+local function statements(text, flavor)
+    local list = sql.split(text, ";", true, flavor)
     local out = {}
     for i, s in ipairs(list) do out[i] = s.sql end
     return out
@@ -109,8 +109,9 @@ local function load_lua(m, text, path)
 end
 
 -- Reads DIR: the versioned migrations sorted by version, them by version,
--- and the repeatable ones sorted by name.
-function M.load(dir)
+-- and the repeatable ones sorted by name. flavor: how to split .sql files
+-- into statements (dbpool.cli.sql; PostgreSQL's has dollar quoting).
+function M.load(dir, flavor)
     local names, err = util.list_dir(dir)
     if not names then util.fail(err .. " (create it with `dbpool migrate new NAME`, or pass --dir)") end
     local list, by_version, rep = {}, {}, {}
@@ -126,7 +127,7 @@ function M.load(dir)
                         no_tx = M.no_transaction(text) }
             if ext == "sql" then
                 local up, down = M.split_sql(text)
-                m.up, m.down = statements(up), down and statements(down) or nil
+                m.up, m.down = statements(up, flavor), down and statements(down, flavor) or nil
                 if down and #m.down == 0 then m.down = nil end
             else
                 load_lua(m, text, path)
@@ -736,7 +737,7 @@ local function print_plan(ctx, pending, rep)
 end
 
 local function cmd_up(ctx, o, dir)
-    local files, files_by, rep_files = M.load(dir)
+    local files, files_by, rep_files = M.load(dir, dialect.split_for_url(o.url or os.getenv("DATABASE_URL")))
     return with_session(ctx, o, function(s)
         if o.dry_run then
             -- read only: no lock, no table created, nothing written
@@ -798,7 +799,7 @@ local function cmd_up(ctx, o, dir)
 end
 
 local function cmd_down(ctx, o, dir)
-    local files, files_by, rep_files = M.load(dir)
+    local files, files_by, rep_files = M.load(dir, dialect.split_for_url(o.url or os.getenv("DATABASE_URL")))
     if o.steps and o.to then util.usage("--steps and --to do not go together", "migrate") end
     local steps = o.steps or 1
     if steps < 1 then util.usage("--steps must be at least 1", "migrate") end
@@ -848,7 +849,7 @@ local function cmd_baseline(ctx, o, dir, arg)
     if not version or version < 0 or not arg:match("^%d+$") then
         util.usage("migrate baseline needs a VERSION (a whole number)", "migrate")
     end
-    local files = M.load(dir)
+    local files = M.load(dir, dialect.split_for_url(o.url or os.getenv("DATABASE_URL")))
     return with_session(ctx, o, function(s)
         s:lock(o.lock_timeout or 60)
         s:ensure_tables()
@@ -879,7 +880,7 @@ end
 
 local function cmd_repair(ctx, o, dir, arg)
     if not arg then util.usage("migrate repair needs a VERSION (or R__name of a repeatable migration)", "migrate") end
-    local _, files_by, rep_files = M.load(dir)
+    local _, files_by, rep_files = M.load(dir, dialect.split_for_url(o.url or os.getenv("DATABASE_URL")))
     return with_session(ctx, o, function(s)
         s:lock(o.lock_timeout or 60)
         s:ensure_tables()
@@ -909,7 +910,7 @@ end
 local function when(r) return r and tostring(r.applied_at):gsub("%.%d+$", "") or "" end
 
 local function cmd_status(ctx, o, dir)
-    local files, files_by, rep_files = M.load(dir)
+    local files, files_by, rep_files = M.load(dir, dialect.split_for_url(o.url or os.getenv("DATABASE_URL")))
     return with_session(ctx, o, function(s)
         local st = s:state()
         local busy
@@ -1049,7 +1050,7 @@ local function cmd_new(ctx, o, dir, name)
     local clean = name:lower():gsub("[^%w]+", "_"):gsub("^_+", ""):gsub("_+$", "")
     if clean == "" then util.usage(("'%s' is not a usable migration name"):format(name), "migrate") end
     if not util.is_dir(dir) and not util.mkdir_p(dir) then util.fail("cannot create " .. dir) end
-    local files = M.load(dir)
+    local files = M.load(dir, dialect.split_for_url(o.url or os.getenv("DATABASE_URL")))
     local last, width = 0, 4
     for _, f in ipairs(files) do
         if f.version > last then last = f.version end

@@ -322,13 +322,20 @@ end
 ---------------------------------------------------------------------------
 -- Prompt
 ---------------------------------------------------------------------------
+-- How the current connection's SQL splits into statements.
+function Repl:_split_flavor()
+    local c = self.current and self.conns[self.current]
+    local d = c and dialect.of(c.backend)
+    return d and d.split or nil
+end
+
 function Repl:prompt()
     local name = self.current or "dbpool"
     local main = name .. "> "
     local pad = function(s) return (" "):rep(math.max(#main - #s, 0)) .. s end
     if self.lua_buf then return pad(">> ") end
     if self.buffer ~= "" then
-        local _, _, open = sql.split(self.buffer, self.delimiter)
+        local _, _, open = sql.split(self.buffer, self.delimiter, false, self:_split_flavor())
         if open == "/*" then return pad("/*> ") end
         if open then return pad(open .. "> ") end
         return pad("-> ")
@@ -859,7 +866,7 @@ COMMANDS["i"] = function(self, o, args, rest)
         -- a last statement without its ';' runs at the end of the file
         if self.buffer ~= "" and not self.done then
             local c = self.current and self.conns[self.current]
-            local stmts = sql.split(self.buffer, self.delimiter, true)
+            local stmts = sql.split(self.buffer, self.delimiter, true, self:_split_flavor())
             self.buffer, self.hist_lines = "", {}
             if c then for _, st in ipairs(stmts) do self:_run_sql(o, c, st) end end
         end
@@ -1073,7 +1080,7 @@ function Repl:_feed(o, line)
     -- SQL: collect until the delimiter (or \G)
     self.hist_lines[#self.hist_lines + 1] = t
     local text = self.buffer .. line .. "\n"
-    local stmts, rest, _, delim = sql.split(text, self.delimiter)
+    local stmts, rest, _, delim = sql.split(text, self.delimiter, false, self:_split_flavor())
     self.delimiter = delim
     self.buffer = rest
     for _, st in ipairs(stmts) do self:_run_sql(o, c, st) end
@@ -1117,7 +1124,7 @@ function Repl:finish()
         if self.lua_buf then self.lua_buf = nil self:_error(o, "ERROR: incomplete Lua at the end of the input") end
     elseif self.buffer ~= "" then
         local c = self.current and self.conns[self.current]
-        local stmts = sql.split(self.buffer, self.delimiter, true)
+        local stmts = sql.split(self.buffer, self.delimiter, true, self:_split_flavor())
         self.buffer = ""
         self:_remember(table.concat(self.hist_lines, " "))
         self.hist_lines = {}

@@ -9,14 +9,25 @@ local M = {}
 
 local function is_space(c) return c == " " or c == "\t" or c == "\n" or c == "\r" or c == "\f" or c == "\v" end
 
--- split(text, delimiter, final) -> statements, rest, open, delimiter
+-- The flavors: MySQL (the default) has # comments and backslash escapes in
+-- strings; PostgreSQL has neither ('\' is a plain character with
+-- standard_conforming_strings, '#' an operator) but has dollar quoting:
+-- $$ ... $$ and $tag$ ... $tag$ (function bodies), inside which nothing ends
+-- a statement.
+M.MYSQL = { hash_comments = true, backslash = true }
+M.POSTGRES = { dollar = true }
+
+-- split(text, delimiter, final, flavor) -> statements, rest, open, delimiter
 --   statements: list of { sql = text without its terminator, term = ";" / "\\G" / "\\g" / the delimiter }
 --   rest: the text after the last complete statement ("" when none); with
 --         final, a non-empty rest becomes a last statement (term = "")
---   open: nil, or what is still open at the end of text: "'", '"', "`", "/*"
+--   open: nil, or what is still open at the end of text: "'", '"', "`", "/*",
+--         or a dollar quote's tag ("$$", "$body$")
+--   flavor: M.MYSQL (nil) or M.POSTGRES
 --   delimiter: the delimiter in force after text (DELIMITER lines change it)
-function M.split(text, delimiter, final)
+function M.split(text, delimiter, final, flavor)
     delimiter = delimiter or ";"
+    flavor = flavor or M.MYSQL
     local out = {}
     local n = #text
     local i = 1
@@ -51,7 +62,7 @@ function M.split(text, delimiter, final)
             local closed = false
             while j <= n do
                 local d = text:sub(j, j)
-                if d == "\\" and c ~= "`" then
+                if d == "\\" and c ~= "`" and flavor.backslash then
                     j = j + 2
                 elseif d == c then
                     closed = true
@@ -62,7 +73,7 @@ function M.split(text, delimiter, final)
             end
             if not closed then open = c i = n + 1 break end
             i = j + 1
-        elseif c == "#" or (c == "-" and text:sub(i + 1, i + 1) == "-" and
+        elseif (c == "#" and flavor.hash_comments) or (c == "-" and text:sub(i + 1, i + 1) == "-" and
                 (i + 2 > n or is_space(text:sub(i + 2, i + 2)) or text:byte(i + 2) < 32)) then
             local eol = text:find("\n", i, true)
             i = (eol or n) + 1
@@ -72,6 +83,14 @@ function M.split(text, delimiter, final)
             if text:sub(i + 2, i + 2) == "!" or text:sub(i + 2, i + 3) == "M!" then content = true end
             if not close then open = "/*" i = n + 1 break end
             i = close + 2
+        elseif c == "$" and flavor.dollar and (i == 1 or not text:sub(i - 1, i - 1):match("[%w_]"))
+                and (text:match("^%$[%a_][%w_]*%$", i) or text:match("^%$%$", i)) then
+            -- a dollar quote: to the same tag
+            local tag = text:match("^%$[%a_][%w_]*%$", i) or "$$"
+            content = true
+            local close = text:find(tag, i + #tag, true)
+            if not close then open = tag i = n + 1 break end
+            i = close + #tag
         elseif text:sub(i, i + #delimiter - 1) == delimiter then
             emit(i - 1, delimiter)
             i = i + #delimiter
