@@ -17,6 +17,8 @@
 # The address tests may use as a host name the certificate does not cover is
 # written to alt_host (empty if the server could not bind a second address).
 # scripts/servers.sh env prints the URLs and credentials tests use.
+# It writes a binary log with GTIDs (server_id 1, ROW format), so that
+# scripts/mariadb-replica.sh can replicate from it.
 set -euo pipefail
 
 # Its name, state and files (alike in each server script: the code they
@@ -233,7 +235,13 @@ do_start() {
         --innodb-buffer-pool-size=128M \
         --innodb-log-file-size=48M \
         --innodb-flush-log-at-trx-commit=2 \
-        --skip-log-bin \
+        --server-id=1 \
+        --log-bin=mysql-bin \
+        --binlog-format=ROW \
+        --log-slave-updates \
+        --gtid-strict-mode=1 \
+        --log-bin-trust-function-creators=1 \
+        --expire-logs-days=1 \
         --character-set-server=utf8mb4 \
         --collation-server=utf8mb4_unicode_ci \
         --ssl-ca="$TLS/ca.pem" \

@@ -3,16 +3,19 @@
 #
 #   scripts/servers.sh start|stop|status|env [WHICH]
 #
-# WHICH is all (the default), none, or a comma-separated list of mysql, redis
-# and cluster (mysql,redis).
+# WHICH is all (the default), none, or a comma-separated list of mysql,
+# replica, redis and cluster (mysql,redis). replica is a MariaDB GTID replica
+# of mysql (scripts/mariadb-replica.sh): it needs mysql, which is started
+# with it whenever it is asked for.
 #
-# start/stop/status call scripts/mariadb.sh, scripts/redis.sh and
-# scripts/redis-cluster.sh. env prints shell-quoted export lines for the tests:
+# start/stop/status call scripts/mariadb.sh, scripts/mariadb-replica.sh,
+# scripts/redis.sh and scripts/redis-cluster.sh. env prints shell-quoted export lines for the tests:
 #
 #   eval "$(scripts/servers.sh env)"
 #
-# Ports and the state directory follow DBPOOL_MYSQL_PORT, DBPOOL_REDIS_PORT,
-# DBPOOL_CLUSTER_BASE_PORT and DBPOOL_RUN_DIR, like the individual scripts.
+# Ports and the state directory follow DBPOOL_MYSQL_PORT,
+# DBPOOL_MYSQL_REPLICA_PORT, DBPOOL_REDIS_PORT, DBPOOL_CLUSTER_BASE_PORT and
+# DBPOOL_RUN_DIR, like the individual scripts.
 set -euo pipefail
 
 NAME=servers
@@ -20,6 +23,7 @@ NAME=servers
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPTS="$REPO/scripts"
 MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
+MYSQL_REPLICA_PORT="${DBPOOL_MYSQL_REPLICA_PORT:-23307}"
 REDIS_PORT="${DBPOOL_REDIS_PORT:-26379}"
 CLUSTER_BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
 
@@ -36,7 +40,7 @@ REDIS_ACL_PASSWORD='acl:p@ss'
 CLUSTER_PASSWORD='cl@ster: pw'
 
 usage() {
-    echo "usage: $0 start|stop|status|env [all|none|mysql,redis,cluster]" >&2
+    echo "usage: $0 start|stop|status|env [all|none|mysql,replica,redis,cluster]" >&2
     exit 2
 }
 
@@ -76,6 +80,14 @@ env_mysql() {
     emit DBPOOL_TEST_MYSQL_ALT_HOST "$alt"
 }
 
+env_replica() {
+    local hostport="127.0.0.1:$MYSQL_REPLICA_PORT"
+    emit DBPOOL_TEST_MYSQL_REPLICA_URL "mysql://$MYSQL_USER:$(urlencode "$MYSQL_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_REPLICA_ROOT_URL "mysql://root:$(urlencode "$MYSQL_ROOT_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_REPLICA_PORT "$MYSQL_REPLICA_PORT"
+    emit DBPOOL_TEST_MYSQL_REPLICA_SOCKET "$RUN_DIR/mariadb-replica/mysqld.sock"
+}
+
 env_redis() {
     local hostport="127.0.0.1:$REDIS_PORT"
     emit DBPOOL_TEST_REDIS_URL "redis://:$(urlencode "$REDIS_PASSWORD")@$hostport/0"
@@ -99,16 +111,18 @@ cmd="$1"
 what="${2:-all}"
 parts=()
 case "$what" in
-    all) parts=(mysql redis cluster) ;;
+    all) parts=(mysql replica redis cluster) ;;
     none) ;;
     "" | *,,* | ,* | *,) usage ;;
     *)
         # started in this order (stopped in reverse), whatever the list's
         IFS=, read -r -a asked <<<"$what"
         for p in "${asked[@]}"; do
-            [[ "$p" == mysql || "$p" == redis || "$p" == cluster ]] || usage
+            [[ "$p" == mysql || "$p" == replica || "$p" == redis || "$p" == cluster ]] || usage
         done
-        for p in mysql redis cluster; do
+        # the replica needs its primary (started with it; stopped only when asked)
+        [[ "$cmd" == start && ",$what," == *",replica,"* ]] && what="mysql,$what"
+        for p in mysql replica redis cluster; do
             [[ ",$what," == *",$p,"* ]] && parts+=("$p")
         done
         ;;
@@ -117,6 +131,7 @@ esac
 script_for() {
     case "$1" in
         mysql) echo "$SCRIPTS/mariadb.sh" ;;
+        replica) echo "$SCRIPTS/mariadb-replica.sh" ;;
         redis) echo "$SCRIPTS/redis.sh" ;;
         cluster) echo "$SCRIPTS/redis-cluster.sh" ;;
     esac
