@@ -570,6 +570,33 @@ static void read_options(lua_State *L, int t, dbp_pool_config *cfg)
     } else {
         lua_pop(L, 1);
     }
+    /* replicas = { "host:port" | url, ... }: copied as init is */
+    if (lua_getfield(L, t, "replicas") != LUA_TNIL) {
+        int n, i;
+        const char **arr;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_replace(L, -2);
+        }
+        if (!lua_istable(L, -1)) usage_error(L, DBP_EOPTION, "option 'replicas' must be a list of URLs or host:port strings");
+        n = (int)lua_rawlen(L, -1);
+        arr = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 1);
+        lua_pushvalue(L, -2);
+        lua_setiuservalue(L, -2, 1);
+        for (i = 0; i < n; i++) {
+            lua_rawgeti(L, -2, i + 1);
+            if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "replica %d is not a string", i + 1);
+            arr[i] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        cfg->replicas = arr;
+        cfg->nreplicas = n;
+        lua_remove(L, -2); /* the array userdata stays on the stack */
+    } else {
+        lua_pop(L, 1);
+    }
     lua_pushnil(L);
     while (lua_next(L, t)) {
         const char *key;
@@ -577,7 +604,7 @@ static void read_options(lua_State *L, int t, dbp_pool_config *cfg)
         const char *val = NULL;
         if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 1); continue; }
         key = lua_tostring(L, -2);
-        if (strcmp(key, "init") == 0 || strcmp(key, "timeout") == 0) { lua_pop(L, 1); continue; }
+        if (strcmp(key, "init") == 0 || strcmp(key, "timeout") == 0 || strcmp(key, "replicas") == 0) { lua_pop(L, 1); continue; }
         if (strcmp(key, "backend") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "option 'backend' must be a string");
             cfg->backend = lua_tostring(L, -1);
@@ -729,6 +756,15 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
     }
     lua_pop(L, 1);
     if (lua_getfield(L, t, "idempotent") != LUA_TNIL) o->idempotent = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "on") != LUA_TNIL) {
+        const char *on = lua_tostring(L, -1);
+        if (on && strcmp(on, "primary") == 0) o->on = DBP_ON_PRIMARY;
+        else if (on && strcmp(on, "replica") == 0) o->on = DBP_ON_REPLICA;
+        else usage_error(L, DBP_EOPTION, "option 'on' must be \"primary\" or \"replica\"");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "read_your_writes") != LUA_TNIL) o->read_your_writes = lua_toboolean(L, -1);
     lua_pop(L, 1);
 }
 
@@ -925,6 +961,13 @@ static int l_pool_nodes(lua_State *L)
         set_int(L, "slots", info[i].slots);
         set_int(L, "slot_ranges", info[i].slot_ranges);
         if (!info[i].primary) { lua_pushstring(L, info[i].primary_addr); lua_setfield(L, -2, "primary"); }
+        if (info[i].state[0]) {
+            /* MySQL replicas: where it stands, and what was sent there */
+            lua_pushstring(L, info[i].state); lua_setfield(L, -2, "state");
+            if (info[i].lag >= 0) set_int(L, "lag", info[i].lag);
+            set_int(L, "routed", (long long)info[i].routed);
+            if (info[i].last_error[0]) { lua_pushstring(L, info[i].last_error); lua_setfield(L, -2, "error"); }
+        }
         push_stats(L, &info[i].stats);
         lua_setfield(L, -2, "stats");
         lua_rawseti(L, -2, i + 1);
