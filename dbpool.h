@@ -53,7 +53,8 @@
 
      Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_REDIS, DBPOOL_NO_THREADS,
                              DBP_MALLOC...
-     Concepts                hub, helper threads, pool, op, pinned connection, deadlines, errors
+     Concepts                hub, helper threads, pool, op, pinned connection, deadlines,
+                             replicas, errors
      API                     result codes, values, configuration, hub, pool, ops,
                              results, Redis replies, pub/sub, statistics, URLs
      Implementation          behind DBPOOL_IMPLEMENTATION, sections marked
@@ -160,6 +161,42 @@
      queued and running op finish and settle, then sends QUIT and closes every
      socket. With a deadline, what is still queued at the deadline is rejected
      and what still runs is cut off, each with DBP_ECANCELLED saying so.
+
+     Replicas.  A MySQL pool opened with `replicas` (cfg.replicas, or
+     replica=host:port in the URL, once per replica; each entry "host[:port]"
+     or a mysql:// URL, the primary's user, password and database otherwise)
+     routes each statement: a read goes to a replica, the rest to the
+     primary. A read is a statement submitted to the pool (not to a pinned
+     connection) whose first word is SELECT or WITH without FOR UPDATE, FOR
+     SHARE, LOCK IN SHARE MODE, INTO or a named lock, or SHOW, DESCRIBE,
+     EXPLAIN, and that is one statement. dbp_pool_acquire() (transactions)
+     and dbp_pool_ping() use the primary; dbp_op_options.on = DBP_ON_PRIMARY
+     or DBP_ON_REPLICA overrides per statement (a statement that is not a
+     read is refused on a replica with DBP_EUSAGE: no write is ever sent to
+     one). Of the usable replicas, the one with the least work queued and
+     running there is chosen; with none usable, reads go to the primary.
+     While the pool is open and the hub runs, each replica's SHOW SLAVE
+     STATUS is read every second: a replica is usable when both replication
+     threads run and Seconds_Behind_Master <= max_lag (5 s). One that lags,
+     stops replicating, or fails (a read that fails on it for a connection
+     reason runs again elsewhere: reads are safe to repeat) is skipped,
+     read again with backoff (backoff_min doubling to backoff_max) and used
+     again once it is fine; each change is told through the event hook.
+     read_your_writes (pool option, or per statement): the primary's
+     connections track @@last_gtid (session tracking); before a read on a
+     replica, SELECT MASTER_GTID_WAIT(gtid, max_lag) runs there for the
+     newest GTID the pool's writes made, and when it does not return 0 the
+     read runs on the primary. So a read sees every write this pool had
+     finished before it was submitted (on any of its connections, pinned
+     ones included); the cost is one round trip on the replica per read
+     after a new write. This needs MariaDB (GTIDs, MASTER_GTID_WAIT). A
+     write the primary refuses with 1290 (--read-only) is rejected as any
+     server error (DBP_ESQL, code 1290) and the pool reads @@read_only there
+     every second, saying so through the hook, until it is off.
+     dbp_pool_nodes() lists the primary and then each replica with its
+     state ("ok", "lagging", "stopped", "down", "read-only", "unknown" before
+     the first status read), lag, statements sent and statistics. A stream
+     runs on the node chosen when it starts (no failover once it runs).
 
      Lifetimes.  Who owns what, and what a busy object does when let go. The
      rule: a handle its holder has not let go of stays valid whatever the
