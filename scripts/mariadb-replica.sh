@@ -5,7 +5,9 @@
 #
 # State lives in ${DBPOOL_RUN_DIR:-<repo>/.run}/mariadb-replica; the server
 # listens on 127.0.0.1 only, port ${DBPOOL_MYSQL_REPLICA_PORT:-23307},
-# server_id 2, read_only, with the primary's test certificates. The primary
+# server_id 2, read_only, with the primary's test certificates. A second
+# replica (DBPOOL_REPLICA_INDEX=2, `scripts/servers.sh start replica2`) lives
+# in mariadb-replica2 on the next port, server_id 3; and so on. The primary
 # must be running (scripts/servers.sh starts it first). The first start
 # copies the primary (mariadb-dump --gtid: every database and the accounts,
 # so the same URLs work here) and replicates from it with
@@ -14,11 +16,16 @@
 # The application user may read the replica's status (SLAVE MONITOR).
 set -euo pipefail
 
-NAME=mariadb-replica
+INDEX="${DBPOOL_REPLICA_INDEX:-1}"
+[[ "$INDEX" =~ ^[1-9]$ ]] || { echo "mariadb-replica: DBPOOL_REPLICA_INDEX must be 1 to 9" >&2; exit 2; }
+SUFFIX=""
+((INDEX > 1)) && SUFFIX="$INDEX"
+NAME="mariadb-replica$SUFFIX"
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-STATE="$RUN_DIR/mariadb-replica"
-PORT="${DBPOOL_MYSQL_REPLICA_PORT:-23307}"
+STATE="$RUN_DIR/mariadb-replica$SUFFIX"
+PORT="$((${DBPOOL_MYSQL_REPLICA_PORT:-23307} + INDEX - 1))"
+SERVER_ID="$((INDEX + 1))"
 PRIMARY_PORT="${DBPOOL_MYSQL_PORT:-23306}"
 PRIMARY_STATE="$RUN_DIR/mariadb"
 PRIMARY_SOCKET="$PRIMARY_STATE/mysqld.sock"
@@ -162,7 +169,7 @@ do_start() {
         --innodb-buffer-pool-size=64M \
         --innodb-log-file-size=48M \
         --innodb-flush-log-at-trx-commit=2 \
-        --server-id=2 \
+        --server-id="$SERVER_ID" \
         --skip-log-bin \
         --read-only=1 \
         --relay-log=relay-bin \

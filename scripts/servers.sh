@@ -4,9 +4,10 @@
 #   scripts/servers.sh start|stop|status|env [WHICH]
 #
 # WHICH is all (the default), none, or a comma-separated list of mysql,
-# replica, redis and cluster (mysql,redis). replica is a MariaDB GTID replica
-# of mysql (scripts/mariadb-replica.sh): it needs mysql, which is started
-# with it whenever it is asked for.
+# replica, replica2, redis and cluster (mysql,redis). replica is a MariaDB
+# GTID replica of mysql (scripts/mariadb-replica.sh): it needs mysql, which
+# is started with it whenever it is asked for; replica2 is a second one (for
+# benchmarks, not in all).
 #
 # start/stop/status call scripts/mariadb.sh, scripts/mariadb-replica.sh,
 # scripts/redis.sh and scripts/redis-cluster.sh. env prints shell-quoted export lines for the tests:
@@ -88,6 +89,11 @@ env_replica() {
     emit DBPOOL_TEST_MYSQL_REPLICA_SOCKET "$RUN_DIR/mariadb-replica/mysqld.sock"
 }
 
+# A second replica (benchmarks; not in `all`).
+env_replica2() {
+    emit DBPOOL_TEST_MYSQL_REPLICA2_PORT "$((MYSQL_REPLICA_PORT + 1))"
+}
+
 env_redis() {
     local hostport="127.0.0.1:$REDIS_PORT"
     emit DBPOOL_TEST_REDIS_URL "redis://:$(urlencode "$REDIS_PASSWORD")@$hostport/0"
@@ -118,11 +124,11 @@ case "$what" in
         # started in this order (stopped in reverse), whatever the list's
         IFS=, read -r -a asked <<<"$what"
         for p in "${asked[@]}"; do
-            [[ "$p" == mysql || "$p" == replica || "$p" == redis || "$p" == cluster ]] || usage
+            [[ "$p" == mysql || "$p" == replica || "$p" == replica2 || "$p" == redis || "$p" == cluster ]] || usage
         done
         # the replica needs its primary (started with it; stopped only when asked)
-        [[ "$cmd" == start && ",$what," == *",replica,"* ]] && what="mysql,$what"
-        for p in mysql replica redis cluster; do
+        [[ "$cmd" == start && ",$what," == *",replica"* ]] && what="mysql,$what"
+        for p in mysql replica replica2 redis cluster; do
             [[ ",$what," == *",$p,"* ]] && parts+=("$p")
         done
         ;;
@@ -132,29 +138,39 @@ script_for() {
     case "$1" in
         mysql) echo "$SCRIPTS/mariadb.sh" ;;
         replica) echo "$SCRIPTS/mariadb-replica.sh" ;;
+        replica2) echo "$SCRIPTS/mariadb-replica.sh" ;;
         redis) echo "$SCRIPTS/redis.sh" ;;
         cluster) echo "$SCRIPTS/redis-cluster.sh" ;;
     esac
 }
 
+# run_part PART ACTION: the part's script (replica2: the replica script, second instance).
+run_part() {
+    if [[ "$1" == replica2 ]]; then
+        DBPOOL_REPLICA_INDEX=2 "$(script_for "$1")" "$2"
+    else
+        "$(script_for "$1")" "$2"
+    fi
+}
+
 case "$cmd" in
     start)
         for p in "${parts[@]}"; do
-            "$(script_for "$p")" start
+            run_part "$p" start
         done
         ;;
     stop)
         # Stop everything asked for, even if one of them fails.
         rc=0
         for ((i = ${#parts[@]} - 1; i >= 0; i--)); do
-            "$(script_for "${parts[i]}")" stop || rc=1
+            run_part "${parts[i]}" stop || rc=1
         done
         exit "$rc"
         ;;
     status)
         rc=0
         for p in "${parts[@]}"; do
-            "$(script_for "$p")" status || rc=3
+            run_part "$p" status || rc=3
         done
         exit "$rc"
         ;;
