@@ -47,16 +47,17 @@ if have ~= ROWS then
         setup:query("INSERT INTO bench_rep VALUES " .. table.concat(vals, ","), params):await()
     end
 end
-setup:query("CREATE TABLE IF NOT EXISTS bench_rep_w (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(32))"):await()
+setup:query("DROP TABLE IF EXISTS bench_rep_w"):await()
+setup:query("CREATE TABLE bench_rep_w (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))"):await()
 setup:close():await()
 
 -- N point selects, K in flight (a sliding window); returns q/s
-local function selects(db)
+local function selects(db, qopts)
     local window, head, bad = {}, 1, 0
     local t0 = U.now()
     for i = 1, N do
         local id = (i * 7919) % ROWS + 1
-        window[#window + 1] = { db:query("SELECT id, v FROM bench_rep WHERE id = ?", { id }), id }
+        window[#window + 1] = { db:query("SELECT id, v FROM bench_rep WHERE id = ?", { id }, qopts), id }
         if #window - head + 1 >= K then
             local w = window[head]; window[head] = nil; head = head + 1
             local r = w[1]:await()
@@ -72,11 +73,11 @@ local function selects(db)
     return N / secs, secs
 end
 
-local function measure(name, opts, nrep)
-    local db = dbpool.open(url, opts)
+local function measure(name, opts, nrep, qopts, to)
+    local db = dbpool.open(to or url, opts)
     if nrep > 0 then wait_usable(db, nrep) end
-    selects(db) -- warm up every connection
-    local rate, secs = selects(db)
+    selects(db, qopts) -- warm up every connection
+    local rate, secs = selects(db, qopts)
     local nodes = db:nodes()
     local spread = {}
     for i = 1, #nodes do spread[i] = ("%s %d"):format(nodes[i].role, nodes[i].routed) end
@@ -87,6 +88,12 @@ local function measure(name, opts, nrep)
 end
 
 local r0 = measure("primary_alone", { max = POOL }, 0)
+-- the router's own cost: the same pool with a replica, every read forced to the primary
+local rp = measure("routed_to_primary", { max = POOL, replicas = { "127.0.0.1:" .. port1 } }, 1, { on = "primary" })
+U.ratio(G, "routed_to_primary/primary_alone", rp / r0)
+-- the replica's server alone (no router): what the replica itself does on this machine
+local ra = measure("replica_alone", { max = POOL }, 0, nil, (url:gsub("@([^/@]*):%d+/", "@%1:" .. port1 .. "/", 1)))
+U.ratio(G, "replica_alone/primary_alone", ra / r0)
 local r1 = measure("with_1_replica", { max = POOL, replicas = { "127.0.0.1:" .. port1 } }, 1)
 U.ratio(G, "with_1_replica/primary_alone", r1 / r0)
 if port2 and port2 ~= "" then
