@@ -6770,9 +6770,13 @@ static void dbp__rep_route(dbp_pool *p, dbp_op *op)
         return;
     }
     if (read && !(op->flags & DBP__OF_ON_PRIMARY)) k = dbp__rep_pick(p);
-    if (k > 0 && op->type != DBP__OP_STREAM && (p->s.read_your_writes || (op->flags & DBP__OF_RYW))) {
+    if (k > 0 && (p->s.read_your_writes || (op->flags & DBP__OF_RYW))) {
         const char *g = rp->nodes[0].pool->gtid;
-        if (g[0] && !dbp__gtid_covers(rp->nodes[k].applied, g)) { dbp__rep_wait(p, op, k, g); return; }
+        if (g[0] && !dbp__gtid_covers(rp->nodes[k].applied, g)) {
+            /* a stream runs as an op of the node's pool: no wait in front of it, so the primary */
+            if (op->type == DBP__OP_STREAM) k = 0;
+            else { dbp__rep_wait(p, op, k, g); return; }
+        }
     }
     dbp__rep_send(p, op, k > 0 ? k : 0);
 }

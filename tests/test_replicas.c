@@ -219,6 +219,22 @@ static void test_read_your_writes(dbp_hub *h)
         else on_primary++;
     }
     is_int(stale, 0, "1000 x insert-then-read: never a stale read (%d on the replica, %d on the primary)", on_replica, on_primary);
+    {
+        /* a stream after a write the replica may not have: on the primary */
+        dbp_op *s;
+        const dbp_cell *row;
+        size_t nc;
+        int got = -1;
+        run_sql(rroot, "STOP SLAVE SQL_THREAD");
+        insert_v(p, "ryw-stream");
+        s = dbp_pool_query_stream(p, "SELECT COUNT(*), @@server_id FROM rep_t WHERE v = 'ryw-stream'", NULL, 0, NULL);
+        while (dbp_op_fetch_wait(s, 5000) == DBP_OK && dbp_op_fetch(s, &row, &nc) == DBP_ROW)
+            if (atoi(row[0].data) == 1) got = atoi(row[1].data);
+        is_int(got, 1, "read_your_writes: a stream after a write the replica lacks runs on the primary and sees it");
+        dbp_op_free(s);
+        run_sql(rroot, "START SLAVE SQL_THREAD");
+        wait_state(h, p, 1, "ok", 5000);
+    }
     ok(on_replica > 500, "most reads still ran on the replica (%d)", on_replica);
     ok(on_primary > 0, "while it was stopped they ran on the primary (%d)", on_primary);
     {
