@@ -85,5 +85,15 @@ root:close():await()
 out = ping(URL:gsub("127%.0%.0%.1:%d+", "127.0.0.1:1") .. "?replica=127.0.0.1:" .. REPLICA_PORT .. "&connect_timeout=1")
 T.like(out, "rc=1", "the primary down: exit 1")
 
+-- the REPL's \stats shows the nodes
+do
+    local f = io.popen(("printf 'SELECT 1;\\n\\\\stats\\n' | %s/scripts/dbpool repl '%s' 2>&1"):format(REPO, purl))
+    local text = f:read("a")
+    f:close()
+    T.like(text, "replica 127.0.0.1:" .. REPLICA_PORT, "REPL \\stats: a line for the replica")
+    T.like(text, "primary 127.0.0.1:", "... and for the primary")
+    T.unlike(text, PASSWORD, "no password")
+end
+
 db:close():await()
 T.done()

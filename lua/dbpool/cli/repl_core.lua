@@ -140,6 +140,8 @@ function Repl:connect(name, url)
     local c = { name = name, url = util.redact(url), pool = pool, backend = pool._backend }
     -- while the REPL waits for a session, the first failed connect ends the wait
     pool:on("error", function(ev)
+        -- a warning (no error kind: a replica lagging or down, a limit) is no failed connect
+        if ev.error and (ev.error.kind or "") == "" then return end
         if c.watch then c.failed = c.failed or ev.error or { kind = "connection", message = ev.message } end
     end)
     local sok, serr = self:session(c)
