@@ -6519,12 +6519,12 @@ static int dbp__rep_node_settings(dbp__settings *d, const dbp__settings *src, co
         size_t n = strlen(spec);
         if (spec[0] == '[') { const char *e = strchr(spec, ']'); c = e && e[1] == ':' ? e + 1 : NULL; }
         if (c) n = (size_t)(c - spec);
-        if (n >= sizeof hb) return dbp__err_set(err, DBP_EOPTION, "replica '%.40s': host name too long", spec);
+        if (n >= sizeof hb) return dbp__err_set(err, DBP_EOPTION, "'%.40s': host name too long", spec);
         memcpy(hb, spec, n);
         hb[n] = '\0';
         if (hb[0] == '[' && n > 1 && hb[n - 1] == ']') { memmove(hb, hb + 1, n - 2); hb[n - 2] = '\0'; }
         host = hb;
-        if (c && dbp__parse_count(c + 1, 1, &port)) return dbp__err_set(err, DBP_EOPTION, "replica '%.40s': bad port", spec);
+        if (c && dbp__parse_count(c + 1, 1, &port)) return dbp__err_set(err, DBP_EOPTION, "'%.40s': bad port", spec);
     }
     *d = *src;
     d->bk = &dbp__mysql_backend;
@@ -6603,6 +6603,7 @@ static int dbp__rep_open(dbp_pool *p, dbp_error *err)
         rp->nodes[k].lag = k ? -1 : 0;
         rp->nodes[k].state = k ? DBP__RN_UNKNOWN : DBP__RN_OK;
         rp->n++;
+        if (np->s.min > 0) dbp__pool_maintain(np); /* `min` applies to each node */
     }
     for (k = 1; k < rp->n; k++) dbp__rep_probe(p, k);
     return DBP_OK;

@@ -82,6 +82,51 @@ static void test_is_read(void)
         is_int(dbp__sql_is_read(t[i].sql, strlen(t[i].sql)), t[i].read, "is_read(\"%s\")", t[i].sql);
 }
 
+/* Opening: where replicas come from, and what is refused. */
+static void test_settings(dbp_hub *h)
+{
+    dbp_pool_config cfg;
+    dbp_error e;
+    dbp_pool *p;
+    dbp_node_info n[4];
+    char url[600], rurl[600];
+    const char *list[2];
+    snprintf(url, sizeof url, "redis://127.0.0.1:6379/0?replica=127.0.0.1:%s", REPLICA_PORT);
+    dbp_pool_config_init(&cfg);
+    cfg.url = url;
+    ok(dbp_pool_open(h, &cfg, &e) == NULL && e.rc == DBP_EOPTION && strstr(e.message, "'replicas' does not apply"),
+       "replica= on a Redis URL is refused: %s", e.message);
+    snprintf(url, sizeof url, "%s?replica=", URL);
+    cfg.url = url;
+    ok(dbp_pool_open(h, &cfg, &e) == NULL && e.rc == DBP_EOPTION, "an empty replica= is refused: %s", e.message);
+    snprintf(url, sizeof url, "%s?replica=127.0.0.1:notaport", URL);
+    cfg.url = url;
+    ok(dbp_pool_open(h, &cfg, &e) == NULL && e.rc == DBP_EOPTION && !strstr(e.message, PASSWORD),
+       "a bad replica port is refused: %s", e.message);
+    is_int(dbp_pool_config_set(&cfg, "replicas", "x", &e), DBP_EOPTION, "dbp_pool_config_set(\"replicas\") says it takes a list");
+    /* the C list: a full URL (with its password) and host:port; min opens connections on every node */
+    snprintf(rurl, sizeof rurl, "%s", REPLICA_URL);
+    list[0] = rurl;
+    list[1] = "127.0.0.1:1";
+    cfg.url = URL;
+    cfg.replicas = list;
+    cfg.nreplicas = 2;
+    cfg.min = 1;
+    cfg.connect_timeout_ms = 1000;
+    cfg.on_event = hook;
+    p = dbp_pool_open(h, &cfg, &e);
+    if (!ok(p != NULL, "cfg.replicas with a URL and a host:port opens")) { diag("%s", e.message); return; }
+    is_int(dbp_pool_nodes(p, n, 4), 3, "three nodes");
+    ok(strstr(n[1].addr, REPLICA_PORT) && strcmp(n[2].addr, "127.0.0.1:1") == 0, "addresses %s, %s", n[1].addr, n[2].addr);
+    ok(wait_state(h, p, 1, "ok", 10000), "the first replica is usable");
+    ok(wait_state(h, p, 2, "down", 10000), "the unreachable one is down");
+    dbp_pool_nodes(p, n, 4);
+    ok(n[0].stats.total >= 1 && n[1].stats.total >= 1, "min = 1 opened a connection on the primary and the replica");
+    ok(strlen(n[2].last_error) > 0 && !strstr(n[2].last_error, PASSWORD), "the dead one says why: %s", n[2].last_error);
+    is_int(where(p, "SELECT @@server_id", NULL), 2, "reads go to the usable replica, never the dead one");
+    close_pool(p);
+}
+
 static void test_routing(dbp_hub *h)
 {
     dbp_pool *p = open_rep(h, "max_lag=2&max=4");
@@ -375,6 +420,7 @@ int main(void)
     REPLICA_PORT = need_env("DBPOOL_TEST_MYSQL_REPLICA_PORT");
     test_is_read();
     h = dbp_hub_open(NULL);
+    test_settings(h);
     test_routing(h);
     test_read_your_writes(h);
     test_lag(h);
