@@ -49,43 +49,8 @@ STATUS_DETAIL="port $PORT, socket $SOCKET, replica of 127.0.0.1:$PRIMARY_PORT"
 
 running_pid() { pid_from_file "$PIDFILE" '^(mariadbd|mysqld)$'; }
 
-# root over a socket, unix_socket authentication or the root password.
-sql_at() {
-    local sock="$1"
-    shift
-    if mariadb --no-defaults --protocol=socket --socket="$sock" -uroot \
-        --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1; then
-        mariadb --no-defaults --protocol=socket --socket="$sock" -uroot --batch --skip-column-names "$@"
-    else
-        mariadb --no-defaults --protocol=socket --socket="$sock" -uroot \
-            --password="$ROOT_PASS" --batch --skip-column-names "$@"
-    fi
-}
-root_sql() { sql_at "$SOCKET" "$@"; }
-primary_sql() { sql_at "$PRIMARY_SOCKET" "$@"; }
-
-user_opt=()
-if [[ "$(id -u)" -eq 0 ]]; then user_opt=(--user=root); else user_opt=(--user="$(id -un)"); fi
-
-init_datadir() {
-    [[ -d "$DATADIR/mysql" ]] && return 0
-    command -v mariadb-install-db >/dev/null || die "mariadb-install-db not found (run scripts/deps.sh)"
-    log "initialising $DATADIR"
-    rm -rf "$DATADIR" "$PROVISIONED"
-    local target="$DATADIR"
-    if [[ "$DATADIR" =~ [^A-Za-z0-9_./+-] ]]; then
-        target="$(mktemp -d "${TMPDIR:-/tmp}/dbpool-mariadb-replica.XXXXXX")"
-    fi
-    mkdir -p "$target"
-    if ! mariadb-install-db --no-defaults --datadir="$target" "${user_opt[@]}" \
-        --auth-root-authentication-method=normal --skip-test-db \
-        >"$STATE/install-db.log" 2>&1; then
-        cat "$STATE/install-db.log" >&2
-        rm -rf "$target"
-        die "mariadb-install-db failed"
-    fi
-    [[ "$target" == "$DATADIR" ]] || mv "$target" "$DATADIR"
-}
+root_sql() { mariadb_sql "$SOCKET" "$@"; }
+primary_sql() { mariadb_sql "$PRIMARY_SOCKET" "$@"; }
 
 # Waits until both replication threads run; dies with the replica's errors.
 wait_replicating() {
@@ -150,14 +115,14 @@ do_start() {
     [[ -S "$PRIMARY_SOCKET" ]] && primary_sql -e 'SELECT 1' >/dev/null 2>&1 ||
         die "the primary (scripts/mariadb.sh, port $PRIMARY_PORT) is not running: start it first"
     rm -f "$PIDFILE"
-    init_datadir
+    mariadb_init_datadir
     log "starting on 127.0.0.1:$PORT"
     : >>"$ERRLOG"
     local log_start
     log_start="$(wc -c <"$ERRLOG")"
     local ssl=()
     [[ -s "$TLS/ca.pem" ]] && ssl=(--ssl-ca="$TLS/ca.pem" --ssl-cert="$TLS/server-cert.pem" --ssl-key="$TLS/server-key.pem")
-    setsid mariadbd --no-defaults "${user_opt[@]}" \
+    setsid mariadbd --no-defaults "${mariadb_user_opt[@]}" \
         --datadir="$DATADIR" \
         --port="$PORT" \
         --bind-address=127.0.0.1 \
@@ -178,22 +143,7 @@ do_start() {
         "${ssl[@]}" \
         </dev/null >"$STATE/mariadbd.out" 2>&1 &
     local child=$!
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until timeout 10 mariadb-admin --no-defaults --protocol=socket --socket="$SOCKET" \
-        -uroot --connect-timeout=2 ping >/dev/null 2>&1; do
-        if ! alive "$child"; then
-            log "mariadbd exited during startup"
-            tail -c "+$((log_start + 1))" "$ERRLOG" | tail -n 40 >&2 || true
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            log "not accepting connections after ${START_TIMEOUT}s"
-            show_log "$ERRLOG" 40
-            kill -KILL "$child" 2>/dev/null || true
-            exit 1
-        fi
-        sleep 0.2
-    done
+    mariadb_wait_ready "$child" "$log_start" "$START_TIMEOUT"
     if [[ -f "$PROVISIONED" ]]; then
         # a test may have left it stopped
         root_sql -e 'START SLAVE' >/dev/null 2>&1 || true
