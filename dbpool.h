@@ -2194,6 +2194,9 @@ struct dbp_pool {
     void *hook_ud;
     void *rt;                      /* a router's state */
     dbp_pool *parent;              /* pools under a router: the router's pool */
+    int fail_fast;                 /* a failed connect rejects what waits at once, and new ops
+                                      fail during the backoff: a router's node pool, when the
+                                      router can send them elsewhere */
     char gtid[64];                 /* MySQL: the GTID of the latest write on its connections,
                                       when the session tracks last_gtid (replicas) */
 };
@@ -2918,7 +2921,7 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
         c->flags &= ~DBP__CF_HELD;
         if (op->acquired == c) op->acquired = NULL;
     }
-    if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
+    if ((p->fatal || p->fail_fast) && connecting && p->nconns + p->nblocking == 0) {
         /* retrying cannot fix a wrong password or a refused TLS handshake:
            fail the waiting ops now rather than at their deadlines */
         dbp__pool_fail_queue(p, &e, e.rc ? e.rc : DBP_ECONNECT);
@@ -3785,7 +3788,7 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
             return op;
         }
     }
-    if ((p->fatal || (p->parent && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
+    if ((p->fatal || (p->fail_fast && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
         dbp__ms_now() < p->next_connect_ms && !(op->flags & DBP__OF_SIDE_OK)) {
         /* the last connect failed for a reason retrying cannot fix: fail fast
            until the backoff allows the next attempt */
@@ -6380,6 +6383,15 @@ static void dbp__rep_node_state(dbp_pool *p, int k, int state, int lag, const db
 
 static void dbp__rep_probe_done(dbp_op *op);
 
+/* The delay before reading a failing node's status again. */
+static long long dbp__rep_backoff(const dbp_pool *p, int fails)
+{
+    long long d = p->s.backoff_min;
+    int i;
+    for (i = 1; i < fails && d < p->s.backoff_max; i++) d *= 2;
+    return d > p->s.backoff_max ? p->s.backoff_max : d;
+}
+
 /* Reads a node's status: SHOW SLAVE STATUS on a replica, @@read_only on the primary. */
 static void dbp__rep_probe(dbp_pool *p, int k)
 {
@@ -6389,7 +6401,13 @@ static void dbp__rep_probe(dbp_pool *p, int k)
     dbp_op *op;
     if (nd->probe || nd->pool->state != DBP__PS_OPEN) return;
     op = dbp__query_make(nd->pool, DBP__OP_QUERY, sql, strlen(sql), NULL, 0, NULL);
-    if (!op) return;
+    if (!op || dbp__op_settled(op)) {
+        /* out of memory: try again later */
+        if (op) { op->flags &= ~DBP__OF_CALLER; dbp__op_maybe_free(op); }
+        nd->next_probe = dbp__ms_now() + dbp__rep_backoff(p, ++nd->fails);
+        dbp__timer_min(p->hub, &rp->rtimer, nd->next_probe);
+        return;
+    }
     op->flags &= ~DBP__OF_CALLER;
     op->owner = p;
     op->done = dbp__rep_probe_done;
@@ -6405,14 +6423,6 @@ static const dbp_cell *dbp__rep_col(const dbp_result *r, const char *name)
     for (j = 0; r && r->nrows && j < r->ncols; j++)
         if (strcmp(r->fields[j].name, name) == 0) return r->cells[j].data ? &r->cells[j] : NULL;
     return NULL;
-}
-
-static long long dbp__rep_backoff(const dbp_pool *p, int fails)
-{
-    long long d = p->s.backoff_min;
-    int i;
-    for (i = 1; i < fails && d < p->s.backoff_max; i++) d *= 2;
-    return d > p->s.backoff_max ? p->s.backoff_max : d;
 }
 
 static void dbp__rep_probe_done(dbp_op *op)
@@ -6598,6 +6608,7 @@ static int dbp__rep_open(dbp_pool *p, dbp_error *err)
         np = dbp__pool_make(p->hub, &s, &e);
         if (!np) { dbp__rep_free(p); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
         np->parent = p;
+        np->fail_fast = k > 0; /* a replica's reads go elsewhere; the primary waits as a plain pool does */
         np->hook = NULL;
         rp->nodes[k].pool = np;
         rp->nodes[k].lag = k ? -1 : 0;
@@ -8353,6 +8364,7 @@ static int dbp__cluster_node(dbp_pool *p, const char *host_in, int port, int rea
     np = dbp__pool_make(p->hub, &s, &e);
     if (!np) return -1;
     np->parent = p;
+    np->fail_fast = 1;
     i = cl->nnodes++;
     memset(&cl->nodes[i], 0, sizeof cl->nodes[i]);
     cl->nodes[i].pool = np;
