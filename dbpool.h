@@ -54,7 +54,8 @@
      Compile-time options    DBPOOL_STATIC, DBPOOL_NO_MYSQL, DBPOOL_NO_PGSQL, DBPOOL_NO_REDIS,
                              DBPOOL_NO_THREADS,
                              DBP_MALLOC...
-     Concepts                hub, helper threads, pool, op, pinned connection, deadlines, errors
+     Concepts                hub, helper threads, pool, op, pinned connection, deadlines,
+                             replicas, errors
      API                     result codes, values, configuration, hub, pool, ops,
                              results, Redis replies, pub/sub, statistics, URLs
      Implementation          behind DBPOOL_IMPLEMENTATION, sections marked
@@ -68,7 +69,8 @@
                              histogram, results
          engine              sockets, helper threads, connections, pool
                              engine, hub, pool API, the op API
-         backends            MySQL backend; PostgreSQL backend; Redis
+         backends            MySQL backend; MySQL replicas (a router over
+                             MySQL pools); PostgreSQL backend; Redis
                              replies, Redis backend, pub/sub (Redis, and
                              PostgreSQL's LISTEN), Redis commands; Redis
                              Cluster (a router over Redis pools); the
@@ -166,6 +168,42 @@
      queued and running op finish and settle, then sends QUIT and closes every
      socket. With a deadline, what is still queued at the deadline is rejected
      and what still runs is cut off, each with DBP_ECANCELLED saying so.
+
+     Replicas.  A MySQL pool opened with `replicas` (cfg.replicas, or
+     replica=host:port in the URL, once per replica; each entry "host[:port]"
+     or a mysql:// URL, the primary's user, password and database otherwise)
+     routes each statement: a read goes to a replica, the rest to the
+     primary. A read is a statement submitted to the pool (not to a pinned
+     connection) whose first word is SELECT or WITH without FOR UPDATE, FOR
+     SHARE, LOCK IN SHARE MODE, INTO or a named lock, or SHOW, DESCRIBE,
+     EXPLAIN, and that is one statement. dbp_pool_acquire() (transactions)
+     and dbp_pool_ping() use the primary; dbp_op_options.on = DBP_ON_PRIMARY
+     or DBP_ON_REPLICA overrides per statement (a statement that is not a
+     read is refused on a replica with DBP_EUSAGE: no write is ever sent to
+     one). Of the usable replicas, the one with the least work queued and
+     running there is chosen; with none usable, reads go to the primary.
+     While the pool is open and the hub runs, each replica's SHOW SLAVE
+     STATUS is read every second: a replica is usable when both replication
+     threads run and Seconds_Behind_Master <= max_lag (5 s). One that lags,
+     stops replicating, or fails (a read that fails on it for a connection
+     reason runs again elsewhere: reads are safe to repeat) is skipped,
+     read again with backoff (backoff_min doubling to backoff_max) and used
+     again once it is fine; each change is told through the event hook.
+     read_your_writes (pool option, or per statement): the primary's
+     connections track @@last_gtid (session tracking); before a read on a
+     replica, SELECT MASTER_GTID_WAIT(gtid, max_lag) runs there for the
+     newest GTID the pool's writes made, and when it does not return 0 the
+     read runs on the primary. So a read sees every write this pool had
+     finished before it was submitted (on any of its connections, pinned
+     ones included); the cost is one round trip on the replica per read
+     after a new write. This needs MariaDB (GTIDs, MASTER_GTID_WAIT). A
+     write the primary refuses with 1290 (--read-only) is rejected as any
+     server error (DBP_ESQL, code 1290) and the pool reads @@read_only there
+     every second, saying so through the hook, until it is off.
+     dbp_pool_nodes() lists the primary and then each replica with its
+     state ("ok", "lagging", "stopped", "down", "read-only", "unknown" before
+     the first status read), lag, statements sent and statistics. A stream
+     runs on the node chosen when it starts (no failover once it runs).
 
      Lifetimes.  Who owns what, and what a busy object does when let go. The
      rule: a handle its holder has not let go of stays valid whatever the
@@ -449,6 +487,13 @@ typedef struct dbp_pool_config {
     void *event_ud;
     /* PostgreSQL: GSSAPI encryption, "disable" unless set ("prefer", "require") */
     const char *gssencmode;
+    /* MySQL read replicas (see "Replicas" below): each entry "host[:port]"
+       or a mysql:// URL (its user, password and database, else the
+       primary's); in URLs, one replica=host:port option per replica */
+    const char *const *replicas;
+    int nreplicas;
+    int max_lag_ms;         /* a replica further behind is not read from (5000) */
+    int read_your_writes;   /* 1: a replica read waits for the pool's latest write (0) */
 } dbp_pool_config;
 
 /* Fills every field with "unset". */
@@ -548,7 +593,12 @@ typedef struct dbp_op_options {
     int timeout_ms;   /* one deadline over queueing, connecting and running; 0 = none */
     int idempotent;   /* 1: may be retried once after a connection lost after send */
     int prepare;      /* 1 a server-side prepared statement, -1 text, 0 the pool's `prepare` */
+    int on;           /* a pool with replicas: DBP_ON_PRIMARY or DBP_ON_REPLICA
+                         overrides where the statement runs (0: by the routing rule) */
+    int read_your_writes; /* a pool with replicas: 1 waits for the pool's latest write
+                             before reading on a replica, as the pool option does */
 } dbp_op_options;
+enum { DBP_ON_ANY = 0, DBP_ON_PRIMARY = 1, DBP_ON_REPLICA = 2 };
 
 /* ==== SQL ops (MySQL, PostgreSQL) ========================================
    MySQL: `?` placeholders in sql are bound client-side, escaped by the
@@ -855,7 +905,7 @@ typedef struct dbp_stats {
 /* Fills *st with a consistent snapshot. For a cluster pool: the sum over nodes. */
 DBPDEF void dbp_pool_stats(const dbp_pool *pool, dbp_stats *st);
 
-/* ==== Redis Cluster ====================================================== */
+/* ==== Nodes: Redis Cluster, MySQL replicas ================================ */
 typedef struct dbp_node_info {
     char addr[80];          /* "host:port" */
     int primary;            /* 1 primary, 0 replica */
@@ -863,9 +913,15 @@ typedef struct dbp_node_info {
     int slot_ranges;        /* number of ranges */
     char primary_addr[80];  /* for replicas: their primary */
     dbp_stats stats;
+    /* MySQL replicas */
+    int lag;                /* replicas: seconds behind the primary, -1 unknown */
+    char state[16];         /* "ok", "lagging", "stopped", "down", "read-only", "unknown" */
+    unsigned long long routed; /* statements the pool sent here */
+    char last_error[DBP_ERRMSG_MAX]; /* why it is not "ok" ("" when it is) */
 } dbp_node_info;
 
-/* Fills up to max entries, returns how many nodes are known. */
+/* Fills up to max entries, returns how many nodes are known: a Redis
+   Cluster's nodes, or a MySQL pool's primary (first) and replicas. */
 DBPDEF int dbp_pool_nodes(const dbp_pool *pool, dbp_node_info *out, int max);
 /* The hash slot of a key: CRC16-XMODEM modulo 16384, {hash tags} honoured. */
 DBPDEF unsigned dbp_key_slot(const char *key, size_t len);
@@ -1538,6 +1594,7 @@ DBPDEF void dbp_pool_config_init(dbp_pool_config *cfg)
     cfg->slow_threshold_ms = cfg->close_timeout_ms = cfg->max_redirects = -1;
     cfg->ninit = -1;
     cfg->prepare = cfg->prepare_cache = -1;
+    cfg->nreplicas = cfg->max_lag_ms = cfg->read_your_writes = -1;
 }
 
 enum { DBP__OPT_COUNT, DBP__OPT_MS, DBP__OPT_STR, DBP__OPT_BOOL };
@@ -1567,6 +1624,9 @@ typedef struct dbp__settings {
     int read_from;
     int max_redirects;
     int readonly;            /* a cluster replica's node pool: READONLY on every connection */
+    char **replicas;         /* MySQL replicas, as given ("host:port" or a URL) */
+    int nreplicas;
+    int max_lag, read_your_writes;
 } dbp__settings;
 
 /* ---- the backend seam ----
@@ -1582,7 +1642,10 @@ enum { DBP__BKF_SQL = 1,        /* query(), `init` statements */
        DBP__BKF_SEEDS = 8,      /* a URL's several hosts are seeds of one system */
        DBP__BKF_PATTERNS = 16,  /* subscribe() takes patterns too */
        DBP__BKF_LISTEN = 32,    /* subscribe() is LISTEN/NOTIFY on a connection of the backend */
-       DBP__BKF_COPY = 64 };    /* dbp_pool_copy_in() */
+       DBP__BKF_COPY = 64,      /* dbp_pool_copy_in() */
+       DBP__BKF_REPLICAS = 128 }; /* a router over a primary and its replicas: it takes
+                                     over a pool of the backend with its name when the
+                                     `replicas` option is given; no scheme of its own */
 
 typedef struct dbp__router dbp__router;
 
@@ -1634,6 +1697,8 @@ struct dbp__router {
     dbp_op *(*ping)(dbp_pool *p, const dbp_op_options *o);
     int (*nodes)(const dbp_pool *p, dbp_node_info *out, int max);
     const char *no_pin;                          /* why acquire() is refused */
+    dbp_pool *(*pin)(dbp_pool *p);               /* the pool under it that acquire() takes a
+                                                    connection from; NULL: refused (no_pin) */
 };
 
 /* The backends of this build (NULL-terminated), defined after them all. */
@@ -1690,7 +1755,9 @@ static const dbp__option dbp__options[] = {
     DBP__STR("sslcert", ssl_cert, DBP__FOR_SQL),
     DBP__STR("sslkey", ssl_key, DBP__FOR_SQL),
     DBP__STR("application_name", name, DBP__FOR_ALL),
-    DBP__STR("gssencmode", gssencmode, DBP__FOR_PGSQL)
+    DBP__STR("gssencmode", gssencmode, DBP__FOR_PGSQL),
+    DBP__NUM("max_lag", DBP__OPT_MS, max_lag_ms, 0, DBP__FOR_MYSQL, max_lag, 5000),
+    DBP__NUM("read_your_writes", DBP__OPT_COUNT, read_your_writes, 0, DBP__FOR_MYSQL, read_your_writes, 0)
 };
 #undef DBP__NUM
 #undef DBP__STR
@@ -1755,6 +1822,8 @@ DBPDEF int dbp_pool_config_set(dbp_pool_config *cfg, const char *key, const char
     if (!value) value = "";
     if (strcmp(key, "init") == 0)
         return dbp__err_set(err, DBP_EOPTION, "option 'init' takes a list: set cfg.init/cfg.ninit");
+    if (strcmp(key, "replicas") == 0 || strcmp(key, "replica") == 0)
+        return dbp__err_set(err, DBP_EOPTION, "option 'replicas' takes a list: set cfg.replicas/cfg.nreplicas");
     o = dbp__option_find(key);
     if (!o) return dbp__err_set(err, DBP_EOPTION, "unknown option '%.64s'", key);
     switch (o->kind) {
@@ -1801,6 +1870,8 @@ static void dbp__settings_free(dbp__settings *s)
     for (i = 0; i < s->ninit; i++) DBP_FREE(s->init[i]);
     DBP_FREE(s->init);
     DBP_FREE(s->ssl_ca); DBP_FREE(s->ssl_cert); DBP_FREE(s->ssl_key); DBP_FREE(s->gssencmode);
+    for (i = 0; i < s->nreplicas; i++) DBP_FREE(s->replicas[i]);
+    DBP_FREE(s->replicas);
     memset(s, 0, sizeof *s);
 }
 
@@ -1873,6 +1944,7 @@ static int dbp__settings_url_options(const dbp_url *u, const dbp__settings *s, d
             init_url[(*ninit_url)++] = u->options[i].value;
             continue;
         }
+        if (strcmp(u->options[i].key, "replica") == 0) continue; /* dbp__settings_replicas */
         o = dbp__option_find(u->options[i].key);
         if (o && !(o->scope & s->bk->scope))
             return dbp__err_set(err, DBP_EOPTION, "option '%s' does not apply to %s", o->name, u->scheme);
@@ -2018,6 +2090,34 @@ static int dbp__settings_init(const dbp_pool_config *cfg, const char *const *ini
     return DBP_OK;
 }
 
+/* The replicas: the config's list when given (nreplicas >= 0), else the
+   URL's replica= options. A pool with replicas is run by the router of its
+   backend's name that has DBP__BKF_REPLICAS (MySQL replicas). */
+static int dbp__settings_replicas(const dbp_pool_config *cfg, const dbp_url *u, dbp__settings *s, dbp_error *err)
+{
+    const dbp__backend *const *b;
+    int i, n = 0;
+    if (cfg->nreplicas > 0 && !cfg->replicas) return dbp__err_set(err, DBP_EUSAGE, "cfg.nreplicas is set but cfg.replicas is NULL");
+    n = cfg->nreplicas >= 0 ? cfg->nreplicas : 0;
+    if (cfg->nreplicas < 0)
+        for (i = 0; i < u->noptions; i++) if (strcmp(u->options[i].key, "replica") == 0) n++;
+    if (n == 0) return DBP_OK;
+    for (b = dbp__backends_all(); *b; b++)
+        if (((*b)->flags & DBP__BKF_REPLICAS) && strcmp((*b)->name, s->bk->name) == 0 && *b != s->bk) break;
+    if (!*b) return dbp__err_set(err, DBP_EOPTION, "option 'replicas' does not apply to %s", s->bk->name);
+    s->replicas = DBP__ALLOC(char *, (size_t)n);
+    if (!s->replicas) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    for (i = 0; i < (cfg->nreplicas >= 0 ? cfg->nreplicas : u->noptions); i++) {
+        const char *v = cfg->nreplicas >= 0 ? cfg->replicas[i] : strcmp(u->options[i].key, "replica") == 0 ? u->options[i].value : NULL;
+        if (cfg->nreplicas < 0 && !v) continue;
+        if (!v || !*v) return dbp__err_set(err, DBP_EOPTION, "replica %d is empty", s->nreplicas + 1);
+        if (!(s->replicas[s->nreplicas] = dbp__strdup(v))) return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+        s->nreplicas++;
+    }
+    s->bk = *b;
+    return DBP_OK;
+}
+
 /* Resolves defaults <- URL (and its query string) <- explicit fields, one
    step per concern. Pure but for the DATABASE_URL / REDIS_URL fallback. */
 static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, dbp_error *err)
@@ -2042,7 +2142,8 @@ static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, d
         (rc = dbp__settings_target(cfg, &u, &uc, s, err)) != DBP_OK ||
         (rc = dbp__settings_numbers(cfg, &uc, s, err)) != DBP_OK ||
         (rc = dbp__settings_modes(cfg, &uc, s, err)) != DBP_OK ||
-        (rc = dbp__settings_init(cfg, init_url, ninit_url, s, err)) != DBP_OK) {
+        (rc = dbp__settings_init(cfg, init_url, ninit_url, s, err)) != DBP_OK ||
+        (rc = dbp__settings_replicas(cfg, &u, s, err)) != DBP_OK) {
         if (err && s->password) dbp__err_scrub(err, s->password);
         if (err && u.password) dbp__err_scrub(err, u.password);
         dbp__settings_free(s);
@@ -2101,7 +2202,10 @@ enum {
     DBP__OF_GETKEYS = 1u << 14,    /* Redis Cluster: a COMMAND GETKEYS asked for a routed op */
     DBP__OF_PREPARE = 1u << 15,    /* run as a server-side prepared statement */
     DBP__OF_NOPREPARE = 1u << 16,  /* never, whatever the pool says */
-    DBP__OF_INLINE = 1u << 17      /* sql and params live in the op's own block */
+    DBP__OF_INLINE = 1u << 17,     /* sql and params live in the op's own block */
+    DBP__OF_ON_PRIMARY = 1u << 18, /* MySQL replicas: dbp_op_options.on */
+    DBP__OF_ON_REPLICA = 1u << 19,
+    DBP__OF_RYW = 1u << 20         /* MySQL replicas: read your writes (dbp_op_options) */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2266,6 +2370,11 @@ struct dbp_pool {
     void *hook_ud;
     void *rt;                      /* a router's state */
     dbp_pool *parent;              /* pools under a router: the router's pool */
+    int fail_fast;                 /* a failed connect rejects what waits at once, and new ops
+                                      fail during the backoff: a router's node pool, when the
+                                      router can send them elsewhere */
+    char gtid[64];                 /* MySQL: the GTID of the latest write on its connections,
+                                      when the session tracks last_gtid (replicas) */
 };
 
 struct dbp_hub {
@@ -3018,7 +3127,7 @@ static void dbp__conn_failed(dbp_conn *c, const dbp_error *why, int connecting)
         c->flags &= ~DBP__CF_HELD;
         if (op->acquired == c) op->acquired = NULL;
     }
-    if ((p->fatal || p->parent) && connecting && p->nconns + p->nblocking == 0) {
+    if ((p->fatal || p->fail_fast) && connecting && p->nconns + p->nblocking == 0) {
         /* retrying cannot fix a wrong password or a refused TLS handshake:
            fail the waiting ops now rather than at their deadlines */
         dbp__pool_fail_queue(p, &e, e.rc ? e.rc : DBP_ECONNECT);
@@ -3885,7 +3994,7 @@ static dbp_op *dbp__pool_submit(dbp_pool *p, dbp_op *op)
             return op;
         }
     }
-    if ((p->fatal || (p->parent && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
+    if ((p->fatal || (p->fail_fast && p->fail_streak > 0)) && p->nconns + p->nblocking == 0 &&
         dbp__ms_now() < p->next_connect_ms && !(op->flags & DBP__OF_SIDE_OK)) {
         /* the last connect failed for a reason retrying cannot fix: fail fast
            until the backoff allows the next attempt */
@@ -4695,6 +4804,8 @@ DBPDEF dbp_op *dbp_pool_acquire(dbp_pool *p, const dbp_op_options *o)
 {
     dbp_op *op;
     if (!p) return NULL;
+    /* a router that pins (replicas: the primary) hands out its pool's connections */
+    if (p->bk->router && p->bk->router->pin && p->bk->router->pin(p)) p = p->bk->router->pin(p);
     op = dbp__op_new(p->hub, p, DBP__OP_ACQUIRE);
     if (!op) return NULL;
     dbp__op_apply_options(op, o);
@@ -4724,6 +4835,7 @@ DBPDEF dbp_op *dbp_pool_queryn(dbp_pool *p, const char *sql, size_t len, const d
     if (!p) return NULL;
     op = dbp__query_make(p, DBP__OP_QUERY, sql, len, params, n, o);
     if (!op || dbp__op_settled(op)) return op;
+    if (p->bk->router) { dbp__router_submit(p, op); return op; }
     return dbp__pool_submit(p, op);
 }
 
@@ -4739,6 +4851,7 @@ DBPDEF dbp_op *dbp_pool_query_stream(dbp_pool *p, const char *sql, const dbp_val
     if (!p) return NULL;
     op = dbp__query_make(p, DBP__OP_STREAM, sql, sql ? strlen(sql) : 0, params, n, o);
     if (!op || dbp__op_settled(op)) return op;
+    if (p->bk->router) { dbp__router_submit(p, op); return op; }
     return dbp__pool_submit(p, op);
 }
 
@@ -5082,6 +5195,9 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
         if (o->idempotent) op->flags |= DBP__OF_IDEMPOTENT;
         if (o->prepare > 0) op->flags |= DBP__OF_PREPARE;
         else if (o->prepare < 0) op->flags |= DBP__OF_NOPREPARE;
+        if (o->on == DBP_ON_PRIMARY) op->flags |= DBP__OF_ON_PRIMARY;
+        else if (o->on == DBP_ON_REPLICA) op->flags |= DBP__OF_ON_REPLICA;
+        if (o->read_your_writes) op->flags |= DBP__OF_RYW;
     }
     if (!(p->bk->flags & DBP__BKF_SQL)) {
         dbp__op_fail(op, DBP_EUSAGE, 0, "query() needs a MySQL or PostgreSQL pool; use call() for Redis");
@@ -5644,10 +5760,41 @@ static void dbp__my_read_limits(dbp_conn *c, MYSQL_RES *res)
 }
 
 /* The user op under way is done: settle it and free the connection. */
+/* Replicas' read-your-writes: the GTID a write left in the session, when
+   the connection tracks last_gtid (session_track_system_variables; the
+   replicas router asks for it on its primary). The pool keeps the newest. */
+static void dbp__my_track_gtid(dbp_conn *c)
+{
+    dbp__my *my = DBP__MY(c);
+    const char *d;
+    size_t n;
+    int name = 1, want = 0;
+    if (mysql_session_track_get_first(my->m, SESSION_TRACK_SYSTEM_VARIABLES, &d, &n) != 0) return;
+    do {
+        if (name) {
+            want = n == 9 && memcmp(d, "last_gtid", 9) == 0;
+        } else if (want && n > 0 && n < sizeof c->pool->gtid) {
+            char g[sizeof c->pool->gtid];
+            const char *old = c->pool->gtid, *od = strchr(old, '-'), *nd;
+            memcpy(g, d, n);
+            g[n] = '\0';
+            nd = strchr(g, '-');
+            /* domain-server-seq: within one domain keep the higher seq (replies
+               may come back out of commit order over several connections) */
+            if (!old[0] || !od || !nd || od - old != nd - g || memcmp(old, g, (size_t)(nd - g)) != 0 ||
+                strtoull(strrchr(old, '-') + 1, NULL, 10) < strtoull(strrchr(g, '-') + 1, NULL, 10))
+                memcpy(c->pool->gtid, g, n + 1);
+            return;
+        }
+        name = !name;
+    } while (mysql_session_track_get_next(my->m, SESSION_TRACK_SYSTEM_VARIABLES, &d, &n) == 0);
+}
+
 static void dbp__my_op_finish(dbp_conn *c, int rc, const dbp_error *e)
 {
     dbp__my *my = DBP__MY(c);
     dbp_op *op = my->op;
+    if (rc == DBP_OK && op && my->m) dbp__my_track_gtid(c);
     my->op = NULL;
     my->phase = DBP__MY_NONE;
     my->purpose = 0;
@@ -6858,6 +7005,734 @@ static const dbp__backend dbp__mysql_backend = {
 #endif /* DBPOOL_NO_MYSQL */
 
 
+/* ==== SECTION: MySQL replicas ==== */
+
+/* A MySQL pool opened with `replicas` is a router (as Redis Cluster is):
+   its pool has no connection of its own; under it are one ordinary MySQL
+   pool for the primary and one per replica (their `parent` is it). Each
+   routed query is queued on the router's pool and passed on as a child op
+   linked by op->peer, so a replica that fails under it can give the query
+   to another node. What goes where:
+     - a read (dbp__sql_is_read: SELECT without a locking clause or INTO,
+       SHOW, DESCRIBE, EXPLAIN) goes to the usable replica with the least
+       outstanding work (queued plus running there), else to the primary;
+     - everything else, acquire() (so transactions) and ping() go to the
+       primary; dbp_op_options.on overrides for one statement (a statement
+       that is not a read is never sent to a replica);
+     - a stream runs on the node chosen, as an op of that pool (no failover
+       once it started: its rows are read there).
+   The router's timer reads each replica's SHOW SLAVE STATUS every second
+   while the pool is open (and the hub runs): a replica is usable when both
+   threads run and Seconds_Behind_Master <= max_lag. One that fails, stops or
+   lags is skipped and read again with backoff (backoff_min doubling up to
+   backoff_max), and used again once it is fine. Read your writes: the
+   primary's connections track last_gtid (session tracking, see
+   dbp__my_track_gtid), the primary pool keeps the newest; a read that asks
+   for it first runs SELECT MASTER_GTID_WAIT(gtid, max_lag) on the replica
+   chosen and runs on the primary if that does not return 0. A write the
+   primary refuses as read-only (1290) makes the router read @@read_only
+   there until it is off again, and say so through the event hook. */
+
+#ifndef DBPOOL_NO_MYSQL
+#define DBP__REP_PROBE_MS 1000
+#define DBP__REP_ER_READ_ONLY 1290   /* ER_OPTION_PREVENTS_STATEMENT (--read-only) */
+
+enum { DBP__RN_UNKNOWN = 0, DBP__RN_OK, DBP__RN_LAGGING, DBP__RN_STOPPED, DBP__RN_DOWN, DBP__RN_READ_ONLY };
+static const char *const dbp__rn_names[] = { "unknown", "ok", "lagging", "stopped", "down", "read-only" };
+
+typedef struct dbp__rnode {
+    dbp_pool *pool;
+    int state;                 /* DBP__RN_* */
+    int lag;                   /* seconds behind, -1 unknown */
+    int fails;                 /* status reads failed in a row: the backoff */
+    long long next_probe;      /* ms */
+    dbp_op *probe;             /* the status read under way */
+    unsigned long long routed;
+    char applied[64];          /* the newest GTID it was seen to have applied */
+    dbp_error err;             /* why it is not usable */
+} dbp__rnode;
+
+typedef struct dbp__rep {
+    dbp__rnode *nodes;         /* [0] is the primary */
+    int n;
+    int running;               /* child ops and GTID waits under way */
+    unsigned rr;
+    dbp__timer rtimer;
+    dbp_pool *pool;
+} dbp__rep;
+
+#define DBP__RP(p) DBP__CAST(dbp__rep *, (p)->rt)
+
+/* ---- what is a read (pure: no I/O, unit-tested) ---- */
+
+/* The upper-cased words of sql outside strings, quoted names and comments,
+   one call per word; a ';' followed by more is reported as the word ";". */
+static size_t dbp__sql_word(const char *s, size_t len, size_t i, char *w, size_t wn)
+{
+    size_t k = 0;
+    for (;;) {
+        while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '(' ||
+                           s[i] == ')' || s[i] == ','))
+            i++;
+        if (i >= len) { w[0] = '\0'; return i; }
+        if (s[i] == '#' || (s[i] == '-' && i + 2 < len + 1 && i + 1 < len && s[i + 1] == '-' &&
+                            (i + 2 >= len || s[i + 2] == ' ' || s[i + 2] == '\t' || s[i + 2] == '\n'))) {
+            while (i < len && s[i] != '\n') i++;
+            continue;
+        }
+        if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
+            if (i + 2 < len && s[i + 2] == '!') { i += 3; while (i < len && s[i] >= '0' && s[i] <= '9') i++; continue; }
+            for (i += 2; i + 1 < len && !(s[i] == '*' && s[i + 1] == '/'); i++) ;
+            i += 2;
+            continue;
+        }
+        if (s[i] == '*' && i + 1 < len && s[i + 1] == '/') { i += 2; continue; } /* end of a version comment */
+        if (s[i] == '\'' || s[i] == '"' || s[i] == '`') {
+            char q = s[i++];
+            while (i < len && s[i] != q) { if (s[i] == '\\' && q != '`') i++; i++; }
+            i++;
+            continue;
+        }
+        if (s[i] == ';') {
+            size_t j = i + 1;
+            while (j < len && (s[j] == ' ' || s[j] == '\t' || s[j] == '\n' || s[j] == '\r' || s[j] == ';')) j++;
+            if (j >= len) { w[0] = '\0'; return len; }
+            w[0] = ';'; w[1] = '\0';
+            return j;
+        }
+        break;
+    }
+    while (i < len && (isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '@' || s[i] == '$')) {
+        if (k + 1 < wn) w[k++] = (char)toupper((unsigned char)s[i]);
+        i++;
+    }
+    if (k == 0) { i++; w[0] = '?'; w[1] = '\0'; return i; }
+    w[k] = '\0';
+    return i;
+}
+
+/* 1 when the statement only reads and may run on a replica: its first word
+   is SELECT (or WITH), SHOW, DESCRIBE, DESC or EXPLAIN; a SELECT with FOR
+   UPDATE, FOR SHARE, LOCK IN SHARE MODE, INTO (a variable or a file) or a
+   named lock (GET_LOCK...) is not, and neither is more than one statement. */
+static int dbp__sql_is_read(const char *sql, size_t len)
+{
+    char w[32], prev[32] = "", prev2[32] = "";
+    size_t i = 0;
+    int select;
+    i = dbp__sql_word(sql, len, i, w, sizeof w);
+    if (strcmp(w, "SHOW") == 0 || strcmp(w, "DESCRIBE") == 0 || strcmp(w, "DESC") == 0 || strcmp(w, "EXPLAIN") == 0) {
+        select = 0;
+    } else if (strcmp(w, "SELECT") == 0 || strcmp(w, "WITH") == 0) {
+        select = 1;
+    } else {
+        return 0;
+    }
+    while (i < len) {
+        memcpy(prev2, prev, sizeof prev);
+        memcpy(prev, w, sizeof w);
+        i = dbp__sql_word(sql, len, i, w, sizeof w);
+        if (!w[0]) break;
+        if (w[0] == ';') return 0;
+        if (!select) continue;
+        if ((strcmp(prev, "FOR") == 0 && (strcmp(w, "UPDATE") == 0 || strcmp(w, "SHARE") == 0)) ||
+            (strcmp(prev2, "LOCK") == 0 && strcmp(prev, "IN") == 0 && strcmp(w, "SHARE") == 0) ||
+            strcmp(w, "INTO") == 0 || strcmp(w, "GET_LOCK") == 0 || strcmp(w, "RELEASE_LOCK") == 0 ||
+            strcmp(w, "RELEASE_ALL_LOCKS") == 0 || strcmp(w, "NEXTVAL") == 0 || strcmp(w, "SETVAL") == 0 ||
+            strcmp(w, "LAST_INSERT_ID") == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- nodes ---- */
+
+static void dbp__rep_node_state(dbp_pool *p, int k, int state, int lag, const dbp_error *why)
+{
+    dbp__rep *rp = DBP__RP(p);
+    dbp__rnode *nd = &rp->nodes[k];
+    int was = nd->state;
+    nd->lag = lag;
+    nd->state = state;
+    if (state == DBP__RN_OK) dbp__err_clear(&nd->err);
+    else if (why) nd->err = *why;
+    if (was == state) return;
+    if (k == 0) {
+        if (state == DBP__RN_READ_ONLY)
+            dbp__warn(p, "primary %s:%d is read-only: writes are refused there (never sent to a replica); "
+                      "reading @@read_only until it is off", nd->pool->s.host ? nd->pool->s.host : "localhost", nd->pool->s.port);
+        else if (was == DBP__RN_READ_ONLY && state == DBP__RN_OK)
+            dbp__warn(p, "primary %s:%d accepts writes again", nd->pool->s.host ? nd->pool->s.host : "localhost", nd->pool->s.port);
+        return;
+    }
+    if (state == DBP__RN_OK) {
+        if (was != DBP__RN_UNKNOWN)
+            dbp__warn(p, "replica %s:%d is usable again (%d s behind): reads go there", nd->pool->s.host, nd->pool->s.port, lag);
+    } else if (state == DBP__RN_LAGGING) {
+        dbp__warn(p, "replica %s:%d is %d s behind (max_lag %.3f s): reads go elsewhere until it catches up",
+                  nd->pool->s.host, nd->pool->s.port, lag, (double)p->s.max_lag / 1000.0);
+    } else {
+        dbp__warn(p, "replica %s:%d is %s: reads go elsewhere; %s", nd->pool->s.host, nd->pool->s.port,
+                  dbp__rn_names[state], nd->err.message);
+    }
+}
+
+static void dbp__rep_probe_done(dbp_op *op);
+
+/* The delay before reading a failing node's status again. */
+static long long dbp__rep_backoff(const dbp_pool *p, int fails)
+{
+    long long d = p->s.backoff_min;
+    int i;
+    for (i = 1; i < fails && d < p->s.backoff_max; i++) d *= 2;
+    return d > p->s.backoff_max ? p->s.backoff_max : d;
+}
+
+/* Reads a node's status: SHOW SLAVE STATUS on a replica, @@read_only on the primary. */
+static void dbp__rep_probe(dbp_pool *p, int k)
+{
+    dbp__rep *rp = DBP__RP(p);
+    dbp__rnode *nd = &rp->nodes[k];
+    const char *sql = k ? "SHOW SLAVE STATUS" : "SELECT @@read_only";
+    dbp_op *op;
+    if (nd->probe || nd->pool->state != DBP__PS_OPEN) return;
+    op = dbp__query_make(nd->pool, DBP__OP_QUERY, sql, strlen(sql), NULL, 0, NULL);
+    if (!op || dbp__op_settled(op)) {
+        /* out of memory: try again later */
+        if (op) { op->flags &= ~DBP__OF_CALLER; dbp__op_maybe_free(op); }
+        nd->next_probe = dbp__ms_now() + dbp__rep_backoff(p, ++nd->fails);
+        dbp__timer_min(p->hub, &rp->rtimer, nd->next_probe);
+        return;
+    }
+    op->flags &= ~DBP__OF_CALLER;
+    op->owner = p;
+    op->done = dbp__rep_probe_done;
+    op->deadline = dbp__ms_now() + p->s.connect_timeout + 1000;
+    nd->probe = op;
+    dbp__pool_submit(nd->pool, op);
+}
+
+/* The column named name of a one-row result, NULL when absent or NULL. */
+static const dbp_cell *dbp__rep_col(const dbp_result *r, const char *name)
+{
+    size_t j;
+    for (j = 0; r && r->nrows && j < r->ncols; j++)
+        if (strcmp(r->fields[j].name, name) == 0) return r->cells[j].data ? &r->cells[j] : NULL;
+    return NULL;
+}
+
+static void dbp__rep_probe_done(dbp_op *op)
+{
+    dbp_pool *p = op->owner;
+    dbp__rep *rp;
+    int k;
+    long long now = dbp__ms_now();
+    if (!p || !p->rt) return;
+    rp = DBP__RP(p);
+    for (k = 0; k < rp->n && rp->nodes[k].probe != op; k++) ;
+    if (k == rp->n) return;
+    rp->nodes[k].probe = NULL;
+    if (op->state != DBP_OP_FULFILLED) {
+        dbp_error e = op->err;
+        rp->nodes[k].fails++;
+        rp->nodes[k].next_probe = now + dbp__rep_backoff(p, rp->nodes[k].fails);
+        if (k) {
+            char m[DBP_ERRMSG_MAX];
+            snprintf(m, sizeof m, "reading its status failed: %.200s", op->err.message);
+            dbp__err_set(&e, op->err.rc, "%s", m);
+            e.code = op->err.code;
+            dbp__rep_node_state(p, k, DBP__RN_DOWN, -1, &e);
+        } else if (rp->nodes[0].state == DBP__RN_READ_ONLY) {
+            rp->nodes[0].next_probe = now + DBP__REP_PROBE_MS;
+        }
+    } else if (k == 0) {
+        const dbp_cell *ro = dbp__rep_col(op->result, "@@read_only");
+        rp->nodes[0].fails = 0;
+        if (ro && ro->len == 1 && ro->data[0] == '1') {
+            dbp_error e;
+            dbp__err_set(&e, DBP_ESQL, "the primary runs with read_only = 1");
+            e.code = DBP__REP_ER_READ_ONLY;
+            dbp__rep_node_state(p, 0, DBP__RN_READ_ONLY, 0, &e);
+            rp->nodes[0].next_probe = now + DBP__REP_PROBE_MS;
+        } else {
+            dbp__rep_node_state(p, 0, DBP__RN_OK, 0, NULL);
+        }
+    } else {
+        const dbp_result *r = op->result;
+        const dbp_cell *io = dbp__rep_col(r, "Slave_IO_Running"), *sq = dbp__rep_col(r, "Slave_SQL_Running");
+        const dbp_cell *sbm = dbp__rep_col(r, "Seconds_Behind_Master");
+        dbp_error e;
+        rp->nodes[k].fails = 0;
+        rp->nodes[k].next_probe = now + DBP__REP_PROBE_MS;
+        dbp__err_clear(&e);
+        if (!r || !r->nrows) {
+            dbp__err_set(&e, DBP_ESQL, "it does not replicate (SHOW SLAVE STATUS is empty)");
+            dbp__rep_node_state(p, k, DBP__RN_STOPPED, -1, &e);
+        } else if (!io || !sq || strcmp(io->data, "Yes") != 0 || strcmp(sq->data, "Yes") != 0 || !sbm) {
+            dbp__err_set(&e, DBP_ESQL, "replication is stopped (IO thread %s, SQL thread %s)",
+                         io ? io->data : "?", sq ? sq->data : "?");
+            dbp__rep_node_state(p, k, DBP__RN_STOPPED, -1, &e);
+        } else {
+            long long lag = strtoll(sbm->data, NULL, 10);
+            int l = lag > INT_MAX ? INT_MAX : (int)lag;
+            if (p->s.max_lag > 0 && lag * 1000 > p->s.max_lag) {
+                dbp__err_set(&e, DBP_ETIMEOUT, "%d s behind the primary (max_lag %.3f s)", l, (double)p->s.max_lag / 1000.0);
+                dbp__rep_node_state(p, k, DBP__RN_LAGGING, l, &e);
+            } else {
+                dbp__rep_node_state(p, k, DBP__RN_OK, l, NULL);
+            }
+        }
+    }
+    if (p->state == DBP__PS_OPEN) dbp__timer_min(p->hub, &rp->rtimer, rp->nodes[k].next_probe);
+    dbp__pool_check_closed(p);
+}
+
+static void dbp__rep_rtimer_fire(dbp__timer *t)
+{
+    dbp__rep *rp = DBP__CONTAINER(t, dbp__rep, rtimer);
+    dbp_pool *p = rp->pool;
+    long long now = dbp__ms_now(), next = 0;
+    int k;
+    if (p->state != DBP__PS_OPEN) return;
+    for (k = 0; k < rp->n; k++) {
+        dbp__rnode *nd = &rp->nodes[k];
+        /* the primary is read only while it refuses writes */
+        if (k == 0 && nd->state != DBP__RN_READ_ONLY) continue;
+        if (!nd->probe && now >= nd->next_probe) dbp__rep_probe(p, k);
+        if (!nd->probe && (!next || nd->next_probe < next)) next = nd->next_probe;
+    }
+    if (next) dbp__timer_min(p->hub, &rp->rtimer, next);
+}
+
+/* A deep copy of the primary's settings for the node at host:port. */
+static int dbp__rep_node_settings(dbp__settings *d, const dbp__settings *src, const char *spec, dbp_error *err)
+{
+    dbp_url u;
+    int rc = DBP_OK;
+    const char *host = NULL, *user = src->user, *pass = src->password, *db = src->database;
+    int port = 0;
+    char hb[256];
+    memset(&u, 0, sizeof u);
+    if (strstr(spec, "://")) {
+        if (dbp_url_parse(spec, &u, err) != DBP_OK) return DBP_EURL;
+        if (u.nhosts != 1) { dbp_url_free(&u); return dbp__err_set(err, DBP_EURL, "a replica URL names one host"); }
+        host = u.hosts[0].host;
+        port = u.hosts[0].port;
+        if (u.user) { user = u.user; pass = u.password; }
+        if (u.database) db = u.database;
+    } else {
+        const char *c = strrchr(spec, ':');
+        size_t n = strlen(spec);
+        if (spec[0] == '[') { const char *e = strchr(spec, ']'); c = e && e[1] == ':' ? e + 1 : NULL; }
+        if (c) n = (size_t)(c - spec);
+        if (n >= sizeof hb) return dbp__err_set(err, DBP_EOPTION, "'%.40s': host name too long", spec);
+        memcpy(hb, spec, n);
+        hb[n] = '\0';
+        if (hb[0] == '[' && n > 1 && hb[n - 1] == ']') { memmove(hb, hb + 1, n - 2); hb[n - 2] = '\0'; }
+        host = hb;
+        if (c && dbp__parse_count(c + 1, 1, &port)) return dbp__err_set(err, DBP_EOPTION, "'%.40s': bad port", spec);
+    }
+    *d = *src;
+    d->bk = &dbp__mysql_backend;
+    d->replicas = NULL; d->nreplicas = 0;
+    d->nseeds = 0; d->seed_hosts = NULL; d->seed_ports = NULL;
+    d->host = d->user = d->password = d->database = d->socket = d->charset = d->name = NULL;
+    d->ssl_ca = d->ssl_cert = d->ssl_key = NULL;
+    d->init = NULL; d->ninit = 0;
+    if (dbp__settings_str(&d->host, host && *host ? host : NULL, NULL, src->host) ||
+        dbp__settings_str(&d->user, user, NULL, NULL) || dbp__settings_str(&d->password, pass, NULL, NULL) ||
+        dbp__settings_str(&d->database, db, NULL, NULL) || dbp__settings_str(&d->charset, src->charset, NULL, NULL) ||
+        dbp__settings_str(&d->name, src->name, NULL, NULL) || dbp__settings_str(&d->ssl_ca, src->ssl_ca, NULL, NULL) ||
+        dbp__settings_str(&d->ssl_cert, src->ssl_cert, NULL, NULL) || dbp__settings_str(&d->ssl_key, src->ssl_key, NULL, NULL))
+        rc = dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    d->port = port ? port : src->port;
+    if (rc == DBP_OK && !spec[0] && dbp__settings_str(&d->socket, src->socket, NULL, NULL)) /* the primary */
+        rc = dbp__err_set(err, DBP_ENOMEM, "out of memory");
+    if (rc == DBP_OK && src->ninit > 0) {
+        int i;
+        d->init = DBP__ALLOC(char *, (size_t)src->ninit + 1);
+        if (!d->init) rc = dbp__err_set(err, DBP_ENOMEM, "out of memory");
+        for (i = 0; rc == DBP_OK && i < src->ninit; i++) {
+            if (!(d->init[i] = dbp__strdup(src->init[i]))) rc = dbp__err_set(err, DBP_ENOMEM, "out of memory");
+            else d->ninit++;
+        }
+    }
+    dbp_url_free(&u);
+    if (rc != DBP_OK) dbp__settings_free(d);
+    return rc;
+}
+
+static void dbp__rep_free(dbp_pool *p);
+
+static int dbp__rep_open(dbp_pool *p, dbp_error *err)
+{
+    dbp__rep *rp = DBP__ALLOC(dbp__rep, 1);
+    int k;
+    static const char track[] =
+        "SET SESSION session_track_system_variables = CONCAT_WS(',', NULLIF(@@session_track_system_variables, ''), 'last_gtid')";
+    if (!rp || dbp__timers_reserve(p->hub, 1) != DBP_OK) { DBP_FREE(rp); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+    rp->nodes = DBP__ALLOC(dbp__rnode, (size_t)p->s.nreplicas + 1);
+    p->rt = rp;
+    rp->pool = p;
+    dbp__timer_init(&rp->rtimer, dbp__rep_rtimer_fire);
+    if (!rp->nodes) { dbp__rep_free(p); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+    for (k = 0; k <= p->s.nreplicas; k++) {
+        dbp__settings s;
+        dbp_pool *np;
+        dbp_error e;
+        if (dbp__rep_node_settings(&s, &p->s, k ? p->s.replicas[k - 1] : "", err) != DBP_OK) {
+            if (err && k) {
+                char m[DBP_ERRMSG_MAX];
+                snprintf(m, sizeof m, "replica %d: %.280s", k, err->message);
+                memcpy(err->message, m, sizeof m);
+            }
+            dbp__rep_free(p);
+            return err ? err->rc : DBP_EOPTION;
+        }
+        if (k == 0) {
+            /* the primary tracks last_gtid: read your writes */
+            char **in = DBP__CAST(char **, DBP_REALLOC(s.init, ((size_t)s.ninit + 1) * sizeof *in));
+            if (!in || !(in[s.ninit] = dbp__strdup(track))) {
+                if (in) s.init = in;
+                dbp__settings_free(&s);
+                dbp__rep_free(p);
+                return dbp__err_set(err, DBP_ENOMEM, "out of memory");
+            }
+            s.init = in;
+            s.ninit++;
+        }
+        np = dbp__pool_make(p->hub, &s, &e);
+        if (!np) { dbp__rep_free(p); return dbp__err_set(err, DBP_ENOMEM, "out of memory"); }
+        np->parent = p;
+        np->fail_fast = k > 0; /* a replica's reads go elsewhere; the primary waits as a plain pool does */
+        np->hook = NULL;
+        rp->nodes[k].pool = np;
+        rp->nodes[k].lag = k ? -1 : 0;
+        rp->nodes[k].state = k ? DBP__RN_UNKNOWN : DBP__RN_OK;
+        rp->n++;
+        if (np->s.min > 0) dbp__pool_maintain(np); /* `min` applies to each node */
+    }
+    for (k = 1; k < rp->n; k++) dbp__rep_probe(p, k);
+    return DBP_OK;
+}
+
+static void dbp__rep_free(dbp_pool *p)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int k;
+    if (!rp) return;
+    dbp__timers_release(p->hub, 1);
+    dbp__timer_clear(p->hub, &rp->rtimer);
+    for (k = 0; k < rp->n; k++) {
+        if (rp->nodes[k].probe) rp->nodes[k].probe->owner = NULL;
+        if (rp->nodes[k].pool) dbp__pool_destroy(rp->nodes[k].pool);
+    }
+    DBP_FREE(rp->nodes);
+    DBP_FREE(rp);
+    p->rt = NULL;
+}
+
+static int dbp__rep_running(const dbp_pool *p) { return DBP__RP(p) ? DBP__RP(p)->running : 0; }
+static void dbp__rep_detach(dbp_pool *p) { if (DBP__RP(p) && DBP__RP(p)->running > 0) DBP__RP(p)->running--; }
+
+static int dbp__rep_busy(const dbp_pool *p)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int k;
+    if (!rp) return 0;
+    if (rp->running) return 1;
+    for (k = 0; k < rp->n; k++)
+        if (rp->nodes[k].probe || (rp->nodes[k].pool && rp->nodes[k].pool->state != DBP__PS_CLOSED)) return 1;
+    return 0;
+}
+
+static void dbp__rep_close(dbp_pool *p, int timeout_ms)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int k;
+    dbp__timer_clear(p->hub, &rp->rtimer);
+    for (k = 0; k < rp->n; k++)
+        if (rp->nodes[k].pool->state != DBP__PS_CLOSED) dbp__pool_begin_close(rp->nodes[k].pool, timeout_ms);
+}
+
+static const char *dbp__rep_last_error(const dbp_pool *p)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int k;
+    for (k = 0; rp && k < rp->n; k++)
+        if (rp->nodes[k].pool->last_connect_err.message[0]) return rp->nodes[k].pool->last_connect_err.message;
+    return "none";
+}
+
+static dbp_pool *dbp__rep_primary(dbp_pool *p) { return DBP__RP(p) ? DBP__RP(p)->nodes[0].pool : NULL; }
+
+static dbp_op *dbp__rep_ping(dbp_pool *p, const dbp_op_options *o) { return dbp_pool_ping(dbp__rep_primary(p), o); }
+
+/* ---- routing ---- */
+
+/* Work waiting and running on a node's pool. */
+static int dbp__rep_load(const dbp_pool *np)
+{
+    int n = np->nqueue;
+    dbp__link *l;
+    for (l = np->conns.next; l != &np->conns; l = l->next) n += DBP__CONTAINER(l, dbp_conn, link)->nops;
+    return n;
+}
+
+/* The usable replica with the least outstanding work (ties in turn), -1 none. */
+static int dbp__rep_pick(dbp_pool *p)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int k, best = -1, bl = 0, start = (int)(rp->rr++ % (unsigned)(rp->n > 1 ? rp->n - 1 : 1));
+    for (k = 0; k < rp->n - 1; k++) {
+        int i = 1 + (start + k) % (rp->n - 1), l;
+        if (rp->nodes[i].state != DBP__RN_OK || rp->nodes[i].pool->state != DBP__PS_OPEN) continue;
+        l = dbp__rep_load(rp->nodes[i].pool);
+        if (best < 0 || l < bl) { best = i; bl = l; }
+    }
+    return best;
+}
+
+/* 1 when GTID a is known to include b (same domain, seq at least b's). */
+static int dbp__gtid_covers(const char *a, const char *b)
+{
+    const char *da = strchr(a, '-'), *db = strchr(b, '-');
+    if (!a[0] || !da || !db || da - a != db - b || memcmp(a, b, (size_t)(da - a)) != 0) return 0;
+    return strtoull(strrchr(a, '-') + 1, NULL, 10) >= strtoull(strrchr(b, '-') + 1, NULL, 10);
+}
+
+static void dbp__rep_child_done(dbp_op *child);
+static void dbp__rep_wait_done(dbp_op *w);
+
+/* Passes a routed query to node k as a child op (a stream: the op itself). */
+static void dbp__rep_send(dbp_pool *p, dbp_op *top, int k)
+{
+    dbp__rep *rp = DBP__RP(p);
+    dbp_pool *np = rp->nodes[k].pool;
+    dbp_op *child;
+    rp->nodes[k].routed++;
+    if (top->type == DBP__OP_STREAM) {
+        top->pool = np;
+        dbp__pool_submit(np, top);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    child = dbp__op_new(p->hub, np, DBP__OP_QUERY);
+    if (!child) { dbp__op_fail(top, DBP_ENOMEM, 0, "out of memory routing the query"); return; }
+    child->flags = top->flags & DBP__OF_IDEMPOTENT;
+    child->sql = top->sql; child->sql_len = top->sql_len;
+    child->params = top->params; child->nparams = top->nparams;
+    top->sql = NULL; top->params = NULL;  /* the child runs them; they come back if it fails over */
+    child->deadline = top->deadline ? top->deadline : top->acquire_deadline;
+    child->query_timeout = top->query_timeout;
+    child->done = dbp__rep_child_done;
+    child->peer = top;
+    top->peer = child;
+    top->slot = k;                         /* the node it runs on */
+    top->state = DBP_OP_RUNNING;
+    if (!top->t_start) top->t_start = dbp__now_us();
+    dbp__timer_clear(p->hub, &top->timer);
+    rp->running++;
+    dbp__pool_submit(np, child);
+    if (!dbp__op_settled(child) && child->acquire_deadline && child->deadline && child->deadline < child->acquire_deadline)
+        child->acquire_deadline = child->deadline;
+}
+
+/* Read your writes: wait on replica k for the primary's newest GTID first. */
+static void dbp__rep_wait(dbp_pool *p, dbp_op *top, int k, const char *gtid)
+{
+    dbp__rep *rp = DBP__RP(p);
+    dbp_value v[2];
+    dbp_op *w;
+    long long end;
+    v[0] = dbp_v_text(gtid);
+    v[1] = dbp_v_double((double)(p->s.max_lag > 0 ? p->s.max_lag : 1000) / 1000.0);
+    w = dbp__query_make(rp->nodes[k].pool, DBP__OP_QUERY, "SELECT MASTER_GTID_WAIT(?, ?)", 29, v, 2, NULL);
+    if (!w || dbp__op_settled(w)) {
+        if (w) { w->flags &= ~DBP__OF_CALLER; dbp__op_maybe_free(w); }
+        dbp__rep_send(p, top, 0);
+        return;
+    }
+    w->flags &= ~DBP__OF_CALLER;
+    w->done = dbp__rep_wait_done;
+    w->peer = top;
+    top->peer = w;
+    top->slot = k;
+    top->state = DBP_OP_RUNNING;
+    if (!top->t_start) top->t_start = dbp__now_us();
+    dbp__timer_clear(p->hub, &top->timer);
+    end = dbp__ms_now() + (p->s.max_lag > 0 ? p->s.max_lag : 1000) + p->s.connect_timeout;
+    w->deadline = top->deadline && top->deadline < end ? top->deadline : end;
+    rp->running++;
+    dbp__pool_submit(rp->nodes[k].pool, w);
+}
+
+/* Where a query goes, then on its way. */
+static void dbp__rep_route(dbp_pool *p, dbp_op *op)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int read = dbp__sql_is_read(op->sql, op->sql_len), k = -1;
+    if ((op->flags & DBP__OF_ON_REPLICA) && !read) {
+        dbp__op_fail(op, DBP_EUSAGE, 0, "on = replica: only a read (SELECT without a locking clause, SHOW, DESCRIBE, "
+                                        "EXPLAIN) may run on a replica; this statement would run on the primary");
+        return;
+    }
+    if (read && !(op->flags & DBP__OF_ON_PRIMARY)) k = dbp__rep_pick(p);
+    if (k > 0 && (p->s.read_your_writes || (op->flags & DBP__OF_RYW))) {
+        const char *g = rp->nodes[0].pool->gtid;
+        if (g[0] && !dbp__gtid_covers(rp->nodes[k].applied, g)) {
+            /* a stream runs as an op of the node's pool: no wait in front of it, so the primary */
+            if (op->type == DBP__OP_STREAM) k = 0;
+            else { dbp__rep_wait(p, op, k, g); return; }
+        }
+    }
+    dbp__rep_send(p, op, k > 0 ? k : 0);
+}
+
+static void dbp__rep_dispatch(dbp_pool *p)
+{
+    dbp__link *l, *next;
+    if (!DBP__RP(p)) return;
+    for (l = p->queue.next; l != &p->queue; l = next) {
+        dbp_op *op = DBP__CONTAINER(l, dbp_op, link);
+        next = l->next;
+        dbp__unqueue_op(p, op);
+        dbp__rep_route(p, op);
+    }
+    dbp__pool_check_closed(p);
+}
+
+/* A failure of the node rather than of the statement: a read may go elsewhere. */
+static int dbp__rep_node_failed(int rc)
+{
+    return rc == DBP_ECONNECT || rc == DBP_ELOST || rc == DBP_EPROTOCOL || rc == DBP_EAUTH || rc == DBP_ECLOSED;
+}
+
+static void dbp__rep_wait_done(dbp_op *w)
+{
+    dbp_op *top = w->peer;
+    dbp_pool *p;
+    dbp__rep *rp;
+    int k;
+    const dbp_cell *c;
+    if (!top) return;
+    p = top->pool;
+    rp = DBP__RP(p);
+    k = top->slot;
+    rp->running--;
+    top->peer = NULL;
+    w->peer = NULL;
+    if (dbp__op_settled(top)) { dbp__pool_check_closed(p); return; }
+    c = w->state == DBP_OP_FULFILLED && w->result && w->result->nrows == 1 ? &w->result->cells[0] : NULL;
+    if (c && c->data && strcmp(c->data, "0") == 0) {
+        /* caught up: remember how far, so the next read needs no wait */
+        if (!dbp__gtid_covers(rp->nodes[k].applied, w->params[0].v.s.data) && w->params[0].v.s.len < sizeof rp->nodes[k].applied)
+            memcpy(rp->nodes[k].applied, w->params[0].v.s.data, w->params[0].v.s.len + 1);
+        dbp__rep_send(p, top, k);
+        return;
+    }
+    if (w->state == DBP_OP_REJECTED && dbp__rep_node_failed(w->err.rc)) {
+        rp->nodes[k].next_probe = dbp__ms_now();
+        dbp__rep_node_state(p, k, DBP__RN_DOWN, -1, &w->err);
+        dbp__timer_min(p->hub, &rp->rtimer, rp->nodes[k].next_probe + dbp__rep_backoff(p, 1));
+    }
+    /* not caught up within max_lag (or the wait failed): the primary has the write */
+    dbp__rep_send(p, top, 0);
+}
+
+static void dbp__rep_child_done(dbp_op *child)
+{
+    dbp_op *top = child->peer;
+    dbp_pool *p;
+    dbp__rep *rp;
+    int k;
+    const dbp_error *e = &child->err;
+    if (!top) return;
+    p = top->pool;
+    rp = DBP__RP(p);
+    k = top->slot;
+    rp->running--;
+    top->peer = NULL;
+    child->peer = NULL;
+    if (dbp__op_settled(top)) { dbp__pool_check_closed(p); return; }
+    top->sql = child->sql; top->params = child->params;
+    child->sql = NULL; child->params = NULL;
+    if (child->state == DBP_OP_FULFILLED) {
+        top->result = child->result;
+        child->result = NULL;
+        top->flags |= DBP__OF_SENT;
+        if (k == 0 && rp->nodes[0].state == DBP__RN_DOWN) dbp__rep_node_state(p, 0, DBP__RN_OK, 0, NULL);
+        dbp__op_settle(top, DBP_OK);
+        dbp__pool_check_closed(p);
+        return;
+    }
+    if (k > 0 && dbp__rep_node_failed(e->rc) && top->retries < 3 && p->state != DBP__PS_CLOSED) {
+        /* the replica failed under a read: reads are safe to run again, elsewhere */
+        dbp_error why = *e;
+        rp->nodes[k].fails++;
+        rp->nodes[k].next_probe = dbp__ms_now() + dbp__rep_backoff(p, rp->nodes[k].fails);
+        dbp__rep_node_state(p, k, DBP__RN_DOWN, -1, &why);
+        dbp__timer_min(p->hub, &rp->rtimer, rp->nodes[k].next_probe);
+        top->retries++;
+        dbp__queue_op(p, top, 1);
+        dbp__rep_dispatch(p);
+        return;
+    }
+    if (k == 0 && e->code == DBP__REP_ER_READ_ONLY) {
+        dbp__rep_node_state(p, 0, DBP__RN_READ_ONLY, 0, e);
+        rp->nodes[0].next_probe = dbp__ms_now() + DBP__REP_PROBE_MS;
+        dbp__timer_min(p->hub, &rp->rtimer, rp->nodes[0].next_probe);
+    } else if (k == 0 && dbp__rep_node_failed(e->rc)) {
+        dbp__rep_node_state(p, 0, DBP__RN_DOWN, 0, e);
+    }
+    dbp__op_fail_err(top, e, e->rc, e->sent);
+    dbp__pool_check_closed(p);
+}
+
+static int dbp__rep_nodes(const dbp_pool *p, dbp_node_info *out, int max)
+{
+    dbp__rep *rp = DBP__RP(p);
+    int k;
+    if (!rp) return 0;
+    for (k = 0; out && k < rp->n && k < max; k++) {
+        const dbp__rnode *nd = &rp->nodes[k];
+        const dbp_pool *np = nd->pool;
+        memset(&out[k], 0, sizeof out[k]);
+        snprintf(out[k].addr, sizeof out[k].addr, "%s:%d", np->s.host ? np->s.host : "localhost", np->s.port);
+        out[k].primary = k == 0;
+        if (k) snprintf(out[k].primary_addr, sizeof out[k].primary_addr, "%s", out[0].addr);
+        dbp_pool_stats(np, &out[k].stats);
+        out[k].lag = nd->lag;
+        snprintf(out[k].state, sizeof out[k].state, "%s", dbp__rn_names[nd->state]);
+        out[k].routed = nd->routed;
+        if (nd->state != DBP__RN_OK) snprintf(out[k].last_error, sizeof out[k].last_error, "%s", nd->err.message);
+    }
+    return rp->n;
+}
+
+/* mysql://user@host:port/db (+N replicas) */
+static void dbp__rep_describe(const dbp__settings *s, char *buf, size_t size)
+{
+    size_t n;
+    dbp__describe_host(s, s->database, buf, size);
+    n = strlen(buf);
+    if (n < size) snprintf(buf + n, size - n, " (+%d replica%s)", s->nreplicas, s->nreplicas == 1 ? "" : "s");
+}
+
+static const dbp__router dbp__replicas_router = {
+    dbp__rep_open, dbp__rep_free, NULL, dbp__rep_dispatch, dbp__rep_detach,
+    dbp__rep_running, dbp__rep_busy, dbp__rep_close, dbp__rep_last_error,
+    NULL, dbp__rep_ping, dbp__rep_nodes,
+    "a MySQL pool with replicas pins on its primary", dbp__rep_primary
+};
+
+/* A router over MySQL pools (the primary, its replicas); chosen by the
+   `replicas` option, never by a scheme (see dbp__settings_replicas). */
+static const dbp__backend dbp__replicas_backend = {
+    "mysql", "", 3306, DBP__FOR_MYSQL, DBP__BKF_SQL | DBP__BKF_REPLICAS, "utf8mb4", NULL, dbp__rep_describe,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, &dbp__replicas_router
+};
+#endif /* DBPOOL_NO_MYSQL */
 #ifndef DBPOOL_NO_PGSQL
 /* ==== SECTION: PostgreSQL backend ==== */
 
@@ -10075,6 +10950,7 @@ static int dbp__cluster_node(dbp_pool *p, const char *host_in, int port, int rea
     np = dbp__pool_make(p->hub, &s, &e);
     if (!np) return -1;
     np->parent = p;
+    np->fail_fast = 1;
     i = cl->nnodes++;
     memset(&cl->nodes[i], 0, sizeof cl->nodes[i]);
     cl->nodes[i].pool = np;
@@ -10798,7 +11674,7 @@ static const dbp__router dbp__cluster_router = {
     dbp__cluster_open, dbp__cluster_free, dbp__cluster_route, dbp__cluster_dispatch, dbp__cluster_unlinked,
     dbp__cluster_running, dbp__cluster_busy, dbp__cluster_close_nodes, dbp__cluster_last_error,
     dbp__cluster_any_node, dbp__cluster_ping, dbp__cluster_nodes,
-    "a Redis Cluster pool has no single connection to pin; use a node-specific key routing instead"
+    "a Redis Cluster pool has no single connection to pin; use a node-specific key routing instead", NULL
 };
 
 /* A router over Redis pools: its pool has no connection of its own. */
@@ -10816,7 +11692,7 @@ static const dbp__backend *const *dbp__backends_all(void)
 {
     static const dbp__backend *const all[] = {
 #ifndef DBPOOL_NO_MYSQL
-        &dbp__mysql_backend,
+        &dbp__mysql_backend, &dbp__replicas_backend,
 #endif
 #ifndef DBPOOL_NO_PGSQL
         &dbp__pgsql_backend,
@@ -10829,7 +11705,7 @@ static const dbp__backend *const *dbp__backends_all(void)
     return all;
 }
 
-/* The nodes under a router pool (Redis Cluster); 0 for any other pool. */
+/* The nodes under a router pool (Redis Cluster, MySQL replicas); 0 for any other pool. */
 DBPDEF int dbp_pool_nodes(const dbp_pool *p, dbp_node_info *out, int max)
 {
     return p && p->bk->router && p->bk->router->nodes ? p->bk->router->nodes(p, out, max) : 0;

@@ -10,7 +10,7 @@
 #
 # Knobs (environment):
 #   BENCH_QUICK=1        small counts (MySQL 10k, Redis 30k, cluster 20k): a smoke run
-#   BENCH_ONLY=LIST      some of: mysql lua-mysql redis lua-redis cluster (comma-separated)
+#   BENCH_ONLY=LIST      some of: mysql lua-mysql redis lua-redis cluster replicas (comma-separated)
 #   BENCH_MAX_SECONDS=S  per measured phase; a phase past it stops submitting (120)
 #   BENCH_TIMEOUT=S      hard limit per benchmark program, then it is killed (900)
 #   BENCH_MYSQL_N, BENCH_REDIS_N, BENCH_CLUSTER_N, ...  see each benchmark's header
@@ -27,7 +27,7 @@ repo="$(cd "$here/.." && pwd)"
 cd "$repo" || exit 1
 LUA="${LUA:-lua5.4}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
-ONLY=",${BENCH_ONLY:-mysql,lua-mysql,redis,lua-redis,cluster},"
+ONLY=",${BENCH_ONLY:-mysql,lua-mysql,redis,lua-redis,cluster,replicas},"
 BUILD="$repo/build/bench"
 export DBPOOL_REPO="$repo"
 
@@ -78,6 +78,11 @@ run lua-mysql "$LUA" "$here/bench_lua.lua"
 run redis "$BUILD/bench_redis"
 run lua-redis "$LUA" "$here/bench_redis.lua"
 run cluster "$LUA" "$here/bench_cluster.lua"
+if [[ -n "${DBPOOL_TEST_MYSQL_REPLICA_PORT:-}" ]]; then
+    run replicas "$LUA" "$here/bench_replicas.lua"
+else
+    echo "replicas: not available (no replica: scripts/servers.sh start replica)" | tee -a "$out"
+fi
 
 echo
 echo "== summary ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores,$(uptime | sed 's/.*load average:/ load/'))"
@@ -93,7 +98,7 @@ grep -E '^\[[a-z-]+\] ratio ' "$out" |
         if [[ -n "$t" ]]; then printf '%-12s %-40s %8s  >= %s (%s)\n' "$g" "$n" "$v" "$t" "$m"
         else printf '%-12s %-40s %8s\n' "$g" "$n" "$v"; fi
     done
-grep -E '^cluster: not available' "$out" | sed 's/^/note: /'
+grep -E '^(cluster|replicas): not available' "$out" | sed 's/^/note: /'
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "FAILED: ${failed[*]}"
     exit 1

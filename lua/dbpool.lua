@@ -531,7 +531,16 @@ pool_methods.call = core.pool_call
 pool_methods.query_many = core.pool_query_many
 pool_methods.call_many = core.pool_call_many
 
-function pool_methods:stats() return self._c:stats() end
+-- A MySQL pool with replicas adds `nodes`: each node's role, state, lag and
+-- traffic (pool:nodes()).
+function pool_methods:stats()
+    local s = self._c:stats()
+    if self._backend == "mysql" then
+        local n = self._c:nodes()
+        if #n > 0 then s.nodes = n end
+    end
+    return s
+end
 function pool_methods:nodes() return self._c:nodes() end
 
 function pool_methods:ping(opts)

@@ -790,37 +790,48 @@ static lpool *check_pool(lua_State *L, int i)
     return lp;
 }
 
+/* A list option (a string, or a list of strings) of the options table at t
+   as a C array: a userdata left on the stack, holding the list alive (its
+   strings are the list's). Returns the count, -1 when the option is absent
+   (nothing left on the stack). what names one element in errors. */
+static int read_string_list(lua_State *L, int t, const char *name, const char *what, const char ***out)
+{
+    int n, i;
+    const char **arr;
+    if (lua_getfield(L, t, name) == LUA_TNIL) { lua_pop(L, 1); return -1; }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, 1);
+        lua_replace(L, -2);
+    }
+    if (!lua_istable(L, -1)) usage_error(L, DBP_EOPTION, "option '%s' must be a string or a list of strings", name);
+    n = (int)lua_rawlen(L, -1);
+    arr = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 1);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, -2, 1); /* the list stays alive with the array */
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "%s %d is not a string", what, i + 1);
+        arr[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_remove(L, -2); /* leave the array userdata on the stack */
+    *out = arr;
+    return n;
+}
+
 /* Reads an options table into the config. The strings stay referenced by
-   the table; the init list is copied to a userdata left on the stack. */
+   the table; the init and replicas lists are copied to userdata left on
+   the stack. */
 static void read_options(lua_State *L, int t, dbp_pool_config *cfg)
 {
     dbp_error e;
-    if (lua_getfield(L, t, "init") != LUA_TNIL) {
-        int n, i;
-        const char **arr;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            lua_createtable(L, 1, 0);
-            lua_pushvalue(L, -2);
-            lua_rawseti(L, -2, 1);
-            lua_replace(L, -2);
-        }
-        if (!lua_istable(L, -1)) usage_error(L, DBP_EOPTION, "option 'init' must be a string or a list of strings");
-        n = (int)lua_rawlen(L, -1);
-        arr = (const char **)lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 1);
-        lua_pushvalue(L, -2);
-        lua_setiuservalue(L, -2, 1); /* the list stays alive with the array */
-        for (i = 0; i < n; i++) {
-            lua_rawgeti(L, -2, i + 1);
-            if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "init statement %d is not a string", i + 1);
-            arr[i] = lua_tostring(L, -1);
-            lua_pop(L, 1);
-        }
-        cfg->init = arr;
-        cfg->ninit = n;
-        lua_remove(L, -2); /* leave the array userdata on the stack */
-    } else {
-        lua_pop(L, 1);
-    }
+    const char **arr;
+    int n;
+    if ((n = read_string_list(L, t, "init", "init statement", &arr)) >= 0) { cfg->init = arr; cfg->ninit = n; }
+    /* replicas = { "host:port" | url, ... } (MySQL) */
+    if ((n = read_string_list(L, t, "replicas", "replica", &arr)) >= 0) { cfg->replicas = arr; cfg->nreplicas = n; }
     lua_pushnil(L);
     while (lua_next(L, t)) {
         const char *key;
@@ -828,7 +839,7 @@ static void read_options(lua_State *L, int t, dbp_pool_config *cfg)
         const char *val = NULL;
         if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 1); continue; }
         key = lua_tostring(L, -2);
-        if (strcmp(key, "init") == 0 || strcmp(key, "timeout") == 0) { lua_pop(L, 1); continue; }
+        if (strcmp(key, "init") == 0 || strcmp(key, "timeout") == 0 || strcmp(key, "replicas") == 0) { lua_pop(L, 1); continue; }
         if (strcmp(key, "backend") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING) usage_error(L, DBP_EOPTION, "option 'backend' must be a string");
             cfg->backend = lua_tostring(L, -1);
@@ -983,6 +994,15 @@ static void read_op_options(lua_State *L, int t, dbp_op_options *o)
     lua_pop(L, 1);
     /* true a server-side prepared statement, false text, absent the pool's choice */
     if (lua_getfield(L, t, "prepare") != LUA_TNIL) o->prepare = lua_toboolean(L, -1) ? 1 : -1;
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "on") != LUA_TNIL) {
+        const char *on = lua_tostring(L, -1);
+        if (on && strcmp(on, "primary") == 0) o->on = DBP_ON_PRIMARY;
+        else if (on && strcmp(on, "replica") == 0) o->on = DBP_ON_REPLICA;
+        else usage_error(L, DBP_EOPTION, "option 'on' must be \"primary\" or \"replica\"");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "read_your_writes") != LUA_TNIL) o->read_your_writes = lua_toboolean(L, -1);
     lua_pop(L, 1);
 }
 
@@ -1412,6 +1432,13 @@ static int l_pool_nodes(lua_State *L)
         set_int(L, "slots", info[i].slots);
         set_int(L, "slot_ranges", info[i].slot_ranges);
         if (!info[i].primary) { lua_pushstring(L, info[i].primary_addr); lua_setfield(L, -2, "primary"); }
+        if (info[i].state[0]) {
+            /* MySQL replicas: where it stands, and what was sent there */
+            lua_pushstring(L, info[i].state); lua_setfield(L, -2, "state");
+            if (info[i].lag >= 0) set_int(L, "lag", info[i].lag);
+            set_int(L, "routed", (long long)info[i].routed);
+            if (info[i].last_error[0]) { lua_pushstring(L, info[i].last_error); lua_setfield(L, -2, "error"); }
+        }
         push_stats(L, &info[i].stats);
         lua_setfield(L, -2, "stats");
         lua_rawseti(L, -2, i + 1);

@@ -9,7 +9,7 @@
 # test (tests/lua/test_lua_redis.lua), a CLI test (tests/cli/20_run.t) or
 # tests/faultproxy_selftest.sh. It builds what the test needs (through make),
 # then runs it with `prove -v` under scripts/with-servers.sh, starting only
-# the servers whose DBPOOL_TEST_MYSQL* / _REDIS* / _CLUSTER* variables the
+# the servers whose DBPOOL_TEST_MYSQL* / _MYSQL_REPLICA* / _REDIS* / _CLUSTER* variables the
 # test's source names (none: no server). Environment as for the suite
 # (DBPOOL_*_PORT, DBPOOL_RUN_DIR, SOAK_SEED, SOAK_SECONDS, ...).
 set -euo pipefail
@@ -61,10 +61,11 @@ esac
 [[ -f "$src" ]] || die "$src: no such file"
 
 which=""
-for kind in MYSQL REDIS CLUSTER PG; do
+for kind in MYSQL MYSQL_REPLICA REDIS CLUSTER PG; do
     if grep -q "DBPOOL_TEST_$kind" "$src"; then
         case "$kind" in
             MYSQL) part=mysql ;;
+            MYSQL_REPLICA) part=replica ;;
             REDIS) part=redis ;;
             CLUSTER) part=cluster ;;
             PG) part=pg ;;

@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034  # (REPO, RUN_DIR are for the scripts that source this)
 # scripts/lib.sh: what the server scripts share (scripts/mariadb.sh,
-# scripts/redis.sh, scripts/redis-cluster.sh; scripts/servers.sh takes the
+# scripts/mariadb-replica.sh, scripts/redis.sh, scripts/redis-cluster.sh; scripts/servers.sh takes the
 # paths). Sourced, never run:
 #
 #   NAME=redis                               # the prefix of every message
@@ -188,6 +188,84 @@ EOF
     rm -rf "$TLS"
     mv "$tmp" "$TLS"
     chmod 755 "$TLS"
+}
+
+# ==== MariaDB servers (scripts/mariadb.sh, scripts/mariadb-replica.sh) ====
+# The script sets STATE, DATADIR, SOCKET, ERRLOG, PROVISIONED and ROOT_PASS.
+
+# The --user option mariadbd and mariadb-install-db need: mariadbd refuses
+# to run as root unless told to.
+if [[ "$(id -u)" -eq 0 ]]; then
+    mariadb_user_opt=(--user=root)
+else
+    mariadb_user_opt=(--user="$(id -un)")
+fi
+
+# mariadb_sql SOCKET [ARGS...]: the mariadb client as root over SOCKET, in
+# batch mode without column names. root@localhost accepts unix_socket
+# authentication (when we are the OS user root) or its password; try both so
+# the script works however the account was left.
+mariadb_sql() {
+    local sock="$1"
+    shift
+    if mariadb --no-defaults --protocol=socket --socket="$sock" -uroot \
+        --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1; then
+        mariadb --no-defaults --protocol=socket --socket="$sock" -uroot \
+            --batch --skip-column-names "$@"
+    else
+        mariadb --no-defaults --protocol=socket --socket="$sock" -uroot \
+            --password="$ROOT_PASS" --batch --skip-column-names "$@"
+    fi
+}
+
+# A fresh data directory in DATADIR (when there is none yet).
+mariadb_init_datadir() {
+    [[ -d "$DATADIR/mysql" ]] && return 0
+    command -v mariadb-install-db >/dev/null || die "mariadb-install-db not found (run scripts/deps.sh)"
+    log "initialising $DATADIR"
+    rm -rf "$DATADIR" "$PROVISIONED"
+    # mariadb-install-db breaks on a path with a space (an unquoted chown);
+    # then initialise in a temporary directory and move it in place.
+    local target="$DATADIR"
+    if [[ "$DATADIR" =~ [^A-Za-z0-9_./+-] ]]; then
+        target="$(mktemp -d "${TMPDIR:-/tmp}/dbpool-$NAME.XXXXXX")"
+    fi
+    mkdir -p "$target"
+    if ! mariadb-install-db --no-defaults --datadir="$target" "${mariadb_user_opt[@]}" \
+        --auth-root-authentication-method=normal --skip-test-db \
+        >"$STATE/install-db.log" 2>&1; then
+        cat "$STATE/install-db.log" >&2
+        rm -rf "$target"
+        die "mariadb-install-db failed"
+    fi
+    if [[ "$target" != "$DATADIR" ]]; then
+        mv "$target" "$DATADIR"
+    fi
+}
+
+# mariadb_wait_ready CHILD LOG_START TIMEOUT: waits until the server started
+# as CHILD answers on SOCKET; exits 1 with its log (past LOG_START) when it
+# died or did not answer within TIMEOUT seconds. Ping succeeds as soon as
+# the server answers, even if root's authentication fails; the server opens
+# its TCP and socket listeners together, just before it is ready.
+mariadb_wait_ready() {
+    local child="$1" log_start="$2" deadline=$((SECONDS + $3))
+    until timeout 10 mariadb-admin --no-defaults --protocol=socket --socket="$SOCKET" \
+        -uroot --connect-timeout=2 ping >/dev/null 2>&1; do
+        if ! alive "$child"; then
+            log "mariadbd exited during startup"
+            tail -c "+$((log_start + 1))" "$ERRLOG" | tail -n 40 >&2 || true
+            tail -n 20 "$STATE/mariadbd.out" >&2 2>/dev/null || true
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            log "not accepting connections after ${3}s"
+            show_log "$ERRLOG" 40
+            kill -KILL "$child" 2>/dev/null || true
+            exit 1
+        fi
+        sleep 0.2
+    done
 }
 
 # ==== a single server (scripts/mariadb.sh, scripts/redis.sh) ====

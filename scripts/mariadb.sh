@@ -17,6 +17,8 @@
 # The address tests may use as a host name the certificate does not cover is
 # written to alt_host (empty if the server could not bind a second address).
 # scripts/servers.sh env prints the URLs and credentials tests use.
+# It writes a binary log with GTIDs (server_id 1, ROW format), so that
+# scripts/mariadb-replica.sh can replicate from it.
 set -euo pipefail
 
 # Its name, state and files (alike in each server script: the code they
@@ -49,19 +51,8 @@ STATUS_DETAIL="port $PORT, socket $SOCKET"
 # Prints the server's pid when it is running (and is a mariadbd).
 running_pid() { pid_from_file "$PIDFILE" '^(mariadbd|mysqld)$'; }
 
-# Runs the mariadb client as root over the socket. root@localhost accepts
-# unix_socket authentication (when we are the OS user root) or its password;
-# try both so the script works however the account was left.
-root_sql() {
-    if mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot \
-        --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1; then
-        mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot \
-            --batch --skip-column-names
-    else
-        mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot \
-            --password="$ROOT_PASS" --batch --skip-column-names
-    fi
-}
+# Runs the mariadb client as root over the socket (scripts/lib.sh).
+root_sql() { mariadb_sql "$SOCKET" "$@"; }
 
 # 10.11 and later accept a comma-separated list of addresses.
 supports_multi_bind() {
@@ -76,38 +67,6 @@ supports_multi_bind() {
 # True when something accepts TCP connections on HOST:PORT.
 tcp_open() {
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
-
-user_opt=()
-if [[ "$(id -u)" -eq 0 ]]; then
-    # mariadbd refuses to run as root unless told to.
-    user_opt=(--user=root)
-else
-    user_opt=(--user="$(id -un)")
-fi
-
-init_datadir() {
-    [[ -d "$DATADIR/mysql" ]] && return 0
-    command -v mariadb-install-db >/dev/null || die "mariadb-install-db not found (run scripts/deps.sh)"
-    log "initialising $DATADIR"
-    rm -rf "$DATADIR" "$PROVISIONED"
-    # mariadb-install-db breaks on a path with a space (an unquoted chown);
-    # then initialise in a temporary directory and move it in place.
-    local target="$DATADIR"
-    if [[ "$DATADIR" =~ [^A-Za-z0-9_./+-] ]]; then
-        target="$(mktemp -d "${TMPDIR:-/tmp}/dbpool-mariadb.XXXXXX")"
-    fi
-    mkdir -p "$target"
-    if ! mariadb-install-db --no-defaults --datadir="$target" "${user_opt[@]}" \
-        --auth-root-authentication-method=normal --skip-test-db \
-        >"$STATE/install-db.log" 2>&1; then
-        cat "$STATE/install-db.log" >&2
-        rm -rf "$target"
-        die "mariadb-install-db failed"
-    fi
-    if [[ "$target" != "$DATADIR" ]]; then
-        mv "$target" "$DATADIR"
-    fi
 }
 
 provision() {
@@ -163,7 +122,7 @@ do_start() {
     command -v mariadbd >/dev/null || die "mariadbd not found (run scripts/deps.sh)"
     rm -f "$PIDFILE"
     make_test_tls "$TLS" "$STATE"
-    init_datadir
+    mariadb_init_datadir
 
     local bind=127.0.0.1 alt=
     if supports_multi_bind; then
@@ -177,7 +136,7 @@ do_start() {
     log_start="$(wc -c <"$ERRLOG")"
     # setsid: not in the caller's process group, so a Ctrl-C aimed at a test
     # run does not take the server down halfway through a query.
-    setsid mariadbd --no-defaults "${user_opt[@]}" \
+    setsid mariadbd --no-defaults "${mariadb_user_opt[@]}" \
         --datadir="$DATADIR" \
         --port="$PORT" \
         --bind-address="$bind" \
@@ -189,7 +148,13 @@ do_start() {
         --innodb-buffer-pool-size=128M \
         --innodb-log-file-size=48M \
         --innodb-flush-log-at-trx-commit=2 \
-        --skip-log-bin \
+        --server-id=1 \
+        --log-bin=mysql-bin \
+        --binlog-format=ROW \
+        --log-slave-updates \
+        --gtid-strict-mode=1 \
+        --log-bin-trust-function-creators=1 \
+        --expire-logs-days=1 \
         --character-set-server=utf8mb4 \
         --collation-server=utf8mb4_unicode_ci \
         --ssl-ca="$TLS/ca.pem" \
@@ -198,26 +163,7 @@ do_start() {
         </dev/null >"$STATE/mariadbd.out" 2>&1 &
     local child=$!
 
-    local deadline=$((SECONDS + START_TIMEOUT))
-    # ping succeeds as soon as the server answers, even if root's
-    # authentication fails; the server opens its TCP and socket listeners
-    # together, just before it is ready.
-    until timeout 10 mariadb-admin --no-defaults --protocol=socket --socket="$SOCKET" \
-        -uroot --connect-timeout=2 ping >/dev/null 2>&1; do
-        if ! alive "$child"; then
-            log "mariadbd exited during startup"
-            tail -c "+$((log_start + 1))" "$ERRLOG" | tail -n 40 >&2 || true
-            tail -n 20 "$STATE/mariadbd.out" >&2 2>/dev/null || true
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            log "not accepting connections after ${START_TIMEOUT}s"
-            show_log "$ERRLOG" 40
-            kill -KILL "$child" 2>/dev/null || true
-            exit 1
-        fi
-        sleep 0.2
-    done
+    mariadb_wait_ready "$child" "$log_start" "$START_TIMEOUT"
 
     if [[ -n "$alt" ]] && ! tcp_open "$alt" "$PORT"; then
         log "warning: $alt:$PORT is not listening; no alternative host for tests"

@@ -3,16 +3,21 @@
 #
 #   scripts/servers.sh start|stop|status|env [WHICH]
 #
-# WHICH is all (the default), none, or a comma-separated list of mysql, redis,
-# cluster and pg (mysql,redis).
+# WHICH is all (the default), none, or a comma-separated list of mysql,
+# replica, replica2, redis, cluster and pg (mysql,redis). replica is a MariaDB
+# GTID replica of mysql (scripts/mariadb-replica.sh): it needs mysql, which
+# is started with it whenever it is asked for; replica2 is a second one (for
+# benchmarks, not in all).
 #
-# start/stop/status call scripts/mariadb.sh, scripts/redis.sh,
-# scripts/redis-cluster.sh and scripts/postgres.sh. env prints shell-quoted export lines for the tests:
+# start/stop/status call scripts/mariadb.sh, scripts/mariadb-replica.sh,
+# scripts/redis.sh, scripts/redis-cluster.sh and scripts/postgres.sh. env
+# prints shell-quoted export lines for the tests:
 #
 #   eval "$(scripts/servers.sh env)"
 #
-# Ports and the state directory follow DBPOOL_MYSQL_PORT, DBPOOL_REDIS_PORT,
-# DBPOOL_CLUSTER_BASE_PORT, DBPOOL_PG_PORT and DBPOOL_RUN_DIR, like the individual scripts.
+# Ports and the state directory follow DBPOOL_MYSQL_PORT,
+# DBPOOL_MYSQL_REPLICA_PORT, DBPOOL_REDIS_PORT, DBPOOL_CLUSTER_BASE_PORT,
+# DBPOOL_PG_PORT and DBPOOL_RUN_DIR, like the individual scripts.
 set -euo pipefail
 
 NAME=servers
@@ -20,6 +25,7 @@ NAME=servers
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPTS="$REPO/scripts"
 MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
+MYSQL_REPLICA_PORT="${DBPOOL_MYSQL_REPLICA_PORT:-23307}"
 REDIS_PORT="${DBPOOL_REDIS_PORT:-26379}"
 CLUSTER_BASE_PORT="${DBPOOL_CLUSTER_BASE_PORT:-27001}"
 PG_PORT="${DBPOOL_PG_PORT:-25432}"
@@ -43,7 +49,7 @@ PG_SUPER_PASSWORD='root:pw@1'
 PG_DATABASE=dbpool_test
 
 usage() {
-    echo "usage: $0 start|stop|status|env [all|none|mysql,redis,cluster,pg]" >&2
+    echo "usage: $0 start|stop|status|env [all|none|mysql,replica,redis,cluster,pg]" >&2
     exit 2
 }
 
@@ -83,6 +89,19 @@ env_mysql() {
     emit DBPOOL_TEST_MYSQL_ALT_HOST "$alt"
 }
 
+env_replica() {
+    local hostport="127.0.0.1:$MYSQL_REPLICA_PORT"
+    emit DBPOOL_TEST_MYSQL_REPLICA_URL "mysql://$MYSQL_USER:$(urlencode "$MYSQL_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_REPLICA_ROOT_URL "mysql://root:$(urlencode "$MYSQL_ROOT_PASSWORD")@$hostport/$MYSQL_DATABASE"
+    emit DBPOOL_TEST_MYSQL_REPLICA_PORT "$MYSQL_REPLICA_PORT"
+    emit DBPOOL_TEST_MYSQL_REPLICA_SOCKET "$RUN_DIR/mariadb-replica/mysqld.sock"
+}
+
+# A second replica (benchmarks; not in `all`).
+env_replica2() {
+    emit DBPOOL_TEST_MYSQL_REPLICA2_PORT "$((MYSQL_REPLICA_PORT + 1))"
+}
+
 env_redis() {
     local hostport="127.0.0.1:$REDIS_PORT"
     emit DBPOOL_TEST_REDIS_URL "redis://:$(urlencode "$REDIS_PASSWORD")@$hostport/0"
@@ -118,16 +137,18 @@ cmd="$1"
 what="${2:-all}"
 parts=()
 case "$what" in
-    all) parts=(mysql redis cluster pg) ;;
+    all) parts=(mysql replica redis cluster pg) ;;
     none) ;;
     "" | *,,* | ,* | *,) usage ;;
     *)
         # started in this order (stopped in reverse), whatever the list's
         IFS=, read -r -a asked <<<"$what"
         for p in "${asked[@]}"; do
-            [[ "$p" == mysql || "$p" == redis || "$p" == cluster || "$p" == pg ]] || usage
+            [[ "$p" == mysql || "$p" == replica || "$p" == replica2 || "$p" == redis || "$p" == cluster || "$p" == pg ]] || usage
         done
-        for p in mysql redis cluster pg; do
+        # the replica needs its primary (started with it; stopped only when asked)
+        [[ "$cmd" == start && ",$what," == *",replica"* ]] && what="mysql,$what"
+        for p in mysql replica replica2 redis cluster pg; do
             [[ ",$what," == *",$p,"* ]] && parts+=("$p")
         done
         ;;
@@ -136,30 +157,41 @@ esac
 script_for() {
     case "$1" in
         mysql) echo "$SCRIPTS/mariadb.sh" ;;
+        replica) echo "$SCRIPTS/mariadb-replica.sh" ;;
+        replica2) echo "$SCRIPTS/mariadb-replica.sh" ;;
         redis) echo "$SCRIPTS/redis.sh" ;;
         cluster) echo "$SCRIPTS/redis-cluster.sh" ;;
         pg) echo "$SCRIPTS/postgres.sh" ;;
     esac
 }
 
+# run_part PART ACTION: the part's script (replica2: the replica script, second instance).
+run_part() {
+    if [[ "$1" == replica2 ]]; then
+        DBPOOL_REPLICA_INDEX=2 "$(script_for "$1")" "$2"
+    else
+        "$(script_for "$1")" "$2"
+    fi
+}
+
 case "$cmd" in
     start)
         for p in "${parts[@]}"; do
-            "$(script_for "$p")" start
+            run_part "$p" start
         done
         ;;
     stop)
         # Stop everything asked for, even if one of them fails.
         rc=0
         for ((i = ${#parts[@]} - 1; i >= 0; i--)); do
-            "$(script_for "${parts[i]}")" stop || rc=1
+            run_part "${parts[i]}" stop || rc=1
         done
         exit "$rc"
         ;;
     status)
         rc=0
         for p in "${parts[@]}"; do
-            "$(script_for "$p")" status || rc=3
+            run_part "$p" status || rc=3
         done
         exit "$rc"
         ;;

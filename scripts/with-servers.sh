@@ -4,8 +4,8 @@
 #
 #   scripts/with-servers.sh [--only WHICH] COMMAND [ARGS...]
 #
-# WHICH: all (the default), none, or a comma-separated list of mysql, redis,
-# cluster and pg (--only mysql,redis); only those are started and stopped.
+# WHICH: all (the default), none, or a comma-separated list of mysql, replica,
+# redis, cluster and pg (--only mysql,redis); only those are started and stopped.
 # The command sees the DBPOOL_TEST_* variables of `scripts/servers.sh env`,
 # and LUA_PATH / LUA_CPATH pointing into the build, so `require "dbpool"` works.
 set -euo pipefail
@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 which=all
 if [[ "${1:-}" == "--only" ]]; then which="$2"; shift 2; fi
-[[ $# -gt 0 ]] || { echo "usage: $0 [--only all|none|mysql,redis,cluster,pg] COMMAND [ARGS...]" >&2; exit 2; }
+[[ $# -gt 0 ]] || { echo "usage: $0 [--only all|none|mysql,replica,redis,cluster,pg] COMMAND [ARGS...]" >&2; exit 2; }
 
 started=0
 cleanup() {

@@ -27,7 +27,9 @@
    macros and are not failed here.
 
    Environment: DBPOOL_TEST_MYSQL_URL, DBPOOL_TEST_REDIS_URL, DBPOOL_TEST_PG_URL
-   (as set by scripts/with-servers.sh). DBPOOL_OOM_SCENARIO=mysql|redis|pgsql runs one
+   (as set by scripts/with-servers.sh); with DBPOOL_TEST_MYSQL_REPLICA_PORT also the
+   mysql scenario through a pool with that replica (mysql-replicas).
+   DBPOOL_OOM_SCENARIO=mysql|redis|pgsql|mysql-replicas runs one
    scenario; DBPOOL_OOM_N=k runs only N = k, in this process (for a
    debugger); DBPOOL_OOM_MAX caps N (default 5000); DBPOOL_OOM_VERBOSE=1
    prints the outcome of every N. DBPOOL_OOM_STRICT=1 turns the known bugs
@@ -386,6 +388,36 @@ static void scenario_mysql(void)
     R->server_up = 1;
     p = open_pool(h, MYSQL_URL, POOL_OPTS);
     if (p) {
+        my_query(p);
+        my_stream(p);
+        phase("after");
+        after_check("after", dbp_pool_query(p, "SELECT 'after'", NULL, 0, NULL), my_after_good);
+    }
+    close_all(h, p);
+}
+
+/* The same through a pool with a read replica (DBPOOL_TEST_MYSQL_REPLICA_PORT):
+   the router, its node pools, the replica's status read, routed ops. */
+static char replica_opts[256];
+static void scenario_mysql_replicas(void)
+{
+    dbp_hub *h = open_hub();
+    dbp_pool *p;
+    if (!h) return;
+    R->server_up = 1;
+    p = open_pool(h, MYSQL_URL, replica_opts);
+    if (p) {
+        dbp_node_info n[2];
+        long long end = dbp__now_ms() + 3000;
+        dbp_op *w;
+        /* once the replica is seen usable, reads go there (after a GTID wait) */
+        phase("replica_status");
+        while (dbp__now_ms() < end && (dbp_pool_nodes(p, n, 2) < 2 || strcmp(n[1].state, "ok") != 0))
+            if (dbp_hub_step(h, 20) < 0) break;
+        phase("write");
+        w = dbp_pool_query(p, "INSERT INTO oom_rep VALUES (1)", NULL, 0, NULL);
+        if (!w) null_op("write");
+        else { wait_op("write", w); dbp_op_free(w); }
         my_query(p);
         my_stream(p);
         phase("after");
@@ -774,7 +806,8 @@ static void loop(const char *name, void (*scenario)(void), long long max_n)
 
 static const struct { const char *name; void (*fn)(void); } scenarios[] = {
     { "mysql", scenario_mysql }, { "redis", scenario_redis }, { "pgsql", scenario_pgsql },
-    { "mysql-down", scenario_mysql_down }, { "redis-down", scenario_redis_down }
+    { "mysql-down", scenario_mysql_down }, { "redis-down", scenario_redis_down },
+    { "mysql-replicas", scenario_mysql_replicas }
 };
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -800,6 +833,20 @@ int main(void)
         if (shared == MAP_FAILED) { printf("Bail out! no shared memory for the child reports\n"); return 255; }
         R = (report *)shared;
     }
+    if (getenv("DBPOOL_TEST_MYSQL_REPLICA_PORT") && *getenv("DBPOOL_TEST_MYSQL_REPLICA_PORT"))
+        snprintf(replica_opts, sizeof replica_opts, "%s&read_your_writes=1&replica=127.0.0.1:%s", POOL_OPTS,
+                 getenv("DBPOOL_TEST_MYSQL_REPLICA_PORT"));
+    if (replica_opts[0]) {
+        /* the table the replicas scenario writes to */
+        dbp_hub *h = dbp_hub_open(NULL);
+        dbp_pool_config cfg;
+        dbp_pool *p;
+        dbp_pool_config_init(&cfg);
+        cfg.url = MYSQL_URL;
+        p = dbp_pool_open(h, &cfg, NULL);
+        if (p) dbp_pool_exec(p, "CREATE TABLE IF NOT EXISTS oom_rep (id INT)", NULL, 0, NULL);
+        dbp_hub_free(h, 5000);
+    }
     snprintf(down_mysql, sizeof down_mysql, "mysql://nobody:n0body-pw@127.0.0.1:%d/none", closed_port());
     snprintf(down_redis, sizeof down_redis, "redis://:n0body-pw@127.0.0.1:%d/0", closed_port());
     if (one && *one) {
@@ -816,7 +863,9 @@ int main(void)
     {
         size_t i;
         for (i = 0; i < NSCENARIOS; i++)
-            if (!only || strcmp(only, scenarios[i].name) == 0) loop(scenarios[i].name, scenarios[i].fn, max_n);
+            if ((!only || strcmp(only, scenarios[i].name) == 0) &&
+                (scenarios[i].fn != scenario_mysql_replicas || replica_opts[0]))
+                loop(scenarios[i].name, scenarios[i].fn, max_n);
     }
     return done_testing();
 }

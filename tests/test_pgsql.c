@@ -739,7 +739,7 @@ static void test_faults(dbp_hub *h)
     dbp_pool *p;
     dbp_op *op;
     int fds = count_fds(), n, i;
-    dbp_op_options idem = { 10000, 1, 0 };
+    dbp_op_options idem = { 10000, 1, 0, 0, 0 };
 
     /* a busy connection blackholed: query_timeout rejects it; the cancel cannot get through either */
     p = through_proxy(h, &px, "max=1&connect_timeout=0.5&query_timeout=1&backoff_max=0.3&sslmode=disable");

@@ -17,7 +17,7 @@ static dbp_pool *open_pool(dbp_hub *h, const char *url, const char *opts)
     return open_pool_with(h, url, opts, NULL, NULL);
 }
 
-static const dbp_op_options PS = { 0, 0, 1 }, TEXT = { 0, 0, -1 };
+static const dbp_op_options PS = { 0, 0, 1, 0, 0 }, TEXT = { 0, 0, -1, 0, 0 };
 
 /* Runs sql (text or prepared) and waits; the op is the caller's. */
 static dbp_op *qv(dbp_pool *p, const char *sql, const dbp_value *v, size_t n, const dbp_op_options *o)

@@ -198,7 +198,8 @@ static int resolve(const char *url, char *msg, size_t n, const char *want_passwo
         else CHECK(s.password == NULL, "a password appeared from nowhere");
         CHECK(s.max >= 1 && s.min >= 0 && s.min <= s.max, "sizing max=%d min=%d", s.max, s.min);
         CHECK(s.connect_timeout >= 1 && s.backoff_min >= 1 && s.backoff_max >= s.backoff_min, "timeouts");
-        CHECK(s.backend >= 1 && s.backend <= 3, "backend %d", s.backend);
+        CHECK(s.bk != NULL && s.bk->name != NULL, "no backend");
+        CHECK(s.nreplicas == 0 || (s.bk->flags & DBP__BKF_REPLICAS), "replicas on a backend without a router for them");
         dbp__settings_free(&s);
         return rc;
     }

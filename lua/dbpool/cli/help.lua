@@ -208,14 +208,18 @@ usage: dbpool ping [URL] [--json] [--timeout S] [--wait]
 A readiness probe: connects to URL (default $DATABASE_URL, else $REDIS_URL),
 runs a ping (MySQL COM_PING, Redis PING), and prints the round-trip time, the
 server version and the pool's statistics on one line, or as one JSON object.
+A MySQL URL with replicas (mysql://...?replica=host:port&replica=...) checks
+every node: the primary must answer; each replica gets a line, "ok replica
+ADDR lag=Ns", or "warning: replica ADDR is lagging|stopped|down: why".
 
 Options:
   --json          print {"ok":..., "url":..., "rtt_ms":..., "version":..., "stats":{...}}
+                  (and "nodes":[...] with replicas)
   --timeout S     give up after S seconds (default 5)
   --wait          retry refused connections until the timeout (a server that
                   is starting); by default the first failed connect fails
 
-Exit status: 0 the server answered, 1 it did not, 2 usage.
+Exit status: 0 the server (the primary) answered, 1 it did not, 2 usage.
 ]]
 
 TEXT.help = [[

@@ -205,6 +205,8 @@ function Session.open(url, tbl, out)
     local self = setmetatable({ pool = pool, d = d, tbl = tbl, qtbl = d.quote(tbl),
                                 rtbl = tbl .. "_repeatable", qrtbl = d.quote(tbl .. "_repeatable"), out = out }, Session)
     pool:on("error", function(ev)
+        -- a warning (no error kind: a replica lagging or down, a limit) is no failure
+        if ev.error and (ev.error.kind or "") == "" then return end
         if self.watch then self.failed = self.failed or ev.error or { kind = "connection", message = ev.message } end
     end)
     local ok, err = pcall(self.pin, self)

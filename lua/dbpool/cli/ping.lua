@@ -1,7 +1,10 @@
 -- dbpool.cli.ping: `dbpool ping [URL] [--json] [--timeout S] [--wait]`, a
 -- readiness probe. Connects, pings (MySQL COM_PING, Redis PING), prints the
 -- round trip, the server version and the pool's statistics; exit 0 when the
--- server answered, 1 when it did not.
+-- server answered, 1 when it did not. A MySQL URL with replicas
+-- (?replica=host:port&...) checks every node: the primary answers or the
+-- probe fails; a replica that is down, stopped or lagging gets a warning
+-- line (exit 0: reads go to the primary meanwhile).
 local dbpool = require "dbpool"
 local util = require "dbpool.cli.util"
 
@@ -62,12 +65,29 @@ function M.command(argv, ctx)
     -- an answer); with --wait the pool's own backoff retries until the deadline.
     local connect_err
     if not o.wait then
-        pool:on("error", function(ev) connect_err = connect_err or ev.error or ev.message end)
+        pool:on("error", function(ev)
+            -- a warning (no error kind: a replica lagging or down) is reported below, per node
+            if ev.error and (ev.error.kind or "") == "" then return end
+            connect_err = connect_err or ev.error or ev.message
+        end)
     end
     local p = M.ping_promise(pool, timeout)
     while p:status() == "pending" and not connect_err do dbpool._step(true) end
     local ok, res = false, connect_err
     if p:status() ~= "pending" then ok, res = p:result() end
+    -- replicas: wait (bounded) until each one's status has been read
+    local nodes = ok and pool:nodes() or {}
+    if #nodes > 1 then
+        local deadline = now() + timeout
+        local function unknown()
+            for i = 2, #nodes do if nodes[i].state == "unknown" then return true end end
+            return false
+        end
+        while unknown() and now() < deadline do
+            dbpool._step(true)
+            nodes = pool:nodes()
+        end
+    end
     local stats = pool:stats()
     local elapsed = now() - started
     pool:close({ timeout = 0 }):result()
@@ -78,6 +98,7 @@ function M.command(argv, ctx)
         ctx.out:write(util.json({
             ok = true, url = shown, backend = res.backend, version = res.version,
             rtt_ms = ms(res.rtt), time_ms = ms(elapsed), stats = stats,
+            nodes = #nodes > 1 and nodes or nil,
         }), "\n")
         return "ok"
     end
@@ -86,6 +107,15 @@ function M.command(argv, ctx)
     ctx.out:write(("ok %s %s %s rtt=%.3fms time=%.3fms pool: %s\n"):format(
         shown, res.backend, res.version ~= "" and res.version or "?", ms(res.rtt), ms(elapsed),
         table.concat(parts, " ")))
+    for i = 2, #nodes do
+        local n = nodes[i]
+        if n.state == "ok" then
+            ctx.out:write(("ok replica %s lag=%ds\n"):format(n.addr, n.lag or 0))
+        else
+            ctx.out:write(("warning: replica %s is %s%s; reads go to the primary or the other replicas\n"):format(
+                n.addr, n.state, n.error and (": " .. util.scrub(n.error)) or ""))
+        end
+    end
     return "ok"
 end
 

@@ -140,6 +140,8 @@ function Repl:connect(name, url)
     local c = { name = name, url = util.redact(url), pool = pool, backend = pool._backend }
     -- while the REPL waits for a session, the first failed connect ends the wait
     pool:on("error", function(ev)
+        -- a warning (no error kind: a replica lagging or down, a limit) is no failed connect
+        if ev.error and (ev.error.kind or "") == "" then return end
         if c.watch then c.failed = c.failed or ev.error or { kind = "connection", message = ev.message } end
     end)
     local sok, serr = self:session(c)
@@ -661,6 +663,12 @@ COMMANDS["stats"] = function(self, o, args)
     add("run p50 / p99 / max", ms(s.run_p50) .. " / " .. ms(s.run_p99) .. " / " .. ms(s.run_max))
     if s.server_max_connections then add("server max connections", s.server_max_connections) end
     if s.server_wait_timeout then add("server idle timeout", s.server_wait_timeout .. " s") end
+    for _, n in ipairs(s.nodes or {}) do
+        -- a pool with replicas: one line per node
+        add(n.role .. " " .. n.addr, ("%s%s, %d sent here, %d ops, %d errors%s"):format(
+            n.state or "?", n.lag and (", lag " .. n.lag .. " s") or "", n.routed or 0, n.stats.ops, n.stats.errors,
+            n.error and ("; " .. n.error) or ""))
+    end
     self:_say(o, c.name .. " " .. c.url .. "\n" .. render.table(rows))
 end
 
