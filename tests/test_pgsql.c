@@ -513,6 +513,39 @@ static void test_tls(dbp_hub *h)
     close_pool(p);
 }
 
+/* A unix socket (socket=DIR) and a host name (looked up on the helper
+   thread, handed to libpq as hostaddr, the name kept for verify-full). */
+static void test_socket_and_name(dbp_hub *h)
+{
+    char url[700];
+    const char *dir = need_env("DBPOOL_TEST_PG_SOCKET_DIR");
+    dbp_pool *p;
+    dbp_op *op;
+    /* (the port names the socket file: .s.PGSQL.<port>) */
+    snprintf(url, sizeof url, "postgres://dbpool@:%d/dbpool_test?socket=%s", PG_PORT, dir);
+    p = open_pool(h, url, NULL);
+    op = q(p, "SELECT inet_server_addr() IS NULL AS unix_socket");
+    ok(dbp_op_wait(op, 5000) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "t") == 0,
+       "socket=DIR connects over the unix socket: %s", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    close_pool(p);
+    {
+        /* the test URL with "localhost" for its host */
+        const char *at = strchr(URL, '@'), *colon = at ? strchr(at, ':') : NULL;
+        char opts[600];
+        snprintf(url, sizeof url, "%.*slocalhost%s", (int)(at - URL + 1), URL, colon);
+        snprintf(opts, sizeof opts, "sslmode=verify-full&sslrootcert=%s", CA);
+        p = open_pool(h, url, opts);
+        op = q(p, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        dbp_op_wait(op, 10000);
+        ok(dbp_op_rc(op) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "t") == 0,
+           "a host name (localhost) is looked up off the hub and verify-full checks the certificate against it: %s",
+           dbp_op_error(op)->message);
+        dbp_op_free(op);
+        close_pool(p);
+    }
+}
+
 static void test_pinned(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=2");
@@ -1004,6 +1037,7 @@ int main(void)
     test_terminate_busy(h);
     test_query_timeout(h);
     test_tls(h);
+    test_socket_and_name(h);
     test_pinned(h);
     test_stream(h);
     test_copy(h);
