@@ -76,6 +76,21 @@ for _, case in ipairs { { name = "PostgreSQL (COPY)", db = pg, ddl = "id int8 PR
     T.ok(not okl and err.kind == "sql", case.name .. ": a failing load is rejected: " .. tostring(err))
 end
 
+-- a source that fails half-way: the COPY is ended with an error, nothing is stored
+do
+    pg:query("DELETE FROM t_load"):await()
+    local i = 0
+    local ok, err = pg:load("t_load", { "id", "name", "score", "even" }, function()
+        i = i + 1
+        if i == 5000 then error("the source broke") end
+        return { i, "n", 1.0, true }
+    end):result()
+    T.ok(not ok and tostring(err):find("the source broke"), "a source that raises rejects the load: " .. tostring(err))
+    T.is(pg:query("SELECT count(*) AS n FROM t_load"):await()[1].n, 0, "  and the COPY stored nothing")
+    ok, err = pcall(pg.load, pg, "t_load", {}, {})
+    T.ok(not ok and err.kind == "usage", "load without columns is a usage error")
+end
+
 -- MySQL -> PostgreSQL, fed by rows(): the migration in one line
 do
     my:query("DROP TABLE IF EXISTS t_src"):await()
