@@ -276,7 +276,7 @@ static void sub_closed_from_callback(dbp_hub *h)
 static void paused_stream_timeout(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, MY_URL, "max=1");
-    dbp_op_options o = { 300, 0 };
+    dbp_op_options o = { 300, 0, 0 };
     dbp_op *op = dbp_query_stream(p, "SELECT seq, REPEAT('y', 500) FROM seq_1_to_200000", NULL, 0, &o);
     int rc;
     spin(h, 600); /* nobody reads: the batch fills, the stream pauses, the deadline passes */
