@@ -774,8 +774,9 @@ static void test_faults(dbp_hub *h)
     int fds = count_fds(), n, i;
     dbp_op_options idem = { 10000, 1, 0 };
 
-    /* a busy connection blackholed: query_timeout rejects it; the cancel cannot get through either */
-    p = through_proxy(h, &px, "max=1&connect_timeout=0.5&query_timeout=1&backoff_max=0.3&sslmode=disable");
+    /* a busy connection blackholed: query_timeout rejects it; the cancel cannot get through either.
+       (connect_timeout=5: a SCRAM login under Valgrind takes a good part of a second) */
+    p = through_proxy(h, &px, "max=1&connect_timeout=5&query_timeout=1&backoff_max=0.3&sslmode=disable");
     if (!p) return;
     ok(run(p, "SELECT 1") == DBP_OK, "pg: a query through the proxy");
     op = q(p, "SELECT pg_sleep(0.3), 1");
@@ -785,7 +786,7 @@ static void test_faults(dbp_hub *h)
     ok(dbp_op_rc(op) == DBP_ETIMEOUT && dbp_op_error(op)->sent && elapsed_ms(op) < 1800,
        "pg blackhole of a busy connection: rejected at query_timeout, sent, in %lld ms: %s", elapsed_ms(op), dbp_op_error(op)->message);
     dbp_op_free(op);
-    spin(h, 4500); /* the cancel cannot reach the server: the grace period closes the connection */
+    spin(h, 4500); /* the cancel cannot reach the server: the grace period (6 s here) closes the connection */
     proxy_cmd(&px, "pass");
     ok(run(p, "SELECT 2") == DBP_OK, "  the pool recovers when the network does");
     close_pool(p);
@@ -814,7 +815,7 @@ static void test_faults(dbp_hub *h)
     proxy_stop(&px);
 
     /* latency beyond query_timeout */
-    p = through_proxy(h, &px, "max=1&query_timeout=0.5&connect_timeout=1&sslmode=disable");
+    p = through_proxy(h, &px, "max=1&query_timeout=0.5&connect_timeout=5&sslmode=disable");
     if (!p) return;
     run(p, "SELECT 1");
     proxy_cmd(&px, "latency 1500");
