@@ -82,7 +82,8 @@ static void test_seed_close(dbp_hub *h)
     late = q(p, "SELECT 'late'");
     ok(dbp_op_rc(late) == DBP_ECLOSED && strstr(dbp_op_error(late)->message, "pool is closing"),
        "a submit during close is refused: %s", dbp_op_error(late)->message);
-    is_int(dbp_op_wait(cl, 10000), DBP_OK, "close settles fulfilled");
+    dbp_op_wait(cl, 60000); /* (TLS and SCRAM logins under Valgrind take seconds) */
+    is_int(dbp_op_rc(cl), DBP_OK, "close settles fulfilled");
     for (i = 0; i < 5; i++) {
         if (dbp_op_state(ops[i]) == DBP_OP_FULFILLED && atoi(dbp_result_cell(dbp_op_result(ops[i]), 0, 1)->data) == i) fulfilled++;
         else diag("op %d: %s", i, dbp_op_error(ops[i])->message);
@@ -105,13 +106,13 @@ static void test_seed_close(dbp_hub *h)
 
 static void test_concurrency(dbp_hub *h)
 {
-    dbp_pool *p = open_pool(h, URL, "max=8&min=8");
+    dbp_pool *p = open_pool(h, URL, "max=8&min=8&validate_after=0");
     dbp_op *ops[8];
     long long last_start = 0, first_end = -1, t0;
     int i, okc = 0;
     warm(h, p, 8);
     t0 = dbp__now_us();
-    for (i = 0; i < 8; i++) ops[i] = q(p, "SELECT pg_sleep(0.3)");
+    for (i = 0; i < 8; i++) ops[i] = q(p, "SELECT pg_sleep(0.5)");
     for (i = 0; i < 8; i++) {
         long long s, st, e;
         if (dbp_op_wait(ops[i], 10000) == DBP_OK) okc++;
@@ -119,9 +120,9 @@ static void test_concurrency(dbp_hub *h)
         if (st > last_start) last_start = st;
         if (first_end < 0 || e < first_end) first_end = e;
     }
-    is_int(okc, 8, "8 x pg_sleep(0.3) on max=8 all fulfilled");
+    is_int(okc, 8, "8 x pg_sleep(0.5) on max=8 all fulfilled");
     ok(last_start < first_end, "they overlap on the server: the last started before the first ended");
-    ok(ms_between(t0, dbp__now_us()) < 1500, "  all eight in %lld ms, not 8 x 300", ms_between(t0, dbp__now_us()));
+    ok(ms_between(t0, dbp__now_us()) < 2500, "  all eight in %lld ms, not 8 x 500", ms_between(t0, dbp__now_us()));
     {
         dbp_stats st;
         dbp_pool_stats(p, &st);
