@@ -389,7 +389,11 @@ static void test_failover(dbp_hub *h)
             const char *argv[3];
             snprintf(keys[nw], sizeof keys[nw], "fo:%d", nw);
             argv[0] = "SET"; argv[1] = keys[nw]; argv[2] = keys[nw];
+<<<<<<< HEAD
             w[nw] = dbp_pool_call(cl, 3, argv, NULL, &(dbp_op_options){ 25000, 0 });
+=======
+            w[nw] = dbp_pool_call(cl, 3, argv, NULL, &(dbp_op_options){ 25000, 0, 0 });
+>>>>>>> pg
         }
         for (b = nw - 20; b < nw; b++) dbp_op_wait(w[b], 30000);
         /* after 2 s, or sooner if the writes run fast enough to fill w[]
@@ -459,7 +463,11 @@ static void test_getkeys_timeout_close(dbp_hub *h)
         dbp_op_free(dbp_pool_call(nodes[i], 3, (const char *const[]){ "DEBUG", "SLEEP", "0.6" }, NULL, NULL));
     }
     spin(h, 50); /* the sleeps have started */
+<<<<<<< HEAD
     op = dbp_pool_call(cl, 3, (const char *const[]){ "OBJECT", "ENCODING", "foo" }, NULL, &(dbp_op_options){ 200, 0 });
+=======
+    op = dbp_pool_call(cl, 3, (const char *const[]){ "OBJECT", "ENCODING", "foo" }, NULL, &(dbp_op_options){ 200, 0, 0 });
+>>>>>>> pg
     rc = dbp_op_wait(op, 3000);
     ok(rc == DBP_ETIMEOUT, "an op timed out while its COMMAND GETKEYS waited on a busy node: %s", dbp_op_error(op)->message);
     dbp_op_free(op);

@@ -29,14 +29,24 @@ static long long elapsed_ms(const dbp_op *op)
 
 static dbp_op *sql(dbp_pool *p, const char *q, int timeout_ms)
 {
+<<<<<<< HEAD
     dbp_op_options o = { timeout_ms, 0 };
     return dbp_pool_query(p, q, NULL, 0, timeout_ms ? &o : NULL);
+=======
+    dbp_op_options o = { timeout_ms, 0, 0 };
+    return dbp_pool_query(p, q, NULL, 0, timeout_ms ? &o : NULL);
+>>>>>>> pg
 }
 
 static dbp_op *rcmd(dbp_pool *p, int argc, const char **argv, const size_t *lens, int timeout_ms)
 {
+<<<<<<< HEAD
     dbp_op_options o = { timeout_ms, 0 };
     return dbp_pool_call(p, argc, argv, lens, timeout_ms ? &o : NULL);
+=======
+    dbp_op_options o = { timeout_ms, 0, 0 };
+    return dbp_pool_call(p, argc, argv, lens, timeout_ms ? &o : NULL);
+>>>>>>> pg
 }
 
 /* One scenario's frame: a proxy, a pool through it, fds around both, and a
@@ -142,7 +152,7 @@ static void mysql_reset_large_result(dbp_hub *h)
 {
     scene s;
     dbp_op *op;
-    dbp_op_options idem = { 10000, 1 };
+    dbp_op_options idem = { 10000, 1, 0 };
     if (scene_open(&s, h, 1, "max=2", "mysql reset mid-result") != 0) return;
     (void)0;
     dbp_op_free(sql(s.pool, "SELECT 1", 0));

@@ -124,8 +124,13 @@ static void test_restart(dbp_hub *h)
     run_sql(p, "SELECT 1");
     if (system("scripts/mariadb.sh stop >/dev/null 2>&1") != 0) diag("mariadb.sh stop failed");
     for (i = 0; i < N; i++) {
+<<<<<<< HEAD
         dbp_op_options o = { i % 2 ? 2000 : 30000, 1 };
         ops[i] = dbp_pool_query(p, "SELECT 1", NULL, 0, &o);
+=======
+        dbp_op_options o = { i % 2 ? 2000 : 30000, 1, 0 };
+        ops[i] = dbp_pool_query(p, "SELECT 1", NULL, 0, &o);
+>>>>>>> pg
         spin(h, 5);
     }
     spin(h, 300);
@@ -206,8 +211,13 @@ static void test_query_timeout(dbp_hub *h, dbp_pool *admin)
     ok(stt.timeouts == 1 && stt.created <= 2 && stt.total == 1,
        "  stats: 1 timeout; the side connection for KILL QUERY closed again (created %llu, total %d)", stt.created, stt.total);
     {
+<<<<<<< HEAD
         dbp_op_options o = { 300, 0 };
         op = dbp_pool_query(p, "SELECT SLEEP(5)", NULL, 0, &o);
+=======
+        dbp_op_options o = { 300, 0, 0 };
+        op = dbp_pool_query(p, "SELECT SLEEP(5)", NULL, 0, &o);
+>>>>>>> pg
         dbp_op_wait(op, 10000);
         dbp_op_times(op, &s, &st, &e);
         ok(dbp_op_rc(op) == DBP_ETIMEOUT && (e - s) / 1000 < 1000, "an op's own deadline stops a running query too (%lld ms)", (e - s) / 1000);

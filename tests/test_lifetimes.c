@@ -276,8 +276,13 @@ static void sub_closed_from_callback(dbp_hub *h)
 static void paused_stream_timeout(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, MY_URL, "max=1");
+<<<<<<< HEAD
     dbp_op_options o = { 300, 0 };
     dbp_op *op = dbp_pool_query_stream(p, "SELECT seq, REPEAT('y', 500) FROM seq_1_to_200000", NULL, 0, &o);
+=======
+    dbp_op_options o = { 300, 0, 0 };
+    dbp_op *op = dbp_pool_query_stream(p, "SELECT seq, REPEAT('y', 500) FROM seq_1_to_200000", NULL, 0, &o);
+>>>>>>> pg
     int rc;
     spin(h, 600); /* nobody reads: the batch fills, the stream pauses, the deadline passes */
     rc = dbp_op_rc(op);

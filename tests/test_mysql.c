@@ -127,7 +127,7 @@ static void test_acquire_timeout(dbp_hub *h)
     dbp_op_free(a); dbp_op_free(b);
     {
         /* an op's own deadline covers the queue too */
-        dbp_op_options o = { 150, 0 };
+        dbp_op_options o = { 150, 0, 0 };
         dbp_op *x = q(p, "SELECT SLEEP(1)");
         dbp_op *y = dbp_pool_query(p, "SELECT 1", NULL, 0, &o);
         rc = dbp_op_wait(y, 5000);

@@ -245,7 +245,7 @@ static void test_client_kill(dbp_hub *h)
     dbp_op_free(op);
     {
         /* an idempotent command is retried once */
-        dbp_op_options o = { 0, 1 };
+        dbp_op_options o = { 0, 1, 0 };
         const char *argv[3] = { "BLPOP", "t:never", "1" };
         busy = dbp_pool_call(p, 3, argv, NULL, &o);
         dbp_hub_run(h, 200);
@@ -361,8 +361,13 @@ static void test_restart(dbp_hub *h)
     if (system("scripts/redis.sh kill >/dev/null 2>&1") != 0) diag("redis.sh kill failed");
     for (i = 0; i < 20; i++) {
         const char *argv[2] = { "GET", "t:restart" };
+<<<<<<< HEAD
         dbp_op_options o = { 15000, 0 };
         during[i] = dbp_pool_call(p, 2, argv, NULL, &o);
+=======
+        dbp_op_options o = { 15000, 0, 0 };
+        during[i] = dbp_pool_call(p, 2, argv, NULL, &o);
+>>>>>>> pg
     }
     dbp_hub_run(h, 500);
     if (system("scripts/redis.sh start >/dev/null 2>&1") != 0) diag("redis.sh start failed");

@@ -7,6 +7,10 @@
 -- Applied ones are rows of schema_migrations (version, name, checksum =
 -- SHA-256 of the file, applied_at, duration_ms).
 --
+-- PostgreSQL too: the lock is pg_advisory_lock, a .sql direction runs as one
+-- multi-statement query (dollar-quoted bodies intact), and since PostgreSQL's
+-- DDL is transactional a failed migration is rolled back whole.
+--
 -- Everything runs on ONE pinned connection holding GET_LOCK, so a second
 -- migrator waits (or fails at --lock-timeout) and, once it has the lock,
 -- reads the table afresh and finds nothing left to do. Each migration runs
@@ -80,6 +84,7 @@ function M.load(dir)
                         kind = ext, checksum = sha256(text), text = text }
             if ext == "sql" then
                 local up, down = M.split_sql(text)
+                m.up_text, m.down_text = up, down
                 m.up, m.down = statements(up), down and statements(down) or nil
                 if down and #m.down == 0 then m.down = nil end
             else
@@ -106,7 +111,12 @@ end
 local Session = {}
 Session.__index = Session
 
+-- (on PostgreSQL the `?` of this module's own statements become $1..$n)
 local function q(self, text, params)
+    if self.pg and params then
+        local n = 0
+        text = text:gsub("%?", function() n = n + 1; return "$" .. n end)
+    end
     return self.conn:query(text, params):await()
 end
 
@@ -131,11 +141,13 @@ end
 
 function Session.open(url, tbl, out)
     local pool = dbpool.open(url, { max = 2 })
-    if pool._backend ~= "mysql" then
+    if pool._backend ~= "mysql" and pool._backend ~= "postgres" then
         pool:close():result()
-        util.usage("migrations need a MySQL/MariaDB URL", "migrate")
+        util.usage("migrations need a MySQL/MariaDB or PostgreSQL URL", "migrate")
     end
-    local self = setmetatable({ pool = pool, tbl = tbl, qtbl = "`" .. tbl .. "`", out = out }, Session)
+    local pg = pool._backend == "postgres"
+    local self = setmetatable({ pool = pool, tbl = tbl, qtbl = pg and ('"' .. tbl .. '"') or ("`" .. tbl .. "`"), out = out,
+                                pg = pg }, Session)
     pool:on("error", function(ev)
         if self.watch then self.failed = self.failed or ev.error or { kind = "connection", message = ev.message } end
     end)
@@ -158,11 +170,22 @@ function Session:reconnect(lock_timeout)
 end
 
 function Session:table_exists()
-    local r = q(self, "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?", { self.tbl })
+    local r = q(self, "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = "
+        .. (self.pg and "current_schema()" or "DATABASE()") .. " AND table_name = ?", { self.tbl })
     return r[1].n > 0
 end
 
 function Session:ensure_table()
+    if self.pg then
+        q(self, "CREATE TABLE IF NOT EXISTS " .. self.qtbl .. [[ (
+  version bigint NOT NULL PRIMARY KEY,
+  name varchar(255) NOT NULL,
+  checksum char(64) NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now(),
+  duration_ms integer NOT NULL DEFAULT 0
+)]])
+        return
+    end
     q(self, "CREATE TABLE IF NOT EXISTS " .. self.qtbl .. [[ (
   version BIGINT UNSIGNED NOT NULL PRIMARY KEY,
   name VARCHAR(255) NOT NULL,
@@ -183,7 +206,28 @@ end
 -- GET_LOCK, named after the database and the table (at most 64 characters).
 local LOCK = "CONCAT('dbpool_migrate:', SHA1(CONCAT(IFNULL(DATABASE(), ''), '.', ?)))"
 
+-- PostgreSQL: an advisory lock on a hash of the same name (released with
+-- the session as well).
+local PG_LOCK = "hashtext('dbpool_migrate:' || current_database() || '.' || ?)"
+
 function Session:lock(timeout)
+    if self.pg then
+        local got = q(self, "SELECT pg_try_advisory_lock(" .. PG_LOCK .. ") AS got", { self.tbl })[1].got
+        if not got and timeout > 0 then
+            self.out:write(("Another migrator holds the lock; waiting up to %g s...\n"):format(timeout))
+            self.out:flush()
+            local deadline = now() + timeout
+            while not got and now() < deadline do
+                dbpool.sleep(0.1):await()
+                got = q(self, "SELECT pg_try_advisory_lock(" .. PG_LOCK .. ") AS got", { self.tbl })[1].got
+            end
+        end
+        if not got then
+            util.fail(("another migrator holds the migration lock (waited %g s); try again, or raise --lock-timeout"):format(timeout))
+        end
+        self.locked = true
+        return
+    end
     local got = q(self, "SELECT GET_LOCK(" .. LOCK .. ", 0) AS got", { self.tbl })[1].got
     if got ~= 1 and timeout > 0 then
         self.out:write(("Another migrator holds the lock; waiting up to %g s...\n"):format(timeout))
@@ -198,7 +242,9 @@ end
 
 function Session:close()
     if self.conn then
-        if self.locked then pcall(q, self, "DO RELEASE_LOCK(" .. LOCK .. ")", { self.tbl }) end
+        if self.locked then
+            pcall(q, self, self.pg and ("SELECT pg_advisory_unlock(" .. PG_LOCK .. ")") or ("DO RELEASE_LOCK(" .. LOCK .. ")"), { self.tbl })
+        end
         -- a connection left inside a transaction is not handed back to the pool
         if self.conn._c:ok() and not self.conn:in_transaction() then self.conn:release() else self.conn:discard() end
         self.conn = nil
@@ -263,7 +309,12 @@ local function execute(s, m, direction, record)
         q(s, "BEGIN")
         began = true
         if m.kind == "sql" then
-            for i, st in ipairs(direction == "up" and m.up or m.down) do
+            local list = direction == "up" and m.up or m.down
+            if s.pg then
+                -- one multi-statement query: PostgreSQL's own lexer splits it ($$ bodies intact)
+                list = { direction == "up" and m.up_text or m.down_text }
+            end
+            for i, st in ipairs(list) do
                 step, current = i, st
                 q(s, st)
                 since_begin[#since_begin + 1] = st
