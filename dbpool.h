@@ -364,7 +364,7 @@ typedef struct dbp_hub dbp_hub;     /* the poll loop of one thread */
 typedef struct dbp_pool dbp_pool;   /* connections to one server or cluster */
 typedef struct dbp_op dbp_op;       /* one query, command, acquire, ping, close or timer */
 typedef struct dbp_conn dbp_conn;   /* a pinned connection, taken out of its pool */
-typedef struct dbp_sub dbp_sub;     /* a Redis pub/sub subscription */
+typedef struct dbp_sub dbp_sub;     /* a pub/sub subscription (Redis, PostgreSQL LISTEN) */
 
 /* ==== Values (query parameters) ==========================================
    Parameters are copied when the op is submitted: the caller's buffers may
@@ -852,11 +852,14 @@ DBPDEF const dbp_error *dbp_conn_error(const dbp_conn *conn);
    version in dbp_pool_server_version()). */
 DBPDEF dbp_op *dbp_pool_ping(dbp_pool *pool, const dbp_op_options *opts);
 
-/* ==== Pub/sub (Redis) =====================================================
+/* ==== Pub/sub (Redis SUBSCRIBE, PostgreSQL LISTEN/NOTIFY) ==================
    A subscription owns one dedicated connection. After the connection drops
    it reconnects with backoff and subscribes again to every channel and
    pattern, then reports the gap through the pool's hook (DBP_EVENT_ERROR)
-   and through a DBP_MSG_RESUBSCRIBED message. */
+   and through a DBP_MSG_RESUBSCRIBED message. On PostgreSQL a channel is
+   the exact name (LISTEN "name"; pg_notify('name', ...) reaches it), a
+   message's payload is the NOTIFY payload, and patterns are refused
+   (DBP_EUSAGE). */
 typedef enum dbp_msg_type {
     DBP_MSG_MESSAGE = 1,    /* channel, payload */
     DBP_MSG_PMESSAGE,       /* pattern, channel, payload */
