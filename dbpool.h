@@ -509,11 +509,17 @@ typedef struct dbp_op_options {
 } dbp_op_options;
 
 /* ==== MySQL ops ===========================================================
-   `?` placeholders in sql are bound client-side, escaped by the charset of
-   the connection that runs the statement. A `?` inside a string literal, a
-   quoted identifier or a comment is not a placeholder. A count mismatch or
-   an unusable value gives an op already rejected with DBP_EPARAM; nothing
-   is sent. Several statements separated by `;` give several result sets. */
+   A query with `?` placeholders runs, by default (the pool option `prepare`),
+   as a server-side prepared statement: prepared once per connection (kept in
+   an LRU of `prepare_cache` statements), then executed with the values sent
+   apart from the SQL; its result has the same shape and the same text
+   values as a text query's. Otherwise (prepare=0, dbp_op_options.prepare =
+   -1, a query without placeholders, several statements, CALL) the values are
+   bound client-side, escaped by the charset of the connection that runs the
+   statement. A `?` inside a string literal, a quoted identifier or a comment
+   is not a placeholder. A count mismatch or an unusable value gives an op
+   already rejected with DBP_EPARAM; nothing is sent. Several statements
+   separated by `;` give several result sets. */
 
 /* Submits a query. Returns NULL only when out of memory. */
 DBPDEF dbp_op *dbp_pool_query(dbp_pool *pool, const char *sql, const dbp_value *params,
