@@ -324,7 +324,7 @@ static void test_timeout(dbp_hub *h)
     dbp_op_options o = { 200, 0, 0 };
     dbp_op *op;
     long long t0 = dbp__now_us();
-    op = dbp_query(p, "SELECT SLEEP(?) AS s", (dbp_value[]){ dbp_v_int(5) }, 1, &o);
+    op = dbp_pool_query(p, "SELECT SLEEP(?) AS s", (dbp_value[]){ dbp_v_int(5) }, 1, &o);
     ok(dbp_op_wait(op, 10000) == DBP_ETIMEOUT && (dbp__now_us() - t0) < 3000000,
        "a prepared SLEEP(5) with a 0.2 s deadline: DBP_ETIMEOUT, well before 5 s (%s)", dbp_op_error(op)->message);
     dbp_op_free(op);
