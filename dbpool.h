@@ -601,12 +601,19 @@ typedef struct dbp_op_options {
 enum { DBP_ON_ANY = 0, DBP_ON_PRIMARY = 1, DBP_ON_REPLICA = 2 };
 
 /* ==== SQL ops (MySQL, PostgreSQL) ========================================
-   MySQL: `?` placeholders in sql are bound client-side, escaped by the
-   charset of the connection that runs the statement. A `?` inside a string
-   literal, a quoted identifier or a comment is not a placeholder.
+   MySQL: `?` placeholders. A query with placeholders runs, by default (the
+   pool option `prepare`), as a server-side prepared statement: prepared
+   once per connection (kept in an LRU of `prepare_cache` statements), then
+   executed with the values sent apart from the SQL; its result has the
+   same shape and the same text values as a text query's. Otherwise
+   (prepare=0, dbp_op_options.prepare = -1, a query without placeholders,
+   several statements, CALL) the values are bound client-side, escaped by
+   the charset of the connection that runs the statement. A `?` inside a
+   string literal, a quoted identifier or a comment is not a placeholder.
    PostgreSQL: `$1`..`$n` placeholders, the values sent apart from the SQL
-   (PQsendQueryParams: text, a blob as binary bytea); `?` is left alone
-   (jsonb operators). Text values cannot hold a NUL byte (use a blob).
+   (PQsendQueryParams, or PQsendQueryPrepared with `prepare`: text, a blob
+   as binary bytea); `?` is left alone (jsonb operators). Text values
+   cannot hold a NUL byte (use a blob).
    Either way a count mismatch or an unusable value gives an op already
    rejected with DBP_EPARAM; nothing is sent. Several statements separated
    by `;` give several result sets (PostgreSQL: only without parameters,

@@ -9,13 +9,14 @@
 -- scripts/servers.sh env); BENCH_MYSQL_N (queries per measurement, 100000;
 -- 10000 with BENCH_QUICK=1), BENCH_MYSQL_ROWS (100000), BENCH_MYSQL_POOL (8),
 -- BENCH_MYSQL_INFLIGHT (64: map's concurrency, the batch size and the
--- window), BENCH_LUA_MODES (map,batch,window), BENCH_MYSQL_BIN (the C
+-- window), BENCH_LUA_MODES (map,batch,window,many), BENCH_MYSQL_BIN (the C
 -- benchmark, default build/bench/bench_mysql), BENCH_MAX_SECONDS (120).
 --
--- The dbpool side is measured three ways (each with its own line):
+-- The dbpool side is measured four ways (each with its own line):
 --   map     dbpool.map(ids, fn, {concurrency = K}), fn awaits one query
 --   batch   submit K promises, await them all, submit the next K
 --   window  a sliding window of K promises: await the oldest, submit one
+--   many    db:query_many(sql, K params lists), one promise per batch
 -- The best of them is the headline figure (lua_pool8), and the line says
 -- which. Every reply is checked: one row, the id asked for. Each
 -- measurement runs in a fresh interpreter (`--one MODE`), warmed up first.
@@ -158,7 +159,7 @@ else
 end
 
 local best, best_mode = 0, nil
-for m in (os.getenv("BENCH_LUA_MODES") or "map,batch,window"):gmatch("[^,%s]+") do
+for m in (os.getenv("BENCH_LUA_MODES") or "map,batch,window,many"):gmatch("[^,%s]+") do
     local r = measure(m, "lua_" .. m .. "_pool" .. POOL)
     if r and r > best then best, best_mode = r, m end
 end

@@ -10,13 +10,14 @@
 -- DBPOOL_TEST_REDIS_PORT; BENCH_REDIS_N (GETs per measurement, 300000;
 -- 30000 with BENCH_QUICK=1), BENCH_REDIS_KEYS (10000), BENCH_REDIS_POOL (4),
 -- BENCH_REDIS_INFLIGHT (2000: the batch size and the window),
--- BENCH_REDIS_MODES (batch,window), BENCH_REDIS_BIN (the C benchmark,
+-- BENCH_REDIS_MODES (batch,window,many), BENCH_REDIS_BIN (the C benchmark,
 -- default build/bench/bench_redis), BENCH_REDIS_BENCHMARK (redis-benchmark),
 -- BENCH_MAX_SECONDS (120).
 --
--- The dbpool side is measured two ways: batch (submit K GETs, await them
--- all, next K) and window (K in flight, await the oldest, submit one); the
--- best is the headline (lua_pool4). Keys and values are those of
+-- The dbpool side is measured three ways: batch (submit K GETs, await them
+-- all, next K), window (K in flight, await the oldest, submit one) and many
+-- (kv:call_many of K GETs, one promise per batch); the best is the headline
+-- (lua_pool4). Keys and values are those of
 -- bench_redis.c (bench:k:<i> = "xxx", the same pseudo-random sequence;
 -- key:__rand_int__ = "xxx" for redis-benchmark); every reply is checked.
 -- Each measurement runs in a fresh interpreter (`--one MODE`), warmed up.
@@ -159,7 +160,7 @@ do
 end
 
 local best, best_mode = 0, nil
-for m in (os.getenv("BENCH_REDIS_MODES") or "batch,window"):gmatch("[^,%s]+") do
+for m in (os.getenv("BENCH_REDIS_MODES") or "batch,window,many"):gmatch("[^,%s]+") do
     local r = measure(m, "lua_" .. m .. "_pool" .. POOL)
     if r and r > best then best, best_mode = r, m end
 end

@@ -316,6 +316,58 @@ static void test_server_limit(dbp_hub *h)
     close_pool(root);
 }
 
+/* A prepared statement past its deadline is stopped with KILL QUERY, and
+   its connection (and its statement) serve the next query. */
+static void test_timeout(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=1&prepare=1");
+    dbp_op_options o = { 200, 0, 0 };
+    dbp_op *op;
+    long long t0 = dbp__now_us();
+    op = dbp_pool_query(p, "SELECT SLEEP(?) AS s", (dbp_value[]){ dbp_v_int(5) }, 1, &o);
+    ok(dbp_op_wait(op, 10000) == DBP_ETIMEOUT && (dbp__now_us() - t0) < 3000000,
+       "a prepared SLEEP(5) with a 0.2 s deadline: DBP_ETIMEOUT, well before 5 s (%s)", dbp_op_error(op)->message);
+    dbp_op_free(op);
+    op = qv(p, "SELECT SLEEP(?) AS s", (dbp_value[]){ dbp_v_int(0) }, 1, NULL);
+    ok(dbp_op_rc(op) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "0") == 0,
+       "  the same statement then runs on the connection (%s)", dbp_op_rc(op) ? dbp_op_error(op)->message : "ok");
+    dbp_op_free(op);
+    close_pool(p);
+}
+
+/* A pinned connection: prepared statements inside a transaction, rolled back. */
+static void test_pinned(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=1&prepare=1");
+    dbp_op *acq = dbp_pool_acquire(p, NULL), *op;
+    dbp_conn *c;
+    dbp_op_wait(acq, 10000);
+    c = dbp_op_take_conn(acq);
+    dbp_op_free(acq);
+    if (!ok(c != NULL, "a pinned connection")) { close_pool(p); return; }
+    dbp_op_free(dbp_conn_query(c, "DROP TABLE IF EXISTS t_ps_pin", NULL, 0, NULL));
+    op = dbp_conn_query(c, "CREATE TABLE t_ps_pin (id INT PRIMARY KEY) ENGINE=InnoDB", NULL, 0, NULL);
+    dbp_op_wait(op, 5000);
+    dbp_op_free(op);
+    dbp_op_free(dbp_conn_query(c, "BEGIN", NULL, 0, NULL));
+    op = dbp_conn_query(c, "INSERT INTO t_ps_pin VALUES (?)", (dbp_value[]){ dbp_v_int(7) }, 1, NULL);
+    ok(dbp_op_wait(op, 5000) == DBP_OK && dbp_op_result(op)->affected_rows == 1, "a prepared INSERT in a transaction");
+    dbp_op_free(op);
+    op = dbp_conn_query(c, "SELECT COUNT(*) FROM t_ps_pin WHERE id = ?", (dbp_value[]){ dbp_v_int(7) }, 1, NULL);
+    ok(dbp_op_wait(op, 5000) == DBP_OK && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "1") == 0,
+       "  seen inside it");
+    dbp_op_free(op);
+    op = dbp_conn_query(c, "ROLLBACK", NULL, 0, NULL);
+    dbp_op_wait(op, 5000);
+    dbp_op_free(op);
+    dbp_conn_release(c);
+    op = qv(p, "SELECT COUNT(*) FROM t_ps_pin WHERE id = ?", (dbp_value[]){ dbp_v_int(7) }, 1, NULL);
+    ok(dbp_op_result(op) && strcmp(dbp_result_cell(dbp_op_result(op), 0, 0)->data, "0") == 0, "  and gone after ROLLBACK");
+    dbp_op_free(op);
+    run(p, "DROP TABLE t_ps_pin");
+    close_pool(p);
+}
+
 /* The per-query choice against the pool's. */
 static void test_choice(dbp_hub *h)
 {
@@ -359,6 +411,8 @@ int main(void)
     test_cache(h);
     test_reconnect(h);
     test_server_limit(h);
+    test_timeout(h);
+    test_pinned(h);
     test_choice(h);
     {
         dbp_hub_counts k;
