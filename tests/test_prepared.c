@@ -321,7 +321,7 @@ static void test_server_limit(dbp_hub *h)
 static void test_timeout(dbp_hub *h)
 {
     dbp_pool *p = open_pool(h, URL, "max=1&prepare=1");
-    dbp_op_options o = { 200, 0, 0 };
+    dbp_op_options o = { 200, 0, 0, 0, 0 };
     dbp_op *op;
     long long t0 = dbp__now_us();
     op = dbp_pool_query(p, "SELECT SLEEP(?) AS s", (dbp_value[]){ dbp_v_int(5) }, 1, &o);
