@@ -7527,12 +7527,22 @@ static void dbp__rep_send(dbp_pool *p, dbp_op *top, int k)
         dbp__pool_check_closed(p);
         return;
     }
-    child = dbp__op_new(p->hub, np, DBP__OP_QUERY);
-    if (!child) { dbp__op_fail(top, DBP_ENOMEM, 0, "out of memory routing the query"); return; }
-    child->flags = top->flags & DBP__OF_IDEMPOTENT;
-    child->sql = top->sql; child->sql_len = top->sql_len;
-    child->params = top->params; child->nparams = top->nparams;
-    top->sql = NULL; top->params = NULL;  /* the child runs them; they come back if it fails over */
+    /* the child has its own copy of the statement (checked again, its
+       placeholders noted, in one block): the routed op keeps its own for a
+       fail-over, and may be freed while the child still runs */
+    {
+        dbp_op_options o;
+        memset(&o, 0, sizeof o);
+        o.idempotent = (top->flags & DBP__OF_IDEMPOTENT) != 0;
+        o.prepare = (top->flags & DBP__OF_PREPARE) ? 1 : (top->flags & DBP__OF_NOPREPARE) ? -1 : 0;
+        child = dbp__query_make(np, DBP__OP_QUERY, top->sql, top->sql_len, top->params, top->nparams, &o);
+    }
+    if (!child || dbp__op_settled(child)) {
+        if (child) { dbp__op_fail_err(top, &child->err, child->err.rc, 0); child->flags &= ~DBP__OF_CALLER; dbp__op_maybe_free(child); }
+        else dbp__op_fail(top, DBP_ENOMEM, 0, "out of memory routing the query");
+        return;
+    }
+    child->flags &= ~DBP__OF_CALLER;
     child->deadline = top->deadline ? top->deadline : top->acquire_deadline;
     child->query_timeout = top->query_timeout;
     child->done = dbp__rep_child_done;
@@ -7665,8 +7675,6 @@ static void dbp__rep_child_done(dbp_op *child)
     top->peer = NULL;
     child->peer = NULL;
     if (dbp__op_settled(top)) { dbp__pool_check_closed(p); return; }
-    top->sql = child->sql; top->params = child->params;
-    child->sql = NULL; child->params = NULL;
     if (child->state == DBP_OP_FULFILLED) {
         top->result = child->result;
         child->result = NULL;

@@ -57,8 +57,11 @@ ok $([[ "$T_RC" != 0 ]]; echo $?) "migrate up: a failing migration fails the run
 like "$T_OUT" "Applying 001_create.sql ... ok" "migrate: the first one applied"
 is "$(pq "SELECT count(*) FROM mig_pg")" 0 "migrate: the failed one was rolled back whole (its INSERT too)"
 is "$(pq "SELECT mig_pg_f()")" 2 "migrate: a function with a \$\$ body containing ';' was created intact"
-is "$(pq "SELECT string_agg(version::text, ',') FROM schema_migrations")" 1 "migrate: only the first is recorded"
+is "$(pq "SELECT string_agg(version::text || ':' || status, ',' ORDER BY version) FROM schema_migrations")" "1:applied,2:failed" \
+    "migrate: the first is recorded as applied, the failed one as failed"
 sed -i 's/^CREATE TABLE mig_pg (x int);$/UPDATE mig_pg SET v = $$b;c$$;/' "$dir/002_fill.sql"
+run_bounded 30 "$DBPOOL" migrate repair 2 --url "$DBPOOL_TEST_PG_URL" --dir "$dir"
+is "$T_RC" 0 "migrate repair 2 (nothing of it stayed: PostgreSQL's DDL is transactional)"
 run_bounded 30 "$DBPOOL" migrate up --url "$DBPOOL_TEST_PG_URL" --dir "$dir"
 is "$T_RC" 0 "migrate up again once fixed: exit 0"
 is "$(pq "SELECT v FROM mig_pg")" "b;c" "migrate: the fixed migration ran"
