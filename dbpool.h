@@ -8333,58 +8333,72 @@ static void dbp__pg_broken(dbp_conn *c, int never_sent)
     dbp__conn_failed(c, &e, c->state == DBP__CS_INIT);
 }
 
-/* Sends a statement: the simple protocol without parameters, else
-   PQsendQueryParams with text values (a blob as binary). 0 on failure. */
-static int dbp__pg_send(dbp_conn *c, const char *sql, const dbp_value *params, size_t n, int single)
+/* The values of a statement's parameters as libpq takes them: text (a
+   number printed, the shortest double that reads back the same), a blob as
+   binary (bytea). One block holds the arrays and the printed numbers; the
+   caller frees it. *bytes grows by the values' size. NULL on OOM. */
+typedef struct dbp__pg_args { const char **vals; int *lens, *fmts; } dbp__pg_args;
+
+static char *dbp__pg_args_make(const dbp_value *params, size_t n, dbp__pg_args *a, size_t *bytes)
+{
+    size_t i;
+    char *block = DBP__CAST(char *, DBP_MALLOC(n * (sizeof(char *) + 2 * sizeof(int) + 32) + 1));
+    char *nums;
+    if (!block) return NULL;
+    a->vals = DBP__CAST(const char **, (void *)block);
+    a->lens = DBP__CAST(int *, (void *)(block + n * sizeof(char *)));
+    a->fmts = a->lens + n;
+    nums = DBP__CAST(char *, (void *)(a->fmts + n));
+    for (i = 0; i < n; i++) {
+        const dbp_value *v = &params[i];
+        char *num = nums + i * 32;
+        a->lens[i] = 0;
+        a->fmts[i] = 0;
+        switch (v->type) {
+        case DBP_NULL: a->vals[i] = NULL; break;
+        case DBP_BOOL: a->vals[i] = v->v.b ? "t" : "f"; break;
+        case DBP_INT: snprintf(num, 32, "%lld", v->v.i); a->vals[i] = num; break;
+        case DBP_UINT: snprintf(num, 32, "%llu", v->v.u); a->vals[i] = num; break;
+        case DBP_DOUBLE: {
+            int prec;
+            for (prec = 15; prec <= 17; prec++) {
+                snprintf(num, 32, "%.*g", prec, v->v.d);
+                if (strtod(num, NULL) == v->v.d) break;
+            }
+            a->vals[i] = num;
+            break;
+        }
+        case DBP_BLOB:
+            a->vals[i] = v->v.s.data ? v->v.s.data : "";
+            a->lens[i] = (int)v->v.s.len;
+            a->fmts[i] = 1;
+            *bytes += v->v.s.len;
+            break;
+        default: /* text, NUL-terminated by the op's copy of its values */
+            a->vals[i] = v->v.s.data ? v->v.s.data : "";
+            *bytes += v->v.s.len;
+            break;
+        }
+    }
+    return block;
+}
+
+/* Sends a statement: the simple protocol without parameters (several
+   statements allowed), else PQsendQueryParams; or, with name, the prepared
+   statement of that name. 1 sent, 0 refused by libpq, -1 out of memory. */
+static int dbp__pg_send_any(dbp_conn *c, const char *name, const char *sql, const dbp_value *params, size_t n, int single)
 {
     dbp__pg *pg = DBP__PG(c);
+    size_t bytes = sql ? strlen(sql) : 0;
     int ok;
-    size_t bytes = strlen(sql);
-    if (!n) {
+    if (!name && !n) {
         ok = PQsendQuery(pg->pg, sql);
     } else {
-        size_t i;
-        char *block = DBP__CAST(char *, DBP_MALLOC(n * (sizeof(char *) + 2 * sizeof(int) + 32)));
-        const char **vals;
-        int *lens, *fmts;
-        char *nums;
+        dbp__pg_args a;
+        char *block = dbp__pg_args_make(params, n, &a, &bytes);
         if (!block) return -1;
-        vals = DBP__CAST(const char **, (void *)block);
-        lens = DBP__CAST(int *, (void *)(block + n * sizeof(char *)));
-        fmts = lens + n;
-        nums = DBP__CAST(char *, (void *)(fmts + n));
-        for (i = 0; i < n; i++) {
-            const dbp_value *v = &params[i];
-            char *num = nums + i * 32;
-            lens[i] = 0;
-            fmts[i] = 0;
-            switch (v->type) {
-            case DBP_NULL: vals[i] = NULL; break;
-            case DBP_BOOL: vals[i] = v->v.b ? "t" : "f"; break;
-            case DBP_INT: snprintf(num, 32, "%lld", v->v.i); vals[i] = num; break;
-            case DBP_UINT: snprintf(num, 32, "%llu", v->v.u); vals[i] = num; break;
-            case DBP_DOUBLE: {
-                int prec;
-                for (prec = 15; prec <= 17; prec++) {
-                    snprintf(num, 32, "%.*g", prec, v->v.d);
-                    if (strtod(num, NULL) == v->v.d) break;
-                }
-                vals[i] = num;
-                break;
-            }
-            case DBP_BLOB:
-                vals[i] = v->v.s.data ? v->v.s.data : "";
-                lens[i] = (int)v->v.s.len;
-                fmts[i] = 1;
-                bytes += v->v.s.len;
-                break;
-            default: /* text, NUL-terminated by the op's copy of its values */
-                vals[i] = v->v.s.data ? v->v.s.data : "";
-                bytes += v->v.s.len;
-                break;
-            }
-        }
-        ok = PQsendQueryParams(pg->pg, sql, (int)n, NULL, vals, lens, fmts, 0);
+        ok = name ? PQsendQueryPrepared(pg->pg, name, (int)n, a.vals, a.lens, a.fmts, 0)
+                  : PQsendQueryParams(pg->pg, sql, (int)n, NULL, a.vals, a.lens, a.fmts, 0);
         DBP_FREE(block);
     }
     if (ok && single) PQsetSingleRowMode(pg->pg);
@@ -8393,58 +8407,14 @@ static int dbp__pg_send(dbp_conn *c, const char *sql, const dbp_value *params, s
     return ok ? 1 : 0;
 }
 
-/* The text values of a statement's parameters, as dbp__pg_send makes them,
-   for PQsendQueryPrepared. */
+static int dbp__pg_send(dbp_conn *c, const char *sql, const dbp_value *params, size_t n, int single)
+{
+    return dbp__pg_send_any(c, NULL, sql, params, n, single);
+}
+
 static int dbp__pg_send_prepared(dbp_conn *c, const char *name, const dbp_value *params, size_t n, int single)
 {
-    dbp__pg *pg = DBP__PG(c);
-    size_t i, bytes = 0;
-    int ok;
-    char *block = DBP__CAST(char *, DBP_MALLOC(n * (sizeof(char *) + 2 * sizeof(int) + 32) + 1));
-    const char **vals;
-    int *lens, *fmts;
-    char *nums;
-    if (!block) return -1;
-    vals = DBP__CAST(const char **, (void *)block);
-    lens = DBP__CAST(int *, (void *)(block + n * sizeof(char *)));
-    fmts = lens + n;
-    nums = DBP__CAST(char *, (void *)(fmts + n));
-    for (i = 0; i < n; i++) {
-        const dbp_value *v = &params[i];
-        char *num = nums + i * 32;
-        lens[i] = 0;
-        fmts[i] = 0;
-        switch (v->type) {
-        case DBP_NULL: vals[i] = NULL; break;
-        case DBP_BOOL: vals[i] = v->v.b ? "t" : "f"; break;
-        case DBP_INT: snprintf(num, 32, "%lld", v->v.i); vals[i] = num; break;
-        case DBP_UINT: snprintf(num, 32, "%llu", v->v.u); vals[i] = num; break;
-        case DBP_DOUBLE: {
-            int prec;
-            for (prec = 15; prec <= 17; prec++) {
-                snprintf(num, 32, "%.*g", prec, v->v.d);
-                if (strtod(num, NULL) == v->v.d) break;
-            }
-            vals[i] = num;
-            break;
-        }
-        case DBP_BLOB:
-            vals[i] = v->v.s.data ? v->v.s.data : "";
-            lens[i] = (int)v->v.s.len;
-            fmts[i] = 1;
-            bytes += v->v.s.len;
-            break;
-        default:
-            vals[i] = v->v.s.data ? v->v.s.data : "";
-            bytes += v->v.s.len;
-            break;
-        }
-    }
-    ok = PQsendQueryPrepared(pg->pg, name, (int)n, vals, lens, fmts, 0);
-    DBP_FREE(block);
-    if (ok && single) PQsetSingleRowMode(pg->pg);
-    pg->partial = bytes >= 8000;
-    return ok ? 1 : 0;
+    return dbp__pg_send_any(c, name, NULL, params, n, single);
 }
 
 /* Flushes the request; then waits for its results. */
