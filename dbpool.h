@@ -2416,6 +2416,10 @@ enum { DBP__CLOSE_IDLE = 1, DBP__CLOSE_LIFETIME, DBP__CLOSE_ERROR, DBP__CLOSE_PO
 
 static long long dbp__ms_now(void) { return dbp__now_ms(); }
 
+/* what follows a backend's internal statements (dbp__conn_steps_done) */
+enum { DBP__AFTER_READY = 1, DBP__AFTER_IDLE, DBP__AFTER_RELEASE };
+static void dbp__conn_steps_done(dbp_conn *c, int after);
+
 /* the server limits a backend tells dbp__pool_limit() of */
 enum { DBP__LIMIT_IDLE = 1, DBP__LIMIT_CONNS, DBP__LIMIT_USER_CONNS };
 
@@ -3304,6 +3308,23 @@ static void dbp__conn_idle(dbp_conn *c)
     else dbp__list_unshift(&p->idle, &c->idle_link);
     dbp__conn_arm_housekeeping(c);
     dbp__pool_dispatch(p);
+}
+
+/* A backend ran the internal statements it queued on c (init, limits, a
+   rollback, clearing a KILL): the connection is ready for the first time,
+   goes back to the pool after its holder let go, or is idle again. */
+static void dbp__conn_steps_done(dbp_conn *c, int after)
+{
+    if (after == DBP__AFTER_READY) {
+        dbp__conn_ready(c);
+    } else if (after == DBP__AFTER_RELEASE) {
+        dbp__conn_unpin(c);
+        dbp__conn_idle(c);
+    } else {
+        c->flags &= ~DBP__CF_KILLING;
+        dbp__timer_clear(c->pool->hub, &c->timer);
+        dbp__conn_idle(c);
+    }
 }
 
 static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
@@ -5273,7 +5294,7 @@ enum { DBP__MP_USER = 1, DBP__MP_STEP, DBP__MP_DISCARD, DBP__MP_VALIDATE };
 /* internal statements */
 enum { DBP__MS_INIT = 1, DBP__MS_LIMITS, DBP__MS_CLEAR_KILL, DBP__MS_ROLLBACK };
 /* what follows the internal statements */
-enum { DBP__MA_READY = 1, DBP__MA_IDLE, DBP__MA_RELEASE };
+enum { DBP__MA_READY = DBP__AFTER_READY, DBP__MA_IDLE = DBP__AFTER_IDLE, DBP__MA_RELEASE = DBP__AFTER_RELEASE };
 
 #define DBP__MY_MAX_STEPS 70
 
@@ -5723,16 +5744,7 @@ static void dbp__my_next_step(dbp_conn *c)
         my->phase = DBP__MY_NONE;
         my->purpose = 0;
         c->events = 0;
-        if (after == DBP__MA_READY) {
-            dbp__conn_ready(c);
-        } else if (after == DBP__MA_RELEASE) {
-            dbp__conn_unpin(c);
-            dbp__conn_idle(c);
-        } else {
-            c->flags &= ~DBP__CF_KILLING;
-            dbp__timer_clear(c->pool->hub, &c->timer);
-            dbp__conn_idle(c);
-        }
+        dbp__conn_steps_done(c, after);
         return;
     }
     my->step_kind = my->steps[my->stepi] & 0xff;
@@ -7785,7 +7797,7 @@ enum { DBP__PP_USER = 1, DBP__PP_STEP, DBP__PP_DISCARD, DBP__PP_VALIDATE, DBP__P
        DBP__PP_PREPARE /* PQsendPrepare for the op */, DBP__PP_DEALLOC /* DEALLOCATE of the least used */ };
 /* internal statements, and what follows them */
 enum { DBP__PGS_INIT = 1, DBP__PGS_LIMITS, DBP__PGS_ROLLBACK };
-enum { DBP__PGA_READY = 1, DBP__PGA_IDLE, DBP__PGA_RELEASE };
+enum { DBP__PGA_READY = DBP__AFTER_READY, DBP__PGA_IDLE = DBP__AFTER_IDLE, DBP__PGA_RELEASE = DBP__AFTER_RELEASE };
 
 #define DBP__PG_MAX_STEPS 70
 #define DBP__PG_OID_BOOL 16
@@ -8457,16 +8469,7 @@ static void dbp__pg_next_step(dbp_conn *c)
         pg->phase = DBP__PG_NONE;
         pg->purpose = 0;
         c->events = 0;
-        if (after == DBP__PGA_READY) {
-            dbp__conn_ready(c);
-        } else if (after == DBP__PGA_RELEASE) {
-            dbp__conn_unpin(c);
-            dbp__conn_idle(c);
-        } else {
-            c->flags &= ~DBP__CF_KILLING;
-            dbp__timer_clear(c->pool->hub, &c->timer);
-            dbp__conn_idle(c);
-        }
+        dbp__conn_steps_done(c, after);
         return;
     }
     pg->step_kind = pg->steps[pg->stepi] & 0xff;
