@@ -4,7 +4,8 @@
 # failed migration (transactional DDL: nothing of it stays) refused until
 # repair, no-transaction (CREATE INDEX CONCURRENTLY), a repeatable view,
 # down --to, baseline, the advisory lock held by a second session, and \d /
-# \d TABLE.
+# \d TABLE, up --dry-run, an out-of-order file, and a runner killed with
+# SIGKILL mid-migration (nothing of it stays; the next up runs it again).
 source "$(dirname "$0")/lib.sh"
 need_env DBPOOL_TEST_PG_URL DBPOOL_TEST_PG_PASSWORD
 unset REDIS_URL
@@ -15,7 +16,7 @@ TBL=cli_pg_migrations
 M=(--dir "$D" --table "$TBL")
 pg() { psql "$DBPOOL_TEST_PG_URL" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1; }
 reset_db() {
-    pg "DROP VIEW IF EXISTS cli_pg_v; DROP TABLE IF EXISTS $TBL, ${TBL}_repeatable, cli_pg_t, cli_pg_bad, cli_pg_b_migrations, cli_pg_b_migrations_repeatable;
+    pg "DROP VIEW IF EXISTS cli_pg_v; DROP TABLE IF EXISTS $TBL, ${TBL}_repeatable, cli_pg_t, cli_pg_bad, cli_pg_k, cli_pg_dry, cli_pg_b_migrations, cli_pg_b_migrations_repeatable;
         DROP FUNCTION IF EXISTS cli_pg_double(int)" >/dev/null
 }
 reset_db
@@ -102,12 +103,53 @@ is "$T_RC" 1 "up while another session holds the lock: exit 1"
 like "$T_ERR" "lock" "the error says the lock is held"
 wait "$holder"
 
+# --- up --dry-run and an out-of-order file --------------------------------------------
+cat > "$D/0060_dry.sql" <<'SQL'
+CREATE TABLE cli_pg_dry (id int);
+SQL
+run_bounded 20 "$DBPOOL" migrate up --dry-run "${M[@]}"
+is "$T_RC" 0 "up --dry-run: exit 0"
+like "$T_OUT" $'-- 0060_dry.sql\nCREATE TABLE cli_pg_dry (id int);' "the dry run prints the SQL that would run"
+is "$(pg "SELECT to_regclass('cli_pg_dry') IS NULL")" t "and changes nothing"
+rm "$D/0060_dry.sql"
+cat > "$D/0015_late.sql" <<'SQL'
+SELECT 1;
+SQL
+run_bounded 20 "$DBPOOL" migrate up "${M[@]}"
+is "$T_RC" 1 "up with an out-of-order file: exit 1"
+like "$T_ERR" "0015_late.sql is older than the newest applied version" "the error names the file"
+rm "$D/0015_late.sql"
+
+# --- a runner killed with SIGKILL in the middle: nothing of its migration stays -------
+cat > "$D/0050_kill.sql" <<'SQL'
+CREATE TABLE cli_pg_k (a int);
+INSERT INTO cli_pg_k VALUES (1);
+SELECT pg_sleep(2) AS cli_pg_marker;
+-- down
+DROP TABLE cli_pg_k;
+SQL
+"$DBPOOL" migrate up "${M[@]}" >"$T_TMP/k.out" 2>&1 &
+pid=$!
+wait_for "$T_TMP/k.out" 20 "Applying 0050_kill.sql"
+for ((i = 0; i < 100; i++)); do
+    [[ "$(pg "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%cli_pg_marker%' AND pid <> pg_backend_pid()")" == 1 ]] && break
+    sleep 0.05
+done
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+is "$?" 137 "the runner was killed with SIGKILL while 0050 ran"
+is "$(pg "SELECT status FROM $TBL WHERE version = 50")" running "it left 0050 recorded as running"
+run_bounded 40 "$DBPOOL" migrate up "${M[@]}"
+like "$T_OUT" "0050_kill.sql was interrupted" "the next up reports the interrupted migration"
+is "$(pg "SELECT status FROM $TBL WHERE version = 50")" applied "and, nothing of it having committed (transactional DDL), runs it again"
+is "$(pg "SELECT count(*) FROM cli_pg_k")" 1 "its table holds one row: the killed run left nothing behind"
+
 # --- down --to, baseline --------------------------------------------------------------
 run_bounded 40 "$DBPOOL" migrate down --to 10 "${M[@]}"
 is "$T_RC" 0 "down --to 10: exit 0"
 is "$(pg "SELECT string_agg(version::text, ',' ORDER BY version) FROM $TBL WHERE status = 'applied'")" 10 "only version 10 left applied"
 is "$(pg "SELECT to_regprocedure('cli_pg_double(int)') IS NULL")" t "the function's down ran"
-is "$(pg "SELECT to_regclass('cli_pg_bad') IS NULL")" t "and 40's"
+is "$(pg "SELECT to_regclass('cli_pg_bad') IS NULL") $(pg "SELECT to_regclass('cli_pg_k') IS NULL")" "t t" "and 40's and 50's"
 run_bounded 20 "$DBPOOL" migrate baseline 30 --dir "$D" --table cli_pg_b_migrations
 is "$T_RC" 0 "baseline 30 on a fresh bookkeeping table: exit 0"
 is "$(pg "SELECT string_agg(version::text, ',' ORDER BY version) FROM cli_pg_b_migrations")" "10,20,30" \
