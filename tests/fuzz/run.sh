@@ -43,7 +43,7 @@ fi
 
 command -v "$cc" >/dev/null || { echo "run.sh: $cc not found (apt-get install clang)" >&2; exit 2; }
 # shellcheck disable=SC2207
-libs=($(pkg-config --cflags --libs libmariadb hiredis)) || { echo "run.sh: pkg-config libmariadb hiredis failed" >&2; exit 2; }
+libs=($(pkg-config --cflags --libs libmariadb libpq hiredis)) || { echo "run.sh: pkg-config libmariadb libpq hiredis failed" >&2; exit 2; }
 cflags=(-std=c99 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=all -Wall -Wextra -Wpedantic -Werror)
 
