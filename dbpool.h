@@ -1006,7 +1006,17 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 #  include <errmsg.h>
 #endif
 #ifndef DBPOOL_NO_PGSQL
-#  include <libpq-fe.h>
+/* Debian and most distributions put libpq's header in postgresql/: found
+   there without `pkg-config --cflags libpq` too */
+#  if defined(__has_include)
+#    if __has_include(<libpq-fe.h>)
+#      include <libpq-fe.h>
+#    else
+#      include <postgresql/libpq-fe.h>
+#    endif
+#  else
+#    include <libpq-fe.h>
+#  endif
 #endif
 #ifndef DBPOOL_NO_REDIS
 #  include <hiredis/read.h>
@@ -2419,6 +2429,7 @@ static long long dbp__ms_now(void) { return dbp__now_ms(); }
 /* what follows a backend's internal statements (dbp__conn_steps_done) */
 enum { DBP__AFTER_READY = 1, DBP__AFTER_IDLE, DBP__AFTER_RELEASE };
 static void dbp__conn_steps_done(dbp_conn *c, int after);
+static void dbp__conn_kill_query(dbp_conn *c, void (*done)(dbp_op *), dbp_op **slot, long long *started_ms);
 
 /* the server limits a backend tells dbp__pool_limit() of */
 enum { DBP__LIMIT_IDLE = 1, DBP__LIMIT_CONNS, DBP__LIMIT_USER_CONNS };
@@ -3308,6 +3319,37 @@ static void dbp__conn_idle(dbp_conn *c)
     else dbp__list_unshift(&p->idle, &c->idle_link);
     dbp__conn_arm_housekeeping(c);
     dbp__pool_dispatch(p);
+}
+
+/* A statement on c ran past its deadline and the backend stops it on the
+   server from another connection of the pool: an op of kind KILL (MySQL's
+   KILL QUERY, PostgreSQL's pg_cancel_backend) whose continuation is `done`,
+   kept in *slot. c is marked KILLING and gets a grace timer: should the kill
+   not end the statement by then, the connection is closed (that timer also
+   covers running out of memory here, *slot then NULL). A closing pool still
+   stops runaway statements. */
+static void dbp__conn_kill_query(dbp_conn *c, void (*done)(dbp_op *), dbp_op **slot, long long *started_ms)
+{
+    dbp_pool *p = c->pool;
+    dbp_op *k;
+    c->flags |= DBP__CF_KILLING;
+    *started_ms = dbp__ms_now();
+    dbp__timer_set(p->hub, &c->timer, *started_ms + (p->s.connect_timeout > 2000 ? p->s.connect_timeout : 2000) + 1000);
+    *slot = k = dbp__op_new(p->hub, p, DBP__OP_KILL);
+    if (!k) return;
+    k->flags &= ~DBP__OF_CALLER;
+    k->flags |= DBP__OF_SIDE_OK;
+    k->kill_id = c->server_id;
+    k->done = done;
+    k->target = c;
+    k->deadline = c->timer.at; /* no use after the grace period that it races */
+    if (p->state != DBP__PS_OPEN) {
+        k->acquire_deadline = dbp__ms_now() + p->s.connect_timeout;
+        dbp__queue_op(p, k, 1);
+        dbp__pool_dispatch(p);
+    } else {
+        dbp__pool_submit(p, k);
+    }
 }
 
 /* A backend ran the internal statements it queued on c (init, limits, a
@@ -6899,9 +6941,7 @@ static void dbp__my_kill_done(dbp_op *kop)
 static void dbp__my_op_timeout(dbp_conn *c, dbp_op *op)
 {
     dbp__my *my = DBP__MY(c);
-    dbp_pool *p = c->pool;
     double secs = op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0;
-    dbp_op *k;
     if (!my || my->op != op) return;
     dbp__conn_unlink_op(c, op);
     my->op = NULL;
@@ -6926,26 +6966,7 @@ static void dbp__my_op_timeout(dbp_conn *c, dbp_op *op)
         return;
     }
     my->purpose = DBP__MP_DISCARD;
-    c->flags |= DBP__CF_KILLING;
-    my->kill_started_ms = dbp__ms_now();
-    dbp__timer_set(p->hub, &c->timer, my->kill_started_ms + (p->s.connect_timeout > 2000 ? p->s.connect_timeout : 2000) + 1000);
-    k = dbp__op_new(p->hub, p, DBP__OP_KILL);
-    if (!k) return; /* the grace timer will close the connection */
-    k->flags &= ~DBP__OF_CALLER;
-    k->flags |= DBP__OF_SIDE_OK;
-    k->kill_id = c->server_id;
-    k->done = dbp__my_kill_done;
-    k->target = c;
-    k->deadline = c->timer.at; /* no use after the grace period that it races */
-    my->kill_op = k;
-    if (p->state != DBP__PS_OPEN) {
-        /* a closing pool still stops runaway statements */
-        k->acquire_deadline = dbp__ms_now() + p->s.connect_timeout;
-        dbp__queue_op(p, k, 1);
-        dbp__pool_dispatch(p);
-    } else {
-        dbp__pool_submit(p, k);
-    }
+    dbp__conn_kill_query(c, dbp__my_kill_done, &my->kill_op, &my->kill_started_ms);
 }
 
 static void dbp__my_validate(dbp_conn *c)
@@ -9162,9 +9183,7 @@ static void dbp__pg_kill_done(dbp_op *kop)
 static void dbp__pg_op_timeout(dbp_conn *c, dbp_op *op)
 {
     dbp__pg *pg = DBP__PG(c);
-    dbp_pool *p = c->pool;
     double secs = op->t_start ? (double)(dbp__now_us() - op->t_start) / 1e6 : 0;
-    dbp_op *k;
     if (!pg || pg->op != op) return;
     dbp__conn_unlink_op(c, op);
     pg->op = NULL;
@@ -9189,26 +9208,7 @@ static void dbp__pg_op_timeout(dbp_conn *c, dbp_op *op)
     dbp__op_fail(op, DBP_ETIMEOUT, (op->flags & DBP__OF_SENT) != 0,
                  "%s ran past its deadline (%.3f s); cancelled on the server (pg_cancel_backend)",
                  op->type == DBP__OP_PING ? "ping" : "query", secs);
-    c->flags |= DBP__CF_KILLING;
-    pg->kill_started_ms = dbp__ms_now();
-    dbp__timer_set(p->hub, &c->timer, pg->kill_started_ms + (p->s.connect_timeout > 2000 ? p->s.connect_timeout : 2000) + 1000);
-    k = dbp__op_new(p->hub, p, DBP__OP_KILL);
-    if (!k) return; /* the grace timer will close the connection */
-    k->flags &= ~DBP__OF_CALLER;
-    k->flags |= DBP__OF_SIDE_OK;
-    k->kill_id = c->server_id;
-    k->done = dbp__pg_kill_done;
-    k->target = c;
-    k->deadline = c->timer.at;
-    pg->kill_op = k;
-    if (p->state != DBP__PS_OPEN) {
-        /* a closing pool still stops runaway statements */
-        k->acquire_deadline = dbp__ms_now() + p->s.connect_timeout;
-        dbp__queue_op(p, k, 1);
-        dbp__pool_dispatch(p);
-    } else {
-        dbp__pool_submit(p, k);
-    }
+    dbp__conn_kill_query(c, dbp__pg_kill_done, &pg->kill_op, &pg->kill_started_ms);
 }
 
 static void dbp__pg_validate(dbp_conn *c)

@@ -63,7 +63,7 @@ run() {
     shift
     [[ "$ONLY" == *",$name,"* ]] || return 0
     echo
-    echo "-- $name: $* ($(uptime | sed 's/.*load average: /load /'))"
+    echo "-- $name: ${*//$repo\//} ($(uptime | sed 's/.*load average: /load /'))"  # paths relative to the repo
     timeout --kill-after=10 "$TIMEOUT" "$@" 2>&1 | tee -a "$out"
     rc=${PIPESTATUS[0]}
     if [[ $rc -ne 0 ]]; then
