@@ -718,8 +718,8 @@ local function renewer(ctx, s, o, files_by, rep_files)
 end
 
 local function print_plan(ctx, pending, rep)
-    for _, m in ipairs(pending) do
-        ctx.out:write(("-- %s%s\n"):format(m.file, m.no_tx and " (no transaction)" or ""))
+    local function show(m, note)
+        ctx.out:write(("-- %s%s\n"):format(m.file, note))
         if m.kind == "sql" then
             for _, st in ipairs(m.up) do ctx.out:write(st, ";\n") end
         else
@@ -727,15 +727,8 @@ local function print_plan(ctx, pending, rep)
         end
         ctx.out:write("\n")
     end
-    for _, m in ipairs(rep) do
-        ctx.out:write(("-- %s (repeatable%s)\n"):format(m.file, m.no_tx and ", no transaction" or ""))
-        if m.kind == "sql" then
-            for _, st in ipairs(m.up) do ctx.out:write(st, ";\n") end
-        else
-            ctx.out:write("-- (Lua: its up function runs)\n")
-        end
-        ctx.out:write("\n")
-    end
+    for _, m in ipairs(pending) do show(m, m.no_tx and " (no transaction)" or "") end
+    for _, m in ipairs(rep) do show(m, m.no_tx and " (repeatable, no transaction)" or " (repeatable)") end
 end
 
 local function cmd_up(ctx, o, dir)
