@@ -6,6 +6,12 @@
 # The system MariaDB and Redis services that the packages bring are not
 # started by this script, and are not needed: the tests run their own servers
 # on other ports (scripts/servers.sh).
+#
+#   scripts/deps.sh            what the build, the tests and the demo need
+#   scripts/deps.sh --bench    and what only `make bench` needs: libzdb (a C
+#                              pool peer) and Node.js with npm (the mysql2 and
+#                              ioredis peers; their npm packages are installed
+#                              into bench/node/ by bench/node/run.sh)
 set -euo pipefail
 
 PACKAGES=(
@@ -35,6 +41,12 @@ PACKAGES=(
     sysbench       # bench/bench_ps.sh: the prepared-statement peer
     gnuplot-nox    # bench/chart.sh: the benchmark chart
 )
+if [[ "${1:-}" == "--bench" ]]; then
+    PACKAGES+=(libzdb-dev)
+    # Node.js may come from elsewhere (NodeSource): only a missing node or npm asks for Debian's
+    command -v node >/dev/null || PACKAGES+=(nodejs)
+    command -v npm >/dev/null || PACKAGES+=(npm)
+fi
 
 # Ports the test servers use (same defaults and overrides as their scripts).
 MYSQL_PORT="${DBPOOL_MYSQL_PORT:-23306}"
