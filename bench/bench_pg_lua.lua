@@ -31,9 +31,10 @@ local function run(prepare)
     local t0 = dbpool._core.now()
     local bad = one(K, N)
     local secs = dbpool._core.now() - t0
-    print(("bench_pg_lua: dbpool Lua, pool 8, window %d%s: %d point selects in %.2f s = %.0f q/s (%d wrong)"):format(
-        K, prepare and ", prepare=true" or ", text", N, secs, N / secs, bad))
+    print(("[pg] lua_window_pool8_%s = %.0f q/s  (%d in %.2f s; dbpool Lua, sliding window of %d promises%s; %d wrong)"):format(
+        prepare and "ps" or "text", N / secs, N, secs, K, prepare and ", prepare=true" or "", bad))
     db:close():await()
+    if bad > 0 then os.exit(1) end
 end
 run(false)
 run(true)

@@ -109,8 +109,9 @@ int main(int argc, char **argv)
     dbp_op_free(op);
     run_phase(h, n / 10 > 1000 ? n / 10 : 1000, inflight); /* warm-up: connections open, caches hot */
     secs = run_phase(h, n, inflight);
-    printf("bench_pgsql: dbpool C API, pool %d, %d in flight%s: %lld point selects in %.2f s = %.0f q/s (%lld failed)\n",
-           pool_size, inflight, prepare ? ", prepare=true" : ", text (extended, unnamed)", done, secs, (double)done / secs, failed);
+    printf("[pg] c_pool%d_%s = %.0f q/s  (%lld in %.2f s; dbpool C API, %d in flight, %s; %lld failed)\n", pool_size,
+           prepare ? "ps" : "text", (double)done / secs, done, secs, inflight,
+           prepare ? "prepare=true" : "text (extended, unnamed)", failed);
     dbp_op_free(dbp_pool_close(pool, 5000));
     dbp_pool_free(pool);
     dbp_hub_free(h, 5000);

@@ -17,49 +17,8 @@ set -euo pipefail
 log="$1"
 svg="${2:-${log%.*}.svg}"
 dat="${log%.*}.dat"
-# the reference of each workload, and which figures belong to it
-awk '
-function wl(g, n) {
-    if (g == "mysql" || g == "lua-mysql") {
-        if (n ~ /insert10/) return "insert10"
-        return "point_select"
-    }
-    if (g == "ps") {
-        if (n ~ /insert10/) return "insert10"
-        return "ps_point_select"
-    }
-    if (g == "redis" || g == "lua-redis") return "get"
-    if (g == "copy") return "copy_1m_rows"
-    return ""
-}
-/^\[[a-z-]+\] [A-Za-z0-9_]+ = [0-9.]+ / && $2 !~ /^lua_pool[0-9]+$/ {
-    g = substr($1, 2, length($1) - 2); n = $2; r = $4
-    w = wl(g, n); if (w == "") next
-    key = w SUBSEP n
-    if (!(key in cnt)) order[++k] = key
-    vals[key, ++cnt[key]] = r + 0
-}
-END {
-    # several rounds of a figure: its median
-    for (i = 1; i <= k; i++) {
-        key = order[i]; m = cnt[key]
-        for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++)
-            if (vals[key, y] < vals[key, x]) { t = vals[key, x]; vals[key, x] = vals[key, y]; vals[key, y] = t }
-        rate[key] = vals[key, int((m + 1) / 2)]
-    }
-    ref["point_select"] = "raw_nonblock8"; ref["get"] = "redis_benchmark_c8_P32"
-    ref["ps_point_select"] = "sysbench_auto_t8"; ref["insert10"] = "c_insert10_pool8_text"
-    ref["copy_1m_rows"] = "mariadb_awk_rediscli_pipe"
-    print "# workload figure rate ratio_to_reference (reference: " ref["point_select"] ", " ref["get"] ", " ref["ps_point_select"] ", " ref["insert10"] ", " ref["copy_1m_rows"] ")"
-    for (i = 1; i <= k; i++) {
-        split(order[i], a, SUBSEP); w = a[1]; n = a[2]
-        rk = w SUBSEP ref[w]
-        ratio = (rk in rate && rate[rk] > 0) ? rate[order[i]] / rate[rk] : 0
-        printf "%s %s %.0f %.3f\n", w, n, rate[order[i]], ratio
-    }
-}' "$log" > "$dat.tmp"
-{ grep '^#' "$dat.tmp"; grep -v '^#' "$dat.tmp" | sort -s -k1,1; } > "$dat"   # grouped by workload
-rm -f "$dat.tmp"
+# one row per figure with a reference (bench/table.awk says which), grouped by workload
+awk -v dat=1 -f "$(dirname "$0")/table.awk" "$log" | awk '/^#/ || $4 > 0' > "$dat"
 n=$(grep -vc '^#' "$dat" || true)
 [[ "$n" -gt 0 ]] || { echo "chart.sh: no figures in $log" >&2; exit 1; }
 gnuplot <<GP

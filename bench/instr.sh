@@ -12,10 +12,42 @@
 #   WHICH: <instructions per op> (Ir A at n=SMALL, B at n=LARGE, ops counted)
 # The op counts include each program's warm-up (the same formulas as the
 # benchmarks use), so the marginal is per measured op.
+#
+#   bench/instr.sh --all
+#
+# measures each dbpool row of bench/run.sh's table and prints it the way the
+# table reads it: "[instr] WORKLOAD/FIGURE = N instr/op  (...)". With
+# BENCH_QUICK=1, small run sizes (a smoke run).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-which="$1"
+which="${1:?usage: bench/instr.sh WHICH [SMALL LARGE] | --all}"
+
+if [[ "$which" == --all ]]; then
+    # WHICH, prepared (1) or text, and the row of the table
+    rows=(
+        "raw-mysql 0 point_select/raw_nonblock8"
+        "c-mysql 0 point_select/c_pool8"
+        "lua-mysql-window 0 point_select/lua_window_pool8"
+        "lua-mysql-many 0 point_select/lua_many_pool8"
+        "c-mysql 1 ps_point_select/c_pool8_ps"
+        "lua-mysql-window 1 ps_point_select/lua_window_pool8_ps"
+        "c-redis 0 get/c_pool4"
+        "lua-redis-window 0 get/lua_window_pool4"
+        "lua-redis-batch 0 get/lua_batch_pool4"
+        "lua-redis-many 0 get/lua_many_pool4"
+    )
+    for row in "${rows[@]}"; do
+        read -r w ps label <<<"$row"
+        sizes=()
+        if [[ -n "${BENCH_QUICK:-}" && "$BENCH_QUICK" != 0 ]]; then
+            if [[ "$w" == *redis* ]]; then sizes=(5000 15000); else sizes=(1000 3000); fi
+        fi
+        line="$(BENCH_MYSQL_PREPARE=$ps "$0" "$w" "${sizes[@]}")"
+        echo "$line" | sed -E "s|^[^:]+: ([0-9]+) instructions/op +(.*)|[instr] $label = \\1 instr/op  (bench/instr.sh $w, prepare=$ps; \\2)|"
+    done
+    exit 0
+fi
 LUA="${LUA:-lua5.4}"
 out="${TMPDIR:-/tmp}/dbp-instr.$$"
 mkdir -p "$out"

@@ -20,7 +20,8 @@ for mode in simple extended prepared; do
     for j in 1 2; do
         tps="$("$pgbench" -n -S -c 8 -j "$j" -T "$secs" -M "$mode" "$url" 2>/dev/null |
             sed -n 's/^tps = \([0-9.]*\).*/\1/p')"
-        printf 'pgbench -S -c 8 -j %d -M %-8s %8.0f tps\n' "$j" "$mode" "$tps"
+        [[ -n "$tps" ]] || { echo "pgbench.sh: pgbench -S -M $mode -j $j failed" >&2; exit 1; }
+        printf '[pg] pgbench_c8_j%d_%s = %.0f q/s  (pgbench -n -S -c 8 -j %d -T %d -M %s)\n' "$j" "$mode" "$tps" "$j" "$secs" "$mode"
     done
 done
 DBPOOL_TEST_PG_URL="$url" build/bench/bench_pgsql -n "${BENCH_PG_N:-200000}"
