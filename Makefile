@@ -50,6 +50,18 @@ $(BUILD)/bench/%: bench/%.c bench/bench_common.h dbpool.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
 
+# The libzdb peer, kept out of all and build-bench: libzdb-dev comes only with
+# `scripts/deps.sh --bench` (bench/run.sh builds this). dbpool's MySQL side is
+# compiled in for its URL parser, hence libmariadb (libzdb links it anyway).
+.PHONY: build-bench-zdb
+build-bench-zdb: $(BUILD)/bench/bench_zdb
+
+$(BUILD)/bench/bench_zdb: bench/bench_zdb.c bench/bench_common.h dbpool.h
+	@pkg-config --exists zdb || { echo "$@: no libzdb (scripts/deps.sh --bench installs libzdb-dev)" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(BENCH_CFLAGS) -I. $$(pkg-config --cflags zdb libmariadb) -o $@ $< \
+	  $$(pkg-config --libs zdb libmariadb) -lpthread
+
 $(BUILD)/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/proxy.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
