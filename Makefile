@@ -102,6 +102,7 @@ check-header:
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_PGSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -DDBPOOL_NO_REDIS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
+	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_MYSQL -DDBPOOL_NO_PGSQL -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	$(CC) -std=c99 $(WARN) -Werror -DDBPOOL_NO_THREADS -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.c -o $(BUILD)/hdr.o
 	cp $(BUILD)/hdr.c $(BUILD)/hdr.cpp
 	c++ -std=c++11 $(WARN) -Werror -I. $(PKG_CFLAGS) -c $(BUILD)/hdr.cpp -o $(BUILD)/hdr.o

@@ -1000,6 +1000,10 @@ DBPDEF size_t dbp_url_redact(const char *url, char *buf, size_t n);
 #  include <pthread.h>
 #  include <signal.h>
 #endif
+/* a SQL backend is compiled in: the engine's parts that only they use */
+#if !defined(DBPOOL_NO_MYSQL) || !defined(DBPOOL_NO_PGSQL)
+#  define DBP__HAVE_SQL 1
+#endif
 
 #ifndef DBPOOL_NO_MYSQL
 #  include <mysql.h>
@@ -2428,8 +2432,10 @@ static long long dbp__ms_now(void) { return dbp__now_ms(); }
 
 /* what follows a backend's internal statements (dbp__conn_steps_done) */
 enum { DBP__AFTER_READY = 1, DBP__AFTER_IDLE, DBP__AFTER_RELEASE };
+#ifdef DBP__HAVE_SQL
 static void dbp__conn_steps_done(dbp_conn *c, int after);
 static void dbp__conn_kill_query(dbp_conn *c, void (*done)(dbp_op *), dbp_op **slot, long long *started_ms);
+#endif
 
 /* the server limits a backend tells dbp__pool_limit() of */
 enum { DBP__LIMIT_IDLE = 1, DBP__LIMIT_CONNS, DBP__LIMIT_USER_CONNS };
@@ -2724,6 +2730,7 @@ static void dbp__stream_free(dbp__stream *s)
     DBP_FREE(s);
 }
 
+#ifdef DBP__HAVE_SQL
 /* A finished batch: the cells' offsets become pointers into its bytes. */
 static void dbp__stream_fix(dbp__stream *s)
 {
@@ -2740,6 +2747,7 @@ static void dbp__stream_notify(dbp_op *op)
         dbp__list_push(&h->notify, &op->notify);
     }
 }
+#endif
 
 
 #if !defined(DBPOOL_NO_MYSQL) || !defined(DBPOOL_NO_REDIS)
@@ -3321,6 +3329,7 @@ static void dbp__conn_idle(dbp_conn *c)
     dbp__pool_dispatch(p);
 }
 
+#ifdef DBP__HAVE_SQL
 /* A statement on c ran past its deadline and the backend stops it on the
    server from another connection of the pool: an op of kind KILL (MySQL's
    KILL QUERY, PostgreSQL's pg_cancel_backend) whose continuation is `done`,
@@ -3351,7 +3360,9 @@ static void dbp__conn_kill_query(dbp_conn *c, void (*done)(dbp_op *), dbp_op **s
         dbp__pool_submit(p, k);
     }
 }
+#endif
 
+#ifdef DBP__HAVE_SQL
 /* A backend ran the internal statements it queued on c (init, limits, a
    rollback, clearing a KILL): the connection is ready for the first time,
    goes back to the pool after its holder let go, or is idle again. */
@@ -3368,6 +3379,7 @@ static void dbp__conn_steps_done(dbp_conn *c, int after)
         dbp__conn_idle(c);
     }
 }
+#endif
 
 static dbp_conn *dbp__conn_new(dbp_pool *p, unsigned flags)
 {

@@ -110,7 +110,8 @@ run lua-mysql "$LUA" "$here/bench_lua.lua"
 run redis "$BUILD/bench_redis"
 run lua-redis "$LUA" "$here/bench_redis.lua"
 run node "$here/node/run.sh"
-run zdb "$BUILD/bench_zdb"
+run zdb "$BUILD/bench_zdb"                        # a connection borrowed per query, as a pool is used
+run zdb env BENCH_ZDB_HOLD=1 "$BUILD/bench_zdb"   # one connection held per thread: libzdb's best case
 run ps "$here/bench_ps.sh"
 if [[ -n "${DBPOOL_TEST_PG_URL:-}" ]]; then
     run pg "$here/pgbench.sh"
