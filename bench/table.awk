@@ -34,7 +34,8 @@ function workload(g, n) {
     if (g == "redis" || g == "lua-redis") return "get"
     if (g == "copy") return "copy_1m_rows"
     if (g == "pg") return (n ~ /_ps$|prepared/) ? "pg_ps_point_select" : "pg_point_select"
-    if (g == "cluster" || g == "replicas") return g
+    if (g == "lua-cluster") return "cluster"
+    if (g == "replicas") return g
     return ""
 }
 BEGIN {
