@@ -775,6 +775,26 @@ static void test_faults(dbp_hub *h)
     int fds = count_fds(), n, i;
     dbp_op_options idem = { 10000, 1, 0, 0, 0 };
 
+    /* an idle connection blackholed: the validation before reuse fails, so the op is never sent
+       and is rejected at its acquire deadline; a new connection cannot log in meanwhile */
+    p = through_proxy(h, &px, "max=2&connect_timeout=0.5&acquire_timeout=3&validate_after=0.2&backoff_max=0.3&sslmode=disable");
+    if (!p) return;
+    ok(run(p, "SELECT 1") == DBP_OK, "pg: a query through the proxy");
+    proxy_cmd(&px, "blackhole");
+    spin(h, 300); /* idle past validate_after */
+    op = q(p, "SELECT 2");
+    dbp_op_wait(op, 10000);
+    ok(dbp_op_rc(op) == DBP_EACQUIRE_TIMEOUT && !dbp_op_error(op)->sent && elapsed_ms(op) >= 2900 && elapsed_ms(op) < 4500,
+       "pg blackhole of an idle connection: the validation fails, the op never sent, rejected at its acquire deadline (%lld ms): %s",
+       elapsed_ms(op), dbp_op_error(op)->message);
+    dbp_op_free(op);
+    proxy_cmd(&px, "pass");
+    op = q(p, "SELECT 3");
+    ok(dbp_op_wait(op, 8000) == DBP_OK, "  the pool recovers when the network does");
+    dbp_op_free(op);
+    close_pool(p);
+    proxy_stop(&px);
+
     /* a busy connection blackholed: query_timeout rejects it; the cancel cannot get through either.
        (connect_timeout=5: a SCRAM login under Valgrind takes a good part of a second) */
     p = through_proxy(h, &px, "max=1&connect_timeout=5&query_timeout=1&backoff_max=0.3&sslmode=disable");
