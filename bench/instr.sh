@@ -7,7 +7,7 @@
 #   bench/instr.sh WHICH [SMALL LARGE]
 #
 # WHICH: c-mysql, raw-mysql, lua-mysql[-MODE], c-redis, lua-redis[-MODE]
-# (MODE: map, batch, window; default window). BENCH_MYSQL_PREPARE=1 makes
+# (MODE: map, batch, window, many, and the peers luasql and redislua; default window). BENCH_MYSQL_PREPARE=1 makes
 # the dbpool MySQL ones use prepared statements. Prints
 #   WHICH: <instructions per op> (Ir A at n=SMALL, B at n=LARGE, ops counted)
 # The op counts include each program's warm-up (the same formulas as the
@@ -15,7 +15,8 @@
 #
 #   bench/instr.sh --all
 #
-# measures each dbpool row of bench/run.sh's table and prints it the way the
+# measures each dbpool row of bench/run.sh's table (and the Lua peers, LuaSQL
+# and redis-lua) and prints it the way the
 # table reads it: "[instr] WORKLOAD/FIGURE = N instr/op  (...)". With
 # BENCH_QUICK=1, small run sizes (a smoke run).
 set -euo pipefail
@@ -30,12 +31,14 @@ if [[ "$which" == --all ]]; then
         "c-mysql 0 point_select/c_pool8"
         "lua-mysql-window 0 point_select/lua_window_pool8"
         "lua-mysql-many 0 point_select/lua_many_pool8"
+        "lua-mysql-luasql 0 point_select/luasql_1conn"
         "c-mysql 1 ps_point_select/c_pool8_ps"
         "lua-mysql-window 1 ps_point_select/lua_window_pool8_ps"
         "c-redis 0 get/c_pool4"
         "lua-redis-window 0 get/lua_window_pool4"
         "lua-redis-batch 0 get/lua_batch_pool4"
         "lua-redis-many 0 get/lua_many_pool4"
+        "lua-redis-redislua 0 get/redislua_1conn"
     )
     for row in "${rows[@]}"; do
         read -r w ps label <<<"$row"
@@ -77,7 +80,7 @@ run() {
         lua-redis*) local m="${which#lua-redis}"; m="${m#-}"
             BENCH_REDIS_N="$n" "${vg[@]}" "$LUA" "$here/bench_redis.lua" --one "${m:-window}" >/dev/null ;;
         *) echo "instr.sh: unknown benchmark $which" >&2; exit 2 ;;
-    esac
+    esac || { echo "instr.sh: $which failed at n=$n (wrong replies or errors: run it without valgrind to see)" >&2; return 1; }
     callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
 }
 
