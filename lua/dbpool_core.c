@@ -1276,15 +1276,90 @@ static int l_wrap_query_many(lua_State *L)
     return 1;
 }
 
+/* A batch's arguments, every command's in one pair of arrays: pointers into
+   the strings of the command tables (which the list keeps alive for the
+   call: no copy, no Lua string per argument) or into `nums`, where numbers
+   are written as text. The buffers are userdata on the stack (a usage error
+   raised halfway frees nothing by hand), grown by doubling. */
+typedef struct batch_argv {
+    const char **argv;
+    size_t *lens;
+    int *start;                  /* command i's arguments: [start[i], start[i + 1]) */
+    int nargs, cap;
+    char *nums;
+    size_t nnums, capnums;
+    int argv_idx, nums_idx;      /* their stack slots */
+} batch_argv;
+
+static void *stack_buffer(lua_State *L, int idx, size_t size)
+{
+    void *p = lua_newuserdatauv(L, size, 0);
+    lua_replace(L, idx);
+    return p;
+}
+
+/* Room for one more argument (argv, lens: one userdata; start stays at its head). */
+static void batch_argv_grow(lua_State *L, batch_argv *b, int ncmds)
+{
+    int cap = b->cap * 2;
+    size_t hdr = sizeof(int) * (size_t)(ncmds + 1);
+    char *p;
+    hdr = (hdr + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    if (cap < b->cap || (size_t)cap > ((size_t)-1 - hdr) / (sizeof(char *) + sizeof(size_t)))
+        luaL_error(L, "dbpool: call_many: too many arguments");
+    p = (char *)stack_buffer(L, b->argv_idx, hdr + (size_t)cap * (sizeof(char *) + sizeof(size_t)));
+    if (b->start) memcpy(p, b->start, sizeof(int) * (size_t)(ncmds + 1));
+    if (b->nargs) {
+        memcpy(p + hdr, b->argv, sizeof(char *) * (size_t)b->nargs);
+        memcpy(p + hdr + (size_t)cap * sizeof(char *), b->lens, sizeof(size_t) * (size_t)b->nargs);
+    }
+    b->start = (int *)p;
+    b->argv = (const char **)(p + hdr);
+    b->lens = (size_t *)(p + hdr + (size_t)cap * sizeof(char *));
+    b->cap = cap;
+}
+
+/* A number argument as text in nums (integers exactly, floats with every
+   digit); its argv entry stays NULL until every number is written. */
+static void batch_argv_number(lua_State *L, batch_argv *b, int item, int arg)
+{
+    char tmp[32], *d;
+    size_t len;
+    if (lua_isinteger(L, -1)) {
+        d = format_int(tmp, (long long)lua_tointeger(L, -1), &len);
+    } else {
+        double x = lua_tonumber(L, -1);
+        if (x != x || x - x != 0) usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", item, arg);
+        snprintf(tmp, sizeof tmp, "%.17g", x);
+        d = tmp;
+        len = strlen(tmp);
+    }
+    if (b->nnums + len > b->capnums) {
+        size_t cap = b->capnums ? b->capnums * 2 : 1024;
+        char *p;
+        while (cap < b->nnums + len) cap *= 2;
+        p = (char *)stack_buffer(L, b->nums_idx, cap);
+        if (b->nnums) memcpy(p, b->nums, b->nnums);
+        b->nums = p;
+        b->capnums = cap;
+    }
+    memcpy(b->nums + b->nnums, d, len);
+    b->nnums += len;
+    b->argv[b->nargs] = NULL;
+    b->lens[b->nargs] = len;
+}
+
 /* pool:call_many({ {cmd, args...}, ... } [, opts]) -> promise of the list
    of replies (an error object in the place of a command that failed): the
-   commands go out pipelined, one promise for all. */
+   commands go out pipelined, one promise for all. Every command is read
+   (and checked) before any is sent. */
 static int l_wrap_call_many(lua_State *L)
 {
     lpool *lp;
     dbp_op_options o;
-    int n, i, top;
-    lop *b;
+    int n, i, top, keyn;
+    batch_argv b;
+    lop *bt;
     if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call_many: call it as pool:call_many(commands)");
     lua_pushliteral(L, "_c");
     lua_rawget(L, 1);
@@ -1295,45 +1370,57 @@ static int l_wrap_call_many(lua_State *L)
     lua_settop(L, 3);
     read_op_options(L, 3, &o);
     n = (int)lua_rawlen(L, 2);
+    lua_pushliteral(L, "n");
+    keyn = lua_gettop(L);
+    lua_pushnil(L);                              /* the argv buffers' slots */
+    lua_pushnil(L);
+    memset(&b, 0, sizeof b);
+    b.argv_idx = keyn + 1;
+    b.nums_idx = keyn + 2;
+    b.cap = n < 4 ? 8 : 2 * n;                   /* (most commands have two or three arguments) */
+    b.cap /= 2;
+    batch_argv_grow(L, &b, n);
     top = lua_gettop(L);
-    for (i = 1; i <= n; i++) {                   /* every command checked first (what read_argv would refuse) */
-        int argc, j;
+    for (i = 1; i <= n; i++) {
+        int argc, j, item = top + 1;
         lua_rawgeti(L, 2, i);
-        if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
-        if (lua_getfield(L, top + 1, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
-        else argc = (int)lua_rawlen(L, top + 1);
-        lua_pop(L, 1);
+        if (!lua_istable(L, item)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
+        lua_pushvalue(L, keyn);
+        if (lua_gettable(L, item) == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
+        else argc = (int)lua_rawlen(L, item);
+        lua_settop(L, item);
         if (argc < 1) usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i);
+        b.start[i - 1] = b.nargs;
         for (j = 1; j <= argc; j++) {
-            int t = lua_rawgeti(L, top + 1, j);
-            if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-                double d = lua_tonumber(L, -1);
-                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", i, j);
-            } else if (t != LUA_TNUMBER && t != LUA_TSTRING) {
+            int t = lua_rawgeti(L, item, j);
+            if (b.nargs == b.cap) batch_argv_grow(L, &b, n);
+            if (t == LUA_TSTRING) {
+                b.argv[b.nargs] = lua_tolstring(L, -1, &b.lens[b.nargs]);   /* kept alive by the command table */
+            } else if (t == LUA_TNUMBER) {
+                batch_argv_number(L, &b, i, j);
+            } else {
                 usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers", i, j,
                             lua_typename(L, t));
             }
-            lua_pop(L, 1);
+            b.nargs++;
+            lua_settop(L, item);
         }
         lua_settop(L, top);
     }
-    b = new_batch(L, lp->h, lp, n, BK_REDIS);
-    top = lua_gettop(L);
-    for (i = 1; i <= n; i++) {
-        small_argv small;
-        const char **argv;
-        size_t *lens;
-        int argc;
-        dbp_op *op;
-        lua_rawgeti(L, 2, i);
-        argc = read_argv(L, top + 1, &small, &argv, &lens);
-        op = dbp_pool_call(lp->p, argc, argv, lens, &o);
-        lua_settop(L, top);
-        if (!op) { b->left -= n - i + 1; break; }
-        b->kids[i - 1] = op;
-        dbp_op_on_settle(op, kid_ready, b);
+    b.start[n] = b.nargs;
+    if (b.nnums) {                               /* the numbers' text, in the order they were written */
+        size_t at = 0;
+        for (i = 0; i < b.nargs; i++)
+            if (!b.argv[i]) { b.argv[i] = b.nums + at; at += b.lens[i]; }
     }
-    batch_submitted(b);
+    bt = new_batch(L, lp->h, lp, n, BK_REDIS);
+    for (i = 0; i < n; i++) {
+        dbp_op *op = dbp_pool_call(lp->p, b.start[i + 1] - b.start[i], b.argv + b.start[i], b.lens + b.start[i], &o);
+        if (!op) { bt->left -= n - i; break; }
+        bt->kids[i] = op;
+        dbp_op_on_settle(op, kid_ready, bt);
+    }
+    batch_submitted(bt);
     return 1;
 }
 
