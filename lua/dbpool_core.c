@@ -919,17 +919,37 @@ static int l_pool_gc(lua_State *L)
 
 /* Converts Lua parameters into dbp_values (strings borrowed from the stack):
  * into small[] (SMALL_PARAMS long) when they fit, else a userdata on the stack. */
-static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
+/* How many parameters the table at t holds (its n, else its length). */
+static size_t count_params(lua_State *L, int t)
 {
-    size_t n, i;
-    dbp_value *v;
-    if (lua_isnoneornil(L, t)) { *n_out = 0; return NULL; }
-    if (!lua_istable(L, t)) usage_error(L, DBP_EPARAM, "parameters must be a table (a list), got %s", luaL_typename(L, t));
+    size_t n;
     lua_getfield(L, t, "n");
     n = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)lua_rawlen(L, t);
     lua_pop(L, 1);
     if (n > DBP_MAX_PARAMS) usage_error(L, DBP_EPARAM, "too many parameters (%lu)", (unsigned long)n);
+    return n;
+}
+
+static void convert_params(lua_State *L, int t, dbp_value *v, size_t n);
+
+static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
+{
+    size_t n;
+    dbp_value *v;
+    if (lua_isnoneornil(L, t)) { *n_out = 0; return NULL; }
+    if (!lua_istable(L, t)) usage_error(L, DBP_EPARAM, "parameters must be a table (a list), got %s", luaL_typename(L, t));
+    n = count_params(L, t);
     v = n <= SMALL_PARAMS ? small : (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * n, 0);
+    convert_params(L, t, v, n);
+    /* the strings stay referenced from the caller's table until the op copied them */
+    *n_out = n;
+    return v;
+}
+
+/* The n parameters of the table at t as dbp_values (strings borrowed from the table). */
+static void convert_params(lua_State *L, int t, dbp_value *v, size_t n)
+{
+    size_t i;
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, t, (lua_Integer)i + 1);
         switch (lua_type(L, -1)) {
@@ -972,9 +992,6 @@ static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_o
         }
         lua_pop(L, 1);
     }
-    /* the strings stay referenced from the caller's table until the op copied them */
-    *n_out = n;
-    return v;
 }
 
 static void read_op_options(lua_State *L, int t, dbp_op_options *o)
@@ -1232,6 +1249,7 @@ static int l_wrap_query_many(lua_State *L)
     dbp_op_options o;
     int n, i, top;
     size_t want;
+    dbp_value *vals;
     lop *b;
     if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query_many: call it as pool:query_many(sql, list)");
     lua_pushliteral(L, "_c");
@@ -1245,31 +1263,30 @@ static int l_wrap_query_many(lua_State *L)
     lua_settop(L, 4);
     read_op_options(L, 4, &o);
     n = (int)lua_rawlen(L, 3);
-    top = lua_gettop(L);
     want = dbp_sql_count_params(sql, len);
-    for (i = 1; i <= n; i++) {                   /* every item checked first: nothing is sent on a usage error */
-        dbp_value small[SMALL_PARAMS];
+    /* every item read (and checked) first, into one array: nothing is sent on a usage error */
+    if (want && (size_t)n > ((size_t)-1 / sizeof(dbp_value)) / want) luaL_error(L, "dbpool: query_many: too many parameters");
+    vals = want && n ? (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * want * (size_t)n, 0) : NULL;
+    top = lua_gettop(L);
+    for (i = 1; i <= n; i++) {
         size_t np;
         lua_rawgeti(L, 3, i);
         if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "query_many: item %d is not a list of parameters", i);
-        read_params(L, top + 1, small, &np);
-        if (np != want)
+        np = count_params(L, top + 1);
+        if (np != want) {
+            dbp_value small[SMALL_PARAMS];
+            read_params(L, top + 1, small, &np);     /* (a bad value is the error it was before the count) */
             usage_error(L, DBP_EPARAM, "query_many: item %d has %lu parameter%s, the statement %lu placeholder%s", i,
                         (unsigned long)np, np == 1 ? "" : "s", (unsigned long)want, want == 1 ? "" : "s");
+        }
+        if (np) convert_params(L, top + 1, vals + (size_t)(i - 1) * want, np);   /* strings kept alive by the list */
         lua_settop(L, top);
     }
     b = new_batch(L, lp->h, lp, n, BK_MYSQL);
-    top = lua_gettop(L);                          /* the promise */
-    for (i = 1; i <= n; i++) {
-        dbp_value small[SMALL_PARAMS];
-        size_t np;
-        dbp_op *op;
-        lua_rawgeti(L, 3, i);
-        read_params(L, top + 1, small, &np);
-        op = dbp_pool_queryn(lp->p, sql, len, np ? small : NULL, np, &o);
-        lua_settop(L, top);
-        if (!op) { b->left -= n - i + 1; break; } /* out of memory: the rest never runs (and never settles) */
-        b->kids[i - 1] = op;
+    for (i = 0; i < n; i++) {
+        dbp_op *op = dbp_pool_queryn(lp->p, sql, len, want ? vals + (size_t)i * want : NULL, want, &o);
+        if (!op) { b->left -= n - i; break; } /* out of memory: the rest never runs (and never settles) */
+        b->kids[i] = op;
         dbp_op_on_settle(op, kid_ready, b);
     }
     batch_submitted(b);
