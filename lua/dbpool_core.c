@@ -107,8 +107,18 @@ typedef struct colshape {
     int ref;                     /* the columns table, LUA_NOREF when empty */
 } colshape;
 
+/* Strings the hot paths use as keys and values, interned once per hub and
+   pushed from the registry (a lua_rawgeti) instead of looked up by their C
+   text on every use (lua_setfield, lua_pushliteral: a hash of the pointer,
+   a strcmp, then the table's own lookup). */
+enum { K_STATE, K_VALUE, K_PENDING, K_FULFILLED, K_REJECTED, K_WAITERS, K_SWAIT, K_N, K_COLUMNS, K_AFFECTED,
+       K_INSERT_ID, K_WARNINGS, NKEYS };
+static const char *const key_names[NKEYS] = { "_state", "_value", "pending", "fulfilled", "rejected", "_waiters",
+                                              "_swait", "n", "columns", "affected_rows", "insert_id", "warning_count" };
+
 struct lhub {
     dbp_hub *hub;
+    int keys[NKEYS];             /* registry refs of key_names' strings */
     lop *ready_head, *ready_tail;
     lop *live;                   /* light ops in flight */
     lop *free_lops;              /* light ops to reuse, each keeping its slot */
@@ -129,6 +139,26 @@ struct lhub {
 };
 
 /* ---- helpers ------------------------------------------------------------ */
+
+/* Pushes key_names[k] (interned in the hub; by its text without one). */
+static void push_key(lua_State *L, const lhub *h, int k)
+{
+    if (h) lua_rawgeti(L, LUA_REGISTRYINDEX, h->keys[k]);
+    else lua_pushstring(L, key_names[k]);
+}
+
+/* t[key_names[k]] = the value on top, popped (t an absolute index of a
+   table without __newindex: promises, results). */
+static void set_key(lua_State *L, const lhub *h, int t, int k)
+{
+    if (h) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->keys[k]);
+        lua_insert(L, -2);
+        lua_rawset(L, t);
+    } else {
+        lua_setfield(L, t, key_names[k]);
+    }
+}
 
 static lhub *get_hub(lua_State *L)
 {
@@ -351,8 +381,9 @@ static void push_columns_cached(lua_State *L, lhub *h, const dbp_field *fields, 
 static void push_one_result(lua_State *L, lhub *h, const dbp_result *r)
 {
     size_t i;
-    int names;
+    int names, t;
     lua_createtable(L, (int)r->nrows, r->info && *r->info ? 5 : 4);
+    t = lua_gettop(L);
     if (h) push_columns_cached(L, h, r->fields, r->ncols);
     else push_columns(L, r->fields, r->ncols);
     names = lua_gettop(L);
@@ -360,13 +391,13 @@ static void push_one_result(lua_State *L, lhub *h, const dbp_result *r)
         push_row(L, r->fields, r->ncols, &r->cells[i * r->ncols], names);
         lua_rawseti(L, -3, (lua_Integer)i + 1);
     }
-    lua_setfield(L, -2, "columns");
+    set_key(L, h, t, K_COLUMNS);
     lua_pushinteger(L, (lua_Integer)r->affected_rows);
-    lua_setfield(L, -2, "affected_rows");
+    set_key(L, h, t, K_AFFECTED);
     lua_pushinteger(L, (lua_Integer)r->insert_id);
-    lua_setfield(L, -2, "insert_id");
+    set_key(L, h, t, K_INSERT_ID);
     lua_pushinteger(L, (lua_Integer)r->warning_count);
-    lua_setfield(L, -2, "warning_count");
+    set_key(L, h, t, K_WARNINGS);
     if (r->info && *r->info) { lua_pushstring(L, r->info); lua_setfield(L, -2, "info"); }
 }
 
@@ -498,8 +529,8 @@ static void settle_promise(lua_State *L, lop *o, int pi)
 {
     dbp_op *op = o->op;
     if (dbp_op_state(op) == DBP_OP_FULFILLED) {
-        lua_pushliteral(L, "fulfilled");
-        lua_setfield(L, pi, "_state");
+        push_key(L, o->h, K_FULFILLED);
+        set_key(L, o->h, pi, K_STATE);
         if (o->backend == BK_MYSQL) {
             const dbp_result *r = dbp_op_result(op);
             push_result(L, o->h, r);
@@ -508,12 +539,12 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         } else {
             lua_pushboolean(L, 1);
         }
-        lua_setfield(L, pi, "_value");
+        set_key(L, o->h, pi, K_VALUE);
     } else {
-        lua_pushliteral(L, "rejected");
-        lua_setfield(L, pi, "_state");
+        push_key(L, o->h, K_REJECTED);
+        set_key(L, o->h, pi, K_STATE);
         push_op_error(L, op);
-        lua_setfield(L, pi, "_value");
+        set_key(L, o->h, pi, K_VALUE);
     }
 }
 
@@ -522,8 +553,8 @@ static void settle_promise(lua_State *L, lop *o, int pi)
 static void settle_batch(lua_State *L, lop *o, int pi)
 {
     int i;
-    lua_pushliteral(L, "fulfilled");
-    lua_setfield(L, pi, "_state");
+    push_key(L, o->h, K_FULFILLED);
+    set_key(L, o->h, pi, K_STATE);
     lua_createtable(L, o->nkids, 1);
     for (i = 0; i < o->nkids; i++) {
         dbp_op *op = o->kids[i];
@@ -536,8 +567,8 @@ static void settle_batch(lua_State *L, lop *o, int pi)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_pushinteger(L, o->nkids);
-    lua_setfield(L, -2, "n");
-    lua_setfield(L, pi, "_value");
+    set_key(L, o->h, lua_gettop(L) - 1, K_N);
+    set_key(L, o->h, pi, K_VALUE);
 }
 
 /* Makes the op userdata and its promise; returns with the promise on top. */
@@ -612,8 +643,9 @@ static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backe
         dbp_op_free(op);
         return;
     }
-    lua_pushliteral(L, "pending");
-    lua_setfield(L, -2, "_state");
+    push_key(L, h, K_STATE);
+    push_key(L, h, K_PENDING);
+    lua_rawset(L, -3);
     o = get_light_op(L, h);                      /* (after the Lua allocations, which may raise) */
     if (!o) {
         dbp_op_free(op);
@@ -786,6 +818,27 @@ static const luaL_Reg op_methods[] = {
 static lpool *check_pool(lua_State *L, int i)
 {
     lpool *lp = (lpool *)luaL_checkudata(L, i, POOL_MT);
+    if (!lp->p) usage_error(L, DBP_ECLOSED, "the pool is closed and released");
+    return lp;
+}
+
+/* The pool methods of dbpool.lua's wrapper (pool:query, :call, :query_many,
+   :call_many) are closures over the pool metatable and the string "_c":
+   self._c is read with a rawget of the interned key and checked by comparing
+   its metatable, without luaL_checkudata's lookup of the metatable by name. */
+static lpool *wrapped_pool(lua_State *L, const char *usage)
+{
+    lpool *lp;
+    int same;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "%s", usage);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    lp = (lpool *)lua_touserdata(L, 1);
+    if (!lp || !lua_getmetatable(L, 1)) return check_pool(L, 1);   /* (raises its usual error) */
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (!same) return check_pool(L, 1);
     if (!lp->p) usage_error(L, DBP_ECLOSED, "the pool is closed and released");
     return lp;
 }
@@ -1035,9 +1088,8 @@ static void raise_if_usage(lua_State *L, dbp_op *op)
 }
 
 /* pool:query(sql, params, opts) -> promise */
-static int l_pool_query(lua_State *L)
+static int pool_query(lua_State *L, lpool *lp)
 {
-    lpool *lp = check_pool(L, 1);
     size_t len, n;
     const char *sql = luaL_checklstring(L, 2, &len);
     dbp_value small[SMALL_PARAMS];
@@ -1051,29 +1103,26 @@ static int l_pool_query(lua_State *L)
     new_light_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
 }
+static int l_pool_query(lua_State *L) { return pool_query(L, check_pool(L, 1)); }
 
 /* The Lua pool's own query/call (dbpool.lua installs them as its methods):
    self is the wrapper table, whose _c is the pool userdata. Saves the Lua
    method that only forwarded to the core, a frame per query. */
 static int l_wrap_query(lua_State *L)
 {
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query: call it as pool:query(sql [, params [, opts]])");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
+    static const char use[] = "query: call it as pool:query(sql [, params [, opts]])";
+    lpool *lp;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "%s", use);
     if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query: the SQL must be a string");
-    lua_settop(L, 4);   /* (what l_pool_query pushes goes above its four arguments) */
-    return l_pool_query(L);
+    lp = wrapped_pool(L, use);
+    lua_settop(L, 4);   /* (what pool_query pushes goes above its four arguments) */
+    return pool_query(L, lp);
 }
 
-static int l_pool_call(lua_State *L);
+static int pool_call(lua_State *L, lpool *lp);
 static int l_wrap_call(lua_State *L)
 {
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call: call it as pool:call(cmd, ...)");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
-    return l_pool_call(L);
+    return pool_call(L, wrapped_pool(L, "call: call it as pool:call(cmd, ...)"));
 }
 
 /* pool:stream(sql, params, opts) -> promise (settles at the end of the rows) */
@@ -1199,8 +1248,9 @@ static lop *new_batch(lua_State *L, lhub *h, lpool *lp, int n, int backend)
     lua_createtable(L, 0, 4);                    /* the promise */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
     lua_setmetatable(L, -2);
-    lua_pushliteral(L, "pending");
-    lua_setfield(L, -2, "_state");
+    push_key(L, h, K_STATE);
+    push_key(L, h, K_PENDING);
+    lua_rawset(L, -3);
     o = get_light_op(L, h);
     if (!o) luaL_error(L, "dbpool: out of memory");
     kids = (dbp_op **)calloc((size_t)(n ? n : 1), sizeof *kids);
@@ -1251,11 +1301,7 @@ static int l_wrap_query_many(lua_State *L)
     size_t want;
     dbp_value *vals;
     lop *b;
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query_many: call it as pool:query_many(sql, list)");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
-    lp = check_pool(L, 1);
+    lp = wrapped_pool(L, "query_many: call it as pool:query_many(sql, list)");
     if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query_many() needs a MySQL pool; use call_many() for Redis");
     if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query_many: the SQL must be a string");
     sql = lua_tolstring(L, 2, &len);
@@ -1377,11 +1423,7 @@ static int l_wrap_call_many(lua_State *L)
     int n, i, top, keyn;
     batch_argv b;
     lop *bt;
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call_many: call it as pool:call_many(commands)");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
-    lp = check_pool(L, 1);
+    lp = wrapped_pool(L, "call_many: call it as pool:call_many(commands)");
     if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call_many() needs a Redis pool; use query_many() for SQL");
     if (!lua_istable(L, 2)) usage_error(L, DBP_EUSAGE, "call_many: expected a list of commands");
     lua_settop(L, 3);
@@ -1442,9 +1484,8 @@ static int l_wrap_call_many(lua_State *L)
 }
 
 /* pool:call(name, ...) or pool:call({name, ...}, opts) -> promise */
-static int l_pool_call(lua_State *L)
+static int pool_call(lua_State *L, lpool *lp)
 {
-    lpool *lp = check_pool(L, 1);
     small_argv small;
     const char **argv;
     size_t *lens;
@@ -1463,6 +1504,7 @@ static int l_pool_call(lua_State *L)
     new_light_op(L, lp->h, lp, op, BK_REDIS);
     return 1;
 }
+static int l_pool_call(lua_State *L) { return pool_call(L, check_pool(L, 1)); }
 
 static int l_pool_ping(lua_State *L)
 {
@@ -1891,9 +1933,9 @@ static int deliver(lua_State *L, lhub *h)
                 all++;
                 /* nobody waits on a fulfilled promise: Lua has nothing to do for it */
                 if (fulfilled) {
-                    lua_pushliteral(L, "_waiters");
+                    push_key(L, h, K_WAITERS);
                     if (lua_rawget(L, pi) == LUA_TNIL) {
-                        lua_pushliteral(L, "_swait");
+                        push_key(L, h, K_SWAIT);
                         if (lua_rawget(L, pi) == LUA_TNIL) { lua_settop(L, pi - 1); continue; }
                     }
                     lua_settop(L, pi);
@@ -2261,6 +2303,11 @@ static const luaL_Reg core_funcs[] = {
     { "exit_now", l_exit_now },
     { "isatty", l_isatty },
     { "set_metatables", l_set_metatables },
+    { NULL, NULL }
+};
+
+/* closures over the pool metatable and "_c" (wrapped_pool) */
+static const luaL_Reg wrapper_funcs[] = {
     { "pool_query", l_wrap_query },
     { "pool_call", l_wrap_call },
     { "pool_query_many", l_wrap_query_many },
@@ -2316,6 +2363,13 @@ int luaopen_dbpool_core(lua_State *L)
         lua_newtable(L);
         h->empty = luaL_ref(L, LUA_REGISTRYINDEX);
         {
+            int k;
+            for (k = 0; k < NKEYS; k++) {
+                lua_pushstring(L, key_names[k]);
+                h->keys[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+            }
+        }
+        {
             int j;
             for (j = 0; j < COLCACHE; j++) h->cc[j].ref = LUA_NOREF;
         }
@@ -2327,6 +2381,9 @@ int luaopen_dbpool_core(lua_State *L)
     make_mt(L, CONN_MT, conn_methods, l_conn_gc);
     make_mt(L, SUB_MT, sub_methods, l_sub_close);
     luaL_newlib(L, core_funcs);
+    luaL_getmetatable(L, POOL_MT);
+    lua_pushliteral(L, "_c");
+    luaL_setfuncs(L, wrapper_funcs, 2);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, DBPOOL_VERSION);
