@@ -116,6 +116,22 @@ enum { K_STATE, K_VALUE, K_PENDING, K_FULFILLED, K_REJECTED, K_WAITERS, K_SWAIT,
 static const char *const key_names[NKEYS] = { "_state", "_value", "pending", "fulfilled", "rejected", "_waiters",
                                               "_swait", "n", "columns", "affected_rows", "insert_id", "warning_count" };
 
+/* A batch's arguments, every command's in one pair of arrays: pointers into
+   the strings of the command tables (which the list keeps alive for the
+   call: no copy, no Lua string per argument) or into `nums`, where numbers
+   are written as text. The arrays are the hub's, kept from batch to batch
+   (no garbage per batch): call_many makes its promise first, then reads the
+   commands (no Lua allocation, no Lua code: nothing can call call_many
+   again meanwhile) and submits them. */
+typedef struct batch_argv {
+    const char **argv;
+    size_t *lens;
+    int *start;                  /* command i's arguments: [start[i], start[i + 1]) */
+    int nargs, cap, capcmds;
+    char *nums;
+    size_t nnums, capnums;
+} batch_argv;
+
 struct lhub {
     dbp_hub *hub;
     int keys[NKEYS];             /* registry refs of key_names' strings */
@@ -127,6 +143,7 @@ struct lhub {
     int promise_mt;              /* registry ref of the promise metatable */
     int empty;                   /* registry ref of an empty list: the steps that settle nothing Lua must see */
     colshape cc[COLCACHE];
+    batch_argv bargv;            /* call_many's argument arrays */
     int cc_next;
     lmsg *msg_head, *msg_tail;
     lpool *pools;
@@ -1339,52 +1356,47 @@ static int l_wrap_query_many(lua_State *L)
     return 1;
 }
 
-/* A batch's arguments, every command's in one pair of arrays: pointers into
-   the strings of the command tables (which the list keeps alive for the
-   call: no copy, no Lua string per argument) or into `nums`, where numbers
-   are written as text. The buffers are userdata on the stack (a usage error
-   raised halfway frees nothing by hand), grown by doubling. */
-typedef struct batch_argv {
-    const char **argv;
-    size_t *lens;
-    int *start;                  /* command i's arguments: [start[i], start[i + 1]) */
-    int nargs, cap;
-    char *nums;
-    size_t nnums, capnums;
-    int argv_idx, nums_idx;      /* their stack slots */
-} batch_argv;
-
-static void *stack_buffer(lua_State *L, int idx, size_t size)
+/* A batch that raised before anything was sent: its C side back to the free list. */
+static void batch_abort(lua_State *L, lhub *h, lop *o)
 {
-    void *p = lua_newuserdatauv(L, size, 0);
-    lua_replace(L, idx);
-    return p;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, o->slot);                 /* (an existing slot: no allocation) */
+    lua_pop(L, 1);
+    free_light_op(h, o);
 }
 
-/* Room for one more argument (argv, lens: one userdata; start stays at its head). */
-static void batch_argv_grow(lua_State *L, batch_argv *b, int ncmds)
+#define BATCH_FAIL(call) do { batch_abort(L, lp->h, bt); call; } while (0)
+
+/* Room for the commands' start indices and one more argument; 0 when out of memory. */
+static int batch_argv_room(batch_argv *b, int ncmds)
 {
-    int cap = b->cap * 2;
-    size_t hdr = sizeof(int) * (size_t)(ncmds + 1);
-    char *p;
-    hdr = (hdr + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
-    if (cap < b->cap || (size_t)cap > ((size_t)-1 - hdr) / (sizeof(char *) + sizeof(size_t)))
-        luaL_error(L, "dbpool: call_many: too many arguments");
-    p = (char *)stack_buffer(L, b->argv_idx, hdr + (size_t)cap * (sizeof(char *) + sizeof(size_t)));
-    if (b->start) memcpy(p, b->start, sizeof(int) * (size_t)(ncmds + 1));
-    if (b->nargs) {
-        memcpy(p + hdr, b->argv, sizeof(char *) * (size_t)b->nargs);
-        memcpy(p + hdr + (size_t)cap * sizeof(char *), b->lens, sizeof(size_t) * (size_t)b->nargs);
+    if (b->capcmds < ncmds + 1) {
+        int *p = (int *)realloc(b->start, sizeof(int) * ((size_t)ncmds + 1));
+        if (!p) return 0;
+        b->start = p;
+        b->capcmds = ncmds + 1;
     }
-    b->start = (int *)p;
-    b->argv = (const char **)(p + hdr);
-    b->lens = (size_t *)(p + hdr + (size_t)cap * sizeof(char *));
-    b->cap = cap;
+    if (b->nargs == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 1024;
+        const char **a;
+        size_t *l;
+        if (cap < b->cap) return 0;
+        a = (const char **)realloc((void *)b->argv, sizeof(char *) * (size_t)cap);
+        if (!a) return 0;
+        b->argv = a;
+        l = (size_t *)realloc(b->lens, sizeof(size_t) * (size_t)cap);
+        if (!l) return 0;
+        b->lens = l;
+        b->cap = cap;
+    }
+    return 1;
 }
 
 /* A number argument as text in nums (integers exactly, floats with every
-   digit); its argv entry stays NULL until every number is written. */
-static void batch_argv_number(lua_State *L, batch_argv *b, int item, int arg)
+   digit); its argv entry stays NULL until every number is written. Returns
+   0 when it is not finite, -1 when out of memory. */
+static int batch_argv_number(lua_State *L, batch_argv *b)
 {
     char tmp[32], *d;
     size_t len;
@@ -1392,17 +1404,17 @@ static void batch_argv_number(lua_State *L, batch_argv *b, int item, int arg)
         d = format_int(tmp, (long long)lua_tointeger(L, -1), &len);
     } else {
         double x = lua_tonumber(L, -1);
-        if (x != x || x - x != 0) usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", item, arg);
+        if (x != x || x - x != 0) return 0;
         snprintf(tmp, sizeof tmp, "%.17g", x);
         d = tmp;
         len = strlen(tmp);
     }
     if (b->nnums + len > b->capnums) {
-        size_t cap = b->capnums ? b->capnums * 2 : 1024;
+        size_t cap = b->capnums ? b->capnums * 2 : 4096;
         char *p;
         while (cap < b->nnums + len) cap *= 2;
-        p = (char *)stack_buffer(L, b->nums_idx, cap);
-        if (b->nnums) memcpy(p, b->nums, b->nnums);
+        p = (char *)realloc(b->nums, cap);
+        if (!p) return -1;
         b->nums = p;
         b->capnums = cap;
     }
@@ -1410,18 +1422,20 @@ static void batch_argv_number(lua_State *L, batch_argv *b, int item, int arg)
     b->nnums += len;
     b->argv[b->nargs] = NULL;
     b->lens[b->nargs] = len;
+    return 1;
 }
 
 /* pool:call_many({ {cmd, args...}, ... } [, opts]) -> promise of the list
    of replies (an error object in the place of a command that failed): the
    commands go out pipelined, one promise for all. Every command is read
-   (and checked) before any is sent. */
+   (and checked) before any is sent; a command's n, like its arguments, is
+   read raw. */
 static int l_wrap_call_many(lua_State *L)
 {
     lpool *lp;
     dbp_op_options o;
     int n, i, top, keyn;
-    batch_argv b;
+    batch_argv *b;
     lop *bt;
     lp = wrapped_pool(L, "call_many: call it as pool:call_many(commands)");
     if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call_many() needs a Redis pool; use query_many() for SQL");
@@ -1429,57 +1443,58 @@ static int l_wrap_call_many(lua_State *L)
     lua_settop(L, 3);
     read_op_options(L, 3, &o);
     n = (int)lua_rawlen(L, 2);
-    lua_pushliteral(L, "n");
+    push_key(L, lp->h, K_N);
     keyn = lua_gettop(L);
-    lua_pushnil(L);                              /* the argv buffers' slots */
-    lua_pushnil(L);
-    memset(&b, 0, sizeof b);
-    b.argv_idx = keyn + 1;
-    b.nums_idx = keyn + 2;
-    b.cap = n < 4 ? 8 : 2 * n;                   /* (most commands have two or three arguments) */
-    b.cap /= 2;
-    batch_argv_grow(L, &b, n);
+    bt = new_batch(L, lp->h, lp, n, BK_REDIS);  /* the promise, on top */
+    lua_insert(L, keyn);                         /* (below "n") */
+    keyn++;
     top = lua_gettop(L);
+    b = &lp->h->bargv;
+    b->nargs = 0;
+    b->nnums = 0;
+    if (!batch_argv_room(b, n)) BATCH_FAIL(luaL_error(L, "dbpool: out of memory"));
     for (i = 1; i <= n; i++) {
         int argc, j, item = top + 1;
         lua_rawgeti(L, 2, i);
-        if (!lua_istable(L, item)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
+        if (!lua_istable(L, item)) BATCH_FAIL(usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i));
         lua_pushvalue(L, keyn);
-        if (lua_gettable(L, item) == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
+        if (lua_rawget(L, item) == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
         else argc = (int)lua_rawlen(L, item);
         lua_settop(L, item);
-        if (argc < 1) usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i);
-        b.start[i - 1] = b.nargs;
+        if (argc < 1) BATCH_FAIL(usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i));
+        b->start[i - 1] = b->nargs;
         for (j = 1; j <= argc; j++) {
             int t = lua_rawgeti(L, item, j);
-            if (b.nargs == b.cap) batch_argv_grow(L, &b, n);
+            if (b->nargs == b->cap && !batch_argv_room(b, n)) BATCH_FAIL(luaL_error(L, "dbpool: out of memory"));
             if (t == LUA_TSTRING) {
-                b.argv[b.nargs] = lua_tolstring(L, -1, &b.lens[b.nargs]);   /* kept alive by the command table */
+                b->argv[b->nargs] = lua_tolstring(L, -1, &b->lens[b->nargs]);   /* kept alive by the command table */
             } else if (t == LUA_TNUMBER) {
-                batch_argv_number(L, &b, i, j);
+                int r = batch_argv_number(L, b);
+                if (r == 0) BATCH_FAIL(usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", i, j));
+                if (r < 0) BATCH_FAIL(luaL_error(L, "dbpool: out of memory"));
             } else {
-                usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers", i, j,
-                            lua_typename(L, t));
+                BATCH_FAIL(usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers",
+                                       i, j, lua_typename(L, t)));
             }
-            b.nargs++;
+            b->nargs++;
             lua_settop(L, item);
         }
         lua_settop(L, top);
     }
-    b.start[n] = b.nargs;
-    if (b.nnums) {                               /* the numbers' text, in the order they were written */
+    b->start[n] = b->nargs;
+    if (b->nnums) {                              /* the numbers' text, in the order they were written */
         size_t at = 0;
-        for (i = 0; i < b.nargs; i++)
-            if (!b.argv[i]) { b.argv[i] = b.nums + at; at += b.lens[i]; }
+        for (i = 0; i < b->nargs; i++)
+            if (!b->argv[i]) { b->argv[i] = b->nums + at; at += b->lens[i]; }
     }
-    bt = new_batch(L, lp->h, lp, n, BK_REDIS);
     for (i = 0; i < n; i++) {
-        dbp_op *op = dbp_pool_call(lp->p, b.start[i + 1] - b.start[i], b.argv + b.start[i], b.lens + b.start[i], &o);
+        dbp_op *op = dbp_pool_call(lp->p, b->start[i + 1] - b->start[i], b->argv + b->start[i], b->lens + b->start[i], &o);
         if (!op) { bt->left -= n - i; break; }
         bt->kids[i] = op;
         dbp_op_on_settle(op, kid_ready, bt);
     }
     batch_submitted(bt);
+    lua_settop(L, keyn - 1);                     /* the promise */
     return 1;
 }
 
@@ -2110,6 +2125,11 @@ static void hub_shutdown(lhub *h)
         int j;
         for (j = 0; j < COLCACHE; j++) { free(h->cc[j].key); h->cc[j].key = NULL; }
     }
+    free((void *)h->bargv.argv);
+    free(h->bargv.lens);
+    free(h->bargv.start);
+    free(h->bargv.nums);
+    memset(&h->bargv, 0, sizeof h->bargv);
     h->ready_head = h->ready_tail = NULL;
     for (lp = h->pools; lp; lp = lp->next) { lp->p = NULL; lp->h = NULL; }
     for (lc = h->conns; lc; lc = lc->next) { lc->c = NULL; lc->h = NULL; }
