@@ -112,9 +112,10 @@ typedef struct colshape {
    text on every use (lua_setfield, lua_pushliteral: a hash of the pointer,
    a strcmp, then the table's own lookup). */
 enum { K_STATE, K_VALUE, K_PENDING, K_FULFILLED, K_REJECTED, K_WAITERS, K_SWAIT, K_N, K_COLUMNS, K_AFFECTED,
-       K_INSERT_ID, K_WARNINGS, NKEYS };
+       K_INSERT_ID, K_WARNINGS, K_ROW, K_NAMES, NKEYS };
 static const char *const key_names[NKEYS] = { "_state", "_value", "pending", "fulfilled", "rejected", "_waiters",
-                                              "_swait", "n", "columns", "affected_rows", "insert_id", "warning_count" };
+                                              "_swait", "n", "columns", "affected_rows", "insert_id", "warning_count",
+                                              "row", "_names" };
 
 /* A batch's arguments, every command's in one pair of arrays: pointers into
    the strings of the command tables (which the list keeps alive for the
@@ -737,23 +738,33 @@ static int l_op_times(lua_State *L)
 }
 
 /* stream: op:fetch() -> "row", row | "pending" | "done" | "error", err */
+/* (a closure over the op metatable: checked by comparing it, as wrapped_pool does) */
 static int l_op_fetch(lua_State *L)
 {
-    lop *o = check_op(L, 1);
+    lop *o = (lop *)lua_touserdata(L, 1);
     const dbp_cell *row = NULL;
     size_t ncols = 0;
-    int rc = dbp_op_fetch(o->op, &row, &ncols);
+    int rc, same = 0;
+    if (o && lua_getmetatable(L, 1)) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!same || !o->op) o = check_op(L, 1);     /* (raises its usual error) */
+    rc = dbp_op_fetch(o->op, &row, &ncols);
     if (rc == DBP_ROW) {
         size_t nfields = 0;
         const dbp_field *fields = dbp_op_fields(o->op, &nfields);
         int names;
-        lua_pushliteral(L, "row");
-        /* column names are cached in the op's uservalue-side table at index 2 */
-        if (lua_getfield(L, 2, "_names") != LUA_TTABLE) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        push_key(L, o->h, K_ROW);
+        /* column names are cached in the caller's table (argument 2), as _names */
+        push_key(L, o->h, K_NAMES);
+        if (lua_rawget(L, 2) != LUA_TTABLE) {
             lua_pop(L, 1);
             push_columns(L, fields, nfields);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, 2, "_names");
+            push_key(L, o->h, K_NAMES);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, 2);
         }
         names = lua_gettop(L);
         push_row(L, fields, nfields, row, names);
@@ -822,7 +833,6 @@ static int l_op_copy_level(lua_State *L)
 
 static const luaL_Reg op_methods[] = {
     { "times", l_op_times },
-    { "fetch", l_op_fetch },
     { "cancel", l_op_cancel },
     { "copy_row", l_op_copy_row },
     { "copy_end", l_op_copy_end },
@@ -2398,6 +2408,12 @@ int luaopen_dbpool_core(lua_State *L)
     }
     make_mt(L, POOL_MT, pool_methods, l_pool_gc);
     make_mt(L, OP_MT, op_methods, l_op_gc);
+    luaL_getmetatable(L, OP_MT);                /* fetch: a closure over the op metatable */
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_op_fetch, 1);
+    lua_setfield(L, -2, "fetch");
+    lua_pop(L, 2);
     make_mt(L, CONN_MT, conn_methods, l_conn_gc);
     make_mt(L, SUB_MT, sub_methods, l_sub_close);
     luaL_newlib(L, core_funcs);
