@@ -165,19 +165,6 @@ static void push_key(lua_State *L, const lhub *h, int k)
     else lua_pushstring(L, key_names[k]);
 }
 
-/* t[key_names[k]] = the value on top, popped (t an absolute index of a
-   table without __newindex: promises, results). */
-static void set_key(lua_State *L, const lhub *h, int t, int k)
-{
-    if (h) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->keys[k]);
-        lua_insert(L, -2);
-        lua_rawset(L, t);
-    } else {
-        lua_setfield(L, t, key_names[k]);
-    }
-}
-
 static lhub *get_hub(lua_State *L)
 {
     lhub *h;
@@ -402,20 +389,24 @@ static void push_one_result(lua_State *L, lhub *h, const dbp_result *r)
     int names, t;
     lua_createtable(L, (int)r->nrows, r->info && *r->info ? 5 : 4);
     t = lua_gettop(L);
+    push_key(L, h, K_COLUMNS);                   /* (each key pushed before its value: no lua_insert) */
     if (h) push_columns_cached(L, h, r->fields, r->ncols);
     else push_columns(L, r->fields, r->ncols);
     names = lua_gettop(L);
     for (i = 0; i < r->nrows; i++) {
         push_row(L, r->fields, r->ncols, &r->cells[i * r->ncols], names);
-        lua_rawseti(L, -3, (lua_Integer)i + 1);
+        lua_rawseti(L, t, (lua_Integer)i + 1);
     }
-    set_key(L, h, t, K_COLUMNS);
+    lua_rawset(L, t);                            /* columns */
+    push_key(L, h, K_AFFECTED);
     lua_pushinteger(L, (lua_Integer)r->affected_rows);
-    set_key(L, h, t, K_AFFECTED);
+    lua_rawset(L, t);
+    push_key(L, h, K_INSERT_ID);
     lua_pushinteger(L, (lua_Integer)r->insert_id);
-    set_key(L, h, t, K_INSERT_ID);
+    lua_rawset(L, t);
+    push_key(L, h, K_WARNINGS);
     lua_pushinteger(L, (lua_Integer)r->warning_count);
-    set_key(L, h, t, K_WARNINGS);
+    lua_rawset(L, t);
     if (r->info && *r->info) { lua_pushstring(L, r->info); lua_setfield(L, -2, "info"); }
 }
 
@@ -547,8 +538,10 @@ static void settle_promise(lua_State *L, lop *o, int pi)
 {
     dbp_op *op = o->op;
     if (dbp_op_state(op) == DBP_OP_FULFILLED) {
+        push_key(L, o->h, K_STATE);
         push_key(L, o->h, K_FULFILLED);
-        set_key(L, o->h, pi, K_STATE);
+        lua_rawset(L, pi);
+        push_key(L, o->h, K_VALUE);
         if (o->backend == BK_MYSQL) {
             const dbp_result *r = dbp_op_result(op);
             push_result(L, o->h, r);
@@ -557,12 +550,14 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         } else {
             lua_pushboolean(L, 1);
         }
-        set_key(L, o->h, pi, K_VALUE);
+        lua_rawset(L, pi);
     } else {
+        push_key(L, o->h, K_STATE);
         push_key(L, o->h, K_REJECTED);
-        set_key(L, o->h, pi, K_STATE);
+        lua_rawset(L, pi);
+        push_key(L, o->h, K_VALUE);
         push_op_error(L, op);
-        set_key(L, o->h, pi, K_VALUE);
+        lua_rawset(L, pi);
     }
 }
 
@@ -571,8 +566,10 @@ static void settle_promise(lua_State *L, lop *o, int pi)
 static void settle_batch(lua_State *L, lop *o, int pi)
 {
     int i;
+    push_key(L, o->h, K_STATE);
     push_key(L, o->h, K_FULFILLED);
-    set_key(L, o->h, pi, K_STATE);
+    lua_rawset(L, pi);
+    push_key(L, o->h, K_VALUE);
     lua_createtable(L, o->nkids, 1);
     for (i = 0; i < o->nkids; i++) {
         dbp_op *op = o->kids[i];
@@ -584,9 +581,10 @@ static void settle_batch(lua_State *L, lop *o, int pi)
         }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    push_key(L, o->h, K_N);
     lua_pushinteger(L, o->nkids);
-    set_key(L, o->h, lua_gettop(L) - 1, K_N);
-    set_key(L, o->h, pi, K_VALUE);
+    lua_rawset(L, -3);
+    lua_rawset(L, pi);
 }
 
 /* Makes the op userdata and its promise; returns with the promise on top. */
