@@ -216,9 +216,14 @@ local function wait(p)
 end
 
 -- promise:await() -> the value, or raises the op's error.
+-- (a settled promise, the common case in a window or a batch, skips the call to wait)
 function Promise:await()
-    wait(self)
-    if self._state == "fulfilled" then
+    local st = self._state
+    if st == "pending" then
+        wait(self)
+        st = self._state
+    end
+    if st == "fulfilled" then
         local v = self._values
         if v then return unpack(v, 1, v.n) end
         return self._value
@@ -231,8 +236,12 @@ end
 
 -- promise:result() -> true, value | false, err
 function Promise:result()
-    wait(self)
-    if self._state == "fulfilled" then
+    local st = self._state
+    if st == "pending" then
+        wait(self)
+        st = self._state
+    end
+    if st == "fulfilled" then
         local v = self._values
         if v then return true, unpack(v, 1, v.n) end
         return true, self._value

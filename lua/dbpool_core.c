@@ -107,8 +107,35 @@ typedef struct colshape {
     int ref;                     /* the columns table, LUA_NOREF when empty */
 } colshape;
 
+/* Strings the hot paths use as keys and values, interned once per hub and
+   pushed from the registry (a lua_rawgeti) instead of looked up by their C
+   text on every use (lua_setfield, lua_pushliteral: a hash of the pointer,
+   a strcmp, then the table's own lookup). */
+enum { K_STATE, K_VALUE, K_PENDING, K_FULFILLED, K_REJECTED, K_WAITERS, K_SWAIT, K_N, K_COLUMNS, K_AFFECTED,
+       K_INSERT_ID, K_WARNINGS, K_ROW, K_NAMES, NKEYS };
+static const char *const key_names[NKEYS] = { "_state", "_value", "pending", "fulfilled", "rejected", "_waiters",
+                                              "_swait", "n", "columns", "affected_rows", "insert_id", "warning_count",
+                                              "row", "_names" };
+
+/* A batch's arguments, every command's in one pair of arrays: pointers into
+   the strings of the command tables (which the list keeps alive for the
+   call: no copy, no Lua string per argument) or into `nums`, where numbers
+   are written as text. The arrays are the hub's, kept from batch to batch
+   (no garbage per batch): call_many makes its promise first, then reads the
+   commands (no Lua allocation, no Lua code: nothing can call call_many
+   again meanwhile) and submits them. */
+typedef struct batch_argv {
+    const char **argv;
+    size_t *lens;
+    int *start;                  /* command i's arguments: [start[i], start[i + 1]) */
+    int nargs, cap, capcmds;
+    char *nums;
+    size_t nnums, capnums;
+} batch_argv;
+
 struct lhub {
     dbp_hub *hub;
+    int keys[NKEYS];             /* registry refs of key_names' strings */
     lop *ready_head, *ready_tail;
     lop *live;                   /* light ops in flight */
     lop *free_lops;              /* light ops to reuse, each keeping its slot */
@@ -117,6 +144,7 @@ struct lhub {
     int promise_mt;              /* registry ref of the promise metatable */
     int empty;                   /* registry ref of an empty list: the steps that settle nothing Lua must see */
     colshape cc[COLCACHE];
+    batch_argv bargv;            /* call_many's argument arrays */
     int cc_next;
     lmsg *msg_head, *msg_tail;
     lpool *pools;
@@ -129,6 +157,13 @@ struct lhub {
 };
 
 /* ---- helpers ------------------------------------------------------------ */
+
+/* Pushes key_names[k] (interned in the hub; by its text without one). */
+static void push_key(lua_State *L, const lhub *h, int k)
+{
+    if (h) lua_rawgeti(L, LUA_REGISTRYINDEX, h->keys[k]);
+    else lua_pushstring(L, key_names[k]);
+}
 
 static lhub *get_hub(lua_State *L)
 {
@@ -351,22 +386,27 @@ static void push_columns_cached(lua_State *L, lhub *h, const dbp_field *fields, 
 static void push_one_result(lua_State *L, lhub *h, const dbp_result *r)
 {
     size_t i;
-    int names;
+    int names, t;
     lua_createtable(L, (int)r->nrows, r->info && *r->info ? 5 : 4);
+    t = lua_gettop(L);
+    push_key(L, h, K_COLUMNS);                   /* (each key pushed before its value: no lua_insert) */
     if (h) push_columns_cached(L, h, r->fields, r->ncols);
     else push_columns(L, r->fields, r->ncols);
     names = lua_gettop(L);
     for (i = 0; i < r->nrows; i++) {
         push_row(L, r->fields, r->ncols, &r->cells[i * r->ncols], names);
-        lua_rawseti(L, -3, (lua_Integer)i + 1);
+        lua_rawseti(L, t, (lua_Integer)i + 1);
     }
-    lua_setfield(L, -2, "columns");
+    lua_rawset(L, t);                            /* columns */
+    push_key(L, h, K_AFFECTED);
     lua_pushinteger(L, (lua_Integer)r->affected_rows);
-    lua_setfield(L, -2, "affected_rows");
+    lua_rawset(L, t);
+    push_key(L, h, K_INSERT_ID);
     lua_pushinteger(L, (lua_Integer)r->insert_id);
-    lua_setfield(L, -2, "insert_id");
+    lua_rawset(L, t);
+    push_key(L, h, K_WARNINGS);
     lua_pushinteger(L, (lua_Integer)r->warning_count);
-    lua_setfield(L, -2, "warning_count");
+    lua_rawset(L, t);
     if (r->info && *r->info) { lua_pushstring(L, r->info); lua_setfield(L, -2, "info"); }
 }
 
@@ -498,8 +538,10 @@ static void settle_promise(lua_State *L, lop *o, int pi)
 {
     dbp_op *op = o->op;
     if (dbp_op_state(op) == DBP_OP_FULFILLED) {
-        lua_pushliteral(L, "fulfilled");
-        lua_setfield(L, pi, "_state");
+        push_key(L, o->h, K_STATE);
+        push_key(L, o->h, K_FULFILLED);
+        lua_rawset(L, pi);
+        push_key(L, o->h, K_VALUE);
         if (o->backend == BK_MYSQL) {
             const dbp_result *r = dbp_op_result(op);
             push_result(L, o->h, r);
@@ -508,12 +550,14 @@ static void settle_promise(lua_State *L, lop *o, int pi)
         } else {
             lua_pushboolean(L, 1);
         }
-        lua_setfield(L, pi, "_value");
+        lua_rawset(L, pi);
     } else {
-        lua_pushliteral(L, "rejected");
-        lua_setfield(L, pi, "_state");
+        push_key(L, o->h, K_STATE);
+        push_key(L, o->h, K_REJECTED);
+        lua_rawset(L, pi);
+        push_key(L, o->h, K_VALUE);
         push_op_error(L, op);
-        lua_setfield(L, pi, "_value");
+        lua_rawset(L, pi);
     }
 }
 
@@ -522,8 +566,10 @@ static void settle_promise(lua_State *L, lop *o, int pi)
 static void settle_batch(lua_State *L, lop *o, int pi)
 {
     int i;
-    lua_pushliteral(L, "fulfilled");
-    lua_setfield(L, pi, "_state");
+    push_key(L, o->h, K_STATE);
+    push_key(L, o->h, K_FULFILLED);
+    lua_rawset(L, pi);
+    push_key(L, o->h, K_VALUE);
     lua_createtable(L, o->nkids, 1);
     for (i = 0; i < o->nkids; i++) {
         dbp_op *op = o->kids[i];
@@ -535,9 +581,10 @@ static void settle_batch(lua_State *L, lop *o, int pi)
         }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    push_key(L, o->h, K_N);
     lua_pushinteger(L, o->nkids);
-    lua_setfield(L, -2, "n");
-    lua_setfield(L, pi, "_value");
+    lua_rawset(L, -3);
+    lua_rawset(L, pi);
 }
 
 /* Makes the op userdata and its promise; returns with the promise on top. */
@@ -612,8 +659,9 @@ static void new_light_op(lua_State *L, lhub *h, lpool *lp, dbp_op *op, int backe
         dbp_op_free(op);
         return;
     }
-    lua_pushliteral(L, "pending");
-    lua_setfield(L, -2, "_state");
+    push_key(L, h, K_STATE);
+    push_key(L, h, K_PENDING);
+    lua_rawset(L, -3);
     o = get_light_op(L, h);                      /* (after the Lua allocations, which may raise) */
     if (!o) {
         dbp_op_free(op);
@@ -688,23 +736,33 @@ static int l_op_times(lua_State *L)
 }
 
 /* stream: op:fetch() -> "row", row | "pending" | "done" | "error", err */
+/* (a closure over the op metatable: checked by comparing it, as wrapped_pool does) */
 static int l_op_fetch(lua_State *L)
 {
-    lop *o = check_op(L, 1);
+    lop *o = (lop *)lua_touserdata(L, 1);
     const dbp_cell *row = NULL;
     size_t ncols = 0;
-    int rc = dbp_op_fetch(o->op, &row, &ncols);
+    int rc, same = 0;
+    if (o && lua_getmetatable(L, 1)) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!same || !o->op) o = check_op(L, 1);     /* (raises its usual error) */
+    rc = dbp_op_fetch(o->op, &row, &ncols);
     if (rc == DBP_ROW) {
         size_t nfields = 0;
         const dbp_field *fields = dbp_op_fields(o->op, &nfields);
         int names;
-        lua_pushliteral(L, "row");
-        /* column names are cached in the op's uservalue-side table at index 2 */
-        if (lua_getfield(L, 2, "_names") != LUA_TTABLE) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        push_key(L, o->h, K_ROW);
+        /* column names are cached in the caller's table (argument 2), as _names */
+        push_key(L, o->h, K_NAMES);
+        if (lua_rawget(L, 2) != LUA_TTABLE) {
             lua_pop(L, 1);
             push_columns(L, fields, nfields);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, 2, "_names");
+            push_key(L, o->h, K_NAMES);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, 2);
         }
         names = lua_gettop(L);
         push_row(L, fields, nfields, row, names);
@@ -773,7 +831,6 @@ static int l_op_copy_level(lua_State *L)
 
 static const luaL_Reg op_methods[] = {
     { "times", l_op_times },
-    { "fetch", l_op_fetch },
     { "cancel", l_op_cancel },
     { "copy_row", l_op_copy_row },
     { "copy_end", l_op_copy_end },
@@ -786,6 +843,27 @@ static const luaL_Reg op_methods[] = {
 static lpool *check_pool(lua_State *L, int i)
 {
     lpool *lp = (lpool *)luaL_checkudata(L, i, POOL_MT);
+    if (!lp->p) usage_error(L, DBP_ECLOSED, "the pool is closed and released");
+    return lp;
+}
+
+/* The pool methods of dbpool.lua's wrapper (pool:query, :call, :query_many,
+   :call_many) are closures over the pool metatable and the string "_c":
+   self._c is read with a rawget of the interned key and checked by comparing
+   its metatable, without luaL_checkudata's lookup of the metatable by name. */
+static lpool *wrapped_pool(lua_State *L, const char *usage)
+{
+    lpool *lp;
+    int same;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "%s", usage);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_rawget(L, 1);
+    lua_replace(L, 1);
+    lp = (lpool *)lua_touserdata(L, 1);
+    if (!lp || !lua_getmetatable(L, 1)) return check_pool(L, 1);   /* (raises its usual error) */
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (!same) return check_pool(L, 1);
     if (!lp->p) usage_error(L, DBP_ECLOSED, "the pool is closed and released");
     return lp;
 }
@@ -919,17 +997,37 @@ static int l_pool_gc(lua_State *L)
 
 /* Converts Lua parameters into dbp_values (strings borrowed from the stack):
  * into small[] (SMALL_PARAMS long) when they fit, else a userdata on the stack. */
-static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
+/* How many parameters the table at t holds (its n, else its length). */
+static size_t count_params(lua_State *L, int t)
 {
-    size_t n, i;
-    dbp_value *v;
-    if (lua_isnoneornil(L, t)) { *n_out = 0; return NULL; }
-    if (!lua_istable(L, t)) usage_error(L, DBP_EPARAM, "parameters must be a table (a list), got %s", luaL_typename(L, t));
+    size_t n;
     lua_getfield(L, t, "n");
     n = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)lua_rawlen(L, t);
     lua_pop(L, 1);
     if (n > DBP_MAX_PARAMS) usage_error(L, DBP_EPARAM, "too many parameters (%lu)", (unsigned long)n);
+    return n;
+}
+
+static void convert_params(lua_State *L, int t, dbp_value *v, size_t n);
+
+static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_out)
+{
+    size_t n;
+    dbp_value *v;
+    if (lua_isnoneornil(L, t)) { *n_out = 0; return NULL; }
+    if (!lua_istable(L, t)) usage_error(L, DBP_EPARAM, "parameters must be a table (a list), got %s", luaL_typename(L, t));
+    n = count_params(L, t);
     v = n <= SMALL_PARAMS ? small : (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * n, 0);
+    convert_params(L, t, v, n);
+    /* the strings stay referenced from the caller's table until the op copied them */
+    *n_out = n;
+    return v;
+}
+
+/* The n parameters of the table at t as dbp_values (strings borrowed from the table). */
+static void convert_params(lua_State *L, int t, dbp_value *v, size_t n)
+{
+    size_t i;
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, t, (lua_Integer)i + 1);
         switch (lua_type(L, -1)) {
@@ -972,9 +1070,6 @@ static dbp_value *read_params(lua_State *L, int t, dbp_value *small, size_t *n_o
         }
         lua_pop(L, 1);
     }
-    /* the strings stay referenced from the caller's table until the op copied them */
-    *n_out = n;
-    return v;
 }
 
 static void read_op_options(lua_State *L, int t, dbp_op_options *o)
@@ -1018,9 +1113,8 @@ static void raise_if_usage(lua_State *L, dbp_op *op)
 }
 
 /* pool:query(sql, params, opts) -> promise */
-static int l_pool_query(lua_State *L)
+static int pool_query(lua_State *L, lpool *lp)
 {
-    lpool *lp = check_pool(L, 1);
     size_t len, n;
     const char *sql = luaL_checklstring(L, 2, &len);
     dbp_value small[SMALL_PARAMS];
@@ -1034,29 +1128,26 @@ static int l_pool_query(lua_State *L)
     new_light_op(L, lp->h, lp, op, BK_MYSQL);
     return 1;
 }
+static int l_pool_query(lua_State *L) { return pool_query(L, check_pool(L, 1)); }
 
 /* The Lua pool's own query/call (dbpool.lua installs them as its methods):
    self is the wrapper table, whose _c is the pool userdata. Saves the Lua
    method that only forwarded to the core, a frame per query. */
 static int l_wrap_query(lua_State *L)
 {
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query: call it as pool:query(sql [, params [, opts]])");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
+    static const char use[] = "query: call it as pool:query(sql [, params [, opts]])";
+    lpool *lp;
+    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "%s", use);
     if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query: the SQL must be a string");
-    lua_settop(L, 4);   /* (what l_pool_query pushes goes above its four arguments) */
-    return l_pool_query(L);
+    lp = wrapped_pool(L, use);
+    lua_settop(L, 4);   /* (what pool_query pushes goes above its four arguments) */
+    return pool_query(L, lp);
 }
 
-static int l_pool_call(lua_State *L);
+static int pool_call(lua_State *L, lpool *lp);
 static int l_wrap_call(lua_State *L)
 {
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call: call it as pool:call(cmd, ...)");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
-    return l_pool_call(L);
+    return pool_call(L, wrapped_pool(L, "call: call it as pool:call(cmd, ...)"));
 }
 
 /* pool:stream(sql, params, opts) -> promise (settles at the end of the rows) */
@@ -1182,8 +1273,9 @@ static lop *new_batch(lua_State *L, lhub *h, lpool *lp, int n, int backend)
     lua_createtable(L, 0, 4);                    /* the promise */
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->promise_mt);
     lua_setmetatable(L, -2);
-    lua_pushliteral(L, "pending");
-    lua_setfield(L, -2, "_state");
+    push_key(L, h, K_STATE);
+    push_key(L, h, K_PENDING);
+    lua_rawset(L, -3);
     o = get_light_op(L, h);
     if (!o) luaL_error(L, "dbpool: out of memory");
     kids = (dbp_op **)calloc((size_t)(n ? n : 1), sizeof *kids);
@@ -1232,12 +1324,9 @@ static int l_wrap_query_many(lua_State *L)
     dbp_op_options o;
     int n, i, top;
     size_t want;
+    dbp_value *vals;
     lop *b;
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "query_many: call it as pool:query_many(sql, list)");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
-    lp = check_pool(L, 1);
+    lp = wrapped_pool(L, "query_many: call it as pool:query_many(sql, list)");
     if (lp->backend != BK_MYSQL) usage_error(L, DBP_EUSAGE, "query_many() needs a MySQL pool; use call_many() for Redis");
     if (lua_type(L, 2) != LUA_TSTRING) usage_error(L, DBP_EUSAGE, "query_many: the SQL must be a string");
     sql = lua_tolstring(L, 2, &len);
@@ -1245,102 +1334,181 @@ static int l_wrap_query_many(lua_State *L)
     lua_settop(L, 4);
     read_op_options(L, 4, &o);
     n = (int)lua_rawlen(L, 3);
-    top = lua_gettop(L);
     want = dbp_sql_count_params(sql, len);
-    for (i = 1; i <= n; i++) {                   /* every item checked first: nothing is sent on a usage error */
-        dbp_value small[SMALL_PARAMS];
+    /* every item read (and checked) first, into one array: nothing is sent on a usage error */
+    if (want && (size_t)n > ((size_t)-1 / sizeof(dbp_value)) / want) luaL_error(L, "dbpool: query_many: too many parameters");
+    vals = want && n ? (dbp_value *)lua_newuserdatauv(L, sizeof(dbp_value) * want * (size_t)n, 0) : NULL;
+    top = lua_gettop(L);
+    for (i = 1; i <= n; i++) {
         size_t np;
         lua_rawgeti(L, 3, i);
         if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "query_many: item %d is not a list of parameters", i);
-        read_params(L, top + 1, small, &np);
-        if (np != want)
+        np = count_params(L, top + 1);
+        if (np != want) {
+            dbp_value small[SMALL_PARAMS];
+            read_params(L, top + 1, small, &np);     /* (a bad value is the error it was before the count) */
             usage_error(L, DBP_EPARAM, "query_many: item %d has %lu parameter%s, the statement %lu placeholder%s", i,
                         (unsigned long)np, np == 1 ? "" : "s", (unsigned long)want, want == 1 ? "" : "s");
+        }
+        if (np) convert_params(L, top + 1, vals + (size_t)(i - 1) * want, np);   /* strings kept alive by the list */
         lua_settop(L, top);
     }
     b = new_batch(L, lp->h, lp, n, BK_MYSQL);
-    top = lua_gettop(L);                          /* the promise */
-    for (i = 1; i <= n; i++) {
-        dbp_value small[SMALL_PARAMS];
-        size_t np;
-        dbp_op *op;
-        lua_rawgeti(L, 3, i);
-        read_params(L, top + 1, small, &np);
-        op = dbp_pool_queryn(lp->p, sql, len, np ? small : NULL, np, &o);
-        lua_settop(L, top);
-        if (!op) { b->left -= n - i + 1; break; } /* out of memory: the rest never runs (and never settles) */
-        b->kids[i - 1] = op;
+    for (i = 0; i < n; i++) {
+        dbp_op *op = dbp_pool_queryn(lp->p, sql, len, want ? vals + (size_t)i * want : NULL, want, &o);
+        if (!op) { b->left -= n - i; break; } /* out of memory: the rest never runs (and never settles) */
+        b->kids[i] = op;
         dbp_op_on_settle(op, kid_ready, b);
     }
     batch_submitted(b);
+    return 1;
+}
+
+/* A batch that raised before anything was sent: its C side back to the free list. */
+static void batch_abort(lua_State *L, lhub *h, lop *o)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->inflight);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, o->slot);                 /* (an existing slot: no allocation) */
+    lua_pop(L, 1);
+    free_light_op(h, o);
+}
+
+#define BATCH_FAIL(call) do { batch_abort(L, lp->h, bt); call; } while (0)
+
+/* Room for the commands' start indices and one more argument; 0 when out of memory. */
+static int batch_argv_room(batch_argv *b, int ncmds)
+{
+    if (b->capcmds < ncmds + 1) {
+        int *p = (int *)realloc(b->start, sizeof(int) * ((size_t)ncmds + 1));
+        if (!p) return 0;
+        b->start = p;
+        b->capcmds = ncmds + 1;
+    }
+    if (b->nargs == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 1024;
+        const char **a;
+        size_t *l;
+        if (cap < b->cap) return 0;
+        a = (const char **)realloc((void *)b->argv, sizeof(char *) * (size_t)cap);
+        if (!a) return 0;
+        b->argv = a;
+        l = (size_t *)realloc(b->lens, sizeof(size_t) * (size_t)cap);
+        if (!l) return 0;
+        b->lens = l;
+        b->cap = cap;
+    }
+    return 1;
+}
+
+/* A number argument as text in nums (integers exactly, floats with every
+   digit); its argv entry stays NULL until every number is written. Returns
+   0 when it is not finite, -1 when out of memory. */
+static int batch_argv_number(lua_State *L, batch_argv *b)
+{
+    char tmp[32], *d;
+    size_t len;
+    if (lua_isinteger(L, -1)) {
+        d = format_int(tmp, (long long)lua_tointeger(L, -1), &len);
+    } else {
+        double x = lua_tonumber(L, -1);
+        if (x != x || x - x != 0) return 0;
+        snprintf(tmp, sizeof tmp, "%.17g", x);
+        d = tmp;
+        len = strlen(tmp);
+    }
+    if (b->nnums + len > b->capnums) {
+        size_t cap = b->capnums ? b->capnums * 2 : 4096;
+        char *p;
+        while (cap < b->nnums + len) cap *= 2;
+        p = (char *)realloc(b->nums, cap);
+        if (!p) return -1;
+        b->nums = p;
+        b->capnums = cap;
+    }
+    memcpy(b->nums + b->nnums, d, len);
+    b->nnums += len;
+    b->argv[b->nargs] = NULL;
+    b->lens[b->nargs] = len;
     return 1;
 }
 
 /* pool:call_many({ {cmd, args...}, ... } [, opts]) -> promise of the list
    of replies (an error object in the place of a command that failed): the
-   commands go out pipelined, one promise for all. */
+   commands go out pipelined, one promise for all. Every command is read
+   (and checked) before any is sent; a command's n, like its arguments, is
+   read raw. */
 static int l_wrap_call_many(lua_State *L)
 {
     lpool *lp;
     dbp_op_options o;
-    int n, i, top;
-    lop *b;
-    if (lua_type(L, 1) != LUA_TTABLE) usage_error(L, DBP_EUSAGE, "call_many: call it as pool:call_many(commands)");
-    lua_pushliteral(L, "_c");
-    lua_rawget(L, 1);
-    lua_replace(L, 1);
-    lp = check_pool(L, 1);
+    int n, i, top, keyn;
+    batch_argv *b;
+    lop *bt;
+    lp = wrapped_pool(L, "call_many: call it as pool:call_many(commands)");
     if (lp->backend != BK_REDIS) usage_error(L, DBP_EUSAGE, "call_many() needs a Redis pool; use query_many() for SQL");
     if (!lua_istable(L, 2)) usage_error(L, DBP_EUSAGE, "call_many: expected a list of commands");
     lua_settop(L, 3);
     read_op_options(L, 3, &o);
     n = (int)lua_rawlen(L, 2);
+    push_key(L, lp->h, K_N);
+    keyn = lua_gettop(L);
+    bt = new_batch(L, lp->h, lp, n, BK_REDIS);  /* the promise, on top */
+    lua_insert(L, keyn);                         /* (below "n") */
+    keyn++;
     top = lua_gettop(L);
-    for (i = 1; i <= n; i++) {                   /* every command checked first (what read_argv would refuse) */
-        int argc, j;
+    b = &lp->h->bargv;
+    b->nargs = 0;
+    b->nnums = 0;
+    if (!batch_argv_room(b, n)) BATCH_FAIL(luaL_error(L, "dbpool: out of memory"));
+    for (i = 1; i <= n; i++) {
+        int argc, j, item = top + 1;
         lua_rawgeti(L, 2, i);
-        if (!lua_istable(L, -1)) usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i);
-        if (lua_getfield(L, top + 1, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
-        else argc = (int)lua_rawlen(L, top + 1);
-        lua_pop(L, 1);
-        if (argc < 1) usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i);
+        if (!lua_istable(L, item)) BATCH_FAIL(usage_error(L, DBP_EPARAM, "call_many: item %d is not a command (a list)", i));
+        lua_pushvalue(L, keyn);
+        if (lua_rawget(L, item) == LUA_TNUMBER && lua_isinteger(L, -1)) argc = (int)lua_tointeger(L, -1);
+        else argc = (int)lua_rawlen(L, item);
+        lua_settop(L, item);
+        if (argc < 1) BATCH_FAIL(usage_error(L, DBP_EUSAGE, "call_many: item %d: a command needs at least its name", i));
+        b->start[i - 1] = b->nargs;
         for (j = 1; j <= argc; j++) {
-            int t = lua_rawgeti(L, top + 1, j);
-            if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-                double d = lua_tonumber(L, -1);
-                if (d != d || d - d != 0) usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", i, j);
-            } else if (t != LUA_TNUMBER && t != LUA_TSTRING) {
-                usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers", i, j,
-                            lua_typename(L, t));
+            int t = lua_rawgeti(L, item, j);
+            if (b->nargs == b->cap && !batch_argv_room(b, n)) BATCH_FAIL(luaL_error(L, "dbpool: out of memory"));
+            if (t == LUA_TSTRING) {
+                b->argv[b->nargs] = lua_tolstring(L, -1, &b->lens[b->nargs]);   /* kept alive by the command table */
+            } else if (t == LUA_TNUMBER) {
+                int r = batch_argv_number(L, b);
+                if (r == 0) BATCH_FAIL(usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is not a finite number", i, j));
+                if (r < 0) BATCH_FAIL(luaL_error(L, "dbpool: out of memory"));
+            } else {
+                BATCH_FAIL(usage_error(L, DBP_EPARAM, "call_many: item %d: argument %d is a %s: commands take strings and numbers",
+                                       i, j, lua_typename(L, t)));
             }
-            lua_pop(L, 1);
+            b->nargs++;
+            lua_settop(L, item);
         }
         lua_settop(L, top);
     }
-    b = new_batch(L, lp->h, lp, n, BK_REDIS);
-    top = lua_gettop(L);
-    for (i = 1; i <= n; i++) {
-        small_argv small;
-        const char **argv;
-        size_t *lens;
-        int argc;
-        dbp_op *op;
-        lua_rawgeti(L, 2, i);
-        argc = read_argv(L, top + 1, &small, &argv, &lens);
-        op = dbp_pool_call(lp->p, argc, argv, lens, &o);
-        lua_settop(L, top);
-        if (!op) { b->left -= n - i + 1; break; }
-        b->kids[i - 1] = op;
-        dbp_op_on_settle(op, kid_ready, b);
+    b->start[n] = b->nargs;
+    if (b->nnums) {                              /* the numbers' text, in the order they were written */
+        size_t at = 0;
+        for (i = 0; i < b->nargs; i++)
+            if (!b->argv[i]) { b->argv[i] = b->nums + at; at += b->lens[i]; }
     }
-    batch_submitted(b);
+    for (i = 0; i < n; i++) {
+        dbp_op *op = dbp_pool_call(lp->p, b->start[i + 1] - b->start[i], b->argv + b->start[i], b->lens + b->start[i], &o);
+        if (!op) { bt->left -= n - i; break; }
+        bt->kids[i] = op;
+        dbp_op_on_settle(op, kid_ready, bt);
+    }
+    batch_submitted(bt);
+    lua_settop(L, keyn - 1);                     /* the promise */
     return 1;
 }
 
 /* pool:call(name, ...) or pool:call({name, ...}, opts) -> promise */
-static int l_pool_call(lua_State *L)
+static int pool_call(lua_State *L, lpool *lp)
 {
-    lpool *lp = check_pool(L, 1);
     small_argv small;
     const char **argv;
     size_t *lens;
@@ -1359,6 +1527,7 @@ static int l_pool_call(lua_State *L)
     new_light_op(L, lp->h, lp, op, BK_REDIS);
     return 1;
 }
+static int l_pool_call(lua_State *L) { return pool_call(L, check_pool(L, 1)); }
 
 static int l_pool_ping(lua_State *L)
 {
@@ -1787,9 +1956,9 @@ static int deliver(lua_State *L, lhub *h)
                 all++;
                 /* nobody waits on a fulfilled promise: Lua has nothing to do for it */
                 if (fulfilled) {
-                    lua_pushliteral(L, "_waiters");
+                    push_key(L, h, K_WAITERS);
                     if (lua_rawget(L, pi) == LUA_TNIL) {
-                        lua_pushliteral(L, "_swait");
+                        push_key(L, h, K_SWAIT);
                         if (lua_rawget(L, pi) == LUA_TNIL) { lua_settop(L, pi - 1); continue; }
                     }
                     lua_settop(L, pi);
@@ -1964,6 +2133,11 @@ static void hub_shutdown(lhub *h)
         int j;
         for (j = 0; j < COLCACHE; j++) { free(h->cc[j].key); h->cc[j].key = NULL; }
     }
+    free((void *)h->bargv.argv);
+    free(h->bargv.lens);
+    free(h->bargv.start);
+    free(h->bargv.nums);
+    memset(&h->bargv, 0, sizeof h->bargv);
     h->ready_head = h->ready_tail = NULL;
     for (lp = h->pools; lp; lp = lp->next) { lp->p = NULL; lp->h = NULL; }
     for (lc = h->conns; lc; lc = lc->next) { lc->c = NULL; lc->h = NULL; }
@@ -2157,6 +2331,11 @@ static const luaL_Reg core_funcs[] = {
     { "exit_now", l_exit_now },
     { "isatty", l_isatty },
     { "set_metatables", l_set_metatables },
+    { NULL, NULL }
+};
+
+/* closures over the pool metatable and "_c" (wrapped_pool) */
+static const luaL_Reg wrapper_funcs[] = {
     { "pool_query", l_wrap_query },
     { "pool_call", l_wrap_call },
     { "pool_query_many", l_wrap_query_many },
@@ -2212,6 +2391,13 @@ int luaopen_dbpool_core(lua_State *L)
         lua_newtable(L);
         h->empty = luaL_ref(L, LUA_REGISTRYINDEX);
         {
+            int k;
+            for (k = 0; k < NKEYS; k++) {
+                lua_pushstring(L, key_names[k]);
+                h->keys[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+            }
+        }
+        {
             int j;
             for (j = 0; j < COLCACHE; j++) h->cc[j].ref = LUA_NOREF;
         }
@@ -2220,9 +2406,18 @@ int luaopen_dbpool_core(lua_State *L)
     }
     make_mt(L, POOL_MT, pool_methods, l_pool_gc);
     make_mt(L, OP_MT, op_methods, l_op_gc);
+    luaL_getmetatable(L, OP_MT);                /* fetch: a closure over the op metatable */
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_op_fetch, 1);
+    lua_setfield(L, -2, "fetch");
+    lua_pop(L, 2);
     make_mt(L, CONN_MT, conn_methods, l_conn_gc);
     make_mt(L, SUB_MT, sub_methods, l_sub_close);
     luaL_newlib(L, core_funcs);
+    luaL_getmetatable(L, POOL_MT);
+    lua_pushliteral(L, "_c");
+    luaL_setfuncs(L, wrapper_funcs, 2);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, DBPOOL_VERSION);

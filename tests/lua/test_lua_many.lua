@@ -23,6 +23,32 @@ T.is(kv:call_many({}):await().n, 0, "an empty batch settles with an empty list")
 local ok, err = pcall(kv.call_many, kv, { { "SET", "many:x", "1" }, { "GET", {} } })
 T.ok(not ok and err.kind == "usage", "a bad argument in any command raises at the call: " .. tostring(err))
 T.is(kv:call("EXISTS", "many:x"):await(), 0, "  and nothing was sent")
+-- numbers are sent as text (integers exactly, floats with every digit), a command's n is its length
+r = kv:call_many({ { "ECHO", -42 }, { "ECHO", math.mininteger }, { "ECHO", 1.5 }, { "ECHO", 0.1 },
+    { "ECHO", "a", "b", n = 2 } }):await()
+T.ok(r[1] == "-42" and r[2] == tostring(math.mininteger) and r[3] == "1.5" and r[4] == "0.10000000000000001"
+    and r[5] == "a", "call_many: numbers as text, n honoured")
+-- a usage error late in a list (after many commands were read) leaves nothing behind, and the next batch works
+do
+    local bad, del = {}, { "DEL" }
+    for i = 1, 3000 do bad[i] = { "HSET", "many:y" .. i, "a", i, "b", i + 0.5 }; del[i + 1] = "many:y" .. i end
+    kv:call(del):await()
+    bad[2999] = { "SET", "many:y", 0 / 0 }
+    ok, err = pcall(kv.call_many, kv, bad)
+    T.ok(not ok and err.kind == "usage" and err.message:find("item 2999: argument 3 is not a finite number", 1, true),
+        "a NaN in item 2999 raises, naming it: " .. tostring(err))
+    bad[2999] = { "SET", "many:y", {} }
+    ok, err = pcall(kv.call_many, kv, bad)
+    T.ok(not ok and err.message:find("item 2999: argument 3 is a table", 1, true), "  a table in its place too")
+    T.is(dbpool.hub_stats().pending, 0, "  nothing was submitted")
+    T.is(kv:call("EXISTS", "many:y1"):await(), 0, "  nothing was sent")
+    bad[2999] = { "DEL", "many:y", "many:y1" }
+    r = kv:call_many(bad):await()
+    T.ok(r.n == 3000 and r[1] == 2 and r[3000] == 2, "  the same list, fixed, runs")
+    local h = kv:call("HGETALL", "many:y3000"):await()
+    T.ok(h[2] == "3000" and h[4] == "3000.5", "  its values as sent")
+    kv:call(del):await()
+end
 ok, err = pcall(kv.query_many, kv, "SELECT 1", {})
 T.ok(not ok and err.kind == "usage", "query_many on a Redis pool is a usage error")
 kv:close():await()
@@ -41,6 +67,9 @@ T.ok(dbpool.is_error(q[3]) and q[3].code == 1062, "  a failed one is an error ob
 ok, err = pcall(db.query_many, db, "INSERT INTO t_many VALUES (?, ?)", { { 4, "d" }, { 5 } })
 T.ok(not ok and err.kind == "usage" and err.message:find("item 2"), "a params list of the wrong length raises: " .. tostring(err))
 T.is(db:query("SELECT COUNT(*) AS n FROM t_many"):await()[1].n, 3, "  and nothing was sent")
+ok, err = pcall(db.query_many, db, "INSERT INTO t_many VALUES (?, ?)", { { 4, "d" }, { {}, 5, 6 } })
+T.ok(not ok and err.kind == "usage" and err.message:find("parameter 1 is a table", 1, true),
+    "a bad value raises before a wrong count in the same item: " .. tostring(err))
 -- results of one shape share their columns table; changing it must not change the keys of later rows
 do
     local a = db:query("SELECT 1 AS x, 2 AS y"):await()
