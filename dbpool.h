@@ -2630,7 +2630,12 @@ static int dbp__hist_bucket(long long v)
     unsigned long long x;
     if (v < 8) return v < 0 ? 0 : (int)v;
     x = (unsigned long long)v;
+#if defined(__GNUC__) || defined(__clang__)
+    /* the top bit's position in one instruction: two samples per op */
+    e = 63 - __builtin_clzll(x);
+#else
     while (x >> (e + 1)) e++;
+#endif
     {
         int idx = (e - 2) * 8 + (int)((x >> (e - 3)) & 7);
         return idx < DBP__HIST_BUCKETS ? idx : DBP__HIST_BUCKETS - 1;
@@ -4016,6 +4021,12 @@ static void dbp__pool_dispatch(dbp_pool *p)
         /* a KILL QUERY waits at the head and may use one connection beyond max */
         int side = (DBP__CONTAINER(p->queue.next, dbp_op, link)->flags & DBP__OF_SIDE_OK) != 0;
         dbp__link *l;
+        /* a full pool under load (every dispatch with a queue): neither class
+           can open one more, so the walk over the connections below would
+           only count what it cannot use */
+        if (p->nconns >= dbp__pool_max(p) + side &&
+            (want_blocking == 0 || p->nblocking >= p->s.max_blocking))
+            return;
         for (l = p->conns.next; l != &p->conns; l = l->next) {
             dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
             if (c->state != DBP__CS_CONNECTING && c->state != DBP__CS_INIT) continue;
