@@ -1413,11 +1413,10 @@ static int dbp__ph_note(void *ud, size_t pos)
     return 0;
 }
 
-static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *params, size_t n,
-                                dbp_error *err, dbp__ph_list *ph)
+/* Checks the values against `want` placeholders. */
+static int dbp__check_values(size_t want, const dbp_value *params, size_t n, dbp_error *err)
 {
-    size_t want = ph ? (dbp__scan_placeholders(sql, len, dbp__ph_note, ph), ph->n)
-                     : dbp__scan_placeholders(sql, len, NULL, NULL), i;
+    size_t i;
     if (n > DBP_MAX_PARAMS)
         return dbp__err_set(err, DBP_EPARAM, "too many parameters (%lu, at most %d)",
                             (unsigned long)n, DBP_MAX_PARAMS);
@@ -1442,6 +1441,14 @@ static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *pa
         }
     }
     return DBP_OK;
+}
+
+static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *params, size_t n,
+                                dbp_error *err, dbp__ph_list *ph)
+{
+    size_t want = ph ? (dbp__scan_placeholders(sql, len, dbp__ph_note, ph), ph->n)
+                     : dbp__scan_placeholders(sql, len, NULL, NULL);
+    return dbp__check_values(want, params, n, err);
 }
 
 static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n, dbp_error *err)
@@ -2395,6 +2402,9 @@ struct dbp_pool {
                                       router can send them elsewhere */
     char gtid[64];                 /* MySQL: the GTID of the latest write on its connections,
                                       when the session tracks last_gtid (replicas) */
+    char *ph_sql;                  /* the last statement scanned for placeholders (a copy), */
+    size_t ph_len;                 /* its length, and where they are: the same SQL again */
+    dbp__ph_list ph_last;          /* skips the scan */
 };
 
 struct dbp_hub {
@@ -4754,6 +4764,7 @@ static void dbp__pool_destroy(dbp_pool *p)
     if (p->bk->router) p->bk->router->free(p);
     dbp__list_remove(&p->link);
     dbp__settings_free(&p->s);
+    DBP_FREE(p->ph_sql);
     DBP_FREE(p);
 }
 
@@ -5258,6 +5269,32 @@ DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms)
     }
 }
 
+/* dbp__check_params_at with the pool's memory of the last statement: a
+   program sends the same SQL again and again, and scanning it cost more
+   than the rest of the submit. The copy is compared, not the pointer (the
+   caller may reuse its buffer for another statement). */
+#define DBP__PH_CACHE_MAX 1024
+static int dbp__check_params_cached(dbp_pool *p, const char *sql, size_t len, const dbp_value *params,
+                                    size_t n, dbp_error *err, dbp__ph_list *ph)
+{
+    int rc;
+    if (p->ph_sql && len == p->ph_len && memcmp(sql, p->ph_sql, len) == 0) {
+        *ph = p->ph_last;
+        return dbp__check_values(ph->n, params, n, err);
+    }
+    rc = dbp__check_params_at(sql, len, params, n, err, ph);
+    if (len <= DBP__PH_CACHE_MAX) {
+        /* room for the longest statement kept, once (none when that fails) */
+        if (!p->ph_sql) p->ph_sql = DBP__CAST(char *, DBP_MALLOC(DBP__PH_CACHE_MAX));
+        if (p->ph_sql) {
+            p->ph_last = *ph;
+            if (len) memcpy(p->ph_sql, sql, len);
+            p->ph_len = len;
+        }
+    }
+    return rc;
+}
+
 static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
                                size_t n, const dbp_op_options *o)
 {
@@ -5295,7 +5332,7 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
     memset(&ph, 0, sizeof ph);
     if ((p->bk->check_params ? p->bk->check_params(sql, len, params, n, &op->err)
-                             : dbp__check_params_at(sql, len, params, n, &op->err, &ph)) != DBP_OK) {
+                             : dbp__check_params_cached(p, sql, len, params, n, &op->err, &ph)) != DBP_OK) {
         dbp__op_settle(op, op->err.rc);
         return op;
     }
