@@ -3599,7 +3599,12 @@ static void dbp__conn_arm_housekeeping(dbp_conn *c)
         long long ka = c->idle_since_ms + p->srv_wait_timeout * 500;
         if (!at || ka < at) at = ka;
     }
-    if (at) dbp__timer_set(p->hub, &c->htimer, at < c->idle_since_ms + 1 ? c->idle_since_ms + 1 : at);
+    if (!at) return;
+    if (at < c->idle_since_ms + 1) at = c->idle_since_ms + 1;
+    /* one armed to fire sooner stays: dbp__conn_htimer_fire checks the
+       clock and arms it again, so firing early costs one wake-up, where
+       moving it in the heap on every op cost more */
+    if (c->htimer.idx < 0 || at < c->htimer.at) dbp__timer_set(p->hub, &c->htimer, at);
 }
 
 static void dbp__conn_htimer_fire(dbp__timer *t)
@@ -3906,7 +3911,8 @@ static void dbp__op_begin(dbp_conn *c, dbp_op *op)
     c->nops++;
     c->state = DBP__CS_BUSY;
     dbp__list_remove(&c->idle_link);
-    dbp__timer_clear(p->hub, &c->htimer);
+    /* the housekeeping timer stays armed: firing on a busy connection does
+       nothing, and the next dbp__conn_idle keeps or re-arms it */
     p->bk->op_start(c, op);
 }
 
