@@ -93,7 +93,7 @@
                              "Helper threads")
      DBP_MAX_PARAMS          most `?` parameters in one statement (65535)
      DBPOOL_NO_RECYCLE       free every op and MySQL result to the allocator
-                             at once instead of keeping up to 256 of each on
+                             at once instead of keeping up to 1024 of each on
                              the hub for reuse (the default when built with
                              AddressSanitizer, so it still sees a use after
                              free; define it for Valgrind's memcheck too)
@@ -2451,7 +2451,7 @@ struct dbp_hub {
 #endif
 #define DBP__OP_SLAB 256
 #define DBP__RESULT_SLAB 512
-#define DBP__RECYCLE_MAX 256
+#define DBP__RECYCLE_MAX 1024
 
 /* A zeroed block of `bytes` (at most `slab`) from the list, else a new one of
    `slab` bytes; NULL when out of memory. */
