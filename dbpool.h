@@ -1483,8 +1483,14 @@ static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn esc
         /* decimal digits by hand: vsnprintf cost as much as the rest of the bind */
         unsigned long long u = v->type == DBP_UINT ? v->v.u
                              : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
+        static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                    "8081828384858687888990919293949596979899";
         char *e = num + sizeof num, *d = e;
-        do { *--d = (char)('0' + u % 10); u /= 10; } while (u);
+        /* two digits per division */
+        while (u >= 100) { unsigned k = (unsigned)(u % 100) * 2; u /= 100; *--d = pairs[k + 1]; *--d = pairs[k]; }
+        if (u >= 10) { unsigned k = (unsigned)u * 2; *--d = pairs[k + 1]; *--d = pairs[k]; }
+        else *--d = (char)('0' + u);
         if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
         return dbp__buf_add(out, d, (size_t)(e - d));
     }
@@ -5082,14 +5088,22 @@ static dbp_op *dbp__op_new_extra(dbp_hub *hub, dbp_pool *pool, int type, size_t 
 {
     int slab = extra <= DBP__OP_SLAB;
     dbp_op *op = slab ? DBP__CAST(dbp_op *, dbp__slab_take(&hub->free_ops, &hub->nfree_ops,
-                                                           sizeof(dbp_op) + DBP__OP_SLAB, sizeof(dbp_op) + extra))
+                                                           sizeof(dbp_op) + DBP__OP_SLAB, 0))
                : extra > (size_t)-1 / 2 ? NULL : DBP__CAST(dbp_op *, dbp__calloc(1, sizeof(dbp_op) + extra));
     if (!op) return NULL;
     if (dbp__timers_reserve(hub, 1) != DBP_OK) {
         if (slab) dbp__slab_give(&hub->free_ops, &hub->nfree_ops, op); else DBP_FREE(op);
         return NULL;
     }
-    if (slab) op->flags = DBP__OF_SLAB;
+    if (slab) {
+        /* zeroed but for the error message past its first byte (nothing
+           reads past its NUL) and the inline request (dbp__query_make
+           writes all of it): that was half the op's bytes */
+        char *b = DBP__CAST(char *, (void *)op), *m = op->err.message + 1, *e = DBP__CAST(char *, (void *)(&op->err + 1));
+        memset(b, 0, (size_t)(m - b));
+        memset(e, 0, sizeof(dbp_op) - (size_t)(e - b));
+        op->flags = DBP__OF_SLAB;
+    }
     op->hub = hub;
     op->pool = pool;
     op->type = type;
