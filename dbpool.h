@@ -2195,12 +2195,16 @@ static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, d
 
 /* ==== SECTION: core structures ==== */
 
-/* A hub timer: embedded in ops, connections and pools; kept in a binary heap. */
+/* A hub timer: embedded in ops, connections and pools; kept in a binary
+   heap, or, when it fires no sooner than every timer in it, at the end of
+   the hub's ordered list (see dbp__timer_set). */
 typedef struct dbp__timer {
     long long at;                       /* ms of the monotonic clock */
-    int idx;                            /* heap index, -1 when not armed */
+    int idx;                            /* heap index, DBP__TIMER_LISTED in the list, -1 when not armed */
     void (*fire)(struct dbp__timer *t);
+    struct dbp__timer *prev, *next;     /* in the hub's ordered list */
 } dbp__timer;
+#define DBP__TIMER_LISTED INT_MAX
 
 /* Latency histogram: 8 sub-buckets per power of two, microseconds. Bounded
    memory whatever the number of samples; percentiles within 12.5%. */
@@ -2423,6 +2427,7 @@ struct dbp_hub {
     dbp__link pools;
     dbp__timer **heap;
     int nheap, capheap;
+    dbp__timer *tfirst, *tlast;    /* the ordered list of timers, soonest first */
     dbp__link notify;
     dbp__link all_ops;
     dbp__link graveyard;           /* dead connections, freed at the end of a step */
@@ -2650,12 +2655,20 @@ static void dbp__heap_down(dbp_hub *h, int i)
 }
 static void dbp__timer_init(dbp__timer *t, void (*fire)(dbp__timer *))
 {
-    t->at = 0; t->idx = -1; t->fire = fire;
+    t->at = 0; t->idx = -1; t->fire = fire; t->prev = t->next = NULL;
 }
 static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
 {
     int i = t->idx;
     if (i < 0) return;
+    if (i == DBP__TIMER_LISTED) {
+        if (t->prev) t->prev->next = t->next; else h->tfirst = t->next;
+        if (t->next) t->next->prev = t->prev; else h->tlast = t->prev;
+        t->prev = t->next = NULL;
+        t->idx = -1;
+        t->at = 0;
+        return;
+    }
     h->nheap--;
     if (i != h->nheap) {
         h->heap[i] = h->heap[h->nheap];
@@ -2666,9 +2679,25 @@ static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
     t->idx = -1;
     t->at = 0;
 }
-/* Arms (or re-arms) a timer. Fails only when the heap cannot grow. */
+/* Arms (or re-arms) a timer. Fails only when the heap cannot grow.
+   Most deadlines are now plus a pool's fixed timeout (the acquire deadline
+   of every queued op), so each is no sooner than the one set before it:
+   such a timer goes at the end of an ordered list, where arming and
+   clearing it cost a few pointer moves instead of sifts through the heap
+   (an op left the queue with the heap's root: a sift down its height, per
+   op). The rest go to the heap; the soonest of both fires first. */
 static int dbp__timer_set(dbp_hub *h, dbp__timer *t, long long at_ms)
 {
+    if (t->idx == DBP__TIMER_LISTED) dbp__timer_clear(h, t);
+    if (t->idx < 0 && (!h->tlast || at_ms >= h->tlast->at)) {
+        t->at = at_ms;
+        t->idx = DBP__TIMER_LISTED;
+        t->prev = h->tlast;
+        t->next = NULL;
+        if (h->tlast) h->tlast->next = t; else h->tfirst = t;
+        h->tlast = t;
+        return DBP_OK;
+    }
     if (t->idx >= 0) {
         t->at = at_ms;
         dbp__heap_down(h, t->idx);
@@ -2704,6 +2733,14 @@ static int dbp__timers_reserve(dbp_hub *h, int k)
     return DBP_OK;
 }
 static void dbp__timers_release(dbp_hub *h, int k) { if (h) h->timers_reserved -= k; }
+
+/* The armed timer that fires first, NULL when none. */
+static dbp__timer *dbp__timer_first(const dbp_hub *h)
+{
+    dbp__timer *t = h->nheap > 0 ? h->heap[0] : NULL;
+    if (h->tfirst && (!t || h->tfirst->at < t->at)) t = h->tfirst;
+    return t;
+}
 
 /* Arms a timer only if that makes it fire earlier (or it is not armed). */
 static void dbp__timer_min(dbp_hub *h, dbp__timer *t, long long at_ms)
@@ -4483,8 +4520,9 @@ static void dbp__hub_timers(dbp_hub *h)
 {
     long long now = dbp__ms_now();
     int guard = 0;
-    while (h->nheap > 0 && h->heap[0]->at <= now && guard++ < 100000) {
-        dbp__timer *t = h->heap[0];
+    for (;;) {
+        dbp__timer *t = dbp__timer_first(h);
+        if (!t || t->at > now || guard++ >= 100000) break;
         dbp__timer_clear(h, t);
         t->fire(t);
     }
@@ -4553,9 +4591,10 @@ static int dbp__hub_grow(dbp_hub *h, int need)
 static int dbp__hub_timeout(const dbp_hub *h, int limit)
 {
     long long d;
+    const dbp__timer *t = dbp__timer_first(h);
     if (!dbp__list_empty(&h->notify)) return 0;
-    if (h->nheap == 0) return limit;
-    d = h->heap[0]->at - dbp__ms_now();
+    if (!t) return limit;
+    d = t->at - dbp__ms_now();
     if (d < 0) d = 0;
     if (d > INT_MAX) d = INT_MAX;
     if (limit >= 0 && d > limit) d = limit;
