@@ -2196,15 +2196,17 @@ static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, d
 /* ==== SECTION: core structures ==== */
 
 /* A hub timer: embedded in ops, connections and pools; kept in a binary
-   heap, or, when it fires no sooner than every timer in it, at the end of
-   the hub's ordered list (see dbp__timer_set). */
+   heap, or, when it fires no sooner than every timer in one of them, at the
+   end of one of the hub's ordered lists (see dbp__timer_set). */
 typedef struct dbp__timer {
     long long at;                       /* ms of the monotonic clock */
-    int idx;                            /* heap index, DBP__TIMER_LISTED in the list, -1 when not armed */
+    int idx;                            /* heap index; DBP__TIMER_LISTED + k in list k;
+                                           -1 when not armed */
     void (*fire)(struct dbp__timer *t);
-    struct dbp__timer *prev, *next;     /* in the hub's ordered list */
+    struct dbp__timer *prev, *next;     /* in an ordered list */
 } dbp__timer;
-#define DBP__TIMER_LISTED INT_MAX
+#define DBP__TIMER_LISTS 4
+#define DBP__TIMER_LISTED (INT_MAX - DBP__TIMER_LISTS)
 
 /* Latency histogram: 8 sub-buckets per power of two, microseconds. Bounded
    memory whatever the number of samples; percentiles within 12.5%. */
@@ -2427,7 +2429,7 @@ struct dbp_hub {
     dbp__link pools;
     dbp__timer **heap;
     int nheap, capheap;
-    dbp__timer *tfirst, *tlast;    /* the ordered list of timers, soonest first */
+    dbp__timer *tfirst[DBP__TIMER_LISTS], *tlast[DBP__TIMER_LISTS]; /* ordered lists, soonest first */
     dbp__link notify;
     dbp__link all_ops;
     dbp__link graveyard;           /* dead connections, freed at the end of a step */
@@ -2661,9 +2663,10 @@ static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
 {
     int i = t->idx;
     if (i < 0) return;
-    if (i == DBP__TIMER_LISTED) {
-        if (t->prev) t->prev->next = t->next; else h->tfirst = t->next;
-        if (t->next) t->next->prev = t->prev; else h->tlast = t->prev;
+    if (i >= DBP__TIMER_LISTED) {
+        int k = i - DBP__TIMER_LISTED;
+        if (t->prev) t->prev->next = t->next; else h->tfirst[k] = t->next;
+        if (t->next) t->next->prev = t->prev; else h->tlast[k] = t->prev;
         t->prev = t->next = NULL;
         t->idx = -1;
         t->at = 0;
@@ -2680,22 +2683,27 @@ static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
     t->at = 0;
 }
 /* Arms (or re-arms) a timer. Fails only when the heap cannot grow.
-   Most deadlines are now plus a pool's fixed timeout (the acquire deadline
-   of every queued op), so each is no sooner than the one set before it:
-   such a timer goes at the end of an ordered list, where arming and
+   Most deadlines are now plus a fixed timeout (the acquire deadline of
+   every queued op, a connection's idle timeout), so each is no sooner than
+   the one of its kind set before it: such a timer goes at the end of the
+   first ordered list whose last timer fires no later, where arming and
    clearing it cost a few pointer moves instead of sifts through the heap
    (an op left the queue with the heap's root: a sift down its height, per
-   op). The rest go to the heap; the soonest of both fires first. */
+   op). A few lists, so that kinds with different timeouts each find one;
+   the rest go to the heap; the soonest of all fires first. */
 static int dbp__timer_set(dbp_hub *h, dbp__timer *t, long long at_ms)
 {
-    if (t->idx == DBP__TIMER_LISTED) dbp__timer_clear(h, t);
-    if (t->idx < 0 && (!h->tlast || at_ms >= h->tlast->at)) {
+    int k;
+    if (t->idx >= DBP__TIMER_LISTED) dbp__timer_clear(h, t);
+    for (k = 0; t->idx < 0 && k < DBP__TIMER_LISTS; k++) {
+        dbp__timer *last = h->tlast[k];
+        if (last && at_ms < last->at) continue;
         t->at = at_ms;
-        t->idx = DBP__TIMER_LISTED;
-        t->prev = h->tlast;
+        t->idx = DBP__TIMER_LISTED + k;
+        t->prev = last;
         t->next = NULL;
-        if (h->tlast) h->tlast->next = t; else h->tfirst = t;
-        h->tlast = t;
+        if (last) last->next = t; else h->tfirst[k] = t;
+        h->tlast[k] = t;
         return DBP_OK;
     }
     if (t->idx >= 0) {
@@ -2738,7 +2746,9 @@ static void dbp__timers_release(dbp_hub *h, int k) { if (h) h->timers_reserved -
 static dbp__timer *dbp__timer_first(const dbp_hub *h)
 {
     dbp__timer *t = h->nheap > 0 ? h->heap[0] : NULL;
-    if (h->tfirst && (!t || h->tfirst->at < t->at)) t = h->tfirst;
+    int k;
+    for (k = 0; k < DBP__TIMER_LISTS; k++)
+        if (h->tfirst[k] && (!t || h->tfirst[k]->at < t->at)) t = h->tfirst[k];
     return t;
 }
 
