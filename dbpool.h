@@ -1471,6 +1471,25 @@ typedef struct dbp__bind_ctx {
     int rc;
 } dbp__bind_ctx;
 
+/* The decimal text of an integer value (DBP_INT or DBP_UINT) ending at
+   `end`; returns where it starts (at most 20 bytes before). By hand:
+   vsnprintf cost as much as the rest of the bind. */
+static char *dbp__int_text(const dbp_value *v, char *end)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    unsigned long long u = v->type == DBP_UINT ? v->v.u
+                         : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
+    char *d = end;
+    /* two digits per division */
+    while (u >= 100) { unsigned k = (unsigned)(u % 100) * 2; u /= 100; *--d = pairs[k + 1]; *--d = pairs[k]; }
+    if (u >= 10) { unsigned k = (unsigned)u * 2; *--d = pairs[k + 1]; *--d = pairs[k]; }
+    else *--d = (char)('0' + u);
+    if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
+    return d;
+}
+
 static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn escape, void *ud)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -1480,19 +1499,8 @@ static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn esc
     case DBP_NULL: return dbp__buf_adds(out, "NULL");
     case DBP_BOOL: return dbp__buf_adds(out, v->v.b ? "TRUE" : "FALSE");
     case DBP_INT: case DBP_UINT: {
-        /* decimal digits by hand: vsnprintf cost as much as the rest of the bind */
-        unsigned long long u = v->type == DBP_UINT ? v->v.u
-                             : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
-        static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                    "8081828384858687888990919293949596979899";
-        char *e = num + sizeof num, *d = e;
-        /* two digits per division */
-        while (u >= 100) { unsigned k = (unsigned)(u % 100) * 2; u /= 100; *--d = pairs[k + 1]; *--d = pairs[k]; }
-        if (u >= 10) { unsigned k = (unsigned)u * 2; *--d = pairs[k + 1]; *--d = pairs[k]; }
-        else *--d = (char)('0' + u);
-        if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
-        return dbp__buf_add(out, d, (size_t)(e - d));
+        char *d = dbp__int_text(v, num + sizeof num);
+        return dbp__buf_add(out, d, (size_t)(num + sizeof num - d));
     }
     case DBP_DOUBLE: {
         /* Shortest text that reads back as the same double; the e0 suffix
@@ -1550,6 +1558,40 @@ static int dbp__bind_at(const char *sql, size_t len, const dbp_value *params, db
 {
     dbp__bind_ctx b;
     size_t k;
+    if (ph) {
+        /* Integers, NULL and booleans only (ids, limits: the common case):
+           room for the longest text of each at once, then written in place. */
+        size_t need = len;
+        for (k = 0; k < nph; k++) {
+            int t = params[k].type;
+            if (t != DBP_INT && t != DBP_UINT && t != DBP_NULL && t != DBP_BOOL) break;
+            need += 20;
+        }
+        if (k == nph) {
+            size_t last = 0;
+            char *w;
+            if (dbp__buf_reserve(out, need)) return DBP_ENOMEM;
+            w = out->data + out->len;
+            for (k = 0; k < nph; k++) {
+                const dbp_value *v = &params[k];
+                memcpy(w, sql + last, ph[k] - last);
+                w += ph[k] - last;
+                last = ph[k] + 1;
+                if (v->type == DBP_NULL) { memcpy(w, "NULL", 4); w += 4; }
+                else if (v->type == DBP_BOOL) { memcpy(w, v->v.b ? "TRUE" : "FALSE", v->v.b ? 4 : 5); w += v->v.b ? 4 : 5; }
+                else {
+                    char num[24], *d = dbp__int_text(v, num + sizeof num);
+                    memcpy(w, d, (size_t)(num + sizeof num - d));
+                    w += num + sizeof num - d;
+                }
+            }
+            memcpy(w, sql + last, len - last);
+            w += len - last;
+            *w = '\0';
+            out->len = (size_t)(w - out->data);
+            return DBP_OK;
+        }
+    }
     memset(&b, 0, sizeof b);
     b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
     if (ph) {
