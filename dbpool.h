@@ -4182,7 +4182,6 @@ static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
 /* Assigns queued ops to connections and opens connections as needed. */
 static void dbp__pool_dispatch(dbp_pool *p)
 {
-    long long now;
     int guard = 0;
     if (p->bk->router) { p->bk->router->dispatch(p); return; }
     if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
@@ -4211,8 +4210,8 @@ static void dbp__pool_dispatch(dbp_pool *p)
     if (dbp__list_empty(&p->queue) || p->state == DBP__PS_CLOSED) return;
     /* Grow: one new connection per waiting op not yet covered by one being
        opened, up to max (the blocking class has its own max). */
-    now = dbp__ms_now();
-    if (now < p->next_connect_ms) {
+    /* (no clock read while no connect ever failed: next_connect_ms is 0) */
+    if (p->next_connect_ms && dbp__ms_now() < p->next_connect_ms) {
         dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
         return;
     }
