@@ -92,6 +92,11 @@
                              helper threads they must be thread-safe: see
                              "Helper threads")
      DBP_MAX_PARAMS          most `?` parameters in one statement (65535)
+     DBPOOL_NO_RECYCLE       free every op and MySQL result to the allocator
+                             at once instead of keeping up to 1024 of each on
+                             the hub for reuse (the default when built with
+                             AddressSanitizer, so it still sees a use after
+                             free; define it for Valgrind's memcheck too)
      DBP_STREAM_BATCH        rows buffered per streaming op before the hub
                              stops reading (256)
 
@@ -1417,11 +1422,10 @@ static int dbp__ph_note(void *ud, size_t pos)
     return 0;
 }
 
-static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *params, size_t n,
-                                dbp_error *err, dbp__ph_list *ph)
+/* Checks the values against `want` placeholders. */
+static int dbp__check_values(size_t want, const dbp_value *params, size_t n, dbp_error *err)
 {
-    size_t want = ph ? (dbp__scan_placeholders(sql, len, dbp__ph_note, ph), ph->n)
-                     : dbp__scan_placeholders(sql, len, NULL, NULL), i;
+    size_t i;
     if (n > DBP_MAX_PARAMS)
         return dbp__err_set(err, DBP_EPARAM, "too many parameters (%lu, at most %d)",
                             (unsigned long)n, DBP_MAX_PARAMS);
@@ -1448,6 +1452,14 @@ static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *pa
     return DBP_OK;
 }
 
+static int dbp__check_params_at(const char *sql, size_t len, const dbp_value *params, size_t n,
+                                dbp_error *err, dbp__ph_list *ph)
+{
+    size_t want = ph ? (dbp__scan_placeholders(sql, len, dbp__ph_note, ph), ph->n)
+                     : dbp__scan_placeholders(sql, len, NULL, NULL);
+    return dbp__check_values(want, params, n, err);
+}
+
 static int dbp__check_params(const char *sql, size_t len, const dbp_value *params, size_t n, dbp_error *err)
 {
     return dbp__check_params_at(sql, len, params, n, err, NULL);
@@ -1463,6 +1475,25 @@ typedef struct dbp__bind_ctx {
     int rc;
 } dbp__bind_ctx;
 
+/* The decimal text of an integer value (DBP_INT or DBP_UINT) ending at
+   `end`; returns where it starts (at most 20 bytes before). By hand:
+   vsnprintf cost as much as the rest of the bind. */
+static char *dbp__int_text(const dbp_value *v, char *end)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    unsigned long long u = v->type == DBP_UINT ? v->v.u
+                         : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
+    char *d = end;
+    /* two digits per division */
+    while (u >= 100) { unsigned k = (unsigned)(u % 100) * 2; u /= 100; *--d = pairs[k + 1]; *--d = pairs[k]; }
+    if (u >= 10) { unsigned k = (unsigned)u * 2; *--d = pairs[k + 1]; *--d = pairs[k]; }
+    else *--d = (char)('0' + u);
+    if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
+    return d;
+}
+
 static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn escape, void *ud)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -1472,13 +1503,8 @@ static int dbp__bind_value(dbp__buf *out, const dbp_value *v, dbp__escape_fn esc
     case DBP_NULL: return dbp__buf_adds(out, "NULL");
     case DBP_BOOL: return dbp__buf_adds(out, v->v.b ? "TRUE" : "FALSE");
     case DBP_INT: case DBP_UINT: {
-        /* decimal digits by hand: vsnprintf cost as much as the rest of the bind */
-        unsigned long long u = v->type == DBP_UINT ? v->v.u
-                             : v->v.i < 0 ? 0ULL - (unsigned long long)v->v.i : (unsigned long long)v->v.i;
-        char *e = num + sizeof num, *d = e;
-        do { *--d = (char)('0' + u % 10); u /= 10; } while (u);
-        if (v->type == DBP_INT && v->v.i < 0) *--d = '-';
-        return dbp__buf_add(out, d, (size_t)(e - d));
+        char *d = dbp__int_text(v, num + sizeof num);
+        return dbp__buf_add(out, d, (size_t)(num + sizeof num - d));
     }
     case DBP_DOUBLE: {
         /* Shortest text that reads back as the same double; the e0 suffix
@@ -1536,6 +1562,40 @@ static int dbp__bind_at(const char *sql, size_t len, const dbp_value *params, db
 {
     dbp__bind_ctx b;
     size_t k;
+    if (ph) {
+        /* Integers, NULL and booleans only (ids, limits: the common case):
+           room for the longest text of each at once, then written in place. */
+        size_t need = len;
+        for (k = 0; k < nph; k++) {
+            int t = params[k].type;
+            if (t != DBP_INT && t != DBP_UINT && t != DBP_NULL && t != DBP_BOOL) break;
+            need += 20;
+        }
+        if (k == nph) {
+            size_t last = 0;
+            char *w;
+            if (dbp__buf_reserve(out, need)) return DBP_ENOMEM;
+            w = out->data + out->len;
+            for (k = 0; k < nph; k++) {
+                const dbp_value *v = &params[k];
+                memcpy(w, sql + last, ph[k] - last);
+                w += ph[k] - last;
+                last = ph[k] + 1;
+                if (v->type == DBP_NULL) { memcpy(w, "NULL", 4); w += 4; }
+                else if (v->type == DBP_BOOL) { memcpy(w, v->v.b ? "TRUE" : "FALSE", v->v.b ? 4 : 5); w += v->v.b ? 4 : 5; }
+                else {
+                    char num[24], *d = dbp__int_text(v, num + sizeof num);
+                    memcpy(w, d, (size_t)(num + sizeof num - d));
+                    w += num + sizeof num - d;
+                }
+            }
+            memcpy(w, sql + last, len - last);
+            w += len - last;
+            *w = '\0';
+            out->len = (size_t)(w - out->data);
+            return DBP_OK;
+        }
+    }
     memset(&b, 0, sizeof b);
     b.sql = sql; b.params = params; b.out = out; b.escape = escape; b.escape_ud = ud;
     if (ph) {
@@ -2181,12 +2241,18 @@ static int dbp__settings_resolve(const dbp_pool_config *cfg, dbp__settings *s, d
 
 /* ==== SECTION: core structures ==== */
 
-/* A hub timer: embedded in ops, connections and pools; kept in a binary heap. */
+/* A hub timer: embedded in ops, connections and pools; kept in a binary
+   heap, or, when it fires no sooner than every timer in one of them, at the
+   end of one of the hub's ordered lists (see dbp__timer_set). */
 typedef struct dbp__timer {
     long long at;                       /* ms of the monotonic clock */
-    int idx;                            /* heap index, -1 when not armed */
+    int idx;                            /* heap index; DBP__TIMER_LISTED + k in list k;
+                                           -1 when not armed */
     void (*fire)(struct dbp__timer *t);
+    struct dbp__timer *prev, *next;     /* in an ordered list */
 } dbp__timer;
+#define DBP__TIMER_LISTS 4
+#define DBP__TIMER_LISTED (INT_MAX - DBP__TIMER_LISTS)
 
 /* Latency histogram: 8 sub-buckets per power of two, microseconds. Bounded
    memory whatever the number of samples; percentiles within 12.5%. */
@@ -2229,7 +2295,8 @@ enum {
     DBP__OF_INLINE = 1u << 17,     /* sql and params live in the op's own block */
     DBP__OF_ON_PRIMARY = 1u << 18, /* MySQL replicas: dbp_op_options.on */
     DBP__OF_ON_REPLICA = 1u << 19,
-    DBP__OF_RYW = 1u << 20         /* MySQL replicas: read your writes (dbp_op_options) */
+    DBP__OF_RYW = 1u << 20,        /* MySQL replicas: read your writes (dbp_op_options) */
+    DBP__OF_SLAB = 1u << 21        /* its block is DBP__OP_SLAB long: reusable (dbp__slab_take) */
 };
 
 typedef struct dbp__stream dbp__stream;
@@ -2399,12 +2466,16 @@ struct dbp_pool {
                                       router can send them elsewhere */
     char gtid[64];                 /* MySQL: the GTID of the latest write on its connections,
                                       when the session tracks last_gtid (replicas) */
+    char *ph_sql;                  /* the last statement scanned for placeholders (a copy), */
+    size_t ph_len;                 /* its length, and where they are: the same SQL again */
+    dbp__ph_list ph_last;          /* skips the scan */
 };
 
 struct dbp_hub {
     dbp__link pools;
     dbp__timer **heap;
     int nheap, capheap;
+    dbp__timer *tfirst[DBP__TIMER_LISTS], *tlast[DBP__TIMER_LISTS]; /* ordered lists, soonest first */
     dbp__link notify;
     dbp__link all_ops;
     dbp__link graveyard;           /* dead connections, freed at the end of a step */
@@ -2418,7 +2489,75 @@ struct dbp_hub {
     int reap;                      /* a released pool finished closing: free it after the step */
     int wakeup_fd;
     int timers_reserved;           /* heap slots promised to live timers */
+    void *free_ops;                /* op blocks kept for reuse, linked through their first word */
+    void *free_results;            /* MySQL result blocks kept for reuse, the same way */
+    int nfree_ops, nfree_results;
 };
+
+/* Keeping freed ops and small results on the hub for the next ones saves
+   glibc's malloc and free (about 0.8k instructions per query): every block
+   is of one size (DBP__OP_SLAB bytes after the op, DBP__RESULT_SLAB in
+   all), so any kept block fits any op or result that small. Off under
+   AddressSanitizer, which would no longer see a use after free. */
+#ifndef DBPOOL_NO_RECYCLE
+#  if defined(__SANITIZE_ADDRESS__)
+#    define DBPOOL_NO_RECYCLE
+#  elif defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#      define DBPOOL_NO_RECYCLE
+#    endif
+#  endif
+#endif
+#define DBP__OP_SLAB 256
+#define DBP__RESULT_SLAB 512
+#define DBP__RECYCLE_MAX 1024
+
+/* A zeroed block of `bytes` (at most `slab`) from the list, else a new one of
+   `slab` bytes; NULL when out of memory. */
+static void *dbp__slab_take(void **list, int *n, size_t slab, size_t bytes)
+{
+    void *b;
+#ifndef DBPOOL_NO_RECYCLE
+    if (*list) {
+        b = *list;
+        memcpy(list, b, sizeof(void *));
+        (*n)--;
+        memset(b, 0, bytes);
+        return b;
+    }
+#else
+    DBP__UNUSED(list); DBP__UNUSED(n);
+#endif
+    b = DBP_MALLOC(slab);
+    if (b) memset(b, 0, bytes);
+    return b;
+}
+
+/* Gives back a block taken with dbp__slab_take (freed when the list is full). */
+static void dbp__slab_give(void **list, int *n, void *b)
+{
+#ifndef DBPOOL_NO_RECYCLE
+    if (*n < DBP__RECYCLE_MAX) {
+        memcpy(b, list, sizeof(void *));
+        *list = b;
+        (*n)++;
+        return;
+    }
+#else
+    DBP__UNUSED(list); DBP__UNUSED(n);
+#endif
+    DBP_FREE(b);
+}
+
+static void dbp__slab_drain(void **list, int *n)
+{
+    while (*list) {
+        void *b = *list;
+        memcpy(list, b, sizeof(void *));
+        DBP_FREE(b);
+    }
+    *n = 0;
+}
 
 
 /* ==== SECTION: forward declarations ==== */
@@ -2566,12 +2705,21 @@ static void dbp__heap_down(dbp_hub *h, int i)
 }
 static void dbp__timer_init(dbp__timer *t, void (*fire)(dbp__timer *))
 {
-    t->at = 0; t->idx = -1; t->fire = fire;
+    t->at = 0; t->idx = -1; t->fire = fire; t->prev = t->next = NULL;
 }
 static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
 {
     int i = t->idx;
     if (i < 0) return;
+    if (i >= DBP__TIMER_LISTED) {
+        int k = i - DBP__TIMER_LISTED;
+        if (t->prev) t->prev->next = t->next; else h->tfirst[k] = t->next;
+        if (t->next) t->next->prev = t->prev; else h->tlast[k] = t->prev;
+        t->prev = t->next = NULL;
+        t->idx = -1;
+        t->at = 0;
+        return;
+    }
     h->nheap--;
     if (i != h->nheap) {
         h->heap[i] = h->heap[h->nheap];
@@ -2582,9 +2730,30 @@ static void dbp__timer_clear(dbp_hub *h, dbp__timer *t)
     t->idx = -1;
     t->at = 0;
 }
-/* Arms (or re-arms) a timer. Fails only when the heap cannot grow. */
+/* Arms (or re-arms) a timer. Fails only when the heap cannot grow.
+   Most deadlines are now plus a fixed timeout (the acquire deadline of
+   every queued op, a connection's idle timeout), so each is no sooner than
+   the one of its kind set before it: such a timer goes at the end of the
+   first ordered list whose last timer fires no later, where arming and
+   clearing it cost a few pointer moves instead of sifts through the heap
+   (an op left the queue with the heap's root: a sift down its height, per
+   op). A few lists, so that kinds with different timeouts each find one;
+   the rest go to the heap; the soonest of all fires first. */
 static int dbp__timer_set(dbp_hub *h, dbp__timer *t, long long at_ms)
 {
+    int k;
+    if (t->idx >= DBP__TIMER_LISTED) dbp__timer_clear(h, t);
+    for (k = 0; t->idx < 0 && k < DBP__TIMER_LISTS; k++) {
+        dbp__timer *last = h->tlast[k];
+        if (last && at_ms < last->at) continue;
+        t->at = at_ms;
+        t->idx = DBP__TIMER_LISTED + k;
+        t->prev = last;
+        t->next = NULL;
+        if (last) last->next = t; else h->tfirst[k] = t;
+        h->tlast[k] = t;
+        return DBP_OK;
+    }
     if (t->idx >= 0) {
         t->at = at_ms;
         dbp__heap_down(h, t->idx);
@@ -2621,6 +2790,16 @@ static int dbp__timers_reserve(dbp_hub *h, int k)
 }
 static void dbp__timers_release(dbp_hub *h, int k) { if (h) h->timers_reserved -= k; }
 
+/* The armed timer that fires first, NULL when none. */
+static dbp__timer *dbp__timer_first(const dbp_hub *h)
+{
+    dbp__timer *t = h->nheap > 0 ? h->heap[0] : NULL;
+    int k;
+    for (k = 0; k < DBP__TIMER_LISTS; k++)
+        if (h->tfirst[k] && (!t || h->tfirst[k]->at < t->at)) t = h->tfirst[k];
+    return t;
+}
+
 /* Arms a timer only if that makes it fire earlier (or it is not armed). */
 static void dbp__timer_min(dbp_hub *h, dbp__timer *t, long long at_ms)
 {
@@ -2636,7 +2815,12 @@ static int dbp__hist_bucket(long long v)
     unsigned long long x;
     if (v < 8) return v < 0 ? 0 : (int)v;
     x = (unsigned long long)v;
+#if defined(__GNUC__) || defined(__clang__)
+    /* the top bit's position in one instruction: two samples per op */
+    e = 63 - __builtin_clzll(x);
+#else
     while (x >> (e + 1)) e++;
+#endif
     {
         int idx = (e - 2) * 8 + (int)((x >> (e - 3)) & 7);
         return idx < DBP__HIST_BUCKETS ? idx : DBP__HIST_BUCKETS - 1;
@@ -2682,13 +2866,29 @@ typedef struct dbp__result {
     dbp_field *fields;
     dbp_cell *cells;
     char *arena;          /* copied text (streamed header, info) */
-    int single;           /* fields, cells and arena live in this block */
+    int single;           /* fields, cells and arena live in this block (2: one of
+                             DBP__RESULT_SLAB bytes, see dbp__slab_take) */
 } dbp__result;
 
 DBPDEF const dbp_cell *dbp_result_cell(const dbp_result *r, size_t row, size_t col)
 {
     if (!r || row >= r->nrows || col >= r->ncols) return NULL;
     return &r->cells[row * r->ncols + col];
+}
+
+/* dbp_result_free, keeping the blocks of small MySQL results on the hub */
+static void dbp__result_give(dbp_hub *h, dbp_result *r)
+{
+    while (r) {
+        dbp_result *next = r->next;
+        dbp__result *x = DBP__CAST(dbp__result *, (void *)r);
+        if (x->single != 2) { r->next = NULL; dbp_result_free(r); r = next; continue; }
+#ifndef DBPOOL_NO_MYSQL
+        if (x->res) mysql_free_result(DBP__CAST(MYSQL_RES *, x->res));
+#endif
+        dbp__slab_give(&h->free_results, &h->nfree_results, x);
+        r = next;
+    }
 }
 
 DBPDEF void dbp_result_free(dbp_result *r)
@@ -3506,7 +3706,12 @@ static void dbp__conn_arm_housekeeping(dbp_conn *c)
         long long ka = c->idle_since_ms + p->srv_wait_timeout * 500;
         if (!at || ka < at) at = ka;
     }
-    if (at) dbp__timer_set(p->hub, &c->htimer, at < c->idle_since_ms + 1 ? c->idle_since_ms + 1 : at);
+    if (!at) return;
+    if (at < c->idle_since_ms + 1) at = c->idle_since_ms + 1;
+    /* one armed to fire sooner stays: dbp__conn_htimer_fire checks the
+       clock and arms it again, so firing early costs one wake-up, where
+       moving it in the heap on every op cost more */
+    if (c->htimer.idx < 0 || at < c->htimer.at) dbp__timer_set(p->hub, &c->htimer, at);
 }
 
 static void dbp__conn_htimer_fire(dbp__timer *t)
@@ -3813,7 +4018,8 @@ static void dbp__op_begin(dbp_conn *c, dbp_op *op)
     c->nops++;
     c->state = DBP__CS_BUSY;
     dbp__list_remove(&c->idle_link);
-    dbp__timer_clear(p->hub, &c->htimer);
+    /* the housekeeping timer stays armed: firing on a busy connection does
+       nothing, and the next dbp__conn_idle keeps or re-arms it */
     p->bk->op_start(c, op);
 }
 
@@ -3988,7 +4194,6 @@ static dbp_conn *dbp__pool_pick(dbp_pool *p, dbp_op *op)
 /* Assigns queued ops to connections and opens connections as needed. */
 static void dbp__pool_dispatch(dbp_pool *p)
 {
-    long long now;
     int guard = 0;
     if (p->bk->router) { p->bk->router->dispatch(p); return; }
     if (p->in_dispatch) return; /* a connection failing inside the loop: the loop goes on */
@@ -4017,8 +4222,8 @@ static void dbp__pool_dispatch(dbp_pool *p)
     if (dbp__list_empty(&p->queue) || p->state == DBP__PS_CLOSED) return;
     /* Grow: one new connection per waiting op not yet covered by one being
        opened, up to max (the blocking class has its own max). */
-    now = dbp__ms_now();
-    if (now < p->next_connect_ms) {
+    /* (no clock read while no connect ever failed: next_connect_ms is 0) */
+    if (p->next_connect_ms && dbp__ms_now() < p->next_connect_ms) {
         dbp__timer_min(p->hub, &p->timer, p->next_connect_ms);
         return;
     }
@@ -4028,6 +4233,12 @@ static void dbp__pool_dispatch(dbp_pool *p)
         /* a KILL QUERY waits at the head and may use one connection beyond max */
         int side = (DBP__CONTAINER(p->queue.next, dbp_op, link)->flags & DBP__OF_SIDE_OK) != 0;
         dbp__link *l;
+        /* a full pool under load (every dispatch with a queue): neither class
+           can open one more, so the walk over the connections below would
+           only count what it cannot use */
+        if (p->nconns >= dbp__pool_max(p) + side &&
+            (want_blocking == 0 || p->nblocking >= p->s.max_blocking))
+            return;
         for (l = p->conns.next; l != &p->conns; l = l->next) {
             dbp_conn *c = DBP__CONTAINER(l, dbp_conn, link);
             if (c->state != DBP__CS_CONNECTING && c->state != DBP__CS_INIT) continue;
@@ -4372,8 +4583,9 @@ static void dbp__hub_timers(dbp_hub *h)
 {
     long long now = dbp__ms_now();
     int guard = 0;
-    while (h->nheap > 0 && h->heap[0]->at <= now && guard++ < 100000) {
-        dbp__timer *t = h->heap[0];
+    for (;;) {
+        dbp__timer *t = dbp__timer_first(h);
+        if (!t || t->at > now || guard++ >= 100000) break;
         dbp__timer_clear(h, t);
         t->fire(t);
     }
@@ -4442,9 +4654,10 @@ static int dbp__hub_grow(dbp_hub *h, int need)
 static int dbp__hub_timeout(const dbp_hub *h, int limit)
 {
     long long d;
+    const dbp__timer *t = dbp__timer_first(h);
     if (!dbp__list_empty(&h->notify)) return 0;
-    if (h->nheap == 0) return limit;
-    d = h->heap[0]->at - dbp__ms_now();
+    if (!t) return limit;
+    d = t->at - dbp__ms_now();
     if (d < 0) d = 0;
     if (d > INT_MAX) d = INT_MAX;
     if (limit >= 0 && d > limit) d = limit;
@@ -4638,6 +4851,8 @@ DBPDEF void dbp_hub_free(dbp_hub *h, int timeout_ms)
         if (op->acquired) { op->acquired = NULL; }
         if (!(op->flags & DBP__OF_CALLER)) dbp__op_destroy(op);
     }
+    dbp__slab_drain(&h->free_ops, &h->nfree_ops);
+    dbp__slab_drain(&h->free_results, &h->nfree_results);
     DBP_FREE(h->heap);
     DBP_FREE(h->pfd);
     DBP_FREE(h->pconn);
@@ -4755,6 +4970,7 @@ static void dbp__pool_destroy(dbp_pool *p)
     if (p->bk->router) p->bk->router->free(p);
     dbp__list_remove(&p->link);
     dbp__settings_free(&p->s);
+    DBP_FREE(p->ph_sql);
     DBP_FREE(p);
 }
 
@@ -4972,14 +5188,29 @@ DBPDEF dbp_op *dbp_pool_call(dbp_pool *p, int argc, const char *const *argv, con
 /* An op with `extra` bytes after it (an inline request). */
 static dbp_op *dbp__op_new_extra(dbp_hub *hub, dbp_pool *pool, int type, size_t extra)
 {
-    dbp_op *op = extra > (size_t)-1 / 2 ? NULL : DBP__CAST(dbp_op *, dbp__calloc(1, sizeof(dbp_op) + extra));
+    int slab = extra <= DBP__OP_SLAB;
+    dbp_op *op = slab ? DBP__CAST(dbp_op *, dbp__slab_take(&hub->free_ops, &hub->nfree_ops,
+                                                           sizeof(dbp_op) + DBP__OP_SLAB, 0))
+               : extra > (size_t)-1 / 2 ? NULL : DBP__CAST(dbp_op *, dbp__calloc(1, sizeof(dbp_op) + extra));
     if (!op) return NULL;
-    if (dbp__timers_reserve(hub, 1) != DBP_OK) { DBP_FREE(op); return NULL; }
+    if (dbp__timers_reserve(hub, 1) != DBP_OK) {
+        if (slab) dbp__slab_give(&hub->free_ops, &hub->nfree_ops, op); else DBP_FREE(op);
+        return NULL;
+    }
+    if (slab) {
+        /* zeroed but for the error message past its first byte (nothing
+           reads past its NUL) and the inline request (dbp__query_make
+           writes all of it): that was half the op's bytes */
+        char *b = DBP__CAST(char *, (void *)op), *m = op->err.message + 1, *e = DBP__CAST(char *, (void *)(&op->err + 1));
+        memset(b, 0, (size_t)(m - b));
+        memset(e, 0, sizeof(dbp_op) - (size_t)(e - b));
+        op->flags = DBP__OF_SLAB;
+    }
     op->hub = hub;
     op->pool = pool;
     op->type = type;
     op->state = DBP_OP_QUEUED;
-    op->flags = DBP__OF_CALLER;
+    op->flags |= DBP__OF_CALLER;
     op->slot = -1;
     op->t_submit = dbp__now_us();
     dbp__timer_init(&op->timer, dbp__op_timer_fire);
@@ -4995,6 +5226,7 @@ static dbp_op *dbp__op_new(dbp_hub *hub, dbp_pool *pool, int type)
 
 static void dbp__op_destroy(dbp_op *op)
 {
+    dbp_hub *h = op->hub;
     if (op->hub) {
         dbp__timers_release(op->hub, 1);
         dbp__timer_clear(op->hub, &op->timer);
@@ -5006,7 +5238,7 @@ static void dbp__op_destroy(dbp_op *op)
         DBP_FREE(op->params);
     }
     if (!(op->flags & DBP__OF_BORROWED)) DBP_FREE(op->req);
-    dbp_result_free(op->result);
+    if (h) dbp__result_give(h, op->result); else dbp_result_free(op->result);
     dbp_reply_free(op->reply);
     dbp__stream_free(op->stream);
     if (op->acquired) dbp_conn_release(op->acquired);
@@ -5016,7 +5248,8 @@ static void dbp__op_destroy(dbp_op *op)
         DBP_FREE(op->copy->abort_msg);
         DBP_FREE(op->copy);
     }
-    DBP_FREE(op);
+    if (h && (op->flags & DBP__OF_SLAB)) dbp__slab_give(&h->free_ops, &h->nfree_ops, op);
+    else DBP_FREE(op);
 }
 
 static int dbp__op_settled(const dbp_op *op) { return op->state >= DBP_OP_FULFILLED; }
@@ -5259,6 +5492,32 @@ DBPDEF int dbp_op_fetch_wait(dbp_op *op, int timeout_ms)
     }
 }
 
+/* dbp__check_params_at with the pool's memory of the last statement: a
+   program sends the same SQL again and again, and scanning it cost more
+   than the rest of the submit. The copy is compared, not the pointer (the
+   caller may reuse its buffer for another statement). */
+#define DBP__PH_CACHE_MAX 1024
+static int dbp__check_params_cached(dbp_pool *p, const char *sql, size_t len, const dbp_value *params,
+                                    size_t n, dbp_error *err, dbp__ph_list *ph)
+{
+    int rc;
+    if (p->ph_sql && len == p->ph_len && memcmp(sql, p->ph_sql, len) == 0) {
+        *ph = p->ph_last;
+        return dbp__check_values(ph->n, params, n, err);
+    }
+    rc = dbp__check_params_at(sql, len, params, n, err, ph);
+    if (len <= DBP__PH_CACHE_MAX) {
+        /* room for the longest statement kept, once (none when that fails) */
+        if (!p->ph_sql) p->ph_sql = DBP__CAST(char *, DBP_MALLOC(DBP__PH_CACHE_MAX));
+        if (p->ph_sql) {
+            p->ph_last = *ph;
+            if (len) memcpy(p->ph_sql, sql, len);
+            p->ph_len = len;
+        }
+    }
+    return rc;
+}
+
 static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t len, const dbp_value *params,
                                size_t n, const dbp_op_options *o)
 {
@@ -5296,7 +5555,7 @@ static dbp_op *dbp__query_make(dbp_pool *p, int type, const char *sql, size_t le
     if (n && !params) { dbp__op_fail(op, DBP_EUSAGE, 0, "params is NULL but nparams is %lu", (unsigned long)n); return op; }
     memset(&ph, 0, sizeof ph);
     if ((p->bk->check_params ? p->bk->check_params(sql, len, params, n, &op->err)
-                             : dbp__check_params_at(sql, len, params, n, &op->err, &ph)) != DBP_OK) {
+                             : dbp__check_params_cached(p, sql, len, params, n, &op->err, &ph)) != DBP_OK) {
         dbp__op_settle(op, op->err.rc);
         return op;
     }
@@ -5929,6 +6188,16 @@ static dbp_type dbp__my_vtype(const MYSQL_FIELD *f)
     }
 }
 
+/* A zeroed block for a result of `bytes`: a small one is of DBP__RESULT_SLAB
+   bytes, kept on the hub for reuse when freed with its op (single = 2). */
+static void *dbp__my_result_block(dbp_conn *c, size_t bytes)
+{
+    dbp_hub *h = c->pool->hub;
+    if (bytes <= DBP__RESULT_SLAB)
+        return dbp__slab_take(&h->free_results, &h->nfree_results, DBP__RESULT_SLAB, bytes);
+    return dbp__calloc(1, bytes);
+}
+
 /* Builds a dbp_result from a stored MYSQL_RES (or a statement without rows),
    in one allocation: the struct, the fields, the cells and the info text. */
 static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
@@ -5941,10 +6210,10 @@ static dbp__result *dbp__my_make_result(dbp_conn *c, MYSQL_RES *res)
     if (res) nr = (size_t)mysql_num_rows(res);
     if (nf && nr > ((size_t)-1 / 2) / nf / sizeof(dbp_cell)) return NULL;
     bytes = sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell) + infolen + 1;
-    block = DBP__CAST(char *, dbp__calloc(1, bytes));
+    block = DBP__CAST(char *, dbp__my_result_block(c, bytes));
     if (!block) return NULL;
     r = DBP__CAST(dbp__result *, (void *)block);
-    r->single = 1;
+    r->single = bytes <= DBP__RESULT_SLAB ? 2 : 1;
     r->fields = DBP__CAST(dbp_field *, (void *)(block + sizeof(dbp__result)));
     r->cells = DBP__CAST(dbp_cell *, (void *)(block + sizeof(dbp__result) + nf * sizeof(dbp_field)));
     r->arena = block + sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell);
@@ -6369,10 +6638,10 @@ static dbp__result *dbp__my_ps_result(dbp_conn *c)
         nr = row;
     }
     bytes = sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell) + names + data.len + infolen + 1;
-    block = DBP__CAST(char *, dbp__calloc(1, bytes));
+    block = DBP__CAST(char *, dbp__my_result_block(c, bytes));
     if (!block) goto fail;
     r = DBP__CAST(dbp__result *, (void *)block);
-    r->single = 1;
+    r->single = bytes <= DBP__RESULT_SLAB ? 2 : 1;
     r->fields = DBP__CAST(dbp_field *, (void *)(block + sizeof(dbp__result)));
     r->cells = DBP__CAST(dbp_cell *, (void *)(block + sizeof(dbp__result) + nf * sizeof(dbp_field)));
     q = block + sizeof(dbp__result) + nf * sizeof(dbp_field) + nr * nf * sizeof(dbp_cell);

@@ -228,6 +228,49 @@ static void test_values(dbp_hub *h)
     dbp_pool_free(p);
 }
 
+/* The text protocol binds integers, NULL and booleans in place, at the
+   placeholders the pool noted the last time it saw the same SQL: the same
+   text again, and other text in the same buffer, bind where they should. */
+static void test_text_binds(dbp_hub *h)
+{
+    dbp_pool *p = open_pool(h, URL, "max=1&prepare=0");
+    dbp_op *op;
+    const dbp_result *r;
+    dbp_value v[5];
+    char sql[64];
+    int round;
+    v[0] = dbp_v_int(-9223372036854775807LL - 1); v[1] = dbp_v_uint(18446744073709551615ULL);
+    v[2] = dbp_v_null(); v[3] = dbp_v_bool(1); v[4] = dbp_v_bool(0);
+    for (round = 0; round < 2; round++) {
+        strcpy(sql, "SELECT ?, ?, ? IS NULL, ?, ?");
+        op = dbp_pool_query(p, sql, v, 5, NULL);
+        dbp_op_wait(op, 5000);
+        r = dbp_op_result(op);
+        if (ok(r && r->nrows == 1 && r->ncols == 5, "text binds, round %d", round + 1)) {
+            is_str(dbp_result_cell(r, 0, 0)->data, "-9223372036854775808", "  BIGINT min");
+            is_str(dbp_result_cell(r, 0, 1)->data, "18446744073709551615", "  BIGINT UNSIGNED max");
+            is_str(dbp_result_cell(r, 0, 2)->data, "1", "  NULL");
+            is_str(dbp_result_cell(r, 0, 3)->data, "1", "  TRUE");
+            is_str(dbp_result_cell(r, 0, 4)->data, "0", "  FALSE");
+        }
+        dbp_op_free(op);
+        /* the same buffer, the same length, the placeholders elsewhere */
+        strcpy(sql, "SELECT 7, ?, '?', 'abcdefgh'");
+        op = dbp_pool_query(p, sql, v + 1, 1, NULL);
+        dbp_op_wait(op, 5000);
+        r = dbp_op_result(op);
+        ok(r && r->ncols == 4 && strcmp(dbp_result_cell(r, 0, 0)->data, "7") == 0 &&
+           strcmp(dbp_result_cell(r, 0, 1)->data, "18446744073709551615") == 0 &&
+           strcmp(dbp_result_cell(r, 0, 2)->data, "?") == 0, "  other SQL in the same buffer binds at its own placeholder");
+        dbp_op_free(op);
+        op = dbp_pool_query(p, sql, v, 2, NULL);
+        ok(dbp_op_wait(op, 5000) == DBP_EPARAM, "  and its count is checked against its own placeholders");
+        dbp_op_free(op);
+    }
+    dbp_op_free(dbp_pool_close(p, 5000));
+    dbp_pool_free(p);
+}
+
 static void test_injection(dbp_hub *h)
 {
     static const char *const corpus[] = {
@@ -504,6 +547,7 @@ int main(void)
     test_seed_close(h);
     test_close_deadline(h);
     test_values(h);
+    test_text_binds(h);
     test_injection(h);
     test_multi_results(h);
     test_pinned(h);

@@ -365,6 +365,30 @@ static void test_binder(void)
     out = dbp_sql_bind("SELECT '?', ?", strlen("SELECT '?', ?"), v, 1, &len, &e);
     is_str(out, "SELECT '?', NULL", "a quoted ? is left alone");
     dbp_free(out);
+    {
+        /* integers are written two digits at a time: every length, both ends */
+        static const struct { long long i; const char *s; } ints[] = {
+            { 0, "0" }, { 7, "7" }, { 10, "10" }, { 99, "99" }, { 100, "100" }, { 101, "101" },
+            { 999, "999" }, { 1000, "1000" }, { 12345, "12345" }, { -1, "-1" }, { -10, "-10" },
+            { -100, "-100" }, { 9223372036854775807LL, "9223372036854775807" },
+            { -9223372036854775807LL - 1, "-9223372036854775808" }
+        };
+        static const struct { unsigned long long u; const char *s; } uints[] = {
+            { 0, "0" }, { 9, "9" }, { 10, "10" }, { 1000000, "1000000" }, { 18446744073709551615ULL, "18446744073709551615" }
+        };
+        for (i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+            dbp_value x = dbp_v_int(ints[i].i);
+            out = dbp_sql_bind("?", 1, &x, 1, &len, &e);
+            is_str(out, ints[i].s, "integer %s", ints[i].s);
+            dbp_free(out);
+        }
+        for (i = 0; i < sizeof uints / sizeof uints[0]; i++) {
+            dbp_value x = dbp_v_uint(uints[i].u);
+            out = dbp_sql_bind("?", 1, &x, 1, &len, &e);
+            is_str(out, uints[i].s, "unsigned %s", uints[i].s);
+            dbp_free(out);
+        }
+    }
     v[0] = dbp_v_double(NAN);
     ok(dbp_sql_bind("SELECT ?", 8, v, 1, &len, &e) == NULL && e.rc == DBP_EPARAM && strstr(e.message, "NaN"),
        "NaN refused: %s", e.message);
