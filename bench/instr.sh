@@ -30,6 +30,7 @@ if [[ "$which" == --all ]]; then
         "raw-mysql 0 point_select/raw_nonblock8"
         "c-mysql 0 point_select/c_pool8"
         "lua-mysql-window 0 point_select/lua_window_pool8"
+        "lua-mysql-map 0 point_select/lua_map_pool8"
         "lua-mysql-many 0 point_select/lua_many_pool8"
         "lua-mysql-luasql 0 point_select/luasql_1conn"
         "c-mysql 1 ps_point_select/c_pool8_ps"
