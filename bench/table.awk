@@ -105,5 +105,5 @@ function target(num, what, a, b, op, limit,    x, y, r, met) {
     if (!(x > 0 && y > 0)) { printf "target %s: %-62s (not measured in this run)\n", num, what; return }
     r = x / y
     met = (op == "<=") ? (r <= limit) : (r >= limit)
-    printf "target %s: %-62s %5.2f  (%s %s: %s)\n", num, what, r, op, limit, met ? "met" : "NOT met"
+    printf "target %s: %-62s %6.3f  (%s %s: %s)\n", num, what, r, op, limit, met ? "met" : "NOT met"
 }
