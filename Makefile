@@ -83,6 +83,17 @@ $(BUILD)/tests/faultproxy: tests/faultproxy.c
 	$(CC) -std=c99 $(WARN) -O2 -o $@ $<
 
 # The checked builds: one binary per test, instrumented.
+# The tests and the module for Valgrind's memcheck: with DBPOOL_NO_RECYCLE,
+# every op and result goes back to the allocator, so that memcheck sees one
+# used after it was freed (a block kept on the hub for reuse is never freed).
+$(BUILD)/vg/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/proxy.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(CFLAGS) -DDBPOOL_NO_RECYCLE -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
+$(BUILD)/vg/lua/dbpool/core.so: lua/dbpool_core.c dbpool.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(CFLAGS) -DDBPOOL_NO_RECYCLE -shared -fPIC -I. $(PKG_CFLAGS) -o $@ $< $(DB_LIBS)
+
 $(BUILD)/asan/tests/%.t: tests/%.c dbpool.h tests/tap.h tests/helpers.h tests/proxy.h
 	@mkdir -p $(dir $@)
 	clang -std=c99 $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -123,7 +134,8 @@ test-plain:
 
 # The checked job. It fuzzes too, by calling fuzz-short explicitly (after the
 # servers are stopped: the fuzzers need none).
-test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so $(BUILD)/asan/tests/soak
+test-checked: all $(addprefix $(BUILD)/asan/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/asan/lua/dbpool/core.so $(BUILD)/asan/tests/soak \
+              $(addprefix $(BUILD)/vg/tests/,$(addsuffix .t,$(C_TESTS))) $(BUILD)/vg/lua/dbpool/core.so
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-asan test-asan-lua test-valgrind test-valgrind-lua test-soak-asan
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -145,8 +157,8 @@ test-asan-lua:
 	  LUA_CPATH="$(BUILD)/asan/lua/?.so;;" prove $(PROVE_OPTS) --exec 'lua5.4' $(LUA_TESTS)
 
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-test-valgrind:
-	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS)))
+test-valgrind: $(addprefix $(BUILD)/vg/tests/,$(addsuffix .t,$(C_TESTS)))
+	prove $(PROVE_OPTS) --exec '$(VALGRIND)' $(addprefix $(BUILD)/vg/tests/,$(addsuffix .t,$(C_TESTS)))
 
 # The checked job's soak: under ASan+UBSan, a fixed list of seeds, a short run
 # each (SOAK_SEEDS, SOAK_SECONDS), so that a failure in CI replays exactly
@@ -163,8 +175,8 @@ test-soak-asan:
 	  || { echo "soak failed with SOAK_SEED=$$seed"; cat $(BUILD)/asan/soak-report.* 2>/dev/null; fail=1; }; \
 	done; exit $$fail
 
-test-valgrind-lua:
-	prove $(PROVE_OPTS) --exec '$(VALGRIND) lua5.4' $(LUA_TESTS)
+test-valgrind-lua: $(BUILD)/vg/lua/dbpool/core.so
+	LUA_CPATH="$(BUILD)/vg/lua/?.so;;" prove $(PROVE_OPTS) --exec '$(VALGRIND) lua5.4' $(LUA_TESTS)
 
 install: lua
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LUA_LMOD) $(DESTDIR)$(LUA_CMOD)/dbpool $(DESTDIR)$(PREFIX)/bin

@@ -96,7 +96,8 @@
                              at once instead of keeping up to 1024 of each on
                              the hub for reuse (the default when built with
                              AddressSanitizer, so it still sees a use after
-                             free; define it for Valgrind's memcheck too)
+                             free; define it for Valgrind's memcheck too, as
+                             the Makefile's test-valgrind builds do)
      DBP_STREAM_BATCH        rows buffered per streaming op before the hub
                              stops reading (256)
 
