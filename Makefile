@@ -127,10 +127,14 @@ check:
 test: all check-header
 	scripts/with-servers.sh $(MAKE) -j1 --no-print-directory test-plain
 
-# (with a 24 s run of the lifetime soak: live objects and RSS flat)
-test-plain:
+# (with a 24 s run of the lifetime soak: live objects and RSS flat; and a
+# 12 s run of the fault soak on this build, where freed ops and results are
+# reused (the checked builds turn the reuse off to see a use after free): a
+# reused op answered with another's reply fails it)
+test-plain: $(BUILD)/tests/soak
 	$(PROVE) tests/faultproxy_selftest.sh $(addprefix $(BUILD)/tests/,$(addsuffix .t,$(C_TESTS))) $(LUA_TESTS) $(CLI_TESTS)
 	SOAK_SECONDS=24 SOAK_REPORT=6 $(PROVE) $(BUILD)/tests/soak_lifetimes
+	SOAK_SEED=1 SOAK_SECONDS=12 $(PROVE) $(BUILD)/tests/soak
 
 # The checked job. It fuzzes too, by calling fuzz-short explicitly (after the
 # servers are stopped: the fuzzers need none).

@@ -267,7 +267,7 @@ int main(void)
         }
         for (i = 0; i < INFLIGHT; i++) {
             slot *s = &slots[i];
-            dbp_op_options o = { 5000, 0, 0 };
+            dbp_op_options o = { 5000, 0, 0, 0, 0 };
             if (s->op) {
                 if (dbp_op_state(s->op) < DBP_OP_FULFILLED) continue;
                 settle(s, s->id, &t);
