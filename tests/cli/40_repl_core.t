@@ -16,14 +16,7 @@ T.ok(ok, "connect db")
 T.like(msg, "mysql://dbpool:***@127.0.0.1", "the connect message has no password")
 T.is(r:prompt(), "db> ", "the prompt names the connection")
 
-local function feed(...)
-    local out, err = {}, {}
-    for _, l in ipairs({ ... }) do
-        local o, e = r:feed(l)
-        out[#out + 1], err[#err + 1] = o, e
-    end
-    return table.concat(out), table.concat(err)
-end
+local feed = T.feeder(r)
 
 feed("DROP TABLE IF EXISTS cli_repl;")
 local out, err = feed("CREATE TABLE cli_repl (id INT PRIMARY KEY, name VARCHAR(20), score DECIMAL(6,2), note TEXT);")

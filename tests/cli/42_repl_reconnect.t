@@ -40,14 +40,7 @@ end
 local r = repl_core.new({})
 T.ok(r:connect("db", mysql_url), "connect db")
 
-local function feed(...)
-    local out, err, all = {}, {}, {}
-    for _, l in ipairs({ ... }) do
-        local o, e, a = r:feed(l)
-        out[#out + 1], err[#err + 1], all[#all + 1] = o, e, a
-    end
-    return table.concat(out), table.concat(err), table.concat(all)
-end
+local feed = T.feeder(r)
 local function cell(out) return tonumber(out:match("|%s*(%d+)%s*|")) end
 local RECONNECTED = "ERROR: connection lost; reconnected (connection id "
 

@@ -12,14 +12,7 @@ local render = require "dbpool.cli.render"
 
 local r = repl_core.new({})
 T.ok(r:connect("db", mysql_url), "connect db")
-local function feed(...)
-    local out, err = {}, {}
-    for _, l in ipairs({ ... }) do
-        local o, e = r:feed(l)
-        out[#out + 1], err[#err + 1] = o, e
-    end
-    return table.concat(out), table.concat(err)
-end
+local feed = T.feeder(r)
 
 feed("DROP TABLE IF EXISTS cli_d_orders, cli_d_users;")
 feed("CREATE TABLE cli_d_users (id INT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(100) NOT NULL,"

@@ -10,14 +10,7 @@ local repl_core = require "dbpool.cli.repl_core"
 
 local r = repl_core.new({})
 T.ok(r:connect("pg", pg_url), "connect pg")
-local function feed(...)
-    local out, err = {}, {}
-    for _, l in ipairs({ ... }) do
-        local o, e = r:feed(l)
-        out[#out + 1], err[#err + 1] = o, e
-    end
-    return table.concat(out), table.concat(err)
-end
+local feed = T.feeder(r)
 
 feed("DROP TABLE IF EXISTS cli_p_orders, cli_p_users;", "DROP FUNCTION IF EXISTS cli_p_twice(int);")
 feed("CREATE TABLE cli_p_users (id serial PRIMARY KEY, email varchar(100) NOT NULL UNIQUE,"

@@ -29,4 +29,17 @@ function T.buffer()
     return b
 end
 
+-- feed = T.feeder(r): feed(line, ...) gives each line to the REPL core r and
+-- returns what they wrote, joined: the output, the errors, and both.
+function T.feeder(r)
+    return function(...)
+        local out, err, all = {}, {}, {}
+        for _, l in ipairs({ ... }) do
+            local o, e, a = r:feed(l)
+            out[#out + 1], err[#err + 1], all[#all + 1] = o, e, a
+        end
+        return table.concat(out), table.concat(err), table.concat(all)
+    end
+end
+
 return T
